@@ -1,0 +1,3 @@
+from scope.cli import run
+
+run()
