@@ -1,0 +1,596 @@
+"""The scan file: ``<slide>.<pass>.scan.h5``, crash-safe and resumable.
+
+Layout (DESIGN.md "Files"). A scan survives ``kill -9`` at any moment because nothing a
+reader opens is ever written in place:
+
+- each field is written to ``<slide>.<pass>.fields/field_NNNNN.h5.partial``, flushed, fsynced
+  and renamed to ``field_NNNNN.h5`` only when all its images are on disk;
+- the scan file itself is a small index rewritten atomically (temp file + ``os.replace``)
+  after every field: attributes, the ``channels``/``positions``/``frames`` tables, ``truth``,
+  and ``images``, a virtual dataset over the field files (relative paths, resolved next to
+  the index). Pending fields read as zeros; ``positions.status`` says which are done.
+
+HDF5's SWMR mode does not give this: a killed SWMR writer leaves a file that plain readers
+cannot open (STACK-NOTES.md).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import hdf5plugin  # noqa: F401  (registers the filters for every reader)
+import numpy as np
+
+from acquisition.tables import (
+    DEFAULT_COMPRESSION,
+    compression_options,
+    read_table,
+    to_records,
+    write_table,
+)
+from hardware_profiles import HardwareProfile
+from hardware_profiles.errors import ScopeError
+from hardware_profiles.loader import parse as parse_profile
+
+FORMAT = "scope-scan"
+FORMAT_VERSION = 1
+PASSES = ("unstained", "stained", "highres")
+
+CHANNEL_FIELDS = [
+    ("name", str), ("leds", str), ("kind", str), ("exposure_level", str),
+    ("theta_deg", np.float64), ("phi_deg", np.float64), ("exposure_ms", np.float64),
+    ("gain", np.float64), ("brightness", np.int32),
+]
+POSITION_FIELDS = [
+    ("x_um", np.float64), ("y_um", np.float64), ("z_um", np.float64),
+    ("status", str), ("acquired_at", str),
+]
+FRAME_FIELDS = [
+    ("position", np.int64), ("channel", np.int32), ("exposure_ms", np.float64),
+    ("gain", np.float64), ("stage_x_um", np.float64), ("stage_y_um", np.float64),
+    ("stage_z_um", np.float64), ("time", np.float64),
+]
+TRUTH_CELL_FIELDS = [
+    ("id", np.int64), ("type", str), ("x_um", np.float64), ("y_um", np.float64),
+    ("radius_um", np.float64), ("pass", str),
+]
+TRUTH_FAULT_FIELDS = [
+    ("kind", str), ("x_um", np.float64), ("y_um", np.float64), ("leds", str),
+    ("dx_px", np.float64), ("dy_px", np.float64),
+]
+
+
+class ScanFileError(ScopeError):
+    """A scan file is missing, of another kind, incomplete, or does not match a request."""
+
+
+def scan_path(out_dir: str | Path, slide: str, pass_: str) -> Path:
+    """``DIR/<slide>.<pass>.scan.h5``."""
+    if pass_ not in PASSES:
+        raise ScanFileError(f"unknown pass {pass_!r}; choose one of {', '.join(PASSES)}")
+    return Path(out_dir) / f"{slide}.{pass_}.scan.h5"
+
+
+def fields_dir(path: str | Path) -> Path:
+    """The folder of per-field files beside a scan file."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".scan.h5") + ".fields")
+
+
+def _field_name(index: int) -> str:
+    return f"field_{index:05d}.h5"
+
+
+def _now_iso() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        _fsync_path(path)
+    except OSError:  # directories cannot be fsynced on every platform
+        pass
+
+
+@dataclass(frozen=True)
+class FieldData:
+    """What a finished field file holds."""
+
+    index: int
+    z_um: float
+    acquired_at: str
+    frames: np.ndarray  # FRAME_FIELDS rows
+
+
+class FieldWriter:
+    """Writes one field's images to a ``.partial`` file; :meth:`commit` makes it durable.
+
+    Frames arrive one channel at a time (``add``). The writer is used from a single thread
+    (the scan's storage thread), so HDF5 compression never runs on the acquisition thread.
+    """
+
+    def __init__(self, scan: ScanWriter, index: int, shape_hw: tuple[int, int]) -> None:
+        self._scan = scan
+        self.index = index
+        self.final_path = scan.fields_dir / _field_name(index)
+        self.partial_path = self.final_path.with_suffix(".h5.partial")
+        n_channels = len(scan.channels)
+        h, w = shape_hw
+        self._file = h5py.File(self.partial_path, "w")
+        self._images = self._file.create_dataset(
+            "images",
+            shape=(n_channels, h, w, 3),
+            dtype=np.uint8,
+            chunks=(1, h, w, 3),
+            **compression_options(scan.compression),
+        )
+        self._frames: list[dict[str, Any]] = []
+        self._written: set[int] = set()
+
+    def add(self, channel: int, image: np.ndarray, frame: dict[str, Any]) -> None:
+        """Store the image of stack channel ``channel`` with its ``frames`` row."""
+        expected = self._images.shape[1:]
+        if image.shape != expected or image.dtype != np.uint8:
+            raise ScanFileError(
+                f"field {self.index} channel {channel}: image {image.shape} {image.dtype} does "
+                f"not match the scan's frame shape {expected} uint8"
+            )
+        self._images[channel] = image
+        self._written.add(channel)
+        self._frames.append({"position": self.index, "channel": channel, **frame})
+
+    def commit(self, *, z_um: float) -> FieldData:
+        """Close, fsync and rename the field file into place. Returns what it holds."""
+        missing = sorted(set(range(len(self._scan.channels))) - self._written)
+        if missing:
+            raise ScanFileError(f"field {self.index}: channels {missing} were never stored")
+        acquired_at = _now_iso()
+        frames = to_records(self._frames, FRAME_FIELDS)
+        self._file.create_dataset("frames", data=frames)
+        self._file.attrs["z_um"] = z_um
+        self._file.attrs["acquired_at"] = acquired_at
+        self._file.close()
+        _fsync_path(self.partial_path)
+        os.replace(self.partial_path, self.final_path)
+        _fsync_dir(self.final_path.parent)
+        return FieldData(self.index, z_um, acquired_at, frames)
+
+    def abandon(self) -> None:
+        """Drop an unfinished field (Ctrl-C mid-field, a camera error): nothing is kept."""
+        try:
+            self._file.close()
+        finally:
+            self.partial_path.unlink(missing_ok=True)
+
+
+class ScanWriter:
+    """Creates or resumes a scan file and keeps its index consistent after every field.
+
+    Parameters
+    ----------
+    path
+        ``DIR/<slide>.<pass>.scan.h5``.
+    slide, pass_
+        Slide name and pass (``unstained``, ``stained``, ``highres``).
+    profile
+        The resolved hardware profile; its ``stack`` is exactly the channels this scan takes.
+    positions
+        ``(N, 3)`` float array of field centres ``x_um, y_um, z_um`` (stage).
+    objective_name
+        Key of the objective in ``profile.optics.objectives`` used for this pass.
+    compression
+        A key of :data:`acquisition.tables.COMPRESSIONS`.
+    resume
+        Continue an existing scan (its profile, stack and positions must match), or start
+        one when none exists. Without it an existing scan is never overwritten.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        slide: str,
+        pass_: str,
+        profile: HardwareProfile,
+        positions: np.ndarray,
+        objective_name: str,
+        compression: str = DEFAULT_COMPRESSION,
+        resume: bool = False,
+        software_version: str = "",
+        extra_attrs: dict[str, Any] | None = None,
+    ) -> None:
+        compression_options(compression)  # validate early
+        self.path = Path(path)
+        self.fields_dir = fields_dir(self.path)
+        self.slide = slide
+        self.pass_ = pass_
+        self.profile = profile
+        self.channels = profile.channel_table()
+        self.compression = compression
+        self.objective_name = objective_name
+        positions = np.asarray(positions, dtype=np.float64)
+        if positions.ndim != 2 or positions.shape[1] != 3 or len(positions) == 0:
+            raise ScanFileError(
+                f"positions must be a non-empty (N, 3) array of x_um, y_um, z_um; "
+                f"got shape {positions.shape}"
+            )
+        self.positions = positions
+        self.status = ["pending"] * len(positions)
+        self.acquired_at = [""] * len(positions)
+        self.z_done = positions[:, 2].copy()
+        self.frames_by_field: dict[int, np.ndarray] = {}
+        self.frame_hw: tuple[int, int] | None = None
+        self.truth: dict[str, Any] | None = None
+        self._attrs = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "slide": slide,
+            "pass": pass_,
+            "objective": objective_name,
+            "objective_magnification": profile.optics.objectives[objective_name].magnification,
+            "objective_na": profile.optics.objectives[objective_name].na,
+            "pixel_size_um": profile.optics.objectives[objective_name].pixel_size_um,
+            "profile": profile.model_dump_json(),
+            "compression": compression,
+            "created": _now_iso(),
+            "software_version": software_version,
+            **(extra_attrs or {}),
+        }
+        if self.path.exists():
+            if not resume:
+                raise ScanFileError(
+                    f"{self.path} already exists; pass --resume to continue it, or choose "
+                    "another --out or --slide (an existing scan is never overwritten)"
+                )
+            self._load_existing()
+        else:
+            self.fields_dir.mkdir(parents=True, exist_ok=True)
+            self._adopt_finished_fields()
+            self.write_index()
+
+    # -- resume -------------------------------------------------------------------------------
+    def _load_existing(self) -> None:
+        existing = ScanFile(self.path)
+        if existing.attrs["slide"] != self.slide or existing.attrs["pass"] != self.pass_:
+            raise ScanFileError(
+                f"cannot resume {self.path}: it is slide {existing.attrs['slide']!r} pass "
+                f"{existing.attrs['pass']!r}, not slide {self.slide!r} pass {self.pass_!r}"
+            )
+        old = existing.profile
+        if old.model_dump(exclude={"stack"}) != self.profile.model_dump(exclude={"stack"}):
+            raise ScanFileError(
+                f"cannot resume {self.path}: the hardware profile differs from the one it "
+                "was started with"
+            )
+        if [c.model_dump() for c in old.stack] != [c.model_dump() for c in self.profile.stack]:
+            raise ScanFileError(
+                f"cannot resume {self.path}: its stack has {len(old.stack)} channels "
+                f"({old.stack[0].name}...), the requested stack differs"
+            )
+        pos = existing.positions
+        old_xy = np.stack([pos["x_um"], pos["y_um"]], axis=1)
+        if old_xy.shape != self.positions[:, :2].shape or not np.allclose(
+            old_xy, self.positions[:, :2], atol=1e-6
+        ):
+            raise ScanFileError(
+                f"cannot resume {self.path}: its {len(old_xy)} positions differ from the "
+                f"{len(self.positions)} requested"
+            )
+        self.positions[:, 2] = pos["z_um"]
+        self.z_done = pos["z_um"].astype(np.float64).copy()
+        self._attrs["created"] = existing.attrs.get("created", self._attrs["created"])
+        self.compression = existing.attrs.get("compression", self.compression)
+        self._attrs["compression"] = self.compression
+        self.truth = existing.truth()
+        existing.close()
+        self.fields_dir.mkdir(parents=True, exist_ok=True)
+        self._adopt_finished_fields()
+        self.write_index()
+
+    def _adopt_finished_fields(self) -> None:
+        """Mark every complete field file as done; delete leftovers of interrupted fields."""
+        for partial in self.fields_dir.glob("*.partial"):
+            partial.unlink(missing_ok=True)
+        for i in range(len(self.positions)):
+            f = self.fields_dir / _field_name(i)
+            if not f.exists():
+                continue
+            try:
+                with h5py.File(f, "r") as h:
+                    frames = h["frames"][()]
+                    self.frame_hw = tuple(h["images"].shape[1:3])
+                    z = float(h.attrs["z_um"])
+                    acquired = str(h.attrs["acquired_at"])
+                    n_ch = h["images"].shape[0]
+            except (OSError, KeyError) as err:
+                raise ScanFileError(f"field file {f} is unreadable ({err}); move it away") from None
+            if n_ch != len(self.channels):
+                raise ScanFileError(
+                    f"field file {f} has {n_ch} channels, the scan {len(self.channels)}"
+                )
+            self.status[i] = "done"
+            self.acquired_at[i] = acquired
+            self.z_done[i] = z
+            self.frames_by_field[i] = frames
+
+    # -- progress -----------------------------------------------------------------------------
+    @property
+    def done(self) -> list[int]:
+        return [i for i, s in enumerate(self.status) if s == "done"]
+
+    @property
+    def pending(self) -> list[int]:
+        return [i for i, s in enumerate(self.status) if s != "done"]
+
+    def new_field(self, index: int, shape_hw: tuple[int, int]) -> FieldWriter:
+        if self.status[index] == "done":
+            raise ScanFileError(f"field {index} is already done; it is never re-imaged")
+        if self.frame_hw is not None and tuple(shape_hw) != self.frame_hw:
+            raise ScanFileError(
+                f"field {index}: the camera delivers {shape_hw[1]}x{shape_hw[0]} frames, "
+                f"earlier fields are {self.frame_hw[1]}x{self.frame_hw[0]}"
+            )
+        return FieldWriter(self, index, shape_hw)
+
+    def field_done(self, data: FieldData) -> None:
+        """Record a committed field and rewrite the index."""
+        i = data.index
+        self.status[i] = "done"
+        self.acquired_at[i] = data.acquired_at
+        self.z_done[i] = data.z_um
+        self.frames_by_field[i] = data.frames
+        if self.frame_hw is None:
+            with h5py.File(self.fields_dir / _field_name(i), "r") as h:
+                self.frame_hw = tuple(h["images"].shape[1:3])
+        self.write_index()
+
+    def field_failed(self, index: int) -> None:
+        if self.status[index] != "done":
+            self.status[index] = "failed"
+            self.write_index()
+
+    def set_truth(self, truth: dict[str, Any]) -> None:
+        self.truth = truth
+        self.write_index()
+
+    # -- the index ----------------------------------------------------------------------------
+    def write_index(self) -> None:
+        """Rewrite the scan file atomically from the in-memory state."""
+        tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
+        rows = [
+            {
+                "x_um": self.positions[i, 0],
+                "y_um": self.positions[i, 1],
+                "z_um": self.z_done[i],
+                "status": self.status[i],
+                "acquired_at": self.acquired_at[i],
+            }
+            for i in range(len(self.positions))
+        ]
+        frames = [self.frames_by_field[i] for i in sorted(self.frames_by_field)]
+        with h5py.File(tmp, "w") as f:
+            for k, v in self._attrs.items():
+                f.attrs[k] = v
+            f.attrs["n_done"] = len(self.done)
+            f.attrs["complete"] = len(self.done) == len(self.positions)
+            f.attrs["updated"] = _now_iso()
+            write_table(f, "channels", to_records(self.channels, CHANNEL_FIELDS))
+            write_table(f, "positions", to_records(rows, POSITION_FIELDS))
+            all_frames = (
+                np.concatenate(frames) if frames else to_records([], FRAME_FIELDS)
+            )
+            f.create_dataset("frames", data=all_frames, maxshape=(None,))
+            if self.frame_hw is not None:
+                h, w = self.frame_hw
+                shape = (len(self.positions), len(self.channels), h, w, 3)
+                layout = h5py.VirtualLayout(shape=shape, dtype=np.uint8)
+                rel = self.fields_dir.name
+                for i in self.done:
+                    layout[i] = h5py.VirtualSource(
+                        f"{rel}/{_field_name(i)}", "images", shape=shape[1:]
+                    )
+                f.create_virtual_dataset("images", layout, fillvalue=0)
+            if self.truth is not None:
+                _write_truth(f, self.truth)
+        _fsync_path(tmp)
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+
+
+def _write_truth(f: h5py.File, truth: dict[str, Any]) -> None:
+    g = f.create_group("truth")
+    g.attrs["slide_to_stage"] = np.asarray(truth["slide_to_stage"], dtype=np.float64)
+    if truth.get("magnification_ratio") is not None:
+        g.attrs["magnification_ratio"] = float(truth["magnification_ratio"])
+    for key, fields in (("cells", TRUTH_CELL_FIELDS), ("faults", TRUTH_FAULT_FIELDS)):
+        table = truth.get(key)
+        if table is None:
+            table = np.empty(0, dtype=[(n, "U1" if t is str else t) for n, t in fields])
+        rows = [{n: table[n][i] for n, _ in fields} for i in range(len(table))]
+        write_table(g, key, to_records(rows, fields))
+    for k, v in (truth.get("attrs") or {}).items():
+        g.attrs[k] = v
+
+
+class ScanFile:
+    """Read-only view of a scan file (opens with plain h5py; pending fields read as zeros)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ScanFileError(f"scan file {str(self.path)!r} does not exist")
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError as err:
+            raise ScanFileError(f"cannot open {self.path} as HDF5: {err}") from None
+        fmt = self._f.attrs.get("format")
+        if fmt != FORMAT:
+            self._f.close()
+            raise ScanFileError(
+                f"{self.path} is not a scope scan file (format {fmt!r}, expected {FORMAT!r})"
+            )
+        self.attrs = dict(self._f.attrs)
+        self.channels = read_table(self._f, "channels")
+        self.positions = read_table(self._f, "positions")
+        self.frames = self._f["frames"][()]
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> ScanFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def slide(self) -> str:
+        return str(self.attrs["slide"])
+
+    @property
+    def pass_(self) -> str:
+        return str(self.attrs["pass"])
+
+    @property
+    def pixel_size_um(self) -> float:
+        return float(self.attrs["pixel_size_um"])
+
+    @property
+    def profile(self) -> HardwareProfile:
+        return parse_profile(json.loads(self.attrs["profile"]), repr(str(self.path)))
+
+    @property
+    def n_positions(self) -> int:
+        return len(self.positions)
+
+    @property
+    def done(self) -> np.ndarray:
+        return np.flatnonzero(self.positions["status"] == "done")
+
+    @property
+    def complete(self) -> bool:
+        return bool(len(self.done) == self.n_positions)
+
+    @property
+    def images(self) -> h5py.Dataset:
+        """``(n_positions, n_channels, H, W, 3) uint8`` (virtual; pending fields are zeros)."""
+        if "images" not in self._f:
+            raise ScanFileError(f"{self.path} holds no images yet (no field finished)")
+        return self._f["images"]
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the stored frames."""
+        return tuple(self.images.shape[2:4])
+
+    def image(self, position: int, channel: int | str = 0) -> np.ndarray:
+        """One ``(H, W, 3) uint8`` frame; ``channel`` by index or name."""
+        if isinstance(channel, str):
+            names = list(self.channels["name"])
+            if channel not in names:
+                raise ScanFileError(f"{self.path} has no channel {channel!r}")
+            channel = names.index(channel)
+        if self.positions["status"][position] != "done":
+            raise ScanFileError(f"{self.path}: field {position} was not acquired")
+        return self.images[position, channel]
+
+    def stack(self, position: int) -> np.ndarray:
+        """``(n_channels, H, W, 3) uint8`` — every channel of one field."""
+        if self.positions["status"][position] != "done":
+            raise ScanFileError(f"{self.path}: field {position} was not acquired")
+        return self.images[position]
+
+    def brightfield_index(self) -> int:
+        idx = np.flatnonzero(self.channels["kind"] == "brightfield")
+        if len(idx) == 0:
+            raise ScanFileError(f"{self.path} has no brightfield channel")
+        return int(idx[0])
+
+    def truth(self) -> dict[str, Any] | None:
+        """The simulator's ground truth, or None for real scans."""
+        if "truth" not in self._f:
+            return None
+        g = self._f["truth"]
+        out: dict[str, Any] = {
+            "slide_to_stage": np.asarray(g.attrs["slide_to_stage"]),
+            "magnification_ratio": float(g.attrs["magnification_ratio"])
+            if "magnification_ratio" in g.attrs
+            else None,
+            "cells": read_table(g, "cells"),
+            "faults": read_table(g, "faults"),
+            "attrs": {k: v for k, v in g.attrs.items()
+                      if k not in ("slide_to_stage", "magnification_ratio")},
+        }
+        return out
+
+
+def pixel_to_stage(
+    x_px: np.ndarray | float,
+    y_px: np.ndarray | float,
+    *,
+    field_x_um: float,
+    field_y_um: float,
+    width: int,
+    height: int,
+    pixel_size_um: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """DESIGN.md convention: pixel (x, y) of a W x H frame → stage µm."""
+    x = field_x_um + (np.asarray(x_px, dtype=np.float64) - (width - 1) / 2) * pixel_size_um
+    y = field_y_um + (np.asarray(y_px, dtype=np.float64) - (height - 1) / 2) * pixel_size_um
+    return x, y
+
+
+def stage_to_pixel(
+    x_um: np.ndarray | float,
+    y_um: np.ndarray | float,
+    *,
+    field_x_um: float,
+    field_y_um: float,
+    width: int,
+    height: int,
+    pixel_size_um: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`pixel_to_stage`."""
+    x = (np.asarray(x_um, dtype=np.float64) - field_x_um) / pixel_size_um + (width - 1) / 2
+    y = (np.asarray(y_um, dtype=np.float64) - field_y_um) / pixel_size_um + (height - 1) / 2
+    return x, y
+
+
+def read_positions_csv(path: str | Path) -> np.ndarray:
+    """``x_um,y_um[,z_um]`` CSV (with header) → ``(N, 3)`` float array."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise ScanFileError(f"positions file {str(path)!r} does not exist")
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        cols = reader.fieldnames or []
+        if "x_um" not in cols or "y_um" not in cols:
+            raise ScanFileError(f"{path}: expected columns x_um,y_um[,z_um]; found {cols}")
+        rows = []
+        for n, row in enumerate(reader, start=2):
+            try:
+                rows.append(
+                    (float(row["x_um"]), float(row["y_um"]), float(row.get("z_um") or 0.0))
+                )
+            except ValueError:
+                raise ScanFileError(f"{path} line {n}: not a number in {row}") from None
+    if not rows:
+        raise ScanFileError(f"{path} lists no positions")
+    return np.asarray(rows, dtype=np.float64)
