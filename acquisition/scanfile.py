@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -569,28 +568,3 @@ def stage_to_pixel(
     x = (np.asarray(x_um, dtype=np.float64) - field_x_um) / pixel_size_um + (width - 1) / 2
     y = (np.asarray(y_um, dtype=np.float64) - field_y_um) / pixel_size_um + (height - 1) / 2
     return x, y
-
-
-def read_positions_csv(path: str | Path) -> np.ndarray:
-    """``x_um,y_um[,z_um]`` CSV (with header) → ``(N, 3)`` float array."""
-    import csv
-
-    path = Path(path)
-    if not path.is_file():
-        raise ScanFileError(f"positions file {str(path)!r} does not exist")
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        cols = reader.fieldnames or []
-        if "x_um" not in cols or "y_um" not in cols:
-            raise ScanFileError(f"{path}: expected columns x_um,y_um[,z_um]; found {cols}")
-        rows = []
-        for n, row in enumerate(reader, start=2):
-            try:
-                rows.append(
-                    (float(row["x_um"]), float(row["y_um"]), float(row.get("z_um") or 0.0))
-                )
-            except ValueError:
-                raise ScanFileError(f"{path} line {n}: not a number in {row}") from None
-    if not rows:
-        raise ScanFileError(f"{path} lists no positions")
-    return np.asarray(rows, dtype=np.float64)

@@ -4,6 +4,6 @@ Modules here import only typer and the standard library at import time, so ``sco
 stays instant; library code is imported inside the command functions.
 """
 
-from scope.commands import profiles
+from scope.commands import info, profiles, scan
 
-COMMAND_MODULES = [profiles]
+COMMAND_MODULES = [scan, profiles, info]

@@ -1,0 +1,397 @@
+"""The scan engine behind ``scope scan``.
+
+For each pending field: move, settle, read the stage back; for each stack channel light its
+LEDs, set exposure and gain, snap, and hand the frame to the storage thread; then commit the
+field. A field is marked done only after its file is durable (see :mod:`acquisition.scanfile`),
+so a scan interrupted at any moment resumes without re-imaging finished fields.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from acquisition.micromanager import CameraError
+from acquisition.positions import (
+    grid_positions,
+    parse_grid,
+    parse_region,
+    read_cells_csv,
+    read_positions_csv,
+    region_positions,
+)
+from acquisition.rig import Rig
+from acquisition.scanfile import PASSES, ScanFile, ScanWriter, fields_dir, scan_path
+from acquisition.storage import StorageThread
+from acquisition.tables import DEFAULT_COMPRESSION
+from hardware_profiles import HardwareProfile, select_channels
+from hardware_profiles.errors import ScopeError
+
+#: Lossless compression of noisy 8-bit frames, measured (STACK-NOTES.md): ~1.3x.
+_EXPECTED_RATIO = {"none": 1.0, "lz4": 1.0}
+_DEFAULT_RATIO = 1.2
+
+
+class ScanError(ScopeError):
+    """A scan cannot start or continue."""
+
+
+class ScanInterrupted(ScanError):
+    """Ctrl-C: the current field was abandoned, finished fields are safe."""
+
+    exit_code = 130
+
+
+@dataclass
+class ScanPlan:
+    """Everything a scan needs to know before the first move."""
+
+    slide: str
+    pass_: str
+    profile: HardwareProfile  # its stack is exactly the channels to take
+    positions: np.ndarray  # (N, 3) stage µm
+    out: Path
+    objective_name: str
+    compression: str = DEFAULT_COMPRESSION
+    focus: str = "none"
+    cell_ids: list[str] | None = None
+    extra_attrs: dict = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return scan_path(self.out, self.slide, self.pass_)
+
+
+@dataclass
+class ScanSummary:
+    path: Path
+    n_fields: int
+    done_before: int
+    done_now: int
+    failed: list[int]
+    n_images: int
+    bytes_raw: int
+    bytes_on_disk: int
+    seconds: float
+    frame_wh: tuple[int, int] | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.done_before + self.done_now == self.n_fields
+
+
+@dataclass
+class ScanEvents:
+    """Callbacks for progress displays (all optional)."""
+
+    on_start: Callable[[int, int, int], None] | None = None  # fields, done, images per field
+    on_image: Callable[[int, int, int], None] | None = None  # field, channel, bytes
+    on_field: Callable[[int, str], None] | None = None  # field, status
+    on_note: Callable[[str], None] | None = None
+
+
+def stack_profile(profile: HardwareProfile, preset: str | None) -> HardwareProfile:
+    """The profile with its stack reduced to ``preset`` (None: the full stack)."""
+    if preset is None or preset == "full":
+        return profile
+    keep = select_channels(profile.channel_table(), preset)
+    return profile.with_stack([profile.stack[i] for i in keep])
+
+
+def brightfield_profile(profile: HardwareProfile) -> HardwareProfile:
+    """One brightfield image per field (the stained and highres passes)."""
+    return stack_profile(profile, "brightfield")
+
+
+def field_of_view_um(profile: HardwareProfile, objective: str, frame_wh: tuple[int, int]):
+    p = profile.optics.objectives[objective].pixel_size_um
+    return frame_wh[0] * p, frame_wh[1] * p
+
+
+def _estimate_bytes(n_fields: int, n_channels: int, frame_wh: tuple[int, int], comp: str) -> int:
+    raw = n_fields * n_channels * frame_wh[0] * frame_wh[1] * 3
+    return int(raw / _EXPECTED_RATIO.get(comp, _DEFAULT_RATIO))
+
+
+def _check_disk(path: Path, need: int) -> None:
+    free = shutil.disk_usage(path.parent).free
+    margin = 256 * 1024**2
+    if need + margin > free:
+        raise ScanError(
+            f"not enough disk space in {path.parent}: the scan needs about "
+            f"{need / 1e9:.1f} GB, {free / 1e9:.1f} GB are free"
+        )
+
+
+def disk_usage(path: Path) -> int:
+    total = path.stat().st_size if path.exists() else 0
+    fd = fields_dir(path)
+    if fd.exists():
+        total += sum(f.stat().st_size for f in fd.glob("*.h5"))
+    return total
+
+
+def run_scan(
+    plan: ScanPlan,
+    rig: Rig,
+    *,
+    resume: bool = False,
+    events: ScanEvents | None = None,
+    software_version: str = "",
+) -> ScanSummary:
+    """Acquire every pending field of ``plan`` with ``rig``; returns a summary.
+
+    Raises :class:`ScanInterrupted` on Ctrl-C (after abandoning the current field and
+    storing every finished one).
+    """
+    ev = events or ScanEvents()
+    note = ev.on_note or (lambda _msg: None)
+    if plan.pass_ not in PASSES:
+        raise ScanError(f"unknown pass {plan.pass_!r}; choose one of {', '.join(PASSES)}")
+    plan.out.mkdir(parents=True, exist_ok=True)
+    path = plan.path
+    cam = plan.profile.camera
+    frame_wh = rig.mm.frame_size
+    notes: list[str] = []
+    if frame_wh != (cam.sensor_width_px, cam.sensor_height_px):
+        msg = (
+            f"the camera delivers {frame_wh[0]}x{frame_wh[1]} frames, the profile says "
+            f"{cam.sensor_width_px}x{cam.sensor_height_px}: using the camera's size"
+        )
+        notes.append(msg)
+        note(msg)
+    rig.set_pass(plan.pass_)
+
+    channels = plan.profile.stack
+    writer = ScanWriter(
+        path, slide=plan.slide, pass_=plan.pass_, profile=plan.profile,
+        positions=plan.positions, objective_name=plan.objective_name,
+        compression=plan.compression, resume=resume, software_version=software_version,
+        extra_attrs={**plan.extra_attrs, "backend": rig.backend,
+                     **({"cell_ids": ",".join(plan.cell_ids)} if plan.cell_ids else {})},
+    )
+    done_before = len(writer.done)
+    pending = writer.pending
+    if done_before and pending:
+        note(f"resuming: {done_before} of {len(writer.positions)} fields already done")
+    _check_disk(path, _estimate_bytes(len(pending), len(channels), frame_wh, writer.compression))
+
+    z_plan = writer.positions[:, 2].copy()
+    if plan.focus == "map" and pending:
+        from acquisition.focus import focus_map
+
+        bf = next(c for c in channels if c.kind == "brightfield")
+        z_all, refs = focus_map(rig, writer.positions, bf)
+        z_plan[pending] = z_all[pending]
+        note(
+            f"focus map from {len(refs)} reference fields: z {z_all.min():.1f}…"
+            f"{z_all.max():.1f} µm"
+        )
+    elif plan.focus not in ("none", "map"):
+        raise ScanError(f"unknown --focus {plan.focus!r}; choose none or map")
+
+    if ev.on_start:
+        ev.on_start(len(writer.positions), done_before, len(channels))
+    storage = StorageThread(writer)
+    failed: list[int] = []
+    t0 = time.perf_counter()
+    current: int | None = None
+    consecutive_failures = 0
+    try:
+        for i in pending:
+            current = i
+            x, y, _ = writer.positions[i]
+            try:
+                rig.mm.move_xy(x, y)
+                rig.mm.move_z(z_plan[i])
+                rig.mm.wait_for_stages()
+                stage = rig.mm.read_stage()
+                for c, ch in enumerate(channels):
+                    rig.leds.light(ch.leds, ch.brightness)
+                    exposure = rig.mm.set_exposure(ch.exposure_ms)
+                    gain = rig.mm.set_gain(ch.gain)
+                    image = rig.mm.snap()
+                    storage.frame(i, c, image, {
+                        "exposure_ms": exposure, "gain": gain, "stage_x_um": stage.x_um,
+                        "stage_y_um": stage.y_um, "stage_z_um": stage.z_um, "time": time.time(),
+                    })
+                    if ev.on_image:
+                        ev.on_image(i, c, image.nbytes)
+                rig.leds.clear()
+            except CameraError as err:
+                storage.fail(i)
+                failed.append(i)
+                consecutive_failures += 1
+                note(f"field {i} failed: {err}")
+                if ev.on_field:
+                    ev.on_field(i, "failed")
+                if consecutive_failures >= 3:
+                    raise ScanError(
+                        f"3 fields in a row failed (last: {err}); stopping. Finished fields "
+                        "are saved: fix the camera and run again with --resume"
+                    ) from None
+                continue
+            storage.commit(i, z_um=stage.z_um)
+            consecutive_failures = 0
+            current = None
+            if ev.on_field:
+                ev.on_field(i, "done")
+    except KeyboardInterrupt:
+        if current is not None:
+            storage.abandon(current)
+        storage.close()
+        try:
+            rig.leds.clear()
+        except Exception:
+            pass
+        n_done = len(writer.done)
+        raise ScanInterrupted(
+            f"interrupted: {n_done} of {len(writer.positions)} fields are saved in {path}; "
+            "run the same command with --resume to continue"
+        ) from None
+    except BaseException:
+        if current is not None:
+            try:
+                storage.abandon(current)
+            except BaseException:
+                pass
+        storage.close()
+        raise
+    storage.close()
+    seconds = time.perf_counter() - t0
+    if len(writer.done) == len(writer.positions) and rig.sim is not None:
+        truth = rig.sim.microscope.truth(
+            plan.pass_, [tuple(p[:2]) for p in writer.positions], frame_wh[0], frame_wh[1]
+        )
+        writer.set_truth(truth)
+    return ScanSummary(
+        path=path, n_fields=len(writer.positions), done_before=done_before,
+        done_now=storage.stats.fields_committed, failed=failed,
+        n_images=storage.stats.frames, bytes_raw=storage.stats.bytes_raw,
+        bytes_on_disk=disk_usage(path), seconds=seconds, frame_wh=frame_wh, notes=notes,
+    )
+
+
+# -- planning ------------------------------------------------------------------------------
+def positions_from_scan(path: Path) -> np.ndarray:
+    """Field centres (x, y, z) of an earlier scan file."""
+    with ScanFile(path) as sf:
+        pos = sf.positions
+        if not sf.complete:
+            raise ScanError(
+                f"{path} is incomplete ({len(sf.done)} of {sf.n_positions} fields); finish it "
+                "with --resume before rescanning its positions"
+            )
+        return np.stack([pos["x_um"], pos["y_um"], pos["z_um"]], axis=1).astype(np.float64)
+
+
+def plan_scan(
+    *,
+    slide: str,
+    pass_: str,
+    profile: HardwareProfile,
+    out: Path,
+    frame_wh: tuple[int, int],
+    stage_xy: tuple[float, float] = (0.0, 0.0),
+    stack: str | None = None,
+    grid: str | None = None,
+    region: str | None = None,
+    positions_csv: Path | None = None,
+    positions_from: Path | None = None,
+    cells_csv: Path | None = None,
+    overlap: float = 0.0,
+    compression: str = DEFAULT_COMPRESSION,
+    focus: str = "none",
+    z_um: float = 0.0,
+) -> ScanPlan:
+    """Turn ``scope scan`` options into a :class:`ScanPlan` (positions, stack, objective)."""
+    if pass_ not in PASSES:
+        raise ScanError(f"unknown pass {pass_!r}; choose one of {', '.join(PASSES)}")
+    given = [n for n, v in (("--grid", grid), ("--region", region),
+                            ("--positions", positions_csv)) if v]
+    if len(given) > 1:
+        raise ScanError(f"give only one of --grid, --region, --positions (got {given})")
+    cell_ids = None
+    if pass_ == "highres":
+        if profile.optics.highres_objective is None:
+            raise ScanError(f"profile {profile.name!r} declares no highres_objective")
+        objective = profile.optics.highres_objective
+        if cells_csv is None:
+            raise ScanError("--pass highres needs --cells CSV (written by scope match)")
+        cell_ids, xy = read_cells_csv(cells_csv, slide=slide)
+        z = np.full(len(xy), z_um)
+        stained = scan_path(out, slide, "stained")
+        if stained.exists():  # start each cell's focus from its stained field's Z
+            with ScanFile(stained) as sf:
+                p = sf.positions
+                sxy = np.stack([p["x_um"], p["y_um"]], axis=1)
+                nearest = np.argmin(((xy[:, None, :] - sxy[None]) ** 2).sum(-1), axis=1)
+                z = p["z_um"][nearest].astype(np.float64)
+        positions = np.column_stack([xy, z])
+        prof = brightfield_profile(profile)
+        if stack not in (None, "brightfield"):
+            raise ScanError("--pass highres takes one brightfield image per cell; drop --stack")
+    else:
+        objective = profile.optics.scan_objective
+        if cells_csv is not None:
+            raise ScanError("--cells is for --pass highres")
+        if pass_ == "stained":
+            if stack not in (None, "brightfield"):
+                raise ScanError("--pass stained takes one brightfield image per field; "
+                                "drop --stack")
+            prof = brightfield_profile(profile)
+            if given:
+                positions = _explicit_positions(
+                    grid, region, positions_csv, profile, objective, frame_wh, stage_xy,
+                    overlap, z_um,
+                )
+            else:
+                source = positions_from or scan_path(out, slide, "unstained")
+                if not Path(source).exists():
+                    raise ScanError(
+                        f"--pass stained images the unstained pass's positions, but {source} "
+                        "does not exist (scan --pass unstained first, or give --positions-from)"
+                    )
+                positions = (
+                    read_positions_csv(source) if str(source).endswith(".csv")
+                    else positions_from_scan(Path(source))
+                )
+        else:
+            prof = stack_profile(profile, stack)
+            if not given:
+                raise ScanError("--pass unstained needs --grid NXxNY, --region or --positions")
+            positions = _explicit_positions(
+                grid, region, positions_csv, profile, objective, frame_wh, stage_xy, overlap,
+                z_um,
+            )
+    return ScanPlan(
+        slide=slide, pass_=pass_, profile=prof, positions=positions, out=Path(out),
+        objective_name=objective, compression=compression, focus=focus, cell_ids=cell_ids,
+    )
+
+
+def _explicit_positions(
+    grid: str | None,
+    region: str | None,
+    positions_csv: Path | None,
+    profile: HardwareProfile,
+    objective: str,
+    frame_wh: tuple[int, int],
+    stage_xy: tuple[float, float],
+    overlap: float,
+    z_um: float,
+) -> np.ndarray:
+    fov = field_of_view_um(profile, objective, frame_wh)
+    if grid:
+        nx, ny = parse_grid(grid)
+        return grid_positions(nx, ny, center_um=stage_xy, field_um=fov, overlap=overlap,
+                              z_um=z_um)
+    if region:
+        return region_positions(parse_region(region), field_um=fov, overlap=overlap, z_um=z_um)
+    return read_positions_csv(positions_csv)

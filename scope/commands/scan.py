@@ -1,0 +1,253 @@
+"""`scope scan` and `scope calibrate`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class Pass(StrEnum):
+    unstained = "unstained"
+    stained = "stained"
+    highres = "highres"
+
+
+class BackendChoice(StrEnum):
+    sim = "sim"
+    mmcore = "mmcore"
+    micromanager = "micromanager"
+
+
+class Focus(StrEnum):
+    none = "none"
+    map = "map"
+
+
+_OPERATOR_STEPS = {
+    "unstained": "Put the UNSTAINED smear on the stage, 20x objective, monolayer region in view.",
+    "stained": "Stain the slide (Romanowsky), let it dry, and put it back on the stage with the "
+    "20x objective: the same positions will be imaged.",
+    "highres": "Switch to the 100x oil objective and apply immersion oil: each matched white "
+    "blood cell will be imaged once.",
+}
+
+BackendOpt = Annotated[
+    BackendChoice, typer.Option("--backend", help="sim (built-in simulator), mmcore (a "
+                                "Micro-Manager .cfg via pymmcore-plus) or micromanager "
+                                "(running Micro-Manager via pycromanager).")
+]
+MmConfigOpt = Annotated[
+    Path | None, typer.Option("--mm-config", help="Micro-Manager configuration (mmcore).")
+]
+LedPortOpt = Annotated[
+    str | None, typer.Option("--led-port", help="LED array serial port or pyserial URL.")
+]
+MmPortOpt = Annotated[int, typer.Option("--mm-port", help="Micro-Manager ZMQ server port.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Simulator: virtual slide seed.")]
+SensorOpt = Annotated[
+    str | None, typer.Option("--sim-sensor", help="Simulator: camera size WxH (default: the "
+                             "profile's sensor).")
+]
+SimCfgOpt = Annotated[
+    Path | None, typer.Option("--sim-config", help="Simulator knobs and faults (YAML).")
+]
+
+
+def _sensor(text: str | None) -> tuple[int, int] | None:
+    from hardware_profiles.errors import ScopeError
+
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ScopeError(f"--sim-sensor must look like WxH (e.g. 640x400), got {text!r}") from None
+    if w < 64 or h < 64:
+        raise ScopeError(f"--sim-sensor {text!r} is too small (at least 64x64)")
+    return w, h
+
+
+def open_rig_from_options(
+    backend: BackendChoice, profile, *, slide: str, seed: int, sim_sensor: str | None,
+    sim_config: Path | None, mm_config: Path | None, led_port: str | None, mm_port: int,
+    sim_realtime: bool = False,
+):
+    from acquisition.rig import SimOptions, open_rig
+    from acquisition.simulator.options import load_sim_options
+
+    sim = None
+    if backend == BackendChoice.sim:
+        opts = load_sim_options(sim_config)
+        sim = SimOptions(slide=slide, seed=seed, sensor_wh=_sensor(sim_sensor),
+                         realtime=opts.pop("realtime", False) or sim_realtime, **opts)
+    return open_rig(backend.value, profile, sim=sim, mm_config=mm_config, led_port=led_port,
+                    mm_port=mm_port)
+
+
+def scan(
+    slide: Annotated[str, typer.Option("--slide", help="Slide name (used in file names).")],
+    pass_: Annotated[Pass, typer.Option("--pass", help="unstained, stained or highres.")],
+    profile: Annotated[str, typer.Option("--profile", help="Hardware profile name or YAML.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    backend: BackendOpt = BackendChoice.sim,
+    stack: Annotated[
+        str | None, typer.Option("--stack", help="Stack preset (unstained pass; default full).")
+    ] = None,
+    grid: Annotated[
+        str | None, typer.Option("--grid", help="NXxNY fields around the current stage position.")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option("--region", help="X0,Y0,X1,Y1 (µm) to cover with fields.")
+    ] = None,
+    positions: Annotated[
+        Path | None, typer.Option("--positions", help="CSV with x_um,y_um[,z_um].")
+    ] = None,
+    positions_from: Annotated[
+        Path | None, typer.Option("--positions-from", help="Stained pass: take positions from "
+                                  "this scan file or CSV instead of the unstained scan.")
+    ] = None,
+    cells: Annotated[
+        Path | None, typer.Option("--cells", help="Highres pass: the cells CSV of scope match.")
+    ] = None,
+    overlap: Annotated[
+        float, typer.Option("--overlap", min=0.0, max=0.89, help="Overlap between fields.")
+    ] = 0.0,
+    focus: Annotated[
+        Focus, typer.Option("--focus", help="none, or map: autofocus reference fields and fit "
+                            "the slide surface.")
+    ] = Focus.none,
+    z_um: Annotated[float, typer.Option("--z-um", help="Z for fields without a Z.")] = 0.0,
+    compression: Annotated[
+        str, typer.Option("--compression", help="blosc2-lz4 (default), zstd, lz4, gzip, none.")
+    ] = "blosc2-lz4",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted scan (or start one).")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    seed: SeedOpt = 0,
+    sim_sensor: SensorOpt = None,
+    sim_config: SimCfgOpt = None,
+    sim_realtime: Annotated[
+        bool, typer.Option("--sim-realtime", help="Simulator: real exposure and move times.")
+    ] = False,
+    mm_config: MmConfigOpt = None,
+    led_port: LedPortOpt = None,
+    mm_port: MmPortOpt = 4827,
+) -> None:
+    """Scan a slide: the unstained PLS stack, the stained rescan, or the 100x cells."""
+    from rich.console import Console
+
+    import hardware_profiles as hp
+    from acquisition.scan import plan_scan, run_scan
+    from acquisition.tables import compression_options
+    from scope._version import __version__
+    from scope.progress import ScanProgress, scan_summary_table
+
+    console = Console()
+    compression_options(compression)
+    prof = hp.load(profile)
+    if not yes:
+        console.print(f"[bold]{pass_.value} pass[/]: {_OPERATOR_STEPS[pass_.value]}")
+        if not typer.confirm("Ready?", default=True):
+            raise typer.Abort()
+    with open_rig_from_options(
+        backend, prof, slide=slide, seed=seed, sim_sensor=sim_sensor, sim_config=sim_config,
+        mm_config=mm_config, led_port=led_port, mm_port=mm_port, sim_realtime=sim_realtime,
+    ) as rig:
+        stage = rig.mm.read_stage()
+        plan = plan_scan(
+            slide=slide, pass_=pass_.value, profile=prof, out=out, frame_wh=rig.mm.frame_size,
+            stage_xy=(0.0, 0.0) if backend == BackendChoice.sim else (stage.x_um, stage.y_um),
+            stack=stack, grid=grid, region=region, positions_csv=positions,
+            positions_from=positions_from, cells_csv=cells, overlap=overlap,
+            compression=compression, focus=focus.value, z_um=z_um,
+        )
+        console.print(
+            f"[bold]scan[/] {plan.path.name}: {len(plan.positions)} fields x "
+            f"{len(plan.profile.stack)} images, {rig.backend} backend"
+        )
+        with ScanProgress(console) as progress:
+            summary = run_scan(plan, rig, resume=resume, events=progress.events,
+                               software_version=__version__)
+    console.print(scan_summary_table(summary))
+    if summary.failed:
+        from hardware_profiles.errors import ScopeError
+
+        raise ScopeError(
+            f"{len(summary.failed)} fields failed ({summary.failed[:10]}); run again with "
+            "--resume to retry them"
+        )
+
+
+def calibrate(
+    profile: Annotated[str, typer.Option("--profile", help="Hardware profile to start from.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the calibrated profile.")],
+    backend: BackendOpt = BackendChoice.sim,
+    stack: Annotated[str | None, typer.Option("--stack", help="Only these channels.")] = None,
+    level: Annotated[
+        float, typer.Option("--level", min=50, max=254, help="Target level (0-255) of the "
+                            "brightest 0.1 % for brightfield, pls and low darkfield.")
+    ] = 235.0,
+    high_saturation: Annotated[
+        float, typer.Option("--high-saturation", min=0.01, max=50.0, help="Percent of pixels "
+                            "to saturate in high-exposure darkfield images.")
+    ] = 2.0,
+    max_exposure_ms: Annotated[
+        float, typer.Option("--max-exposure-ms", min=0.1, help="Longest exposure allowed; "
+                            "gain makes up the rest.")
+    ] = 2000.0,
+    x_um: Annotated[float, typer.Option("--x-um", help="Stage X of the reference field.")] = 0.0,
+    y_um: Annotated[float, typer.Option("--y-um", help="Stage Y of the reference field.")] = 0.0,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    seed: SeedOpt = 0,
+    sim_sensor: SensorOpt = None,
+    sim_config: SimCfgOpt = None,
+    mm_config: MmConfigOpt = None,
+    led_port: LedPortOpt = None,
+    mm_port: MmPortOpt = 4827,
+) -> None:
+    """Find each channel's exposure (and gain) on a reference field; write a new profile."""
+    from rich.console import Console
+
+    import hardware_profiles as hp
+    from acquisition.calibrate import CalibrationTargets, calibrate_profile
+    from acquisition.scan import stack_profile
+    from hardware_profiles.errors import ScopeError
+    from hardware_profiles.loader import dump
+    from scope.progress import calibration_table
+
+    console = Console()
+    prof = hp.load(profile)
+    if out.exists() and not yes:
+        raise ScopeError(f"{out} exists; choose another --out or pass --yes to replace it")
+    if not yes:
+        console.print("Put an UNSTAINED smear under the 20x objective, monolayer in view.")
+        if not typer.confirm("Ready?", default=True):
+            raise typer.Abort()
+    chosen = stack_profile(prof, stack)
+    names = {c.name for c in chosen.stack}
+    targets = CalibrationTargets(level=level, high_saturation_percent=high_saturation,
+                                 max_exposure_ms=max_exposure_ms)
+    with open_rig_from_options(
+        backend, prof, slide="calibration", seed=seed, sim_sensor=sim_sensor,
+        sim_config=sim_config, mm_config=mm_config, led_port=led_port, mm_port=mm_port,
+    ) as rig:
+        rig.set_pass("unstained")
+        rig.mm.move_xy(x_um, y_um)
+        rig.mm.wait_for_stages()
+        new_profile, results = calibrate_profile(
+            rig, prof, targets=targets, only=names,
+            on_result=lambda r: console.print(f"  {r.name}: {r.exposure_ms:.3g} ms, gain "
+                                              f"{r.gain:.3g}"),
+        )
+    dump(new_profile, out)
+    console.print(calibration_table(results))
+    console.print(f"wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan")(scan)
+    app.command("calibrate")(calibrate)

@@ -1,0 +1,111 @@
+"""rich renderings shared by the commands: scan progress and summary tables."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+class ScanProgress:
+    """Fields and images bars with MB/s and ETA, fed by :class:`acquisition.scan.ScanEvents`."""
+
+    def __init__(self, console: Console) -> None:
+        from acquisition.scan import ScanEvents
+
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._fields = None
+        self._images = None
+        self._bytes = 0
+        self._t0 = time.perf_counter()
+        self.events = ScanEvents(
+            on_start=self._start, on_image=self._image, on_field=self._field, on_note=self._note
+        )
+
+    def __enter__(self) -> ScanProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def _start(self, n_fields: int, done: int, per_field: int) -> None:
+        self._t0 = time.perf_counter()
+        self._fields = self.progress.add_task("fields", total=n_fields, completed=done, rate="")
+        self._images = self.progress.add_task(
+            "images", total=(n_fields - done) * per_field, rate=""
+        )
+
+    def _image(self, field: int, channel: int, nbytes: int) -> None:
+        self._bytes += nbytes
+        dt = max(time.perf_counter() - self._t0, 1e-6)
+        self.progress.update(self._images, advance=1, rate=f"{self._bytes / dt / 1e6:.0f} MB/s")
+
+    def _field(self, field: int, status: str) -> None:
+        if status == "done":
+            self.progress.update(self._fields, advance=1)
+        else:
+            self.progress.console.print(f"[yellow]field {field} {status}[/]")
+
+    def _note(self, msg: str) -> None:
+        self.progress.console.print(f"[cyan]note:[/] {msg}")
+
+
+def scan_summary_table(summary) -> Table:
+    table = Table(title=f"scan {summary.path.name}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    done = summary.done_before + summary.done_now
+    table.add_row("fields", f"{done} of {summary.n_fields} done"
+                  + (f" ({summary.done_before} before this run)" if summary.done_before else ""))
+    if summary.failed:
+        table.add_row("failed", ", ".join(str(i) for i in summary.failed))
+    if summary.frame_wh:
+        table.add_row("frame", f"{summary.frame_wh[0]} x {summary.frame_wh[1]} RGB")
+    table.add_row("images this run", str(summary.n_images))
+    table.add_row("time", f"{summary.seconds:.1f} s")
+    if summary.seconds > 0 and summary.bytes_raw:
+        table.add_row("throughput", f"{summary.bytes_raw / summary.seconds / 1e6:.0f} MB/s raw")
+    table.add_row("on disk", human_bytes(summary.bytes_on_disk))
+    table.add_row("status", "[green]complete[/]" if summary.complete else "[yellow]incomplete "
+                  "(--resume continues)[/]")
+    return table
+
+
+def calibration_table(results) -> Table:
+    table = Table(title="calibration")
+    for col in ("channel", "kind", "exposure", "old ms", "new ms", "gain", "measured", "sat %"):
+        table.add_column(col, justify="left" if col in ("channel", "kind", "exposure") else "right")
+    for r in results:
+        table.add_row(
+            r.name, r.kind, r.exposure_level, f"{r.old_exposure_ms:g}", f"{r.exposure_ms:.3g}",
+            f"{r.gain:.3g}", f"{r.measured:.1f}", f"{r.saturated_percent:.2f}",
+        )
+    return table
