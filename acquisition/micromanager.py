@@ -32,7 +32,9 @@ class CameraError(ScopeError):
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """pycromanager's (pyjavaz's) rule: ``getXYStageDevice`` → ``get_xy_stage_device``."""
+    s1 = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z0-9])([A-Z])", r"\1_\2", s1).lower()
 
 
 class SnakeCaseCore:

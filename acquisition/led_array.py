@@ -1,0 +1,656 @@
+"""Driver for LED arrays running the Illuminate firmware, over pyserial.
+
+Illuminate (SciMicroscopy / Waller lab) speaks one command per line, arguments split by
+``.``; each reply ends with the line ``-==-`` and an error is a line ``ERROR[<code>]: ...``
+(followed by ``-==-`` on firmware 1.x, not on 2.x). :class:`LedArray` lights channels with
+explicit ``l`` lists only (never ``bf``/``df``, whose patterns depend on the firmware's NA
+setting), splits lists longer than the firmware's 64-byte input buffer over several ``l``
+commands with autoclear off, and by default reads the LED values back (``pvals``) after
+every change, re-sending until the firmware reports exactly the requested pattern.
+
+Every reply is checked. A reply that does not parse or carries an unexpected line is a
+garbled exchange and is retried; silence is retried after a resynchronising newline; after
+``retries`` failures the port is closed, reopened and the handshake redone once before
+:class:`LedArrayError` is raised. Every error names the port and the command.
+
+Examples
+--------
+>>> with LedArray.open("/dev/ttyACM0") as array:            # doctest: +SKIP
+...     array.check_geometry(hardware_profiles.load("pls43"))
+...     array.light([0, 1, 2], 255)
+...     array.clear()
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import numbers
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import serial
+
+from hardware_profiles.errors import ScopeError
+
+if TYPE_CHECKING:
+    from hardware_profiles.schema import HardwareProfile
+
+#: Bytes of one command line (line ending excluded) the firmware's input buffer holds.
+FIRMWARE_BUFFER_BYTES = 64
+#: Resolution of the positions ``pledpos`` reports, mm.
+POSITION_RESOLUTION_MM = 0.01
+TERMINATOR = b"-==-"
+
+_T = TypeVar("_T")
+_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+_ERROR_LINE = re.compile(r"ERROR\s*\[(\d+)\]\s*:\s*(.*)")
+_VALUE_ROW = re.compile(r'\s*"(\d+)"\s*:\s*\[(\d+(?:,\d+)*)\]\s*,?\s*')
+
+
+class LedArrayError(ScopeError):
+    """The LED array cannot be opened, does not answer, or answers wrongly.
+
+    The message names the port and the command, e.g. ``LED array on /dev/ttyACM0: no reply
+    to 'pledpos' within 2.0 s``.
+    """
+
+
+# Failures of one exchange, handled (retried) inside the driver.
+class _NoReply(Exception):
+    pass
+
+
+class _Garbled(Exception):
+    pass
+
+
+class _FirmwareError(Exception):
+    pass
+
+
+class _LinkLost(Exception):
+    pass
+
+
+def _seconds(t: float) -> str:
+    return f"{t:.1f}" if round(t, 1) == t else f"{t:g}"
+
+
+def _open_failure(err: BaseException) -> str:
+    code = getattr(err, "errno", None)
+    if code in (errno.EAGAIN, errno.EWOULDBLOCK) or "exclusively lock" in str(err):
+        return "the port is in use by another program (scope, Micro-Manager or a terminal)"
+    if isinstance(code, int) and code > 0:
+        reason = os.strerror(code)
+        if code == errno.EACCES:
+            reason += " (on Linux add yourself to the 'dialout' group and log in again)"
+        return reason
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _is_fuzzy(line: bytes, word: bytes, needed: int) -> bool:
+    return sum(a == b for a, b in zip(line, word, strict=False)) >= needed
+
+
+def _expect_exactly(text: str) -> Callable[[list[str]], None]:
+    def check(lines: list[str]) -> None:
+        if lines != [text]:
+            raise _Garbled(f"expected {text!r}, got {lines!r}")
+
+    return check
+
+
+def _expect_nothing(lines: list[str]) -> None:
+    if lines:
+        raise _Garbled(f"expected an empty reply, got {lines!r}")
+
+
+def _parse_version(lines: list[str]) -> str:
+    found = [m.group(0) for line in lines if (m := _VERSION.search(line))]
+    if len(found) != 1:
+        raise _Garbled(f"expected one version number, got {lines!r}")
+    return found[0]
+
+
+def _parse_json(lines: list[str]) -> dict[str, Any]:
+    try:
+        obj = json.loads("\n".join(lines))
+    except json.JSONDecodeError as err:
+        raise _Garbled(f"reply is not JSON ({err.msg})") from None
+    if not isinstance(obj, dict):
+        raise _Garbled("reply is not a JSON object")
+    return obj
+
+
+def _parse_positions(lines: list[str]) -> dict[int, tuple[float, float, float]]:
+    table = _parse_json(lines).get("led_position_list_cartesian")
+    if not isinstance(table, dict) or not table:
+        raise _Garbled("reply has no 'led_position_list_cartesian' table")
+    try:
+        return {int(k): (float(v[0]), float(v[1]), float(v[2])) for k, v in table.items()}
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise _Garbled(
+            "'led_position_list_cartesian' holds an entry that is not [x, y, z]"
+        ) from None
+
+
+def _parse_values(lines: list[str]) -> dict[int, int]:
+    """LED id -> level (largest channel) from every well-formed ``pvals`` row.
+
+    Rows are read one by one so that a garbled row costs only that LED's reading; an id
+    that appears twice (a garbled id colliding with a real one) is dropped.
+    """
+    values: dict[int, int] = {}
+    doubled: set[int] = set()
+    for line in lines:
+        m = _VALUE_ROW.fullmatch(line)
+        if m is None:
+            continue
+        led = int(m.group(1))
+        if led in values:
+            doubled.add(led)
+        values[led] = max(int(v) for v in m.group(2).split(","))
+    if not values:
+        raise _Garbled("reply has no LED value rows")
+    return {k: v for k, v in values.items() if k not in doubled}
+
+
+def _l_commands(leds: Sequence[int]) -> list[str]:
+    """``l`` commands lighting ``leds``, each within the firmware's input buffer."""
+    commands, current = [], "l"
+    for led in leds:
+        token = f".{led}"
+        if len(current) + len(token) > FIRMWARE_BUFFER_BYTES:
+            commands.append(current)
+            current = "l"
+        current += token
+    commands.append(current)
+    return commands
+
+
+class LedArray:
+    """An Illuminate LED array on a serial port. Create it with :meth:`LedArray.open`.
+
+    Attributes
+    ----------
+    port
+        Device path or pyserial URL the array was opened on.
+    firmware_version
+        Version string the firmware reports (``version``).
+    led_count
+        Number of LEDs (``pprops``).
+    device_name
+        Device name (``pprops``), or ``""`` when the firmware reports none.
+    properties
+        The whole ``pprops`` JSON object.
+    """
+
+    def __init__(
+        self, port: str, *, baudrate: int, timeout_s: float, retries: int, verify: bool
+    ) -> None:
+        if not isinstance(port, str) or not port:
+            raise LedArrayError(f"cannot open LED array port {port!r}: not a device path or URL")
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s}.")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}.")
+        self.port = port
+        self.baudrate = int(baudrate)
+        self.timeout_s = float(timeout_s)
+        self.retries = int(retries)
+        self.verify = bool(verify)
+        self.firmware_version = ""
+        self.led_count = 0
+        self.device_name = ""
+        self.properties: dict[str, Any] = {}
+        self._link: serial.SerialBase | None = None
+        self._rx = bytearray()
+        self._geometry: dict[int, tuple[float, float, float]] = {}
+        self._errors_terminated = False  # firmware 1.x sends -==- after an error line
+        self._autoclear: bool | None = None  # what the firmware was last told, if known
+        self._brightness: int | None = None
+        self._poll_s = min(0.02, self.timeout_s / 4)
+        self._quiet_s = min(0.02, self.timeout_s / 4)
+
+    # ----------------------------------------------------------------------------- opening
+    @classmethod
+    def open(
+        cls,
+        port: str,
+        *,
+        baudrate: int = 115200,
+        timeout_s: float = 2.0,
+        retries: int = 2,
+        verify: bool = True,
+    ) -> LedArray:
+        """Open the array on ``port`` and shake hands with its firmware.
+
+        Parameters
+        ----------
+        port
+            Device path (``/dev/ttyACM0``, ``COM3``) or pyserial URL (``loop://``,
+            ``rfc2217://host:port``).
+        baudrate
+            Serial speed (USB-CDC boards such as the Teensy ignore it).
+        timeout_s
+            Longest silence (s) tolerated while waiting for a reply.
+        retries
+            Re-sends of a failed exchange before reconnecting (once) and giving up.
+        verify
+            Read the LED values back after every :meth:`light` and :meth:`clear`.
+
+        The handshake switches the firmware to machine-readable replies, reads ``version``,
+        ``pprops`` and the ``pledpos`` geometry, and turns autoclear off (``ac.0``).
+        """
+        array = cls(port, baudrate=baudrate, timeout_s=timeout_s, retries=retries, verify=verify)
+        array._connect()
+        try:
+            array._handshake(first=True)
+        except BaseException:
+            array.close()
+            raise
+        return array
+
+    def _connect(self) -> None:
+        try:
+            if "://" in self.port:
+                link = serial.serial_for_url(
+                    self.port,
+                    baudrate=self.baudrate,
+                    timeout=self._poll_s,
+                    write_timeout=self.timeout_s,
+                )
+            else:
+                link = serial.Serial(
+                    self.port,
+                    self.baudrate,
+                    timeout=self._poll_s,
+                    write_timeout=self.timeout_s,
+                    exclusive=True,
+                )
+        except (serial.SerialException, OSError, ValueError) as err:
+            raise LedArrayError(
+                f"cannot open LED array port {self.port!r}: {_open_failure(err)}"
+            ) from None
+        self._link = link
+        self._rx.clear()
+
+    def _handshake(self, *, first: bool) -> None:
+        self._autoclear = self._brightness = None
+        try:
+            self._resync(send_newline=True)  # ends a half-written line a previous program left
+        except _LinkLost as err:
+            raise self._fail("machine", f"connection lost: {err}") from None
+        self._exchange("machine", reconnect=False)
+        version = self._exchange("version", _parse_version, reconnect=False)
+        props = self._exchange("pprops", _parse_json, reconnect=False)
+        count = props.get("led_count")
+        if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+            raise self._fail("pprops", f"reply has no valid 'led_count' ({count!r})")
+        geometry = self._exchange("pledpos", _parse_positions, reconnect=False)
+        if len(geometry) != count:
+            raise self._fail(
+                "pledpos", f"reply lists {len(geometry)} LEDs but 'pprops' reports {count}"
+            )
+        if not first and geometry != self._geometry:
+            raise self._fail("pledpos", "a different LED array answered after reconnecting")
+        self.firmware_version = version
+        self._errors_terminated = int(version.split(".")[0]) < 2
+        self.properties = props
+        self.led_count = count
+        self.device_name = str(props.get("device_name", ""))
+        self._geometry = geometry
+        if int(props.get("color_channel_count", 1)) > 1:
+            # full-scale white, so that every channel of a lit LED shows the brightness
+            self._exchange("sc.255.255.255", _expect_exactly("CO.255.255.255"), reconnect=False)
+        self._exchange("ac.0", _expect_exactly("AC.0"), reconnect=False)
+        self._autoclear = False
+
+    # ----------------------------------------------------------------------------- public API
+    def geometry(self) -> dict[int, tuple[float, float, float]]:
+        """LED id -> ``(x, y, z)`` in mm from ``pledpos`` (z: distance below the sample)."""
+        return dict(self._geometry)
+
+    def check_geometry(self, profile: HardwareProfile) -> None:
+        """Check that the firmware's LED table matches ``profile``'s.
+
+        The LED ids must be the same and every coordinate must agree within
+        ``0.01 mm + profile.led_array.geometry_tolerance_mm``.
+
+        Raises
+        ------
+        LedArrayError
+            Listing the first mismatching LEDs, firmware against profile.
+        """
+        leds = profile.led_array.leds
+        tolerance = POSITION_RESOLUTION_MM + profile.led_array.geometry_tolerance_mm
+        expected = {led.id for led in leds}
+        if set(self._geometry) != expected:
+            missing = sorted(expected - set(self._geometry))
+            extra = sorted(set(self._geometry) - expected)
+            parts = [
+                f"{len(self._geometry)} LEDs reported, profile {profile.name!r} has {len(leds)}"
+            ]
+            if missing:
+                parts.append(f"missing ids {_short_list(missing)}")
+            if extra:
+                parts.append(f"unexpected ids {_short_list(extra)}")
+            raise self._fail("pledpos", "LED table does not match the profile: " + "; ".join(parts))
+        bad = []
+        for led in leds:
+            fx, fy, fz = self._geometry[led.id]
+            worst = max(abs(fx - led.x_mm), abs(fy - led.y_mm), abs(fz - led.z_mm))
+            if worst > tolerance + 1e-9:
+                bad.append(
+                    f"LED {led.id} firmware ({fx:.2f}, {fy:.2f}, {fz:.2f}) vs profile "
+                    f"({led.x_mm:.2f}, {led.y_mm:.2f}, {led.z_mm:.2f}) mm"
+                )
+        if bad:
+            more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+            raise self._fail(
+                "pledpos",
+                f"geometry differs from profile {profile.name!r} at {len(bad)} of {len(leds)} "
+                f"LEDs (tolerance {tolerance:.2f} mm): " + "; ".join(bad[:3]) + more,
+            )
+
+    def light(self, leds: Sequence[int], brightness: int) -> None:
+        """Light exactly ``leds`` at ``brightness`` (0-255); every other LED goes dark.
+
+        Sends ``x``, ``sb.<brightness>`` (when it changed) and ``l.<id>.<id>...`` commands
+        split to fit the 64-byte input buffer. With ``verify`` the values are read back
+        (``pvals``) and the pattern is re-sent until the firmware reports it exactly.
+        """
+        ids = self._valid_leds(leds)
+        level = self._valid_brightness(brightness)
+        self._apply(ids if level > 0 else [], level)
+
+    def clear(self) -> None:
+        """Turn every LED off (``x``), verified like :meth:`light`."""
+        self._apply([], 0)
+
+    def lit(self) -> dict[int, int]:
+        """LED id -> level the firmware reports lit (``pvals``; largest colour channel)."""
+        readings: dict[int, int] = {}
+        for _ in range(self.retries + 1):
+            readings.update(self._exchange("pvals", _parse_values))
+            if set(self._geometry) <= set(readings):
+                break
+        else:
+            unread = sorted(set(self._geometry) - set(readings))
+            raise self._fail("pvals", f"no readable value for LEDs {_short_list(unread)}")
+        return {led: level for led, level in readings.items() if level > 0}
+
+    def command(self, cmd: str) -> list[str]:
+        """Send one raw command and return its payload lines (the ``-==-`` line excluded).
+
+        A firmware error reply raises :class:`LedArrayError` with the firmware's message.
+        """
+        if not isinstance(cmd, str) or not cmd.isascii() or not cmd.isprintable() or not cmd:
+            raise LedArrayError(
+                f"LED array on {self.port}: {cmd!r} is not a one-line ASCII command"
+            )
+        if len(cmd) > FIRMWARE_BUFFER_BYTES:
+            raise LedArrayError(
+                f"LED array on {self.port}: {cmd[:20]!r}... is {len(cmd)} bytes; the "
+                f"firmware's input buffer holds {FIRMWARE_BUFFER_BYTES}"
+            )
+        # a raw command may change the autoclear or brightness state behind our back
+        self._autoclear = self._brightness = None
+        return self._exchange(cmd)
+
+    def close(self) -> None:
+        """Close the serial port (the LEDs keep their state)."""
+        if self._link is not None:
+            try:
+                self._link.close()
+            except (serial.SerialException, OSError):
+                pass
+            self._link = None
+
+    def __enter__(self) -> LedArray:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"LedArray(port={self.port!r}, firmware={self.firmware_version!r}, "
+            f"leds={self.led_count})"
+        )
+
+    # ----------------------------------------------------------------------------- lighting
+    def _valid_leds(self, leds: Sequence[int]) -> list[int]:
+        ids: list[int] = []
+        for led in leds:
+            if not isinstance(led, numbers.Integral) or isinstance(led, bool):
+                raise LedArrayError(
+                    f"LED array on {self.port}: 'l' needs integer LED ids, got {led!r}"
+                )
+            if int(led) not in ids:
+                ids.append(int(led))
+        unknown = [led for led in ids if led not in self._geometry]
+        if unknown:
+            raise LedArrayError(
+                f"LED array on {self.port}: cannot light LEDs {_short_list(unknown)} with 'l': "
+                f"the array has ids {min(self._geometry)}-{max(self._geometry)}"
+            )
+        return ids
+
+    def _valid_brightness(self, brightness: int) -> int:
+        if not isinstance(brightness, numbers.Integral) or isinstance(brightness, bool):
+            raise LedArrayError(
+                f"LED array on {self.port}: 'sb' needs an integer brightness, got {brightness!r}"
+            )
+        if not 0 <= brightness <= 255:
+            raise LedArrayError(
+                f"LED array on {self.port}: brightness {brightness} for 'sb' is outside 0-255"
+            )
+        return int(brightness)
+
+    def _apply(self, ids: list[int], level: int) -> None:
+        expected = dict.fromkeys(ids, level)
+        problem = ""
+        for _ in range(self.retries + 1):
+            self._send_pattern(ids, level)
+            if not self.verify:
+                return
+            problem = self._confirm(expected)
+            if not problem:
+                return
+            self._autoclear = self._brightness = None  # re-send the whole state next round
+        what = f"LEDs {_short_list(ids)} at {level}" if ids else "all LEDs off"
+        raise self._fail("pvals", f"{problem} after {self.retries + 1} attempts to set {what}")
+
+    def _send_pattern(self, ids: list[int], level: int) -> None:
+        if self._autoclear is not False:
+            self._exchange("ac.0", _expect_exactly("AC.0"))
+            self._autoclear = False
+        self._exchange("x", _expect_nothing)
+        if not ids:
+            return
+        if self._brightness != level:
+            self._exchange(f"sb.{level}", _expect_exactly(f"SB.{level}"))
+            self._brightness = level
+        for cmd in _l_commands(ids):
+            self._exchange(cmd, _expect_nothing)
+
+    def _confirm(self, expected: dict[int, int]) -> str:
+        """Read ``pvals`` until every LED is seen at its expected level; '' on success.
+
+        A reading confirms an LED only from a well-formed row; a garbled byte can turn a row
+        unreadable or (rarely) into a wrong level, never into the exact expected row of an
+        LED that is actually wrong, so a confirmed pattern is the firmware's real state.
+        """
+        confirmed: set[int] = set()
+        for _ in range(self.retries + 1):
+            for led, seen in self._exchange("pvals", _parse_values).items():
+                if led not in self._geometry:
+                    continue  # a garbled id
+                want = expected.get(led, 0)
+                if seen != want:
+                    return f"LED {led} reads {seen} (expected {want})"
+                confirmed.add(led)
+            if len(confirmed) == len(self._geometry):
+                return ""
+        unread = sorted(set(self._geometry) - confirmed)
+        return f"no readable value for LEDs {_short_list(unread)}"
+
+    # ----------------------------------------------------------------------------- exchanges
+    def _fail(self, cmd: str, detail: str) -> LedArrayError:
+        return LedArrayError(f"LED array on {self.port}: {cmd!r}: {detail}")
+
+    def _exchange(
+        self,
+        cmd: str,
+        parse: Callable[[list[str]], _T] | None = None,
+        *,
+        reconnect: bool = True,
+    ) -> Any:
+        """Send ``cmd``, return ``parse(payload)`` (or the payload), retrying failures."""
+        reconnected = False
+        while True:
+            failure: Exception | None = None
+            for _ in range(self.retries + 1):
+                try:
+                    lines = self._transact(cmd)
+                    return parse(lines) if parse is not None else lines
+                except _LinkLost as err:
+                    failure = err
+                    break
+                except (_NoReply, _Garbled, _FirmwareError) as err:
+                    failure = err
+                try:
+                    self._resync(send_newline=isinstance(failure, _NoReply))
+                except _LinkLost as err:
+                    failure = err
+                    break
+            if isinstance(failure, _FirmwareError) or not reconnect or reconnected:
+                raise self._describe(cmd, failure, reconnected)
+            self._reconnect(cmd, failure)
+            reconnected = True
+
+    def _describe(self, cmd: str, failure: Exception | None, reconnected: bool) -> LedArrayError:
+        tries = f"{self.retries + 1} attempts" + (", reconnected once" if reconnected else "")
+        if isinstance(failure, _NoReply):
+            return LedArrayError(
+                f"LED array on {self.port}: no reply to {cmd!r} within "
+                f"{_seconds(self.timeout_s)} s ({tries})"
+            )
+        if isinstance(failure, _FirmwareError):
+            return LedArrayError(f"LED array on {self.port}: {cmd!r} failed: {failure}")
+        if isinstance(failure, _LinkLost):
+            return LedArrayError(
+                f"LED array on {self.port}: connection lost during {cmd!r}: {failure}"
+            )
+        return LedArrayError(
+            f"LED array on {self.port}: garbled reply to {cmd!r} ({tries}): {failure}"
+        )
+
+    def _reconnect(self, cmd: str, failure: Exception | None) -> None:
+        self.close()
+        try:
+            self._connect()
+            self._handshake(first=False)
+        except LedArrayError as err:
+            raise LedArrayError(
+                f"{self._describe(cmd, failure, reconnected=False)}; reconnecting failed: {err}"
+            ) from None
+
+    def _transact(self, cmd: str) -> list[str]:
+        link = self._link
+        if link is None:
+            raise _LinkLost("the port is closed")
+        try:
+            link.reset_input_buffer()
+            self._rx.clear()
+            link.write(cmd.encode("ascii") + b"\n")
+        except serial.SerialTimeoutException:
+            raise _NoReply("write timed out") from None
+        except (serial.SerialException, OSError) as err:
+            raise _LinkLost(str(err) or type(err).__name__) from None
+        return self._read_reply()
+
+    def _read_reply(self) -> list[str]:
+        """Payload lines up to ``-==-`` (or an error line); raises on silence or garbage."""
+        assert self._link is not None
+        lines: list[str] = []
+        error: str | None = None
+        rx = self._rx
+        last_byte = time.monotonic()
+        hard_deadline = last_byte + 20 * self.timeout_s
+        while True:
+            while (end := rx.find(b"\n")) >= 0:
+                raw = bytes(rx[:end]).rstrip(b"\r")
+                del rx[: end + 1]
+                if raw == TERMINATOR:
+                    if error is not None:
+                        raise _FirmwareError(error)
+                    return lines
+                if error is not None:
+                    raise _Garbled(f"unexpected line {raw!r} after {error!r}")
+                if (
+                    TERMINATOR in raw
+                    or (raw and set(raw) <= set(b"-="))
+                    or (len(raw) == 4 and _is_fuzzy(raw, TERMINATOR, 2))
+                ):
+                    raise _Garbled(f"mangled terminator line {raw!r}")
+                try:
+                    text = raw.decode("ascii")
+                except UnicodeDecodeError:
+                    raise _Garbled(f"non-ASCII bytes in {raw!r}") from None
+                if text.startswith("ERROR"):
+                    if _ERROR_LINE.fullmatch(text) is None and not text.startswith("ERROR "):
+                        raise _Garbled(f"mangled error line {text!r}")
+                    if not self._errors_terminated:
+                        raise _FirmwareError(text)
+                    error = text  # firmware 1.x: a -==- line follows
+                    continue
+                if _is_fuzzy(raw[:5], b"ERROR", 4):
+                    raise _Garbled(f"mangled error line {raw!r}")
+                if not text.isprintable():
+                    raise _Garbled(f"control characters in {raw!r}")
+                lines.append(text)
+            now = time.monotonic()
+            if rx and now - last_byte > self._quiet_s:
+                # firmware ends every line at once: a stalled partial line lost its newline
+                raise _Garbled(f"unterminated line {bytes(rx)!r}")
+            if now - last_byte > self.timeout_s or now > hard_deadline:
+                raise _NoReply()
+            try:
+                waiting = self._link.in_waiting
+                chunk = self._link.read(waiting or 1)
+            except (serial.SerialException, OSError) as err:
+                raise _LinkLost(str(err) or type(err).__name__) from None
+            if chunk:
+                rx += chunk
+                last_byte = time.monotonic()
+
+    def _resync(self, *, send_newline: bool) -> None:
+        """Discard whatever the firmware still sends; optionally end a half-received line."""
+        link = self._link
+        if link is None:
+            raise _LinkLost("the port is closed")
+        try:
+            if send_newline:
+                link.write(b"\n")
+            quiet_since = time.monotonic()
+            stop = quiet_since + self.timeout_s
+            while time.monotonic() - quiet_since < self._quiet_s and time.monotonic() < stop:
+                if link.read(link.in_waiting or 1):
+                    quiet_since = time.monotonic()
+            link.reset_input_buffer()
+        except serial.SerialTimeoutException:
+            pass
+        except (serial.SerialException, OSError) as err:
+            raise _LinkLost(str(err) or type(err).__name__) from None
+        self._rx.clear()
+
+
+def _short_list(values: Sequence[int], limit: int = 8) -> str:
+    shown = ", ".join(str(v) for v in values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"

@@ -1,0 +1,249 @@
+"""Settings of the simulated microscope: the virtual slide, its passes, the camera and faults.
+
+Every knob has a documented default that gives a healthy slide on the ``pls43`` instrument;
+every fault is off unless asked for. Both classes are frozen dataclasses, so a configuration
+can key caches and be shared between threads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from hardware_profiles.errors import ScopeError
+
+#: The five white-blood-cell types the virtual smear contains.
+WBC_TYPES: tuple[str, ...] = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
+
+#: Every ``type`` the ground truth can name.
+OBJECT_TYPES: tuple[str, ...] = (*WBC_TYPES, "rbc", "platelet", "dirt", "artifact")
+
+#: Healthy-blood differential (REFERENCE.md): neutrophils 40-60 %, lymphocytes 20-40 %,
+#: monocytes 3-11 %, eosinophils < 5 %, basophils < 1 %.
+HEALTHY_DIFFERENTIAL: tuple[tuple[str, float], ...] = (
+    ("neutrophil", 0.55),
+    ("lymphocyte", 0.33),
+    ("monocyte", 0.07),
+    ("eosinophil", 0.04),
+    ("basophil", 0.01),
+)
+
+
+class SimulatorError(ScopeError, ValueError):
+    """The simulated microscope was asked for something it cannot do (bad pass, LED, size)."""
+
+
+def _check_range(name: str, value: float, low: float, high: float = math.inf) -> None:
+    if not (low <= value <= high) or math.isnan(value):
+        bound = f"at least {low}" if math.isinf(high) else f"between {low} and {high}"
+        raise SimulatorError(f"{name} must be {bound}; got {value!r}.")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Faults planted in the simulated instrument and slide; every one is off by default.
+
+    Attributes
+    ----------
+    pls_shift_probability
+        Chance that a single-LED image of a field (unstained pass) is shifted against the
+        brightfield image of that field: the thesis's hardware glitch. Decided per
+        (field, LED) from a hash, so both exposures of a darkfield LED share the shift.
+    pls_shift_px
+        Range of the shift magnitude in camera pixels; the direction is uniform.
+    stained_artifacts_per_field
+        Mean number of stain artifacts (precipitate, water marks) per scan field that exist in
+        the stained pass only. Half of them sit on or beside a white blood cell.
+    unstained_dirt_per_field
+        Mean number of dirt particles per scan field that exist in the unstained pass only
+        (blown away before staining). Half of them sit on or beside a white blood cell.
+    """
+
+    pls_shift_probability: float = 0.0
+    pls_shift_px: tuple[float, float] = (3.0, 8.0)
+    stained_artifacts_per_field: float = 0.0
+    unstained_dirt_per_field: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_range("Faults.pls_shift_probability", self.pls_shift_probability, 0.0, 1.0)
+        low, high = self.pls_shift_px
+        _check_range("Faults.pls_shift_px lower bound", low, 0.0)
+        if high < low:
+            raise SimulatorError(
+                f"Faults.pls_shift_px must be (low, high) with low <= high; got {self.pls_shift_px}."
+            )
+        _check_range("Faults.stained_artifacts_per_field", self.stained_artifacts_per_field, 0.0)
+        _check_range("Faults.unstained_dirt_per_field", self.unstained_dirt_per_field, 0.0)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything about the simulated slide and instrument that is not in the hardware profile.
+
+    Densities are given per scan field: a ``sensor_width_px x sensor_height_px`` frame of the
+    profile's scan objective (1920 x 1200 at 0.293 µm/px = 0.198 mm² for ``pls43``).
+
+    Attributes
+    ----------
+    wbc_per_field
+        Mean number of white blood cells per scan field (a density knob).
+    wbc_type_fractions
+        ``(type, fraction)`` pairs: the differential count the WBC types are drawn from.
+    wbc_min_gap_um
+        Smallest edge-to-edge gap between two white blood cells, µm (about one cell diameter).
+    rbc_coverage
+        Fraction of the glass covered by red cells in the monolayer (random sequential packing
+        saturates near 0.5); it varies by +-15 % over millimetres.
+    platelets_per_field
+        Mean number of platelets per scan field.
+    dirt_per_field
+        Mean number of dirt particles per scan field present in every pass.
+    max_translation_um, max_rotation_deg
+        The stained pass re-places the slide by uniform translations within +-this (each axis)
+        and rotations within +-this about the slide origin, relative to the unstained pass. The
+        unstained placement itself is drawn from the same ranges.
+    highres_translation_um, highres_rotation_deg
+        The highres pass's placement relative to the stained pass.
+    magnification_error
+        The true highres/scan magnification ratio is the nominal one (``pls43``: 5) times
+        ``1 + U(-e, e)``.
+    surface_tilt_um_per_mm
+        Tilt of the slide surface (focus height), µm per mm, in a random direction.
+    surface_curvature_um
+        Sag of the slide surface at 1 mm from the slide origin, µm (a paraboloid).
+    focus_offset_um
+        Each pass's stage Z of best focus at the slide origin is uniform within +-this, µm.
+    stain_variation
+        Per-slide relative variation of each dye's concentration (uniform +-this).
+    stain_shrinkage
+        Range of the linear scale of each cell after fixing and staining (shrinks about its
+        own centre, so the centre's slide coordinate is unchanged).
+    wavelengths_nm
+        Centre wavelengths of the camera's R, G and B channels, nm.
+    scan_spherical_aberration_waves
+        RMS primary spherical aberration of the dry scan objective imaging an uncovered smear
+        (waves, Zernike Z11). It gives the 20x images their dark red-cell rims at best focus;
+        the oil objective has none.
+    highres_phase_factor
+        Index contrast under immersion oil relative to air (oil nearly matches the dried
+        cells, so phase relief and halos almost vanish at 100x).
+    full_well_e
+        Electrons that fill the 8-bit range at gain 1 (255 DN).
+    read_noise_e
+        RMS read noise, electrons (amplified by the gain like the signal).
+    black_level_dn
+        Dark offset of the camera, DN.
+    led_flux_e_per_ms_um2
+        Photo-electrons per ms per µm² of sample from one LED at full brightness on the axis
+        50 mm below the sample through clear glass. The default puts the ``pls43``
+        brightfield background (13 LEDs, 4 ms, gain 1) near 215 of 255.
+    render_margin_um
+        Margin rendered around every frame and cropped away, µm, so the periodic FFT does not
+        wrap one edge into the other (enough for defocus up to about 15 µm at 0.4 NA).
+    render_cache_mb
+        Memory budget of the cache of single-LED intensity images (brightfield reuses the pls
+        renders; darkfield high and low exposures share one render).
+    spectrum_cache_fields
+        How many fields' sample spectra are kept (about 130 MB each for a 1920 x 1200 field).
+    faults
+        Planted faults (all off by default).
+    """
+
+    wbc_per_field: float = 5.0
+    wbc_type_fractions: tuple[tuple[str, float], ...] = HEALTHY_DIFFERENTIAL
+    wbc_min_gap_um: float = 12.0
+    rbc_coverage: float = 0.45
+    platelets_per_field: float = 100.0
+    dirt_per_field: float = 0.3
+    max_translation_um: float = 50.0
+    max_rotation_deg: float = 0.3
+    highres_translation_um: float = 3.0
+    highres_rotation_deg: float = 0.02
+    magnification_error: float = 0.01
+    surface_tilt_um_per_mm: float = 1.0
+    surface_curvature_um: float = 0.5
+    focus_offset_um: float = 3.0
+    stain_variation: float = 0.1
+    stain_shrinkage: tuple[float, float] = (0.95, 0.99)
+    wavelengths_nm: tuple[float, float, float] = (630.0, 530.0, 470.0)
+    scan_spherical_aberration_waves: float = 0.12
+    highres_phase_factor: float = 0.3
+    full_well_e: float = 10_000.0
+    read_noise_e: float = 6.0
+    black_level_dn: float = 2.0
+    led_flux_e_per_ms_um2: float = 2_090.0
+    render_margin_um: float = 9.0
+    render_cache_mb: float = 640.0
+    spectrum_cache_fields: int = 2
+    faults: Faults = field(default_factory=Faults)
+
+    def __post_init__(self) -> None:
+        _check_range("SimConfig.wbc_per_field", self.wbc_per_field, 0.0, 60.0)
+        names = [name for name, _ in self.wbc_type_fractions]
+        unknown = sorted(set(names) - set(WBC_TYPES))
+        if unknown:
+            raise SimulatorError(
+                f"SimConfig.wbc_type_fractions names unknown cell types {unknown}; "
+                f"use {', '.join(WBC_TYPES)}."
+            )
+        fractions = [f for _, f in self.wbc_type_fractions]
+        if any(f < 0 for f in fractions) or sum(fractions) <= 0:
+            raise SimulatorError(
+                "SimConfig.wbc_type_fractions must be non-negative and not all zero; "
+                f"got {self.wbc_type_fractions}."
+            )
+        _check_range("SimConfig.wbc_min_gap_um", self.wbc_min_gap_um, 0.0, 100.0)
+        _check_range("SimConfig.rbc_coverage", self.rbc_coverage, 0.0, 0.5)
+        _check_range("SimConfig.platelets_per_field", self.platelets_per_field, 0.0, 2000.0)
+        _check_range("SimConfig.dirt_per_field", self.dirt_per_field, 0.0, 200.0)
+        for name in (
+            "max_translation_um",
+            "max_rotation_deg",
+            "highres_translation_um",
+            "highres_rotation_deg",
+            "surface_tilt_um_per_mm",
+            "surface_curvature_um",
+            "focus_offset_um",
+            "scan_spherical_aberration_waves",
+            "read_noise_e",
+            "black_level_dn",
+        ):
+            _check_range(f"SimConfig.{name}", getattr(self, name), 0.0)
+        _check_range("SimConfig.magnification_error", self.magnification_error, 0.0, 0.2)
+        _check_range("SimConfig.stain_variation", self.stain_variation, 0.0, 0.9)
+        low, high = self.stain_shrinkage
+        if not 0.5 <= low <= high <= 1.0:
+            raise SimulatorError(
+                "SimConfig.stain_shrinkage must be (low, high) with 0.5 <= low <= high <= 1; "
+                f"got {self.stain_shrinkage}."
+            )
+        if len(self.wavelengths_nm) != 3 or not all(
+            300.0 <= w <= 1100.0 for w in self.wavelengths_nm
+        ):
+            raise SimulatorError(
+                "SimConfig.wavelengths_nm must be three wavelengths (R, G, B) between 300 and "
+                f"1100 nm; got {self.wavelengths_nm}."
+            )
+        _check_range("SimConfig.highres_phase_factor", self.highres_phase_factor, 0.0, 1.0)
+        _check_range("SimConfig.full_well_e", self.full_well_e, 1.0)
+        _check_range("SimConfig.led_flux_e_per_ms_um2", self.led_flux_e_per_ms_um2, 0.0)
+        _check_range("SimConfig.render_margin_um", self.render_margin_um, 0.0)
+        _check_range("SimConfig.render_cache_mb", self.render_cache_mb, 0.0)
+        if self.spectrum_cache_fields < 1:
+            raise SimulatorError(
+                f"SimConfig.spectrum_cache_fields must be at least 1; got "
+                f"{self.spectrum_cache_fields}."
+            )
+        if not isinstance(self.faults, Faults):
+            raise SimulatorError(
+                f"SimConfig.faults must be a Faults instance; got {type(self.faults).__name__}."
+            )
+
+    @property
+    def wbc_type_probabilities(self) -> dict[str, float]:
+        """Normalised probability of each WBC type (types not listed have zero)."""
+        total = sum(f for _, f in self.wbc_type_fractions)
+        probs = dict.fromkeys(WBC_TYPES, 0.0)
+        for name, f in self.wbc_type_fractions:
+            probs[name] += f / total
+        return probs

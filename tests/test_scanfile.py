@@ -1,0 +1,119 @@
+"""Scan-file format: atomic index, per-field files, resume rules."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from acquisition.scanfile import (
+    ScanFile,
+    ScanFileError,
+    ScanWriter,
+    fields_dir,
+    pixel_to_stage,
+    stage_to_pixel,
+)
+
+
+@pytest.fixture
+def small_profile(pls43):
+    return pls43.with_stack(pls43.stack[:3])
+
+
+def _writer(path, profile, positions, **kw):
+    return ScanWriter(path, slide="s1", pass_="unstained", profile=profile,
+                      positions=positions, objective_name="20x", **kw)
+
+
+def _write_field(writer, index, value, hw=(8, 10)):
+    fw = writer.new_field(index, hw)
+    for c in range(len(writer.channels)):
+        fw.add(c, np.full((*hw, 3), value + c, np.uint8), {
+            "exposure_ms": 1.0, "gain": 1.0, "stage_x_um": 0.0, "stage_y_um": 0.0,
+            "stage_z_um": 0.0, "time": 0.0})
+    writer.field_done(fw.commit(z_um=1.5))
+
+
+def test_fields_become_visible_only_when_committed(tmp_path, small_profile):
+    path = tmp_path / "s1.unstained.scan.h5"
+    w = _writer(path, small_profile, np.zeros((3, 3)))
+    _write_field(w, 1, 10)
+    fw = w.new_field(2, (8, 10))  # started, never committed (a crash)
+    fw.add(0, np.ones((8, 10, 3), np.uint8), {"exposure_ms": 1.0, "gain": 1.0,
+                                               "stage_x_um": 0.0, "stage_y_um": 0.0,
+                                               "stage_z_um": 0.0, "time": 0.0})
+    with h5py.File(path, "r") as f:  # plain h5py opens it while the writer works
+        assert list(f["positions"]["status"].astype(str)) == ["pending", "done", "pending"]
+    with ScanFile(path) as sf:
+        assert list(sf.done) == [1]
+        assert sf.images.shape == (3, 3, 8, 10, 3)
+        assert sf.image(1, 2)[0, 0, 0] == 12
+        assert sf.stack(1).shape == (3, 8, 10, 3)
+        assert (sf.images[0] == 0).all()  # pending reads as zeros
+        assert len(sf.frames) == 3 and set(sf.frames["position"]) == {1}
+        assert not sf.complete
+        with pytest.raises(ScanFileError, match="field 2 was not acquired"):
+            sf.image(2, 0)
+    fw._file.close()  # simulate the process dying here: the partial file is left behind
+
+
+def test_resume_adopts_finished_fields_and_drops_partials(tmp_path, small_profile):
+    path = tmp_path / "s1.unstained.scan.h5"
+    w = _writer(path, small_profile, np.zeros((3, 3)))
+    _write_field(w, 0, 5)
+    (fields_dir(path) / "field_00001.h5.partial").write_bytes(b"half a field")
+    w2 = _writer(path, small_profile, np.zeros((3, 3)), resume=True)
+    assert w2.done == [0] and w2.pending == [1, 2]
+    assert not list(fields_dir(path).glob("*.partial"))
+    with pytest.raises(ScanFileError, match="already done; it is never re-imaged"):
+        w2.new_field(0, (8, 10))
+
+
+def test_existing_scan_is_never_overwritten(tmp_path, small_profile):
+    path = tmp_path / "s1.unstained.scan.h5"
+    _writer(path, small_profile, np.zeros((2, 3)))
+    with pytest.raises(ScanFileError, match="already exists; pass --resume"):
+        _writer(path, small_profile, np.zeros((2, 3)))
+
+
+def test_resume_refuses_other_positions_or_stack(tmp_path, small_profile, pls43):
+    path = tmp_path / "s1.unstained.scan.h5"
+    _writer(path, small_profile, np.zeros((2, 3)))
+    with pytest.raises(ScanFileError, match="positions differ"):
+        _writer(path, small_profile, np.ones((2, 3)), resume=True)
+    with pytest.raises(ScanFileError, match="stack"):
+        _writer(path, pls43.with_stack(pls43.stack[:2]), np.zeros((2, 3)), resume=True)
+
+
+def test_missing_and_foreign_files_are_clear_errors(tmp_path):
+    with pytest.raises(ScanFileError, match="does not exist"):
+        ScanFile(tmp_path / "nope.scan.h5")
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.attrs["format"] = "something-else"
+    with pytest.raises(ScanFileError, match="not a scope scan file"):
+        ScanFile(other)
+
+
+def test_truth_round_trip(tmp_path, small_profile):
+    path = tmp_path / "s1.unstained.scan.h5"
+    w = _writer(path, small_profile, np.zeros((1, 3)))
+    cells = np.array([(1, "neutrophil", 3.0, 4.0, 6.0, "")],
+                     dtype=[("id", "i8"), ("type", "U16"), ("x_um", "f8"), ("y_um", "f8"),
+                            ("radius_um", "f8"), ("pass", "U10")])
+    w.set_truth({"slide_to_stage": np.eye(2, 3), "magnification_ratio": 5.02, "cells": cells,
+                 "faults": None})
+    with ScanFile(path) as sf:
+        t = sf.truth()
+    assert t["magnification_ratio"] == pytest.approx(5.02)
+    assert t["cells"]["type"][0] == "neutrophil"
+    assert len(t["faults"]) == 0
+
+
+def test_pixel_stage_convention_round_trip():
+    kw = dict(field_x_um=100.0, field_y_um=-50.0, width=1920, height=1200, pixel_size_um=0.293)
+    x, y = pixel_to_stage(959.5, 599.5, **kw)
+    assert (float(x), float(y)) == (100.0, -50.0)  # the frame centre is the stage position
+    px, py = stage_to_pixel(*pixel_to_stage(10.0, 20.0, **kw), **kw)
+    assert np.allclose([px, py], [10.0, 20.0])
