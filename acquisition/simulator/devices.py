@@ -60,6 +60,7 @@ class SimSession:
     xy_requested: tuple[float, float] = (0.0, 0.0)
     z_um: float = 0.0
     snaps: int = 0
+    device_seconds: float = 0.0  # time spent inside the simulated devices (benchmarks)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fault_draw(self, *key: object) -> float:
@@ -137,6 +138,13 @@ class SimCamera(_SessionDevice, SimpleCameraDevice):
         return np.uint8
 
     def snap(self, buffer: np.ndarray) -> Mapping:
+        t0 = time.perf_counter()
+        try:
+            return self._snap(buffer)
+        finally:
+            self.sim.device_seconds += time.perf_counter() - t0
+
+    def _snap(self, buffer: np.ndarray) -> Mapping:
         sim = self.sim
         with sim.lock:
             sim.snaps += 1
@@ -163,6 +171,13 @@ class SimXYStage(_SessionDevice, XYStageDevice):
     """XY stage in µm; may land off target (fault) and may or may not report it."""
 
     def set_position_um(self, x: float, y: float) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._move(x, y)
+        finally:
+            self.sim.device_seconds += time.perf_counter() - t0
+
+    def _move(self, x: float, y: float) -> None:
         sim = self.sim
         ox, oy = sim.xy_true
         dx = dy = 0.0
@@ -200,7 +215,9 @@ class SimZStage(_SessionDevice, StageDevice):
     def set_position_um(self, val: float) -> None:
         sim = self.sim
         if sim.realtime:
+            t0 = time.perf_counter()
             time.sleep(abs(val - sim.z_um) / 1000.0 + 0.005)
+            sim.device_seconds += time.perf_counter() - t0
         with sim.lock:
             sim.z_um = float(val)
 
