@@ -1,0 +1,239 @@
+"""`scope scan` end to end on the simulator: passes, resume after SIGKILL, faults, backends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from acquisition.rig import SimOptions, open_sim
+from acquisition.scan import ScanError, plan_scan, run_scan
+from acquisition.scanfile import ScanFile, fields_dir
+from scope.cli import main
+
+SENSOR = "192x128"
+SENSOR_WH = (192, 128)
+
+
+def scan_args(out: Path, pass_: str = "unstained", *extra: str) -> list[str]:
+    return ["scan", "--slide", "s1", "--pass", pass_, "--profile", "pls43", "--out", str(out),
+            "--sim-sensor", SENSOR, "--seed", "3", "--yes", *extra]
+
+
+@pytest.fixture(scope="module")
+def reference_scan(tmp_path_factory):
+    """An uninterrupted 2x2 le8 scan: what every interrupted or faulty scan must equal."""
+    out = tmp_path_factory.mktemp("ref")
+    assert main(scan_args(out, "unstained", "--grid", "2x2", "--stack", "le8")) == 0
+    with ScanFile(out / "s1.unstained.scan.h5") as sf:
+        return out, sf.images[()], sf.positions.copy()
+
+
+def test_unstained_stained_highres_sequence(reference_scan, tmp_path):
+    out, _, positions = reference_scan
+    with ScanFile(out / "s1.unstained.scan.h5") as sf:
+        assert sf.complete and sf.images.shape == (4, 4, 128, 192, 3)
+        assert list(sf.channels["kind"]) == ["brightfield", "pls", "pls", "pls"]
+        assert len(sf.frames) == 16
+        assert sf.attrs["pixel_size_um"] == pytest.approx(0.293)
+        truth = sf.truth()
+        assert truth is not None and truth["slide_to_stage"].shape == (2, 3)
+        # every frame's metadata: exposure as set, stage read back at the field
+        f0 = sf.frames[sf.frames["position"] == 0]
+        assert np.allclose(f0["stage_x_um"], positions["x_um"][0])
+    # the stained pass images the unstained pass's positions, brightfield only
+    assert main(scan_args(out, "stained")) == 0
+    with ScanFile(out / "s1.stained.scan.h5") as st:
+        assert st.complete and len(st.channels) == 1
+        assert np.allclose(st.positions["x_um"], positions["x_um"])
+        st_truth = st.truth()
+        wbc = [c for c in st_truth["cells"] if c["type"] in
+               ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")]
+        assert wbc, "the simulator should place white blood cells in four fields"
+        a = st_truth["slide_to_stage"]
+    # the highres pass relocates cells from a cells CSV (stained-pass stage µm)
+    cells = tmp_path / "cells.csv"
+    rows = ["cell_id,slide,x_um,y_um"]
+    for c in wbc[:2]:
+        sx, sy = a @ np.array([c["x_um"], c["y_um"], 1.0])
+        rows.append(f"{c['id']},s1,{sx:.3f},{sy:.3f}")
+    cells.write_text("\n".join(rows) + "\n")
+    assert main(scan_args(out, "highres", "--cells", str(cells))) == 0
+    with ScanFile(out / "s1.highres.scan.h5") as hr:
+        assert hr.complete and hr.n_positions == len(rows) - 1
+        assert hr.attrs["objective_magnification"] == 100
+        ratio = hr.truth()["magnification_ratio"]
+        assert 4.9 < ratio < 5.1
+
+
+def test_same_slide_and_seed_image_the_same_sample(reference_scan, tmp_path):
+    _, images, _ = reference_scan
+    assert main(scan_args(tmp_path, "unstained", "--grid", "2x2", "--stack", "le8")) == 0
+    with ScanFile(tmp_path / "s1.unstained.scan.h5") as sf:
+        assert np.array_equal(sf.images[()], images)
+
+
+def _spawn_scan(out: Path, *extra: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", "scope", *scan_args(out, "unstained", "--grid", "2x2",
+                                                      "--stack", "le8", *extra)]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_resume_after_sigkill_at_random_moments(reference_scan, tmp_path):
+    _, images, _ = reference_scan
+    rng = np.random.default_rng(7)
+    out = tmp_path / "killed"
+    kills = 0
+    for _attempt in range(6):
+        proc = _spawn_scan(out, "--resume")
+        time.sleep(float(rng.uniform(0.5, 3.0)))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        if (out / "s1.unstained.scan.h5").exists():
+            with ScanFile(out / "s1.unstained.scan.h5") as sf:  # plain h5py opens it
+                done_now = len(sf.done)
+                assert len(sf.frames) == done_now * 4  # one row per stored image
+        if proc.returncode == 0:
+            break
+    assert kills >= 1, "the scan finished before any kill: make the first delay shorter"
+    proc = _spawn_scan(out, "--resume")
+    assert proc.wait() == 0, proc.stderr.read()
+    with ScanFile(out / "s1.unstained.scan.h5") as sf:
+        assert sf.complete
+        assert len(sf.frames) == 16
+        assert sorted(zip(sf.frames["position"], sf.frames["channel"], strict=True)) == [
+            (p, c) for p in range(4) for c in range(4)]
+        assert np.array_equal(sf.images[()], images)
+    assert not list(fields_dir(out / "s1.unstained.scan.h5").glob("*.partial"))
+
+
+def test_ctrl_c_abandons_the_field_and_resume_finishes(reference_scan, tmp_path):
+    _, images, _ = reference_scan
+    proc = _spawn_scan(tmp_path)
+    path = tmp_path / "s1.unstained.scan.h5"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (fields_dir(path).exists() and any(
+            fields_dir(path).glob("field_*"))):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate()[1]
+    if proc.returncode == 0:
+        pytest.skip("the scan finished before Ctrl-C arrived")  # machine far faster than CI
+    assert proc.returncode == 130
+    assert "--resume" in err.strip().splitlines()[-1]
+    assert main(scan_args(tmp_path, "unstained", "--grid", "2x2", "--stack", "le8",
+                          "--resume")) == 0
+    with ScanFile(path) as sf:
+        assert sf.complete and np.array_equal(sf.images[()], images)
+
+
+def test_existing_scan_is_not_overwritten(reference_scan, capsys):
+    out, _, _ = reference_scan
+    assert main(scan_args(out, "unstained", "--grid", "2x2", "--stack", "le8")) == 1
+    assert "already exists; pass --resume" in capsys.readouterr().err
+
+
+def test_resume_with_other_positions_is_refused(reference_scan, tmp_path, capsys):
+    out, _, _ = reference_scan
+    assert main(scan_args(out, "unstained", "--grid", "3x2", "--stack", "le8",
+                          "--resume")) == 1
+    assert "positions differ" in capsys.readouterr().err
+
+
+def test_not_enough_disk_is_refused_before_imaging(tmp_path, capsys):
+    code = main(["scan", "--slide", "big", "--pass", "unstained", "--profile", "pls43",
+                 "--out", str(tmp_path), "--grid", "400x400", "--yes"])
+    assert code == 1
+    assert "not enough disk space" in capsys.readouterr().err
+    assert not list(fields_dir(tmp_path / "big.unstained.scan.h5").glob("field_*"))
+
+
+def test_faults_complete_the_scan_with_no_wrong_led_frame(reference_scan, tmp_path):
+    """Dropped and garbled serial bytes and camera timeouts: every frame is still right."""
+    _, images, _ = reference_scan
+    cfg = tmp_path / "faults.yaml"
+    cfg.write_text(
+        "serial: {drop_probability: 0.02, garble_probability: 0.02, seed: 5}\n"
+        "devices: {camera_timeout_probability: 0.1, seed: 5}\n"
+    )
+    assert main(scan_args(tmp_path, "unstained", "--grid", "2x2", "--stack", "le8",
+                          "--sim-config", str(cfg))) == 0
+    with ScanFile(tmp_path / "s1.unstained.scan.h5") as sf:
+        assert sf.complete
+        assert np.array_equal(sf.images[()], images)
+
+
+def test_wrong_profile_is_one_clear_error(tmp_path, capsys):
+    assert main(["scan", "--slide", "s", "--pass", "unstained", "--profile", "pls44",
+                 "--out", str(tmp_path), "--grid", "1x1", "--yes"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown profile 'pls44'") and len(err.splitlines()) == 1
+
+
+def test_wrong_led_port_is_one_clear_error(tmp_path, capsys):
+    cfg = tmp_path / "none.cfg"
+    cfg.write_text("# empty configuration\n")
+    assert main(["scan", "--slide", "s", "--pass", "unstained", "--profile", "pls43",
+                 "--out", str(tmp_path), "--grid", "1x1", "--yes", "--backend", "mmcore",
+                 "--mm-config", str(cfg), "--led-port", "/dev/ttyNOPE9"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "/dev/ttyNOPE9" in err and len(err.splitlines()) == 1
+
+
+def test_geometry_mismatch_is_refused(pls43, tmp_path):
+    from hardware_profiles import Led
+
+    moved = [Led(id=led.id, x_mm=led.x_mm + (1.0 if led.id == 7 else 0.0), y_mm=led.y_mm,
+                 z_mm=led.z_mm) for led in pls43.led_array.leds]
+    from acquisition.led_array import LedArrayError
+
+    with pytest.raises(LedArrayError, match="7"):
+        open_sim(pls43, SimOptions(sensor_wh=SENSOR_WH, firmware_leds=moved))
+
+
+def test_focus_map_recovers_the_tilted_surface(pls43, tmp_path):
+    from acquisition.simulator.config import SimConfig
+
+    config = SimConfig(surface_tilt_um_per_mm=4.0, surface_curvature_um=1.0,
+                       focus_offset_um=3.0)
+    with open_sim(pls43, SimOptions(slide="tilt", seed=1, sensor_wh=(256, 160),
+                                    config=config)) as rig:
+        plan = plan_scan(slide="tilt", pass_="unstained", profile=pls43, out=tmp_path,
+                         frame_wh=rig.mm.frame_size, stack="brightfield", focus="map",
+                         region="-500,-300,500,300")  # fields spread over ~1 x 0.6 mm
+        plan.positions = plan.positions[::4]  # every 4th field is enough for the test
+        summary = run_scan(plan, rig)
+        truth_z = np.array([rig.sim.microscope.focus_z_um("unstained", x, y)
+                            for x, y, _ in plan.positions])
+    with ScanFile(summary.path) as sf:
+        z = sf.positions["z_um"]
+    dof = 0.55 / 0.4**2  # λ/NA² at 550 nm
+    assert np.abs(z - truth_z).max() <= dof / 2, (z, truth_z)
+    assert np.ptp(truth_z) > dof, "the test slide should need focusing"
+
+
+def test_highres_needs_cells(pls43, tmp_path):
+    with pytest.raises(ScanError, match="--cells"):
+        plan_scan(slide="s", pass_="highres", profile=pls43, out=tmp_path, frame_wh=SENSOR_WH)
+
+
+def test_stained_needs_the_unstained_scan(tmp_path, capsys):
+    assert main(scan_args(tmp_path, "stained")) == 1
+    assert "does not exist (scan --pass unstained first" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="pty")
+def test_realtime_mode_sleeps_for_exposure(pls43, tmp_path):
+    with open_sim(pls43, SimOptions(sensor_wh=(64, 64), realtime=True)) as rig:
+        rig.mm.set_exposure(120.0)
+        t0 = time.perf_counter()
+        rig.mm.snap()
+        assert time.perf_counter() - t0 >= 0.12
