@@ -1,0 +1,159 @@
+"""Scan engine: software overhead per frame, storage throughput, memory over a long scan.
+
+    python benchmarks/bench_scan.py [--out docs/bench/scan.md] [--quick]
+
+- overhead: the simulator in real-time mode (the camera sleeps for the exposure, the stage
+  for its move); overhead per frame = wall time − time inside the simulated devices (render,
+  exposure, moves). Target ≤ 5 ms median.
+- storage: frames rendered by the simulator (1920x1200 RGB) pushed through the storage
+  thread into scan files with each lossless filter. Target ≥ 150 MB/s with the default.
+- memory: resident memory after each field of a long scan: it must stay flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import emit, machine, rss_mb  # noqa: E402
+
+
+def overhead(quick: bool) -> dict:
+    import hardware_profiles as hp
+    from acquisition.rig import SimOptions, open_sim
+    from acquisition.scan import ScanEvents, plan_scan, run_scan
+
+    profile = hp.load("pls43")
+    per_frame: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp, open_sim(
+        profile, SimOptions(slide="bench", realtime=True)
+    ) as rig:
+        plan = plan_scan(slide="bench", pass_="unstained", profile=profile, out=Path(tmp),
+                         frame_wh=rig.mm.frame_size, stack="le8" if quick else "le18",
+                         grid="2x1" if quick else "3x1")
+        marks: list[tuple[float, float]] = []
+
+        def on_image(_f: int, _c: int, _n: int) -> None:
+            marks.append((time.perf_counter(), rig.sim.device_seconds))
+
+        def on_field(_f: int, _s: str) -> None:
+            marks.append((float("nan"), 0.0))  # field boundary: moves are not frame overhead
+
+        t0 = time.perf_counter()
+        start = (t0, rig.sim.device_seconds)
+        summary = run_scan(plan, rig, events=ScanEvents(on_image=on_image, on_field=on_field))
+        wall = time.perf_counter() - t0
+        prev = start
+        for mark in marks:
+            if np.isnan(mark[0]):
+                prev = None
+                continue
+            if prev is not None:
+                per_frame.append((mark[0] - prev[0]) - (mark[1] - prev[1]))
+            prev = mark
+    return {
+        "frames": summary.n_images,
+        "median_ms": statistics.median(per_frame) * 1000,
+        "p95_ms": float(np.percentile(per_frame, 95)) * 1000,
+        "wall_s": wall,
+    }
+
+
+def storage(quick: bool) -> list[dict]:
+    import hardware_profiles as hp
+    from acquisition.scanfile import ScanWriter
+    from acquisition.simulator.microscope import SimulatedMicroscope
+    from acquisition.storage import StorageThread
+
+    profile = hp.load("pls43")
+    sim = SimulatedMicroscope(profile, slide="bench", seed=0)
+    frames = []
+    for ch in (profile.stack[0], profile.stack[1], profile.stack[20], profile.stack[21]):
+        frames.append(sim.render(pass_="unstained", x_um=0.0, y_um=0.0, z_um=0.0,
+                                 leds={i: ch.brightness for i in ch.leds},
+                                 exposure_ms=ch.exposure_ms, gain=ch.gain, width=1920,
+                                 height=1200))
+    n_fields, n_channels = (2, 10) if quick else (4, 20)
+    prof = profile.with_stack(profile.stack[:n_channels])
+    rows = []
+    for comp in ("blosc2-lz4", "lz4", "zstd", "none"):
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = ScanWriter(Path(tmp) / "b.unstained.scan.h5", slide="b", pass_="unstained",
+                                profile=prof, positions=np.zeros((n_fields, 3)),
+                                objective_name="20x", compression=comp)
+            store = StorageThread(writer)
+            t0 = time.perf_counter()
+            for f in range(n_fields):
+                for c in range(n_channels):
+                    store.frame(f, c, frames[(f + c) % len(frames)], {
+                        "exposure_ms": 1.0, "gain": 1.0, "stage_x_um": 0.0,
+                        "stage_y_um": 0.0, "stage_z_um": 0.0, "time": 0.0})
+                store.commit(f, z_um=0.0)
+            store.close()
+            dt = time.perf_counter() - t0
+            raw = store.stats.bytes_raw
+            disk = sum(p.stat().st_size for p in Path(tmp).rglob("*.h5"))
+            rows.append({"compression": comp, "mb_s": raw / dt / 1e6, "ratio": raw / disk})
+    return rows
+
+
+def memory(quick: bool) -> list[tuple[int, float]]:
+    import hardware_profiles as hp
+    from acquisition.rig import SimOptions, open_sim
+    from acquisition.scan import ScanEvents, plan_scan, run_scan
+
+    profile = hp.load("pls43")
+    samples: list[tuple[int, float]] = []
+    with tempfile.TemporaryDirectory() as tmp, open_sim(
+        profile, SimOptions(slide="mem", sensor_wh=(960, 600))
+    ) as rig:
+        plan = plan_scan(slide="mem", pass_="unstained", profile=profile, out=Path(tmp),
+                         frame_wh=rig.mm.frame_size, stack="le8",
+                         grid="6x1" if quick else "8x3")
+
+        def on_field(i: int, _s: str) -> None:
+            samples.append((len(samples) + 1, rss_mb()))
+
+        run_scan(plan, rig, events=ScanEvents(on_field=on_field))
+    return samples
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", help="write the markdown table to this file")
+    ap.add_argument("--quick", action="store_true", help="smaller runs")
+    args = ap.parse_args()
+    o = overhead(args.quick)
+    s = storage(args.quick)
+    m = memory(args.quick)
+    lines = [
+        "### Scan engine",
+        "",
+        f"Machine: {machine()}. Command: `python benchmarks/bench_scan.py"
+        f"{' --quick' if args.quick else ''}`.",
+        "",
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| software overhead per frame, median (p95), {o['frames']} frames 1920x1200, "
+        f"real-time simulator | {o['median_ms']:.2f} ms ({o['p95_ms']:.2f} ms) | ≤ 5 ms |",
+    ]
+    for row in s:
+        target = "≥ 150 MB/s" if row["compression"] == "blosc2-lz4" else ""
+        lines.append(f"| storage throughput, {row['compression']} (ratio {row['ratio']:.2f}) | "
+                     f"{row['mb_s']:.0f} MB/s | {target} |")
+    first, last = m[1] if len(m) > 1 else m[0], m[-1]
+    lines.append(f"| resident memory after field {first[0]} → field {last[0]} | "
+                 f"{first[1]:.0f} MB → {last[1]:.0f} MB | flat |")
+    emit("\n".join(lines), args.out)
+
+
+if __name__ == "__main__":
+    main()
