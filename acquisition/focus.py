@@ -31,17 +31,41 @@ def sharpness(image: np.ndarray) -> float:
     return float(lap.var()) / (mean * mean + 1e-6)
 
 
-def _parabola_peak(z: np.ndarray, s: np.ndarray) -> float:
-    """Vertex of the least-squares parabola through (z, s); falls back to the best sample."""
-    best = int(np.argmax(s))
-    lo, hi = max(0, best - 2), min(len(z), best + 3)
+def _parabola_vertex(z: np.ndarray, s: np.ndarray, i: int, *, peak: bool) -> float:
+    """Vertex of the least-squares parabola through the samples around index ``i``."""
+    lo, hi = max(0, i - 2), min(len(z), i + 3)
     if hi - lo < 3:
-        return float(z[best])
+        return float(z[i])
     a, b, _ = np.polyfit(z[lo:hi], s[lo:hi], 2)
-    if a >= 0:
-        return float(z[best])
-    peak = -b / (2 * a)
-    return float(np.clip(peak, z[lo], z[hi - 1]))
+    if (peak and a >= 0) or (not peak and a <= 0):
+        return float(z[i])
+    return float(np.clip(-b / (2 * a), z[lo], z[hi - 1]))
+
+
+def contrast(image: np.ndarray) -> float:
+    """Normalised contrast (standard deviation over mean) of the grey image."""
+    grey = image.astype(np.float32).mean(axis=2) if image.ndim == 3 else image.astype(np.float32)
+    return float(grey.std() / (grey.mean() + 1e-6))
+
+
+def focus_from_curve(
+    z: np.ndarray, contrasts: np.ndarray, sharpnesses: np.ndarray
+) -> tuple[float, str]:
+    """Best focus from a through-focus series; returns ``(z, mode)``.
+
+    Unstained cells are mostly *phase* objects: in brightfield they show the least contrast
+    exactly in focus and more on either side (defocus turns phase into intensity), so their
+    contrast curve has a pronounced interior minimum — ``mode="dip"``, focus at its vertex.
+    Absorbing samples (stained cells) show no such dip; they are sharpest in focus —
+    ``mode="peak"``, the maximum of the Laplacian sharpness.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    c = np.asarray(contrasts, dtype=np.float64)
+    i = int(np.argmin(c))
+    if 0 < i < len(c) - 1 and c[i] < 0.8 * float(np.median(c)):
+        return _parabola_vertex(z, c, i, peak=False), "dip"
+    s = np.asarray(sharpnesses, dtype=np.float64)
+    return _parabola_vertex(z, s, int(np.argmax(s)), peak=True), "peak"
 
 
 @dataclass
@@ -57,24 +81,34 @@ def autofocus(
     *,
     z_start_um: float,
     search_um: float = 15.0,
-    coarse_step_um: float = 1.5,
-    fine_step_um: float = 0.3,
+    coarse_step_um: float = 1.0,
+    fine_step_um: float = 0.25,
 ) -> tuple[float, float]:
-    """Z (µm) of maximum sharpness near ``z_start_um``: coarse scan, then a fine one.
+    """Z (µm) of best focus near ``z_start_um``: a coarse scan, then a fine one around it.
 
     ``snap_at(z)`` moves the focus drive to ``z`` and returns the brightfield image there.
-    Returns ``(z_best, sharpness_at_best)``.
+    Returns ``(z_best, sharpness_at_best)``; :func:`focus_from_curve` says what "best" means
+    for phase (unstained) and absorbing (stained) samples.
     """
+
+    def series(zs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        images = [snap_at(float(z)) for z in zs]
+        return (np.array([contrast(im) for im in images]),
+                np.array([sharpness(im) for im in images]))
+
     zs = z_start_um + np.arange(-search_um, search_um + coarse_step_um / 2, coarse_step_um)
-    s = np.array([sharpness(snap_at(float(z))) for z in zs])
+    c, s = series(zs)
     if not np.isfinite(s).all() or s.max() <= 0:
         raise FocusError(f"no image structure to focus on near z={z_start_um:.1f} µm")
-    z_coarse = _parabola_peak(zs, s)
-    zf = z_coarse + np.arange(-2 * coarse_step_um, 2 * coarse_step_um + fine_step_um / 2,
-                              fine_step_um)
-    sf = np.array([sharpness(snap_at(float(z))) for z in zf])
-    z_best = _parabola_peak(zf, sf)
-    return z_best, float(sf.max())
+    z_coarse, mode = focus_from_curve(zs, c, s)
+    half = 1.5 * coarse_step_um
+    zf = z_coarse + np.arange(-half, half + fine_step_um / 2, fine_step_um)
+    cf, sf = series(zf)
+    if mode == "dip":
+        i = int(np.argmin(cf))
+        return _parabola_vertex(zf, cf, i, peak=False), float(sf[i])
+    i = int(np.argmax(sf))
+    return _parabola_vertex(zf, sf, i, peak=True), float(sf[i])
 
 
 def reference_indices(positions: np.ndarray, *, per_side: int = 3) -> list[int]:

@@ -114,7 +114,6 @@ def open_sim(profile: HardwareProfile, options: SimOptions | None = None) -> Rig
         opts.firmware_leds if opts.firmware_leds is not None else profile.led_array.leds,
         firmware_version=opts.firmware_version,
         na=profile.scan_objective.na,
-        faults=opts.serial_faults,
     )
     firmware.start()
     closers.append(firmware.close)
@@ -142,6 +141,10 @@ def open_sim(profile: HardwareProfile, options: SimOptions | None = None) -> Rig
         mm = MicroManagerRig(core, camera=profile.camera)
         leds = _open_leds(firmware.port, profile)
         closers.append(leds.close)
+        # Serial faults start after the handshake: they model a link that degrades during a
+        # long scan (the handshake's kilobyte of JSON would rarely survive per-byte garbling).
+        if opts.serial_faults is not None:
+            firmware.faults = opts.serial_faults
     except BaseException:
         for c in reversed(closers):
             with contextlib.suppress(Exception):

@@ -17,13 +17,14 @@ from acquisition.scan import ScanError, plan_scan, run_scan
 from acquisition.scanfile import ScanFile, fields_dir
 from scope.cli import main
 
-SENSOR = "192x128"
-SENSOR_WH = (192, 128)
+SENSOR = "256x160"
+SENSOR_WH = (256, 160)
+DENSE = Path(__file__).with_name("data") / "dense-smear.yaml"  # many WBCs per small field
 
 
 def scan_args(out: Path, pass_: str = "unstained", *extra: str) -> list[str]:
     return ["scan", "--slide", "s1", "--pass", pass_, "--profile", "pls43", "--out", str(out),
-            "--sim-sensor", SENSOR, "--seed", "3", "--yes", *extra]
+            "--sim-sensor", SENSOR, "--seed", "3", "--yes", "--sim-config", str(DENSE), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def reference_scan(tmp_path_factory):
 def test_unstained_stained_highres_sequence(reference_scan, tmp_path):
     out, _, positions = reference_scan
     with ScanFile(out / "s1.unstained.scan.h5") as sf:
-        assert sf.complete and sf.images.shape == (4, 4, 128, 192, 3)
+        assert sf.complete and sf.images.shape == (4, 4, 160, 256, 3)
         assert list(sf.channels["kind"]) == ["brightfield", "pls", "pls", "pls"]
         assert len(sf.frames) == 16
         assert sf.attrs["pixel_size_um"] == pytest.approx(0.293)
@@ -96,7 +97,7 @@ def test_resume_after_sigkill_at_random_moments(reference_scan, tmp_path):
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
-        proc.wait()
+        proc.communicate()
         if (out / "s1.unstained.scan.h5").exists():
             with ScanFile(out / "s1.unstained.scan.h5") as sf:  # plain h5py opens it
                 done_now = len(sf.done)
@@ -105,7 +106,8 @@ def test_resume_after_sigkill_at_random_moments(reference_scan, tmp_path):
             break
     assert kills >= 1, "the scan finished before any kill: make the first delay shorter"
     proc = _spawn_scan(out, "--resume")
-    assert proc.wait() == 0, proc.stderr.read()
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
     with ScanFile(out / "s1.unstained.scan.h5") as sf:
         assert sf.complete
         assert len(sf.frames) == 16
@@ -161,11 +163,13 @@ def test_faults_complete_the_scan_with_no_wrong_led_frame(reference_scan, tmp_pa
     _, images, _ = reference_scan
     cfg = tmp_path / "faults.yaml"
     cfg.write_text(
-        "serial: {drop_probability: 0.02, garble_probability: 0.02, seed: 5}\n"
-        "devices: {camera_timeout_probability: 0.1, seed: 5}\n"
+        DENSE.read_text()
+        + "serial: {drop_probability: 0.01, garble_probability: 0.005, seed: 5}\n"
+        + "devices: {camera_timeout_probability: 0.1, seed: 5}\n"
     )
-    assert main(scan_args(tmp_path, "unstained", "--grid", "2x2", "--stack", "le8",
-                          "--sim-config", str(cfg))) == 0
+    args = scan_args(tmp_path, "unstained", "--grid", "2x2", "--stack", "le8")
+    args[args.index("--sim-config") + 1] = str(cfg)
+    assert main(args) == 0
     with ScanFile(tmp_path / "s1.unstained.scan.h5") as sf:
         assert sf.complete
         assert np.array_equal(sf.images[()], images)
@@ -178,14 +182,96 @@ def test_wrong_profile_is_one_clear_error(tmp_path, capsys):
     assert err.startswith("error: unknown profile 'pls44'") and len(err.splitlines()) == 1
 
 
-def test_wrong_led_port_is_one_clear_error(tmp_path, capsys):
-    cfg = tmp_path / "none.cfg"
-    cfg.write_text("# empty configuration\n")
+@pytest.fixture
+def py_device_config(pls43, tmp_path):
+    """A Micro-Manager .cfg declaring the simulator's camera and stages as `#py` devices."""
+    from acquisition.simulator.devices import SimSession, register_session, unregister_session
+    from acquisition.simulator.firmware import IlluminateEmulator
+    from acquisition.simulator.microscope import SimulatedMicroscope
+
+    firmware = IlluminateEmulator(pls43.led_array.leds)
+    firmware.start()
+    session = SimSession(microscope=SimulatedMicroscope(pls43, slide="s1", seed=3),
+                         firmware=firmware, sensor_wh=SENSOR_WH)
+    register_session("cfgtest", session)
+    cfg = tmp_path / "sim-rig.cfg"
+    lines = []
+    for label, cls in (("Camera", "SimCamera"), ("XY", "SimXYStage"), ("Z", "SimZStage")):
+        lines += [f"#py pyDevice,{label},acquisition.simulator.devices,{cls}",
+                  f"#py Property,{label},Session,cfgtest"]
+    lines += ["#py Property,Core,Initialize,1", "#py Property,Core,Camera,Camera",
+              "#py Property,Core,XYStage,XY", "#py Property,Core,Focus,Z"]
+    cfg.write_text("\n".join(lines) + "\n")
+    yield cfg, firmware
+    unregister_session("cfgtest")
+    firmware.close()
+
+
+def test_mmcore_backend_with_python_device_config(py_device_config, reference_scan, tmp_path):
+    cfg, firmware = py_device_config
+    args = ["scan", "--slide", "s1", "--pass", "unstained", "--profile", "pls43",
+            "--out", str(tmp_path), "--grid", "2x2", "--stack", "le8", "--yes",
+            "--backend", "mmcore", "--mm-config", str(cfg), "--led-port", firmware.port]
+    assert main(args) == 0
+    with ScanFile(tmp_path / "s1.unstained.scan.h5") as sf:
+        assert sf.complete and sf.attrs["backend"] == "mmcore"
+        assert sf.images.shape == (4, 4, SENSOR_WH[1], SENSOR_WH[0], 3)
+        assert sf.truth() is None  # a real backend carries no simulator truth
+
+
+def test_wrong_led_port_is_one_clear_error(py_device_config, tmp_path, capsys):
+    cfg, _ = py_device_config
     assert main(["scan", "--slide", "s", "--pass", "unstained", "--profile", "pls43",
                  "--out", str(tmp_path), "--grid", "1x1", "--yes", "--backend", "mmcore",
                  "--mm-config", str(cfg), "--led-port", "/dev/ttyNOPE9"]) == 1
     err = capsys.readouterr().err.strip()
     assert "/dev/ttyNOPE9" in err and len(err.splitlines()) == 1
+
+
+def test_micromanager_backend_adapter_through_a_snake_case_core(pls43, reference_scan, tmp_path):
+    """pycromanager's Core: MMCore in snake_case, colour as 1-D packed 32-bit BGRA."""
+    from acquisition.micromanager import MicroManagerRig
+    from acquisition.rig import Rig
+
+    _, images, _ = reference_scan
+
+    class PycromanagerLikeCore:
+        def __init__(self, core):
+            self._core = core
+
+        def __getattr__(self, name):
+            camel = name.split("_")[0] + "".join(p.title() for p in name.split("_")[1:])
+            camel = camel.replace("Xy", "XY")
+            return getattr(self._core, camel)
+
+        def snap_image(self):
+            self._core.snapImage()
+
+        def get_image(self):
+            rgb = self._core.getImage()
+            bgra = np.concatenate([rgb[..., ::-1], np.zeros((*rgb.shape[:2], 1), np.uint8)], 2)
+            return np.ascontiguousarray(bgra).view(np.int32).ravel()
+
+        def get_number_of_components(self):
+            return 4
+
+    sim_rig = open_sim(pls43, SimOptions(slide="s1", seed=3, sensor_wh=SENSOR_WH,
+                                         config=_dense_config()))
+    with sim_rig:
+        rig = Rig(mm=MicroManagerRig(PycromanagerLikeCore(sim_rig.mm.raw_core),
+                                     camera=pls43.camera),
+                  leds=sim_rig.leds, profile=pls43, backend="micromanager", sim=sim_rig.sim)
+        plan = plan_scan(slide="s1", pass_="unstained", profile=pls43, out=tmp_path,
+                         frame_wh=rig.mm.frame_size, stack="le8", grid="2x2")
+        run_scan(plan, rig)
+    with ScanFile(tmp_path / "s1.unstained.scan.h5") as sf:
+        assert np.array_equal(sf.images[()], images)
+
+
+def _dense_config():
+    from acquisition.simulator.options import load_sim_options
+
+    return load_sim_options(DENSE)["config"]
 
 
 def test_geometry_mismatch_is_refused(pls43, tmp_path):
