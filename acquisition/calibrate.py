@@ -59,14 +59,27 @@ def _round3(x: float) -> float:
     return float(f"{x:.3g}")
 
 
+def black_level(rig, profile: HardwareProfile) -> float:
+    """The camera's dark offset (DN): median of max(R, G, B) with every LED off."""
+    rig.leds.clear()
+    rig.mm.set_gain(profile.camera.neutral_gain)
+    rig.mm.set_exposure(1.0)
+    return float(np.median(rig.mm.snap().max(axis=2)))
+
+
 def calibrate_channel(
     rig,
     channel: Channel,
     *,
     targets: CalibrationTargets,
     profile: HardwareProfile,
+    black: float = 0.0,
 ) -> ChannelCalibration:
-    """Find exposure (ms) and gain for one channel on the field under the objective."""
+    """Find exposure (ms) and gain for one channel on the field under the objective.
+
+    ``black`` is the camera's dark offset (:func:`black_level`): the linear response is
+    extrapolated from it, not from zero.
+    """
     cam = profile.camera
     high = channel.kind == "darkfield" and channel.exposure_level == "high"
     q = 100.0 - targets.high_saturation_percent if high else targets.percentile
@@ -92,7 +105,7 @@ def calibrate_channel(
                     break
                 exposure, gain = _split(min(effective * 16, longest), targets, cam)
                 continue
-            wanted = effective * goal / value
+            wanted = effective * (goal - black) / max(value - black, 1e-6)
             if wanted > longest * 1.0001:
                 raise CalibrationError(
                     f"channel {channel.name!r} stays too dark: it would need "
@@ -144,13 +157,14 @@ def calibrate_profile(
     """Calibrate the profile's channels (or those named in ``only``) → new profile, results."""
     targets = targets or CalibrationTargets()
     wanted = set(only) if only is not None else None
+    black = black_level(rig, profile)
     results: list[ChannelCalibration] = []
     stack = []
     for ch in profile.stack:
         if wanted is not None and ch.name not in wanted:
             stack.append(ch)
             continue
-        res = calibrate_channel(rig, ch, targets=targets, profile=profile)
+        res = calibrate_channel(rig, ch, targets=targets, profile=profile, black=black)
         results.append(res)
         if on_result:
             on_result(res)

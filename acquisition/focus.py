@@ -148,6 +148,26 @@ class SurfaceFit:
         return self._design(np.atleast_1d(x), np.atleast_1d(y)) @ self.coef
 
 
+def focus_here(rig, channel: Channel, *, search_um: float = 15.0) -> float:
+    """Autofocus the field under the objective with ``channel``; leaves Z there."""
+    rig.leds.light(channel.leds, channel.brightness)
+    rig.mm.set_exposure(channel.exposure_ms)
+    rig.mm.set_gain(channel.gain)
+
+    def snap_at(z: float) -> np.ndarray:
+        rig.mm.move_z(z)
+        rig.mm.wait_for_stages()
+        return rig.mm.snap()
+
+    try:
+        z, _ = autofocus(snap_at, z_start_um=rig.mm.read_stage().z_um, search_um=search_um)
+    finally:
+        rig.leds.clear()
+    rig.mm.move_z(z)
+    rig.mm.wait_for_stages()
+    return z
+
+
 def focus_map(
     rig,
     positions: np.ndarray,

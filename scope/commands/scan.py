@@ -201,6 +201,10 @@ def calibrate(
     ] = 2000.0,
     x_um: Annotated[float, typer.Option("--x-um", help="Stage X of the reference field.")] = 0.0,
     y_um: Annotated[float, typer.Option("--y-um", help="Stage Y of the reference field.")] = 0.0,
+    autofocus: Annotated[
+        bool, typer.Option("--autofocus/--no-autofocus", help="Focus the reference field "
+                           "first (brightfield, software autofocus).")
+    ] = True,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     seed: SeedOpt = 0,
     sim_sensor: SensorOpt = None,
@@ -238,6 +242,11 @@ def calibrate(
         rig.set_pass("unstained")
         rig.mm.move_xy(x_um, y_um)
         rig.mm.wait_for_stages()
+        if autofocus:
+            from acquisition.focus import focus_here
+
+            z = focus_here(rig, next(c for c in prof.stack if c.kind == "brightfield"))
+            console.print(f"focused the reference field at z = {z:.2f} µm")
         new_profile, results = calibrate_profile(
             rig, prof, targets=targets, only=names,
             on_result=lambda r: console.print(f"  {r.name}: {r.exposure_ms:.3g} ms, gain "
