@@ -6,7 +6,8 @@ Illuminate (SciMicroscopy / Waller lab) speaks one command per line, arguments s
 explicit ``l`` lists only (never ``bf``/``df``, whose patterns depend on the firmware's NA
 setting), splits lists longer than the firmware's 64-byte input buffer over several ``l``
 commands with autoclear off, and by default reads the LED values back (``pvals``) after
-every change, re-sending until the firmware reports exactly the requested pattern.
+every change, correcting stray or missing LEDs until the firmware reports exactly the
+requested pattern: a dropped or garbled byte never leaves a wrong LED lit unnoticed.
 
 Every reply is checked. A reply that does not parse or carries an unexpected line is a
 garbled exchange and is retried; silence is retried after a resynchronising newline; after
@@ -49,6 +50,9 @@ _T = TypeVar("_T")
 _VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 _ERROR_LINE = re.compile(r"ERROR\s*\[(\d+)\]\s*:\s*(.*)")
 _VALUE_ROW = re.compile(r'\s*"(\d+)"\s*:\s*\[(\d+(?:,\d+)*)\]\s*,?\s*')
+_NUMBER = r"\s*(-?\d+(?:\.\d+)?)\s*"
+_POSITION_ROW = re.compile(rf'\s*"(\d+)"\s*:\s*\[{_NUMBER},{_NUMBER},{_NUMBER}\]\s*,?\s*')
+_LED_COUNT_ROW = re.compile(r'\s*"led_count"\s*:\s*(\d+)\s*,?\s*')
 
 
 class LedArrayError(ScopeError):
@@ -57,6 +61,10 @@ class LedArrayError(ScopeError):
     The message names the port and the command, e.g. ``LED array on /dev/ttyACM0: no reply
     to 'pledpos' within 2.0 s``.
     """
+
+
+class _Rejected(LedArrayError):
+    """The firmware answered a command with an error line, every time it was sent."""
 
 
 # Failures of one exchange, handled (retried) inside the driver.
@@ -126,16 +134,27 @@ def _parse_json(lines: list[str]) -> dict[str, Any]:
     return obj
 
 
-def _parse_positions(lines: list[str]) -> dict[int, tuple[float, float, float]]:
-    table = _parse_json(lines).get("led_position_list_cartesian")
-    if not isinstance(table, dict) or not table:
-        raise _Garbled("reply has no 'led_position_list_cartesian' table")
+def _position_rows(lines: list[str]) -> dict[int, tuple[float, float, float]]:
+    """LED id -> (x, y, z) from a ``pledpos`` reply: the JSON table, or every readable row."""
     try:
+        table = json.loads("\n".join(lines))["led_position_list_cartesian"]
         return {int(k): (float(v[0]), float(v[1]), float(v[2])) for k, v in table.items()}
-    except (TypeError, ValueError, IndexError, KeyError):
-        raise _Garbled(
-            "'led_position_list_cartesian' holds an entry that is not [x, y, z]"
-        ) from None
+    except (json.JSONDecodeError, TypeError, ValueError, IndexError, KeyError, AttributeError):
+        pass
+    rows = {}
+    for line in lines:
+        m = _POSITION_ROW.fullmatch(line)
+        if m is not None:
+            rows[int(m.group(1))] = (float(m.group(2)), float(m.group(3)), float(m.group(4)))
+    return rows
+
+
+def _parse_led_count(lines: list[str]) -> int:
+    for line in lines:
+        m = _LED_COUNT_ROW.fullmatch(line)
+        if m is not None:
+            return int(m.group(1))
+    raise _Garbled("reply has no readable 'led_count'")
 
 
 def _parse_values(lines: list[str]) -> dict[int, int]:
@@ -153,18 +172,21 @@ def _parse_values(lines: list[str]) -> dict[int, int]:
         led = int(m.group(1))
         if led in values:
             doubled.add(led)
-        values[led] = max(int(v) for v in m.group(2).split(","))
+        level = max(int(v) for v in m.group(2).split(","))
+        if level > 255:
+            continue  # pvals reports 8-bit values: a larger one is a garbled digit
+        values[led] = level
     if not values:
         raise _Garbled("reply has no LED value rows")
     return {k: v for k, v in values.items() if k not in doubled}
 
 
-def _l_commands(leds: Sequence[int]) -> list[str]:
-    """``l`` commands lighting ``leds``, each within the firmware's input buffer."""
+def _l_commands(leds: Sequence[int], limit: int = FIRMWARE_BUFFER_BYTES) -> list[str]:
+    """``l`` commands lighting ``leds``, each at most ``limit`` bytes (the input buffer)."""
     commands, current = [], "l"
     for led in leds:
         token = f".{led}"
-        if len(current) + len(token) > FIRMWARE_BUFFER_BYTES:
+        if len(current) + len(token) > limit:
             commands.append(current)
             current = "l"
         current += token
@@ -208,6 +230,7 @@ class LedArray:
         self.device_name = ""
         self.properties: dict[str, Any] = {}
         self._link: serial.SerialBase | None = None
+        self._closed = False
         self._rx = bytearray()
         self._geometry: dict[int, tuple[float, float, float]] = {}
         self._errors_terminated = False  # firmware 1.x sends -==- after an error line
@@ -280,23 +303,32 @@ class LedArray:
         self._rx.clear()
 
     def _handshake(self, *, first: bool) -> None:
+        """Machine mode, ``version``, ``pprops``, ``pledpos``, autoclear off.
+
+        After a reconnection (``first=False``) the same firmware version, LED count and
+        geometry must answer, else a different array is on the port.
+        """
         self._autoclear = self._brightness = None
         try:
             self._resync(send_newline=True)  # ends a half-written line a previous program left
         except _LinkLost as err:
             raise self._fail("machine", f"connection lost: {err}") from None
-        self._exchange("machine", reconnect=False)
+        self._exchange("machine", reconnect=False, strict=False)
         version = self._exchange("version", _parse_version, reconnect=False)
-        props = self._exchange("pprops", _parse_json, reconnect=False)
-        count = props.get("led_count")
+        if first:
+            props = self._exchange("pprops", _parse_json, reconnect=False)
+            count = props.get("led_count")
+        else:
+            props = self.properties
+            count = self._exchange("pprops", _parse_led_count, reconnect=False, strict=False)
         if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
             raise self._fail("pprops", f"reply has no valid 'led_count' ({count!r})")
-        geometry = self._exchange("pledpos", _parse_positions, reconnect=False)
-        if len(geometry) != count:
-            raise self._fail(
-                "pledpos", f"reply lists {len(geometry)} LEDs but 'pprops' reports {count}"
-            )
-        if not first and geometry != self._geometry:
+        geometry = self._read_geometry(count)
+        if not first and (
+            version != self.firmware_version
+            or count != self.led_count
+            or geometry != self._geometry
+        ):
             raise self._fail("pledpos", "a different LED array answered after reconnecting")
         self.firmware_version = version
         self._errors_terminated = int(version.split(".")[0]) < 2
@@ -309,6 +341,33 @@ class LedArray:
             self._exchange("sc.255.255.255", _expect_exactly("CO.255.255.255"), reconnect=False)
         self._exchange("ac.0", _expect_exactly("AC.0"), reconnect=False)
         self._autoclear = False
+
+    def _read_geometry(self, count: int) -> dict[int, tuple[float, float, float]]:
+        """LED positions from ``pledpos``, each confirmed by two identical readings.
+
+        Reading twice costs one more reply at connection time and makes the table immune
+        to a garbled digit, which would still be valid JSON.
+        """
+        readings: dict[int, list[tuple[float, float, float]]] = {}
+        settled: dict[int, tuple[float, float, float]] = {}
+        for _ in range(4 * (self.retries + 1)):  # two reads suffice on a clean link
+            lines = self._exchange("pledpos", reconnect=False, strict=False)
+            for led, xyz in _position_rows(lines).items():
+                if xyz in readings.setdefault(led, []):
+                    settled[led] = xyz
+                else:
+                    readings[led].append(xyz)
+            if len(settled) >= count:
+                break
+        if len(settled) != count:
+            consistent = len(readings) == len(settled)  # every id seen agreed with itself
+            detail = (
+                f"reply lists {len(settled)} LEDs but 'pprops' reports {count}"
+                if consistent or len(settled) > count
+                else f"no two identical readings for {count - len(settled)} of {count} LEDs"
+            )
+            raise self._fail("pledpos", detail)
+        return dict(sorted(settled.items()))
 
     # ----------------------------------------------------------------------------- public API
     def geometry(self) -> dict[int, tuple[float, float, float]]:
@@ -376,7 +435,7 @@ class LedArray:
         """LED id -> level the firmware reports lit (``pvals``; largest colour channel)."""
         readings: dict[int, int] = {}
         for _ in range(self.retries + 1):
-            readings.update(self._exchange("pvals", _parse_values))
+            readings.update(self._exchange("pvals", _parse_values, strict=False))
             if set(self._geometry) <= set(readings):
                 break
         else:
@@ -400,10 +459,14 @@ class LedArray:
             )
         # a raw command may change the autoclear or brightness state behind our back
         self._autoclear = self._brightness = None
-        return self._exchange(cmd)
+        return self._exchange(cmd, trusted=False)
 
     def close(self) -> None:
-        """Close the serial port (the LEDs keep their state)."""
+        """Close the serial port (the LEDs keep their state); the array cannot be used after."""
+        self._closed = True
+        self._close_link()
+
+    def _close_link(self) -> None:
         if self._link is not None:
             try:
                 self._link.close()
@@ -453,52 +516,99 @@ class LedArray:
         return int(brightness)
 
     def _apply(self, ids: list[int], level: int) -> None:
-        expected = dict.fromkeys(ids, level)
-        problem = ""
-        for _ in range(self.retries + 1):
-            self._send_pattern(ids, level)
-            if not self.verify:
-                return
-            problem = self._confirm(expected)
-            if not problem:
-                return
-            self._autoclear = self._brightness = None  # re-send the whole state next round
-        what = f"LEDs {_short_list(ids)} at {level}" if ids else "all LEDs off"
-        raise self._fail("pvals", f"{problem} after {self.retries + 1} attempts to set {what}")
+        """Send the pattern; with ``verify``, read it back and correct it until it is exact.
 
-    def _send_pattern(self, ids: list[int], level: int) -> None:
+        The pattern counts as shown only when one ``pvals`` read-back (or several with no
+        command in between) shows every LED, in well-formed rows, at its expected level.
+        A garbled byte can make a row unreadable or, rarely, show a wrong level (which only
+        triggers a harmless correction); it cannot turn the row of an LED that is wrong into
+        the exact expected row. LEDs seen wrong are corrected individually: ``sb.0`` plus an
+        ``l`` list turns stray LEDs off, ``sb.<level>`` plus an ``l`` list lights missing ones.
+        """
+        expected = dict.fromkeys(ids, level)
+        rejected = self._send_pattern(ids, level)
+        if not self.verify:
+            return
+        rounds = 2 * (self.retries + 1)
+        problem = ""
+        for round_index in range(rounds):
+            seen, unread = self._observe(expected)
+            wrong = sorted(led for led, levels in seen.items() if levels != {expected.get(led, 0)})
+            if not wrong and not unread:
+                return
+            if wrong:
+                led = wrong[0]
+                problem = f"LED {led} reads {max(seen[led])} (expected {expected.get(led, 0)})"
+                if round_index < rounds - 1:
+                    self._autoclear = None  # make sure, since several LEDs disagree
+                    rejected = self._correct(wrong, expected, round_index) or rejected
+            else:
+                problem = f"no readable value for LEDs {_short_list(unread)}"
+        what = f"LEDs {_short_list(ids)} at {level}" if ids else "all LEDs off"
+        cause = f"; last firmware error: {rejected}" if rejected else ""
+        raise self._fail("pvals", f"{problem} after {rounds} read-backs to set {what}{cause}")
+
+    def _send_pattern(self, ids: list[int], level: int) -> str:
+        self._ensure_autoclear_off()
+        self._exchange("x", _expect_nothing)
+        rejected = ""
+        if ids:
+            self._set_brightness(level)
+            for cmd in _l_commands(ids):
+                rejected = self._send_leds(cmd) or rejected
+        return rejected
+
+    def _correct(self, wrong: list[int], expected: dict[int, int], round_index: int) -> str:
+        # Each further round sends shorter lists: on a lossy line a short command is far
+        # more likely to arrive intact (costs nothing on a clean line, which needs none).
+        limit = max(12, FIRMWARE_BUFFER_BYTES >> (round_index + 1))
+        self._ensure_autoclear_off()
+        rejected = ""
+        for target in sorted({expected.get(led, 0) for led in wrong}):
+            self._set_brightness(target)
+            leds = [led for led in wrong if expected.get(led, 0) == target]
+            for cmd in _l_commands(leds, limit):
+                rejected = self._send_leds(cmd) or rejected
+        return rejected
+
+    def _ensure_autoclear_off(self) -> None:
         if self._autoclear is not False:
             self._exchange("ac.0", _expect_exactly("AC.0"))
             self._autoclear = False
-        self._exchange("x", _expect_nothing)
-        if not ids:
-            return
+
+    def _set_brightness(self, level: int) -> None:
         if self._brightness != level:
+            self._brightness = None
             self._exchange(f"sb.{level}", _expect_exactly(f"SB.{level}"))
             self._brightness = level
-        for cmd in _l_commands(ids):
-            self._exchange(cmd, _expect_nothing)
 
-    def _confirm(self, expected: dict[int, int]) -> str:
-        """Read ``pvals`` until every LED is seen at its expected level; '' on success.
+    def _send_leds(self, cmd: str) -> str:
+        """Send one ``l`` command; with ``verify`` a firmware rejection is left to the
+        read-back (the firmware changes nothing on a rejected command) and returned."""
+        try:
+            # under verify a rejected list is retried, then left to the read-back
+            self._exchange(cmd, _expect_nothing, trusted=not self.verify)
+        except _Rejected as err:
+            if not self.verify:
+                raise
+            return str(err)
+        return ""
 
-        A reading confirms an LED only from a well-formed row; a garbled byte can turn a row
-        unreadable or (rarely) into a wrong level, never into the exact expected row of an
-        LED that is actually wrong, so a confirmed pattern is the firmware's real state.
+    def _observe(self, expected: dict[int, int]) -> tuple[dict[int, set[int]], list[int]]:
+        """Levels seen per LED over ``pvals`` reads with no command in between.
+
+        Reads until every LED is seen or one is seen at a level other than expected.
         """
-        confirmed: set[int] = set()
-        for _ in range(self.retries + 1):
-            for led, seen in self._exchange("pvals", _parse_values).items():
-                if led not in self._geometry:
-                    continue  # a garbled id
-                want = expected.get(led, 0)
-                if seen != want:
-                    return f"LED {led} reads {seen} (expected {want})"
-                confirmed.add(led)
-            if len(confirmed) == len(self._geometry):
-                return ""
-        unread = sorted(set(self._geometry) - confirmed)
-        return f"no readable value for LEDs {_short_list(unread)}"
+        seen: dict[int, set[int]] = {}
+        for _ in range(2 * (self.retries + 1)):  # one read suffices on a clean link
+            for led, level in self._exchange("pvals", _parse_values, strict=False).items():
+                if led in self._geometry:  # else a garbled id
+                    seen.setdefault(led, set()).add(level)
+            if len(seen) == len(self._geometry) or any(
+                levels != {expected.get(led, 0)} for led, levels in seen.items()
+            ):
+                break
+        return seen, sorted(set(self._geometry) - set(seen))
 
     # ----------------------------------------------------------------------------- exchanges
     def _fail(self, cmd: str, detail: str) -> LedArrayError:
@@ -510,26 +620,44 @@ class LedArray:
         parse: Callable[[list[str]], _T] | None = None,
         *,
         reconnect: bool = True,
+        strict: bool = True,
+        trusted: bool = True,
     ) -> Any:
-        """Send ``cmd``, return ``parse(payload)`` (or the payload), retrying failures."""
+        """Send ``cmd``, return ``parse(payload)`` (or the payload), retrying failures.
+
+        ``strict`` rejects payload lines with non-ASCII or control characters; lenient
+        parsers (``pvals``) see them and skip what they cannot read. A ``trusted`` command
+        is one the driver built and knows valid, so a firmware error means a corrupted
+        line and is handled like a garbled reply; an untrusted (raw) command that the
+        firmware rejects on every attempt is reported without reconnecting.
+        """
+        if self._closed:
+            raise LedArrayError(f"LED array on {self.port}: {cmd!r}: the array has been closed")
         reconnected = False
         while True:
             failure: Exception | None = None
             for _ in range(self.retries + 1):
                 try:
                     lines = self._transact(cmd)
+                    if strict:
+                        bad = [ln for ln in lines if not (ln.isascii() and ln.isprintable())]
+                        if bad:
+                            raise _Garbled(f"unreadable line {bad[0]!r}")
                     return parse(lines) if parse is not None else lines
                 except _LinkLost as err:
                     failure = err
                     break
                 except (_NoReply, _Garbled, _FirmwareError) as err:
                     failure = err
+                if isinstance(failure, _FirmwareError):
+                    continue  # an error line ends the reply: nothing left to discard
                 try:
                     self._resync(send_newline=isinstance(failure, _NoReply))
                 except _LinkLost as err:
                     failure = err
                     break
-            if isinstance(failure, _FirmwareError) or not reconnect or reconnected:
+            rejected = isinstance(failure, _FirmwareError) and not trusted
+            if rejected or not reconnect or reconnected:
                 raise self._describe(cmd, failure, reconnected)
             self._reconnect(cmd, failure)
             reconnected = True
@@ -542,17 +670,19 @@ class LedArray:
                 f"{_seconds(self.timeout_s)} s ({tries})"
             )
         if isinstance(failure, _FirmwareError):
-            return LedArrayError(f"LED array on {self.port}: {cmd!r} failed: {failure}")
+            return _Rejected(f"LED array on {self.port}: {cmd!r} failed ({tries}): {failure}")
         if isinstance(failure, _LinkLost):
             return LedArrayError(
                 f"LED array on {self.port}: connection lost during {cmd!r}: {failure}"
             )
+        detail = str(failure)
+        detail = detail if len(detail) <= 160 else detail[:157] + "..."
         return LedArrayError(
-            f"LED array on {self.port}: garbled reply to {cmd!r} ({tries}): {failure}"
+            f"LED array on {self.port}: garbled reply to {cmd!r} ({tries}): {detail}"
         )
 
     def _reconnect(self, cmd: str, failure: Exception | None) -> None:
-        self.close()
+        self._close_link()
         try:
             self._connect()
             self._handshake(first=False)
@@ -583,6 +713,7 @@ class LedArray:
         rx = self._rx
         last_byte = time.monotonic()
         hard_deadline = last_byte + 20 * self.timeout_s
+        nudge_at: float | None = last_byte + self.timeout_s / 4
         while True:
             while (end := rx.find(b"\n")) >= 0:
                 raw = bytes(rx[:end]).rstrip(b"\r")
@@ -599,10 +730,7 @@ class LedArray:
                     or (len(raw) == 4 and _is_fuzzy(raw, TERMINATOR, 2))
                 ):
                     raise _Garbled(f"mangled terminator line {raw!r}")
-                try:
-                    text = raw.decode("ascii")
-                except UnicodeDecodeError:
-                    raise _Garbled(f"non-ASCII bytes in {raw!r}") from None
+                text = raw.decode("latin-1")
                 if text.startswith("ERROR"):
                     if _ERROR_LINE.fullmatch(text) is None and not text.startswith("ERROR "):
                         raise _Garbled(f"mangled error line {text!r}")
@@ -610,10 +738,9 @@ class LedArray:
                         raise _FirmwareError(text)
                     error = text  # firmware 1.x: a -==- line follows
                     continue
-                if _is_fuzzy(raw[:5], b"ERROR", 4):
+                # 4 of 5 letters of "ERROR" in place needs the E or the first R
+                if (raw[:1] == b"E" or raw[1:2] == b"R") and _is_fuzzy(raw[:5], b"ERROR", 4):
                     raise _Garbled(f"mangled error line {raw!r}")
-                if not text.isprintable():
-                    raise _Garbled(f"control characters in {raw!r}")
                 lines.append(text)
             now = time.monotonic()
             if rx and now - last_byte > self._quiet_s:
@@ -621,6 +748,11 @@ class LedArray:
                 raise _Garbled(f"unterminated line {bytes(rx)!r}")
             if now - last_byte > self.timeout_s or now > hard_deadline:
                 raise _NoReply()
+            if nudge_at is not None and now > nudge_at:
+                # Silence so far: if the command's newline was lost, the firmware is still
+                # waiting for it. An extra newline completes it; an empty line is ignored.
+                nudge_at = None
+                self._write(b"\n")
             try:
                 waiting = self._link.in_waiting
                 chunk = self._link.read(waiting or 1)
@@ -629,6 +761,16 @@ class LedArray:
             if chunk:
                 rx += chunk
                 last_byte = time.monotonic()
+                nudge_at = None
+
+    def _write(self, data: bytes) -> None:
+        assert self._link is not None
+        try:
+            self._link.write(data)
+        except serial.SerialTimeoutException:
+            raise _NoReply("write timed out") from None
+        except (serial.SerialException, OSError) as err:
+            raise _LinkLost(str(err) or type(err).__name__) from None
 
     def _resync(self, *, send_newline: bool) -> None:
         """Discard whatever the firmware still sends; optionally end a half-received line."""

@@ -1,24 +1,28 @@
 """White-blood-cell detection in stained smears by colour (thesis §3.1.3, App. A.1).
 
 Romanowsky-type stains (May-Grünwald Giemsa, Wright, the simulator's) colour WBC nuclei a
-distinct blue-purple that red cells, platelets' surroundings and the background lack. The
-detector:
+distinct blue-purple that red cells and the background lack, and most WBC cytoplasm a paler
+lilac or blue. The detector:
 
-1. white-balances the image on its own background (so a yellowish lamp or a bluish stain
-   batch does not move the thresholds), smooths it on a physical scale;
-2. converts RGB → HSV (OpenCV scale: H 0–180, S and V 0–255) and keeps the pixels inside a
-   purple box (hue range, minimum saturation, maximum value);
-3. closes the mask with a disk (µm) to reconnect a nucleus split by the threshold;
-4. joins fragments lying within ``join_um`` of each other when the joined object still fits
-   inside one nucleus (``max_nucleus_extent_um``): the lobes of one neutrophil become one cell,
-   the nuclei of two neighbouring cells do not;
-5. splits an object holding two round nuclei pressed together (two distance-transform peaks
-   each standing ``split_prominence_um`` above the neck between them);
-6. keeps objects whose nucleus area lies within ``[min_area_um2, max_area_um2]`` and returns
-   their centroids.
+1. white-balances the image on its own background (a yellowish lamp or a bluish stain batch
+   does not move the thresholds) and smooths it on a physical scale;
+2. converts RGB → HSV (OpenCV scale: H 0–180, S and V 0–255) and keeps the **nucleus** pixels
+   inside a purple box (hue range, minimum saturation, maximum value), dropping specks;
+3. closes the nucleus mask with a disk (µm) to reconnect a nucleus split by the threshold;
+4. joins nucleus fragments lying within ``2 · join_um`` of each other while the joined group
+   still fits inside one nucleus (``max_nucleus_extent_um``): the lobes of one neutrophil
+   become one cell, the nuclei of two neighbouring cells do not;
+5. grows each nucleus into its **cell body**: the paler purple/blue pixels (a looser box)
+   connected to it, at most ``max_cell_radius_um`` away;
+6. splits a body holding two round cells pressed together (two distance-transform cores of
+   at least ``split_core_radius_um``, each standing ``split_prominence_um`` above the neck);
+7. keeps cells with a nucleus of at least ``min_nucleus_area_um2``, no larger than
+   ``max_cell_area_um2``, and either a body of at least ``min_cell_area_um2`` or a nucleus of
+   at least ``min_nucleus_alone_um2`` (eosinophil bodies are red granules, not lilac) —
+   platelets and stain specks are smaller than both — and returns the cells' centroids.
 
 Every size is physical and converted with ``pixel_size_um``, so the same defaults work at 20x,
-100x or on another lab's camera. ``docs/registration.md`` shows how to fit the colour box to
+100x or on another lab's camera. ``docs/registration.md`` shows how to fit the colour boxes to
 another stain.
 """
 
@@ -41,52 +45,60 @@ class SegmentationError(ScopeError, ValueError):
 class WbcParams:
     """Parameters of :func:`find_wbcs` (sizes in µm and µm², colours on OpenCV's HSV scale).
 
-    The defaults fit Romanowsky-type stains after white balance: nuclei have hue 120–165
-    (blue-purple to purple), saturation ≥ 70 and value ≤ 215; pink red cells (hue ≳ 160 with
-    low saturation) and the background fall outside.
+    The defaults fit Romanowsky-type stains after white balance: nuclei have hue 105–155
+    (blue to purple), saturation ≥ 90 and value ≤ 215; the cell body (cytoplasm) hue 100–152
+    and saturation ≥ 28; pink red cells (hue ≳ 155) and the background (saturation ≲ 25) fall
+    outside both boxes.
     """
 
-    hue_min: float = 118.0
-    hue_max: float = 166.0
-    saturation_min: float = 70.0
+    hue_min: float = 105.0
+    hue_max: float = 155.0
+    saturation_min: float = 90.0
     value_max: float = 215.0
+    body_hue_min: float = 100.0
+    body_hue_max: float = 152.0
+    body_saturation_min: float = 28.0
+    body_value_max: float = 245.0
     white_balance: bool = True
-    smooth_um: float = 0.25
+    smooth_um: float = 0.3
     closing_um: float = 0.8
     join_um: float = 1.5
     max_nucleus_extent_um: float = 14.0
+    max_cell_radius_um: float = 9.0
     split_prominence_um: float = 1.0
-    min_area_um2: float = 10.0
-    max_area_um2: float = 220.0
-    min_fragment_area_um2: float = 0.8
+    split_core_radius_um: float = 3.0
+    min_fragment_area_um2: float = 0.5
+    min_nucleus_area_um2: float = 2.0
+    min_nucleus_alone_um2: float = 9.0
+    min_cell_area_um2: float = 25.0
+    max_cell_area_um2: float = 450.0
 
     def validate(self) -> None:
-        if not 0 <= self.hue_min < self.hue_max <= 180:
-            raise SegmentationError(
-                f"the hue range must satisfy 0 ≤ hue_min < hue_max ≤ 180 (OpenCV scale); got "
-                f"[{self.hue_min}, {self.hue_max}]."
-            )
-        if not 0 <= self.saturation_min <= 255 or not 0 <= self.value_max <= 255:
-            raise SegmentationError(
-                f"saturation_min and value_max must lie in [0, 255]; got {self.saturation_min} "
-                f"and {self.value_max}."
-            )
-        sizes = {
-            "smooth_um": self.smooth_um, "closing_um": self.closing_um, "join_um": self.join_um,
-            "split_prominence_um": self.split_prominence_um,
-            "min_fragment_area_um2": self.min_fragment_area_um2,
-        }
-        for name, value in sizes.items():
-            if value < 0:
+        for lo, hi, what in (
+            (self.hue_min, self.hue_max, "hue_min < hue_max"),
+            (self.body_hue_min, self.body_hue_max, "body_hue_min < body_hue_max"),
+        ):
+            if not 0 <= lo < hi <= 180:
+                raise SegmentationError(
+                    f"hue ranges must satisfy 0 ≤ {what} ≤ 180 (OpenCV scale); got [{lo}, {hi}]."
+                )
+        for name in ("saturation_min", "value_max", "body_saturation_min", "body_value_max"):
+            value = getattr(self, name)
+            if not 0 <= value <= 255:
+                raise SegmentationError(f"{name} must lie in [0, 255]; got {value}.")
+        for name in ("smooth_um", "closing_um", "join_um", "split_prominence_um",
+                     "min_fragment_area_um2", "min_nucleus_area_um2", "min_nucleus_alone_um2"):
+            value = getattr(self, name)
+            if not value >= 0:
                 raise SegmentationError(f"{name} must be ≥ 0; got {value}.")
-        if not 0 < self.min_area_um2 < self.max_area_um2:
+        for name in ("max_nucleus_extent_um", "max_cell_radius_um", "split_core_radius_um"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise SegmentationError(f"{name} must be > 0; got {value}.")
+        if not 0 < self.min_cell_area_um2 < self.max_cell_area_um2:
             raise SegmentationError(
-                f"the area limits must satisfy 0 < min_area_um2 < max_area_um2; got "
-                f"{self.min_area_um2} and {self.max_area_um2}."
-            )
-        if self.max_nucleus_extent_um <= 0:
-            raise SegmentationError(
-                f"max_nucleus_extent_um must be > 0; got {self.max_nucleus_extent_um}."
+                f"the cell area limits must satisfy 0 < min_cell_area_um2 < max_cell_area_um2; "
+                f"got {self.min_cell_area_um2} and {self.max_cell_area_um2}."
             )
 
 
@@ -114,18 +126,24 @@ class Segmentation:
     Attributes
     ----------
     centroids
-        ``(N, 2) float64`` WBC centroids ``(x, y)`` in pixels.
+        ``(N, 2) float64`` WBC (cell body) centroids ``(x, y)`` in pixels.
     labels
-        ``(H, W) int32`` label image, 0 = background, ``i + 1`` = the nucleus of WBC ``i``.
+        ``(H, W) int32`` nucleus labels: 0 = none, ``i + 1`` = the nucleus of WBC ``i``.
+    cell_labels
+        ``(H, W) int32`` cell labels (nucleus and body) in the same numbering.
     areas_um2
-        ``(N,) float64`` nucleus areas in µm².
+        ``(N,) float64`` cell areas, µm².
+    nucleus_areas_um2
+        ``(N,) float64`` nucleus areas, µm².
     mask
-        ``(H, W) bool`` the raw colour mask (before closing and size limits).
+        ``(H, W) bool`` the raw nucleus colour mask (before closing and size limits).
     """
 
     centroids: np.ndarray
     labels: np.ndarray
+    cell_labels: np.ndarray
     areas_um2: np.ndarray
+    nucleus_areas_um2: np.ndarray
     mask: np.ndarray
 
 
@@ -148,36 +166,51 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 def background_colour(image: np.ndarray) -> np.ndarray:
     """The smear's background (empty glass) colour: ``(3,) float32`` RGB.
 
-    The median colour of the brightest quarter of pixels (by HSV value): in a smear the glass
-    between cells is the brightest large population whatever the stain.
+    The median colour of the brightest 15 % of pixels by their darkest channel: the glass
+    between cells transmits every colour, while stained cells (even pale pink red cells)
+    absorb at least one.
     """
     flat = image.reshape(-1, 3)
-    step = max(1, flat.shape[0] // 200_000)  # a subsample is plenty for a median
+    step = max(1, flat.shape[0] // 50_000)  # a subsample is plenty for a median
     sample = flat[::step].astype(np.float32)
-    value = sample.max(axis=1)
-    bright = sample[value >= np.percentile(value, 75)]
+    lightness = sample.min(axis=1)
+    bright = sample[lightness >= np.percentile(lightness, 85)]
     return np.maximum(np.median(bright, axis=0), 1.0)
 
 
-def colour_mask(image: np.ndarray, *, pixel_size_um: float, params: WbcParams) -> np.ndarray:
-    """The purple-pixel mask: ``(H, W) bool``."""
+def hsv_image(image: np.ndarray, *, pixel_size_um: float, params: WbcParams) -> np.ndarray:
+    """White-balanced, smoothed ``(H, W, 3) uint8`` HSV image (OpenCV scale)."""
     import cv2
 
     img = image
     if params.white_balance:
-        bg = background_colour(image)
         # map the background to a light neutral grey (235), as in a well-exposed smear
-        gain = (235.0 / bg).astype(np.float32)
-        img = np.clip(image.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+        gain = 235.0 / background_colour(image)
+        lut = np.clip(np.arange(256)[:, None] * gain[None, :], 0, 255).astype(np.uint8)
+        img = cv2.LUT(np.ascontiguousarray(image), lut.reshape(256, 1, 3))
     sigma = params.smooth_um / pixel_size_um
     if sigma >= 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
-    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
-    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-    return (
-        (h >= params.hue_min) & (h <= params.hue_max)
-        & (s >= params.saturation_min) & (v <= params.value_max)
-    )
+    return cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+
+
+def colour_masks(
+    image: np.ndarray, *, pixel_size_um: float, params: WbcParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """The nucleus and cell-body colour masks, ``(H, W) bool`` each."""
+    import cv2
+
+    hsv = hsv_image(image, pixel_size_um=pixel_size_um, params=params)
+
+    def box(h_lo: float, h_hi: float, s_lo: float, v_hi: float) -> np.ndarray:
+        lo = np.array([np.ceil(h_lo), np.ceil(s_lo), 0], dtype=np.uint8)
+        hi = np.array([np.floor(h_hi), 255, np.floor(v_hi)], dtype=np.uint8)
+        return cv2.inRange(hsv, lo, hi).astype(bool)
+
+    nucleus = box(params.hue_min, params.hue_max, params.saturation_min, params.value_max)
+    body = box(params.body_hue_min, params.body_hue_max, params.body_saturation_min,
+               params.body_value_max)
+    return nucleus, body
 
 
 def _disk(radius_px: float) -> np.ndarray:
@@ -205,10 +238,12 @@ def _join_fragments(
 
     Returns a mapping ``(n + 1,)`` from component label to group label (0 stays 0).
     """
-    import cv2
+    from scipy import ndimage as ndi
     from scipy.spatial import cKDTree
 
     parent = np.arange(n + 1)
+    if n < 2 or join_px <= 0:
+        return parent
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -216,35 +251,38 @@ def _join_fragments(
             i = parent[i]
         return i
 
-    if n < 2 or join_px <= 0:
+    slices = ndi.find_objects(labels)
+    boxes = np.array([(sl[1].start, sl[0].start, sl[1].stop, sl[0].stop) for sl in slices])
+    reach = 2 * join_px + 1
+    # candidate pairs: bounding boxes closer than the joining distance
+    gap_x = np.maximum(boxes[None, :, 0] - boxes[:, None, 2], boxes[:, None, 0] - boxes[None, :, 2])
+    gap_y = np.maximum(boxes[None, :, 1] - boxes[:, None, 3], boxes[:, None, 1] - boxes[None, :, 3])
+    near = np.triu((gap_x <= reach) & (gap_y <= reach), k=1)
+    if not near.any():
         return parent
-    contours: dict[int, np.ndarray] = {}
-    for lab in range(1, n + 1):
-        ys, xs = np.nonzero(labels == lab)
-        contours[lab] = np.stack([xs, ys], axis=1)
-    # candidate pairs: boundary gap below 2 * join_px
-    dilated = cv2.dilate((labels > 0).astype(np.uint8), _disk(join_px))
-    n_groups, groups = cv2.connectedComponents(dilated, connectivity=8)
+    points: dict[int, np.ndarray] = {}
+
+    def pts(i: int) -> np.ndarray:
+        if i not in points:
+            sl = slices[i]
+            ys, xs = np.nonzero(labels[sl] == i + 1)
+            points[i] = np.stack([xs + sl[1].start, ys + sl[0].start], axis=1)
+        return points[i]
+
     pairs: list[tuple[float, int, int]] = []
-    for g in range(1, n_groups):
-        members = np.unique(labels[(groups == g) & (labels > 0)])
-        if len(members) < 2:
-            continue
-        trees = {m: cKDTree(contours[m]) for m in members}
-        for i, a in enumerate(members):
-            for b in members[i + 1:]:
-                gap, _ = trees[a].query(contours[b], k=1, distance_upper_bound=2 * join_px + 2)
-                gap = float(np.min(gap))
-                if np.isfinite(gap) and gap <= 2 * join_px + 1:
-                    pairs.append((gap, int(a), int(b)))
+    for i, j in zip(*np.nonzero(near), strict=True):
+        gap, _ = cKDTree(pts(i)).query(pts(j), k=1, distance_upper_bound=reach + 1)
+        g = float(np.min(gap))
+        if np.isfinite(g) and g <= reach:
+            pairs.append((g, int(i) + 1, int(j) + 1))
     pairs.sort()
     members_of = {lab: [lab] for lab in range(1, n + 1)}
     for _, a, b in pairs:
         ra, rb = find(a), find(b)
         if ra == rb:
             continue
-        points = np.concatenate([contours[m] for m in members_of[ra] + members_of[rb]])
-        if _extent_px(points) > max_extent_px:
+        merged = np.concatenate([pts(m - 1) for m in members_of[ra] + members_of[rb]])
+        if _extent_px(merged) > max_extent_px:
             continue
         parent[rb] = ra
         members_of[ra] = members_of[ra] + members_of.pop(rb)
@@ -252,82 +290,132 @@ def _join_fragments(
 
 
 def _split_touching(
-    obj: np.ndarray, raw: np.ndarray, *, prominence_px: float, min_area_px: float
+    obj: np.ndarray, *, prominence_px: float, core_radius_px: float
 ) -> list[np.ndarray]:
-    """Split one object (``bool`` crop) into round nuclei pressed together, if any."""
+    """Split one cell mask (``bool`` crop) into round cells pressed together, if any."""
     import cv2
-    from scipy import ndimage as ndi
-    from skimage.morphology import h_maxima
+    from skimage.morphology import reconstruction
     from skimage.segmentation import watershed
 
-    core = ndi.binary_fill_holes(raw & obj)
-    dist = cv2.distanceTransform(core.astype(np.uint8), cv2.DIST_L2, 5)
-    if dist.max() < 2 * prominence_px:
+    dist = cv2.distanceTransform(
+        np.pad(obj, 1).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE
+    )[1:-1, 1:-1]
+    if dist.max() < core_radius_px:
         return [obj]
-    peaks = h_maxima(dist, prominence_px)
-    n_peaks, markers = cv2.connectedComponents(peaks.astype(np.uint8), connectivity=8)
-    if n_peaks - 1 < 2:
+    # round cores: domes of the distance map at least core_radius_px deep that stand
+    # prominence_px above the neck joining them; a dome is one marker however many equal
+    # maxima its ridge has
+    dome = dist - reconstruction(dist - prominence_px, dist, method="dilation")
+    n_domes, domes = cv2.connectedComponents((dome > 1e-3).astype(np.uint8), connectivity=8)
+    markers = np.zeros(dist.shape, dtype=np.int32)
+    n_markers = 0
+    for k in range(1, n_domes):
+        inside = domes == k
+        if dome[inside].max() >= prominence_px - 1e-3 and dist[inside].max() >= core_radius_px:
+            n_markers += 1
+            markers[inside] = n_markers
+    if n_markers < 2:
         return [obj]
-    parts_lab = watershed(-dist, markers, mask=obj)
-    parts = [parts_lab == k for k in range(1, n_peaks)]
-    if sum(p.sum() >= min_area_px for p in parts) < 2:
-        return [obj]
-    return [p for p in parts if p.any()]
+    parts = watershed(-dist, markers, mask=obj)
+    return [parts == k for k in range(1, n_markers + 1)]
 
 
 def segment_wbcs(
     image: np.ndarray, *, pixel_size_um: float, params: WbcParams | None = None, **overrides: Any
 ) -> Segmentation:
-    """Segment WBC nuclei in a stained smear image; see :func:`find_wbcs`.
+    """Segment WBCs (nucleus and cell body) in a stained smear image; see :func:`find_wbcs`.
 
-    Returns the centroids together with the label image, nucleus areas and raw colour mask
-    (for overlays, QC and the segmentation benchmark).
+    Returns the centroids together with nucleus and cell label images, areas and the raw
+    nucleus colour mask (for overlays, QC and the segmentation benchmark).
     """
     import cv2
+    from scipy import ndimage as ndi
 
     image = _check_image(image)
     if not np.isfinite(pixel_size_um) or pixel_size_um <= 0:
         raise SegmentationError(f"pixel_size_um must be a positive number; got {pixel_size_um}.")
     p = make_params(params, **overrides)
-    px2 = pixel_size_um**2
-    raw = colour_mask(image, pixel_size_um=pixel_size_um, params=p)
-    # drop specks (noise, platelet granules) before closing so they cannot bridge nuclei
-    n_raw, raw_lab, stats, _ = cv2.connectedComponentsWithStats(raw.astype(np.uint8), 8)
+    px = float(pixel_size_um)
+    px2 = px * px
+    raw, body = colour_masks(image, pixel_size_um=px, params=p)
+    # drop specks (noise, stray dye) before closing so they cannot bridge nuclei
+    _, raw_lab, stats, _ = cv2.connectedComponentsWithStats(raw.astype(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= p.min_fragment_area_um2 / px2
     keep[0] = False
     raw = keep[raw_lab]
-    closed = cv2.morphologyEx(
-        raw.astype(np.uint8), cv2.MORPH_CLOSE, _disk(p.closing_um / pixel_size_um)
+    nucleus = cv2.morphologyEx(
+        raw.astype(np.uint8), cv2.MORPH_CLOSE, _disk(p.closing_um / px)
     ).astype(bool)
-    n, comp = cv2.connectedComponents(closed.astype(np.uint8), connectivity=8)
-    n -= 1
-    # fragments too small to be a nucleus part are candidates only for joining
+    n, comp = cv2.connectedComponents(nucleus.astype(np.uint8), connectivity=8)
     mapping = _join_fragments(
-        comp, n, join_px=p.join_um / pixel_size_um,
-        max_extent_px=p.max_nucleus_extent_um / pixel_size_um,
+        comp, n - 1, join_px=p.join_um / px, max_extent_px=p.max_nucleus_extent_um / px
     )
-    grouped = mapping[comp]
+    # a cell = its nucleus fragments, the hull bridging joined fragments, and the paler body
+    # around them (never farther than max_cell_radius_um from the nucleus)
+    cell = nucleus.copy()
+    groups = mapping[comp]
+    for g in np.unique(mapping[1:]):
+        members = np.flatnonzero(mapping == g)
+        members = members[members > 0]
+        if len(members) > 1:
+            ys, xs = np.nonzero(np.isin(comp, members))
+            hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32))
+            cv2.fillConvexPoly(cell.view(np.uint8), hull, 1)
+    opened_body = cv2.morphologyEx(
+        body.astype(np.uint8), cv2.MORPH_OPEN, _disk(0.4 / px)
+    ).astype(bool)
+    reach = cv2.distanceTransform(
+        (~nucleus).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5
+    ) <= p.max_cell_radius_um / px
+    cell |= opened_body & reach
+    cell = cv2.morphologyEx(cell.astype(np.uint8), cv2.MORPH_CLOSE, _disk(p.closing_um / px))
+    n_cells, cell_comp = cv2.connectedComponents(cell, connectivity=8)
+    # bodies that grew from no nucleus are not cells
+    has_nucleus = np.zeros(n_cells, dtype=bool)
+    has_nucleus[np.unique(cell_comp[nucleus])] = True
+    has_nucleus[0] = False
+
     labels = np.zeros(image.shape[:2], dtype=np.int32)
+    cell_labels = np.zeros(image.shape[:2], dtype=np.int32)
     centroids: list[tuple[float, float]] = []
     areas: list[float] = []
-    min_px = p.min_area_um2 / px2
-    max_px = p.max_area_um2 / px2
-    objects = ndi_find_objects(grouped)
-    for lab, sl in objects:
-        obj = grouped[sl] == lab
-        pieces = _split_touching(
-            obj, raw[sl], prominence_px=p.split_prominence_um / pixel_size_um, min_area_px=min_px
-        ) if obj.sum() >= 2 * min_px else [obj]
+    nuc_areas: list[float] = []
+    min_nuc = p.min_nucleus_area_um2 / px2
+    min_px, max_px = p.min_cell_area_um2 / px2, p.max_cell_area_um2 / px2
+    alone_px = p.min_nucleus_alone_um2 / px2
+    for lab, sl in ndi_find_objects(cell_comp):
+        if not has_nucleus[lab]:
+            continue
+        obj = ndi.binary_fill_holes(cell_comp[sl] == lab)
+        pieces = (
+            _split_touching(
+                obj, prominence_px=p.split_prominence_um / px,
+                core_radius_px=p.split_core_radius_um / px,
+            )
+            if obj.sum() >= 2 * min_px
+            else [obj]
+        )
+        nuc_crop = nucleus[sl]
         for piece in pieces:
             area = float(piece.sum())
-            if not min_px <= area <= max_px:
+            nuc = nuc_crop & piece
+            nuc_px = float(nuc.sum())
+            # a cell needs a nucleus and either a visible body or a nucleus larger than any
+            # platelet (eosinophil bodies are red granules, neutrophil bodies may be pale)
+            if area > max_px or nuc_px < min_nuc or (area < min_px and nuc_px < alone_px):
                 continue
             ys, xs = np.nonzero(piece)
-            labels[sl][piece] = len(centroids) + 1
+            k = len(centroids) + 1
+            cell_labels[sl][piece] = k
+            labels[sl][nuc] = k
             centroids.append((xs.mean() + sl[1].start, ys.mean() + sl[0].start))
             areas.append(area * px2)
-    cent = np.asarray(centroids, dtype=np.float64).reshape(-1, 2)
-    return Segmentation(cent, labels, np.asarray(areas, dtype=np.float64), raw)
+            nuc_areas.append(float(nuc.sum()) * px2)
+    del groups
+    return Segmentation(
+        np.asarray(centroids, dtype=np.float64).reshape(-1, 2), labels, cell_labels,
+        np.asarray(areas, dtype=np.float64), np.asarray(nuc_areas, dtype=np.float64), raw,
+    )
 
 
 def ndi_find_objects(labels: np.ndarray) -> list[tuple[int, tuple[slice, slice]]]:
@@ -347,23 +435,27 @@ def find_wbcs(image: np.ndarray, *, pixel_size_um: float, **params: Any) -> np.n
     pixel_size_um
         Size of one pixel at the sample (µm); every size parameter is physical.
     **params
-        Overrides of :class:`WbcParams`: ``hue_min``, ``hue_max``, ``saturation_min``,
-        ``value_max`` (OpenCV HSV scale), ``white_balance``, ``smooth_um``, ``closing_um``,
-        ``join_um``, ``max_nucleus_extent_um``, ``split_prominence_um``, ``min_area_um2``,
-        ``max_area_um2``, ``min_fragment_area_um2``.
+        Overrides of :class:`WbcParams`: the nucleus colour box ``hue_min``, ``hue_max``,
+        ``saturation_min``, ``value_max`` and the cell-body box ``body_hue_min``,
+        ``body_hue_max``, ``body_saturation_min``, ``body_value_max`` (OpenCV HSV scale);
+        ``white_balance``, ``smooth_um``, ``closing_um``, ``join_um``,
+        ``max_nucleus_extent_um``, ``max_cell_radius_um``, ``split_prominence_um``,
+        ``split_core_radius_um``, ``min_fragment_area_um2``, ``min_nucleus_area_um2``,
+        ``min_nucleus_alone_um2``, ``min_cell_area_um2``, ``max_cell_area_um2``.
 
     Returns
     -------
     numpy.ndarray
-        ``(N, 2) float64`` WBC (nucleus) centroids as ``(x, y)`` pixels, in label order
-        (top to bottom by first pixel).
+        ``(N, 2) float64`` WBC centroids (of nucleus and body) as ``(x, y)`` pixels, in label
+        order (top to bottom by first pixel).
 
     Examples
     --------
     >>> import numpy as np
     >>> img = np.full((200, 200, 3), 235, np.uint8)
     >>> yy, xx = np.mgrid[:200, :200]
-    >>> img[(xx - 120) ** 2 + (yy - 80) ** 2 < 15**2] = (120, 60, 150)
+    >>> img[(xx - 120) ** 2 + (yy - 80) ** 2 < 20**2] = (200, 190, 230)  # lilac body
+    >>> img[(xx - 120) ** 2 + (yy - 80) ** 2 < 10**2] = (110, 60, 160)  # purple nucleus
     >>> find_wbcs(img, pixel_size_um=0.3).round(1)
     array([[120.,  80.]])
     """

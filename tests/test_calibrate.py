@@ -27,7 +27,7 @@ def test_calibration_recovers_ideal_exposures(pls43):
             ch = next(c for c in pls43.stack if c.name == r.name)
             high = r.exposure_level == "high"
             ideal = micro.ideal_exposure_ms(
-                pass_="unstained", x_um=0.0, y_um=0.0, leds={i: ch.brightness for i in ch.leds},
+                pass_="unstained", x_um=0.0, y_um=0.0, leds=dict.fromkeys(ch.leds, ch.brightness),
                 gain=r.gain, level=255.0 if high else targets.level,
                 percentile=100 - targets.high_saturation_percent if high else targets.percentile,
                 width=SENSOR[0], height=SENSOR[1],

@@ -70,7 +70,8 @@ class Faults:
         _check_range("Faults.pls_shift_px lower bound", low, 0.0)
         if high < low:
             raise SimulatorError(
-                f"Faults.pls_shift_px must be (low, high) with low <= high; got {self.pls_shift_px}."
+                "Faults.pls_shift_px must be (low, high) with low <= high; "
+                f"got {self.pls_shift_px}."
             )
         _check_range("Faults.stained_artifacts_per_field", self.stained_artifacts_per_field, 0.0)
         _check_range("Faults.unstained_dirt_per_field", self.unstained_dirt_per_field, 0.0)
@@ -98,6 +99,9 @@ class SimConfig:
         Mean number of platelets per scan field.
     dirt_per_field
         Mean number of dirt particles per scan field present in every pass.
+    plasma_film_opd_nm
+        RMS optical-path texture (nm) of the dried plasma film on the glass between cells:
+        the faint haze that darkfield images show and long exposures burn.
     max_translation_um, max_rotation_deg
         The stained pass re-places the slide by uniform translations within +-this (each axis)
         and rotations within +-this about the slide origin, relative to the unstained pass. The
@@ -155,6 +159,7 @@ class SimConfig:
     rbc_coverage: float = 0.45
     platelets_per_field: float = 100.0
     dirt_per_field: float = 0.3
+    plasma_film_opd_nm: float = 4.0
     max_translation_um: float = 50.0
     max_rotation_deg: float = 0.3
     highres_translation_um: float = 3.0
@@ -166,14 +171,14 @@ class SimConfig:
     stain_variation: float = 0.1
     stain_shrinkage: tuple[float, float] = (0.95, 0.99)
     wavelengths_nm: tuple[float, float, float] = (630.0, 530.0, 470.0)
-    scan_spherical_aberration_waves: float = 0.12
+    scan_spherical_aberration_waves: float = 0.05
     highres_phase_factor: float = 0.3
     full_well_e: float = 10_000.0
     read_noise_e: float = 6.0
     black_level_dn: float = 2.0
-    led_flux_e_per_ms_um2: float = 2_090.0
+    led_flux_e_per_ms_um2: float = 1_950.0
     render_margin_um: float = 9.0
-    render_cache_mb: float = 640.0
+    render_cache_mb: float = 400.0
     spectrum_cache_fields: int = 2
     faults: Faults = field(default_factory=Faults)
 
@@ -196,6 +201,7 @@ class SimConfig:
         _check_range("SimConfig.rbc_coverage", self.rbc_coverage, 0.0, 0.5)
         _check_range("SimConfig.platelets_per_field", self.platelets_per_field, 0.0, 2000.0)
         _check_range("SimConfig.dirt_per_field", self.dirt_per_field, 0.0, 200.0)
+        _check_range("SimConfig.plasma_film_opd_nm", self.plasma_film_opd_nm, 0.0, 100.0)
         for name in (
             "max_translation_um",
             "max_rotation_deg",

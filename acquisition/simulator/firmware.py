@@ -597,9 +597,10 @@ class IlluminateEmulator:
 
     def _cmd_pledposna(self, args: list[str]) -> _Reply:
         span = self._index_range(args)
+        positions = self._positions_mm()
         rows = []
         for i in span:
-            x, y, z = self._positions_mm()[i]
+            x, y, z = positions[i]
             r = math.sqrt(x * x + y * y + z * z)
             comma = "," if i != span[-1] else ""
             rows.append(f'        "{self._ids[i]}" : [{x / r:.3f}, {y / r:.3f}]{comma}')
