@@ -4,6 +4,6 @@ Modules here import only typer and the standard library at import time, so ``sco
 stays instant; library code is imported inside the command functions.
 """
 
-from scope.commands import info, profiles, scan
+from scope.commands import info, led, profiles, scan
 
-COMMAND_MODULES = [scan, profiles, info]
+COMMAND_MODULES = [scan, led, profiles, info]
