@@ -48,7 +48,8 @@ def main() -> None:
                 for _ in range(5):
                     for ch in p.stack:
                         arr.light(ch.leds, ch.brightness)
-                rows.append((f"74-channel pls43 stack per field, verify={'on' if verify else 'off'}",
+                state = 'on' if verify else 'off'
+                rows.append((f"74-channel pls43 stack per field, verify={state}",
                              f"{(time.perf_counter() - t) / 5 * 1e3:.1f} ms"))
         t = time.perf_counter()
         for _ in range(10):

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import emit, machine, rss_mb  # noqa: E402
+from benchmarks._common import emit, machine, rss_mb
 
 
 def overhead(quick: bool) -> dict:
@@ -78,7 +78,7 @@ def storage(quick: bool) -> list[dict]:
     frames = []
     for ch in (profile.stack[0], profile.stack[1], profile.stack[20], profile.stack[21]):
         frames.append(sim.render(pass_="unstained", x_um=0.0, y_um=0.0, z_um=0.0,
-                                 leds={i: ch.brightness for i in ch.leds},
+                                 leds=dict.fromkeys(ch.leds, ch.brightness),
                                  exposure_ms=ch.exposure_ms, gain=ch.gain, width=1920,
                                  height=1200))
     n_fields, n_channels = (2, 10) if quick else (4, 20)

@@ -143,7 +143,8 @@ class SimConfig:
         brightfield background (13 LEDs, 4 ms, gain 1) near 215 of 255.
     render_margin_um
         Margin rendered around every frame and cropped away, µm, so the periodic FFT does not
-        wrap one edge into the other (enough for defocus up to about 15 µm at 0.4 NA).
+        wrap one edge into the other. Defocus moves an oblique LED's image by dz·tan θ, so
+        9 µm covers about ±6 µm of defocus at 57° and ±15 µm in brightfield.
     render_cache_mb
         Memory budget of the cache of single-LED intensity images (brightfield reuses the pls
         renders; darkfield high and low exposures share one render).
