@@ -1,0 +1,159 @@
+"""The simulated camera: photo-electrons to 8-bit RGB, and the mounting orientation.
+
+Signal chain per pixel and colour: ``e`` photo-electrons (clipped at the full well), shot
+noise (Gaussian approximation, variance ``e``), read noise (``read_noise_e`` RMS), all
+amplified by the gain into DN with ``255 / full_well_e`` DN per electron at gain 1, plus the
+black level; then rounding and saturation to 0..255.
+
+Noise is drawn from a pre-drawn pool of standard normals (float32): each frame mixes two
+slices at offsets chosen by the frame's key, ``n = cos a · pool[o1:] + sin a · pool[o2:]``, so
+the same key gives the same noise, distinct keys give independent-looking noise and no frame
+is a shifted copy of another's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+
+import cv2
+import numpy as np
+
+from hardware_profiles.schema import Camera
+
+_POOL_SEED = 20220601
+_pool_lock = threading.Lock()
+_pool: np.ndarray | None = None
+
+
+def _noise_pool(n: int) -> np.ndarray:
+    """A shared pool of at least ``2 n`` standard normals (float32), grown on demand."""
+    global _pool
+    with _pool_lock:
+        need = max(2 * n + (1 << 20), 1 << 22)
+        if _pool is None or _pool.size < need:
+            size = 1 << math.ceil(math.log2(need))
+            _pool = np.random.default_rng(_POOL_SEED).standard_normal(size, dtype=np.float32)
+        return _pool
+
+
+def frame_key(*parts: object) -> int:
+    """A 64-bit key from anything with a stable ``repr`` (process independent)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _noise_slices(n: int, key: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Two distinct slices of the pool and a mixing angle, all chosen by ``key``."""
+    pool = _noise_pool(n)
+    span = pool.size - n
+    o1 = key % span
+    o2 = (o1 + n // 2 + 1 + (key >> 24) % (span - n)) % span  # never the same slice as o1
+    angle = ((key >> 40) % 100_000) / 100_000 * 2 * math.pi
+    return pool[o1 : o1 + n], pool[o2 : o2 + n], angle
+
+
+def standard_normal(shape: tuple[int, ...], key: int) -> np.ndarray:
+    """Standard normal noise of ``shape`` (float32), a deterministic function of ``key``."""
+    a, b, angle = _noise_slices(math.prod(shape), key)
+    out = a * np.float32(math.cos(angle))
+    out += b * np.float32(math.sin(angle))
+    return out.reshape(shape)
+
+
+def expose(
+    electrons: np.ndarray,
+    *,
+    gain: float,
+    full_well_e: float,
+    read_noise_e: float,
+    black_level_dn: float,
+    key: int | None,
+) -> np.ndarray:
+    """Digitise a photo-electron image into uint8 DN.
+
+    Parameters
+    ----------
+    electrons
+        ``(H, W, 3)`` float32 mean photo-electrons per pixel, non-negative (overwritten).
+    gain
+        Analogue gain (1 = ``full_well_e`` fills 255 DN).
+    full_well_e, read_noise_e, black_level_dn
+        Sensor constants (see :class:`~acquisition.simulator.config.SimConfig`).
+    key
+        Noise key (:func:`frame_key`); ``None`` gives the noiseless image.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` uint8, rounded and saturated.
+    """
+    shape = electrons.shape
+    flat = electrons.reshape(-1, 1)  # OpenCV runs these passes threaded and vectorised
+    cv2.min(flat, full_well_e, dst=flat)
+    dn_per_e = 255.0 / full_well_e * gain
+    if key is None:
+        dn = flat * np.float32(dn_per_e)
+    else:
+        # std in electrons: sqrt(shot (= e) + read²); noise scaled to DN in the mix
+        std = cv2.add(flat, read_noise_e**2)
+        cv2.sqrt(std, dst=std)
+        a, b, angle = _noise_slices(flat.size, key)
+        noise = cv2.addWeighted(
+            a.reshape(-1, 1),
+            dn_per_e * math.cos(angle),
+            b.reshape(-1, 1),
+            dn_per_e * math.sin(angle),
+            0.0,
+        )
+        cv2.multiply(std, noise, dst=std)
+        dn = cv2.scaleAdd(flat, dn_per_e, std)
+    # + black level, rounded and saturated to 0..255 (values below -black clip to 0 first)
+    cv2.max(dn, -black_level_dn, dst=dn)
+    return cv2.convertScaleAbs(dn, alpha=1.0, beta=black_level_dn).reshape(shape)
+
+
+def noiseless_dn(
+    electrons: np.ndarray, *, gain: float, full_well_e: float, black_level_dn: float
+) -> np.ndarray:
+    """Mean DN (float32, unclipped above) of an electron image: what exposure targets use."""
+    return electrons * np.float32(255.0 / full_well_e * gain) + np.float32(black_level_dn)
+
+
+def to_camera_orientation(image: np.ndarray, camera: Camera) -> np.ndarray:
+    """Turn a stage-aligned image into the orientation the camera delivers.
+
+    The raw frame is the stage-aligned frame mirrored left-right when ``flip_x``, upside down
+    when ``flip_y``, then rotated by ``rotation_deg`` counter-clockwise as displayed
+    (``numpy.rot90``). :func:`from_camera_orientation` undoes it.
+    """
+    out = image
+    if camera.flip_x:
+        out = out[:, ::-1]
+    if camera.flip_y:
+        out = out[::-1]
+    k = camera.rotation_deg // 90
+    if k:
+        out = np.rot90(out, k)
+    return np.ascontiguousarray(out)
+
+
+def from_camera_orientation(image: np.ndarray, camera: Camera) -> np.ndarray:
+    """Inverse of :func:`to_camera_orientation`: a raw frame back to the stage orientation."""
+    out = image
+    k = camera.rotation_deg // 90
+    if k:
+        out = np.rot90(out, -k)
+    if camera.flip_y:
+        out = out[::-1]
+    if camera.flip_x:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def stage_aligned_size(width: int, height: int, camera: Camera) -> tuple[int, int]:
+    """``(width, height)`` of the stage-aligned image behind a raw ``width x height`` frame."""
+    if camera.rotation_deg in (90, 270):
+        return height, width
+    return width, height

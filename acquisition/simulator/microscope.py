@@ -1,0 +1,617 @@
+"""The simulated LED-array microscope: a virtual slide seen through the profile's optics.
+
+:class:`SimulatedMicroscope` renders what the camera sees at a stage position with some LEDs
+lit (:meth:`~SimulatedMicroscope.render`), and knows the truth behind it: where the slide sits
+in each pass, the best focus, the ideal exposure of a channel, every cell and every planted
+fault. Physics: SIMULATOR.md and the modules beside this one (:mod:`.smear` what is on the
+slide, :mod:`.sample` how it absorbs and delays light, :mod:`.optics` how each LED images it,
+:mod:`.camera_model` how the camera digitises it).
+
+Conventions (DESIGN.md "Files"): stage positions in µm; pixel ``(x, y)`` of a ``W x H``
+stage-aligned frame taken at stage ``(X, Y)`` with pixel size ``p`` sits at stage
+``(X + (x - (W-1)/2)·p, Y + (y - (H-1)/2)·p)``; each pass places the slide with
+``stage = R(θ)·slide + t``. Frames and masks are returned in the orientation the camera
+delivers (the profile's ``flip_x``/``flip_y``/``rotation_deg`` applied;
+:func:`~acquisition.simulator.camera_model.from_camera_orientation` undoes it).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from acquisition.simulator import camera_model, optics
+from acquisition.simulator.config import SimConfig, SimulatorError
+from acquisition.simulator.sample import (
+    PassGeometry,
+    Raster,
+    add_film,
+    column_maps,
+    transmittance,
+    truth_masks,
+)
+from acquisition.simulator.smear import (
+    MAX_OBJECT_EXTENT_UM,
+    SmearObjects,
+    VirtualSmear,
+    seeded_rng,
+)
+from hardware_profiles.schema import HardwareProfile, Objective
+
+PASSES = ("unstained", "stained", "highres")
+
+CELLS_DTYPE = np.dtype(
+    [
+        ("id", "i8"),
+        ("type", "U10"),
+        ("x_um", "f8"),
+        ("y_um", "f8"),
+        ("radius_um", "f8"),
+        ("pass", "U10"),
+    ]
+)
+FAULTS_DTYPE = np.dtype(
+    [
+        ("kind", "U16"),
+        ("x_um", "f8"),
+        ("y_um", "f8"),
+        ("leds", "U64"),
+        ("dx_px", "f8"),
+        ("dy_px", "f8"),
+    ]
+)
+
+
+def _workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class SimulatedMicroscope:
+    """A virtual blood smear under the LED-array microscope described by ``profile``.
+
+    Parameters
+    ----------
+    profile
+        The instrument: objectives, camera, LED positions.
+    slide, seed
+        Identify the virtual slide. Its content and its placements in every pass depend only
+        on this pair, so every pass, process and call order sees the same sample.
+    config
+        Slide, pass, camera and fault settings (:class:`SimConfig`; defaults if omitted).
+    """
+
+    def __init__(
+        self,
+        profile: HardwareProfile,
+        *,
+        slide: str = "slide",
+        seed: int = 0,
+        config: SimConfig | None = None,
+    ) -> None:
+        self.profile = profile
+        self.slide = str(slide)
+        self.seed = int(seed)
+        self.config = config if config is not None else SimConfig()
+        cam = profile.camera
+        scan = profile.scan_objective
+        field_area = cam.sensor_width_px * cam.sensor_height_px * scan.pixel_size_um**2
+        self.smear = VirtualSmear(
+            slide=self.slide, seed=self.seed, config=self.config, field_area_um2=field_area
+        )
+        self._leds = profile.led_array.by_id
+        self._max_sin = max(math.hypot(*optics.led_direction(led)) for led in self._leds.values())
+        self._workers = _workers()
+        self._lock = threading.RLock()
+        self._spectra: OrderedDict[tuple, tuple] = OrderedDict()
+        self._intensities: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._intensity_bytes = 0
+        self._draw_slide_state()
+
+    # ------------------------------------------------------------------ slide state
+    def _draw_slide_state(self) -> None:
+        cfg = self.config
+        u = seeded_rng(self.slide, self.seed, "placement").uniform(-1.0, 1.0, 16)
+        rot, trans = math.radians(cfg.max_rotation_deg), cfg.max_translation_um
+        hrot, htrans = math.radians(cfg.highres_rotation_deg), cfg.highres_translation_um
+        theta_u, t_u = rot * u[0], trans * u[1:3]
+        theta_s, t_s = theta_u + rot * u[3], t_u + trans * u[4:6]
+        theta_h, t_h = theta_s + hrot * u[6], t_s + htrans * u[7:9]
+        self._placements = {
+            "unstained": _affine(theta_u, t_u),
+            "stained": _affine(theta_s, t_s),
+            "highres": _affine(theta_h, t_h),
+        }
+        for a in self._placements.values():
+            a.setflags(write=False)
+        hi = self.profile.highres_objective
+        scan = self.profile.scan_objective
+        nominal = scan.pixel_size_um / hi.pixel_size_um if hi is not None else 1.0
+        self._ratio = nominal * (1.0 + cfg.magnification_error * u[9])
+        self._z_offset = {p: cfg.focus_offset_um * u[10 + i] for i, p in enumerate(PASSES)}
+        tilt_dir = math.pi * u[13]
+        self._tilt = (
+            cfg.surface_tilt_um_per_mm * 1e-3 * math.cos(tilt_dir),
+            cfg.surface_tilt_um_per_mm * 1e-3 * math.sin(tilt_dir),
+        )
+        v = seeded_rng(self.slide, self.seed, "stain").uniform(-1.0, 1.0, 3)
+        self._stain_scale = tuple(float(1.0 + cfg.stain_variation * x) for x in v)
+
+    def _check_pass(self, pass_: str) -> None:
+        if pass_ not in PASSES:
+            raise SimulatorError(f"unknown pass {pass_!r}; expected one of {', '.join(PASSES)}.")
+        if pass_ == "highres" and self.profile.highres_objective is None:
+            raise SimulatorError(
+                f"profile {self.profile.name!r} has no highres objective, so it cannot image "
+                "the highres pass."
+            )
+
+    def _geometry(self, pass_: str) -> PassGeometry:
+        return PassGeometry(
+            placement=self._placements[pass_],
+            stained=pass_ != "unstained",
+            phase_factor=self.config.highres_phase_factor if pass_ == "highres" else 1.0,
+            stain_scale=self._stain_scale,
+        )
+
+    # ------------------------------------------------------------------ public geometry
+    def placement(self, pass_: str) -> np.ndarray:
+        """Where the slide sits in ``pass_``: 2x3 float64 ``A``, ``stage = A @ [sx, sy, 1]`` µm."""
+        self._check_pass(pass_)
+        return self._placements[pass_].copy()
+
+    def objective(self, pass_: str) -> Objective:
+        """The objective that images ``pass_``: the scan objective, or the highres one."""
+        self._check_pass(pass_)
+        if pass_ == "highres":
+            return self.profile.highres_objective
+        return self.profile.scan_objective
+
+    def pixel_size_um(self, pass_: str) -> float:
+        """True camera pixel size at the sample in ``pass_``, µm.
+
+        The scan objective's is the profile's; the highres one's is the scan pixel size over
+        the true magnification ratio (the profile's highres value is only nominal).
+        """
+        self._check_pass(pass_)
+        scan = self.profile.scan_objective.pixel_size_um
+        return scan / self._ratio if pass_ == "highres" else scan
+
+    def magnification_ratio(self) -> float:
+        """Scan pixel size over the true highres pixel size (near 5 for ``pls43``)."""
+        return float(self._ratio)
+
+    def focus_z_um(self, pass_: str, x_um: float, y_um: float) -> float:
+        """Stage Z (µm) of best focus at stage position ``(x_um, y_um)`` in ``pass_``.
+
+        The slide surface is a gentle tilted plane with a slight paraboloid sag about the slide
+        origin; each pass adds its own offset (the slide re-seated, another objective).
+        """
+        self._check_pass(pass_)
+        sx, sy = self._to_slide(pass_, np.float64(x_um), np.float64(y_um))
+        cfg = self.config
+        height = self._tilt[0] * sx + self._tilt[1] * sy
+        height += cfg.surface_curvature_um * (sx * sx + sy * sy) * 1e-6
+        return float(self._z_offset[pass_] + height)
+
+    def pls_shift_px(self, x_um: float, y_um: float, led: int) -> tuple[float, float] | None:
+        """The planted shift ``(dx, dy)`` (camera px) of LED ``led`` alone at this field, if any.
+
+        Applies to the unstained pass only. Image content moves by ``(+dx, +dy)`` in the
+        stage-aligned frame against brightfield. Keyed by the field centre rounded to 1 µm.
+        """
+        faults = self.config.faults
+        if faults.pls_shift_probability <= 0:
+            return None
+        rng = seeded_rng(
+            self.slide, self.seed, "pls-shift", round(float(x_um)), round(float(y_um)), int(led)
+        )
+        hit, mag, ang = rng.random(3)
+        if hit >= faults.pls_shift_probability:
+            return None
+        lo, hi = faults.pls_shift_px
+        mag = lo + (hi - lo) * mag
+        ang *= 2 * math.pi
+        return (mag * math.cos(ang), mag * math.sin(ang))
+
+    # ------------------------------------------------------------------ rendering
+    def render(
+        self,
+        *,
+        pass_: str,
+        x_um: float,
+        y_um: float,
+        z_um: float,
+        leds: Mapping[int, int],
+        exposure_ms: float,
+        gain: float,
+        width: int,
+        height: int,
+    ) -> np.ndarray:
+        """The ``(height, width, 3)`` uint8 RGB frame the camera takes.
+
+        Parameters
+        ----------
+        pass_
+            ``unstained``, ``stained`` or ``highres``.
+        x_um, y_um, z_um
+            Stage position, µm; the defocus is ``z_um - focus_z_um(pass_, x_um, y_um)``.
+        leds
+            LED id -> brightness (0..max_brightness); several LEDs add incoherently, none
+            gives a dark frame (read noise only).
+        exposure_ms, gain
+            Camera exposure (ms) and analogue gain.
+        width, height
+            Frame size as delivered (raw orientation), pixels.
+
+        Deterministic: the same arguments give the same frame in every process.
+        """
+        self._check_pass(pass_)
+        lit = self._check_leds(leds)
+        self._check_camera(exposure_ms=exposure_ms, gain=gain, width=width, height=height)
+        cfg = self.config
+        wc, hc = camera_model.stage_aligned_size(width, height, self.profile.camera)
+        with self._lock:
+            if lit:
+                dz = float(z_um) - self.focus_z_um(pass_, x_um, y_um)
+                electrons = self._electron_rate(
+                    pass_, x_um, y_um, dz, lit, wc, hc, exposure_ms=exposure_ms
+                )
+            else:
+                electrons = np.zeros((hc, wc, 3), np.float32)
+        key = camera_model.frame_key(
+            self.slide,
+            self.seed,
+            pass_,
+            float(x_um),
+            float(y_um),
+            float(z_um),
+            tuple(sorted((int(k), int(v)) for k, v in leds.items())),
+            float(exposure_ms),
+            float(gain),
+            int(width),
+            int(height),
+        )
+        frame = camera_model.expose(
+            electrons,
+            gain=gain,
+            full_well_e=cfg.full_well_e,
+            read_noise_e=cfg.read_noise_e,
+            black_level_dn=cfg.black_level_dn,
+            key=key,
+        )
+        return camera_model.to_camera_orientation(frame, self.profile.camera)
+
+    def ideal_exposure_ms(
+        self,
+        *,
+        pass_: str,
+        x_um: float,
+        y_um: float,
+        leds: Mapping[int, int],
+        gain: float,
+        level: float,
+        percentile: float,
+        width: int,
+        height: int,
+    ) -> float:
+        """Exposure (ms) putting ``percentile`` of the noiseless max-over-RGB DN at ``level``.
+
+        The field is in focus. ``level`` is in 0..255 units and is reached by the noiseless,
+        unsaturated signal (plus black level): e.g. ``percentile=99.9, level=235`` for a
+        brightfield channel, ``percentile=100 - p, level=255`` for ``p`` % burned pixels.
+        """
+        self._check_pass(pass_)
+        lit = self._check_leds(leds)
+        self._check_camera(exposure_ms=1.0, gain=gain, width=width, height=height)
+        if not 0.0 <= percentile <= 100.0:
+            raise SimulatorError(f"percentile must be between 0 and 100; got {percentile!r}.")
+        black = self.config.black_level_dn
+        if not black < level:
+            raise SimulatorError(
+                f"level must exceed the camera's black level {black} DN; got {level!r}."
+            )
+        if not lit:
+            raise SimulatorError("no LED is lit, so no exposure reaches any level.")
+        wc, hc = camera_model.stage_aligned_size(width, height, self.profile.camera)
+        with self._lock:
+            rate = self._electron_rate(pass_, x_um, y_um, 0.0, lit, wc, hc)
+        dn_per_ms = rate.max(axis=2) * np.float32(255.0 / self.config.full_well_e * gain)
+        q = float(np.percentile(dn_per_ms, percentile))
+        if q <= 0:
+            raise SimulatorError(
+                f"the {percentile}th percentile of this field is dark under LEDs "
+                f"{sorted(lit)}; no exposure reaches level {level}."
+            )
+        return (level - black) / q
+
+    def _check_leds(self, leds: Mapping[int, int]) -> dict[int, int]:
+        max_b = self.profile.led_array.max_brightness
+        lit = {}
+        for led, value in leds.items():
+            if led not in self._leds:
+                raise SimulatorError(
+                    f"LED {led} is not on the {self.profile.name!r} array "
+                    f"(ids 0..{max(self._leds)})."
+                )
+            if not 0 <= value <= max_b:
+                raise SimulatorError(
+                    f"LED {led} brightness must be between 0 and {max_b}; got {value!r}."
+                )
+            if value > 0:
+                lit[int(led)] = int(value)
+        return lit
+
+    def _check_camera(self, *, exposure_ms: float, gain: float, width: int, height: int) -> None:
+        cam = self.profile.camera
+        if not exposure_ms > 0 or not math.isfinite(exposure_ms):
+            raise SimulatorError(f"exposure must be a positive number of ms; got {exposure_ms!r}.")
+        if not cam.gain_min <= gain <= cam.gain_max:
+            raise SimulatorError(
+                f"gain must be between {cam.gain_min} and {cam.gain_max} for camera "
+                f"{cam.name!r}; got {gain!r}."
+            )
+        for name, value in (("width", width), ("height", height)):
+            if int(value) != value or not 8 <= value <= 16384:
+                raise SimulatorError(f"frame {name} must be 8..16384 pixels; got {value!r}.")
+
+    def _electron_rate(
+        self,
+        pass_: str,
+        x_um: float,
+        y_um: float,
+        dz: float,
+        lit: Mapping[int, int],
+        wc: int,
+        hc: int,
+        *,
+        exposure_ms: float = 1.0,
+    ) -> np.ndarray:
+        """Mean photo-electrons in ``exposure_ms``, ``(hc, wc, 3)`` float32, stage-aligned.
+
+        Always a new array (the cached LED images are never modified).
+        """
+        cfg = self.config
+        p = self.pixel_size_um(pass_)
+        max_b = self.profile.led_array.max_brightness
+        flux = cfg.led_flux_e_per_ms_um2 * p * p * exposure_ms
+        shift = None
+        if pass_ == "unstained" and len(lit) == 1:
+            shift = self.pls_shift_px(x_um, y_um, next(iter(lit)))
+        total = None
+        for led_id, brightness in lit.items():
+            led = self._leds[led_id]
+            image = self._led_image(pass_, x_um, y_um, dz, led_id, wc, hc, shift)
+            weight = flux * brightness / max_b * optics.led_irradiance(led)
+            colour = optics.LED_COLOUR_WEIGHTS[led.color]
+            if colour[0] == colour[1] == colour[2]:
+                if total is None:
+                    total = cv2.multiply(image, weight * colour[0])
+                else:
+                    cv2.scaleAdd(image, weight * colour[0], total, dst=total)
+            else:
+                term = image * (np.asarray(colour, np.float32) * np.float32(weight))
+                total = term if total is None else cv2.add(total, term, dst=total)
+        return total
+
+    def _led_image(
+        self,
+        pass_: str,
+        x_um: float,
+        y_um: float,
+        dz: float,
+        led_id: int,
+        wc: int,
+        hc: int,
+        shift_px: tuple[float, float] | None,
+    ) -> np.ndarray:
+        """Relative intensity ``(hc, wc, 3)`` of one LED (1 = glass in brightfield), cached."""
+        key = (pass_, float(x_um), float(y_um), round(dz, 6), led_id, wc, hc, shift_px)
+        cached = self._intensities.get(key)
+        if cached is not None:
+            self._intensities.move_to_end(key)
+            return cached
+        grid, spectra = self._field_spectra(pass_, x_um, y_um, wc, hc)
+        obj = self.objective(pass_)
+        p = grid.pixel_um
+        shift_um = (0.0, 0.0) if shift_px is None else (shift_px[0] * p, shift_px[1] * p)
+        sa = self.config.scan_spherical_aberration_waves if pass_ != "highres" else 0.0
+        direction = optics.led_direction(self._leds[led_id])
+        image = np.empty((hc, wc, 3), np.float32)
+        for c, (lam_nm, spectrum) in enumerate(
+            zip(self.config.wavelengths_nm, spectra, strict=True)
+        ):
+            lam = lam_nm * 1e-3
+            box = optics.pupil(
+                grid,
+                objective=obj,
+                wavelength_um=lam,
+                defocus_um=dz,
+                spherical_waves=sa,
+                shift_um=shift_um,
+            )
+            image[:, :, c] = optics.led_intensity(
+                spectrum,
+                grid,
+                direction=direction,
+                wavelength_um=lam,
+                pupil_box=box,
+                workers=self._workers,
+            )
+        image.setflags(write=False)
+        budget = self.config.render_cache_mb * 2**20
+        if image.nbytes <= budget:
+            self._intensities[key] = image
+            self._intensity_bytes += image.nbytes
+            while self._intensity_bytes > budget:
+                _, old = self._intensities.popitem(last=False)
+                self._intensity_bytes -= old.nbytes
+        return image
+
+    def _field_spectra(self, pass_: str, x_um: float, y_um: float, wc: int, hc: int):
+        key = (pass_, float(x_um), float(y_um), wc, hc)
+        if key in self._spectra:
+            self._spectra.move_to_end(key)
+            return self._spectra[key]
+        cfg = self.config
+        obj = self.objective(pass_)
+        lam_min = min(cfg.wavelengths_nm) * 1e-3
+        grid = optics.field_grid(
+            x_um=float(x_um),
+            y_um=float(y_um),
+            width=wc,
+            height=hc,
+            pixel_um=self.pixel_size_um(pass_),
+            margin_um=cfg.render_margin_um,
+            na=obj.na,
+            max_sin=self._max_sin,
+            min_wavelength_um=lam_min,
+        )
+        ny_s, nx_s = grid.sample_shape
+        raster = Raster(x0=grid.x0, y0=grid.y0, step=grid.sample_step_um, nx=nx_s, ny=ny_s)
+        geom = self._geometry(pass_)
+        maps = column_maps(self._objects_for(pass_, raster), raster, geom)
+        if cfg.plasma_film_opd_nm > 0:
+            xmin, xmax, ymin, ymax = self._slide_bbox(pass_, raster, pad=raster.step)
+            texture, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax)
+            add_film(maps, raster, geom, texture, (ox, oy))
+        spectra = []
+        for lam_nm in cfg.wavelengths_nm:
+            t = transmittance(maps, lam_nm, stain_scale=geom.stain_scale)
+            max_freq = (self._max_sin + obj.na) / (lam_nm * 1e-3)
+            spectra.append(
+                optics.sample_spectrum(t, grid, max_freq=max_freq, workers=self._workers)
+            )
+            del t
+        del maps
+        value = (grid, spectra)
+        self._spectra[key] = value
+        while len(self._spectra) > cfg.spectrum_cache_fields:
+            self._spectra.popitem(last=False)
+        return value
+
+    # ------------------------------------------------------------------ truth
+    def _to_slide(self, pass_: str, x: np.ndarray, y: np.ndarray):
+        a = self._placements[pass_]
+        dx, dy = x - a[0, 2], y - a[1, 2]
+        return a[0, 0] * dx + a[1, 0] * dy, a[0, 1] * dx + a[1, 1] * dy
+
+    def _slide_bbox(self, pass_: str, raster: Raster, *, pad: float):
+        """Slide-coordinate bounding box of a raster (stage) grown by ``pad`` µm."""
+        xs = np.array([raster.x0 - pad, raster.x0 + raster.nx * raster.step + pad])
+        ys = np.array([raster.y0 - pad, raster.y0 + raster.ny * raster.step + pad])
+        cx, cy = np.meshgrid(xs, ys)
+        sx, sy = self._to_slide(pass_, cx.ravel(), cy.ravel())
+        return sx.min(), sx.max(), sy.min(), sy.max()
+
+    def _objects_for(self, pass_: str, raster: Raster) -> SmearObjects:
+        bbox = self._slide_bbox(pass_, raster, pad=MAX_OBJECT_EXTENT_UM + raster.step)
+        return self.smear.objects_in(*bbox, pass_=pass_)
+
+    def truth(
+        self,
+        pass_: str,
+        fields: Sequence[tuple[float, float]],
+        width: int,
+        height: int,
+    ) -> dict:
+        """Ground truth of a scan of ``pass_`` at these field centres (stage µm).
+
+        Returns
+        -------
+        dict
+            ``slide_to_stage``: 2x3 placement; ``magnification_ratio``: float for the highres
+            pass, else None; ``cells``: structured array (:data:`CELLS_DTYPE`: ``id``,
+            ``type``, ``x_um``/``y_um`` in slide coordinates, ``radius_um`` in this pass,
+            ``pass`` = "" or the one pass the object is in) of every object present in this
+            pass whose centre falls in any field; ``faults``: structured array
+            (:data:`FAULTS_DTYPE`) of planted ``pls_shift`` faults, one row per field and
+            single-LED stack channel LED that is shifted (stage-aligned pixels).
+        """
+        self._check_pass(pass_)
+        self._check_camera(
+            exposure_ms=1.0, gain=self.profile.camera.neutral_gain, width=width, height=height
+        )
+        wc, hc = camera_model.stage_aligned_size(width, height, self.profile.camera)
+        p = self.pixel_size_um(pass_)
+        half_w, half_h = wc * p / 2, hc * p / 2
+        stained = pass_ != "unstained"
+        a = self._placements[pass_]
+        centres = np.asarray(fields, dtype=np.float64).reshape(-1, 2)
+        parts: dict[int, tuple] = {}
+
+        def inside(x, y) -> np.ndarray:
+            sx = a[0, 0] * x + a[0, 1] * y + a[0, 2]
+            sy = a[1, 0] * x + a[1, 1] * y + a[1, 2]
+            dx = np.abs(np.asarray(sx)[..., None] - centres[:, 0])
+            dy = np.abs(np.asarray(sy)[..., None] - centres[:, 1])
+            return np.any((dx <= half_w) & (dy <= half_h), axis=-1)
+
+        for fx, fy in centres:
+            raster = Raster(x0=fx - half_w, y0=fy - half_h, step=p, nx=wc, ny=hc)
+            objects = self._objects_for(pass_, raster)
+            for type_, recs in (("rbc", objects.rbcs), ("platelet", objects.platelets)):
+                recs = recs[inside(recs["x"], recs["y"])]
+                radius = recs["radius"] * (recs["shrink"] if stained else 1.0)
+                for rec, r in zip(recs, radius, strict=True):
+                    parts[int(rec["id"])] = (type_, rec["x"], rec["y"], float(r), "")
+            for cell in objects.wbcs:
+                if inside(cell.x, cell.y):
+                    r = cell.radius * (cell.shrink if stained else 1.0)
+                    parts[cell.id] = (cell.type, cell.x, cell.y, r, "")
+            for d in objects.debris:
+                if inside(d.x, d.y):
+                    parts[d.id] = (d.type, d.x, d.y, d.radius, d.pass_)
+        cells = np.zeros(len(parts), CELLS_DTYPE)
+        for i, (oid, (t, x, y, r, ps)) in enumerate(sorted(parts.items())):
+            cells[i] = (oid, t, x, y, r, ps)
+
+        faults = []
+        if pass_ == "unstained":
+            single = sorted({ch.leds[0] for ch in self.profile.stack if ch.kind != "brightfield"})
+            for fx, fy in fields:
+                for led in single:
+                    shift = self.pls_shift_px(fx, fy, led)
+                    if shift is not None:
+                        faults.append(("pls_shift", fx, fy, str(led), shift[0], shift[1]))
+        return {
+            "slide_to_stage": self.placement(pass_),
+            "magnification_ratio": self.magnification_ratio() if pass_ == "highres" else None,
+            "cells": cells,
+            "faults": np.array(faults, FAULTS_DTYPE),
+        }
+
+    def masks(
+        self, *, pass_: str, x_um: float, y_um: float, width: int, height: int
+    ) -> dict[str, np.ndarray]:
+        """Truth masks ``(height, width)`` bool in camera pixels, oriented like the frames.
+
+        Keys: ``nucleus``, ``cytoplasm`` (WBC minus nucleus), ``wbc``, ``rbc`` (red cells
+        outside white cells). Pixels are sampled at their centres.
+        """
+        self._check_pass(pass_)
+        self._check_camera(
+            exposure_ms=1.0, gain=self.profile.camera.neutral_gain, width=width, height=height
+        )
+        wc, hc = camera_model.stage_aligned_size(width, height, self.profile.camera)
+        p = self.pixel_size_um(pass_)
+        raster = Raster(
+            x0=x_um - (wc - 1) / 2 * p, y0=y_um - (hc - 1) / 2 * p, step=p, nx=wc, ny=hc
+        )
+        with self._lock:
+            masks = truth_masks(self._objects_for(pass_, raster), raster, self._geometry(pass_))
+        cam = self.profile.camera
+        return {k: camera_model.to_camera_orientation(v, cam) for k, v in masks.items()}
+
+
+def _affine(theta: float, t: np.ndarray) -> np.ndarray:
+    c, s = math.cos(theta), math.sin(theta)
+    return np.array([[c, -s, float(t[0])], [s, c, float(t[1])]], dtype=np.float64)
