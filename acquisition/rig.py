@@ -55,9 +55,19 @@ class Rig:
     _closers: list = field(default_factory=list)
 
     def set_pass(self, pass_: str) -> None:
-        """The simulator's stand-in for the operator staining the slide or changing objective."""
-        if self.sim is not None:
-            self.sim.pass_ = pass_
+        """The simulator's stand-in for the operator preparing a pass by hand.
+
+        Between passes the operator stains the slide or changes objective, puts the slide back
+        and focuses on it. The simulator does the same: it switches the virtual slide to the
+        pass and moves the focus drive to the slide's focal plane under the current position.
+        Real hardware is left as the operator set it.
+        """
+        if self.sim is None or (self.sim.pass_ == pass_ and self.sim.focused):
+            return
+        self.sim.pass_ = pass_
+        x, y = self.sim.xy_true
+        self.sim.z_um = float(self.sim.microscope.focus_z_um(pass_, x, y))
+        self.sim.focused = True
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

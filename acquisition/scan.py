@@ -104,9 +104,21 @@ def stack_profile(profile: HardwareProfile, preset: str | None) -> HardwareProfi
     return profile.with_stack([profile.stack[i] for i in keep])
 
 
-def brightfield_profile(profile: HardwareProfile) -> HardwareProfile:
-    """One brightfield image per field (the stained and highres passes)."""
-    return stack_profile(profile, "brightfield")
+def brightfield_profile(profile: HardwareProfile, objective: str | None = None) -> HardwareProfile:
+    """One brightfield image per field (the stained and highres passes).
+
+    Under an objective that declares its own brightfield exposure (a 100x objective gets ~25x
+    less light per pixel), that exposure and gain replace the stack's.
+    """
+    bf = stack_profile(profile, "brightfield")
+    obj = profile.optics.objectives[objective] if objective else None
+    if obj is None or obj.brightfield_exposure_ms is None:
+        return bf
+    ch = bf.stack[0].model_copy(update={
+        "exposure_ms": obj.brightfield_exposure_ms,
+        "gain": obj.brightfield_gain if obj.brightfield_gain is not None else bf.stack[0].gain,
+    })
+    return bf.with_stack([ch])
 
 
 def field_of_view_um(profile: HardwareProfile, objective: str, frame_wh: tuple[int, int]):
@@ -310,7 +322,12 @@ def plan_scan(
     focus: str = "none",
     z_um: float = 0.0,
 ) -> ScanPlan:
-    """Turn ``scope scan`` options into a :class:`ScanPlan` (positions, stack, objective)."""
+    """Turn ``scope scan`` options into a :class:`ScanPlan` (positions, stack, objective).
+
+    ``z_um`` is the focus for every field whose position carries no Z — the current stage Z,
+    where the operator focused (``--focus map`` replaces it per field). Positions taken from
+    another pass keep only their XY: re-seating the slide or changing objectives moves focus.
+    """
     if pass_ not in PASSES:
         raise ScanError(f"unknown pass {pass_!r}; choose one of {', '.join(PASSES)}")
     given = [n for n, v in (("--grid", grid), ("--region", region),
@@ -325,16 +342,8 @@ def plan_scan(
         if cells_csv is None:
             raise ScanError("--pass highres needs --cells CSV (written by scope match)")
         cell_ids, xy = read_cells_csv(cells_csv, slide=slide)
-        z = np.full(len(xy), z_um)
-        stained = scan_path(out, slide, "stained")
-        if stained.exists():  # start each cell's focus from its stained field's Z
-            with ScanFile(stained) as sf:
-                p = sf.positions
-                sxy = np.stack([p["x_um"], p["y_um"]], axis=1)
-                nearest = np.argmin(((xy[:, None, :] - sxy[None]) ** 2).sum(-1), axis=1)
-                z = p["z_um"][nearest].astype(np.float64)
-        positions = np.column_stack([xy, z])
-        prof = brightfield_profile(profile)
+        positions = np.column_stack([xy, np.full(len(xy), z_um)])
+        prof = brightfield_profile(profile, objective)
         if stack not in (None, "brightfield"):
             raise ScanError("--pass highres takes one brightfield image per cell; drop --stack")
     else:
@@ -362,6 +371,7 @@ def plan_scan(
                     read_positions_csv(source) if str(source).endswith(".csv")
                     else positions_from_scan(Path(source))
                 )
+                positions[:, 2] = z_um
         else:
             prof = stack_profile(profile, stack)
             if not given:

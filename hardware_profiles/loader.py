@@ -74,6 +74,7 @@ def load(name_or_path: str | Path) -> HardwareProfile:
 def dump(profile: HardwareProfile, path: str | Path) -> Path:
     """Write a profile as YAML (keys in schema order)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     data = profile.model_dump(mode="json")
     path.write_text(
         yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100),

@@ -261,8 +261,10 @@ def test_micromanager_backend_adapter_through_a_snake_case_core(pls43, reference
         rig = Rig(mm=MicroManagerRig(PycromanagerLikeCore(sim_rig.mm.raw_core),
                                      camera=pls43.camera),
                   leds=sim_rig.leds, profile=pls43, backend="micromanager", sim=sim_rig.sim)
+        rig.set_pass("unstained")  # the "operator" focuses
         plan = plan_scan(slide="s1", pass_="unstained", profile=pls43, out=tmp_path,
-                         frame_wh=rig.mm.frame_size, stack="le8", grid="2x2")
+                         frame_wh=rig.mm.frame_size, stack="le8", grid="2x2",
+                         z_um=rig.mm.read_stage().z_um)
         run_scan(plan, rig)
     with ScanFile(tmp_path / "s1.unstained.scan.h5") as sf:
         assert np.array_equal(sf.images[()], images)

@@ -24,13 +24,21 @@ def _led(i: int, theta: float, phi: float, dist: float, on_plate_z: float | None
     return {"id": i, "x_mm": round(x, 2), "y_mm": round(y, 2), "z_mm": round(z, 2), "color": "white"}
 
 
-# Exposures and gains matched to the simulator's radiometry (see `scope calibrate`): the
-# brightfield image lights 13 LEDs, a single oblique LED gives ~1/13 of that light, darkfield
-# only scattered light. "high" darkfield exposures deliberately burn the brightest scatterers.
+# Exposures and gains from `scope calibrate --profile pls43 --sim-sensor 640x400
+# --max-exposure-ms 1000` on the simulator (medians over the five arms, rounded): brightfield
+# and low darkfield bring the brightest 0.1 % to 235 of 255, high darkfield burns 2 % of the
+# pixels. Darkfield light falls ~100x from 25° to 57°, so gain makes up the rest.
 BF_MS = 4.0
-PLS_MS = 50.0
-DF_LOW_MS, DF_HIGH_MS = 120.0, 480.0
-DF_GAIN = 4.0
+HIGHRES_BF_MS = 110.0  # 100x: 25x smaller pixel area at the sample
+PLS_MS = {6: 28.0, 10: 33.0, 18: 29.0}
+DF_MS = {  # theta: ((low ms, low gain), (high ms, high gain))
+    25: ((62.0, 1.0), (110.0, 1.0)),
+    30: ((170.0, 1.0), (400.0, 1.0)),
+    36: ((580.0, 1.0), (1000.0, 1.6)),
+    43: ((1000.0, 1.5), (1000.0, 5.0)),
+    50: ((1000.0, 3.4), (1000.0, 13.0)),
+    57: ((1000.0, 6.8), (1000.0, 28.0)),
+}
 
 
 def pls43() -> dict:
@@ -54,15 +62,16 @@ def pls43() -> dict:
         th = theta_of(led)
         if math.sin(math.radians(th)) <= na:
             stack.append({"name": f"pls_{led['id']:02d}", "leds": [led["id"]], "kind": "pls",
-                          "exposure_level": "single", "exposure_ms": PLS_MS, "gain": 1.0,
-                          "brightness": 255})
+                          "exposure_level": "single", "exposure_ms": PLS_MS[round(th)],
+                          "gain": 1.0, "brightness": 255})
     for led in singles:
         th = theta_of(led)
         if math.sin(math.radians(th)) > na:
-            for level, ms in (("high", DF_HIGH_MS), ("low", DF_LOW_MS)):
+            low, high = DF_MS[round(th)]
+            for level, (ms, gain) in (("high", high), ("low", low)):
                 stack.append({"name": f"df_{led['id']:02d}_{level}", "leds": [led["id"]],
                               "kind": "darkfield", "exposure_level": level, "exposure_ms": ms,
-                              "gain": DF_GAIN, "brightness": 255})
+                              "gain": gain, "brightness": 255})
     return {
         "name": "pls43",
         "description": (
@@ -75,14 +84,14 @@ def pls43() -> dict:
                 "20x": {"magnification": 20, "na": 0.4, "immersion_index": 1.0,
                         "pixel_size_um": 0.293},
                 "100x": {"magnification": 100, "na": 1.25, "immersion_index": 1.515,
-                         "pixel_size_um": 0.0586},
+                         "pixel_size_um": 0.0586, "brightfield_exposure_ms": HIGHRES_BF_MS},
             },
             "scan_objective": "20x",
             "highres_objective": "100x",
         },
         "camera": {"name": "rgb-1920x1200", "sensor_width_px": 1920, "sensor_height_px": 1200,
                    "rgb": True, "bit_depth": 8, "gain_property": "Gain", "gain_min": 1.0,
-                   "gain_max": 16.0, "neutral_gain": 1.0, "flip_x": False, "flip_y": False,
+                   "gain_max": 32.0, "neutral_gain": 1.0, "flip_x": False, "flip_y": False,
                    "rotation_deg": 0},
         "led_array": {"protocol": "illuminate", "serial": {"baudrate": 115200, "timeout_s": 2.0},
                       "max_brightness": 255, "geometry_tolerance_mm": 0.05, "leds": leds},
@@ -127,7 +136,7 @@ def grid9x9() -> dict:
                 "10x": {"magnification": 10, "na": 0.25, "immersion_index": 1.0,
                         "pixel_size_um": 0.345},
                 "40x": {"magnification": 40, "na": 0.65, "immersion_index": 1.0,
-                        "pixel_size_um": 0.0863},
+                        "pixel_size_um": 0.0863, "brightfield_exposure_ms": 32.0},
             },
             "scan_objective": "10x",
             "highres_objective": "40x",

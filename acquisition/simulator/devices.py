@@ -60,6 +60,7 @@ class SimSession:
     xy_requested: tuple[float, float] = (0.0, 0.0)
     z_um: float = 0.0
     snaps: int = 0
+    focused: bool = False  # whether the "operator" has focused this pass (Rig.set_pass)
     device_seconds: float = 0.0  # time spent inside the simulated devices (benchmarks)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -119,7 +119,10 @@ def scan(
         Focus, typer.Option("--focus", help="none, or map: autofocus reference fields and fit "
                             "the slide surface.")
     ] = Focus.none,
-    z_um: Annotated[float, typer.Option("--z-um", help="Z for fields without a Z.")] = 0.0,
+    z_um: Annotated[
+        float | None, typer.Option("--z-um", help="Z (µm) for fields without one; default: "
+                                   "the current stage Z, where you focused.")
+    ] = None,
     compression: Annotated[
         str, typer.Option("--compression", help="blosc2-lz4 (default), zstd, lz4, gzip, none.")
     ] = "blosc2-lz4",
@@ -157,13 +160,15 @@ def scan(
         backend, prof, slide=slide, seed=seed, sim_sensor=sim_sensor, sim_config=sim_config,
         mm_config=mm_config, led_port=led_port, mm_port=mm_port, sim_realtime=sim_realtime,
     ) as rig:
+        rig.set_pass(pass_.value)
         stage = rig.mm.read_stage()
         plan = plan_scan(
             slide=slide, pass_=pass_.value, profile=prof, out=out, frame_wh=rig.mm.frame_size,
             stage_xy=(0.0, 0.0) if backend == BackendChoice.sim else (stage.x_um, stage.y_um),
             stack=stack, grid=grid, region=region, positions_csv=positions,
             positions_from=positions_from, cells_csv=cells, overlap=overlap,
-            compression=compression, focus=focus.value, z_um=z_um,
+            compression=compression, focus=focus.value,
+            z_um=stage.z_um if z_um is None else z_um,
         )
         console.print(
             f"[bold]scan[/] {plan.path.name}: {len(plan.positions)} fields x "

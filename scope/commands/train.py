@@ -1,0 +1,261 @@
+"""`scope train`, `scope evaluate`, `scope stain`: thin wrappers over :mod:`training`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum, StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+class Preset(StrEnum):
+    maeNET = "maeNET"
+    maePNET = "maePNET"
+    maePFNET = "maePFNET"
+    maePF_RpGAN_SN = "maePF-RpGAN-SN"
+
+
+class Stack(StrEnum):
+    full = "full"
+    full_nohe = "full-nohe"
+    le36 = "le36"
+    le36_nohe = "le36-nohe"
+    le18 = "le18"
+    le8 = "le8"
+    brightfield = "brightfield"
+
+
+class Target(StrEnum):
+    x20 = "20x"
+    highres = "highres"
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(StrEnum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Generator(StrEnum):
+    rrdb = "rrdb"
+    unet = "unet"
+
+
+class Critic(StrEnum):
+    vgg = "vgg"
+    patch = "patch"
+
+
+class Schedule(StrEnum):
+    constant = "constant"
+    cosine = "cosine"
+    plateau = "plateau"
+
+
+class Cache(StrEnum):
+    none = "none"
+    ram = "ram"
+    device = "device"
+
+
+class Split(StrEnum):
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+class Checkpoint(StrEnum):
+    best = "best"
+    last = "last"
+
+
+class ImageFormat(StrEnum):
+    png = "png"
+    tif = "tif"
+    none = "none"
+
+
+def _value(v: Any) -> Any:
+    return v.value if isinstance(v, Enum) else v
+
+
+def train(
+    dataset: Annotated[Path, typer.Argument(help="Dataset file (.dataset.h5).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder, e.g. runs/NAME.")],
+    preset: Annotated[
+        Preset | None, typer.Option(help="Loss preset (default maePFNET; needs VGG19 weights).")
+    ] = None,
+    stack: Annotated[Stack | None, typer.Option(help="Stack preset (default full-nohe).")] = None,
+    target: Annotated[Target | None, typer.Option(help="20x or highres (default 20x).")] = None,
+    include_flagged: Annotated[
+        bool | None, typer.Option("--include-flagged/--exclude-flagged", help="QC-flagged cells.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs (200).")] = None,
+    patience: Annotated[
+        int | None, typer.Option(min=1, help="Early-stopping patience in epochs (10).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Cells per step and process (preset: 20).")
+    ] = None,
+    generator: Annotated[Generator | None, typer.Option(help="rrdb (thesis) or unet.")] = None,
+    blocks: Annotated[int | None, typer.Option(min=1, help="RRDB blocks (4).")] = None,
+    features: Annotated[
+        int | None, typer.Option(min=1, help="Generator width (default: input channels).")
+    ] = None,
+    growth: Annotated[int | None, typer.Option(min=1, help="RRDB growth channels (32).")] = None,
+    discriminator: Annotated[
+        Critic | None, typer.Option(help="GAN critic: vgg (thesis) or patch.")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Generator learning rate (2e-4).")] = None,
+    lr_d: Annotated[float | None, typer.Option(help="Critic learning rate (4e-4).")] = None,
+    lr_schedule: Annotated[Schedule | None, typer.Option(help="Learning-rate schedule.")] = None,
+    augment: Annotated[
+        bool | None,
+        typer.Option("--augment/--no-augment", help="Flips/rotations that respect the LEDs."),
+    ] = None,
+    device: Annotated[Device | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    precision: Annotated[Precision | None, typer.Option(help="auto, fp32 or bf16.")] = None,
+    compile_: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the generator.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=0, help="Data-loading processes.")] = None,
+    cache: Annotated[Cache | None, typer.Option(help="Keep cells in ram or on the device.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (0).")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out (or extend it).")
+    ] = False,
+    vgg_weights: Annotated[
+        Path | None, typer.Option(help="torchvision VGG19 ImageNet weights (.pth).")
+    ] = None,
+    init_from: Annotated[
+        Path | None, typer.Option(help="Run or checkpoint whose generator starts this run.")
+    ] = None,
+    samples: Annotated[int | None, typer.Option(min=0, help="Cells in sample grids (8).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Train a virtual-staining network on a dataset (multi-GPU: run under torchrun)."""
+    from rich.console import Console
+
+    from training import train as run_training
+    from training.config import TrainConfig
+
+    given = {
+        "dataset": dataset, "out": out, "preset": preset, "stack": stack, "target": target,
+        "include_flagged": include_flagged, "epochs": epochs, "patience": patience,
+        "batch_size": batch_size, "generator": generator, "blocks": blocks,
+        "features": features, "growth": growth, "discriminator": discriminator, "lr": lr,
+        "lr_d": lr_d, "lr_schedule": lr_schedule, "augment": augment, "device": device,
+        "precision": precision, "compile": compile_, "workers": workers, "cache": cache,
+        "seed": seed, "resume": resume, "vgg_weights": vgg_weights, "init_from": init_from,
+        "samples": samples,
+    }  # fmt: skip
+    config = TrainConfig(**{k: _value(v) for k, v in given.items() if v is not None})
+    result = run_training(config, progress=not quiet, command=["scope", *sys.argv[1:]])
+    if int(os.environ.get("RANK", "0")) == 0:
+        how = "stopped early" if result.stopped_early else "finished"
+        Console().print(
+            f"{how} after {result.epochs_done} epochs; best epoch {result.best_epoch} "
+            f"(validation loss {result.best_val_loss:.5f}) → {result.report}"
+        )
+
+
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    split: Annotated[Split, typer.Option(help="Dataset split to evaluate.")] = Split.test,
+    dataset: Annotated[Path | None, typer.Option(help="Dataset file (default: the run's).")] = None,
+    checkpoint: Annotated[Checkpoint, typer.Option(help="best or last.")] = Checkpoint.best,
+    out: Annotated[Path | None, typer.Option(help="Output folder (RUN/eval/SPLIT).")] = None,
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+    precision: Annotated[Precision, typer.Option(help="auto, fp32 or bf16.")] = Precision.auto,
+    batch_size: Annotated[int, typer.Option(min=1, help="Cells per forward pass.")] = 64,
+    vgg_weights: Annotated[
+        Path | None, typer.Option(help="VGG19 weights for the VGG metric.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Metrics on a split (Table 4.2 layout), per-cell CSV, best/worst grids, worst-100 list."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from training import evaluate as run_evaluation
+
+    res = run_evaluation(
+        run, split=split.value, dataset=dataset, checkpoint=checkpoint.value, out=out,
+        device=device.value, precision=precision.value, batch_size=batch_size,
+        vgg_weights=vgg_weights, progress=not quiet,
+    )  # fmt: skip
+    table = Table(title=f"{run} — {res['split']} split, {res['cells']} cells, epoch {res['epoch']}")
+    for col in ("SSIM", "PSNR (dB)", "MAE", "VGG", "Fourier"):
+        table.add_column(col, justify="right")
+
+    def fmt(v: float | None, digits: int = 4) -> str:
+        return "n/a" if v is None else f"{v:.{digits}f}"
+
+    table.add_row(
+        fmt(res["ssim"]), fmt(res["psnr"], 2), fmt(res["mae"]), fmt(res["vgg"]),
+        fmt(res["fourier"]),
+    )  # fmt: skip
+    console = Console()
+    console.print(table)
+    console.print(f"per-cell metrics, grids and worst-100 list in {res['dir']}")
+
+
+def stain(
+    run: Annotated[Path, typer.Argument(help="Run folder (or checkpoint file).")],
+    scan: Annotated[Path, typer.Argument(help="Unstained scan file (.scan.h5).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    positions: Annotated[
+        str | None, typer.Option(help="Fields to stain, e.g. 0,3,5 (default: all acquired).")
+    ] = None,
+    checkpoint: Annotated[Checkpoint, typer.Option(help="best or last.")] = Checkpoint.best,
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+    precision: Annotated[
+        Precision, typer.Option(help="auto (bf16 on GPUs and AMX CPUs), fp32, bf16.")
+    ] = Precision.auto,
+    tile: Annotated[int | None, typer.Option(min=16, help="Tile core size in pixels.")] = None,
+    halo: Annotated[
+        int | None, typer.Option(min=0, help="Context around tiles (default: exact).")
+    ] = None,
+    blend: Annotated[int, typer.Option(min=0, help="Tile overlap blended, pixels.")] = 16,
+    image_format: Annotated[
+        list[ImageFormat] | None,
+        typer.Option("--format", help="Per-field images: png, tif or none (repeatable)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Virtually stain whole unstained fields: images per field plus one HDF5 file."""
+    from rich.console import Console
+
+    from hardware_profiles.errors import ScopeError
+    from training import stain_scan
+
+    pos = None
+    if positions:
+        try:
+            pos = [int(p) for p in positions.replace(" ", "").split(",") if p]
+        except ValueError:
+            raise ScopeError(
+                f"--positions must be comma-separated integers, got {positions!r}"
+            ) from None
+    fmts = [f.value for f in (image_format or [ImageFormat.png]) if f != ImageFormat.none]
+    path = stain_scan(
+        run, scan, out, positions=pos, checkpoint=checkpoint.value, device=device.value,
+        precision=precision.value, tile=tile, halo=halo, blend=blend, formats=fmts,
+        progress=not quiet,
+    )  # fmt: skip
+    Console().print(f"stained fields written to {out} ({path.name})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
+    app.command("stain")(stain)
