@@ -33,8 +33,11 @@ def main() -> None:
     with IlluminateEmulator.from_profile(p) as emu:
         for verify in (True, False):
             with LedArray.open(emu.port, verify=verify) as arr:
-                for name, leds in (("1 LED", [17]), ("13 LEDs (brightfield)", p.stack[0].leds),
-                                   ("43 LEDs (2 `l` commands)", list(range(43)))):
+                for name, leds in (
+                    ("1 LED", [17]),
+                    ("13 LEDs (brightfield)", p.stack[0].leds),
+                    ("43 LEDs (2 `l` commands)", list(range(43))),
+                ):
                     ts = []
                     for _ in range(5):
                         t = time.perf_counter()
@@ -42,23 +45,41 @@ def main() -> None:
                             arr.light(leds, 255)
                             arr.clear()
                         ts.append((time.perf_counter() - t) / 100 * 1e3)
-                    rows.append((f"light + clear, {name}, verify={'on' if verify else 'off'}",
-                                 f"{statistics.median(ts):.2f} ms"))
+                    rows.append(
+                        (
+                            f"light + clear, {name}, verify={'on' if verify else 'off'}",
+                            f"{statistics.median(ts):.2f} ms",
+                        )
+                    )
                 t = time.perf_counter()
                 for _ in range(5):
                     for ch in p.stack:
                         arr.light(ch.leds, ch.brightness)
-                state = 'on' if verify else 'off'
-                rows.append((f"74-channel pls43 stack per field, verify={state}",
-                             f"{(time.perf_counter() - t) / 5 * 1e3:.1f} ms"))
+                state = "on" if verify else "off"
+                rows.append(
+                    (
+                        f"74-channel pls43 stack per field, verify={state}",
+                        f"{(time.perf_counter() - t) / 5 * 1e3:.1f} ms",
+                    )
+                )
         t = time.perf_counter()
         for _ in range(10):
             LedArray.open(emu.port).close()
-        rows.append(("open + handshake (pprops, pledpos x2)",
-                     f"{(time.perf_counter() - t) / 10 * 1e3:.1f} ms"))
-    lines = ["### LED array driver", "",
-             f"Machine: {machine()}. Command: `python benchmarks/bench_led_array.py`.", "",
-             "| operation | median |", "|---|---|", *[f"| {a} | {b} |" for a, b in rows]]
+        rows.append(
+            (
+                "open + handshake (pprops, pledpos x2)",
+                f"{(time.perf_counter() - t) / 10 * 1e3:.1f} ms",
+            )
+        )
+    lines = [
+        "### LED array driver",
+        "",
+        f"Machine: {machine()}. Command: `python benchmarks/bench_led_array.py`.",
+        "",
+        "| operation | median |",
+        "|---|---|",
+        *[f"| {a} | {b} |" for a, b in rows],
+    ]
     emit("\n".join(lines), args.out)
 
 

@@ -33,12 +33,19 @@ def overhead(quick: bool) -> dict:
 
     profile = hp.load("pls43")
     per_frame: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp, open_sim(
-        profile, SimOptions(slide="bench", realtime=True)
-    ) as rig:
-        plan = plan_scan(slide="bench", pass_="unstained", profile=profile, out=Path(tmp),
-                         frame_wh=rig.mm.frame_size, stack="le8" if quick else "le18",
-                         grid="2x1" if quick else "3x1")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        open_sim(profile, SimOptions(slide="bench", realtime=True)) as rig,
+    ):
+        plan = plan_scan(
+            slide="bench",
+            pass_="unstained",
+            profile=profile,
+            out=Path(tmp),
+            frame_wh=rig.mm.frame_size,
+            stack="le8" if quick else "le18",
+            grid="2x1" if quick else "3x1",
+        )
         marks: list[tuple[float, float]] = []
 
         def on_image(_f: int, _c: int, _n: int) -> None:
@@ -77,25 +84,50 @@ def storage(quick: bool) -> list[dict]:
     sim = SimulatedMicroscope(profile, slide="bench", seed=0)
     frames = []
     for ch in (profile.stack[0], profile.stack[1], profile.stack[20], profile.stack[21]):
-        frames.append(sim.render(pass_="unstained", x_um=0.0, y_um=0.0, z_um=0.0,
-                                 leds=dict.fromkeys(ch.leds, ch.brightness),
-                                 exposure_ms=ch.exposure_ms, gain=ch.gain, width=1920,
-                                 height=1200))
+        frames.append(
+            sim.render(
+                pass_="unstained",
+                x_um=0.0,
+                y_um=0.0,
+                z_um=0.0,
+                leds=dict.fromkeys(ch.leds, ch.brightness),
+                exposure_ms=ch.exposure_ms,
+                gain=ch.gain,
+                width=1920,
+                height=1200,
+            )
+        )
     n_fields, n_channels = (2, 10) if quick else (4, 20)
     prof = profile.with_stack(profile.stack[:n_channels])
     rows = []
     for comp in ("blosc2-lz4", "lz4", "zstd", "none"):
         with tempfile.TemporaryDirectory() as tmp:
-            writer = ScanWriter(Path(tmp) / "b.unstained.scan.h5", slide="b", pass_="unstained",
-                                profile=prof, positions=np.zeros((n_fields, 3)),
-                                objective_name="20x", compression=comp)
+            writer = ScanWriter(
+                Path(tmp) / "b.unstained.scan.h5",
+                slide="b",
+                pass_="unstained",
+                profile=prof,
+                positions=np.zeros((n_fields, 3)),
+                objective_name="20x",
+                compression=comp,
+            )
             store = StorageThread(writer)
             t0 = time.perf_counter()
             for f in range(n_fields):
                 for c in range(n_channels):
-                    store.frame(f, c, frames[(f + c) % len(frames)], {
-                        "exposure_ms": 1.0, "gain": 1.0, "stage_x_um": 0.0,
-                        "stage_y_um": 0.0, "stage_z_um": 0.0, "time": 0.0})
+                    store.frame(
+                        f,
+                        c,
+                        frames[(f + c) % len(frames)],
+                        {
+                            "exposure_ms": 1.0,
+                            "gain": 1.0,
+                            "stage_x_um": 0.0,
+                            "stage_y_um": 0.0,
+                            "stage_z_um": 0.0,
+                            "time": 0.0,
+                        },
+                    )
                 store.commit(f, z_um=0.0)
             store.close()
             dt = time.perf_counter() - t0
@@ -112,12 +144,19 @@ def memory(quick: bool) -> list[tuple[int, float]]:
 
     profile = hp.load("pls43")
     samples: list[tuple[int, float]] = []
-    with tempfile.TemporaryDirectory() as tmp, open_sim(
-        profile, SimOptions(slide="mem", sensor_wh=(960, 600))
-    ) as rig:
-        plan = plan_scan(slide="mem", pass_="unstained", profile=profile, out=Path(tmp),
-                         frame_wh=rig.mm.frame_size, stack="le8",
-                         grid="6x1" if quick else "8x3")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        open_sim(profile, SimOptions(slide="mem", sensor_wh=(960, 600))) as rig,
+    ):
+        plan = plan_scan(
+            slide="mem",
+            pass_="unstained",
+            profile=profile,
+            out=Path(tmp),
+            frame_wh=rig.mm.frame_size,
+            stack="le8",
+            grid="6x1" if quick else "8x3",
+        )
 
         def on_field(i: int, _s: str) -> None:
             samples.append((len(samples) + 1, rss_mb()))
@@ -147,11 +186,15 @@ def main() -> None:
     ]
     for row in s:
         target = "≥ 150 MB/s" if row["compression"] == "blosc2-lz4" else ""
-        lines.append(f"| storage throughput, {row['compression']} (ratio {row['ratio']:.2f}) | "
-                     f"{row['mb_s']:.0f} MB/s | {target} |")
+        lines.append(
+            f"| storage throughput, {row['compression']} (ratio {row['ratio']:.2f}) | "
+            f"{row['mb_s']:.0f} MB/s | {target} |"
+        )
     first, last = m[1] if len(m) > 1 else m[0], m[-1]
-    lines.append(f"| resident memory after field {first[0]} → field {last[0]} | "
-                 f"{first[1]:.0f} MB → {last[1]:.0f} MB | flat |")
+    lines.append(
+        f"| resident memory after field {first[0]} → field {last[0]} | "
+        f"{first[1]:.0f} MB → {last[1]:.0f} MB | flat |"
+    )
     emit("\n".join(lines), args.out)
 
 

@@ -86,8 +86,15 @@ class WbcParams:
             value = getattr(self, name)
             if not 0 <= value <= 255:
                 raise SegmentationError(f"{name} must lie in [0, 255]; got {value}.")
-        for name in ("smooth_um", "closing_um", "join_um", "split_prominence_um",
-                     "min_fragment_area_um2", "min_nucleus_area_um2", "min_nucleus_alone_um2"):
+        for name in (
+            "smooth_um",
+            "closing_um",
+            "join_um",
+            "split_prominence_um",
+            "min_fragment_area_um2",
+            "min_nucleus_area_um2",
+            "min_nucleus_alone_um2",
+        ):
             value = getattr(self, name)
             if not value >= 0:
                 raise SegmentationError(f"{name} must be ≥ 0; got {value}.")
@@ -154,12 +161,11 @@ def _check_image(image: np.ndarray) -> np.ndarray:
             f"find_wbcs expects an (H, W, 3) RGB image; got an array of shape {image.shape}."
         )
     if image.dtype != np.uint8:
-        raise SegmentationError(
-            f"find_wbcs expects a uint8 RGB image; got dtype {image.dtype}."
-        )
+        raise SegmentationError(f"find_wbcs expects a uint8 RGB image; got dtype {image.dtype}.")
     if min(image.shape[:2]) < 8:
-        raise SegmentationError(f"the image is too small to segment: {image.shape[1]}x"
-                                f"{image.shape[0]} pixels.")
+        raise SegmentationError(
+            f"the image is too small to segment: {image.shape[1]}x{image.shape[0]} pixels."
+        )
     return image
 
 
@@ -208,15 +214,16 @@ def colour_masks(
         return cv2.inRange(hsv, lo, hi).astype(bool)
 
     nucleus = box(params.hue_min, params.hue_max, params.saturation_min, params.value_max)
-    body = box(params.body_hue_min, params.body_hue_max, params.body_saturation_min,
-               params.body_value_max)
+    body = box(
+        params.body_hue_min, params.body_hue_max, params.body_saturation_min, params.body_value_max
+    )
     return nucleus, body
 
 
 def _disk(radius_px: float) -> np.ndarray:
     import cv2
 
-    r = max(int(round(radius_px)), 0)
+    r = max(round(radius_px), 0)
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
@@ -320,6 +327,96 @@ def _split_touching(
     return [parts == k for k in range(1, n_markers + 1)]
 
 
+def _merge_boxes(boxes: list[list[int]]) -> list[list[int]]:
+    """Merge overlapping ``[x0, y0, x1, y1]`` boxes until none overlap."""
+    boxes = [list(b) for b in boxes]
+    merged = True
+    while merged:
+        merged = False
+        out: list[list[int]] = []
+        for b in boxes:
+            for o in out:
+                if b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3]:
+                    o[0], o[1] = min(o[0], b[0]), min(o[1], b[1])
+                    o[2], o[3] = max(o[2], b[2]), max(o[3], b[3])
+                    merged = True
+                    break
+            else:
+                out.append(b)
+        boxes = out
+    return sorted(boxes, key=lambda b: (b[1], b[0]))
+
+
+def _cells_in_region(
+    raw: np.ndarray, body: np.ndarray, px: float, p: WbcParams
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The cells of one region: ``(cell mask, nucleus mask)`` pairs, region-sized."""
+    import cv2
+    from scipy import ndimage as ndi
+
+    px2 = px * px
+    nucleus = cv2.morphologyEx(
+        raw.astype(np.uint8), cv2.MORPH_CLOSE, _disk(p.closing_um / px)
+    ).astype(bool)
+    n, comp = cv2.connectedComponents(nucleus.astype(np.uint8), connectivity=8)
+    mapping = _join_fragments(
+        comp, n - 1, join_px=p.join_um / px, max_extent_px=p.max_nucleus_extent_um / px
+    )
+    # a cell = its nucleus fragments, the hull bridging joined fragments, and the paler body
+    # around them (never farther than max_cell_radius_um from the nucleus)
+    cell = nucleus.astype(np.uint8)
+    for g in np.unique(mapping[1:]):
+        members = np.flatnonzero(mapping == g)
+        members = members[members > 0]
+        if len(members) > 1:
+            ys, xs = np.nonzero(np.isin(comp, members))
+            hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32))
+            cv2.fillConvexPoly(cell, hull, 1)
+    opened_body = cv2.morphologyEx(body.astype(np.uint8), cv2.MORPH_OPEN, _disk(0.4 / px))
+    reach = cv2.distanceTransform(
+        (~nucleus).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5
+    ) <= p.max_cell_radius_um / px
+    cell = (cell.astype(bool) | (opened_body.astype(bool) & reach)).astype(np.uint8)
+    cell = cv2.morphologyEx(cell, cv2.MORPH_CLOSE, _disk(p.closing_um / px))
+    n_cells, cell_comp = cv2.connectedComponents(cell, connectivity=8)
+    # bodies that grew from no nucleus are not cells
+    has_nucleus = np.zeros(n_cells, dtype=bool)
+    has_nucleus[np.unique(cell_comp[nucleus])] = True
+    has_nucleus[0] = False
+    min_nuc = p.min_nucleus_area_um2 / px2
+    min_px, max_px = p.min_cell_area_um2 / px2, p.max_cell_area_um2 / px2
+    alone_px = p.min_nucleus_alone_um2 / px2
+    out = []
+    for lab, sl in ndi_find_objects(cell_comp):
+        if not has_nucleus[lab]:
+            continue
+        obj = ndi.binary_fill_holes(cell_comp[sl] == lab)
+        pieces = (
+            _split_touching(
+                obj,
+                prominence_px=p.split_prominence_um / px,
+                core_radius_px=p.split_core_radius_um / px,
+            )
+            if obj.sum() >= 2 * min_px
+            else [obj]
+        )
+        nuc_crop = nucleus[sl]
+        for piece in pieces:
+            area = float(piece.sum())
+            nuc = nuc_crop & piece
+            nuc_px = float(nuc.sum())
+            # a cell needs a nucleus and either a visible body or a nucleus larger than any
+            # platelet (eosinophil bodies are red granules, neutrophil bodies may be pale)
+            if area > max_px or nuc_px < min_nuc or (area < min_px and nuc_px < alone_px):
+                continue
+            full_cell = np.zeros(raw.shape, dtype=bool)
+            full_nuc = np.zeros(raw.shape, dtype=bool)
+            full_cell[sl] = piece
+            full_nuc[sl] = nuc
+            out.append((full_cell, full_nuc))
+    return out
+
+
 def segment_wbcs(
     image: np.ndarray, *, pixel_size_um: float, params: WbcParams | None = None, **overrides: Any
 ) -> Segmentation:
@@ -339,82 +436,42 @@ def segment_wbcs(
     px2 = px * px
     raw, body = colour_masks(image, pixel_size_um=px, params=p)
     # drop specks (noise, stray dye) before closing so they cannot bridge nuclei
-    _, raw_lab, stats, _ = cv2.connectedComponentsWithStats(raw.astype(np.uint8), connectivity=8)
+    n_raw, raw_lab, stats, _ = cv2.connectedComponentsWithStats(
+        raw.astype(np.uint8), connectivity=8
+    )
     keep = stats[:, cv2.CC_STAT_AREA] >= p.min_fragment_area_um2 / px2
     keep[0] = False
     raw = keep[raw_lab]
-    nucleus = cv2.morphologyEx(
-        raw.astype(np.uint8), cv2.MORPH_CLOSE, _disk(p.closing_um / px)
-    ).astype(bool)
-    n, comp = cv2.connectedComponents(nucleus.astype(np.uint8), connectivity=8)
-    mapping = _join_fragments(
-        comp, n - 1, join_px=p.join_um / px, max_extent_px=p.max_nucleus_extent_um / px
-    )
-    # a cell = its nucleus fragments, the hull bridging joined fragments, and the paler body
-    # around them (never farther than max_cell_radius_um from the nucleus)
-    cell = nucleus.copy()
-    groups = mapping[comp]
-    for g in np.unique(mapping[1:]):
-        members = np.flatnonzero(mapping == g)
-        members = members[members > 0]
-        if len(members) > 1:
-            ys, xs = np.nonzero(np.isin(comp, members))
-            hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32))
-            cv2.fillConvexPoly(cell.view(np.uint8), hull, 1)
-    opened_body = cv2.morphologyEx(
-        body.astype(np.uint8), cv2.MORPH_OPEN, _disk(0.4 / px)
-    ).astype(bool)
-    reach = cv2.distanceTransform(
-        (~nucleus).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5
-    ) <= p.max_cell_radius_um / px
-    cell |= opened_body & reach
-    cell = cv2.morphologyEx(cell.astype(np.uint8), cv2.MORPH_CLOSE, _disk(p.closing_um / px))
-    n_cells, cell_comp = cv2.connectedComponents(cell, connectivity=8)
-    # bodies that grew from no nucleus are not cells
-    has_nucleus = np.zeros(n_cells, dtype=bool)
-    has_nucleus[np.unique(cell_comp[nucleus])] = True
-    has_nucleus[0] = False
-
-    labels = np.zeros(image.shape[:2], dtype=np.int32)
-    cell_labels = np.zeros(image.shape[:2], dtype=np.int32)
+    h, w = raw.shape
+    labels = np.zeros((h, w), dtype=np.int32)
+    cell_labels = np.zeros((h, w), dtype=np.int32)
     centroids: list[tuple[float, float]] = []
     areas: list[float] = []
     nuc_areas: list[float] = []
-    min_nuc = p.min_nucleus_area_um2 / px2
-    min_px, max_px = p.min_cell_area_um2 / px2, p.max_cell_area_um2 / px2
-    alone_px = p.min_nucleus_alone_um2 / px2
-    for lab, sl in ndi_find_objects(cell_comp):
-        if not has_nucleus[lab]:
-            continue
-        obj = ndi.binary_fill_holes(cell_comp[sl] == lab)
-        pieces = (
-            _split_touching(
-                obj, prominence_px=p.split_prominence_um / px,
-                core_radius_px=p.split_core_radius_um / px,
-            )
-            if obj.sum() >= 2 * min_px
-            else [obj]
-        )
-        nuc_crop = nucleus[sl]
-        for piece in pieces:
-            area = float(piece.sum())
-            nuc = nuc_crop & piece
-            nuc_px = float(nuc.sum())
-            # a cell needs a nucleus and either a visible body or a nucleus larger than any
-            # platelet (eosinophil bodies are red granules, neutrophil bodies may be pale)
-            if area > max_px or nuc_px < min_nuc or (area < min_px and nuc_px < alone_px):
-                continue
-            ys, xs = np.nonzero(piece)
+    # WBCs are sparse: work only in boxes around the nucleus fragments, grown by the reach
+    # of a cell body and merged where they overlap
+    grow = int(np.ceil((p.max_cell_radius_um + 2 * p.closing_um + p.join_um) / px)) + 2
+    boxes = [
+        [max(x - grow, 0), max(y - grow, 0), min(x + bw + grow, w), min(y + bh + grow, h)]
+        for x, y, bw, bh in stats[1:, :4][keep[1:]]
+    ]
+    for x0, y0, x1, y1 in _merge_boxes(boxes):
+        sl = (slice(y0, y1), slice(x0, x1))
+        for cell, nuc in _cells_in_region(raw[sl], body[sl], px, p):
+            ys, xs = np.nonzero(cell)
             k = len(centroids) + 1
-            cell_labels[sl][piece] = k
+            cell_labels[sl][cell] = k
             labels[sl][nuc] = k
-            centroids.append((xs.mean() + sl[1].start, ys.mean() + sl[0].start))
-            areas.append(area * px2)
+            centroids.append((xs.mean() + x0, ys.mean() + y0))
+            areas.append(float(cell.sum()) * px2)
             nuc_areas.append(float(nuc.sum()) * px2)
-    del groups
     return Segmentation(
-        np.asarray(centroids, dtype=np.float64).reshape(-1, 2), labels, cell_labels,
-        np.asarray(areas, dtype=np.float64), np.asarray(nuc_areas, dtype=np.float64), raw,
+        np.asarray(centroids, dtype=np.float64).reshape(-1, 2),
+        labels,
+        cell_labels,
+        np.asarray(areas, dtype=np.float64),
+        np.asarray(nuc_areas, dtype=np.float64),
+        raw,
     )
 
 
@@ -446,8 +503,8 @@ def find_wbcs(image: np.ndarray, *, pixel_size_um: float, **params: Any) -> np.n
     Returns
     -------
     numpy.ndarray
-        ``(N, 2) float64`` WBC centroids (of nucleus and body) as ``(x, y)`` pixels, in label
-        order (top to bottom by first pixel).
+        ``(N, 2) float64`` WBC centroids (of nucleus and body) as ``(x, y)`` pixels, roughly
+        top to bottom.
 
     Examples
     --------
@@ -472,8 +529,15 @@ def overlay(image: np.ndarray, seg: Segmentation) -> np.ndarray:
         mask = (seg.labels == i + 1).astype(np.uint8)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, (0, 255, 0), scale)
-        c = (int(round(x)), int(round(y)))
+        c = (round(x), round(y))
         cv2.drawMarker(out, c, (255, 255, 0), cv2.MARKER_CROSS, 6 * scale, scale)
-        cv2.putText(out, str(i), (c[0] + 4 * scale, c[1] - 4 * scale),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * scale, (255, 255, 0), scale)
+        cv2.putText(
+            out,
+            str(i),
+            (c[0] + 4 * scale, c[1] - 4 * scale),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * scale,
+            (255, 255, 0),
+            scale,
+        )
     return out

@@ -4,6 +4,6 @@ Modules here import only typer and the standard library at import time, so ``sco
 stays instant; library code is imported inside the command functions.
 """
 
-from scope.commands import info, led, profiles, scan
+from scope.commands import dataset, demo, info, led, match, profiles, scan, segment, train
 
-COMMAND_MODULES = [scan, led, profiles, info]
+COMMAND_MODULES = [scan, led, match, dataset, segment, train, demo, profiles, info]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -88,6 +87,17 @@ def _value(v: Any) -> Any:
     return v.value if isinstance(v, Enum) else v
 
 
+def _command_line(values: dict[str, Any]) -> list[str]:
+    """The ``scope train`` call that gives these options (recorded in config.yaml)."""
+    cmd = ["scope", "train", str(values["dataset"])]
+    for key, value in values.items():
+        if key == "dataset" or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        cmd += [flag] if value is True else [flag, str(value)]
+    return cmd
+
+
 def train(
     dataset: Annotated[Path, typer.Argument(help="Dataset file (.dataset.h5).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder, e.g. runs/NAME.")],
@@ -149,17 +159,38 @@ def train(
     from training.config import TrainConfig
 
     given = {
-        "dataset": dataset, "out": out, "preset": preset, "stack": stack, "target": target,
-        "include_flagged": include_flagged, "epochs": epochs, "patience": patience,
-        "batch_size": batch_size, "generator": generator, "blocks": blocks,
-        "features": features, "growth": growth, "discriminator": discriminator, "lr": lr,
-        "lr_d": lr_d, "lr_schedule": lr_schedule, "augment": augment, "device": device,
-        "precision": precision, "compile": compile_, "workers": workers, "cache": cache,
-        "seed": seed, "resume": resume, "vgg_weights": vgg_weights, "init_from": init_from,
+        "dataset": dataset,
+        "out": out,
+        "preset": preset,
+        "stack": stack,
+        "target": target,
+        "include_flagged": include_flagged,
+        "epochs": epochs,
+        "patience": patience,
+        "batch_size": batch_size,
+        "generator": generator,
+        "blocks": blocks,
+        "features": features,
+        "growth": growth,
+        "discriminator": discriminator,
+        "lr": lr,
+        "lr_d": lr_d,
+        "lr_schedule": lr_schedule,
+        "augment": augment,
+        "device": device,
+        "precision": precision,
+        "compile": compile_,
+        "workers": workers,
+        "cache": cache,
+        "seed": seed,
+        "resume": resume,
+        "vgg_weights": vgg_weights,
+        "init_from": init_from,
         "samples": samples,
-    }  # fmt: skip
-    config = TrainConfig(**{k: _value(v) for k, v in given.items() if v is not None})
-    result = run_training(config, progress=not quiet, command=["scope", *sys.argv[1:]])
+    }
+    values = {k: _value(v) for k, v in given.items() if v is not None}
+    config = TrainConfig(**values)
+    result = run_training(config, progress=not quiet, command=_command_line(values))
     if int(os.environ.get("RANK", "0")) == 0:
         how = "stopped early" if result.stopped_early else "finished"
         Console().print(
@@ -189,10 +220,17 @@ def evaluate(
     from training import evaluate as run_evaluation
 
     res = run_evaluation(
-        run, split=split.value, dataset=dataset, checkpoint=checkpoint.value, out=out,
-        device=device.value, precision=precision.value, batch_size=batch_size,
-        vgg_weights=vgg_weights, progress=not quiet,
-    )  # fmt: skip
+        run,
+        split=split.value,
+        dataset=dataset,
+        checkpoint=checkpoint.value,
+        out=out,
+        device=device.value,
+        precision=precision.value,
+        batch_size=batch_size,
+        vgg_weights=vgg_weights,
+        progress=not quiet,
+    )
     table = Table(title=f"{run} — {res['split']} split, {res['cells']} cells, epoch {res['epoch']}")
     for col in ("SSIM", "PSNR (dB)", "MAE", "VGG", "Fourier"):
         table.add_column(col, justify="right")
@@ -201,9 +239,12 @@ def evaluate(
         return "n/a" if v is None else f"{v:.{digits}f}"
 
     table.add_row(
-        fmt(res["ssim"]), fmt(res["psnr"], 2), fmt(res["mae"]), fmt(res["vgg"]),
+        fmt(res["ssim"]),
+        fmt(res["psnr"], 2),
+        fmt(res["mae"]),
+        fmt(res["vgg"]),
         fmt(res["fourier"]),
-    )  # fmt: skip
+    )
     console = Console()
     console.print(table)
     console.print(f"per-cell metrics, grids and worst-100 list in {res['dir']}")
@@ -248,10 +289,19 @@ def stain(
             ) from None
     fmts = [f.value for f in (image_format or [ImageFormat.png]) if f != ImageFormat.none]
     path = stain_scan(
-        run, scan, out, positions=pos, checkpoint=checkpoint.value, device=device.value,
-        precision=precision.value, tile=tile, halo=halo, blend=blend, formats=fmts,
+        run,
+        scan,
+        out,
+        positions=pos,
+        checkpoint=checkpoint.value,
+        device=device.value,
+        precision=precision.value,
+        tile=tile,
+        halo=halo,
+        blend=blend,
+        formats=fmts,
         progress=not quiet,
-    )  # fmt: skip
+    )
     Console().print(f"stained fields written to {out} ({path.name})")
 
 

@@ -1,0 +1,413 @@
+"""Quality checks of matched cells: every problem is recorded in ``qc_flags``, never dropped.
+
+The thesis's error analysis (Table 4.3) found, among the worst test predictions, PLS images
+misaligned with the brightfield image (a hardware glitch), stain artifacts present only in the
+target, dirt present only in the input, and true mismatches. The checks here catch them:
+
+``pls_misaligned``
+    A single-LED image of the field is shifted against its brightfield image. Each channel's
+    offset to the brightfield is measured per field (Laplacians for brightfield-like
+    channels, intensity against edges for darkfield ones); a channel's own systematic offset
+    (oblique relief, one-sided scattering) is its median over fields, and each ring of LEDs
+    at one angle may shift radially or tangentially per field (defocus parallax, relief that
+    inverts through focus). A channel whose offset departs from that model by more than
+    ``pls_tolerance_px`` (``darkfield_tolerance_px`` for darkfield) is misaligned, and so
+    are all cells of its field.
+``low_ssim``
+    The fine match is unreliable: SSIM below ``min_ssim``, the peak on the border of the
+    search window, or a match that disagrees with the slide's rigid motion.
+``target_only_color``
+    Dye in the target crop where the input shows no object at all (stain precipitate, water
+    marks, dirt picked up during staining).
+``input_only_object``
+    A dark object in the input crop that the target lacks (dirt blown away before staining).
+``saturated_target``
+    More than ``max_saturated_fraction`` of the target crop's pixels are clipped at 255.
+``coarse_outlier``
+    The cell's field disagreed with the slide's rigid motion (stage slip, wrong match).
+``near_edge``
+    The crop or its search window left a frame; the crop is padded with zeros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FLAG_ORDER = (
+    "pls_misaligned",
+    "low_ssim",
+    "target_only_color",
+    "input_only_object",
+    "saturated_target",
+    "coarse_outlier",
+    "near_edge",
+)
+
+
+@dataclass(frozen=True)
+class QcOptions:
+    """Thresholds of the quality checks (see the module docstring)."""
+
+    min_ssim: float = 0.2
+    max_fine_residual_px: float = 1.5
+    pls_tolerance_px: float = 2.0
+    darkfield_tolerance_px: float = 3.0
+    pls_tolerance_single_px: float = 4.5
+    pls_min_score: float = 0.05
+    pls_search_px: int = 16
+    pls_region_px: int = 768
+    input_structure_min: float = 3.0
+    one_pass_min_area_um2: float = 0.5
+    speck_contrast_dn: float = 12.0
+    speck_min_area_um2: float = 0.15
+    ghost_fraction: float = 0.65
+    ghost_floor: float = 1.3
+    dirt_od_min: float = 0.2
+    max_saturated_fraction: float = 0.02
+
+
+def join_flags(flags: set[str] | list[str]) -> str:
+    """Comma-separated flags in a fixed order (unknown ones last, sorted)."""
+    flags = set(flags)
+    known = [f for f in FLAG_ORDER if f in flags]
+    return ",".join(known + sorted(flags - set(FLAG_ORDER)))
+
+
+# -- PLS / brightfield alignment ------------------------------------------------------------------
+def _grey32(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    g = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return cv2.GaussianBlur(g, (0, 0), 1.0)
+
+
+def _gradient(grey: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+
+
+def central_region(shape_hw: tuple[int, int], size: int) -> tuple[slice, slice]:
+    h, w = shape_hw
+    sh, sw = min(h, size), min(w, size)
+    y0, x0 = (h - sh) // 2, (w - sw) // 2
+    return slice(y0, y0 + sh), slice(x0, x0 + sw)
+
+
+def _laplacian(grey: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.Laplacian(grey, cv2.CV_32F, ksize=5)
+
+
+class ChannelAligner:
+    """Measures each channel's offset against the brightfield image of one field.
+
+    Create it with the brightfield frame, then call :meth:`offset` with every other channel.
+    Brightfield-like (``pls``) channels are compared by their Laplacians, which oblique
+    relief barely moves; darkfield channels, where edges shine, by their intensity against
+    the brightfield's gradient magnitude. The comparison uses a central region
+    (``region_px``) and a ``±search_px`` search.
+    """
+
+    def __init__(self, brightfield: np.ndarray, *, region_px: int = 768, search_px: int = 16):
+        self.region = central_region(brightfield.shape[:2], region_px)
+        self.search = int(search_px)
+        grey = _grey32(brightfield[self.region])
+        self.references = {"pls": _laplacian(grey), "darkfield": _gradient(grey)}
+
+    def offset(self, image: np.ndarray, kind: str) -> tuple[np.ndarray, float]:
+        """Where the channel's content sits against the brightfield image.
+
+        Returns ``(candidates, score)``: ``candidates`` is ``(2, 2)`` — the best offset
+        ``(dx, dy)`` and, when the correlation has a second peak nearly as high (oblique
+        relief makes some channels bistable), that one too (else NaN); ``score`` is the best
+        peak's correlation.
+        """
+        import cv2
+
+        from registration.fine import parabola_peak
+
+        out = np.full((2, 2), np.nan)
+        g = _grey32(image[self.region])
+        dark = kind == "darkfield"
+        probe = g if dark else _laplacian(g)
+        reference = self.references["darkfield" if dark else "pls"]
+        r = self.search
+        if min(probe.shape) <= 2 * r + 8:
+            return out, float("nan")
+        tpl = probe[r:-r, r:-r]
+        if float(tpl.std()) == 0.0:
+            return out, 0.0
+        c = cv2.matchTemplate(reference, tpl, cv2.TM_CCOEFF_NORMED)
+        iy, ix, ox, oy = parabola_peak(c)
+        best = float(c[iy, ix])
+        out[0] = (r - ix - ox, r - iy - oy)
+        masked = c.copy()
+        masked[max(0, iy - 2) : iy + 3, max(0, ix - 2) : ix + 3] = -2.0  # below any correlation
+        jy, jx, px, py = parabola_peak(masked)
+        if masked[jy, jx] >= SECOND_PEAK_FRACTION * best:
+            # keep it only if it is a peak of its own, not the shoulder of the first
+            local = c[max(0, jy - 1) : jy + 2, max(0, jx - 1) : jx + 2]
+            if c[jy, jx] >= local.max():
+                out[1] = (r - jx - px, r - jy - py)
+        return out, best
+
+
+#: A second correlation peak at least this fraction of the first is a candidate offset too.
+SECOND_PEAK_FRACTION = 0.85
+
+
+def misaligned_channels(
+    offsets: np.ndarray,
+    scores: np.ndarray,
+    theta_deg: np.ndarray,
+    phi_deg: np.ndarray,
+    *,
+    tolerance_px: float | np.ndarray = 2.0,
+    tolerance_single_px: float = 4.5,
+    min_score: float = 0.05,
+) -> np.ndarray:
+    """Which (field, channel) images are shifted against their field's brightfield.
+
+    Parameters
+    ----------
+    offsets
+        ``(F, C, K, 2)`` candidate offsets (px) per field and channel, best first (see
+        :meth:`ChannelAligner.offset`); NaN where absent. ``(F, C, 2)`` is one candidate.
+    scores
+        ``(F, C)`` correlation peaks of the measurements.
+    theta_deg, phi_deg
+        ``(C,)`` LED angles of each channel (NaN for multi-LED channels).
+    tolerance_px
+        Largest residual (px) of an aligned image: one value, or ``(C,)`` per channel.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(F, C) bool``. With at least three fields, the expected offset of channel ``c`` in
+        field ``f`` is ``e_c + a_fr · r̂_c + b_fr · t̂_c``: the channel's systematic offset
+        (oblique relief, one-sided scattering; its median over fields) plus, for its ring
+        ``r`` of LEDs at one angle, a radial and a tangential shift common to the ring in that
+        field (defocus parallax, relief that inverts through focus), each the median over the
+        ring so one glitched LED cannot pull it. The candidate offset nearest the model
+        counts. With fewer fields, offsets are compared with zero at ``tolerance_single_px``.
+    """
+    o = np.asarray(offsets, dtype=np.float64)
+    if o.ndim == 3:
+        o = o[:, :, None, :]
+    s = np.asarray(scores, dtype=np.float64)
+    th = np.asarray(theta_deg, dtype=np.float64)
+    ph = np.radians(np.asarray(phi_deg, dtype=np.float64))
+    n_f, n_c = o.shape[:2]
+    tol = np.broadcast_to(np.asarray(tolerance_px, dtype=np.float64), (n_c,))[None, :]
+    valid = np.isfinite(o[:, :, 0]).all(-1) & np.isfinite(s) & (s >= min_score)
+    out = np.zeros((n_f, n_c), dtype=bool)
+    if not valid.any():
+        return out
+    if n_f < 3:
+        dist = np.linalg.norm(o, axis=-1)
+        nearest = np.min(np.where(np.isfinite(dist), dist, np.inf), axis=-1)
+        out[valid] = nearest[valid] > tolerance_single_px
+        return out
+    radial = np.stack([np.cos(ph), np.sin(ph)], axis=1)
+    tangential = np.stack([-np.sin(ph), np.cos(ph)], axis=1)
+    radial[~np.isfinite(radial)] = 0.0
+    tangential[~np.isfinite(tangential)] = 0.0
+    ring_of = np.full(n_c, -1)
+    rings: list[np.ndarray] = []
+    finite_th = np.isfinite(th)
+    for t in np.unique(np.round(th[finite_th])):
+        members = np.flatnonzero(finite_th & (np.round(th) == t))
+        if len(set(np.round(np.degrees(ph[members])))) >= 3:  # at least three azimuths
+            ring_of[members] = len(rings)
+            rings.append(members)
+    obs = o[:, :, 0].copy()
+    ring_shift = np.zeros((n_f, n_c, 2))
+    keep = valid.copy()
+    e = np.zeros((n_c, 2))
+    res = np.zeros((n_f, n_c))
+    for _ in range(8):
+        for c in range(n_c):
+            sel = keep[:, c]
+            e[c] = np.median(obs[sel, c] - ring_shift[sel, c], axis=0) if sel.any() else 0.0
+        ring_shift[:] = 0.0
+        for f in range(n_f):
+            d = obs[f] - e
+            for members in rings:
+                m = members[keep[f, members]]
+                if len(m) < 3:
+                    continue
+                a = np.median((d[m] * radial[m]).sum(-1))
+                b = np.median((d[m] * tangential[m]).sum(-1))
+                ring_shift[f, members] = a * radial[members] + b * tangential[members]
+        model = e[None] + ring_shift
+        # the candidate nearest the model (a bistable channel may have flipped)
+        dist = np.linalg.norm(o - model[:, :, None, :], axis=-1)
+        dist = np.where(np.isfinite(dist), dist, np.inf)
+        pick = np.argmin(dist, axis=-1)
+        obs = np.take_along_axis(o, pick[..., None, None], axis=2)[:, :, 0]
+        res = np.take_along_axis(dist, pick[..., None], axis=2)[..., 0]
+        new = valid & (res <= tol)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    out[valid] = (res > tol)[valid]
+    return out
+
+
+# -- crop checks ----------------------------------------------------------------------------------
+def optical_density(image: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """``(h, w, 3)`` float32 optical density ``log10(background / I)`` (negative: brighter)."""
+    img = np.maximum(np.asarray(image, dtype=np.float32), 1.0)
+    return np.log10(np.maximum(np.asarray(background, dtype=np.float32), 1.0) / img)
+
+
+def local_contrast(image: np.ndarray, *, noise: float, window: int = 5) -> np.ndarray:
+    """Local standard deviation of the grey image in noise units: ``(h, w)`` float32.
+
+    Empty glass and flat interiors read about 1; edges and textured objects far more.
+    """
+    import cv2
+
+    g = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    m = cv2.blur(g, (window, window))
+    v = np.maximum(cv2.blur(g * g, (window, window)) - m * m, 0.0)
+    return np.sqrt(v) / max(float(noise), 1e-3)
+
+
+def image_noise(image: np.ndarray) -> float:
+    """A robust noise level of a frame's grey image (MAD of a second difference), DN."""
+    import cv2
+
+    g = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    d = g[1:-1, 1:-1] * 2 - g[:-2, 1:-1] - g[2:, 1:-1]
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(6) + 1e-3)
+
+
+def dye_mask(target: np.ndarray) -> np.ndarray:
+    """Blue-purple dye (azure, methylene blue, precipitate) pixels of a stained crop."""
+    import cv2
+
+    hsv = cv2.cvtColor(np.ascontiguousarray(target), cv2.COLOR_RGB2HSV)
+    return cv2.inRange(
+        hsv, np.array([95, 70, 0], np.uint8), np.array([155, 255, 225], np.uint8)
+    ).astype(bool)
+
+
+def _blobs(mask: np.ndarray, min_px: float) -> np.ndarray:
+    import cv2
+
+    _, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_px
+    keep[0] = False
+    return keep[lab]
+
+
+def one_pass_objects(
+    target: np.ndarray,
+    input_brightfield: np.ndarray,
+    cell_mask: np.ndarray,
+    nucleus_mask: np.ndarray,
+    *,
+    own_nucleus: np.ndarray | None = None,
+    target_background: np.ndarray,
+    input_background: np.ndarray,
+    input_noise: float,
+    pixel_size_um: float,
+    options: QcOptions,
+) -> tuple[bool, bool, float]:
+    """``(dye specks, input-only object, nucleus edge ratio)`` for one cell's crops.
+
+    Parameters
+    ----------
+    target
+        ``(h, w, 3) uint8`` stained crop.
+    input_brightfield
+        ``(h, w, 3) uint8`` unstained brightfield crop at the matched place.
+    cell_mask, nucleus_mask
+        ``(h, w) bool``: the detected WBCs (bodies and nuclei) in the stained crop.
+    own_nucleus
+        ``(h, w) bool``: the nucleus of the cell the crop is centred on.
+    target_background, input_background
+        ``(3,)`` background colours of the two fields.
+    input_noise
+        Noise level of the unstained brightfield frame (DN).
+
+    Dye specks: blue-purple dye outside every detected WBC where the input is flat, or small
+    dark dye specks beside a nucleus that no small feature of the input explains
+    (precipitate). Input-only object: a dark object in the input much darker than anything
+    at the same place in the target (dirt gone before staining). Nucleus edge ratio: the
+    input's edge strength along the cell's nucleus outline over its median in the crop — a
+    real nucleus shows its outline in the unstained image (phase relief), an artifact taken
+    for a cell does not (:func:`ghost_cells` decides over a whole slide). NaN without a
+    nucleus.
+    """
+    import cv2
+
+    px2 = pixel_size_um**2
+    min_px = options.one_pass_min_area_um2 / px2
+    tol = max(1, round(1.0 / pixel_size_um))  # 1 µm of slack for small misregistration
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tol + 1, 2 * tol + 1))
+    contrast = local_contrast(input_brightfield, noise=input_noise)
+    od_u = optical_density(input_brightfield, input_background).mean(-1)
+    structured = (contrast >= options.input_structure_min) | (np.abs(od_u) >= 0.05)
+    seen = cv2.dilate(structured.astype(np.uint8), kernel) > 0
+    cells = cv2.dilate(cell_mask.astype(np.uint8), kernel) > 0
+    specks = _blobs(dye_mask(target) & ~cells & ~seen, min_px).any()
+    # precipitate: small dark dye specks (on or beside the cell) that no small feature of the
+    # input explains
+    r_speck = max(1, round(0.8 / pixel_size_um))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r_speck + 1, 2 * r_speck + 1))
+    g_t = cv2.cvtColor(np.ascontiguousarray(target), cv2.COLOR_RGB2GRAY)
+    dark_spots = cv2.morphologyEx(g_t, cv2.MORPH_BLACKHAT, disk) >= options.speck_contrast_dn
+    g_u = cv2.cvtColor(np.ascontiguousarray(input_brightfield), cv2.COLOR_RGB2GRAY)
+    features = (
+        cv2.morphologyEx(g_u, cv2.MORPH_BLACKHAT, disk).astype(np.float32)
+        + cv2.morphologyEx(g_u, cv2.MORPH_TOPHAT, disk)
+    ) >= 4 * input_noise
+    features = cv2.dilate(features.astype(np.uint8), kernel) > 0
+    nuclei = cv2.dilate(nucleus_mask.astype(np.uint8), kernel) > 0
+    speck_px = max(2.0, options.speck_min_area_um2 / px2)
+    specks |= _blobs(dark_spots & dye_mask(target) & ~nuclei & ~features, speck_px).any()
+    ratio = float("nan")
+    if own_nucleus is not None and own_nucleus.sum() >= min_px:
+        grad = cv2.morphologyEx(g_u, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+        band = (
+            cv2.morphologyEx(
+                own_nucleus.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)
+            )
+            > 0
+        )
+        ratio = float(grad[band].mean()) / max(float(np.median(grad)), 1.0)
+    od_t = optical_density(target, target_background).mean(-1)
+    od_t_near = cv2.dilate(od_t, kernel)
+    dark = (od_u >= options.dirt_od_min) & (od_u - od_t_near >= options.dirt_od_min * 0.7)
+    input_only = _blobs(dark, min_px).any()
+    return bool(specks), bool(input_only), ratio
+
+
+def ghost_cells(ratios: np.ndarray, *, fraction: float = 0.65, floor: float = 1.3) -> np.ndarray:
+    """Which detections are artifacts taken for cells, from their nucleus edge ratios.
+
+    Most detections on a slide are real WBCs, so the slide's median ratio says how clearly
+    this unstained scan shows nuclei (focus, stain-free contrast); a detection below
+    ``fraction`` of it, or below ``floor`` in any case, has no counterpart in the input.
+    Lymphocytes and eosinophils (nucleus filling the cell, granules hiding it) sit lowest
+    among real cells and are the ones sometimes flagged wrongly.
+    """
+    r = np.asarray(ratios, dtype=np.float64)
+    ok = np.isfinite(r)
+    out = np.zeros(len(r), dtype=bool)
+    if not ok.any():
+        return out
+    threshold = max(floor, fraction * float(np.median(r[ok])))
+    out[ok] = r[ok] < threshold
+    return out
+
+
+def saturated_fraction(target: np.ndarray) -> float:
+    """Fraction of pixels with any channel at 255."""
+    return float((np.asarray(target) >= 255).any(-1).mean())

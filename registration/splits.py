@@ -1,0 +1,221 @@
+"""Train/val/test assignment that keeps correlated crops together.
+
+Neighbouring crops share pixels, stain and focus, so a validation crop next to a training crop
+flatters the model (seed 003: decorrelate validation from training by slide or region).
+
+- :func:`split_by_slide` — whole slides per split; used when a dataset holds ≥ 3 slides.
+- :func:`split_by_blocks` — within a slide: cells are grouped by square blocks of the slide
+  (``block_um``), and groups whose crops overlap are merged, so no two overlapping crops ever
+  land in different splits. If the blocks are too coarse to give every split a group, they
+  are halved until they do (down to single crops).
+
+Both assign whole groups greedily, largest first, to the split furthest below its target
+fraction (8:1:1 by default) after a seeded shuffle, and make every split non-empty when there
+are at least three groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from hardware_profiles.errors import ScopeError
+
+SPLITS = ("train", "val", "test")
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+DEFAULT_BLOCK_UM = 400.0
+
+
+class SplitError(ScopeError, ValueError):
+    """Split fractions or inputs are unusable."""
+
+
+def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    """Validate ``(train, val, test)`` fractions and normalise them to sum to 1."""
+    f = tuple(float(x) for x in fractions)
+    if len(f) != 3 or any(not np.isfinite(x) or x < 0 for x in f) or sum(f) <= 0:
+        raise SplitError(
+            f"split fractions must be three non-negative numbers (train, val, test) with a "
+            f"positive sum; got {fractions}."
+        )
+    s = sum(f)
+    return (f[0] / s, f[1] / s, f[2] / s)
+
+
+def parse_fractions(text: str) -> tuple[float, float, float]:
+    """``"8:1:1"`` or ``"0.8,0.1,0.1"`` → normalised fractions."""
+    parts = text.replace(":", ",").split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise SplitError(
+            f"cannot read split fractions {text!r}; write them as 8:1:1 or 0.8,0.1,0.1."
+        ) from None
+    return check_fractions(values)
+
+
+def assign_groups(
+    group_sizes: np.ndarray, *, fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0
+) -> np.ndarray:
+    """Assign groups (of the given sizes) to splits; returns split indices ``(n_groups,)``.
+
+    Groups are visited in a seeded random order (stable by size: largest first) and each goes
+    to the split whose count is furthest below ``fraction × total``. Every split with a
+    positive fraction gets at least one group when there are enough groups.
+    """
+    f = np.array(check_fractions(fractions))
+    sizes = np.asarray(group_sizes, dtype=np.float64)
+    n = len(sizes)
+    out = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return out
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    order = order[np.argsort(-sizes[order], kind="stable")]
+    total = sizes.sum()
+    counts = np.zeros(3)
+    wanted = [k for k in range(3) if f[k] > 0]
+    # the smallest splits first get one group each, so no split stays empty
+    if n >= len(wanted):
+        for k in sorted(wanted, key=lambda k: f[k]):
+            if k == int(np.argmax(f)):
+                continue
+            # the smallest group not yet assigned that still leaves groups for the rest
+            g = order[::-1][0]
+            order = order[order != g]
+            out[g] = k
+            counts[k] += sizes[g]
+    for g in order:
+        deficit = f * total - counts
+        deficit[f == 0] = -np.inf
+        k = int(np.argmax(deficit))
+        out[g] = k
+        counts[k] += sizes[g]
+    return out
+
+
+def split_by_slide(
+    slides: Sequence[str], *, fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0
+) -> np.ndarray:
+    """``(N,)`` split names, whole slides per split."""
+    slides = np.asarray([str(s) for s in slides])
+    _names, inverse, counts = np.unique(slides, return_inverse=True, return_counts=True)
+    groups = assign_groups(counts, fractions=fractions, seed=seed)
+    return np.array(SPLITS)[groups[inverse]]
+
+
+def _union_find_groups(keys: np.ndarray, xy: np.ndarray, link_um: float) -> np.ndarray:
+    """Group ids: same block key, or crops closer than ``link_um`` (transitively)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n = len(xy)
+    _, block = np.unique(keys, axis=0, return_inverse=True)
+    block = block.ravel()
+    rows = [np.arange(n)]
+    cols = [block + n]  # cell -> block node
+    if link_um > 0 and n > 1:
+        pairs = cKDTree(xy).query_pairs(link_um, output_type="ndarray")
+        if len(pairs):
+            rows.append(pairs[:, 0])
+            cols.append(pairs[:, 1])
+    r = np.concatenate(rows)
+    c = np.concatenate(cols)
+    size = n + int(block.max()) + 1
+    graph = coo_matrix((np.ones(len(r)), (r, c)), shape=(size, size))
+    _, labels = connected_components(graph, directed=False)
+    _, group = np.unique(labels[:n], return_inverse=True)
+    return group.ravel()
+
+
+def split_by_blocks(
+    x_um: np.ndarray,
+    y_um: np.ndarray,
+    *,
+    crop_um: float,
+    block_um: float = DEFAULT_BLOCK_UM,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+    slides: Sequence[str] | None = None,
+) -> np.ndarray:
+    """``(N,)`` split names by spatial blocks of each slide.
+
+    Parameters
+    ----------
+    x_um, y_um
+        Cell positions on the slide (stage µm of one pass), ``(N,)``.
+    crop_um
+        Side of a crop in µm: cells closer than this (per axis: their crops overlap) always
+        share a split.
+    block_um
+        Side of the square blocks cells are grouped by.
+    slides
+        Slide of each cell (blocks never span slides); ``None``: one slide.
+    """
+    x = np.asarray(x_um, dtype=np.float64)
+    y = np.asarray(y_um, dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return np.array([], dtype="<U5")
+    if block_um <= 0 or crop_um < 0:
+        raise SplitError(f"block_um must be > 0 and crop_um ≥ 0; got {block_um} and {crop_um}.")
+    slide_ids = (
+        np.zeros(n, dtype=np.int64)
+        if slides is None
+        else np.unique(np.asarray([str(s) for s in slides]), return_inverse=True)[1].ravel()
+    )
+    f = check_fractions(fractions)
+    n_wanted = sum(v > 0 for v in f)
+    xy = np.stack([x + slide_ids * 1e9, y], axis=1)  # slides never link
+    # crops overlap when both axis distances are below crop_um: link within crop_um·√2
+    link = crop_um * np.sqrt(2)
+    size = float(block_um)
+    while True:
+        keys = np.stack([slide_ids, np.floor(x / size), np.floor(y / size)], axis=1)
+        groups = _union_find_groups(keys, xy, link)
+        n_groups = int(groups.max()) + 1
+        if n_groups >= min(n_wanted, n) or size <= crop_um / 2:
+            break
+        size /= 2
+    if n_groups < min(n_wanted, n):
+        # crops chained together over the whole slide: fall back to single cells
+        groups = np.arange(n)
+        n_groups = n
+    sizes = np.bincount(groups, minlength=n_groups)
+    assigned = assign_groups(sizes, fractions=f, seed=seed)
+    return np.array(SPLITS)[assigned[groups]]
+
+
+def default_split(
+    x_um: np.ndarray,
+    y_um: np.ndarray,
+    slides: Sequence[str],
+    *,
+    crop_um: float,
+    block_um: float = DEFAULT_BLOCK_UM,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+    by: str = "auto",
+) -> np.ndarray:
+    """By slide with ≥ 3 slides (``by="auto"``), else by spatial blocks; or force ``by``."""
+    slides = [str(s) for s in slides]
+    if by not in ("auto", "slide", "blocks"):
+        raise SplitError(f"unknown split mode {by!r}; choose auto, slide or blocks.")
+    n_slides = len(set(slides))
+    if by == "slide" or (by == "auto" and n_slides >= 3):
+        if by == "slide" and n_slides < 3:
+            raise SplitError(
+                f"splitting by slide needs at least 3 slides; this dataset has {n_slides}."
+            )
+        return split_by_slide(slides, fractions=fractions, seed=seed)
+    return split_by_blocks(
+        x_um,
+        y_um,
+        crop_um=crop_um,
+        block_um=block_um,
+        fractions=fractions,
+        seed=seed,
+        slides=slides,
+    )

@@ -1,0 +1,127 @@
+"""`scope dataset info|merge|split`: inspect, combine and re-split dataset files."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+dataset_app = typer.Typer(no_args_is_help=True, help="Datasets: inspect, merge, re-split.")
+
+
+class SplitBy(StrEnum):
+    auto = "auto"
+    slide = "slide"
+    blocks = "blocks"
+
+
+FractionsOpt = Annotated[str, typer.Option("--fractions", help="train:val:test, e.g. 8:1:1.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the assignment.")]
+ByOpt = Annotated[
+    SplitBy, typer.Option("--by", help="auto: by slide with ≥ 3 slides, else by spatial blocks.")
+]
+BlockOpt = Annotated[float, typer.Option("--block-um", min=1.0, help="Spatial block side, µm.")]
+
+
+@dataset_app.command("info")
+def info(
+    path: Annotated[Path, typer.Argument(help="A NAME.dataset.h5 file.")],
+    grid: Annotated[
+        Path | None,
+        typer.Option(
+            "--grid",
+            help="Also save a PNG of cells: input brightfield | stained | "
+            "100x target (flagged cells framed red).",
+        ),
+    ] = None,
+    n: Annotated[int, typer.Option("--n", min=1, max=400, help="Cells in the grid.")] = 24,
+    clean_only: Annotated[
+        bool, typer.Option("--clean-only", help="Grid: unflagged cells only.")
+    ] = False,
+    seed: SeedOpt = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Counts of cells, splits and QC flags; optionally a picture grid to check matches."""
+    from rich.console import Console
+
+    from registration.manage import (
+        describe_dataset,
+        description_json,
+        preview_grid,
+        render_description,
+    )
+
+    console = Console()
+    if as_json:
+        typer.echo(description_json(path))
+    else:
+        console.print(render_description(describe_dataset(path)))
+    if grid is not None:
+        out = preview_grid(path, grid, n=n, seed=seed, include_flagged=not clean_only)
+        console.print(f"grid written to {out}")
+
+
+@dataset_app.command("merge")
+def merge(
+    paths: Annotated[list[Path], typer.Argument(help="Datasets to merge (same channels).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The merged dataset to write.")],
+    fractions: FractionsOpt = "8:1:1",
+    seed: SeedOpt = 0,
+    by: ByOpt = SplitBy.auto,
+    block_um: BlockOpt = 400.0,
+) -> None:
+    """Merge datasets of several slides and assign train/val/test afresh."""
+    from rich.console import Console
+
+    from registration.manage import merge_datasets
+    from registration.splits import parse_fractions
+    from scope._version import __version__
+
+    s = merge_datasets(
+        paths,
+        out,
+        fractions=parse_fractions(fractions),
+        seed=seed,
+        by=by.value,
+        block_um=block_um,
+        software_version=__version__,
+    )
+    Console().print(
+        f"merged {len(paths)} datasets ({s.n_slides} slides) into {s.path}: "
+        + ", ".join(f"{k} {v}" for k, v in s.counts.items())
+        + f" (split by {s.by})"
+    )
+
+
+@dataset_app.command("split")
+def split(
+    path: Annotated[Path, typer.Argument(help="The dataset to re-split (in place).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write a copy instead.")] = None,
+    fractions: FractionsOpt = "8:1:1",
+    seed: SeedOpt = 0,
+    by: ByOpt = SplitBy.auto,
+    block_um: BlockOpt = 400.0,
+) -> None:
+    """Assign train/val/test again: by slide (≥ 3 slides) or by spatial blocks, seeded."""
+    from rich.console import Console
+
+    from registration.manage import resplit_dataset
+    from registration.splits import parse_fractions
+
+    s = resplit_dataset(
+        path,
+        out=out,
+        fractions=parse_fractions(fractions),
+        seed=seed,
+        by=by.value,
+        block_um=block_um,
+    )
+    Console().print(
+        f"{s.path}: " + ", ".join(f"{k} {v}" for k, v in s.counts.items()) + f" (split by {s.by})"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dataset_app, name="dataset")

@@ -1,0 +1,34 @@
+"""`scope demo`: the whole pipeline on the simulated microscope."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
+    slides: Annotated[int, typer.Option("--slides", min=1, max=12, help="Simulated slides "
+                                        "(3 or more: the dataset is split by slide).")] = 3,
+    quick: Annotated[bool, typer.Option("--quick", help="A smaller run (about 2 minutes).")]
+    = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda for training.")]
+    = "auto",
+) -> None:
+    """Run scan → stain-rescan → match → 100x → train → evaluate → stain on the simulator."""
+    from rich.console import Console
+
+    from scope.demo import Demo, summary_tables, verdict
+
+    console = Console()
+    result = Demo(out, slides=slides, quick=quick, device=device, console=console).run()
+    for table in summary_tables(result):
+        console.print(table)
+    console.print(f"[bold]{verdict(result)}[/]")
+    console.print(f"report: [link=file://{result.report.resolve()}]{result.report}[/link]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

@@ -1,0 +1,145 @@
+"""WBC detection: physical sizes, joining a cell's nucleus lobes, splitting touching cells."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from registration import find_wbcs
+from registration.segment import SegmentationError, make_params, overlay, segment_wbcs
+
+BACKGROUND = (225, 222, 224)
+BODY = (200, 185, 220)  # lilac cytoplasm
+NUCLEUS = (95, 55, 150)  # purple chromatin
+RBC = (235, 120, 160)  # pink red cell
+
+
+def _scene(
+    pixel_size_um: float, cells: list[dict], size_um: float = 60.0, seed: int = 0
+) -> np.ndarray:
+    """A stained-smear-like image drawn in µm: red cells, WBC bodies and nucleus blobs."""
+    n = round(size_um / pixel_size_um)
+    yy, xx = (np.mgrid[:n, :n] + 0.5) * pixel_size_um
+    img = np.empty((n, n, 3), np.float32)
+    img[:] = BACKGROUND
+    rng = np.random.default_rng(seed)
+    for _ in range(12):  # red cells away from the centre
+        cx, cy = rng.uniform(3, size_um - 3, 2)
+        if all(np.hypot(cx - c["x"], cy - c["y"]) > c.get("r", 6) + 5 for c in cells):
+            img[np.hypot(xx - cx, yy - cy) < 3.7] = RBC
+    for c in cells:
+        if c.get("r"):
+            img[np.hypot(xx - c["x"], yy - c["y"]) < c["r"]] = BODY
+        for bx, by, br in c["blobs"]:
+            img[np.hypot(xx - c["x"] - bx, yy - c["y"] - by) < br] = NUCLEUS
+    img += rng.normal(0, 2.0, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+NEUTROPHIL = {
+    "x": 30.0,
+    "y": 30.0,
+    "r": 6.0,
+    "blobs": [(-2.6, 0.0, 1.3), (0.0, -0.8, 1.3), (2.6, 0.3, 1.3)],
+}
+
+
+@pytest.mark.parametrize("pixel_size_um", [0.293, 0.15])
+def test_lobes_of_one_neutrophil_are_one_cell_at_any_pixel_size(pixel_size_um):
+    img = _scene(pixel_size_um, [NEUTROPHIL])
+    cents = find_wbcs(img, pixel_size_um=pixel_size_um)
+    assert cents.shape == (1, 2)
+    assert np.allclose(cents[0] * pixel_size_um, [30.0, 30.0], atol=0.6)
+
+
+def test_two_touching_cells_stay_two():
+    cells = [
+        {"x": 24.0, "y": 30.0, "r": 5.5, "blobs": [(0, 0, 3.5)]},
+        {"x": 35.0, "y": 30.0, "r": 5.5, "blobs": [(0, 0, 3.5)]},
+    ]
+    cents = find_wbcs(_scene(0.293, cells), pixel_size_um=0.293)
+    assert len(cents) == 2
+    xs = np.sort(cents[:, 0] * 0.293)
+    assert np.allclose(xs, [24.0, 35.0], atol=1.0)
+
+
+def test_platelet_sized_purple_specks_are_not_cells():
+    specks = {"x": 30.0, "y": 30.0, "r": 0, "blobs": [(0, 0, 1.0), (8, 3, 0.8)]}
+    assert find_wbcs(_scene(0.293, [specks]), pixel_size_um=0.293).shape == (0, 2)
+
+
+def test_eosinophil_without_a_lilac_body_is_found_by_its_nucleus():
+    eo = {"x": 30.0, "y": 30.0, "r": 0, "blobs": [(-1.8, 0, 1.9), (1.8, 0, 1.9)]}
+    assert len(find_wbcs(_scene(0.293, [eo]), pixel_size_um=0.293)) == 1
+
+
+def test_segmentation_outputs_and_overlay():
+    seg = segment_wbcs(_scene(0.293, [NEUTROPHIL]), pixel_size_um=0.293)
+    assert seg.labels.max() == 1 and seg.cell_labels.max() == 1
+    assert 8 < seg.nucleus_areas_um2[0] < 20 < seg.areas_um2[0] < 140
+    assert (seg.labels > 0).sum() < (seg.cell_labels > 0).sum()
+    ov = overlay(_scene(0.293, [NEUTROPHIL]), seg)
+    assert ov.shape[2] == 3 and ov.dtype == np.uint8
+
+
+def test_thresholds_are_options():
+    img = _scene(0.293, [NEUTROPHIL])
+    # a colour box that excludes the purple nucleus finds nothing
+    assert len(find_wbcs(img, pixel_size_um=0.293, hue_min=10, hue_max=40)) == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"hue_min": 150, "hue_max": 120}, "hue ranges"),
+        ({"no_such": 1}, "unknown WBC segmentation parameter"),
+        ({"min_cell_area_um2": 500}, "cell area limits"),
+    ],
+)
+def test_bad_parameters_are_clear_errors(kwargs, message):
+    with pytest.raises(SegmentationError, match=message):
+        make_params(**kwargs)
+
+
+def test_bad_images_are_clear_errors():
+    with pytest.raises(SegmentationError, match=r"\(H, W, 3\) RGB"):
+        find_wbcs(np.zeros((50, 50), np.uint8), pixel_size_um=0.3)
+    with pytest.raises(SegmentationError, match="uint8"):
+        find_wbcs(np.zeros((50, 50, 3), np.float32), pixel_size_um=0.3)
+    with pytest.raises(SegmentationError, match="pixel_size_um"):
+        find_wbcs(np.zeros((50, 50, 3), np.uint8), pixel_size_um=0.0)
+
+
+def test_simulated_stained_field(pls43):
+    """Every simulated WBC inside the frame is found, and nothing else."""
+    from acquisition.simulator.config import SimConfig
+    from acquisition.simulator.microscope import SimulatedMicroscope
+    from registration.truth import WBC_TYPES, _placed
+
+    sim = SimulatedMicroscope(pls43, slide="seg", seed=3, config=SimConfig(wbc_per_field=60.0))
+    bf = pls43.stack[0]
+    w, h, p = 640, 400, 0.293
+    img = sim.render(
+        pass_="stained",
+        x_um=0.0,
+        y_um=0.0,
+        z_um=sim.focus_z_um("stained", 0, 0),
+        leds=dict.fromkeys(bf.leds, bf.brightness),
+        exposure_ms=bf.exposure_ms,
+        gain=1.0,
+        width=w,
+        height=h,
+    )
+    truth = sim.truth("stained", [(0.0, 0.0)], w, h)
+    cells = truth["cells"][np.isin(truth["cells"]["type"], WBC_TYPES)]
+    px = _placed(truth["slide_to_stage"], cells["x_um"], cells["y_um"]) / p + [
+        (w - 1) / 2,
+        (h - 1) / 2,
+    ]
+    found = find_wbcs(img, pixel_size_um=p)
+    d = np.linalg.norm(px[:, None] - found[None], axis=2)
+    inside = (px[:, 0] > 45) & (px[:, 0] < w - 45) & (px[:, 1] > 45) & (px[:, 1] < h - 45)
+    radius = cells["radius_um"][:, None] / p
+    assert inside.sum() >= 3
+    assert (d[inside] <= radius[inside]).any(1).all()
+    assert (d <= radius).any(0).all(), "a detection that is no WBC"

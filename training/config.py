@@ -1,0 +1,137 @@
+"""The training configuration: one pydantic model, saved resolved in ``RUN/config.yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hardware_profiles.presets import PRESETS as STACK_PRESETS
+from training.presets import PRESETS as TRAINING_PRESETS
+
+#: Options that may differ when a run is resumed; everything else must match the saved run.
+RESUME_MUTABLE = frozenset(
+    {
+        "epochs",
+        "patience",
+        "workers",
+        "cache",
+        "device",
+        "compile",
+        "vgg_weights",
+        "dataset",
+        "resume",
+        "init_from",
+        "out",
+    }
+)
+
+
+class TrainConfig(BaseModel):
+    """Everything ``scope train`` needs; ``None`` means "the preset's / automatic value".
+
+    Attributes
+    ----------
+    dataset
+        The ``.dataset.h5`` file (``scope match`` / ``scope dataset merge``).
+    out
+        Run folder (``runs/NAME``): config, checkpoints, metrics, samples, report.
+    preset
+        Loss preset (:data:`training.presets.PRESETS`): ``maeNET``, ``maePNET``, ``maePFNET``,
+        ``maePF-RpGAN-SN``.
+    stack
+        Stack preset selecting the dataset's channels (``hardware_profiles.select_channels``).
+    target
+        ``20x`` (stained 20x crops) or ``highres`` (100x crops; only cells with them).
+    include_flagged
+        Keep cells with QC flags (excluded by default).
+    generator, blocks, features, growth
+        Generator architecture; ``features=None`` makes the RRDB's width its input channels
+        (the thesis). For the U-Net, ``features`` is its first encoder width (default 64).
+    discriminator
+        Critic of the GAN preset: ``vgg`` (thesis) or ``patch`` (conditional PatchGAN).
+    epochs, patience
+        Maximum epochs; stop after ``patience`` epochs without a better validation loss
+        (``None``: never stop early).
+    batch_size
+        Per process; ``torchrun`` with N processes trains on N·batch_size cells per step.
+    lr, lr_d
+        Adam learning rates of generator and discriminator (preset: 2e-4, 4e-4).
+    lr_schedule
+        ``constant`` (thesis), ``cosine`` (to zero at ``epochs``) or ``plateau`` (halve after
+        ``patience // 2`` epochs without improvement).
+    augment
+        Geometry-aware flips/rotations that map the LED set onto itself (``training.augment``).
+    device, precision, channels_last, compile
+        ``auto`` picks CUDA when present; bf16 autocast on CUDA and on CPUs with AMX/AVX-512
+        bf16; channels-last memory format (default on with bf16); ``torch.compile``.
+    workers
+        Data-loading processes (``None``: up to 8 on CUDA, 0 on CPU).
+    cache
+        ``none`` streams cells from the file; ``ram`` loads the used splits into memory;
+        ``device`` keeps them on the GPU (fastest; must fit).
+    seed
+        Seeds weights, shuffling, augmentation and dropout; a run is reproducible on CPU.
+    resume
+        Continue ``out`` from its last checkpoint (also to extend a finished run).
+    vgg_weights
+        torchvision VGG19 ImageNet weights for the perceptual loss (else the torch hub cache).
+    init_from
+        A run folder or checkpoint whose generator initialises this run (required by the
+        GAN preset: a trained maePFNET).
+    samples
+        Validation cells shown in the per-epoch prediction grids.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Path
+    out: Path
+    preset: str = "maePFNET"
+    stack: str = "full-nohe"
+    target: Literal["20x", "highres"] = "20x"
+    include_flagged: bool = False
+    generator: Literal["rrdb", "unet"] = "rrdb"
+    blocks: int = Field(4, ge=1, le=64)
+    features: int | None = Field(None, ge=1)
+    growth: int = Field(32, ge=1)
+    discriminator: Literal["vgg", "patch"] = "vgg"
+    epochs: int = Field(200, ge=1)
+    patience: int | None = Field(10, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
+    lr_d: float | None = Field(None, gt=0)
+    lr_schedule: Literal["constant", "cosine", "plateau"] = "constant"
+    augment: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    workers: int | None = Field(None, ge=0)
+    cache: Literal["none", "ram", "device"] = "none"
+    seed: int = 0
+    resume: bool = False
+    vgg_weights: Path | None = None
+    init_from: Path | None = None
+    samples: int = Field(8, ge=0, le=64)
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        if value not in TRAINING_PRESETS:
+            raise ValueError(
+                f"unknown preset {value!r}; choose one of {', '.join(TRAINING_PRESETS)}"
+            )
+        return value
+
+    @field_validator("stack")
+    @classmethod
+    def _known_stack(cls, value: str) -> str:
+        if value not in STACK_PRESETS:
+            raise ValueError(f"unknown stack {value!r}; choose one of {', '.join(STACK_PRESETS)}")
+        return value
+
+    def to_jsonable(self) -> dict[str, Any]:
+        """Plain types only (paths as strings), for YAML and checkpoints."""
+        return self.model_dump(mode="json")

@@ -1,0 +1,94 @@
+"""Device and numeric-precision choices shared by training, evaluation and staining."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import sys
+from collections.abc import Callable
+
+import torch
+
+from training.errors import TrainingError
+
+
+def resolve_device(name: str, *, local_rank: int = 0) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise TrainingError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for but PyTorch sees no CUDA GPU")
+    return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with AMX or AVX-512 BF16 (bf16 convolutions 3-5x faster than fp32)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def use_bf16(precision: str, device: torch.device, *, inference: bool) -> bool:
+    """Resolve ``auto``/``fp32``/``bf16``.
+
+    ``auto`` is bf16 on CUDA GPUs that support it; on CPUs it is bf16 for inference when the
+    CPU has fast bf16 units, and fp32 for training (CPU training serves small experiments,
+    where bf16 rounding is not worth the speed).
+    """
+    if precision not in ("auto", "fp32", "bf16"):
+        raise TrainingError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        return True
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return inference and cpu_has_fast_bf16()
+
+
+def autocast_factory(
+    device: torch.device, bf16: bool
+) -> Callable[[], contextlib.AbstractContextManager]:
+    """A zero-argument factory of bf16 autocast contexts (a null context for fp32)."""
+    if not bf16:
+        return contextlib.nullcontext
+    return functools.partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
+
+
+#: glibc ``mallopt`` parameters
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Make glibc keep large freed blocks instead of unmapping them (Linux only).
+
+    Whole-field inference allocates and frees activations of hundreds of MB per layer. With
+    glibc's defaults each one is a fresh ``mmap`` that the kernel fills page by page: measured
+    on a 1024x1024 RRDB block, 6.8 M page faults and 10.6 s of system time against 11 s of
+    compute. Raising the mmap and trim thresholds lets freed blocks be reused (1.2 s of
+    system time). The process keeps its peak memory until it exits, which suits ``scope
+    stain``. Returns whether the setting was applied.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30) == 1
+        return ok and libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1
+    except (OSError, AttributeError):
+        return False

@@ -1,0 +1,265 @@
+"""``scope evaluate``: test-set metrics in the layout of the thesis's Table 4.2, per-cell
+metrics, best/worst grids and the worst-100 list for dataset cleaning (thesis §4.2.3).
+
+Outputs in ``RUN/eval/<split>/``:
+
+- ``summary.json`` — mean and standard deviation of every metric, the checkpoint's epoch;
+- ``table.md`` — ``| model | SSIM | PSNR (dB) | MAE | VGG | Fourier |`` (Table 4.2 plus PSNR);
+- ``cells.csv`` — one row per cell: dataset row, slide, position, coordinates, QC flags and
+  every metric;
+- ``best_8.png`` / ``worst_8.png`` — brightfield | prediction | target of the 8 best and
+  worst cells by SSIM;
+- ``worst_100.csv`` — the 100 worst cells by SSIM with their slide coordinates, the list the
+  thesis inspected by hand (artifacts, dirt, mismatches, misaligned PLS images).
+
+Metric definitions: :mod:`training.metrics` (SSIM: 11x11 Gaussian window, σ = 1.5, data
+range 1.0, as scikit-image with ``gaussian_weights=True, use_sample_covariance=False``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.checkpoint import (
+    check_same_model,
+    generator_from_checkpoint,
+    load_checkpoint,
+    resolve_checkpoint,
+)
+from training.data import (
+    BatchSource,
+    CellStream,
+    network_target,
+    open_training_data,
+    plan_epoch,
+    to_uint8_image,
+)
+from training.device import autocast_factory, resolve_device, use_bf16
+from training.errors import TrainingError
+from training.metrics import METRIC_NAMES, image_metrics
+from training.predict import predict_cells
+from training.run import RunFolder
+from training.samples import cell_grid, write_image
+from training.vgg import VGGFeatureExtractor, find_vgg_weights, load_vgg19_features
+
+N_GRID = 8
+N_WORST = 100
+_HEADERS = {"ssim": "SSIM", "psnr": "PSNR (dB)", "mae": "MAE", "vgg": "VGG", "fourier": "Fourier"}
+
+
+def _table_md(name: str, mean: dict[str, float]) -> str:
+    cols = ["ssim", "psnr", "mae", "vgg", "fourier"]
+    head = "| model | " + " | ".join(_HEADERS[c] for c in cols) + " |"
+    sep = "|---" * (len(cols) + 1) + "|"
+
+    def cell(c: str) -> str:
+        v = mean.get(c)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "n/a"
+        return f"{v:.2f}" if c == "psnr" else f"{v:.4f}"
+
+    return "\n".join([head, sep, f"| {name} | " + " | ".join(cell(c) for c in cols) + " |", ""])
+
+
+def evaluate(
+    run_dir: str | Path,
+    *,
+    split: str = "test",
+    dataset: str | Path | None = None,
+    checkpoint: str = "best",
+    out: str | Path | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 64,
+    vgg_weights: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a run's generator on one split of its dataset.
+
+    Parameters
+    ----------
+    run_dir
+        A run folder (or a checkpoint file, then ``out`` is required).
+    split
+        ``test`` (default), ``val`` or ``train``.
+    dataset
+        Dataset file; default: the one the run was trained on.
+    checkpoint
+        ``best`` or ``last``.
+    out
+        Output folder; default ``RUN/eval/<split>``.
+    device, precision
+        As for training (``auto``: CUDA with bf16 if present, else CPU fp32).
+    batch_size
+        Cells per forward pass.
+    vgg_weights
+        VGG19 weights for the VGG metric (default: the run's, else the torch hub cache; the
+        metric is reported as n/a without them).
+
+    Returns
+    -------
+    dict
+        ``split``, ``cells``, ``epoch``, ``dir``, and the mean of every metric (``ssim``,
+        ``psnr``, ``mae``, ``fourier``, ``vgg`` or None).
+    """
+    ckpt_path = resolve_checkpoint(run_dir, checkpoint)
+    ckpt = load_checkpoint(ckpt_path)
+    cfg = ckpt["config"]
+    info = ckpt["model"]
+    run_path = Path(run_dir)
+    if out is None:
+        if not run_path.is_dir():
+            raise TrainingError("evaluating a checkpoint file needs --out DIR")
+        out_dir = RunFolder(run_path).eval_dir(split)
+    else:
+        out_dir = Path(out)
+    data_path = Path(dataset) if dataset is not None else Path(cfg["dataset"])
+    if not data_path.is_file():
+        raise TrainingError(
+            f"the run's dataset {str(data_path)!r} does not exist; pass --dataset PATH"
+        )
+    data = open_training_data(
+        data_path,
+        stack=info["stack"],
+        target=info["target"],
+        include_flagged=bool(cfg.get("include_flagged", False)),
+    )
+    expected = {**info, "channel_names": list(data.spec.channel_names)}
+    check_same_model(info, expected, source=str(ckpt_path), what=str(data_path))
+    rows = data.indices(split)
+
+    dev = resolve_device(device)
+    bf16 = use_bf16(precision, dev, inference=False)
+    autocast = autocast_factory(dev, bf16)
+    generator = generator_from_checkpoint(ckpt).to(dev)
+    weights = vgg_weights if vgg_weights is not None else cfg.get("vgg_weights")
+    if weights is not None and not Path(weights).is_file():
+        weights = None
+    wpath = find_vgg_weights(weights)
+    vgg = VGGFeatureExtractor(load_vgg19_features(wpath)).to(dev) if wpath else None
+
+    stream = CellStream(data.spec, rows)
+    source = BatchSource(stream, device=dev)
+    plan = plan_epoch(
+        len(rows), batch_size=batch_size, seed=0, epoch=0, shuffle=False, every_cell=True
+    )
+    names = [m for m in METRIC_NAMES if m != "vgg" or vgg is not None]
+    per_cell = {m: np.empty(len(rows), np.float64) for m in names}
+    with _progress(progress, len(rows), f"evaluating {split}") as advance:
+        for batch, (stack, target, _r) in zip(
+            plan.batches, source.iterate(plan.batches), strict=True
+        ):
+            pred = predict_cells(generator, stack, autocast=autocast)
+            metrics = image_metrics(pred, network_target(target), vgg=vgg)
+            for m in names:
+                per_cell[m][batch] = metrics[m].double().cpu().numpy()
+            advance(len(batch))
+
+    order = np.argsort(-per_cell["ssim"], kind="stable")  # best first
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, picks in (("best_8.png", order[:N_GRID]), ("worst_8.png", order[::-1][:N_GRID])):
+        sorted_picks = np.sort(picks)
+        stack, target, _r = next(source.iterate([sorted_picks]))
+        sel = np.searchsorted(sorted_picks, picks)  # batches come sorted; restore rank order
+        pred = predict_cells(generator, stack, autocast=autocast)
+        bf = stack[:, data.spec.brightfield_position].cpu().numpy()
+        grid = cell_grid([bf[sel], to_uint8_image(pred)[sel], target.cpu().numpy()[sel]])
+        write_image(out_dir / name, grid)
+    stream.close()
+
+    cells = data.cells
+    _write_cells_csv(out_dir / "cells.csv", cells, rows, per_cell, names)
+    _write_cells_csv(
+        out_dir / "worst_100.csv", cells, rows, per_cell, names, order=order[::-1][:N_WORST]
+    )
+    mean = {m: float(per_cell[m].mean()) for m in names}
+    std = {m: float(per_cell[m].std()) for m in names}
+    summary = {
+        "split": split,
+        "cells": len(rows),
+        "preset": cfg.get("preset"),
+        "stack": info["stack"],
+        "target": info["target"],
+        "checkpoint": checkpoint,
+        "epoch": int(ckpt["epoch"]),
+        "dataset": str(data_path),
+        "precision": "bf16" if bf16 else "fp32",
+        "mean": mean,
+        "std": std,
+        "ssim_definition": "11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, data range "
+        "1.0, RGB mean (scikit-image gaussian_weights=True, use_sample_covariance=False)",
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    (out_dir / "table.md").write_text(_table_md(str(cfg.get("preset")), mean), encoding="utf-8")
+    if run_path.is_dir() and RunFolder(run_path).config.is_file():
+        from training.report import write_report
+
+        write_report(run_path)
+    return {
+        "split": split,
+        "cells": len(rows),
+        "epoch": int(ckpt["epoch"]),
+        "dir": out_dir,
+        **{m: mean.get(m) for m in METRIC_NAMES},
+    }
+
+
+def _write_cells_csv(
+    path: Path,
+    cells: np.ndarray,
+    rows: np.ndarray,
+    per_cell: dict[str, np.ndarray],
+    names: list[str],
+    *,
+    order: np.ndarray | None = None,
+) -> None:
+    meta = [
+        "slide",
+        "position",
+        "x_um",
+        "y_um",
+        "stained_x_um",
+        "stained_y_um",
+        "x_px",
+        "y_px",
+        "qc_flags",
+    ]
+    idx = np.arange(len(rows)) if order is None else order
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["rank", "row", *meta, *names] if order is not None else ["row", *meta, *names])
+        for rank, i in enumerate(idx, start=1):
+            r = int(rows[i])
+            values = [cells[m][r] for m in meta]
+            metrics = [f"{per_cell[m][i]:.6g}" for m in names]
+            prefix = [rank, r] if order is not None else [r]
+            w.writerow([*prefix, *values, *metrics])
+
+
+class _progress:
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.enabled = enabled
+        self.total = total
+        self.label = label
+        self._p: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self._p = Progress(console=Console(stderr=True))
+        self._p.__enter__()
+        task = self._p.add_task(self.label, total=self.total)
+        return lambda n: self._p.update(task, advance=n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._p is not None:
+            self._p.__exit__(*exc)

@@ -1,0 +1,388 @@
+"""``scope stain``: virtually stain whole unstained fields, fully convolutionally.
+
+The RRDB generator has no layer that sees more than :attr:`receptive_radius` pixels away
+(63 for 4 blocks), so a field is cut into large tiles that each carry a *halo* of at least
+that radius: every pixel of a tile's core is then computed from exactly the inputs a
+single pass over the whole field would use, and the cores (overlapping by ``blend`` pixels,
+joined with linear ramps) reproduce the single-pass image. With a smaller halo the ramps hide
+the seams. On a GPU, or with memory to spare, one tile covers a whole 1920x1200 field.
+
+The pix2pix U-Net is not translation-equivariant beyond its training crop (its bottleneck is
+1x1 for 64x64 inputs), so it is applied to crop-sized windows overlapping by a quarter and
+blended the same way (tiled inference with alpha blending, as in VirFluoNet).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.checkpoint import generator_from_checkpoint, load_checkpoint, resolve_checkpoint
+from training.device import autocast_factory, keep_freed_memory, resolve_device, use_bf16
+from training.errors import TrainingError
+from training.models import RRDBGenerator
+
+STAINED_FORMAT = "scope-stained"
+STAINED_FORMAT_VERSION = 1
+DEFAULT_BLEND = 16
+#: Pixel-size mismatch between the model's training data and a scan that is still accepted.
+PIXEL_SIZE_RTOL = 0.05
+
+
+def _starts(length: int, core: int, blend: int) -> list[int]:
+    """Start of each core along one axis: stride ``core - blend``, the last flush with the end."""
+    if core >= length:
+        return [0]
+    stride = max(1, core - blend)
+    starts = list(range(0, length - core, stride))
+    starts.append(length - core)
+    return starts
+
+
+def _ramp(length: int, lo_blend: int, hi_blend: int) -> np.ndarray:
+    """Weights along a core: linear ramps over its overlaps with neighbours, 1 elsewhere."""
+    w = np.ones(length, np.float32)
+    if lo_blend > 0:
+        w[:lo_blend] = (np.arange(lo_blend, dtype=np.float32) + 0.5) / lo_blend
+    if hi_blend > 0:
+        w[-hi_blend:] = np.minimum(
+            w[-hi_blend:], (np.arange(hi_blend, 0, -1, dtype=np.float32) - 0.5) / hi_blend
+        )
+    return w
+
+
+def tile_plan(
+    height: int, width: int, *, tile: int, blend: int
+) -> list[tuple[int, int, int, int, np.ndarray]]:
+    """Cores ``(y0, y1, x0, x1, weight)`` covering an image; ``weight`` is ``(h, w)`` float32."""
+    ys = _starts(height, tile, blend)
+    xs = _starts(width, tile, blend)
+    plan = []
+    for i, y0 in enumerate(ys):
+        y1 = min(height, y0 + tile)
+        wy = _ramp(
+            y1 - y0,
+            (ys[i - 1] + tile - y0) if i > 0 else 0,
+            (y1 - ys[i + 1]) if i + 1 < len(ys) else 0,
+        )
+        for j, x0 in enumerate(xs):
+            x1 = min(width, x0 + tile)
+            wx = _ramp(
+                x1 - x0,
+                (xs[j - 1] + tile - x0) if j > 0 else 0,
+                (x1 - xs[j + 1]) if j + 1 < len(xs) else 0,
+            )
+            plan.append((y0, y1, x0, x1, np.outer(wy, wx)))
+    return plan
+
+
+def _free_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    from training.data import available_memory_bytes
+
+    return available_memory_bytes()
+
+
+def default_tile(
+    device: torch.device, generator: nn.Module, *, height: int, width: int, bf16: bool
+) -> tuple[int, int]:
+    """``(tile, halo)``: one pass over the whole field when it fits in 40 % of free memory.
+
+    Peak memory per pixel of a dense block is about ``elt·(in + 3·features + 2·(features +
+    4·growth)) + 4·in`` bytes (input, trunk, dense concatenation; measured 2.6 KB/px for the
+    thesis's bf16 ``full-nohe`` network, 6.1 GiB for a 1920x1200 field). Otherwise square
+    cores as large as fit, with a halo of the receptive radius (exact interiors).
+    """
+    if not isinstance(generator, RRDBGenerator):
+        return getattr(generator, "receptive_radius", 64), 0
+    halo = generator.receptive_radius
+    elt = 2 if bf16 else 4
+    g = generator
+    per_px = elt * (g.in_channels + 3 * g.features + 2 * (g.features + 4 * g.growth))
+    per_px += 4 * g.in_channels
+    budget = 0.4 * _free_memory_bytes(device) / per_px
+    if height * width <= budget:
+        return max(height, width), halo
+    side = int(math.sqrt(budget)) - 2 * halo
+    return max(128, side // 64 * 64), halo
+
+
+@torch.no_grad()
+def stain_field(
+    generator: nn.Module,
+    stack: np.ndarray | torch.Tensor,
+    *,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+    channels_last: bool | None = None,
+    tile: int | None = None,
+    halo: int | None = None,
+    blend: int = DEFAULT_BLEND,
+    dtype: type = np.uint8,
+) -> np.ndarray:
+    """Stain one field.
+
+    Parameters
+    ----------
+    generator
+        A trained generator (eval mode), already on ``device``.
+    stack
+        ``(n_images, H, W, 3) uint8``: the model's stack channels of one unstained field.
+    device, bf16, channels_last
+        Where and how to compute (``channels_last`` defaults to ``bf16``).
+    tile
+        Core size in pixels (default: :func:`default_tile`).
+    halo
+        Context added around each core (default: the generator's receptive radius, which
+        makes cores exact).
+    blend
+        Overlap of neighbouring cores joined by linear ramps.
+    dtype
+        ``numpy.uint8`` (rounded) or ``numpy.float32`` (in [0, 1], for numerical use).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` stained field.
+    """
+    if dtype not in (np.uint8, np.float32):
+        raise ValueError(f"dtype must be numpy.uint8 or numpy.float32, got {dtype}")
+    device = torch.device(device)
+    arr = torch.as_tensor(np.asarray(stack)) if not isinstance(stack, torch.Tensor) else stack
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != torch.uint8:
+        raise ValueError(
+            f"stack must be (n_images, H, W, 3) uint8, got {tuple(arr.shape)} {arr.dtype}"
+        )
+    n, h, w, _ = arr.shape
+    in_ch = getattr(generator, "in_channels", 3 * n)
+    if in_ch != 3 * n:
+        raise ValueError(f"the generator takes {in_ch // 3} images, the stack has {n}")
+    d_tile, d_halo = default_tile(device, generator, height=h, width=w, bf16=bf16)
+    tile = d_tile if tile is None else int(tile)
+    halo = d_halo if halo is None else int(halo)
+    if tile < 1 or halo < 0 or blend < 0:
+        raise ValueError(f"tile must be ≥ 1 and halo, blend ≥ 0; got {tile}, {halo}, {blend}")
+    is_unet = not isinstance(generator, RRDBGenerator)
+    if is_unet and (h < tile or w < tile):
+        raise ValueError(f"the U-Net stains windows of {tile} px; the field is {w}x{h}")
+    blend = min(blend, tile // 2) if not is_unet else max(blend, tile // 4)
+    cl = bf16 if channels_last is None else channels_last
+    autocast = autocast_factory(device, bf16)
+    in_dtype = torch.bfloat16 if bf16 else torch.float32
+    if device.type == "cpu":
+        keep_freed_memory()
+    # (n, H, W, 3) → (3n, H, W) float in [0, 1] on the device, image-major channels
+    x = arr.to(device).permute(0, 3, 1, 2).reshape(3 * n, h, w)
+    acc = torch.zeros((3, h, w), dtype=torch.float32, device=device)
+    wsum = torch.zeros((1, h, w), dtype=torch.float32, device=device)
+    for y0, y1, x0, x1, weight in tile_plan(h, w, tile=tile, blend=blend):
+        iy0, iy1 = max(0, y0 - halo), min(h, y1 + halo)
+        ix0, ix1 = max(0, x0 - halo), min(w, x1 + halo)
+        # bf16 models get bf16 inputs straight away (autocast would cast them anyway)
+        inp = x[:, iy0:iy1, ix0:ix1].unsqueeze(0).to(in_dtype).div_(255.0)
+        if cl:
+            inp = inp.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            out = generator(inp)
+        core = out[0, :, y0 - iy0 : y1 - iy0, x0 - ix0 : x1 - ix0].float()
+        wt = torch.from_numpy(weight).to(device)
+        acc[:, y0:y1, x0:x1] += core * wt
+        wsum[:, y0:y1, x0:x1] += wt
+    img = (acc / wsum).clamp_(0, 1)
+    if dtype == np.uint8:
+        img = img.mul_(255.0).round_().to(torch.uint8)
+    return img.permute(1, 2, 0).cpu().numpy()
+
+
+def load_generator(
+    run_or_checkpoint: str | Path,
+    *,
+    checkpoint: str = "best",
+    device: str = "auto",
+    precision: str = "auto",
+) -> tuple[nn.Module, dict[str, Any], torch.device, bool]:
+    """``(generator on device, checkpoint dict, device, bf16)`` for inference."""
+    ckpt = load_checkpoint(resolve_checkpoint(run_or_checkpoint, checkpoint))
+    dev = resolve_device(device)
+    bf16 = use_bf16(precision, dev, inference=True)
+    gen = generator_from_checkpoint(ckpt).to(dev)
+    if bf16:
+        gen = gen.to(memory_format=torch.channels_last)
+    return gen, ckpt, dev, bf16
+
+
+def scan_channel_indices(
+    scan_channels: np.ndarray, names: Sequence[str], *, source: str
+) -> list[int]:
+    """Positions of the model's stack channels in a scan's channel table (by name)."""
+    have = [str(n) for n in scan_channels["name"]]
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise TrainingError(
+            f"{source} lacks {len(missing)} of the model's {len(names)} stack images "
+            f"({', '.join(missing[:4])}{', …' if len(missing) > 4 else ''}); stain a scan taken "
+            "with the model's stack"
+        )
+    return [have.index(n) for n in names]
+
+
+def stain_scan(
+    run_dir: str | Path,
+    scan_path: str | Path,
+    out_dir: str | Path,
+    *,
+    positions: Sequence[int] | None = None,
+    checkpoint: str = "best",
+    device: str = "auto",
+    precision: str = "auto",
+    tile: int | None = None,
+    halo: int | None = None,
+    blend: int = DEFAULT_BLEND,
+    formats: Sequence[str] = ("png",),
+    progress: bool = True,
+    on_field: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Virtually stain the fields of an unstained scan with a trained run.
+
+    Parameters
+    ----------
+    run_dir
+        Run folder (or checkpoint file).
+    scan_path
+        ``<slide>.unstained.scan.h5`` taken with (at least) the model's stack.
+    out_dir
+        Output folder: ``field_NNNNN.<fmt>`` per field and ``<slide>.stained-virtual.h5``.
+    positions
+        Field indices to stain (default: every acquired field).
+    formats
+        Image formats per field: any of ``png``, ``tif``; empty for HDF5 only.
+    tile, halo, blend
+        Tiling (see :func:`stain_field`).
+
+    Returns
+    -------
+    pathlib.Path
+        The HDF5 file: ``images (n, H, W, 3) uint8``, ``positions`` table (``position``,
+        ``x_um``, ``y_um``, ``z_um``), attrs ``format="scope-stained"``, ``scan``, ``run``,
+        ``epoch``, ``model`` (JSON), ``pixel_size_um``.
+    """
+    import h5py
+
+    from acquisition.scanfile import ScanFile
+    from acquisition.tables import write_table
+    from training.samples import write_image
+
+    for fmt in formats:
+        if fmt not in ("png", "tif", "tiff"):
+            raise TrainingError(f"unknown image format {fmt!r}; choose png or tif")
+    gen, ckpt, dev, bf16 = load_generator(
+        run_dir, checkpoint=checkpoint, device=device, precision=precision
+    )
+    info = ckpt["model"]
+    out = Path(out_dir)
+    with ScanFile(scan_path) as scan:
+        if scan.pass_ != "unstained":
+            raise TrainingError(
+                f"{scan_path} is a {scan.pass_!r} scan; virtual staining needs an unstained one"
+            )
+        px = info.get("pixel_size_um")
+        if px and abs(scan.pixel_size_um - px) > PIXEL_SIZE_RTOL * px:
+            raise TrainingError(
+                f"the model was trained at {px:g} µm/px but {scan_path} has "
+                f"{scan.pixel_size_um:g} µm/px; stain scans taken with the same objective"
+            )
+        idx = scan_channel_indices(scan.channels, info["channel_names"], source=str(scan_path))
+        done = {int(i) for i in scan.done}
+        todo = sorted(done) if positions is None else [int(p) for p in positions]
+        bad = [p for p in todo if p not in done]
+        if bad:
+            raise TrainingError(f"{scan_path}: fields {bad[:5]} were not acquired")
+        if not todo:
+            raise TrainingError(f"{scan_path} has no acquired fields to stain")
+        out.mkdir(parents=True, exist_ok=True)
+        h5_path = out / f"{scan.slide}.stained-virtual.h5"
+        tmp = h5_path.with_name(h5_path.name + f".tmp{os.getpid()}")
+        hh, ww = scan.frame_shape
+        order = np.argsort(idx)
+        inverse = np.argsort(order)
+        sorted_idx = [idx[i] for i in order]
+        with h5py.File(tmp, "w") as f, _Bar(progress, len(todo)) as bar:
+            f.attrs.update(
+                {
+                    "format": STAINED_FORMAT,
+                    "format_version": STAINED_FORMAT_VERSION,
+                    "scan": str(Path(scan_path).resolve()),
+                    "run": str(Path(run_dir).resolve()),
+                    "epoch": int(ckpt["epoch"]),
+                    "model": json.dumps(info),
+                    "pixel_size_um": scan.pixel_size_um,
+                    "slide": scan.slide,
+                    "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                }
+            )
+            images = f.create_dataset(
+                "images", shape=(len(todo), hh, ww, 3), dtype=np.uint8, chunks=(1, hh, ww, 3)
+            )
+            for k, pos in enumerate(todo):
+                stack = scan.images[pos, sorted_idx][inverse]  # h5py wants increasing indices
+                img = stain_field(
+                    gen, stack, device=dev, bf16=bf16, tile=tile, halo=halo, blend=blend
+                )
+                images[k] = img
+                for fmt in formats:
+                    write_image(out / f"field_{pos:05d}.{fmt}", img)
+                bar.advance()
+                if on_field is not None:
+                    on_field(k + 1, len(todo))
+            pos_rows = scan.positions
+            table = np.zeros(
+                len(todo),
+                dtype=[
+                    ("position", np.int64),
+                    ("x_um", np.float64),
+                    ("y_um", np.float64),
+                    ("z_um", np.float64),
+                ],
+            )
+            table["position"] = todo
+            for col in ("x_um", "y_um", "z_um"):
+                table[col] = pos_rows[col][todo]
+            write_table(f, "positions", table)
+        os.replace(tmp, h5_path)
+    return h5_path
+
+
+class _Bar:
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled = enabled
+        self.total = total
+        self._p: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Bar:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self._p = Progress(console=Console(stderr=True))
+            self._p.__enter__()
+            self._task = self._p.add_task("staining fields", total=self.total)
+        return self
+
+    def advance(self) -> None:
+        if self._p is not None:
+            self._p.update(self._task, advance=1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._p is not None:
+            self._p.__exit__(*exc)

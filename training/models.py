@@ -1,0 +1,245 @@
+"""Generators: the thesis's RRDB network (ESRGAN without upsampling) and a pix2pix U-Net.
+
+Both map a PLS stack, ``(B, 3·n_images, h, w)`` float in [0, 1] (the stack images' RGB
+channels side by side, image-major), to a stained RGB image ``(B, 3, h, w)``.
+
+The RRDB generator follows ESRGAN (Wang et al. 2018; BasicSR's ``RRDBNet``) with the
+upsampling and the HR convolution removed: ``conv_first → n_blocks × RRDB → conv_body`` with
+a long skip, then ``conv_last`` to 3 channels. With ``features`` equal to the input channels
+and growth 32 it reproduces every parameter count of the thesis's Table 4.1.
+
+The U-Net follows the TensorFlow pix2pix generator the thesis used (its Table A.1 count,
+29,279,011 parameters for ``full-nohe``, is reproduced exactly): a 1x1 convolution reduces
+the stack to 32 channels, six stride-2 4x4 convolutions encode 64x64 to 1x1x512 (no bias;
+batch norm on all but the first), and transposed convolutions decode with skips (dropout 0.5
+on the first three).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+#: ESRGAN: "empirically, scaling the residual by 0.2 stabilises training without BN".
+RESIDUAL_SCALE = 0.2
+#: ESRGAN's "smaller initialisation": Kaiming-normal weights multiplied by 0.1.
+INIT_SCALE = 0.1
+
+GeneratorArch = Literal["rrdb", "unet"]
+
+
+def _init_scaled(modules: list[nn.Module], scale: float) -> None:
+    for m in modules:
+        nn.init.kaiming_normal_(m.weight, a=0.0, mode="fan_in")
+        m.weight.data.mul_(scale)
+        if m.bias is not None:
+            m.bias.data.zero_()
+
+
+class ResidualDenseBlock(nn.Module):
+    """Five densely connected 3x3 convolutions; the output is scaled and added to the input.
+
+    Parameters
+    ----------
+    features
+        Channels in and out.
+    growth
+        Channels each intermediate convolution adds to the dense concatenation.
+    """
+
+    def __init__(self, features: int, growth: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, growth, 3, 1, 1)
+        self.conv2 = nn.Conv2d(features + growth, growth, 3, 1, 1)
+        self.conv3 = nn.Conv2d(features + 2 * growth, growth, 3, 1, 1)
+        self.conv4 = nn.Conv2d(features + 3 * growth, growth, 3, 1, 1)
+        self.conv5 = nn.Conv2d(features + 4 * growth, features, 3, 1, 1)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        _init_scaled([self.conv1, self.conv2, self.conv3, self.conv4, self.conv5], INIT_SCALE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.lrelu(self.conv1(x))
+        x2 = self.lrelu(self.conv2(torch.cat((x, x1), 1)))
+        x3 = self.lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
+        x4 = self.lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
+        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+        # in place: a convolution's backward needs its input, not its output
+        return x5.mul_(RESIDUAL_SCALE).add_(x)
+
+
+class RRDB(nn.Module):
+    """Residual-in-residual dense block: three dense blocks inside a scaled residual."""
+
+    def __init__(self, features: int, growth: int) -> None:
+        super().__init__()
+        self.rdb1 = ResidualDenseBlock(features, growth)
+        self.rdb2 = ResidualDenseBlock(features, growth)
+        self.rdb3 = ResidualDenseBlock(features, growth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rdb3(self.rdb2(self.rdb1(x))).mul_(RESIDUAL_SCALE).add_(x)
+
+
+class RRDBGenerator(nn.Module):
+    """ESRGAN's generator without upsampling (thesis Fig. 3.7).
+
+    Parameters
+    ----------
+    in_channels
+        Input channels, 3 per stack image.
+    features
+        Width of the trunk; ``None`` makes it equal to ``in_channels`` (the thesis).
+    blocks
+        Number of RRDB blocks (thesis: 4, or 8 for the "deeper" model).
+    growth
+        Dense growth channels (thesis: 32).
+    out_channels
+        3 for RGB.
+
+    Notes
+    -----
+    Fully convolutional with zero padding: a pixel depends on inputs within
+    :attr:`receptive_radius` pixels (``15·blocks + 3``), which the tiled inference uses to
+    make tile interiors identical to a single pass.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        features: int | None = None,
+        blocks: int = 4,
+        growth: int = 32,
+        out_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        _check_positive(in_channels=in_channels, blocks=blocks, growth=growth)
+        features = in_channels if features is None else features
+        _check_positive(features=features)
+        self.in_channels = in_channels
+        self.features = features
+        self.blocks = blocks
+        self.growth = growth
+        self.conv_first = nn.Conv2d(in_channels, features, 3, 1, 1)
+        self.body = nn.Sequential(*(RRDB(features, growth) for _ in range(blocks)))
+        self.conv_body = nn.Conv2d(features, features, 3, 1, 1)
+        self.conv_last = nn.Conv2d(features, out_channels, 3, 1, 1)
+
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels of context on each side that influence one output pixel."""
+        return 15 * self.blocks + 3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.conv_first(x)
+        return self.conv_last(self.conv_body(self.body(feat)).add_(feat))
+
+
+class _Down(nn.Sequential):
+    def __init__(self, cin: int, cout: int, *, norm: bool) -> None:
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1, bias=False)]
+        if norm:
+            layers.append(nn.BatchNorm2d(cout))
+        layers.append(nn.LeakyReLU(0.2, inplace=True))
+        super().__init__(*layers)
+
+
+class _Up(nn.Sequential):
+    def __init__(self, cin: int, cout: int, *, dropout: bool) -> None:
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class UNetGenerator(nn.Module):
+    """pix2pix U-Net with a 1x1 channel reducer (thesis App. A.2, Fig. A.3).
+
+    Parameters
+    ----------
+    in_channels
+        Input channels, 3 per stack image.
+    crop_size
+        Training crop size; the encoder halves it down to 1x1, so it sets the depth
+        (``log2(crop_size)`` levels; 64 → 6). Inputs must be multiples of ``2**depth``.
+    reduced
+        Channels after the 1x1 reducer (thesis: 32).
+    features
+        Filters of the first encoder level; doubled per level up to ``8·features``.
+    out_channels
+        3 for RGB. The output is ``(tanh + 1) / 2``, in [0, 1].
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        crop_size: int = 64,
+        reduced: int = 32,
+        features: int = 64,
+        out_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        _check_positive(in_channels=in_channels, reduced=reduced, features=features)
+        depth = round(math.log2(crop_size)) if crop_size > 1 else 0
+        if depth < 2 or 2**depth != crop_size:
+            raise ValueError(f"U-Net crop_size must be a power of two ≥ 4, got {crop_size}")
+        self.in_channels = in_channels
+        self.depth = depth
+        self.reducer = nn.Conv2d(in_channels, reduced, 1)
+        widths = [min(features * 2**i, features * 8) for i in range(depth)]
+        self.down = nn.ModuleList(
+            _Down(cin, cout, norm=i > 0)
+            for i, (cin, cout) in enumerate(zip([reduced, *widths[:-1]], widths, strict=True))
+        )
+        skips = widths[:-1][::-1]
+        up_widths = widths[:-1][::-1]
+        self.up = nn.ModuleList()
+        cin = widths[-1]
+        for i, cout in enumerate(up_widths):
+            self.up.append(_Up(cin, cout, dropout=i < 3))
+            cin = cout + skips[i]
+        self.last = nn.ConvTranspose2d(cin, out_channels, 4, 2, 1)
+
+    @property
+    def receptive_radius(self) -> int:
+        """The bottleneck sees the whole crop: tiles must overlap by their own size."""
+        return 2**self.depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.reducer(x)
+        skips = []
+        for layer in self.down:
+            h = layer(h)
+            skips.append(h)
+        skips = skips[:-1][::-1]
+        for layer, skip in zip(self.up, skips, strict=True):
+            h = torch.cat((layer(h), skip), 1)
+        return (torch.tanh(self.last(h)) + 1.0) * 0.5
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if int(value) < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+
+
+def build_generator(arch: GeneratorArch, in_channels: int, **kwargs: Any) -> nn.Module:
+    """A generator by name (``rrdb`` or ``unet``); ``kwargs`` go to its constructor."""
+    if arch == "rrdb":
+        return RRDBGenerator(in_channels, **kwargs)
+    if arch == "unet":
+        return UNetGenerator(in_channels, **kwargs)
+    raise ValueError(f"unknown generator architecture {arch!r}; choose rrdb or unet")
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters, counting spectral-norm weights once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
