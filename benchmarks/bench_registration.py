@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, machine  # noqa: E402
+from _common import emit, machine
 
 
 def simulate(out: Path, *, seed: int, grid: str, sensor: tuple[int, int], stack: str) -> dict:
@@ -39,16 +39,26 @@ def simulate(out: Path, *, seed: int, grid: str, sensor: tuple[int, int], stack:
     prof = hp.load("pls43")
     cfg = SimConfig(
         wbc_per_field=20.0,
-        faults=Faults(pls_shift_probability=0.02, stained_artifacts_per_field=6.0,
-                      unstained_dirt_per_field=6.0),
+        faults=Faults(
+            pls_shift_probability=0.02,
+            stained_artifacts_per_field=6.0,
+            unstained_dirt_per_field=6.0,
+        ),
     )
     paths: dict = {}
     times: dict = {}
 
     def scan(rig, pass_: str, **kw) -> Path:
         rig.set_pass(pass_)
-        plan = plan_scan(slide="bench", pass_=pass_, profile=prof, out=out, frame_wh=sensor,
-                         z_um=rig.mm.read_stage().z_um, **kw)
+        plan = plan_scan(
+            slide="bench",
+            pass_=pass_,
+            profile=prof,
+            out=out,
+            frame_wh=sensor,
+            z_um=rig.mm.read_stage().z_um,
+            **kw,
+        )
         t0 = time.perf_counter()
         path = run_scan(plan, rig).path
         times[f"scan {pass_}"] = time.perf_counter() - t0
@@ -58,8 +68,12 @@ def simulate(out: Path, *, seed: int, grid: str, sensor: tuple[int, int], stack:
         paths["unstained"] = scan(rig, "unstained", grid=grid, stack=stack, overlap=0.1)
         paths["stained"] = scan(rig, "stained")
         t0 = time.perf_counter()
-        summary = match_scans(paths["unstained"], paths["stained"], out / "bench.dataset.h5",
-                              options=MatchOptions(workers=1))
+        summary = match_scans(
+            paths["unstained"],
+            paths["stained"],
+            out / "bench.dataset.h5",
+            options=MatchOptions(workers=1),
+        )
         times["match (1 worker)"] = time.perf_counter() - t0
         paths["summary"] = summary
         paths["highres"] = scan(rig, "highres", cells_csv=summary.cells_csv)
@@ -77,9 +91,12 @@ def step_timings(paths: dict, repeat: int = 3) -> dict:
     from registration.segment import segment_wbcs
 
     out: dict = {"coarse": [], "segment": [], "fine": [], "highres": []}
-    with ScanFile(paths["unstained"]) as u, ScanFile(paths["stained"]) as s, ScanFile(
-        paths["highres"]
-    ) as h, Dataset(paths["summary"].dataset) as ds:
+    with (
+        ScanFile(paths["unstained"]) as u,
+        ScanFile(paths["stained"]) as s,
+        ScanFile(paths["highres"]) as h,
+        Dataset(paths["summary"].dataset) as ds,
+    ):
         p = u.pixel_size_um
         hgt, wid = u.frame_shape
         cells = ds.cells
@@ -105,8 +122,13 @@ def step_timings(paths: dict, repeat: int = 3) -> dict:
                     out["fine"].append(time.perf_counter() - t0)
                 except FineMatchError:
                     pass
-                j = int(np.argmin(np.linalg.norm(
-                    hxy - [cells["stained_x_um"][k], cells["stained_y_um"][k]], axis=1)))
+                j = int(
+                    np.argmin(
+                        np.linalg.norm(
+                            hxy - [cells["stained_x_um"][k], cells["stained_y_um"][k]], axis=1
+                        )
+                    )
+                )
                 exp = ((hxy[j, 0] - cx) / p + (wid - 1) / 2, (hxy[j, 1] - cy) / p + (hgt - 1) / 2)
                 hr = h.image(j, 0)
                 t0 = time.perf_counter()
@@ -124,9 +146,11 @@ def highres_accuracy(paths: dict, workers: int) -> tuple[object, list[float], fl
     t0 = time.perf_counter()
     hr = add_highres(paths["summary"].dataset, paths["highres"], workers=workers)
     seconds = time.perf_counter() - t0
-    with ScanFile(paths["highres"]) as h, ScanFile(paths["stained"]) as st, Dataset(
-        hr.dataset
-    ) as ds:
+    with (
+        ScanFile(paths["highres"]) as h,
+        ScanFile(paths["stained"]) as st,
+        Dataset(hr.dataset) as ds,
+    ):
         a_h = RigidTransform.from_matrix(h.truth()["slide_to_stage"])
         a_s = RigidTransform.from_matrix(st.truth()["slide_to_stage"])
         ratio = h.truth()["magnification_ratio"]
@@ -140,8 +164,10 @@ def highres_accuracy(paths: dict, workers: int) -> tuple[object, list[float], fl
             if not cells["has_highres"][row]:
                 continue
             f = cells["position"][row]
-            t = (a_s.apply(a_h.inverse().apply(hxy[j]))[0] - sxy[f]) / p + [(wid - 1) / 2,
-                                                                             (hgt - 1) / 2]
+            t = (a_s.apply(a_h.inverse().apply(hxy[j]))[0] - sxy[f]) / p + [
+                (wid - 1) / 2,
+                (hgt - 1) / 2,
+            ]
             errors.append(math.hypot(x - t[0], y - t[1]))
     return hr, errors, ratio, seconds
 
@@ -154,6 +180,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", help="also write the markdown tables to this file")
+    ap.add_argument("--keep", type=Path, help="write the scans and datasets here (kept)")
     args = ap.parse_args()
     sensor = tuple(int(v) for v in args.sensor.lower().split("x"))
 
@@ -162,11 +189,18 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
+        if args.keep is not None:
+            out = args.keep
+            out.mkdir(parents=True, exist_ok=True)
         paths = simulate(out, seed=args.seed, grid=args.grid, sensor=sensor, stack=args.stack)
         t = step_timings(paths)
         t0 = time.perf_counter()
-        match_scans(paths["unstained"], paths["stained"], out / "w.dataset.h5",
-                    options=MatchOptions(workers=args.workers))
+        match_scans(
+            paths["unstained"],
+            paths["stained"],
+            out / "w.dataset.h5",
+            options=MatchOptions(workers=args.workers),
+        )
         t_workers = time.perf_counter() - t0
         e = evaluate_match(paths["summary"].dataset, paths["unstained"], paths["stained"])
         hr, hr_err, true_ratio, t_hr = highres_accuracy(paths, args.workers)
@@ -211,8 +245,10 @@ def main() -> None:
     for kind, (n, flagged) in e.one_pass.items():
         what = "stain artifact (target only)" if kind == "artifact" else "dirt (input only)"
         lines.append(f"| crops holding a one-pass {what}, flagged | {flagged}/{n} | |")
-    lines.append(f"| cells flagged one-pass without such an object | {e.one_pass_false_flags} "
-                 f"of {s.n_cells} | |")
+    lines.append(
+        f"| cells flagged one-pass without such an object | {e.one_pass_false_flags} "
+        f"of {s.n_cells} | |"
+    )
     emit("\n".join(lines), args.out)
 
 

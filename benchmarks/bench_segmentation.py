@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, machine  # noqa: E402
+from _common import emit, machine
 
 SETS = {"set1-tecom-120px": 0.16, "set2-cellavision-300px": 0.08}
 
@@ -76,9 +76,15 @@ def simulator(n_fields: int) -> list[str]:
         sim = SimulatedMicroscope(prof, slide=f"seg{k}", seed=100 + k, config=cfg)
         x, y = 400.0 * k, -250.0 * k
         img = sim.render(
-            pass_="stained", x_um=x, y_um=y, z_um=sim.focus_z_um("stained", x, y),
-            leds=dict.fromkeys(bf.leds, bf.brightness), exposure_ms=bf.exposure_ms, gain=1.0,
-            width=w, height=h,
+            pass_="stained",
+            x_um=x,
+            y_um=y,
+            z_um=sim.focus_z_um("stained", x, y),
+            leds=dict.fromkeys(bf.leds, bf.brightness),
+            exposure_ms=bf.exposure_ms,
+            gain=1.0,
+            width=w,
+            height=h,
         )
         t0 = time.perf_counter()
         seg = segment_wbcs(img, pixel_size_um=p)
@@ -113,8 +119,9 @@ def simulator(n_fields: int) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path,
-                    default=Path(__file__).resolve().parents[2] / "shared/data/wbc-stains")
+    ap.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/wbc-stains"
+    )
     ap.add_argument("--fields", type=int, default=6, help="simulated fields")
     ap.add_argument("--out", help="also write the markdown table to this file")
     args = ap.parse_args()

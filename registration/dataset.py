@@ -40,8 +40,8 @@ from hardware_profiles.loader import parse as parse_profile
 FORMAT = "scope-dataset"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
-QC_FLAGS = ("pls_misaligned", "low_ssim", "target_only_color", "saturated_target",
-            "coarse_outlier", "near_edge")
+QC_FLAGS = ("pls_misaligned", "low_ssim", "target_only_color", "input_only_object",
+            "saturated_target", "coarse_outlier", "near_edge")
 
 CELL_FIELDS = [
     ("slide", str), ("position", np.int64),

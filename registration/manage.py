@@ -27,8 +27,15 @@ def _flags(cells: np.ndarray) -> list[set[str]]:
     return [{f for f in str(s).split(",") if f} for s in cells["qc_flags"]]
 
 
-def describe_dataset(path: str | Path) -> dict[str, Any]:
-    """What a dataset file holds, as a JSON-friendly dict.
+class DatasetDescription(dict):
+    """A dict (JSON-friendly) that rich prints as tables (:func:`render_description`)."""
+
+    def __rich__(self) -> Any:
+        return render_description(self)
+
+
+def describe_dataset(path: str | Path) -> DatasetDescription:
+    """What a dataset file holds: a JSON-friendly dict that rich prints as tables.
 
     Keys: ``path``, ``n_cells``, ``crop_size``, ``n_channels``, ``channels`` (names),
     ``input_shape``, ``slides`` (slide → cells), ``splits`` (split → cells), ``splits_clean``
@@ -50,25 +57,27 @@ def describe_dataset(path: str | Path) -> dict[str, Any]:
         ssim = cells["ssim"][np.isfinite(cells["ssim"])]
         scale = cells["highres_scale"][cells["has_highres"] & np.isfinite(cells["highres_scale"])]
         prov = ds.provenance
-        return {
-            "path": str(ds.path),
-            "n_cells": len(cells),
-            "crop_size": ds.crop_size,
-            "n_channels": len(ds.channels),
-            "channels": [str(n) for n in ds.channels["name"]],
-            "input_shape": list(ds.inputs.shape),
-            "slides": {str(s): int(n) for s, n in zip(slides, n_per, strict=True)},
-            "splits": {s: int((cells["split"] == s).sum()) for s in SPLITS},
-            "splits_clean": {s: int(((cells["split"] == s) & clean).sum()) for s in SPLITS},
-            "flags": counts,
-            "n_flagged": int((~clean).sum()),
-            "n_clean": int(clean.sum()),
-            "n_highres": int(cells["has_highres"].sum()),
-            "median_ssim": float(np.median(ssim)) if len(ssim) else float("nan"),
-            "median_highres_scale": float(np.median(scale)) if len(scale) else float("nan"),
-            "slide_transform": prov.get("slide_transform"),
-            "software_version": str(ds.attrs.get("software_version", "")),
-        }
+        return DatasetDescription(
+            {
+                "path": str(ds.path),
+                "n_cells": len(cells),
+                "crop_size": ds.crop_size,
+                "n_channels": len(ds.channels),
+                "channels": [str(n) for n in ds.channels["name"]],
+                "input_shape": list(ds.inputs.shape),
+                "slides": {str(s): int(n) for s, n in zip(slides, n_per, strict=True)},
+                "splits": {s: int((cells["split"] == s).sum()) for s in SPLITS},
+                "splits_clean": {s: int(((cells["split"] == s) & clean).sum()) for s in SPLITS},
+                "flags": counts,
+                "n_flagged": int((~clean).sum()),
+                "n_clean": int(clean.sum()),
+                "n_highres": int(cells["has_highres"].sum()),
+                "median_ssim": float(np.median(ssim)) if len(ssim) else float("nan"),
+                "median_highres_scale": float(np.median(scale)) if len(scale) else float("nan"),
+                "slide_transform": prov.get("slide_transform"),
+                "software_version": str(ds.attrs.get("software_version", "")),
+            }
+        )
 
 
 def render_description(info: dict[str, Any]) -> Any:

@@ -53,7 +53,7 @@ class QcOptions:
     min_ssim: float = 0.2
     max_fine_residual_px: float = 1.5
     pls_tolerance_px: float = 2.0
-    darkfield_tolerance_px: float = 3.0
+    darkfield_tolerance_px: float = 2.5
     pls_tolerance_single_px: float = 4.5
     pls_min_score: float = 0.05
     pls_search_px: int = 16

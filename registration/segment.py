@@ -69,8 +69,8 @@ class WbcParams:
     split_core_radius_um: float = 3.0
     min_fragment_area_um2: float = 0.5
     min_nucleus_area_um2: float = 2.0
-    min_nucleus_alone_um2: float = 9.0
-    min_cell_area_um2: float = 25.0
+    min_nucleus_alone_um2: float = 15.0
+    min_cell_area_um2: float = 45.0
     max_cell_area_um2: float = 450.0
 
     def validate(self) -> None:
@@ -373,9 +373,10 @@ def _cells_in_region(
             hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32))
             cv2.fillConvexPoly(cell, hull, 1)
     opened_body = cv2.morphologyEx(body.astype(np.uint8), cv2.MORPH_OPEN, _disk(0.4 / px))
-    reach = cv2.distanceTransform(
-        (~nucleus).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5
-    ) <= p.max_cell_radius_um / px
+    reach = (
+        cv2.distanceTransform((~nucleus).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+        <= p.max_cell_radius_um / px
+    )
     cell = (cell.astype(bool) | (opened_body.astype(bool) & reach)).astype(np.uint8)
     cell = cv2.morphologyEx(cell, cv2.MORPH_CLOSE, _disk(p.closing_um / px))
     n_cells, cell_comp = cv2.connectedComponents(cell, connectivity=8)
@@ -426,7 +427,6 @@ def segment_wbcs(
     nucleus colour mask (for overlays, QC and the segmentation benchmark).
     """
     import cv2
-    from scipy import ndimage as ndi
 
     image = _check_image(image)
     if not np.isfinite(pixel_size_um) or pixel_size_um <= 0:
@@ -436,9 +436,7 @@ def segment_wbcs(
     px2 = px * px
     raw, body = colour_masks(image, pixel_size_um=px, params=p)
     # drop specks (noise, stray dye) before closing so they cannot bridge nuclei
-    n_raw, raw_lab, stats, _ = cv2.connectedComponentsWithStats(
-        raw.astype(np.uint8), connectivity=8
-    )
+    _, raw_lab, stats, _ = cv2.connectedComponentsWithStats(raw.astype(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= p.min_fragment_area_um2 / px2
     keep[0] = False
     raw = keep[raw_lab]

@@ -154,6 +154,14 @@ def match(
     block_um: Annotated[
         float, typer.Option("--block-um", min=1.0, help="Spatial block of the default split, µm.")
     ] = 400.0,
+    wbc_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--wbc-param",
+            help="Override a WBC segmentation parameter, NAME=VALUE (as scope segment "
+            "--param; see docs/registration.md).",
+        ),
+    ] = None,
     skip_blank: Annotated[
         bool, typer.Option("--skip-blank", help="Match around blank fields instead of stopping.")
     ] = False,
@@ -213,7 +221,11 @@ def match(
 
         with ScanFile(stained_scan) as sf:
             out = stained_scan.parent / f"{sf.slide}.dataset.h5"
+    from registration.segment import make_params
+    from scope.commands.segment import parse_wbc_params
+
     options = MatchOptions(
+        wbc=make_params(**parse_wbc_params(wbc_param)),
         crop_size=crop_size,
         search_px=search_px,
         margin_um=margin_um,

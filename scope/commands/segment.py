@@ -22,6 +22,31 @@ def _read_image(path: Path):
     return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
+def parse_wbc_params(items: list[str] | None) -> dict:
+    """``["hue_min=110", ...]`` → keyword overrides of :class:`registration.segment.WbcParams`."""
+    import dataclasses
+
+    from hardware_profiles.errors import ScopeError
+    from registration.segment import WbcParams
+
+    overrides: dict = {}
+    types = {f.name: f.type for f in dataclasses.fields(WbcParams)}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in types or not value:
+            raise ScopeError(f"{item!r}: expected NAME=VALUE with NAME one of {', '.join(types)}")
+        try:
+            overrides[name] = (
+                value.strip().lower() in ("1", "true", "yes")
+                if types[name] in (bool, "bool")
+                else float(value)
+            )
+        except ValueError:
+            raise ScopeError(f"{item!r}: {value!r} is not a number") from None
+    return overrides
+
+
 def segment(
     image: Annotated[Path, typer.Argument(help="An RGB image of a stained smear.")],
     pixel_size_um: Annotated[
@@ -42,37 +67,20 @@ def segment(
     ] = None,
 ) -> None:
     """Detect WBCs by colour (HSV); print their centroids, areas and a count."""
-    import dataclasses
-
     import cv2
     from rich.console import Console
     from rich.table import Table
 
     from hardware_profiles.errors import ScopeError
-    from registration.segment import WbcParams, segment_wbcs
     from registration.segment import overlay as draw
+    from registration.segment import segment_wbcs
 
-    overrides = {}
-    types = {f.name: f.type for f in dataclasses.fields(WbcParams)}
-    for item in param or []:
-        name, _, value = item.partition("=")
-        name = name.strip()
-        if name not in types or not value:
-            raise ScopeError(
-                f"--param {item!r}: expected NAME=VALUE with NAME one of {', '.join(types)}"
-            )
-        try:
-            overrides[name] = (
-                value.strip().lower() in ("1", "true", "yes")
-                if types[name] in (bool, "bool")
-                else float(value)
-            )
-        except ValueError:
-            raise ScopeError(f"--param {item!r}: {value!r} is not a number") from None
+    overrides = parse_wbc_params(param)
     img = _read_image(image)
     seg = segment_wbcs(img, pixel_size_um=pixel_size_um, **overrides)
     console = Console()
-    table = Table(title=f"{image.name}: {len(seg.centroids)} white blood cells")
+    n = len(seg.centroids)
+    table = Table(title=f"{image.name}: {n} white blood cell{'' if n == 1 else 's'}")
     for col in ("#", "x (px)", "y (px)", "cell µm²", "nucleus µm²"):
         table.add_column(col, justify="right")
     for i, ((x, y), a, na) in enumerate(
