@@ -153,8 +153,37 @@ class ChannelAligner:
             local = c[max(0, jy - 1) : jy + 2, max(0, jx - 1) : jx + 2]
             if c[jy, jx] >= local.max():
                 out[1] = (r - jx - px, r - jy - py)
+        if out[1, 0] != out[1, 0] and not self._halves_agree(probe, reference, out[0]):
+            # A glitch shifts the whole image: both halves of the frame move alike. When they
+            # disagree the peak is an artefact of the content (dim, one-sided darkfield
+            # glow), so this measurement cannot judge the channel either way.
+            return np.full((2, 2), np.nan), float("nan")
         return out, best
 
+    def _halves_agree(self, probe: np.ndarray, reference: np.ndarray, offset: np.ndarray) -> bool:
+        import cv2
+
+        from registration.fine import parabola_peak
+
+        r = self.search
+        w = probe.shape[1]
+        found = []
+        for sl in (slice(0, w // 2 + r), slice(w // 2 - r, w)):
+            p, ref = probe[:, sl], reference[:, sl]
+            if min(p.shape) <= 2 * r + 8:
+                return True
+            tpl = p[r:-r, r:-r]
+            if float(tpl.std()) == 0.0:
+                return True
+            c = cv2.matchTemplate(ref, tpl, cv2.TM_CCOEFF_NORMED)
+            iy, ix, ox, oy = parabola_peak(c)
+            found.append((r - ix - ox, r - iy - oy))
+        a, b = np.asarray(found)
+        return bool(np.hypot(*(a - b)) <= HALVES_AGREE_PX)
+
+
+#: The two halves of a frame must agree this closely (px) for an offset to be trusted.
+HALVES_AGREE_PX = 1.5
 
 #: A second correlation peak at least this fraction of the first is a candidate offset too.
 SECOND_PEAK_FRACTION = 0.85
@@ -254,8 +283,34 @@ def misaligned_channels(
         if np.array_equal(new, keep):
             break
         keep = new
+    if n_f >= _MIN_FIELDS_FOR_NOISE:
+        tol = np.maximum(tol, _channel_noise_tolerance(res, valid))
     out[valid] = (res > tol)[valid]
     return out
+
+
+#: With this many fields a channel's own measurement spread can be estimated.
+_MIN_FIELDS_FOR_NOISE = 6
+#: A glitch lies beyond this multiple of the 80th percentile of the channel's residuals.
+_SPREAD_FACTOR = 1.6
+
+
+def _channel_noise_tolerance(res: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``(1, C)`` tolerances from each channel's own residual spread across fields.
+
+    Offsets of dim, high-angle darkfield images are measured less precisely: edges glow on
+    one side, the correlation is broad, and on small frames some channels flip between two
+    offsets 2–4 px apart in fields with no glitch at all. A glitch is rare (a few fields in a
+    hundred) and far outside the channel's usual spread, so the tolerance grows with the
+    80th percentile of the channel's residuals, which a rare glitch does not move.
+    """
+    import warnings
+
+    res = np.where(valid & np.isfinite(res), res, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # channels never measured: all NaN
+        spread = np.nanpercentile(res, 80, axis=0)
+    return np.nan_to_num(_SPREAD_FACTOR * spread, nan=0.0)[None, :]
 
 
 # -- crop checks ----------------------------------------------------------------------------------
