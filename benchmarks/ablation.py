@@ -9,8 +9,9 @@ brightfield 0.8065.
 
 Examples::
 
-    python benchmarks/ablation.py                                 # ~30 min on 2 CPU cores
-    python benchmarks/ablation.py --stacks full-nohe le18 brightfield --epochs 30
+    python benchmarks/ablation.py                       # full-nohe vs brightfield, ~10 min
+    python benchmarks/ablation.py --precision bf16 \
+        --stacks full-nohe le36-nohe le18 le8 brightfield  # docs/ablation.md, ~25 min
     python benchmarks/ablation.py --device cuda --cells-per-slide 400 --epochs 60 \\
         --features 0 --blocks 4                                   # thesis widths
 """
@@ -54,10 +55,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args.work.mkdir(parents=True, exist_ok=True)
     data = args.dataset
-    t0 = time.perf_counter()
+    rendered = "given with --dataset"
     if data is None:
         data = args.work / "ablation.dataset.h5"
-        if not data.exists():
+        if data.exists():
+            rendered = "rendered by an earlier run of this script"
+        else:
+            t0 = time.perf_counter()
             slides = [f"ablation-{k}" for k in range(args.slides)]
             simulate_dataset(
                 data,
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                 on_cell=lambda d, n: print(f"\rrendering cells {d}/{n}", end="", flush=True),
             )
             print()
-    render_s = time.perf_counter() - t0
+            rendered = f"rendering took {time.perf_counter() - t0:.0f} s"
     table = hp.load("pls43").channel_table()
     rows = []
     for stack in args.stacks:
@@ -108,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Dataset: {data.name} — rendered by `training.simulated.simulate_dataset` from "
         f"{args.slides} virtual `pls43` slides × {args.cells_per_slide} white blood cells, "
         f"{args.crop}x{args.crop} crops, {args.target} target, split by slide "
-        f"(rendering took {render_s:.0f} s). Same budget for every stack: preset "
+        f"({rendered}). Same budget for every stack: preset "
         f"{args.preset}, RRDB {args.blocks} blocks, width "
         f"{args.features or '= input channels'}, {args.epochs} epochs, batch "
         f"{args.batch_size}, lr {args.lr:g}, seed {args.seed}. Test-split metrics of the "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -74,13 +75,16 @@ def _step_rows(args, device, bf16):
             if device.type == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats(device)
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
             t0 = time.perf_counter()
             for _ in range(args.steps):
                 terms = generator_step(model, loss, opt, x, y, autocast=autocast)
             float(terms["loss"])  # synchronise
             dt = (time.perf_counter() - t0) / args.steps
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            cpu = (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / args.steps
             mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0
-            rows.append((preset_name, bs, dt * 1e3, bs / dt, mem))
+            rows.append((preset_name, bs, dt * 1e3, bs / dt, cpu, mem))
             del gen, model, opt
     return n, rows
 
@@ -190,9 +194,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{' + torch.compile' if args.compile else ''}, {describe_device(device)}, "
         f"torch {torch.__version__}, {platform.machine()}",
         "",
-        "| preset | batch | ms/step | cells/s | peak GPU memory (GiB) |",
-        "|---|---|---|---|---|",
-        *(f"| {p} | {b} | {ms:.1f} | {cps:.1f} | {m:.1f} |" for p, b, ms, cps, m in rows),
+        "| preset | batch | ms/step | cells/s | CPU s/step | peak GPU memory (GiB) |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {p} | {b} | {ms:.1f} | {cps:.1f} | {c:.2f} | {m:.1f} |"
+            for p, b, ms, cps, c, m in rows
+        ),
+        "",
+        "CPU s/step: process CPU time per step (on a CPU device, divide by the thread count "
+        f"({torch.get_num_threads()}) for the wall time on an otherwise idle machine).",
         "",
     ]
     if args.pipeline:

@@ -44,7 +44,7 @@ class DemoSize:
 
 FULL = DemoSize(grid="4x3", sensor="640x400", highres_sensor="480x480", wbc_per_field=60,
                 epochs=30, blocks=2, features=32, batch_size=16)
-QUICK = DemoSize(grid="2x2", sensor="512x320", highres_sensor="480x480", wbc_per_field=60,
+QUICK = DemoSize(grid="3x2", sensor="640x400", highres_sensor="480x480", wbc_per_field=60,
                  epochs=4, blocks=1, features=16, batch_size=16)
 
 PLS_STACK = "full-nohe"

@@ -6,8 +6,10 @@ import os
 
 import pytest
 
-# Keep BLAS/torch from oversubscribing CI's two cores.
+# Keep BLAS/torch from oversubscribing CI's two cores, and from spinning idle threads (on a
+# loaded 2-core machine spinning makes small torch ops up to 10x slower).
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")

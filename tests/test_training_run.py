@@ -92,6 +92,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(dataset, tmp_pa
     with pytest.raises(Interrupt):
         train({**cfg, "out": tmp_path / "cut"}, progress=False, on_step=stop_mid_epoch)
     assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["epoch"] == 1
+    assert describe_run(tmp_path / "cut")["state"] == "interrupted"
     resumed = train({"dataset": dataset, "out": tmp_path / "cut", "resume": True}, progress=False)
     a = load_checkpoint(whole.last_checkpoint)
     b = load_checkpoint(resumed.last_checkpoint)

@@ -27,7 +27,13 @@ import torch
 from torch import nn
 
 from training.checkpoint import generator_from_checkpoint, load_checkpoint, resolve_checkpoint
-from training.device import autocast_factory, keep_freed_memory, resolve_device, use_bf16
+from training.device import (
+    autocast_factory,
+    keep_freed_memory,
+    release_freed_memory,
+    resolve_device,
+    use_bf16,
+)
 from training.errors import TrainingError
 from training.models import RRDBGenerator
 
@@ -85,6 +91,11 @@ def tile_plan(
     return plan
 
 
+def _plain(generator: nn.Module) -> nn.Module:
+    """The module inside a ``torch.compile`` wrapper (for its architecture attributes)."""
+    return getattr(generator, "_orig_mod", generator)
+
+
 def _free_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
@@ -103,6 +114,7 @@ def default_tile(
     thesis's bf16 ``full-nohe`` network, 6.1 GiB for a 1920x1200 field). Otherwise square
     cores as large as fit, with a halo of the receptive radius (exact interiors).
     """
+    generator = _plain(generator)
     if not isinstance(generator, RRDBGenerator):
         return getattr(generator, "receptive_radius", 64), 0
     halo = generator.receptive_radius
@@ -164,7 +176,7 @@ def stain_field(
             f"stack must be (n_images, H, W, 3) uint8, got {tuple(arr.shape)} {arr.dtype}"
         )
     n, h, w, _ = arr.shape
-    in_ch = getattr(generator, "in_channels", 3 * n)
+    in_ch = getattr(_plain(generator), "in_channels", 3 * n)
     if in_ch != 3 * n:
         raise ValueError(f"the generator takes {in_ch // 3} images, the stack has {n}")
     d_tile, d_halo = default_tile(device, generator, height=h, width=w, bf16=bf16)
@@ -172,7 +184,7 @@ def stain_field(
     halo = d_halo if halo is None else int(halo)
     if tile < 1 or halo < 0 or blend < 0:
         raise ValueError(f"tile must be ≥ 1 and halo, blend ≥ 0; got {tile}, {halo}, {blend}")
-    is_unet = not isinstance(generator, RRDBGenerator)
+    is_unet = not isinstance(_plain(generator), RRDBGenerator)
     if is_unet and (h < tile or w < tile):
         raise ValueError(f"the U-Net stains windows of {tile} px; the field is {w}x{h}")
     blend = min(blend, tile // 2) if not is_unet else max(blend, tile // 4)
@@ -201,7 +213,11 @@ def stain_field(
     img = (acc / wsum).clamp_(0, 1)
     if dtype == np.uint8:
         img = img.mul_(255.0).round_().to(torch.uint8)
-    return img.permute(1, 2, 0).cpu().numpy()
+    result = img.permute(1, 2, 0).cpu().numpy()
+    if device.type == "cpu":
+        del x, acc, wsum, img
+        release_freed_memory()
+    return result
 
 
 def load_generator(
@@ -249,6 +265,7 @@ def stain_scan(
     halo: int | None = None,
     blend: int = DEFAULT_BLEND,
     formats: Sequence[str] = ("png",),
+    compile: bool = False,
     progress: bool = True,
     on_field: Callable[[int, int], None] | None = None,
 ) -> Path:
@@ -268,6 +285,8 @@ def stain_scan(
         Image formats per field: any of ``png``, ``tif``; empty for HDF5 only.
     tile, halo, blend
         Tiling (see :func:`stain_field`).
+    compile
+        ``torch.compile`` the generator (pays off over many fields of one size).
 
     Returns
     -------
@@ -289,6 +308,8 @@ def stain_scan(
         run_dir, checkpoint=checkpoint, device=device, precision=precision
     )
     info = ckpt["model"]
+    if compile:
+        gen = torch.compile(gen, dynamic=False)
     out = Path(out_dir)
     with ScanFile(scan_path) as scan:
         if scan.pass_ != "unstained":

@@ -53,7 +53,8 @@ def generator_step(
     optimizer.zero_grad(set_to_none=True)
     with autocast():
         prediction = generator(x)
-    total, terms = content_loss(prediction.float(), y)
+        # L1 and Fourier terms compute in float32 inside; VGG features may run in bf16
+        total, terms = content_loss(prediction, y)
     (total * scale).backward()
     optimizer.step()
     return {"loss": total.detach(), **terms}
@@ -99,7 +100,7 @@ def gan_step(
     opt_g.zero_grad(set_to_none=True)
     with autocast():
         fake = generator(x)
-    content, terms = content_loss(fake.float(), y)
+        content, terms = content_loss(fake, y)
     with autocast():
         c_real, c_fake = critic_pair(plain_critic, y.to(fake.dtype), fake, x)
     g_adv = rpgan_generator_loss(c_real, c_fake)

@@ -15,6 +15,8 @@ produces the same weights and metrics as an uninterrupted one (checked on CPU by
 from __future__ import annotations
 
 import math
+import os
+import random
 import shlex
 import socket
 import sys
@@ -214,7 +216,11 @@ class Trainer:
                 "choose another --out"
             )
         self.preset = get_preset(config.preset)
-        updates: dict[str, Any] = {}
+        # absolute paths, so evaluate/stain/resume work from any working directory
+        updates: dict[str, Any] = {"dataset": config.dataset.resolve()}
+        for key in ("vgg_weights", "init_from"):
+            if getattr(config, key) is not None:
+                updates[key] = getattr(config, key).expanduser().resolve()
         if config.batch_size is None:
             updates["batch_size"] = self.preset.batch_size
         if config.lr is None:
@@ -290,8 +296,6 @@ class Trainer:
         # -- models -------------------------------------------------------------------------
         torch.manual_seed(config.seed)
         np.random.seed(config.seed % 2**32)
-        import random
-
         random.seed(config.seed)
         if config.generator == "rrdb":
             gkw: dict[str, Any] = {
@@ -748,8 +752,6 @@ def _finite(value: float) -> float | None:
 
 
 def _cpu_count() -> int:
-    import os
-
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:

@@ -271,6 +271,9 @@ def stain(
         list[ImageFormat] | None,
         typer.Option("--format", help="Per-field images: png, tif or none (repeatable)."),
     ] = None,
+    compile_: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the generator (many fields).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Virtually stain whole unstained fields: images per field plus one HDF5 file."""
@@ -300,6 +303,7 @@ def stain(
         halo=halo,
         blend=blend,
         formats=fmts,
+        compile=compile_,
         progress=not quiet,
     )
     Console().print(f"stained fields written to {out} ({path.name})")

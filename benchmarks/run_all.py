@@ -1,0 +1,80 @@
+"""`make bench`: run every benchmark and rewrite docs/benchmarks.md.
+
+    python benchmarks/run_all.py [--quick] [--only NAME ...]
+
+Each script writes its markdown table to docs/bench/<name>.md; this script stitches them into
+docs/benchmarks.md under a header naming the machine. Benchmarks are run on demand, never in
+the test suite. Timings depend on the machine: compare figures only from the same one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import machine  # noqa: E402
+
+BENCH = ROOT / "docs" / "bench"
+
+#: name -> (script, arguments, what it measures)
+SUITE: dict[str, tuple[str, list[str], str]] = {
+    "simulator": ("bench_simulator.py", [], "simulated microscope: a 74-channel field"),
+    "led_array": ("bench_led_array.py", [], "LED-array driver round trips"),
+    "scan": ("bench_scan.py", [], "scan overhead, storage throughput, memory"),
+    "registration": ("bench_registration.py", [], "registration speed and accuracy"),
+    "segmentation": ("bench_segmentation.py", [], "WBC segmentation on real stains"),
+    "training": ("bench_training.py", [], "training throughput"),
+    "stain": ("bench_stain.py", [], "staining a 1920x1200 field"),
+    "ablation": ("ablation.py", [], "the stack ablation: PLS vs brightfield"),
+}
+QUICK_ARGS = {"scan": ["--quick"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smaller runs where supported")
+    ap.add_argument("--only", nargs="*", choices=sorted(SUITE), help="run only these")
+    args = ap.parse_args()
+    BENCH.mkdir(parents=True, exist_ok=True)
+    names = args.only or list(SUITE)
+    failed = []
+    for name in names:
+        script, extra, what = SUITE[name]
+        if args.quick:
+            extra = extra + QUICK_ARGS.get(name, [])
+        out = BENCH / f"{name}.md"
+        print(f"== {name}: {what}", flush=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *extra,
+                               "--out", str(out)], cwd=ROOT)
+        print(f"   {name}: {'ok' if proc.returncode == 0 else 'FAILED'} "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        if proc.returncode != 0:
+            failed.append(name)
+    parts = [
+        "# Benchmarks",
+        "",
+        "Every figure here was produced by a script in `benchmarks/` (`make bench` runs them",
+        "all and rewrites this page; `python benchmarks/run_all.py --only NAME` one of them).",
+        f"Last full run: {time.strftime('%Y-%m-%d')} on {machine()}.",
+        "Timings depend on the machine and on what else it runs: compare like with like.",
+        "",
+    ]
+    for name in SUITE:
+        part = BENCH / f"{name}.md"
+        if part.exists():
+            parts += [part.read_text(encoding="utf-8").strip(), ""]
+    (ROOT / "docs" / "benchmarks.md").write_text("\n".join(parts) + "\n", encoding="utf-8")
+    print(f"wrote docs/benchmarks.md ({len(names) - len(failed)} of {len(names)} ran)")
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
