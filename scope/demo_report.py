@@ -61,7 +61,8 @@ def _loss_plot(demo: Demo, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
     for name, colour in (("pls", "tab:purple"), ("brightfield", "tab:grey")):
-        rows = list(csv.DictReader((demo.runs / name / "metrics.csv").open(encoding="utf-8")))
+        with (demo.runs / name / "metrics.csv").open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
         epochs = [int(r["epoch"]) for r in rows]
         ax.plot(epochs, [float(r["train_loss"]) for r in rows], "--", color=colour,
                 label=f"{name} train")

@@ -23,18 +23,24 @@ import numpy as np
 from hardware_profiles.schema import Camera
 
 _POOL_SEED = 20220601
+#: Fixed pool size (64 MB of float32). It must not depend on what a process rendered before:
+#: the slice offsets are taken modulo it, so a pool that grew on demand would give the same
+#: frame different noise after a larger frame had been rendered (a re-imaged field would not
+#: be identical).
+_POOL_SIZE = 1 << 24
+#: Frames with more samples than this draw their noise in chunks.
+_CHUNK = _POOL_SIZE // 4
 _pool_lock = threading.Lock()
 _pool: np.ndarray | None = None
 
 
-def _noise_pool(n: int) -> np.ndarray:
-    """A shared pool of at least ``2 n`` standard normals (float32), grown on demand."""
+def _noise_pool() -> np.ndarray:
+    """The shared pool of standard normals (float32), drawn once per process."""
     global _pool
     with _pool_lock:
-        need = max(2 * n + (1 << 20), 1 << 22)
-        if _pool is None or _pool.size < need:
-            size = 1 << math.ceil(math.log2(need))
-            _pool = np.random.default_rng(_POOL_SEED).standard_normal(size, dtype=np.float32)
+        if _pool is None:
+            _pool = np.random.default_rng(_POOL_SEED).standard_normal(_POOL_SIZE,
+                                                                      dtype=np.float32)
         return _pool
 
 
@@ -46,7 +52,7 @@ def frame_key(*parts: object) -> int:
 
 def _noise_slices(n: int, key: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Two distinct slices of the pool and a mixing angle, all chosen by ``key``."""
-    pool = _noise_pool(n)
+    pool = _noise_pool()
     span = pool.size - n
     o1 = key % span
     o2 = (o1 + n // 2 + 1 + (key >> 24) % (span - n)) % span  # never the same slice as o1
@@ -54,11 +60,22 @@ def _noise_slices(n: int, key: int) -> tuple[np.ndarray, np.ndarray, float]:
     return pool[o1 : o1 + n], pool[o2 : o2 + n], angle
 
 
-def standard_normal(shape: tuple[int, ...], key: int) -> np.ndarray:
-    """Standard normal noise of ``shape`` (float32), a deterministic function of ``key``."""
-    a, b, angle = _noise_slices(math.prod(shape), key)
+def _mix(n: int, key: int) -> np.ndarray:
+    a, b, angle = _noise_slices(n, key)
     out = a * np.float32(math.cos(angle))
     out += b * np.float32(math.sin(angle))
+    return out
+
+
+def standard_normal(shape: tuple[int, ...], key: int) -> np.ndarray:
+    """Standard normal noise of ``shape`` (float32), a deterministic function of ``key``."""
+    n = math.prod(shape)
+    if n <= _CHUNK:
+        return _mix(n, key).reshape(shape)
+    out = np.empty(n, dtype=np.float32)
+    for i, start in enumerate(range(0, n, _CHUNK)):
+        stop = min(n, start + _CHUNK)
+        out[start:stop] = _mix(stop - start, frame_key(key, i))
     return out.reshape(shape)
 
 
