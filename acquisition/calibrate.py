@@ -131,8 +131,13 @@ def calibrate_channel(
     finally:
         rig.leds.clear()
     return ChannelCalibration(
-        name=channel.name, kind=channel.kind, exposure_level=channel.exposure_level,
-        old_exposure_ms=channel.exposure_ms, exposure_ms=exposure, gain=gain, measured=value,
+        name=channel.name,
+        kind=channel.kind,
+        exposure_level=channel.exposure_level,
+        old_exposure_ms=channel.exposure_ms,
+        exposure_ms=exposure,
+        gain=gain,
+        measured=value,
         saturated_percent=sat,
     )
 

@@ -93,8 +93,10 @@ def autofocus(
 
     def series(zs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = [snap_at(float(z)) for z in zs]
-        return (np.array([contrast(im) for im in images]),
-                np.array([sharpness(im) for im in images]))
+        return (
+            np.array([contrast(im) for im in images]),
+            np.array([sharpness(im) for im in images]),
+        )
 
     zs = z_start_um + np.arange(-search_um, search_um + coarse_step_um / 2, coarse_step_um)
     c, s = series(zs)

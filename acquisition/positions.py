@@ -81,8 +81,12 @@ def region_positions(
     nx = max(1, math.ceil(((x1 - x0) - field_um[0]) / (field_um[0] * (1 - overlap)) + 1 - 1e-9))
     ny = max(1, math.ceil(((y1 - y0) - field_um[1]) / (field_um[1] * (1 - overlap)) + 1 - 1e-9))
     return grid_positions(
-        nx, ny, center_um=((x0 + x1) / 2, (y0 + y1) / 2), field_um=field_um,
-        overlap=overlap, z_um=z_um,
+        nx,
+        ny,
+        center_um=((x0 + x1) / 2, (y0 + y1) / 2),
+        field_um=field_um,
+        overlap=overlap,
+        z_um=z_um,
     )
 
 
@@ -122,9 +126,7 @@ def read_cells_csv(path: str | Path, *, slide: str | None = None) -> tuple[list[
         cols = reader.fieldnames or []
         need = {"cell_id", "x_um", "y_um"}
         if not need <= set(cols):
-            raise PositionError(
-                f"{path}: expected columns cell_id,slide,x_um,y_um; found {cols}"
-            )
+            raise PositionError(f"{path}: expected columns cell_id,slide,x_um,y_um; found {cols}")
         for n, row in enumerate(reader, start=2):
             if slide is not None and row.get("slide") not in (None, "", slide):
                 continue

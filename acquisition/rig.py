@@ -130,8 +130,11 @@ def open_sim(profile: HardwareProfile, options: SimOptions | None = None) -> Rig
     sensor = opts.sensor_wh or (profile.camera.sensor_width_px, profile.camera.sensor_height_px)
     name = f"sim-{uuid.uuid4().hex[:8]}"
     session = SimSession(
-        microscope=microscope, firmware=firmware, sensor_wh=tuple(sensor),
-        realtime=opts.realtime, faults=opts.device_faults or DeviceFaults(),
+        microscope=microscope,
+        firmware=firmware,
+        sensor_wh=tuple(sensor),
+        realtime=opts.realtime,
+        faults=opts.device_faults or DeviceFaults(),
     )
     register_session(name, session)
     closers.append(lambda: unregister_session(name))
@@ -139,8 +142,11 @@ def open_sim(profile: HardwareProfile, options: SimOptions | None = None) -> Rig
         mm_path = Path(tempfile.gettempdir()) / "scope-empty-mm"
         mm_path.mkdir(exist_ok=True)
         core = UniMMCore(mm_path=str(mm_path))
-        for label, dev in (("Camera", SimCamera()), ("XYStage", SimXYStage()),
-                           ("ZStage", SimZStage())):
+        for label, dev in (
+            ("Camera", SimCamera()),
+            ("XYStage", SimXYStage()),
+            ("ZStage", SimZStage()),
+        ):
             core.loadPyDevice(label, dev)
             core.setProperty(label, "Session", name)
         core.initializeAllDevices()

@@ -114,10 +114,12 @@ def brightfield_profile(profile: HardwareProfile, objective: str | None = None) 
     obj = profile.optics.objectives[objective] if objective else None
     if obj is None or obj.brightfield_exposure_ms is None:
         return bf
-    ch = bf.stack[0].model_copy(update={
-        "exposure_ms": obj.brightfield_exposure_ms,
-        "gain": obj.brightfield_gain if obj.brightfield_gain is not None else bf.stack[0].gain,
-    })
+    ch = bf.stack[0].model_copy(
+        update={
+            "exposure_ms": obj.brightfield_exposure_ms,
+            "gain": obj.brightfield_gain if obj.brightfield_gain is not None else bf.stack[0].gain,
+        }
+    )
     return bf.with_stack([ch])
 
 
@@ -182,11 +184,20 @@ def run_scan(
 
     channels = plan.profile.stack
     writer = ScanWriter(
-        path, slide=plan.slide, pass_=plan.pass_, profile=plan.profile,
-        positions=plan.positions, objective_name=plan.objective_name,
-        compression=plan.compression, resume=resume, software_version=software_version,
-        extra_attrs={**plan.extra_attrs, "backend": rig.backend,
-                     **({"cell_ids": ",".join(plan.cell_ids)} if plan.cell_ids else {})},
+        path,
+        slide=plan.slide,
+        pass_=plan.pass_,
+        profile=plan.profile,
+        positions=plan.positions,
+        objective_name=plan.objective_name,
+        compression=plan.compression,
+        resume=resume,
+        software_version=software_version,
+        extra_attrs={
+            **plan.extra_attrs,
+            "backend": rig.backend,
+            **({"cell_ids": ",".join(plan.cell_ids)} if plan.cell_ids else {}),
+        },
     )
     done_before = len(writer.done)
     pending = writer.pending
@@ -202,8 +213,7 @@ def run_scan(
         z_all, refs = focus_map(rig, writer.positions, bf)
         z_plan[pending] = z_all[pending]
         note(
-            f"focus map from {len(refs)} reference fields: z {z_all.min():.1f}…"
-            f"{z_all.max():.1f} µm"
+            f"focus map from {len(refs)} reference fields: z {z_all.min():.1f}…{z_all.max():.1f} µm"
         )
     elif plan.focus not in ("none", "map"):
         raise ScanError(f"unknown --focus {plan.focus!r}; choose none or map")
@@ -229,10 +239,19 @@ def run_scan(
                     exposure = rig.mm.set_exposure(ch.exposure_ms)
                     gain = rig.mm.set_gain(ch.gain)
                     image = rig.mm.snap()
-                    storage.frame(i, c, image, {
-                        "exposure_ms": exposure, "gain": gain, "stage_x_um": stage.x_um,
-                        "stage_y_um": stage.y_um, "stage_z_um": stage.z_um, "time": time.time(),
-                    })
+                    storage.frame(
+                        i,
+                        c,
+                        image,
+                        {
+                            "exposure_ms": exposure,
+                            "gain": gain,
+                            "stage_x_um": stage.x_um,
+                            "stage_y_um": stage.y_um,
+                            "stage_z_um": stage.z_um,
+                            "time": time.time(),
+                        },
+                    )
                     if ev.on_image:
                         ev.on_image(i, c, image.nbytes)
                 rig.leds.clear()
@@ -283,10 +302,17 @@ def run_scan(
         )
         writer.set_truth(truth)
     return ScanSummary(
-        path=path, n_fields=len(writer.positions), done_before=done_before,
-        done_now=storage.stats.fields_committed, failed=failed,
-        n_images=storage.stats.frames, bytes_raw=storage.stats.bytes_raw,
-        bytes_on_disk=disk_usage(path), seconds=seconds, frame_wh=frame_wh, notes=notes,
+        path=path,
+        n_fields=len(writer.positions),
+        done_before=done_before,
+        done_now=storage.stats.fields_committed,
+        failed=failed,
+        n_images=storage.stats.frames,
+        bytes_raw=storage.stats.bytes_raw,
+        bytes_on_disk=disk_usage(path),
+        seconds=seconds,
+        frame_wh=frame_wh,
+        notes=notes,
     )
 
 
@@ -330,8 +356,9 @@ def plan_scan(
     """
     if pass_ not in PASSES:
         raise ScanError(f"unknown pass {pass_!r}; choose one of {', '.join(PASSES)}")
-    given = [n for n, v in (("--grid", grid), ("--region", region),
-                            ("--positions", positions_csv)) if v]
+    given = [
+        n for n, v in (("--grid", grid), ("--region", region), ("--positions", positions_csv)) if v
+    ]
     if len(given) > 1:
         raise ScanError(f"give only one of --grid, --region, --positions (got {given})")
     cell_ids = None
@@ -352,13 +379,21 @@ def plan_scan(
             raise ScanError("--cells is for --pass highres")
         if pass_ == "stained":
             if stack not in (None, "brightfield"):
-                raise ScanError("--pass stained takes one brightfield image per field; "
-                                "drop --stack")
+                raise ScanError(
+                    "--pass stained takes one brightfield image per field; drop --stack"
+                )
             prof = brightfield_profile(profile)
             if given:
                 positions = _explicit_positions(
-                    grid, region, positions_csv, profile, objective, frame_wh, stage_xy,
-                    overlap, z_um,
+                    grid,
+                    region,
+                    positions_csv,
+                    profile,
+                    objective,
+                    frame_wh,
+                    stage_xy,
+                    overlap,
+                    z_um,
                 )
             else:
                 source = positions_from or scan_path(out, slide, "unstained")
@@ -368,7 +403,8 @@ def plan_scan(
                         "does not exist (scan --pass unstained first, or give --positions-from)"
                     )
                 positions = (
-                    read_positions_csv(source) if str(source).endswith(".csv")
+                    read_positions_csv(source)
+                    if str(source).endswith(".csv")
                     else positions_from_scan(Path(source))
                 )
                 positions[:, 2] = z_um
@@ -377,12 +413,26 @@ def plan_scan(
             if not given:
                 raise ScanError("--pass unstained needs --grid NXxNY, --region or --positions")
             positions = _explicit_positions(
-                grid, region, positions_csv, profile, objective, frame_wh, stage_xy, overlap,
+                grid,
+                region,
+                positions_csv,
+                profile,
+                objective,
+                frame_wh,
+                stage_xy,
+                overlap,
                 z_um,
             )
     return ScanPlan(
-        slide=slide, pass_=pass_, profile=prof, positions=positions, out=Path(out),
-        objective_name=objective, compression=compression, focus=focus, cell_ids=cell_ids,
+        slide=slide,
+        pass_=pass_,
+        profile=prof,
+        positions=positions,
+        out=Path(out),
+        objective_name=objective,
+        compression=compression,
+        focus=focus,
+        cell_ids=cell_ids,
     )
 
 
@@ -400,8 +450,7 @@ def _explicit_positions(
     fov = field_of_view_um(profile, objective, frame_wh)
     if grid:
         nx, ny = parse_grid(grid)
-        return grid_positions(nx, ny, center_um=stage_xy, field_um=fov, overlap=overlap,
-                              z_um=z_um)
+        return grid_positions(nx, ny, center_um=stage_xy, field_um=fov, overlap=overlap, z_um=z_um)
     if region:
         return region_positions(parse_region(region), field_um=fov, overlap=overlap, z_um=z_um)
     return read_positions_csv(positions_csv)

@@ -43,26 +43,48 @@ FORMAT_VERSION = 1
 PASSES = ("unstained", "stained", "highres")
 
 CHANNEL_FIELDS = [
-    ("name", str), ("leds", str), ("kind", str), ("exposure_level", str),
-    ("theta_deg", np.float64), ("phi_deg", np.float64), ("exposure_ms", np.float64),
-    ("gain", np.float64), ("brightness", np.int32),
+    ("name", str),
+    ("leds", str),
+    ("kind", str),
+    ("exposure_level", str),
+    ("theta_deg", np.float64),
+    ("phi_deg", np.float64),
+    ("exposure_ms", np.float64),
+    ("gain", np.float64),
+    ("brightness", np.int32),
 ]
 POSITION_FIELDS = [
-    ("x_um", np.float64), ("y_um", np.float64), ("z_um", np.float64),
-    ("status", str), ("acquired_at", str),
+    ("x_um", np.float64),
+    ("y_um", np.float64),
+    ("z_um", np.float64),
+    ("status", str),
+    ("acquired_at", str),
 ]
 FRAME_FIELDS = [
-    ("position", np.int64), ("channel", np.int32), ("exposure_ms", np.float64),
-    ("gain", np.float64), ("stage_x_um", np.float64), ("stage_y_um", np.float64),
-    ("stage_z_um", np.float64), ("time", np.float64),
+    ("position", np.int64),
+    ("channel", np.int32),
+    ("exposure_ms", np.float64),
+    ("gain", np.float64),
+    ("stage_x_um", np.float64),
+    ("stage_y_um", np.float64),
+    ("stage_z_um", np.float64),
+    ("time", np.float64),
 ]
 TRUTH_CELL_FIELDS = [
-    ("id", np.int64), ("type", str), ("x_um", np.float64), ("y_um", np.float64),
-    ("radius_um", np.float64), ("pass", str),
+    ("id", np.int64),
+    ("type", str),
+    ("x_um", np.float64),
+    ("y_um", np.float64),
+    ("radius_um", np.float64),
+    ("pass", str),
 ]
 TRUTH_FAULT_FIELDS = [
-    ("kind", str), ("x_um", np.float64), ("y_um", np.float64), ("leds", str),
-    ("dx_px", np.float64), ("dy_px", np.float64),
+    ("kind", str),
+    ("x_um", np.float64),
+    ("y_um", np.float64),
+    ("leds", str),
+    ("dx_px", np.float64),
+    ("dy_px", np.float64),
 ]
 
 
@@ -390,9 +412,7 @@ class ScanWriter:
             f.attrs["updated"] = _now_iso()
             write_table(f, "channels", to_records(self.channels, CHANNEL_FIELDS))
             write_table(f, "positions", to_records(rows, POSITION_FIELDS))
-            all_frames = (
-                np.concatenate(frames) if frames else to_records([], FRAME_FIELDS)
-            )
+            all_frames = np.concatenate(frames) if frames else to_records([], FRAME_FIELDS)
             f.create_dataset("frames", data=all_frames, maxshape=(None,))
             if self.frame_hw is not None:
                 h, w = self.frame_hw
@@ -532,8 +552,11 @@ class ScanFile:
             else None,
             "cells": read_table(g, "cells"),
             "faults": read_table(g, "faults"),
-            "attrs": {k: v for k, v in g.attrs.items()
-                      if k not in ("slide_to_stage", "magnification_ratio")},
+            "attrs": {
+                k: v
+                for k, v in g.attrs.items()
+                if k not in ("slide_to_stage", "magnification_ratio")
+            },
         }
         return out
 

@@ -35,9 +35,7 @@ def compression_options(name: str) -> dict[str, Any]:
     from hardware_profiles.errors import ScopeError
 
     if name not in COMPRESSIONS:
-        raise ScopeError(
-            f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}"
-        )
+        raise ScopeError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
     return dict(COMPRESSIONS[name])
 
 

@@ -51,10 +51,14 @@ def main() -> None:
         out = BENCH / f"{name}.md"
         print(f"== {name}: {what}", flush=True)
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *extra,
-                               "--out", str(out)], cwd=ROOT)
-        print(f"   {name}: {'ok' if proc.returncode == 0 else 'FAILED'} "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / script), *extra, "--out", str(out)], cwd=ROOT
+        )
+        print(
+            f"   {name}: {'ok' if proc.returncode == 0 else 'FAILED'} "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
         if proc.returncode != 0:
             failed.append(name)
     parts = [

@@ -34,8 +34,10 @@ class Objective(_Strict):
     immersion_index: float = Field(1.0, ge=1.0, le=1.8, description="1.0 air, 1.515 oil")
     pixel_size_um: float = Field(gt=0, description="camera pixel size at the sample, µm")
     brightfield_exposure_ms: float | None = Field(
-        None, gt=0, description="brightfield exposure under this objective when it is not the "
-        "scan objective (e.g. 100x: far less light per pixel); default: the stack's"
+        None,
+        gt=0,
+        description="brightfield exposure under this objective when it is not the "
+        "scan objective (e.g. 100x: far less light per pixel); default: the stack's",
     )
     brightfield_gain: float | None = Field(None, gt=0)
 

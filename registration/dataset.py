@@ -40,18 +40,34 @@ from hardware_profiles.loader import parse as parse_profile
 FORMAT = "scope-dataset"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
-QC_FLAGS = ("pls_misaligned", "low_ssim", "target_only_color", "input_only_object",
-            "saturated_target", "coarse_outlier", "near_edge")
+QC_FLAGS = (
+    "pls_misaligned",
+    "low_ssim",
+    "target_only_color",
+    "input_only_object",
+    "saturated_target",
+    "coarse_outlier",
+    "near_edge",
+)
 
 CELL_FIELDS = [
-    ("slide", str), ("position", np.int64),
-    ("x_px", np.float64), ("y_px", np.float64),
-    ("stained_x_px", np.float64), ("stained_y_px", np.float64),
-    ("x_um", np.float64), ("y_um", np.float64),
-    ("stained_x_um", np.float64), ("stained_y_um", np.float64),
-    ("coarse_score", np.float64), ("ssim", np.float64),
-    ("has_highres", np.bool_), ("highres_score", np.float64), ("highres_scale", np.float64),
-    ("qc_flags", str), ("split", str),
+    ("slide", str),
+    ("position", np.int64),
+    ("x_px", np.float64),
+    ("y_px", np.float64),
+    ("stained_x_px", np.float64),
+    ("stained_y_px", np.float64),
+    ("x_um", np.float64),
+    ("y_um", np.float64),
+    ("stained_x_um", np.float64),
+    ("stained_y_um", np.float64),
+    ("coarse_score", np.float64),
+    ("ssim", np.float64),
+    ("has_highres", np.bool_),
+    ("highres_score", np.float64),
+    ("highres_scale", np.float64),
+    ("qc_flags", str),
+    ("split", str),
 ]
 CELL_COLUMNS = [name for name, _ in CELL_FIELDS]
 
@@ -110,16 +126,28 @@ class DatasetWriter:
         write_table(self._f, "channels", self.channels)
         opts = compression_options(compression)
         self._inputs = self._f.create_dataset(
-            "inputs", shape=(0, n_ch, c, c, 3), maxshape=(None, n_ch, c, c, 3),
-            dtype=np.uint8, chunks=(1, n_ch, c, c, 3), **opts,
+            "inputs",
+            shape=(0, n_ch, c, c, 3),
+            maxshape=(None, n_ch, c, c, 3),
+            dtype=np.uint8,
+            chunks=(1, n_ch, c, c, 3),
+            **opts,
         )
         self._targets = self._f.create_dataset(
-            "targets", shape=(0, c, c, 3), maxshape=(None, c, c, 3), dtype=np.uint8,
-            chunks=(1, c, c, 3), **opts,
+            "targets",
+            shape=(0, c, c, 3),
+            maxshape=(None, c, c, 3),
+            dtype=np.uint8,
+            chunks=(1, c, c, 3),
+            **opts,
         )
         self._highres = self._f.create_dataset(
-            "targets_highres", shape=(0, c, c, 3), maxshape=(None, c, c, 3), dtype=np.uint8,
-            chunks=(1, c, c, 3), **opts,
+            "targets_highres",
+            shape=(0, c, c, 3),
+            maxshape=(None, c, c, 3),
+            dtype=np.uint8,
+            chunks=(1, c, c, 3),
+            **opts,
         )
         self._cells: list[dict[str, Any]] = []
         self._closed = False
@@ -154,10 +182,13 @@ class DatasetWriter:
             if missing:
                 raise DatasetError(f"cell row lacks columns {missing}")
         start = len(self._cells)
-        for ds, arr in ((self._inputs, inputs), (self._targets, targets),
-                        (self._highres, targets_highres)):
+        for ds, arr in (
+            (self._inputs, inputs),
+            (self._targets, targets),
+            (self._highres, targets_highres),
+        ):
             ds.resize(start + n, axis=0)
-            ds[start:start + n] = arr
+            ds[start : start + n] = arr
         self._cells.extend(rows)
 
     def commit(self) -> Path:

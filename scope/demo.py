@@ -42,10 +42,26 @@ class DemoSize:
     batch_size: int
 
 
-FULL = DemoSize(grid="4x3", sensor="640x400", highres_sensor="480x480", wbc_per_field=60,
-                epochs=30, blocks=2, features=32, batch_size=16)
-QUICK = DemoSize(grid="3x2", sensor="640x400", highres_sensor="480x480", wbc_per_field=60,
-                 epochs=4, blocks=1, features=16, batch_size=16)
+FULL = DemoSize(
+    grid="4x3",
+    sensor="640x400",
+    highres_sensor="480x480",
+    wbc_per_field=60,
+    epochs=30,
+    blocks=2,
+    features=32,
+    batch_size=16,
+)
+QUICK = DemoSize(
+    grid="3x2",
+    sensor="640x400",
+    highres_sensor="480x480",
+    wbc_per_field=60,
+    epochs=4,
+    blocks=1,
+    features=16,
+    batch_size=16,
+)
 
 PLS_STACK = "full-nohe"
 PROFILE = "pls43"
@@ -74,8 +90,15 @@ class DemoResult:
 class Demo:
     """Runs the pipeline step by step (see the module docstring)."""
 
-    def __init__(self, out: Path, *, slides: int = 3, quick: bool = False,
-                 device: str = "auto", console: Console | None = None) -> None:
+    def __init__(
+        self,
+        out: Path,
+        *,
+        slides: int = 3,
+        quick: bool = False,
+        device: str = "auto",
+        console: Console | None = None,
+    ) -> None:
         if slides < 1:
             raise DemoError(f"--slides must be at least 1, got {slides}")
         self.out = Path(out)
@@ -143,8 +166,10 @@ class Demo:
         merged = self.data / "demo.dataset.h5"
         datasets = [str(self.data / f"{s}.dataset.h5") for s in self.result.slides]
         self._cli("merge datasets", ["dataset", "merge", *datasets, "--out", str(merged)])
-        self._cli("dataset summary", ["dataset", "info", str(merged), "--grid",
-                                      str(self.out / "matched-cells.png")])
+        self._cli(
+            "dataset summary",
+            ["dataset", "info", str(merged), "--grid", str(self.out / "matched-cells.png")],
+        )
         for name, stack in (("pls", PLS_STACK), ("brightfield", "brightfield")):
             self._train(name, stack, merged)
         for name in ("pls", "brightfield"):
@@ -152,12 +177,22 @@ class Demo:
             summary = self.runs / name / "eval" / "test" / "summary.json"
             self.result.metrics[name] = json.loads(summary.read_text(encoding="utf-8"))
         first = self.result.slides[0]
-        self._cli("stain a field", ["stain", str(self.runs / "pls"),
-                                    str(self.scans / f"{first}.unstained.scan.h5"),
-                                    "--out", str(self.out / "stained"), "--positions", "0",
-                                    "--quiet"])
-        self.result.registration = self._timed("registration vs simulator truth",
-                                               self._registration_truth)
+        self._cli(
+            "stain a field",
+            [
+                "stain",
+                str(self.runs / "pls"),
+                str(self.scans / f"{first}.unstained.scan.h5"),
+                "--out",
+                str(self.out / "stained"),
+                "--positions",
+                "0",
+                "--quiet",
+            ],
+        )
+        self.result.registration = self._timed(
+            "registration vs simulator truth", self._registration_truth
+        )
         from scope.demo_report import write_report
 
         self.result.report = self._timed("report", lambda: write_report(self))
@@ -165,68 +200,165 @@ class Demo:
 
     def _slide(self, slide: str, *, seed: int, sim_cfg: Path) -> None:
         s = self.size
-        common = ["--profile", PROFILE, "--out", str(self.scans), "--seed", str(seed),
-                  "--sim-config", str(sim_cfg), "--yes"]
-        self._cli(f"{slide}: unstained PLS scan", [
-            "scan", "--slide", slide, "--pass", "unstained", "--stack", PLS_STACK,
-            "--grid", s.grid, "--sim-sensor", s.sensor, *common])
-        self._cli(f"{slide}: stained rescan", [
-            "scan", "--slide", slide, "--pass", "stained", "--sim-sensor", s.sensor, *common])
+        common = [
+            "--profile",
+            PROFILE,
+            "--out",
+            str(self.scans),
+            "--seed",
+            str(seed),
+            "--sim-config",
+            str(sim_cfg),
+            "--yes",
+        ]
+        self._cli(
+            f"{slide}: unstained PLS scan",
+            [
+                "scan",
+                "--slide",
+                slide,
+                "--pass",
+                "unstained",
+                "--stack",
+                PLS_STACK,
+                "--grid",
+                s.grid,
+                "--sim-sensor",
+                s.sensor,
+                *common,
+            ],
+        )
+        self._cli(
+            f"{slide}: stained rescan",
+            ["scan", "--slide", slide, "--pass", "stained", "--sim-sensor", s.sensor, *common],
+        )
         dataset = self.data / f"{slide}.dataset.h5"
-        self._cli(f"{slide}: match", [
-            "match", str(self.scans / f"{slide}.unstained.scan.h5"),
-            str(self.scans / f"{slide}.stained.scan.h5"), "--out", str(dataset)])
-        self._cli(f"{slide}: 100x rescan", [
-            "scan", "--slide", slide, "--pass", "highres", "--cells",
-            str(self.data / f"{slide}.cells.csv"), "--sim-sensor", s.highres_sensor, *common])
-        self._cli(f"{slide}: match --highres", [
-            "match", "--highres", str(self.scans / f"{slide}.highres.scan.h5"), str(dataset)])
+        self._cli(
+            f"{slide}: match",
+            [
+                "match",
+                str(self.scans / f"{slide}.unstained.scan.h5"),
+                str(self.scans / f"{slide}.stained.scan.h5"),
+                "--out",
+                str(dataset),
+            ],
+        )
+        self._cli(
+            f"{slide}: 100x rescan",
+            [
+                "scan",
+                "--slide",
+                slide,
+                "--pass",
+                "highres",
+                "--cells",
+                str(self.data / f"{slide}.cells.csv"),
+                "--sim-sensor",
+                s.highres_sensor,
+                *common,
+            ],
+        )
+        self._cli(
+            f"{slide}: match --highres",
+            ["match", "--highres", str(self.scans / f"{slide}.highres.scan.h5"), str(dataset)],
+        )
         self.result.slides.append(slide)
 
     def _train(self, name: str, stack: str, dataset: Path) -> None:
         s = self.size
-        self._cli(f"train {name} model ({stack})", [
-            "train", str(dataset), "--preset", "maeNET", "--stack", stack,
-            "--out", str(self.runs / name), "--epochs", str(s.epochs),
-            "--patience", str(s.epochs), "--blocks", str(s.blocks),
-            "--features", str(s.features), "--batch-size", str(s.batch_size),
-            "--device", self.device, "--seed", "0", "--quiet"])
+        self._cli(
+            f"train {name} model ({stack})",
+            [
+                "train",
+                str(dataset),
+                "--preset",
+                "maeNET",
+                "--stack",
+                stack,
+                "--out",
+                str(self.runs / name),
+                "--epochs",
+                str(s.epochs),
+                "--patience",
+                str(s.epochs),
+                "--blocks",
+                str(s.blocks),
+                "--features",
+                str(s.features),
+                "--batch-size",
+                str(s.batch_size),
+                "--device",
+                self.device,
+                "--seed",
+                "0",
+                "--quiet",
+            ],
+        )
 
     def _registration_truth(self) -> list[dict[str, Any]]:
         from registration.truth import evaluate_match
 
         rows = []
         for slide in self.result.slides:
-            ev = evaluate_match(self.data / f"{slide}.dataset.h5",
-                                self.scans / f"{slide}.unstained.scan.h5",
-                                self.scans / f"{slide}.stained.scan.h5")
-            rows.append({"slide": slide, "truth_wbc": ev.n_truth_wbc, "found": ev.n_found,
-                         "recall": ev.recall, "precision": ev.precision_unflagged,
-                         "fine_median_px": ev.fine_median_px, "fine_p99_px": ev.fine_p99_px,
-                         "transform_error_px": ev.transform_error_px})
+            ev = evaluate_match(
+                self.data / f"{slide}.dataset.h5",
+                self.scans / f"{slide}.unstained.scan.h5",
+                self.scans / f"{slide}.stained.scan.h5",
+            )
+            rows.append(
+                {
+                    "slide": slide,
+                    "truth_wbc": ev.n_truth_wbc,
+                    "found": ev.n_found,
+                    "recall": ev.recall,
+                    "precision": ev.precision_unflagged,
+                    "fine_median_px": ev.fine_median_px,
+                    "fine_p99_px": ev.fine_p99_px,
+                    "transform_error_px": ev.transform_error_px,
+                }
+            )
         return rows
 
 
 def summary_tables(result: DemoResult) -> list[Table]:
     """The end-of-demo tables: registration vs truth, models, steps and files."""
     reg = Table(title="registration against the simulator's truth")
-    for col in ("slide", "WBCs (truth)", "found", "recall", "precision", "median error",
-                "p99 error", "slide fit error"):
+    for col in (
+        "slide",
+        "WBCs (truth)",
+        "found",
+        "recall",
+        "precision",
+        "median error",
+        "p99 error",
+        "slide fit error",
+    ):
         reg.add_column(col, justify="right" if col != "slide" else "left")
     for r in result.registration:
-        reg.add_row(r["slide"], str(r["truth_wbc"]), str(r["found"]), f"{r['recall']:.3f}",
-                    f"{r['precision']:.3f}", f"{r['fine_median_px']:.2f} px",
-                    f"{r['fine_p99_px']:.2f} px", f"{r['transform_error_px']:.2f} px")
+        reg.add_row(
+            r["slide"],
+            str(r["truth_wbc"]),
+            str(r["found"]),
+            f"{r['recall']:.3f}",
+            f"{r['precision']:.3f}",
+            f"{r['fine_median_px']:.2f} px",
+            f"{r['fine_p99_px']:.2f} px",
+            f"{r['transform_error_px']:.2f} px",
+        )
     models = Table(title="virtual staining, test split (20x target)")
     for col in ("model", "stack", "cells", "SSIM", "PSNR", "MAE"):
         models.add_column(col, justify="right" if col not in ("model", "stack") else "left")
     for name, stack in (("pls", PLS_STACK), ("brightfield", "brightfield")):
         m = result.metrics.get(name, {})
         mean = m.get("mean", m)
-        models.add_row(name, stack, str(m.get("cells", "")),
-                       f"{mean.get('ssim', float('nan')):.4f}",
-                       f"{mean.get('psnr', float('nan')):.2f}",
-                       f"{mean.get('mae', float('nan')):.4f}")
+        models.add_row(
+            name,
+            stack,
+            str(m.get("cells", "")),
+            f"{mean.get('ssim', float('nan')):.4f}",
+            f"{mean.get('psnr', float('nan')):.2f}",
+            f"{mean.get('mae', float('nan')):.4f}",
+        )
     steps = Table(title=f"steps ({result.total_seconds:.0f} s in all)")
     steps.add_column("step")
     steps.add_column("time", justify="right")
@@ -237,14 +369,19 @@ def summary_tables(result: DemoResult) -> list[Table]:
 
 def verdict(result: DemoResult) -> str:
     """One honest sentence: did the PLS model beat the brightfield baseline on test SSIM?"""
+
     def ssim(name: str) -> float:
         m = result.metrics.get(name, {})
         return float(m.get("mean", m).get("ssim", float("nan")))
 
     pls, bf = ssim("pls"), ssim("brightfield")
     if pls > bf:
-        return (f"The PLS model ({PLS_STACK}) beats the brightfield-only baseline on test SSIM: "
-                f"{pls:.4f} vs {bf:.4f}, same data and training budget.")
-    return (f"The PLS model did NOT beat the brightfield-only baseline this time: test SSIM "
-            f"{pls:.4f} vs {bf:.4f}. The demo's budget is tiny; see docs/benchmarks.md for the "
-            "ablation at a useful size.")
+        return (
+            f"The PLS model ({PLS_STACK}) beats the brightfield-only baseline on test SSIM: "
+            f"{pls:.4f} vs {bf:.4f}, same data and training budget."
+        )
+    return (
+        f"The PLS model did NOT beat the brightfield-only baseline this time: test SSIM "
+        f"{pls:.4f} vs {bf:.4f}. The demo's budget is tiny; see docs/benchmarks.md for the "
+        "ablation at a useful size."
+    )

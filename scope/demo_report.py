@@ -30,19 +30,25 @@ def _field_images(demo: Demo, folder: Path) -> list[tuple[str, str]]:
     out = []
     with ScanFile(demo.scans / f"{slide}.unstained.scan.h5") as sf:
         bf = sf.brightfield_index()
-        dark = [i for i, (k, lvl) in enumerate(zip(sf.channels["kind"],
-                                                   sf.channels["exposure_level"], strict=True))
-                if k == "darkfield" and lvl != "high"]
+        dark = [
+            i
+            for i, (k, lvl) in enumerate(
+                zip(sf.channels["kind"], sf.channels["exposure_level"], strict=True)
+            )
+            if k == "darkfield" and lvl != "high"
+        ]
         oblique = [i for i, k in enumerate(sf.channels["kind"]) if k == "pls"]
         picks = [(bf, "unstained, brightfield")]
         if oblique:
             i = oblique[-1]
-            picks.append((i, f"unstained, single LED at {sf.channels['theta_deg'][i]:.0f}° "
-                             "(oblique)"))
+            picks.append(
+                (i, f"unstained, single LED at {sf.channels['theta_deg'][i]:.0f}° (oblique)")
+            )
         if dark:
             i = dark[len(dark) // 2]
-            picks.append((i, f"unstained, single LED at {sf.channels['theta_deg'][i]:.0f}° "
-                             "(darkfield)"))
+            picks.append(
+                (i, f"unstained, single LED at {sf.channels['theta_deg'][i]:.0f}° (darkfield)")
+            )
         for ch, caption in picks:
             name = f"field0_{sf.channels['name'][ch]}.png"
             _save_png(folder / name, sf.image(0, ch))
@@ -64,10 +70,20 @@ def _loss_plot(demo: Demo, path: Path) -> Path:
         with (demo.runs / name / "metrics.csv").open(encoding="utf-8", newline="") as fh:
             rows = list(csv.DictReader(fh))
         epochs = [int(r["epoch"]) for r in rows]
-        ax.plot(epochs, [float(r["train_loss"]) for r in rows], "--", color=colour,
-                label=f"{name} train")
-        ax.plot(epochs, [float(r["val_loss"]) for r in rows], "-", color=colour,
-                label=f"{name} validation")
+        ax.plot(
+            epochs,
+            [float(r["train_loss"]) for r in rows],
+            "--",
+            color=colour,
+            label=f"{name} train",
+        )
+        ax.plot(
+            epochs,
+            [float(r["val_loss"]) for r in rows],
+            "-",
+            color=colour,
+            label=f"{name} validation",
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("L1 loss")
     ax.legend(frameon=False, fontsize=8)
@@ -80,14 +96,17 @@ def _loss_plot(demo: Demo, path: Path) -> Path:
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                   for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _figure(src: str, caption: str) -> str:
-    return (f'<figure><img src="{html.escape(src)}" alt="{html.escape(caption)}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img src="{html.escape(src)}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def write_report(demo: Demo) -> Path:
@@ -110,18 +129,33 @@ def write_report(demo: Demo) -> Path:
     if (demo.out / "matched-cells.png").exists():
         shutil.copy(demo.out / "matched-cells.png", folder / "matched-cells.png")
 
-    reg_rows = [[r["slide"], str(r["truth_wbc"]), str(r["found"]), f"{r['recall']:.3f}",
-                 f"{r['precision']:.3f}", f"{r['fine_median_px']:.2f}",
-                 f"{r['fine_p99_px']:.2f}", f"{r['transform_error_px']:.2f}"]
-                for r in res.registration]
+    reg_rows = [
+        [
+            r["slide"],
+            str(r["truth_wbc"]),
+            str(r["found"]),
+            f"{r['recall']:.3f}",
+            f"{r['precision']:.3f}",
+            f"{r['fine_median_px']:.2f}",
+            f"{r['fine_p99_px']:.2f}",
+            f"{r['transform_error_px']:.2f}",
+        ]
+        for r in res.registration
+    ]
     model_rows = []
     for name, stack in (("pls", PLS_STACK), ("brightfield", "brightfield")):
         m = res.metrics.get(name, {})
         mean = m.get("mean", m)
-        model_rows.append([name, stack, str(m.get("cells", "")),
-                           f"{mean.get('ssim', float('nan')):.4f}",
-                           f"{mean.get('psnr', float('nan')):.2f}",
-                           f"{mean.get('mae', float('nan')):.4f}"])
+        model_rows.append(
+            [
+                name,
+                stack,
+                str(m.get("cells", "")),
+                f"{mean.get('ssim', float('nan')):.4f}",
+                f"{mean.get('psnr', float('nan')):.2f}",
+                f"{mean.get('mae', float('nan')):.4f}",
+            ]
+        )
     step_rows = [[s.name, f"{s.seconds:.1f} s"] for s in res.steps]
 
     parts = [
@@ -134,11 +168,24 @@ def write_report(demo: Demo) -> Path:
         "<h2>One field, four ways</h2>",
         "<div class='row'>" + "".join(_figure(s, c) for s, c in fields) + "</div>",
         "<h2>Matched cells</h2>",
-        _figure("report/matched-cells.png",
-                "input brightfield | stained 20x target | 100x target, resampled to 20x"),
+        _figure(
+            "report/matched-cells.png",
+            "input brightfield | stained 20x target | 100x target, resampled to 20x",
+        ),
         "<h2>Registration against the simulator's truth</h2>",
-        _table(reg_rows, ["slide", "WBCs (truth)", "found", "recall", "precision",
-                          "median error (px)", "p99 error (px)", "slide fit error (px)"]),
+        _table(
+            reg_rows,
+            [
+                "slide",
+                "WBCs (truth)",
+                "found",
+                "recall",
+                "precision",
+                "median error (px)",
+                "p99 error (px)",
+                "slide fit error (px)",
+            ],
+        ),
         "<h2>Training</h2>",
         _figure("report/loss.png", "training and validation L1 loss per epoch"),
         _table(model_rows, ["model", "stack", "test cells", "SSIM", "PSNR", "MAE"]),
@@ -149,8 +196,10 @@ def write_report(demo: Demo) -> Path:
         + _figure("report/brightfield_best_8.png", "brightfield model, best 8")
         + "</div>",
         "<h2>A whole field, virtually stained</h2>",
-        _figure("report/virtual_stain_field0.png",
-                f"field 0 of {res.slides[0]}, stained by the PLS model (tiled, seams blended)"),
+        _figure(
+            "report/virtual_stain_field0.png",
+            f"field 0 of {res.slides[0]}, stained by the PLS model (tiled, seams blended)",
+        ),
         "<h2>Time per step</h2>",
         _table(step_rows, ["step", "time"]),
     ]
@@ -162,9 +211,12 @@ def write_report(demo: Demo) -> Path:
         "td,th{border:1px solid #ccc;padding:0.25em 0.6em;text-align:right}"
         "td:first-child,th:first-child{text-align:left}.verdict{font-weight:600}"
     )
-    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>scope demo</title><style>{style}</style></head><body>"
-            + "\n".join(parts) + "</body></html>\n")
+    page = (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>scope demo</title><style>{style}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>\n"
+    )
     path = demo.out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

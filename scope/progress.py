@@ -83,8 +83,11 @@ def scan_summary_table(summary) -> Table:
     table.add_column("", style="bold")
     table.add_column("")
     done = summary.done_before + summary.done_now
-    table.add_row("fields", f"{done} of {summary.n_fields} done"
-                  + (f" ({summary.done_before} before this run)" if summary.done_before else ""))
+    table.add_row(
+        "fields",
+        f"{done} of {summary.n_fields} done"
+        + (f" ({summary.done_before} before this run)" if summary.done_before else ""),
+    )
     if summary.failed:
         table.add_row("failed", ", ".join(str(i) for i in summary.failed))
     if summary.frame_wh:
@@ -94,8 +97,10 @@ def scan_summary_table(summary) -> Table:
     if summary.seconds > 0 and summary.bytes_raw:
         table.add_row("throughput", f"{summary.bytes_raw / summary.seconds / 1e6:.0f} MB/s raw")
     table.add_row("on disk", human_bytes(summary.bytes_on_disk))
-    table.add_row("status", "[green]complete[/]" if summary.complete else "[yellow]incomplete "
-                  "(--resume continues)[/]")
+    table.add_row(
+        "status",
+        "[green]complete[/]" if summary.complete else "[yellow]incomplete (--resume continues)[/]",
+    )
     return table
 
 
@@ -105,7 +110,13 @@ def calibration_table(results) -> Table:
         table.add_column(col, justify="left" if col in ("channel", "kind", "exposure") else "right")
     for r in results:
         table.add_row(
-            r.name, r.kind, r.exposure_level, f"{r.old_exposure_ms:g}", f"{r.exposure_ms:.3g}",
-            f"{r.gain:.3g}", f"{r.measured:.1f}", f"{r.saturated_percent:.2f}",
+            r.name,
+            r.kind,
+            r.exposure_level,
+            f"{r.old_exposure_ms:g}",
+            f"{r.exposure_ms:.3g}",
+            f"{r.gain:.3g}",
+            f"{r.measured:.1f}",
+            f"{r.saturated_percent:.2f}",
         )
     return table

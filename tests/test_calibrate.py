@@ -27,10 +27,15 @@ def test_calibration_recovers_ideal_exposures(pls43):
             ch = next(c for c in pls43.stack if c.name == r.name)
             high = r.exposure_level == "high"
             ideal = micro.ideal_exposure_ms(
-                pass_="unstained", x_um=0.0, y_um=0.0, leds=dict.fromkeys(ch.leds, ch.brightness),
-                gain=r.gain, level=255.0 if high else targets.level,
+                pass_="unstained",
+                x_um=0.0,
+                y_um=0.0,
+                leds=dict.fromkeys(ch.leds, ch.brightness),
+                gain=r.gain,
+                level=255.0 if high else targets.level,
                 percentile=100 - targets.high_saturation_percent if high else targets.percentile,
-                width=SENSOR[0], height=SENSOR[1],
+                width=SENSOR[0],
+                height=SENSOR[1],
             )
             assert r.exposure_ms == pytest.approx(ideal, rel=0.10), r
             if not high:
@@ -41,8 +46,23 @@ def test_calibration_recovers_ideal_exposures(pls43):
 
 def test_calibrate_cli_writes_a_loadable_profile(tmp_path, capsys):
     out = tmp_path / "cal.yaml"
-    assert main(["calibrate", "--profile", "pls43", "--out", str(out), "--stack", "le8",
-                 "--sim-sensor", "192x128", "--yes"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--profile",
+                "pls43",
+                "--out",
+                str(out),
+                "--stack",
+                "le8",
+                "--sim-sensor",
+                "192x128",
+                "--yes",
+            ]
+        )
+        == 0
+    )
     cal = hp.load(out)
     assert cal.stack[0].exposure_ms != hp.load("pls43").stack[0].exposure_ms
     assert "calibration" in capsys.readouterr().out

@@ -37,7 +37,8 @@ def test_expected_error_is_one_red_line(capsys):
 def test_debug_shows_the_traceback():
     out = subprocess.run(
         [sys.executable, "-m", "scope", "--debug", "profiles", "show", "no-such-profile"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode != 0
     assert "Traceback" in out.stderr and "ProfileError" in out.stderr

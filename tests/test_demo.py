@@ -42,10 +42,15 @@ def test_demo_report_images_all_exist_and_decode(demo_dir):
 
 
 def test_demo_leaves_every_stage_file(demo_dir):
-    for pattern in ("scans/demo-1.unstained.scan.h5", "scans/demo-3.highres.scan.h5",
-                    "data/demo.dataset.h5", "data/demo-2.cells.csv",
-                    "runs/pls/checkpoints/best.pt", "runs/brightfield/metrics.csv",
-                    "runs/pls/eval/test/summary.json"):
+    for pattern in (
+        "scans/demo-1.unstained.scan.h5",
+        "scans/demo-3.highres.scan.h5",
+        "data/demo.dataset.h5",
+        "data/demo-2.cells.csv",
+        "runs/pls/checkpoints/best.pt",
+        "runs/brightfield/metrics.csv",
+        "runs/pls/eval/test/summary.json",
+    ):
         assert list(demo_dir.glob(pattern)), pattern
     assert list((demo_dir / "stained").glob("*.png"))
 

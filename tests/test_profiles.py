@@ -12,7 +12,12 @@ import hardware_profiles as hp
 from hardware_profiles.loader import dump
 
 EXPECTED_PLS43 = {
-    "full": 74, "full-nohe": 44, "le36": 44, "le36-nohe": 29, "le18": 14, "le8": 4,
+    "full": 74,
+    "full-nohe": 44,
+    "le36": 44,
+    "le36-nohe": 29,
+    "le18": 14,
+    "le8": 4,
     "brightfield": 1,
 }
 

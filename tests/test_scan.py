@@ -23,8 +23,25 @@ DENSE = Path(__file__).with_name("data") / "dense-smear.yaml"  # many WBCs per s
 
 
 def scan_args(out: Path, pass_: str = "unstained", *extra: str) -> list[str]:
-    return ["scan", "--slide", "s1", "--pass", pass_, "--profile", "pls43", "--out", str(out),
-            "--sim-sensor", SENSOR, "--seed", "3", "--yes", "--sim-config", str(DENSE), *extra]
+    return [
+        "scan",
+        "--slide",
+        "s1",
+        "--pass",
+        pass_,
+        "--profile",
+        "pls43",
+        "--out",
+        str(out),
+        "--sim-sensor",
+        SENSOR,
+        "--seed",
+        "3",
+        "--yes",
+        "--sim-config",
+        str(DENSE),
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +71,11 @@ def test_unstained_stained_highres_sequence(reference_scan, tmp_path):
         assert st.complete and len(st.channels) == 1
         assert np.allclose(st.positions["x_um"], positions["x_um"])
         st_truth = st.truth()
-        wbc = [c for c in st_truth["cells"] if c["type"] in
-               ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")]
+        wbc = [
+            c
+            for c in st_truth["cells"]
+            if c["type"] in ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
+        ]
         assert wbc, "the simulator should place white blood cells in four fields"
         a = st_truth["slide_to_stage"]
     # the highres pass relocates cells from a cells CSV (stained-pass stage µm)
@@ -81,8 +101,12 @@ def test_same_slide_and_seed_image_the_same_sample(reference_scan, tmp_path):
 
 
 def _spawn_scan(out: Path, *extra: str, grid: str = "2x2", stack: str = "le8") -> subprocess.Popen:
-    args = [sys.executable, "-m", "scope", *scan_args(out, "unstained", "--grid", grid,
-                                                      "--stack", stack, *extra)]
+    args = [
+        sys.executable,
+        "-m",
+        "scope",
+        *scan_args(out, "unstained", "--grid", grid, "--stack", stack, *extra),
+    ]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -115,7 +139,8 @@ def test_resume_after_sigkill_at_random_moments(tmp_path):
         assert sf.complete
         assert len(sf.frames) == 9 * 14
         assert sorted(zip(sf.frames["position"], sf.frames["channel"], strict=True)) == [
-            (p, c) for p in range(9) for c in range(14)]
+            (p, c) for p in range(9) for c in range(14)
+        ]
         assert np.array_equal(sf.images[()], images)
     assert not list(fields_dir(out / "s1.unstained.scan.h5").glob("*.partial"))
 
@@ -125,8 +150,9 @@ def test_ctrl_c_abandons_the_field_and_resume_finishes(reference_scan, tmp_path)
     proc = _spawn_scan(tmp_path)
     path = tmp_path / "s1.unstained.scan.h5"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (fields_dir(path).exists() and any(
-            fields_dir(path).glob("field_*"))):
+    while time.monotonic() < deadline and not (
+        fields_dir(path).exists() and any(fields_dir(path).glob("field_*"))
+    ):
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     err = proc.communicate()[1]
@@ -134,8 +160,9 @@ def test_ctrl_c_abandons_the_field_and_resume_finishes(reference_scan, tmp_path)
         pytest.skip("the scan finished before Ctrl-C arrived")  # machine far faster than CI
     assert proc.returncode == 130
     assert "--resume" in err.strip().splitlines()[-1]
-    assert main(scan_args(tmp_path, "unstained", "--grid", "2x2", "--stack", "le8",
-                          "--resume")) == 0
+    assert (
+        main(scan_args(tmp_path, "unstained", "--grid", "2x2", "--stack", "le8", "--resume")) == 0
+    )
     with ScanFile(path) as sf:
         assert sf.complete and np.array_equal(sf.images[()], images)
 
@@ -148,14 +175,27 @@ def test_existing_scan_is_not_overwritten(reference_scan, capsys):
 
 def test_resume_with_other_positions_is_refused(reference_scan, tmp_path, capsys):
     out, _, _ = reference_scan
-    assert main(scan_args(out, "unstained", "--grid", "3x2", "--stack", "le8",
-                          "--resume")) == 1
+    assert main(scan_args(out, "unstained", "--grid", "3x2", "--stack", "le8", "--resume")) == 1
     assert "positions differ" in capsys.readouterr().err
 
 
 def test_not_enough_disk_is_refused_before_imaging(tmp_path, capsys):
-    code = main(["scan", "--slide", "big", "--pass", "unstained", "--profile", "pls43",
-                 "--out", str(tmp_path), "--grid", "400x400", "--yes"])
+    code = main(
+        [
+            "scan",
+            "--slide",
+            "big",
+            "--pass",
+            "unstained",
+            "--profile",
+            "pls43",
+            "--out",
+            str(tmp_path),
+            "--grid",
+            "400x400",
+            "--yes",
+        ]
+    )
     assert code == 1
     assert "not enough disk space" in capsys.readouterr().err
     assert not list(fields_dir(tmp_path / "big.unstained.scan.h5").glob("field_*"))
@@ -179,8 +219,25 @@ def test_faults_complete_the_scan_with_no_wrong_led_frame(reference_scan, tmp_pa
 
 
 def test_wrong_profile_is_one_clear_error(tmp_path, capsys):
-    assert main(["scan", "--slide", "s", "--pass", "unstained", "--profile", "pls44",
-                 "--out", str(tmp_path), "--grid", "1x1", "--yes"]) == 1
+    assert (
+        main(
+            [
+                "scan",
+                "--slide",
+                "s",
+                "--pass",
+                "unstained",
+                "--profile",
+                "pls44",
+                "--out",
+                str(tmp_path),
+                "--grid",
+                "1x1",
+                "--yes",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown profile 'pls44'") and len(err.splitlines()) == 1
 
@@ -194,16 +251,25 @@ def py_device_config(pls43, tmp_path):
 
     firmware = IlluminateEmulator(pls43.led_array.leds)
     firmware.start()
-    session = SimSession(microscope=SimulatedMicroscope(pls43, slide="s1", seed=3),
-                         firmware=firmware, sensor_wh=SENSOR_WH)
+    session = SimSession(
+        microscope=SimulatedMicroscope(pls43, slide="s1", seed=3),
+        firmware=firmware,
+        sensor_wh=SENSOR_WH,
+    )
     register_session("cfgtest", session)
     cfg = tmp_path / "sim-rig.cfg"
     lines = []
     for label, cls in (("Camera", "SimCamera"), ("XY", "SimXYStage"), ("Z", "SimZStage")):
-        lines += [f"#py pyDevice,{label},acquisition.simulator.devices,{cls}",
-                  f"#py Property,{label},Session,cfgtest"]
-    lines += ["#py Property,Core,Initialize,1", "#py Property,Core,Camera,Camera",
-              "#py Property,Core,XYStage,XY", "#py Property,Core,Focus,Z"]
+        lines += [
+            f"#py pyDevice,{label},acquisition.simulator.devices,{cls}",
+            f"#py Property,{label},Session,cfgtest",
+        ]
+    lines += [
+        "#py Property,Core,Initialize,1",
+        "#py Property,Core,Camera,Camera",
+        "#py Property,Core,XYStage,XY",
+        "#py Property,Core,Focus,Z",
+    ]
     cfg.write_text("\n".join(lines) + "\n")
     yield cfg, firmware
     unregister_session("cfgtest")
@@ -212,9 +278,28 @@ def py_device_config(pls43, tmp_path):
 
 def test_mmcore_backend_with_python_device_config(py_device_config, reference_scan, tmp_path):
     cfg, firmware = py_device_config
-    args = ["scan", "--slide", "s1", "--pass", "unstained", "--profile", "pls43",
-            "--out", str(tmp_path), "--grid", "2x2", "--stack", "le8", "--yes",
-            "--backend", "mmcore", "--mm-config", str(cfg), "--led-port", firmware.port]
+    args = [
+        "scan",
+        "--slide",
+        "s1",
+        "--pass",
+        "unstained",
+        "--profile",
+        "pls43",
+        "--out",
+        str(tmp_path),
+        "--grid",
+        "2x2",
+        "--stack",
+        "le8",
+        "--yes",
+        "--backend",
+        "mmcore",
+        "--mm-config",
+        str(cfg),
+        "--led-port",
+        firmware.port,
+    ]
     assert main(args) == 0
     with ScanFile(tmp_path / "s1.unstained.scan.h5") as sf:
         assert sf.complete and sf.attrs["backend"] == "mmcore"
@@ -224,9 +309,31 @@ def test_mmcore_backend_with_python_device_config(py_device_config, reference_sc
 
 def test_wrong_led_port_is_one_clear_error(py_device_config, tmp_path, capsys):
     cfg, _ = py_device_config
-    assert main(["scan", "--slide", "s", "--pass", "unstained", "--profile", "pls43",
-                 "--out", str(tmp_path), "--grid", "1x1", "--yes", "--backend", "mmcore",
-                 "--mm-config", str(cfg), "--led-port", "/dev/ttyNOPE9"]) == 1
+    assert (
+        main(
+            [
+                "scan",
+                "--slide",
+                "s",
+                "--pass",
+                "unstained",
+                "--profile",
+                "pls43",
+                "--out",
+                str(tmp_path),
+                "--grid",
+                "1x1",
+                "--yes",
+                "--backend",
+                "mmcore",
+                "--mm-config",
+                str(cfg),
+                "--led-port",
+                "/dev/ttyNOPE9",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip()
     assert "/dev/ttyNOPE9" in err and len(err.splitlines()) == 1
 
@@ -258,16 +365,28 @@ def test_micromanager_backend_adapter_through_a_snake_case_core(pls43, reference
         def get_number_of_components(self):
             return 4
 
-    sim_rig = open_sim(pls43, SimOptions(slide="s1", seed=3, sensor_wh=SENSOR_WH,
-                                         config=_dense_config()))
+    sim_rig = open_sim(
+        pls43, SimOptions(slide="s1", seed=3, sensor_wh=SENSOR_WH, config=_dense_config())
+    )
     with sim_rig:
-        rig = Rig(mm=MicroManagerRig(PycromanagerLikeCore(sim_rig.mm.raw_core),
-                                     camera=pls43.camera),
-                  leds=sim_rig.leds, profile=pls43, backend="micromanager", sim=sim_rig.sim)
+        rig = Rig(
+            mm=MicroManagerRig(PycromanagerLikeCore(sim_rig.mm.raw_core), camera=pls43.camera),
+            leds=sim_rig.leds,
+            profile=pls43,
+            backend="micromanager",
+            sim=sim_rig.sim,
+        )
         rig.set_pass("unstained")  # the "operator" focuses
-        plan = plan_scan(slide="s1", pass_="unstained", profile=pls43, out=tmp_path,
-                         frame_wh=rig.mm.frame_size, stack="le8", grid="2x2",
-                         z_um=rig.mm.read_stage().z_um)
+        plan = plan_scan(
+            slide="s1",
+            pass_="unstained",
+            profile=pls43,
+            out=tmp_path,
+            frame_wh=rig.mm.frame_size,
+            stack="le8",
+            grid="2x2",
+            z_um=rig.mm.read_stage().z_um,
+        )
         run_scan(plan, rig)
     with ScanFile(tmp_path / "s1.unstained.scan.h5") as sf:
         assert np.array_equal(sf.images[()], images)
@@ -282,8 +401,10 @@ def _dense_config():
 def test_geometry_mismatch_is_refused(pls43, tmp_path):
     from hardware_profiles import Led
 
-    moved = [Led(id=led.id, x_mm=led.x_mm + (1.0 if led.id == 7 else 0.0), y_mm=led.y_mm,
-                 z_mm=led.z_mm) for led in pls43.led_array.leds]
+    moved = [
+        Led(id=led.id, x_mm=led.x_mm + (1.0 if led.id == 7 else 0.0), y_mm=led.y_mm, z_mm=led.z_mm)
+        for led in pls43.led_array.leds
+    ]
     from acquisition.led_array import LedArrayError
 
     with pytest.raises(LedArrayError, match="7"):
@@ -293,17 +414,25 @@ def test_geometry_mismatch_is_refused(pls43, tmp_path):
 def test_focus_map_recovers_the_tilted_surface(pls43, tmp_path):
     from acquisition.simulator.config import SimConfig
 
-    config = SimConfig(surface_tilt_um_per_mm=4.0, surface_curvature_um=1.0,
-                       focus_offset_um=3.0)
-    with open_sim(pls43, SimOptions(slide="tilt", seed=1, sensor_wh=(256, 160),
-                                    config=config)) as rig:
-        plan = plan_scan(slide="tilt", pass_="unstained", profile=pls43, out=tmp_path,
-                         frame_wh=rig.mm.frame_size, stack="brightfield", focus="map",
-                         region="-500,-300,500,300")  # fields spread over ~1 x 0.6 mm
+    config = SimConfig(surface_tilt_um_per_mm=4.0, surface_curvature_um=1.0, focus_offset_um=3.0)
+    with open_sim(
+        pls43, SimOptions(slide="tilt", seed=1, sensor_wh=(256, 160), config=config)
+    ) as rig:
+        plan = plan_scan(
+            slide="tilt",
+            pass_="unstained",
+            profile=pls43,
+            out=tmp_path,
+            frame_wh=rig.mm.frame_size,
+            stack="brightfield",
+            focus="map",
+            region="-500,-300,500,300",
+        )  # fields spread over ~1 x 0.6 mm
         plan.positions = plan.positions[::4]  # every 4th field is enough for the test
         summary = run_scan(plan, rig)
-        truth_z = np.array([rig.sim.microscope.focus_z_um("unstained", x, y)
-                            for x, y, _ in plan.positions])
+        truth_z = np.array(
+            [rig.sim.microscope.focus_z_um("unstained", x, y) for x, y, _ in plan.positions]
+        )
     with ScanFile(summary.path) as sf:
         z = sf.positions["z_um"]
     dof = 0.55 / 0.4**2  # λ/NA² at 550 nm

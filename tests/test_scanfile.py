@@ -22,16 +22,32 @@ def small_profile(pls43):
 
 
 def _writer(path, profile, positions, **kw):
-    return ScanWriter(path, slide="s1", pass_="unstained", profile=profile,
-                      positions=positions, objective_name="20x", **kw)
+    return ScanWriter(
+        path,
+        slide="s1",
+        pass_="unstained",
+        profile=profile,
+        positions=positions,
+        objective_name="20x",
+        **kw,
+    )
 
 
 def _write_field(writer, index, value, hw=(8, 10)):
     fw = writer.new_field(index, hw)
     for c in range(len(writer.channels)):
-        fw.add(c, np.full((*hw, 3), value + c, np.uint8), {
-            "exposure_ms": 1.0, "gain": 1.0, "stage_x_um": 0.0, "stage_y_um": 0.0,
-            "stage_z_um": 0.0, "time": 0.0})
+        fw.add(
+            c,
+            np.full((*hw, 3), value + c, np.uint8),
+            {
+                "exposure_ms": 1.0,
+                "gain": 1.0,
+                "stage_x_um": 0.0,
+                "stage_y_um": 0.0,
+                "stage_z_um": 0.0,
+                "time": 0.0,
+            },
+        )
     writer.field_done(fw.commit(z_um=1.5))
 
 
@@ -40,9 +56,18 @@ def test_fields_become_visible_only_when_committed(tmp_path, small_profile):
     w = _writer(path, small_profile, np.zeros((3, 3)))
     _write_field(w, 1, 10)
     fw = w.new_field(2, (8, 10))  # started, never committed (a crash)
-    fw.add(0, np.ones((8, 10, 3), np.uint8), {"exposure_ms": 1.0, "gain": 1.0,
-                                               "stage_x_um": 0.0, "stage_y_um": 0.0,
-                                               "stage_z_um": 0.0, "time": 0.0})
+    fw.add(
+        0,
+        np.ones((8, 10, 3), np.uint8),
+        {
+            "exposure_ms": 1.0,
+            "gain": 1.0,
+            "stage_x_um": 0.0,
+            "stage_y_um": 0.0,
+            "stage_z_um": 0.0,
+            "time": 0.0,
+        },
+    )
     with h5py.File(path, "r") as f:  # plain h5py opens it while the writer works
         assert list(f["positions"]["status"].astype(str)) == ["pending", "done", "pending"]
     with ScanFile(path) as sf:
@@ -99,11 +124,25 @@ def test_missing_and_foreign_files_are_clear_errors(tmp_path):
 def test_truth_round_trip(tmp_path, small_profile):
     path = tmp_path / "s1.unstained.scan.h5"
     w = _writer(path, small_profile, np.zeros((1, 3)))
-    cells = np.array([(1, "neutrophil", 3.0, 4.0, 6.0, "")],
-                     dtype=[("id", "i8"), ("type", "U16"), ("x_um", "f8"), ("y_um", "f8"),
-                            ("radius_um", "f8"), ("pass", "U10")])
-    w.set_truth({"slide_to_stage": np.eye(2, 3), "magnification_ratio": 5.02, "cells": cells,
-                 "faults": None})
+    cells = np.array(
+        [(1, "neutrophil", 3.0, 4.0, 6.0, "")],
+        dtype=[
+            ("id", "i8"),
+            ("type", "U16"),
+            ("x_um", "f8"),
+            ("y_um", "f8"),
+            ("radius_um", "f8"),
+            ("pass", "U10"),
+        ],
+    )
+    w.set_truth(
+        {
+            "slide_to_stage": np.eye(2, 3),
+            "magnification_ratio": 5.02,
+            "cells": cells,
+            "faults": None,
+        }
+    )
     with ScanFile(path) as sf:
         t = sf.truth()
     assert t["magnification_ratio"] == pytest.approx(5.02)

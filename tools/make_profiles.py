@@ -20,8 +20,18 @@ def _led(i: int, theta: float, phi: float, dist: float, on_plate_z: float | None
         r = on_plate_z * math.tan(t)
         x, y, z = r * math.cos(p), r * math.sin(p), on_plate_z
     else:  # on a dome of radius `dist`
-        x, y, z = dist * math.sin(t) * math.cos(p), dist * math.sin(t) * math.sin(p), dist * math.cos(t)
-    return {"id": i, "x_mm": round(x, 2), "y_mm": round(y, 2), "z_mm": round(z, 2), "color": "white"}
+        x, y, z = (
+            dist * math.sin(t) * math.cos(p),
+            dist * math.sin(t) * math.sin(p),
+            dist * math.cos(t),
+        )
+    return {
+        "id": i,
+        "x_mm": round(x, 2),
+        "y_mm": round(y, 2),
+        "z_mm": round(z, 2),
+        "color": "white",
+    }
 
 
 # Exposures and gains from `scope calibrate --profile pls43 --sim-sensor 640x400
@@ -55,23 +65,48 @@ def pls43() -> dict:
         return math.degrees(math.atan2(math.hypot(led["x_mm"], led["y_mm"]), led["z_mm"]))
 
     bf_ids = [led["id"] for led in leds if math.sin(math.radians(theta_of(led))) <= na]
-    stack = [{"name": "brightfield", "leds": bf_ids, "kind": "brightfield",
-              "exposure_level": "single", "exposure_ms": BF_MS, "gain": 1.0, "brightness": 255}]
+    stack = [
+        {
+            "name": "brightfield",
+            "leds": bf_ids,
+            "kind": "brightfield",
+            "exposure_level": "single",
+            "exposure_ms": BF_MS,
+            "gain": 1.0,
+            "brightness": 255,
+        }
+    ]
     singles = sorted(leds, key=lambda led: (round(theta_of(led), 1), led["id"]))
     for led in singles:
         th = theta_of(led)
         if math.sin(math.radians(th)) <= na:
-            stack.append({"name": f"pls_{led['id']:02d}", "leds": [led["id"]], "kind": "pls",
-                          "exposure_level": "single", "exposure_ms": PLS_MS[round(th)],
-                          "gain": 1.0, "brightness": 255})
+            stack.append(
+                {
+                    "name": f"pls_{led['id']:02d}",
+                    "leds": [led["id"]],
+                    "kind": "pls",
+                    "exposure_level": "single",
+                    "exposure_ms": PLS_MS[round(th)],
+                    "gain": 1.0,
+                    "brightness": 255,
+                }
+            )
     for led in singles:
         th = theta_of(led)
         if math.sin(math.radians(th)) > na:
             low, high = DF_MS[round(th)]
             for level, (ms, gain) in (("high", high), ("low", low)):
-                stack.append({"name": f"df_{led['id']:02d}_{level}", "leds": [led["id"]],
-                              "kind": "darkfield", "exposure_level": level, "exposure_ms": ms,
-                              "gain": gain, "brightness": 255})
+                stack.append(
+                    {
+                        "name": f"df_{led['id']:02d}_{level}",
+                        "leds": [led["id"]],
+                        "kind": "darkfield",
+                        "exposure_level": level,
+                        "exposure_ms": ms,
+                        "gain": gain,
+                        "brightness": 255,
+                    }
+                )
     return {
         "name": "pls43",
         "description": (
@@ -81,20 +116,44 @@ def pls43() -> dict:
         ),
         "optics": {
             "objectives": {
-                "20x": {"magnification": 20, "na": 0.4, "immersion_index": 1.0,
-                        "pixel_size_um": 0.293},
-                "100x": {"magnification": 100, "na": 1.25, "immersion_index": 1.515,
-                         "pixel_size_um": 0.0586, "brightfield_exposure_ms": HIGHRES_BF_MS},
+                "20x": {
+                    "magnification": 20,
+                    "na": 0.4,
+                    "immersion_index": 1.0,
+                    "pixel_size_um": 0.293,
+                },
+                "100x": {
+                    "magnification": 100,
+                    "na": 1.25,
+                    "immersion_index": 1.515,
+                    "pixel_size_um": 0.0586,
+                    "brightfield_exposure_ms": HIGHRES_BF_MS,
+                },
             },
             "scan_objective": "20x",
             "highres_objective": "100x",
         },
-        "camera": {"name": "rgb-1920x1200", "sensor_width_px": 1920, "sensor_height_px": 1200,
-                   "rgb": True, "bit_depth": 8, "gain_property": "Gain", "gain_min": 1.0,
-                   "gain_max": 32.0, "neutral_gain": 1.0, "flip_x": False, "flip_y": False,
-                   "rotation_deg": 0},
-        "led_array": {"protocol": "illuminate", "serial": {"baudrate": 115200, "timeout_s": 2.0},
-                      "max_brightness": 255, "geometry_tolerance_mm": 0.05, "leds": leds},
+        "camera": {
+            "name": "rgb-1920x1200",
+            "sensor_width_px": 1920,
+            "sensor_height_px": 1200,
+            "rgb": True,
+            "bit_depth": 8,
+            "gain_property": "Gain",
+            "gain_min": 1.0,
+            "gain_max": 32.0,
+            "neutral_gain": 1.0,
+            "flip_x": False,
+            "flip_y": False,
+            "rotation_deg": 0,
+        },
+        "led_array": {
+            "protocol": "illuminate",
+            "serial": {"baudrate": 115200, "timeout_s": 2.0},
+            "max_brightness": 255,
+            "geometry_tolerance_mm": 0.05,
+            "leds": leds,
+        },
         "stack": stack,
     }
 
@@ -105,26 +164,52 @@ def grid9x9() -> dict:
     for row in range(9):
         for col in range(9):
             x, y = (col - 4) * pitch, (row - 4) * pitch
-            leds.append({"id": i, "x_mm": round(x, 2), "y_mm": round(y, 2), "z_mm": dist,
-                         "color": "white"})
+            leds.append(
+                {"id": i, "x_mm": round(x, 2), "y_mm": round(y, 2), "z_mm": dist, "color": "white"}
+            )
             i += 1
 
     def theta_of(led: dict) -> float:
         return math.degrees(math.atan2(math.hypot(led["x_mm"], led["y_mm"]), led["z_mm"]))
 
     bf_ids = [led["id"] for led in leds if math.sin(math.radians(theta_of(led))) <= na]
-    stack = [{"name": "brightfield", "leds": bf_ids, "kind": "brightfield",
-              "exposure_level": "single", "exposure_ms": 2.0, "gain": 1.0, "brightness": 255}]
+    stack = [
+        {
+            "name": "brightfield",
+            "leds": bf_ids,
+            "kind": "brightfield",
+            "exposure_level": "single",
+            "exposure_ms": 2.0,
+            "gain": 1.0,
+            "brightness": 255,
+        }
+    ]
     for led in sorted(leds, key=lambda led: (round(theta_of(led), 1), led["id"])):
         dark = math.sin(math.radians(theta_of(led))) > na
         if not dark:
-            stack.append({"name": f"pls_{led['id']:02d}", "leds": [led["id"]], "kind": "pls",
-                          "exposure_level": "single", "exposure_ms": 2.0 * len(bf_ids),
-                          "gain": 1.0, "brightness": 255})
+            stack.append(
+                {
+                    "name": f"pls_{led['id']:02d}",
+                    "leds": [led["id"]],
+                    "kind": "pls",
+                    "exposure_level": "single",
+                    "exposure_ms": 2.0 * len(bf_ids),
+                    "gain": 1.0,
+                    "brightness": 255,
+                }
+            )
         else:
-            stack.append({"name": f"df_{led['id']:02d}_low", "leds": [led["id"]],
-                          "kind": "darkfield", "exposure_level": "low", "exposure_ms": 100.0,
-                          "gain": 4.0, "brightness": 255})
+            stack.append(
+                {
+                    "name": f"df_{led['id']:02d}_low",
+                    "leds": [led["id"]],
+                    "kind": "darkfield",
+                    "exposure_level": "low",
+                    "exposure_ms": 100.0,
+                    "gain": 4.0,
+                    "brightness": 255,
+                }
+            )
     return {
         "name": "grid9x9",
         "description": (
@@ -133,20 +218,44 @@ def grid9x9() -> dict:
         ),
         "optics": {
             "objectives": {
-                "10x": {"magnification": 10, "na": 0.25, "immersion_index": 1.0,
-                        "pixel_size_um": 0.345},
-                "40x": {"magnification": 40, "na": 0.65, "immersion_index": 1.0,
-                        "pixel_size_um": 0.0863, "brightfield_exposure_ms": 32.0},
+                "10x": {
+                    "magnification": 10,
+                    "na": 0.25,
+                    "immersion_index": 1.0,
+                    "pixel_size_um": 0.345,
+                },
+                "40x": {
+                    "magnification": 40,
+                    "na": 0.65,
+                    "immersion_index": 1.0,
+                    "pixel_size_um": 0.0863,
+                    "brightfield_exposure_ms": 32.0,
+                },
             },
             "scan_objective": "10x",
             "highres_objective": "40x",
         },
-        "camera": {"name": "rgb-2048x1536", "sensor_width_px": 2048, "sensor_height_px": 1536,
-                   "rgb": True, "bit_depth": 8, "gain_property": "Gain", "gain_min": 1.0,
-                   "gain_max": 8.0, "neutral_gain": 1.0, "flip_x": False, "flip_y": False,
-                   "rotation_deg": 0},
-        "led_array": {"protocol": "illuminate", "serial": {"baudrate": 115200, "timeout_s": 2.0},
-                      "max_brightness": 255, "geometry_tolerance_mm": 0.05, "leds": leds},
+        "camera": {
+            "name": "rgb-2048x1536",
+            "sensor_width_px": 2048,
+            "sensor_height_px": 1536,
+            "rgb": True,
+            "bit_depth": 8,
+            "gain_property": "Gain",
+            "gain_min": 1.0,
+            "gain_max": 8.0,
+            "neutral_gain": 1.0,
+            "flip_x": False,
+            "flip_y": False,
+            "rotation_deg": 0,
+        },
+        "led_array": {
+            "protocol": "illuminate",
+            "serial": {"baudrate": 115200, "timeout_s": 2.0},
+            "max_brightness": 255,
+            "geometry_tolerance_mm": 0.05,
+            "leds": leds,
+        },
         "stack": stack,
     }
 
@@ -158,8 +267,10 @@ def main() -> None:
         header = f"# {data['name']}: generated by tools/make_profiles.py; edit there or copy.\n"
         text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
         (OUT / f"{data['name']}.yaml").write_text(header + text, encoding="utf-8")
-        print(f"wrote {data['name']}.yaml: {len(data['led_array']['leds'])} LEDs, "
-              f"{len(data['stack'])} channels")
+        print(
+            f"wrote {data['name']}.yaml: {len(data['led_array']['leds'])} LEDs, "
+            f"{len(data['stack'])} channels"
+        )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,7 @@ def _noise_pool() -> np.ndarray:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = np.random.default_rng(_POOL_SEED).standard_normal(_POOL_SIZE,
-                                                                      dtype=np.float32)
+            _pool = np.random.default_rng(_POOL_SEED).standard_normal(_POOL_SIZE, dtype=np.float32)
         return _pool
 
 

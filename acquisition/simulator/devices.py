@@ -84,8 +84,7 @@ def unregister_session(name: str) -> None:
 def _session(name: str) -> SimSession:
     if name not in _SESSIONS:
         raise RuntimeError(
-            f"no simulator session {name!r} is running in this process "
-            f"(known: {sorted(_SESSIONS)})"
+            f"no simulator session {name!r} is running in this process (known: {sorted(_SESSIONS)})"
         )
     return _SESSIONS[name]
 
@@ -159,8 +158,15 @@ class SimCamera(_SessionDevice, SimpleCameraDevice):
         leds = sim.firmware.lit()
         w, h = sim.sensor_wh
         frame = sim.microscope.render(
-            pass_=sim.pass_, x_um=x, y_um=y, z_um=z, leds=leds,
-            exposure_ms=self._exposure_ms, gain=self._gain, width=w, height=h,
+            pass_=sim.pass_,
+            x_um=x,
+            y_um=y,
+            z_um=z,
+            leds=leds,
+            exposure_ms=self._exposure_ms,
+            gain=self._gain,
+            width=w,
+            height=h,
         )
         if sim.realtime:
             time.sleep(self._exposure_ms / 1000.0)

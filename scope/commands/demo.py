@@ -10,12 +10,21 @@ import typer
 
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-output"),
-    slides: Annotated[int, typer.Option("--slides", min=1, max=12, help="Simulated slides "
-                                        "(3 or more: the dataset is split by slide).")] = 3,
-    quick: Annotated[bool, typer.Option("--quick", help="A smaller run (about 2 minutes).")]
-    = False,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda for training.")]
-    = "auto",
+    slides: Annotated[
+        int,
+        typer.Option(
+            "--slides",
+            min=1,
+            max=12,
+            help="Simulated slides (3 or more: the dataset is split by slide).",
+        ),
+    ] = 3,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A smaller run (about 2 minutes).")
+    ] = False,
+    device: Annotated[
+        str, typer.Option("--device", help="auto, cpu or cuda for training.")
+    ] = "auto",
 ) -> None:
     """Run scan → stain-rescan → match → 100x → train → evaluate → stain on the simulator."""
     from rich.console import Console

@@ -65,8 +65,16 @@ def show(
         th = "—" if math.isnan(r["theta_deg"]) else f"{r['theta_deg']:.1f}"
         ph = "—" if math.isnan(r["phi_deg"]) else f"{r['phi_deg']:.0f}"
         table.add_row(
-            str(i), r["name"], leds, r["kind"], r["exposure_level"], th, ph,
-            f"{r['exposure_ms']:g}", f"{r['gain']:g}", str(r["brightness"]),
+            str(i),
+            r["name"],
+            leds,
+            r["kind"],
+            r["exposure_level"],
+            th,
+            ph,
+            f"{r['exposure_ms']:g}",
+            f"{r['gain']:g}",
+            str(r["brightness"]),
         )
     Console().print(table)
 

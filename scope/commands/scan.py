@@ -35,9 +35,13 @@ _OPERATOR_STEPS = {
 }
 
 BackendOpt = Annotated[
-    BackendChoice, typer.Option("--backend", help="sim (built-in simulator), mmcore (a "
-                                "Micro-Manager .cfg via pymmcore-plus) or micromanager "
-                                "(running Micro-Manager via pycromanager).")
+    BackendChoice,
+    typer.Option(
+        "--backend",
+        help="sim (built-in simulator), mmcore (a "
+        "Micro-Manager .cfg via pymmcore-plus) or micromanager "
+        "(running Micro-Manager via pycromanager).",
+    ),
 ]
 MmConfigOpt = Annotated[
     Path | None, typer.Option("--mm-config", help="Micro-Manager configuration (mmcore).")
@@ -48,8 +52,10 @@ LedPortOpt = Annotated[
 MmPortOpt = Annotated[int, typer.Option("--mm-port", help="Micro-Manager ZMQ server port.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Simulator: virtual slide seed.")]
 SensorOpt = Annotated[
-    str | None, typer.Option("--sim-sensor", help="Simulator: camera size WxH (default: the "
-                             "profile's sensor).")
+    str | None,
+    typer.Option(
+        "--sim-sensor", help="Simulator: camera size WxH (default: the profile's sensor)."
+    ),
 ]
 SimCfgOpt = Annotated[
     Path | None, typer.Option("--sim-config", help="Simulator knobs and faults (YAML).")
@@ -71,8 +77,16 @@ def _sensor(text: str | None) -> tuple[int, int] | None:
 
 
 def open_rig_from_options(
-    backend: BackendChoice, profile, *, slide: str, seed: int, sim_sensor: str | None,
-    sim_config: Path | None, mm_config: Path | None, led_port: str | None, mm_port: int,
+    backend: BackendChoice,
+    profile,
+    *,
+    slide: str,
+    seed: int,
+    sim_sensor: str | None,
+    sim_config: Path | None,
+    mm_config: Path | None,
+    led_port: str | None,
+    mm_port: int,
     sim_realtime: bool = False,
 ):
     from acquisition.rig import SimOptions, open_rig
@@ -81,10 +95,16 @@ def open_rig_from_options(
     sim = None
     if backend == BackendChoice.sim:
         opts = load_sim_options(sim_config)
-        sim = SimOptions(slide=slide, seed=seed, sensor_wh=_sensor(sim_sensor),
-                         realtime=opts.pop("realtime", False) or sim_realtime, **opts)
-    return open_rig(backend.value, profile, sim=sim, mm_config=mm_config, led_port=led_port,
-                    mm_port=mm_port)
+        sim = SimOptions(
+            slide=slide,
+            seed=seed,
+            sensor_wh=_sensor(sim_sensor),
+            realtime=opts.pop("realtime", False) or sim_realtime,
+            **opts,
+        )
+    return open_rig(
+        backend.value, profile, sim=sim, mm_config=mm_config, led_port=led_port, mm_port=mm_port
+    )
 
 
 def scan(
@@ -106,8 +126,12 @@ def scan(
         Path | None, typer.Option("--positions", help="CSV with x_um,y_um[,z_um].")
     ] = None,
     positions_from: Annotated[
-        Path | None, typer.Option("--positions-from", help="Stained pass: take positions from "
-                                  "this scan file or CSV instead of the unstained scan.")
+        Path | None,
+        typer.Option(
+            "--positions-from",
+            help="Stained pass: take positions from "
+            "this scan file or CSV instead of the unstained scan.",
+        ),
     ] = None,
     cells: Annotated[
         Path | None, typer.Option("--cells", help="Highres pass: the cells CSV of scope match.")
@@ -116,12 +140,17 @@ def scan(
         float, typer.Option("--overlap", min=0.0, max=0.89, help="Overlap between fields.")
     ] = 0.0,
     focus: Annotated[
-        Focus, typer.Option("--focus", help="none, or map: autofocus reference fields and fit "
-                            "the slide surface.")
+        Focus,
+        typer.Option(
+            "--focus", help="none, or map: autofocus reference fields and fit the slide surface."
+        ),
     ] = Focus.none,
     z_um: Annotated[
-        float | None, typer.Option("--z-um", help="Z (µm) for fields without one; default: "
-                                   "the current stage Z, where you focused.")
+        float | None,
+        typer.Option(
+            "--z-um",
+            help="Z (µm) for fields without one; default: the current stage Z, where you focused.",
+        ),
     ] = None,
     compression: Annotated[
         str, typer.Option("--compression", help="blosc2-lz4 (default), zstd, lz4, gzip, none.")
@@ -157,17 +186,35 @@ def scan(
         if not typer.confirm("Ready?", default=True):
             raise typer.Abort()
     with open_rig_from_options(
-        backend, prof, slide=slide, seed=seed, sim_sensor=sim_sensor, sim_config=sim_config,
-        mm_config=mm_config, led_port=led_port, mm_port=mm_port, sim_realtime=sim_realtime,
+        backend,
+        prof,
+        slide=slide,
+        seed=seed,
+        sim_sensor=sim_sensor,
+        sim_config=sim_config,
+        mm_config=mm_config,
+        led_port=led_port,
+        mm_port=mm_port,
+        sim_realtime=sim_realtime,
     ) as rig:
         rig.set_pass(pass_.value)
         stage = rig.mm.read_stage()
         plan = plan_scan(
-            slide=slide, pass_=pass_.value, profile=prof, out=out, frame_wh=rig.mm.frame_size,
+            slide=slide,
+            pass_=pass_.value,
+            profile=prof,
+            out=out,
+            frame_wh=rig.mm.frame_size,
             stage_xy=(0.0, 0.0) if backend == BackendChoice.sim else (stage.x_um, stage.y_um),
-            stack=stack, grid=grid, region=region, positions_csv=positions,
-            positions_from=positions_from, cells_csv=cells, overlap=overlap,
-            compression=compression, focus=focus.value,
+            stack=stack,
+            grid=grid,
+            region=region,
+            positions_csv=positions,
+            positions_from=positions_from,
+            cells_csv=cells,
+            overlap=overlap,
+            compression=compression,
+            focus=focus.value,
             z_um=stage.z_um if z_um is None else z_um,
         )
         console.print(
@@ -175,8 +222,9 @@ def scan(
             f"{len(plan.profile.stack)} images, {rig.backend} backend"
         )
         with ScanProgress(console) as progress:
-            summary = run_scan(plan, rig, resume=resume, events=progress.events,
-                               software_version=__version__)
+            summary = run_scan(
+                plan, rig, resume=resume, events=progress.events, software_version=__version__
+            )
     console.print(scan_summary_table(summary))
     if summary.failed:
         from hardware_profiles.errors import ScopeError
@@ -193,22 +241,38 @@ def calibrate(
     backend: BackendOpt = BackendChoice.sim,
     stack: Annotated[str | None, typer.Option("--stack", help="Only these channels.")] = None,
     level: Annotated[
-        float, typer.Option("--level", min=50, max=254, help="Target level (0-255) of the "
-                            "brightest 0.1 % for brightfield, pls and low darkfield.")
+        float,
+        typer.Option(
+            "--level",
+            min=50,
+            max=254,
+            help="Target level (0-255) of the "
+            "brightest 0.1 % for brightfield, pls and low darkfield.",
+        ),
     ] = 235.0,
     high_saturation: Annotated[
-        float, typer.Option("--high-saturation", min=0.01, max=50.0, help="Percent of pixels "
-                            "to saturate in high-exposure darkfield images.")
+        float,
+        typer.Option(
+            "--high-saturation",
+            min=0.01,
+            max=50.0,
+            help="Percent of pixels to saturate in high-exposure darkfield images.",
+        ),
     ] = 2.0,
     max_exposure_ms: Annotated[
-        float, typer.Option("--max-exposure-ms", min=0.1, help="Longest exposure allowed; "
-                            "gain makes up the rest.")
+        float,
+        typer.Option(
+            "--max-exposure-ms", min=0.1, help="Longest exposure allowed; gain makes up the rest."
+        ),
     ] = 2000.0,
     x_um: Annotated[float, typer.Option("--x-um", help="Stage X of the reference field.")] = 0.0,
     y_um: Annotated[float, typer.Option("--y-um", help="Stage Y of the reference field.")] = 0.0,
     autofocus: Annotated[
-        bool, typer.Option("--autofocus/--no-autofocus", help="Focus the reference field "
-                           "first (brightfield, software autofocus).")
+        bool,
+        typer.Option(
+            "--autofocus/--no-autofocus",
+            help="Focus the reference field first (brightfield, software autofocus).",
+        ),
     ] = True,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     seed: SeedOpt = 0,
@@ -238,11 +302,19 @@ def calibrate(
             raise typer.Abort()
     chosen = stack_profile(prof, stack)
     names = {c.name for c in chosen.stack}
-    targets = CalibrationTargets(level=level, high_saturation_percent=high_saturation,
-                                 max_exposure_ms=max_exposure_ms)
+    targets = CalibrationTargets(
+        level=level, high_saturation_percent=high_saturation, max_exposure_ms=max_exposure_ms
+    )
     with open_rig_from_options(
-        backend, prof, slide="calibration", seed=seed, sim_sensor=sim_sensor,
-        sim_config=sim_config, mm_config=mm_config, led_port=led_port, mm_port=mm_port,
+        backend,
+        prof,
+        slide="calibration",
+        seed=seed,
+        sim_sensor=sim_sensor,
+        sim_config=sim_config,
+        mm_config=mm_config,
+        led_port=led_port,
+        mm_port=mm_port,
     ) as rig:
         rig.set_pass("unstained")
         rig.mm.move_xy(x_um, y_um)
@@ -253,9 +325,13 @@ def calibrate(
             z = focus_here(rig, next(c for c in prof.stack if c.kind == "brightfield"))
             console.print(f"focused the reference field at z = {z:.2f} µm")
         new_profile, results = calibrate_profile(
-            rig, prof, targets=targets, only=names,
-            on_result=lambda r: console.print(f"  {r.name}: {r.exposure_ms:.3g} ms, gain "
-                                              f"{r.gain:.3g}"),
+            rig,
+            prof,
+            targets=targets,
+            only=names,
+            on_result=lambda r: console.print(
+                f"  {r.name}: {r.exposure_ms:.3g} ms, gain {r.gain:.3g}"
+            ),
         )
     dump(new_profile, out)
     console.print(calibration_table(results))
