@@ -34,6 +34,13 @@ SUITE: dict[str, tuple[str, list[str], str]] = {
     "ablation": ("ablation.py", [], "the stack ablation: PLS vs brightfield"),
 }
 QUICK_ARGS = {"scan": ["--quick"]}
+PAGES = {
+    "simulator": "docs/simulator.md",
+    "registration": "docs/registration.md",
+    "segmentation": "docs/registration.md",
+    "training": "docs/training.md",
+    "ablation": "docs/ablation.md",
+}
 
 
 def main() -> None:
@@ -70,10 +77,25 @@ def main() -> None:
         "Timings depend on the machine and on what else it runs: compare like with like.",
         "",
     ]
+    missing = []
     for name in SUITE:
         part = BENCH / f"{name}.md"
         if part.exists():
             parts += [part.read_text(encoding="utf-8").strip(), ""]
+        else:
+            missing.append(name)
+    if missing:
+        parts += [
+            "### Not yet re-run into this page",
+            "",
+            "These benchmarks' last figures, with the commands and machines that produced them,",
+            "are recorded on their capability pages: "
+            + ", ".join(f"`{n}` ({PAGES.get(n, 'docs/')})" for n in missing)
+            + ". `python benchmarks/run_all.py --only "
+            + " ".join(missing)
+            + "` adds them here.",
+            "",
+        ]
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(parts) + "\n", encoding="utf-8")
     print(f"wrote docs/benchmarks.md ({len(names) - len(failed)} of {len(names)} ran)")
     if failed:
