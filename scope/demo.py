@@ -320,6 +320,25 @@ class Demo:
         return rows
 
 
+def model_rows(result: DemoResult) -> list[list[str]]:
+    """model, stack, test cells, SSIM, PSNR, MAE — for the summary and the report."""
+    rows = []
+    for name, stack in (("pls", PLS_STACK), ("brightfield", "brightfield")):
+        m = result.metrics.get(name, {})
+        mean = m.get("mean", m)
+        rows.append(
+            [
+                name,
+                stack,
+                str(m.get("cells", "")),
+                f"{mean.get('ssim', float('nan')):.4f}",
+                f"{mean.get('psnr', float('nan')):.2f}",
+                f"{mean.get('mae', float('nan')):.4f}",
+            ]
+        )
+    return rows
+
+
 def summary_tables(result: DemoResult) -> list[Table]:
     """The end-of-demo tables: registration vs truth, models, steps and files."""
     reg = Table(title="registration against the simulator's truth")
@@ -348,17 +367,8 @@ def summary_tables(result: DemoResult) -> list[Table]:
     models = Table(title="virtual staining, test split (20x target)")
     for col in ("model", "stack", "cells", "SSIM", "PSNR", "MAE"):
         models.add_column(col, justify="right" if col not in ("model", "stack") else "left")
-    for name, stack in (("pls", PLS_STACK), ("brightfield", "brightfield")):
-        m = result.metrics.get(name, {})
-        mean = m.get("mean", m)
-        models.add_row(
-            name,
-            stack,
-            str(m.get("cells", "")),
-            f"{mean.get('ssim', float('nan')):.4f}",
-            f"{mean.get('psnr', float('nan')):.2f}",
-            f"{mean.get('mae', float('nan')):.4f}",
-        )
+    for row in model_rows(result):
+        models.add_row(*row)
     steps = Table(title=f"steps ({result.total_seconds:.0f} s in all)")
     steps.add_column("step")
     steps.add_column("time", justify="right")

@@ -111,7 +111,7 @@ def _figure(src: str, caption: str) -> str:
 
 def write_report(demo: Demo) -> Path:
     """Write ``report.html`` and the images it shows under ``DIR/report/``."""
-    from scope.demo import PLS_STACK, verdict
+    from scope.demo import PLS_STACK, model_rows, verdict
 
     folder = demo.out / "report"
     folder.mkdir(parents=True, exist_ok=True)
@@ -142,20 +142,7 @@ def write_report(demo: Demo) -> Path:
         ]
         for r in res.registration
     ]
-    model_rows = []
-    for name, stack in (("pls", PLS_STACK), ("brightfield", "brightfield")):
-        m = res.metrics.get(name, {})
-        mean = m.get("mean", m)
-        model_rows.append(
-            [
-                name,
-                stack,
-                str(m.get("cells", "")),
-                f"{mean.get('ssim', float('nan')):.4f}",
-                f"{mean.get('psnr', float('nan')):.2f}",
-                f"{mean.get('mae', float('nan')):.4f}",
-            ]
-        )
+    models = model_rows(res)
     step_rows = [[s.name, f"{s.seconds:.1f} s"] for s in res.steps]
 
     parts = [
@@ -188,7 +175,7 @@ def write_report(demo: Demo) -> Path:
         ),
         "<h2>Training</h2>",
         _figure("report/loss.png", "training and validation L1 loss per epoch"),
-        _table(model_rows, ["model", "stack", "test cells", "SSIM", "PSNR", "MAE"]),
+        _table(models, ["model", "stack", "test cells", "SSIM", "PSNR", "MAE"]),
         "<h2>Predictions against targets (test split)</h2>",
         "<div class='row'>"
         + _figure("report/pls_best_8.png", "PLS model, best 8: brightfield | prediction | target")
