@@ -49,7 +49,7 @@ from registration.coarse import (
     to_grey,
 )
 from registration.fine import FineMatchError, crop_origin, fine_match
-from registration.qc import QcOptions, join_flags
+from registration.qc import QcOptions, channel_pairs, join_flags
 from registration.segment import WbcParams, background_colour, segment_wbcs
 from registration.splits import DEFAULT_BLOCK_UM, DEFAULT_FRACTIONS, default_split
 
@@ -377,6 +377,8 @@ class FieldCrops:
     spill: str  # .npz with inputs (n, C, c, c, 3), targets (n, c, c, 3)
     offsets: np.ndarray  # (C, 2 candidates, 2)
     scores: np.ndarray  # (C,)
+    pair_offsets: np.ndarray  # (P, 2) channel pairs (qc.channel_pairs)
+    pair_scores: np.ndarray  # (P,)
     flags: list[set[str]]
     edge_ratios: np.ndarray  # (n,) nucleus outline in the input (qc.ghost_cells)
 
@@ -399,12 +401,14 @@ def _extract(
 ) -> FieldCrops:
     from registration.qc import (
         ChannelAligner,
+        central_region,
         image_noise,
         one_pass_objects,
+        pair_offset,
         saturated_fraction,
     )
 
-    pair, i, cells, bg_u, bg_s, opt, spill_dir, kinds = args
+    pair, i, cells, bg_u, bg_s, opt, spill_dir, kinds, ch_pairs = args
     uscan = _scan(pair.unstained)
     n_ch = len(kinds)
     c = opt.crop_size
@@ -414,10 +418,30 @@ def _extract(
     scores = np.full(n_ch, np.nan)
     bf = uscan.image(i, pair.bf_unstained)
     aligner = ChannelAligner(bf, region_px=opt.qc.pls_region_px, search_px=opt.qc.pls_search_px)
+    # every single-LED image is measured against the brightfield image and against its
+    # neighbours (qc.channel_pairs); greys are kept until both members of a pair are seen
+    paired = {int(c) for c in np.asarray(ch_pairs).ravel()}
+    pending = {c: [p for p, ab in enumerate(ch_pairs) if c in ab] for c in paired}
+    greys: dict[int, np.ndarray] = {}
+    pair_offsets = np.full((len(ch_pairs), 2), np.nan)
+    pair_scores = np.full(len(ch_pairs), np.nan)
+    sub = central_region(bf[aligner.region].shape[:2], opt.qc.pair_region_px)
     for ch in range(n_ch):
         img = bf if ch == pair.bf_unstained else uscan.image(i, ch)
         if ch != pair.bf_unstained and kinds[ch] != "brightfield":
             offsets[ch], scores[ch] = aligner.offset(img, str(kinds[ch]))
+        if ch in paired:
+            greys[ch] = aligner.grey(img)[sub]
+            for p in pending[ch]:
+                a, b = (int(x) for x in ch_pairs[p])
+                if a in greys and b in greys:
+                    pair_offsets[p], pair_scores[p] = pair_offset(
+                        greys[a], greys[b], search_px=opt.qc.pls_search_px
+                    )
+                    for x in (a, b):
+                        pending[x].remove(p)
+                        if not pending[x]:
+                            del greys[x]
         for k, cm in enumerate(cells):
             inputs[k, ch] = _cut(img, cm.input_origin[0], cm.input_origin[1], c)
     stained = _scan(pair.stained).image(i, pair.bf_stained)
@@ -462,7 +486,7 @@ def _extract(
         flags.append(f)
     spill = os.path.join(spill_dir, f"field_{i:05d}.npz")
     np.savez(spill, inputs=inputs, targets=targets)
-    return FieldCrops(i, n, spill, offsets, scores, flags, ratios)
+    return FieldCrops(i, n, spill, offsets, scores, pair_offsets, pair_scores, flags, ratios)
 
 
 # -- orchestration --------------------------------------------------------------------------------
@@ -667,18 +691,19 @@ def match_scans(
         for k, cm in enumerate(cells):
             by_field.setdefault(cm.field, []).append(k)
         kinds = np.asarray(channels["kind"])
+        ch_pairs = channel_pairs(channels)
         bgs = {sv.index: (sv.background_unstained, sv.background_stained) for sv in surveys}
         spill_dir = tempfile.mkdtemp(
             prefix=".match-", dir=out.parent if out.parent.exists() else None
         )
         try:
             tasks = [
-                (pair, f, [cells[k] for k in ks], *bgs[f], opt, spill_dir, kinds)
+                (pair, f, [cells[k] for k in ks], *bgs[f], opt, spill_dir, kinds, ch_pairs)
                 for f, ks in sorted(by_field.items())
             ]
             crops = list(_run(_extract, tasks, opt.workers, progress, "extract"))
             # 6. PLS misalignment over all fields, then write
-            n_misaligned = _flag_misaligned(crops, channels, opt)
+            n_misaligned = _flag_misaligned(crops, channels, ch_pairs, opt)
             _flag_ghosts(crops, opt)
             for fc in crops:
                 for k, fl in zip(by_field[fc.index], fc.flags, strict=True):
@@ -812,8 +837,10 @@ def _refit(
     return refit, cells
 
 
-def _flag_misaligned(crops: list[FieldCrops], channels: np.ndarray, opt: MatchOptions) -> int:
-    from registration.qc import misaligned_channels
+def _flag_misaligned(
+    crops: list[FieldCrops], channels: np.ndarray, ch_pairs: np.ndarray, opt: MatchOptions
+) -> int:
+    from registration.qc import misaligned_channels, misaligned_pairs
 
     if not crops:
         return 0
@@ -833,6 +860,16 @@ def _flag_misaligned(crops: list[FieldCrops], channels: np.ndarray, opt: MatchOp
         tolerance_single_px=opt.qc.pls_tolerance_single_px,
         min_score=opt.qc.pls_min_score,
     )
+    # channels with trusted neighbours are judged by them; the others against brightfield
+    by_pairs, judged = misaligned_pairs(
+        np.stack([fc.pair_offsets for fc in crops]),
+        np.stack([fc.pair_scores for fc in crops]),
+        ch_pairs,
+        len(channels),
+        tolerance_px=opt.qc.pair_tolerance_px,
+        min_score=opt.qc.pair_min_score,
+    )
+    bad = np.where(judged[None, :], by_pairs, bad)
     for fc, row in zip(crops, bad, strict=True):
         if row.any():
             for f in fc.flags:

@@ -54,15 +54,20 @@ class QcOptions:
     max_fine_residual_px: float = 1.5
     pls_tolerance_px: float = 2.0
     darkfield_tolerance_px: float = 2.5
+    pair_tolerance_px: float = 1.5
+    pair_min_score: float = 0.3
+    pair_region_px: int = 512
     pls_tolerance_single_px: float = 4.5
     pls_min_score: float = 0.05
     pls_search_px: int = 16
     pls_region_px: int = 768
     input_structure_min: float = 3.0
     one_pass_min_area_um2: float = 0.5
-    speck_contrast_dn: float = 12.0
+    speck_contrast_dn: float = 25.0
+    nucleus_speck_contrast_dn: float = 30.0
+    nucleus_speck_hue_shift: float = 12.0
     speck_min_area_um2: float = 0.15
-    ghost_fraction: float = 0.65
+    ghost_fraction: float = 0.45
     ghost_floor: float = 1.3
     dirt_od_min: float = 0.2
     max_saturated_fraction: float = 0.02
@@ -115,8 +120,12 @@ class ChannelAligner:
     def __init__(self, brightfield: np.ndarray, *, region_px: int = 768, search_px: int = 16):
         self.region = central_region(brightfield.shape[:2], region_px)
         self.search = int(search_px)
-        grey = _grey32(brightfield[self.region])
+        grey = self.grey(brightfield)
         self.references = {"pls": _laplacian(grey), "darkfield": _gradient(grey)}
+
+    def grey(self, image: np.ndarray) -> np.ndarray:
+        """The blurred grey central region of a frame, as the comparisons use it."""
+        return _grey32(image[self.region])
 
     def offset(self, image: np.ndarray, kind: str) -> tuple[np.ndarray, float]:
         """Where the channel's content sits against the brightfield image.
@@ -131,7 +140,7 @@ class ChannelAligner:
         from registration.fine import parabola_peak
 
         out = np.full((2, 2), np.nan)
-        g = _grey32(image[self.region])
+        g = self.grey(image)
         dark = kind == "darkfield"
         probe = g if dark else _laplacian(g)
         reference = self.references["darkfield" if dark else "pls"]
@@ -289,6 +298,148 @@ def misaligned_channels(
     return out
 
 
+# -- darkfield pairs ------------------------------------------------------------------------------
+def channel_pairs(channels: np.ndarray) -> np.ndarray:
+    """``(P, 2)`` channel indices of single-LED images that must show the field in place.
+
+    An oblique or darkfield image is not a shifted brightfield image: relief casts shadows
+    that invert through focus and edges glow on one side, so its offset against the
+    brightfield image is ambiguous by a few pixels. Two LEDs neighbouring in one arm (same
+    azimuth, adjacent angles, same kind and exposure level) light the sample from nearly the
+    same direction, so their images agree almost pixel for pixel; so do the exposures of one
+    LED. Pairs: each channel with the next angle up its arm and with the other exposures of
+    its LED; a channel left without a partner is paired with its nearest neighbour on its
+    ring (same angle, kind and level).
+    """
+    kind = np.asarray(channels["kind"]).astype(str)
+    leds = np.asarray(channels["leds"]).astype(str)
+    level = np.asarray(channels["exposure_level"]).astype(str)
+    th = np.asarray(channels["theta_deg"], dtype=np.float64)
+    ph = np.asarray(channels["phi_deg"], dtype=np.float64)
+    single = np.isin(kind, ("pls", "darkfield")) & (np.char.find(leds, ",") < 0)
+    single &= np.isfinite(th) & np.isfinite(ph)
+    idx = np.flatnonzero(single)
+    pairs: set[tuple[int, int]] = set()
+
+    def dphi(a: int, others: np.ndarray) -> np.ndarray:
+        return np.abs((ph[others] - ph[a] + 180.0) % 360.0 - 180.0)
+
+    for a in idx:
+        same = idx[(kind[idx] == kind[a]) & (level[idx] == level[a]) & (leds[idx] != leds[a])]
+        pairs |= {(min(a, b), max(a, b)) for b in idx if b != a and leds[b] == leds[a]}
+        arm = same[(dphi(a, same) < 1.0) & (th[same] > th[a] + 0.5)]
+        if len(arm):
+            nxt = arm[np.isclose(th[arm], th[arm].min(), atol=0.5)]
+            pairs |= {(min(a, b), max(a, b)) for b in nxt}
+    for a in idx:
+        same = idx[(kind[idx] == kind[a]) & (level[idx] == level[a]) & (leds[idx] != leds[a])]
+        ring = same[np.abs(th[same] - th[a]) < 0.5]
+        if len(ring):
+            d = dphi(a, ring)
+            pairs |= {(min(a, int(b)), max(a, int(b))) for b in ring[np.isclose(d, d.min())]}
+    return np.asarray(sorted((int(a), int(b)) for a, b in pairs), dtype=np.int64).reshape(-1, 2)
+
+
+def pair_offset(a: np.ndarray, b: np.ndarray, *, search_px: int = 16) -> tuple[np.ndarray, float]:
+    """``((dx, dy), score)``: where ``b``'s content sits against ``a``'s (grey regions).
+
+    Both are blurred grey images of the same region (:meth:`ChannelAligner.grey`); the
+    score is the normalised correlation peak (NaN offsets when ``b`` is flat).
+    """
+    import cv2
+
+    from registration.fine import parabola_peak
+
+    r = int(search_px)
+    if min(a.shape) <= 2 * r + 8:
+        return np.full(2, np.nan), float("nan")
+    tpl = b[r:-r, r:-r]
+    if float(tpl.std()) == 0.0 or float(a.std()) == 0.0:
+        return np.full(2, np.nan), 0.0
+    c = cv2.matchTemplate(a, tpl, cv2.TM_CCOEFF_NORMED)
+    iy, ix, ox, oy = parabola_peak(c)
+    return np.array([r - ix - ox, r - iy - oy]), float(c[iy, ix])
+
+
+def misaligned_pairs(
+    offsets: np.ndarray,
+    scores: np.ndarray,
+    pairs: np.ndarray,
+    n_channels: int,
+    *,
+    tolerance_px: float = 1.5,
+    min_score: float = 0.3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which (field, channel) images moved against their neighbours.
+
+    Parameters
+    ----------
+    offsets
+        ``(F, P, 2)`` offsets (px) of each pair of :func:`channel_pairs` per field.
+    scores
+        ``(F, P)`` their correlation peaks.
+    pairs
+        ``(P, 2)`` channel indices.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        ``(F, n_channels) bool`` misaligned images and ``(n_channels,) bool`` channels this
+        check can judge. A pair is trusted when its correlation (median over fields) reaches
+        ``min_score`` — neighbours that look too different (a 10° and an 18° LED near the
+        objective's NA) correlate weakly and are left out. A pair's expected offset is its
+        median over fields (zero with fewer than three); it departs when it misses that by
+        more than ``tolerance_px`` (for a noisy pair, by more than four times its median
+        departure). A channel is misaligned when more than half of its trusted pairs depart:
+        a glitched image breaks all its pairs, its neighbours keep their other ones; a
+        channel with one pair shares the blame with its partner (the field is flagged either
+        way).
+    """
+    import warnings
+
+    s = np.asarray(scores, dtype=np.float64)
+    n_f = s.shape[0]
+    out = np.zeros((n_f, n_channels), dtype=bool)
+    judged = np.zeros(n_channels, dtype=bool)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if not len(pairs) or not n_f:
+        return out, judged
+    s = s.reshape(n_f, len(pairs))
+    o = np.asarray(offsets, dtype=np.float64).reshape(n_f, len(pairs), 2)
+    measured = np.isfinite(o).all(-1) & np.isfinite(s)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # pairs never measured: all NaN
+        typical_score = np.nanmedian(np.where(measured, s, np.nan), axis=0)
+        trusted = np.nan_to_num(typical_score) >= min_score
+        valid = measured & trusted[None, :] & (s >= 0.5 * np.nan_to_num(typical_score)[None, :])
+        expected = (
+            np.nanmedian(np.where(valid[..., None], o, np.nan), axis=0)
+            if n_f >= 3
+            else np.zeros((len(pairs), 2))
+        )
+        res = np.linalg.norm(o - np.nan_to_num(expected)[None], axis=-1)
+        tol = np.full((1, len(pairs)), float(tolerance_px))
+        if n_f >= 3:
+            # a noisy pair widens its own tolerance; the median ignores the rare glitch,
+            # which an upper percentile of a few fields would not
+            typical = np.nanmedian(np.where(valid, res, np.nan), axis=0)
+            tol = np.maximum(tol, _PAIR_SPREAD_FACTOR * np.nan_to_num(typical)[None, :])
+    bad = valid & (res > tol)
+    n_bad = np.zeros((n_f, n_channels))
+    n_valid = np.zeros((n_f, n_channels))
+    for p, (a, b) in enumerate(pairs):
+        if not trusted[p]:
+            continue
+        judged[[a, b]] = True
+        for c in (a, b):
+            n_bad[:, c] += bad[:, p]
+            n_valid[:, c] += valid[:, p]
+    return (n_bad > 0) & (n_bad > n_valid / 2), judged
+
+
+#: A pair departs beyond this multiple of its median residual over fields.
+_PAIR_SPREAD_FACTOR = 4.0
+
 #: With this many fields a channel's own measurement spread can be estimated.
 _MIN_FIELDS_FOR_NOISE = 6
 #: A glitch lies beyond this multiple of the 80th percentile of the channel's residuals.
@@ -411,22 +562,34 @@ def one_pass_objects(
     structured = (contrast >= options.input_structure_min) | (np.abs(od_u) >= 0.05)
     seen = cv2.dilate(structured.astype(np.uint8), kernel) > 0
     cells = cv2.dilate(cell_mask.astype(np.uint8), kernel) > 0
-    specks = _blobs(dye_mask(target) & ~cells & ~seen, min_px).any()
-    # precipitate: small dark dye specks (on or beside the cell) that no small feature of the
-    # input explains
+    dye = dye_mask(target)
+    specks = _blobs(dye & ~cells & ~seen, min_px).any()
+    # precipitate: small dark dye specks where the input shows no dark spot (an object in
+    # both passes). Granules make real cells' cytoplasm grainy, so specks count off the cell
+    # bodies, or on a nucleus when clearly bluer than it (precipitate is azure-rich,
+    # chromatin purple).
     r_speck = max(1, round(0.8 / pixel_size_um))
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r_speck + 1, 2 * r_speck + 1))
     g_t = cv2.cvtColor(np.ascontiguousarray(target), cv2.COLOR_RGB2GRAY)
-    dark_spots = cv2.morphologyEx(g_t, cv2.MORPH_BLACKHAT, disk) >= options.speck_contrast_dn
+    spot = cv2.morphologyEx(g_t, cv2.MORPH_BLACKHAT, disk)
     g_u = cv2.cvtColor(np.ascontiguousarray(input_brightfield), cv2.COLOR_RGB2GRAY)
-    features = (
-        cv2.morphologyEx(g_u, cv2.MORPH_BLACKHAT, disk).astype(np.float32)
-        + cv2.morphologyEx(g_u, cv2.MORPH_TOPHAT, disk)
-    ) >= 4 * input_noise
-    features = cv2.dilate(features.astype(np.uint8), kernel) > 0
-    nuclei = cv2.dilate(nucleus_mask.astype(np.uint8), kernel) > 0
+    input_dark = cv2.morphologyEx(g_u, cv2.MORPH_BLACKHAT, disk) >= 4 * input_noise
+    input_dark = cv2.dilate(input_dark.astype(np.uint8), kernel) > 0
+    nuclei = nucleus_mask.astype(bool)
+    ring = np.ones((3, 3), np.uint8)
+    outside = ~(cv2.dilate(cell_mask.astype(np.uint8), ring) > 0)
+    off_nucleus = (spot >= options.speck_contrast_dn) & dye & outside
+    on_nucleus = np.zeros_like(nuclei)
+    if nuclei.sum() >= min_px:
+        hue = cv2.cvtColor(np.ascontiguousarray(target), cv2.COLOR_RGB2HSV)[..., 0].astype(int)
+        nucleus_hue = float(np.median(hue[nuclei]))
+        on_nucleus = (
+            nuclei
+            & (spot >= options.nucleus_speck_contrast_dn)
+            & (hue <= nucleus_hue - options.nucleus_speck_hue_shift)
+        )
     speck_px = max(2.0, options.speck_min_area_um2 / px2)
-    specks |= _blobs(dark_spots & dye_mask(target) & ~nuclei & ~features, speck_px).any()
+    specks |= _blobs((off_nucleus | on_nucleus) & ~input_dark, speck_px).any()
     ratio = float("nan")
     if own_nucleus is not None and own_nucleus.sum() >= min_px:
         grad = cv2.morphologyEx(g_u, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
@@ -444,7 +607,7 @@ def one_pass_objects(
     return bool(specks), bool(input_only), ratio
 
 
-def ghost_cells(ratios: np.ndarray, *, fraction: float = 0.65, floor: float = 1.3) -> np.ndarray:
+def ghost_cells(ratios: np.ndarray, *, fraction: float = 0.45, floor: float = 1.3) -> np.ndarray:
     """Which detections are artifacts taken for cells, from their nucleus edge ratios.
 
     Most detections on a slide are real WBCs, so the slide's median ratio says how clearly
