@@ -188,7 +188,9 @@ def score_slide(
             tx, ty = (round(float(cells[n][k])) - c // 2 for n in ("stained_x_px", "stained_y_px"))
             ux, uy = (round(float(cells[n][k])) - c // 2 for n in ("x_px", "y_px"))
             t_diff = changed(
-                _cut(frame(fs, i, 0), tx, ty, c), _cut(frame(cs, i, 0), tx, ty, c), dn=args.visible_dn
+                _cut(frame(fs, i, 0), tx, ty, c),
+                _cut(frame(cs, i, 0), tx, ty, c),
+                dn=args.visible_dn,
             )
             t_any = changed(
                 _cut(frame(fs, i, 0), tx, ty, c), _cut(frame(cs, i, 0), tx, ty, c), dn=4

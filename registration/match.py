@@ -381,6 +381,7 @@ class FieldCrops:
     pair_scores: np.ndarray  # (P,)
     flags: list[set[str]]
     edge_ratios: np.ndarray  # (n,) nucleus outline in the input (qc.ghost_cells)
+    speck_gaps: np.ndarray  # (n,) bluest speck on the cell (qc.blue_speck_cells)
 
 
 def _cut(image: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
@@ -454,6 +455,7 @@ def _extract(
     noise = image_noise(bf)
     flags = []
     ratios = np.full(n, np.nan)
+    gaps = np.full(n, np.nan)
     for k, cm in enumerate(cells):
         f = set(cm.flags)
         if "near_edge" not in f:
@@ -464,7 +466,7 @@ def _extract(
             own = int(
                 seg.cell_labels[min(max(cy, 0), pair.height - 1), min(max(cx, 0), pair.width - 1)]
             )
-            t_only, i_only, ratio = one_pass_objects(
+            found = one_pass_objects(
                 targets[k],
                 inputs[k, pair.bf_unstained],
                 cells_crop,
@@ -476,17 +478,17 @@ def _extract(
                 pixel_size_um=pair.pixel_size_um,
                 options=opt.qc,
             )
-            ratios[k] = ratio
-            if t_only:
+            ratios[k], gaps[k] = found.edge_ratio, found.speck_gap
+            if found.target_only:
                 f.add("target_only_color")
-            if i_only:
+            if found.input_only:
                 f.add("input_only_object")
         if saturated_fraction(targets[k]) > opt.qc.max_saturated_fraction:
             f.add("saturated_target")
         flags.append(f)
     spill = os.path.join(spill_dir, f"field_{i:05d}.npz")
     np.savez(spill, inputs=inputs, targets=targets)
-    return FieldCrops(i, n, spill, offsets, scores, pair_offsets, pair_scores, flags, ratios)
+    return FieldCrops(i, n, spill, offsets, scores, pair_offsets, pair_scores, flags, ratios, gaps)
 
 
 # -- orchestration --------------------------------------------------------------------------------
@@ -704,7 +706,7 @@ def match_scans(
             crops = list(_run(_extract, tasks, opt.workers, progress, "extract"))
             # 6. PLS misalignment over all fields, then write
             n_misaligned = _flag_misaligned(crops, channels, ch_pairs, opt)
-            _flag_ghosts(crops, opt)
+            _flag_slide_outliers(crops, opt)
             for fc in crops:
                 for k, fl in zip(by_field[fc.index], fc.flags, strict=True):
                     cells[k].flags = fl
@@ -877,8 +879,9 @@ def _flag_misaligned(
     return int(bad.sum())
 
 
-def _flag_ghosts(crops: list[FieldCrops], opt: MatchOptions) -> None:
-    from registration.qc import ghost_cells
+def _flag_slide_outliers(crops: list[FieldCrops], opt: MatchOptions) -> None:
+    """Slide-level one-pass checks: artifacts taken for cells, precipitate on cells."""
+    from registration.qc import blue_speck_cells, ghost_cells
 
     if not crops:
         return
@@ -887,9 +890,14 @@ def _flag_ghosts(crops: list[FieldCrops], opt: MatchOptions) -> None:
         fraction=opt.qc.ghost_fraction,
         floor=opt.qc.ghost_floor,
     )
+    specks = blue_speck_cells(
+        np.concatenate([fc.speck_gaps for fc in crops]),
+        floor=opt.qc.speck_gap_floor,
+        spread=opt.qc.speck_gap_spread,
+    )
     flags = [f for fc in crops for f in fc.flags]
-    for f, g in zip(flags, ghost, strict=True):
-        if g:
+    for f, g, sp in zip(flags, ghost, specks, strict=True):
+        if g or sp:
             f.add("target_only_color")
 
 

@@ -1,0 +1,167 @@
+"""Quality checks of matched cells (registration/qc.py) on controlled inputs.
+
+The end-to-end behaviour on the simulator is in test_registration_pipeline.py; here each
+check gets inputs whose answer is known: neighbouring LED images with one glitched, slides of
+speck measurements with one outlier, crops with an object in one pass only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from acquisition.scanfile import CHANNEL_FIELDS
+from acquisition.tables import decode, to_records
+from registration.qc import (
+    ChannelAligner,
+    QcOptions,
+    blue_speck_cells,
+    channel_pairs,
+    misaligned_pairs,
+    one_pass_objects,
+    pair_offset,
+)
+
+
+@pytest.fixture(scope="module")
+def channels(pls43):
+    return decode(to_records(pls43.channel_table(), CHANNEL_FIELDS))
+
+
+def test_channel_pairs_cover_every_single_led_image(channels):
+    pairs = channel_pairs(channels)
+    kind = np.asarray(channels["kind"]).astype(str)
+    leds = np.asarray(channels["leds"]).astype(str)
+    level = np.asarray(channels["exposure_level"]).astype(str)
+    th = np.asarray(channels["theta_deg"])
+    single = np.flatnonzero(kind != "brightfield")
+    assert set(pairs.ravel()) == set(single)  # every PLS and darkfield image has a partner
+    for a, b in pairs:
+        assert a < b and kind[a] == kind[b]  # never a brightfield-like with a darkfield image
+        if leds[a] == leds[b]:
+            assert level[a] != level[b]  # the two exposures of one LED
+        else:
+            assert level[a] == level[b]
+    # the two exposures of every darkfield LED are paired
+    for led in set(leds[kind == "darkfield"]):
+        idx = np.flatnonzero(leds == led)
+        if len(idx) == 2:
+            assert tuple(idx) in {tuple(p) for p in pairs}
+    # an arm pair joins adjacent angles (25° with 30°, never 25° with 36°)
+    arm = [(a, b) for a, b in pairs if leds[a] != leds[b] and abs(th[a] - th[b]) > 0.5]
+    assert arm and all(abs(th[a] - th[b]) < 8.5 for a, b in arm)
+
+
+def test_pair_offset_measures_a_shift():
+    rng = np.random.default_rng(0)
+    import cv2
+
+    a = cv2.GaussianBlur(rng.normal(0, 1, (300, 300)).astype(np.float32), (0, 0), 2.0)
+    b = np.roll(a, (3, -5), axis=(0, 1))
+    (dx, dy), score = pair_offset(a, b)
+    assert (dx, dy) == pytest.approx((-5.0, 3.0), abs=0.1) and score > 0.9
+    flat = np.zeros_like(a)
+    offset, score = pair_offset(a, flat)
+    assert np.isnan(offset).all() and score == 0.0
+
+
+def _pair_measurements(n_fields=8, glitch=None, seed=0):
+    """Offsets of a chain of 5 channels paired 0-1, 1-2, 2-3, 3-4 plus a weak pair 0-4."""
+    rng = np.random.default_rng(seed)
+    pairs = np.array([(0, 1), (1, 2), (2, 3), (3, 4), (0, 4)])
+    shift = np.zeros((n_fields, 5, 2))
+    if glitch is not None:
+        f, c, d = glitch
+        shift[f, c] = d
+    systematic = rng.normal(0, 1.0, (len(pairs), 2))
+    offsets = np.empty((n_fields, len(pairs), 2))
+    for p, (a, b) in enumerate(pairs):
+        offsets[:, p] = systematic[p] + shift[:, b] - shift[:, a]
+    offsets += rng.normal(0, 0.1, offsets.shape)
+    scores = np.full((n_fields, len(pairs)), 0.8)
+    scores[:, 4] = 0.1  # images too different to trust
+    return offsets, scores, pairs
+
+
+def test_misaligned_pairs_blames_the_glitched_image():
+    offsets, scores, pairs = _pair_measurements(glitch=(3, 2, (4.0, -2.0)))
+    bad, judged = misaligned_pairs(offsets, scores, pairs, 6)
+    assert judged.tolist() == [True, True, True, True, True, False]
+    assert bad[3].tolist() == [False, False, True, False, False, False]
+    assert not bad[np.arange(8) != 3].any()
+
+
+def test_misaligned_pairs_chain_end_and_clean_slide():
+    offsets, scores, pairs = _pair_measurements(glitch=(5, 4, (0.0, 3.0)))
+    bad, _ = misaligned_pairs(offsets, scores, pairs, 5)
+    assert bad[5].tolist() == [False, False, False, False, True]  # its one trusted pair
+    assert bad.any(1).tolist() == [f == 5 for f in range(8)]
+    clean, _ = misaligned_pairs(*_pair_measurements(seed=3), 5)
+    assert not clean.any()
+    # fewer than three fields: offsets are compared with zero; with one pair, both images
+    # share the blame (the field is flagged either way)
+    few, _ = misaligned_pairs(
+        np.array([[[0.3, 0.2]], [[3.0, 0.0]]]), [[0.9], [0.9]], np.array([(0, 1)]), 2
+    )
+    assert few.tolist() == [[False, False], [True, True]]
+
+
+def test_blue_speck_cells_adapts_to_the_stain():
+    rng = np.random.default_rng(1)
+    # a stain whose chromatin shows bluish dark spots everywhere: only the outlier counts
+    gaps = np.concatenate([rng.normal(10, 3, 200).clip(0), [45.0]])
+    flagged = blue_speck_cells(gaps)
+    assert flagged[-1] and flagged[:-1].mean() < 0.02
+    # a clean simulator-like slide: the floor decides
+    gaps = np.array([0.0] * 50 + [2.0, 15.0, 25.0, np.nan])
+    assert np.flatnonzero(blue_speck_cells(gaps)).tolist() == [52]
+    assert not blue_speck_cells(np.full(3, np.nan)).any()
+
+
+def _stained_cell(size=64):
+    """A stained WBC crop (purple nucleus, lilac cytoplasm) and its masks."""
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(xx - size / 2, yy - size / 2)
+    img = np.full((size, size, 3), (235, 232, 236), np.uint8)
+    body, nucleus = r < 22, r < 11
+    img[body] = (205, 175, 215)
+    img[nucleus] = (120, 60, 150)
+    return img, body, nucleus
+
+
+def test_one_pass_objects_finds_a_blue_speck_on_the_nucleus_and_lost_dirt():
+    opt = QcOptions()
+    target, body, nucleus = _stained_cell()
+    unstained = np.full_like(target, 220)
+    bg_t, bg_u = np.array([235, 232, 236]), np.array([220, 220, 220])
+    kw = dict(
+        target_background=bg_t,
+        input_background=bg_u,
+        input_noise=1.0,
+        pixel_size_um=0.293,
+        options=opt,
+    )
+    clean = one_pass_objects(target, unstained, body, nucleus, own_nucleus=nucleus, **kw)
+    assert not clean.target_only and not clean.input_only and clean.speck_gap < 5
+    # precipitate on the nucleus: small, dark and blue (hue ~115 vs ~140 for the nucleus)
+    speck = target.copy()
+    speck[30:34, 28:32] = (20, 30, 90)
+    found = one_pass_objects(speck, unstained, body, nucleus, own_nucleus=nucleus, **kw)
+    assert found.speck_gap > opt.speck_gap_floor
+    # dirt in the unstained image, on the cytoplasm, gone from the target: neutral grey
+    # absorbance that the stain (which passes red) cannot explain
+    dirty = unstained.copy()
+    dirty[14:20, 40:46] = 110
+    found = one_pass_objects(target, dirty, body, nucleus, own_nucleus=nucleus, **kw)
+    assert found.input_only and not found.target_only
+    # the same dirt in both passes is not flagged
+    both = target.copy()
+    both[14:20, 40:46] = (90, 80, 95)
+    found = one_pass_objects(both, dirty, body, nucleus, own_nucleus=nucleus, **kw)
+    assert not found.input_only
+
+
+def test_channel_aligner_grey_is_the_compared_region():
+    frame = np.random.default_rng(0).integers(0, 255, (400, 900, 3), dtype=np.uint8)
+    al = ChannelAligner(frame, region_px=256)
+    assert al.grey(frame).shape == (256, 256)
