@@ -1,6 +1,6 @@
 """`make bench`: run every benchmark and rewrite docs/benchmarks.md.
 
-    python benchmarks/run_all.py [--quick] [--only NAME ...]
+    python benchmarks/run_all.py [--quick] [--only NAME ...] [--stitch]
 
 Each script writes its markdown table to docs/bench/<name>.md; this script stitches them into
 docs/benchmarks.md under a header naming the machine. Benchmarks are run on demand, never in
@@ -29,15 +29,17 @@ SUITE: dict[str, tuple[str, list[str], str]] = {
     "scan": ("bench_scan.py", [], "scan overhead, storage throughput, memory"),
     "registration": ("bench_registration.py", [], "registration speed and accuracy"),
     "segmentation": ("bench_segmentation.py", [], "WBC segmentation on real stains"),
+    "qc": ("bench_qc.py", [], "quality flags against planted faults"),
     "training": ("bench_training.py", [], "training throughput"),
     "stain": ("bench_stain.py", [], "staining a 1920x1200 field"),
     "ablation": ("ablation.py", [], "the stack ablation: PLS vs brightfield"),
 }
-QUICK_ARGS = {"scan": ["--quick"]}
+QUICK_ARGS = {"scan": ["--quick"], "qc": ["--seeds", "1", "--grid", "3x2"]}
 PAGES = {
     "simulator": "docs/simulator.md",
     "registration": "docs/registration.md",
     "segmentation": "docs/registration.md",
+    "qc": "docs/registration.md",
     "training": "docs/training.md",
     "ablation": "docs/ablation.md",
 }
@@ -47,9 +49,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller runs where supported")
     ap.add_argument("--only", nargs="*", choices=sorted(SUITE), help="run only these")
+    ap.add_argument(
+        "--stitch", action="store_true", help="run nothing: rebuild the page from docs/bench/"
+    )
     args = ap.parse_args()
     BENCH.mkdir(parents=True, exist_ok=True)
-    names = args.only or list(SUITE)
+    names = [] if args.stitch else (args.only or list(SUITE))
     failed = []
     for name in names:
         script, extra, what = SUITE[name]
@@ -73,7 +78,8 @@ def main() -> None:
         "",
         "Every figure here was produced by a script in `benchmarks/` (`make bench` runs them",
         "all and rewrites this page; `python benchmarks/run_all.py --only NAME` one of them).",
-        f"Last full run: {time.strftime('%Y-%m-%d')} on {machine()}.",
+        f"Page assembled {time.strftime('%Y-%m-%d')} on {machine()}; each section is from its",
+        "script's latest run, on the machine it names.",
         "Timings depend on the machine and on what else it runs: compare like with like.",
         "",
     ]

@@ -5,22 +5,26 @@ misaligned with the brightfield image (a hardware glitch), stain artifacts prese
 target, dirt present only in the input, and true mismatches. The checks here catch them:
 
 ``pls_misaligned``
-    A single-LED image of the field is shifted against its brightfield image. Each channel's
-    offset to the brightfield is measured per field (Laplacians for brightfield-like
-    channels, intensity against edges for darkfield ones); a channel's own systematic offset
-    (oblique relief, one-sided scattering) is its median over fields, and each ring of LEDs
-    at one angle may shift radially or tangentially per field (defocus parallax, relief that
-    inverts through focus). A channel whose offset departs from that model by more than
-    ``pls_tolerance_px`` (``darkfield_tolerance_px`` for darkfield) is misaligned, and so
-    are all cells of its field.
+    A single-LED image of the field is shifted against the rest of its stack. Each image is
+    compared with its neighbours (:func:`channel_pairs`: the next LED up its arm, the
+    nearest LEDs on its ring, the other exposure of its LED), whose images agree almost pixel
+    for pixel; a pair's usual offset is its median over fields, and an image is misaligned
+    when most of its trusted pairs depart from theirs (:func:`misaligned_pairs`). Images
+    without a trusted neighbour are compared with the brightfield image instead (Laplacians
+    for brightfield-like channels, intensity against edges for darkfield ones) under a model
+    of per-channel systematic offsets and per-ring radial/tangential shifts
+    (:func:`misaligned_channels`). All cells of such a field are flagged.
 ``low_ssim``
     The fine match is unreliable: SSIM below ``min_ssim``, the peak on the border of the
     search window, or a match that disagrees with the slide's rigid motion.
 ``target_only_color``
-    Dye in the target crop where the input shows no object at all (stain precipitate, water
-    marks, dirt picked up during staining).
+    Dye in the target where the input shows no object at all (stain precipitate, dirt
+    picked up during staining), dark dye specks off the cells or — compared with the whole
+    slide — much bluer than the cell's nucleus (:func:`blue_speck_cells`), or a detection
+    whose nucleus outline the input does not show (:func:`ghost_cells`).
 ``input_only_object``
-    A dark object in the input crop that the target lacks (dirt blown away before staining).
+    A dark object in the input that the target lacks in some colour (dirt blown away
+    before staining).
 ``saturated_target``
     More than ``max_saturated_fraction`` of the target crop's pixels are clipped at 255.
 ``coarse_outlier``
