@@ -244,7 +244,10 @@ def main() -> None:
     ]
     for kind, (n, flagged) in e.one_pass.items():
         what = "stain artifact (target only)" if kind == "artifact" else "dirt (input only)"
-        lines.append(f"| crops holding a one-pass {what}, flagged | {flagged}/{n} | |")
+        lines.append(
+            f"| crops with a one-pass {what} centred in them (visible or not; "
+            f"see bench_qc), flagged | {flagged}/{n} | |"
+        )
     lines.append(
         f"| cells flagged one-pass without such an object | {e.one_pass_false_flags} "
         f"of {s.n_cells} | |"
