@@ -842,7 +842,7 @@ def _refit(
 def _flag_misaligned(
     crops: list[FieldCrops], channels: np.ndarray, ch_pairs: np.ndarray, opt: MatchOptions
 ) -> int:
-    from registration.qc import misaligned_channels, misaligned_pairs
+    from registration.qc import misaligned_channels, misaligned_pairs, same_direction_pairs
 
     if not crops:
         return 0
@@ -870,6 +870,7 @@ def _flag_misaligned(
         len(channels),
         tolerance_px=opt.qc.pair_tolerance_px,
         min_score=opt.qc.pair_min_score,
+        same_direction=same_direction_pairs(channels, ch_pairs),
     )
     bad = np.where(judged[None, :], by_pairs, bad)
     for fc, row in zip(crops, bad, strict=True):

@@ -345,6 +345,19 @@ def channel_pairs(channels: np.ndarray) -> np.ndarray:
     return np.asarray(sorted((int(a), int(b)) for a, b in pairs), dtype=np.int64).reshape(-1, 2)
 
 
+def same_direction_pairs(channels: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """``(P,) bool``: pairs of one LED or of one arm (same azimuth), whose images coincide.
+
+    Ring pairs (different azimuths) have systematic offsets of up to ~15 px (relief and glow
+    fall on different sides), learnt from the slide's fields; pairs along one direction
+    agree within ~0.5 px, so they can be judged even in a scan of one or two fields.
+    """
+    ph = np.asarray(channels["phi_deg"], dtype=np.float64)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    d = np.abs((ph[pairs[:, 0]] - ph[pairs[:, 1]] + 180.0) % 360.0 - 180.0)
+    return np.asarray(d < 1.0)
+
+
 def pair_offset(a: np.ndarray, b: np.ndarray, *, search_px: int = 16) -> tuple[np.ndarray, float]:
     """``((dx, dy), score)``: where ``b``'s content sits against ``a``'s (grey regions).
 
@@ -374,6 +387,7 @@ def misaligned_pairs(
     *,
     tolerance_px: float = 1.5,
     min_score: float = 0.3,
+    same_direction: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which (field, channel) images moved against their neighbours.
 
@@ -385,6 +399,9 @@ def misaligned_pairs(
         ``(F, P)`` their correlation peaks.
     pairs
         ``(P, 2)`` channel indices.
+    same_direction
+        ``(P,) bool`` (:func:`same_direction_pairs`): with fewer than three fields only these
+        pairs are judged, against a zero offset. All pairs when omitted.
 
     Returns
     -------
@@ -416,6 +433,8 @@ def misaligned_pairs(
         warnings.simplefilter("ignore", RuntimeWarning)  # pairs never measured: all NaN
         typical_score = np.nanmedian(np.where(measured, s, np.nan), axis=0)
         trusted = np.nan_to_num(typical_score) >= min_score
+        if n_f < 3 and same_direction is not None:
+            trusted &= np.asarray(same_direction, dtype=bool)
         valid = measured & trusted[None, :] & (s >= 0.5 * np.nan_to_num(typical_score)[None, :])
         expected = (
             np.nanmedian(np.where(valid[..., None], o, np.nan), axis=0)

@@ -20,6 +20,7 @@ from registration.qc import (
     misaligned_pairs,
     one_pass_objects,
     pair_offset,
+    same_direction_pairs,
 )
 
 
@@ -50,6 +51,20 @@ def test_channel_pairs_cover_every_single_led_image(channels):
     # an arm pair joins adjacent angles (25° with 30°, never 25° with 36°)
     arm = [(a, b) for a, b in pairs if leds[a] != leds[b] and abs(th[a] - th[b]) > 0.5]
     assert arm and all(abs(th[a] - th[b]) < 8.5 for a, b in arm)
+
+
+def test_few_fields_judge_only_pairs_along_one_direction(channels):
+    pairs = channel_pairs(channels)
+    along = same_direction_pairs(channels, pairs)
+    ph = np.asarray(channels["phi_deg"])
+    assert along.any() and (~along).any()
+    assert all(abs(ph[a] - ph[b]) < 1.0 for a, b in pairs[along])
+    # one field: a ring pair's large systematic offset is not a glitch
+    offsets = np.zeros((1, len(pairs), 2))
+    offsets[0, ~along] = (9.0, -4.0)
+    scores = np.full((1, len(pairs)), 0.8)
+    bad, judged = misaligned_pairs(offsets, scores, pairs, len(channels), same_direction=along)
+    assert not bad.any() and judged.sum() > 0
 
 
 def test_pair_offset_measures_a_shift():
