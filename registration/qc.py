@@ -72,7 +72,7 @@ class QcOptions:
     speck_gap_floor: float = 18.0
     speck_gap_spread: float = 4.0
     speck_min_area_um2: float = 0.15
-    ghost_fraction: float = 0.45
+    ghost_fraction: float = 0.4
     ghost_floor: float = 1.3
     dirt_od_min: float = 0.15
     max_saturated_fraction: float = 0.02
@@ -546,6 +546,17 @@ class OnePass:
     speck_gap: float  # hue units the bluest dark speck on the cell is bluer than its nucleus
 
 
+def _touching(mask: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Pixels of ``mask`` whose connected blob overlaps ``region``."""
+    import cv2
+
+    n, lab = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    hit = np.zeros(n, dtype=bool)
+    hit[np.unique(lab[region & mask])] = True
+    hit[0] = False
+    return hit[lab]
+
+
 def one_pass_objects(
     target: np.ndarray,
     input_brightfield: np.ndarray,
@@ -597,7 +608,10 @@ def one_pass_objects(
     seen = cv2.dilate(structured.astype(np.uint8), kernel) > 0
     cells = cv2.dilate(cell_mask.astype(np.uint8), kernel) > 0
     dye = dye_mask(target)
-    specks = _blobs(dye & ~cells & ~seen, min_px).any()
+    # dye where the input is flat, in blobs apart from every cell (pale cytoplasm that the
+    # body mask missed, sky-blue in lymphocytes, touches its cell)
+    loose = _blobs(dye & ~seen, min_px) & ~_touching(dye & ~seen, cells)
+    specks = bool(loose.any())
     # precipitate: small dark dye specks where the input shows no dark spot (an object in
     # both passes). Granules make real cells' cytoplasm grainy, so specks count off the cell
     # bodies, or on a nucleus when clearly bluer than it (precipitate is azure-rich,
@@ -651,7 +665,7 @@ def one_pass_objects(
     return OnePass(bool(specks), bool(input_only), ratio, gap)
 
 
-def ghost_cells(ratios: np.ndarray, *, fraction: float = 0.45, floor: float = 1.3) -> np.ndarray:
+def ghost_cells(ratios: np.ndarray, *, fraction: float = 0.4, floor: float = 1.3) -> np.ndarray:
     """Which detections are artifacts taken for cells, from their nucleus edge ratios.
 
     Most detections on a slide are real WBCs, so the slide's median ratio says how clearly

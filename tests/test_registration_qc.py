@@ -163,6 +163,15 @@ def test_one_pass_objects_finds_a_blue_speck_on_the_nucleus_and_lost_dirt():
     speck[30:34, 28:32] = (20, 30, 90)
     found = one_pass_objects(speck, unstained, body, nucleus, own_nucleus=nucleus, **kw)
     assert found.speck_gap > opt.speck_gap_floor
+    # stain deposit on the glass, apart from the cell: flagged; pale cytoplasm just outside
+    # the body mask, touching the cell: not
+    deposit = target.copy()
+    deposit[2:10, 2:10] = (120, 130, 200)
+    assert one_pass_objects(deposit, unstained, body, nucleus, **kw).target_only
+    halo = target.copy()
+    yy, xx = np.mgrid[:64, :64]
+    halo[(np.hypot(xx - 32, yy - 32) < 30) & ~body] = (140, 175, 222)  # in the dye mask
+    assert not one_pass_objects(halo, unstained, body, nucleus, **kw).target_only
     # dirt in the unstained image, on the cytoplasm, gone from the target: neutral grey
     # absorbance that the stain (which passes red) cannot explain
     dirty = unstained.copy()
