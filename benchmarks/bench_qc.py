@@ -13,7 +13,7 @@ faint one changes less (a water mark is nearly a pure phase film: it barely show
 stained brightfield image, and a model cannot be misled by what it cannot see).
 
     .venv/bin/python benchmarks/bench_qc.py [--grid 4x3] [--sensor 1280x800] [--stack full]
-        [--seeds 1 2] [--keep DIR [--reuse]] [--out FILE]
+        [--seeds 1 2 3 4] [--keep DIR [--reuse]] [--out FILE]
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ def main() -> None:
     ap.add_argument("--grid", default="4x3")
     ap.add_argument("--sensor", default="1280x800")
     ap.add_argument("--stack", default="full")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--visible-dn", type=float, default=20.0)
     ap.add_argument("--visible-area", type=float, default=1.0, help="µm²")

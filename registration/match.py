@@ -402,10 +402,10 @@ def _extract(
 ) -> FieldCrops:
     from registration.qc import (
         ChannelAligner,
+        PairMeasurer,
         central_region,
         image_noise,
         one_pass_objects,
-        pair_offset,
         saturated_fraction,
     )
 
@@ -420,29 +420,15 @@ def _extract(
     bf = uscan.image(i, pair.bf_unstained)
     aligner = ChannelAligner(bf, region_px=opt.qc.pls_region_px, search_px=opt.qc.pls_search_px)
     # every single-LED image is measured against the brightfield image and against its
-    # neighbours (qc.channel_pairs); greys are kept until both members of a pair are seen
-    paired = {int(c) for c in np.asarray(ch_pairs).ravel()}
-    pending = {c: [p for p, ab in enumerate(ch_pairs) if c in ab] for c in paired}
-    greys: dict[int, np.ndarray] = {}
-    pair_offsets = np.full((len(ch_pairs), 2), np.nan)
-    pair_scores = np.full(len(ch_pairs), np.nan)
+    # neighbours (qc.channel_pairs)
+    pairs = PairMeasurer(ch_pairs, search_px=opt.qc.pls_search_px)
     sub = central_region(bf[aligner.region].shape[:2], opt.qc.pair_region_px)
     for ch in range(n_ch):
         img = bf if ch == pair.bf_unstained else uscan.image(i, ch)
         if ch != pair.bf_unstained and kinds[ch] != "brightfield":
             offsets[ch], scores[ch] = aligner.offset(img, str(kinds[ch]))
-        if ch in paired:
-            greys[ch] = aligner.grey(img)[sub]
-            for p in pending[ch]:
-                a, b = (int(x) for x in ch_pairs[p])
-                if a in greys and b in greys:
-                    pair_offsets[p], pair_scores[p] = pair_offset(
-                        greys[a], greys[b], search_px=opt.qc.pls_search_px
-                    )
-                    for x in (a, b):
-                        pending[x].remove(p)
-                        if not pending[x]:
-                            del greys[x]
+        if pairs.wants(ch):
+            pairs.add(ch, aligner.grey(img)[sub])
         for k, cm in enumerate(cells):
             inputs[k, ch] = _cut(img, cm.input_origin[0], cm.input_origin[1], c)
     stained = _scan(pair.stained).image(i, pair.bf_stained)
@@ -488,7 +474,9 @@ def _extract(
         flags.append(f)
     spill = os.path.join(spill_dir, f"field_{i:05d}.npz")
     np.savez(spill, inputs=inputs, targets=targets)
-    return FieldCrops(i, n, spill, offsets, scores, pair_offsets, pair_scores, flags, ratios, gaps)
+    return FieldCrops(
+        i, n, spill, offsets, scores, pairs.offsets, pairs.scores, flags, ratios, gaps
+    )
 
 
 # -- orchestration --------------------------------------------------------------------------------

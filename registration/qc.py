@@ -68,7 +68,7 @@ class QcOptions:
     input_structure_min: float = 3.0
     one_pass_min_area_um2: float = 0.5
     speck_contrast_dn: float = 25.0
-    nucleus_speck_contrast_dn: float = 30.0
+    cell_speck_contrast_dn: float = 30.0
     speck_gap_floor: float = 18.0
     speck_gap_spread: float = 4.0
     speck_min_area_um2: float = 0.15
@@ -379,6 +379,50 @@ def pair_offset(a: np.ndarray, b: np.ndarray, *, search_px: int = 16) -> tuple[n
     return np.array([r - ix - ox, r - iy - oy]), float(c[iy, ix])
 
 
+class PairMeasurer:
+    """Measures :func:`pair_offset` of every pair as the stack's images arrive.
+
+    Feed each paired channel's grey region once (:meth:`add`, in any order); a pair is
+    measured as soon as both of its images are in, and an image is released once all its
+    pairs are measured, so a field's stack is never held whole.
+    """
+
+    def __init__(self, pairs: np.ndarray, *, search_px: int = 16):
+        self.pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        self.search = int(search_px)
+        self.offsets = np.full((len(self.pairs), 2), np.nan)
+        self.scores = np.full(len(self.pairs), np.nan)
+        self._pending: dict[int, set[int]] = {}
+        for p, (a, b) in enumerate(self.pairs):
+            self._pending.setdefault(int(a), set()).add(p)
+            self._pending.setdefault(int(b), set()).add(p)
+        self._greys: dict[int, np.ndarray] = {}
+
+    def wants(self, channel: int) -> bool:
+        return int(channel) in self._pending
+
+    @property
+    def held(self) -> int:
+        """How many grey images are held, waiting for a partner."""
+        return len(self._greys)
+
+    def add(self, channel: int, grey: np.ndarray) -> None:
+        c = int(channel)
+        if c not in self._pending:
+            return
+        self._greys[c] = grey
+        for p in sorted(self._pending[c]):
+            a, b = (int(x) for x in self.pairs[p])
+            if a in self._greys and b in self._greys:
+                self.offsets[p], self.scores[p] = pair_offset(
+                    self._greys[a], self._greys[b], search_px=self.search
+                )
+                for x in (a, b):
+                    self._pending[x].discard(p)
+                    if not self._pending[x]:
+                        self._greys.pop(x, None)
+
+
 def misaligned_pairs(
     offsets: np.ndarray,
     scores: np.ndarray,
@@ -635,7 +679,7 @@ def one_pass_objects(
     if nuclei.sum() >= min_px:
         hue = cv2.cvtColor(np.ascontiguousarray(target), cv2.COLOR_RGB2HSV)[..., 0]
         nucleus_hue = float(np.median(hue[nuclei]))
-        on_cells = (spot >= options.nucleus_speck_contrast_dn) & dye & ~input_dark
+        on_cells = (spot >= options.cell_speck_contrast_dn) & dye & ~input_dark
         on_cells &= nuclei | cell_mask.astype(bool)
         n, lab = cv2.connectedComponents(on_cells.astype(np.uint8), connectivity=8)
         k = int(speck_px)

@@ -14,6 +14,7 @@ from acquisition.scanfile import CHANNEL_FIELDS
 from acquisition.tables import decode, to_records
 from registration.qc import (
     ChannelAligner,
+    PairMeasurer,
     QcOptions,
     blue_speck_cells,
     channel_pairs,
@@ -78,6 +79,26 @@ def test_pair_offset_measures_a_shift():
     flat = np.zeros_like(a)
     offset, score = pair_offset(a, flat)
     assert np.isnan(offset).all() and score == 0.0
+
+
+def test_pair_measurer_measures_every_pair_and_releases_images(channels):
+    import cv2
+
+    pairs = channel_pairs(channels)
+    rng = np.random.default_rng(2)
+    base = cv2.GaussianBlur(rng.normal(0, 1, (160, 160)).astype(np.float32), (0, 0), 2.0)
+    glitched = int(pairs[-1, 1])
+    m = PairMeasurer(pairs)
+    most = 0
+    for c in range(len(channels)):  # the order a scan file delivers them
+        if m.wants(c):
+            m.add(c, np.roll(base, (4, 0), axis=(0, 1)) if c == glitched else base)
+            most = max(most, m.held)
+    assert np.isfinite(m.scores).all() and np.isfinite(m.offsets).all()
+    assert m.held == 0 and most < len(set(pairs.ravel()))
+    moved = (pairs == glitched).any(1)
+    assert np.abs(m.offsets[moved]).max(1).min() == pytest.approx(4.0, abs=0.1)
+    assert np.abs(m.offsets[~moved]).max() < 0.1
 
 
 def _pair_measurements(n_fields=8, glitch=None, seed=0):
