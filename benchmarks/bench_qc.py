@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, machine
+from bench_segmentation import SETS as REAL_SETS  # set name -> µm per pixel
 
 
 @dataclass
@@ -223,9 +224,6 @@ def score_slide(
             if not (t_vis or t_faint or u_vis or u_faint or in_glitch[k]):
                 scores.clean_cells.add(one, np.array([bool(fl)]))
             pairs.append((seed, k, int(t_vis), int(u_vis), ",".join(sorted(fl))))
-
-
-REAL_SETS = {"set1-tecom-120px": 0.16, "set2-cellavision-300px": 0.08}
 
 
 def real_stain_specks(data: Path, pixel_size_um: float = 0.293) -> list[str]:
