@@ -426,9 +426,10 @@ def _extract(
     for ch in range(n_ch):
         img = bf if ch == pair.bf_unstained else uscan.image(i, ch)
         if ch != pair.bf_unstained and kinds[ch] != "brightfield":
-            offsets[ch], scores[ch] = aligner.offset(img, str(kinds[ch]))
-        if pairs.wants(ch):
-            pairs.add(ch, aligner.grey(img)[sub])
+            grey = aligner.grey(img)  # blurred once, for both comparisons
+            offsets[ch], scores[ch] = aligner.offset(img, str(kinds[ch]), grey=grey)
+            if pairs.wants(ch):
+                pairs.add(ch, grey[sub])
         for k, cm in enumerate(cells):
             inputs[k, ch] = _cut(img, cm.input_origin[0], cm.input_origin[1], c)
     stained = _scan(pair.stained).image(i, pair.bf_stained)

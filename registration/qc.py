@@ -132,8 +132,12 @@ class ChannelAligner:
         """The blurred grey central region of a frame, as the comparisons use it."""
         return _grey32(image[self.region])
 
-    def offset(self, image: np.ndarray, kind: str) -> tuple[np.ndarray, float]:
+    def offset(
+        self, image: np.ndarray, kind: str, *, grey: np.ndarray | None = None
+    ) -> tuple[np.ndarray, float]:
         """Where the channel's content sits against the brightfield image.
+
+        ``grey`` is :meth:`grey` of ``image`` when the caller has it already.
 
         Returns ``(candidates, score)``: ``candidates`` is ``(2, 2)`` — the best offset
         ``(dx, dy)`` and, when the correlation has a second peak nearly as high (oblique
@@ -145,7 +149,7 @@ class ChannelAligner:
         from registration.fine import parabola_peak
 
         out = np.full((2, 2), np.nan)
-        g = self.grey(image)
+        g = self.grey(image) if grey is None else grey
         dark = kind == "darkfield"
         probe = g if dark else _laplacian(g)
         reference = self.references["darkfield" if dark else "pls"]
