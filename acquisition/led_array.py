@@ -49,6 +49,8 @@ TERMINATOR = b"-==-"
 _T = TypeVar("_T")
 _VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 _ERROR_LINE = re.compile(r"ERROR\s*\[(\d+)\]\s*:\s*(.*)")
+#: Bit depths of Illuminate boards: 8 (sci.iris, ...), 16 (TLC5955 boards: sci.dome, ...).
+BIT_DEPTHS = (8, 16)
 _VALUE_ROW = re.compile(r'\s*"(\d+)"\s*:\s*\[(\d+(?:,\d+)*)\]\s*,?\s*')
 _NUMBER = r"\s*(-?\d+(?:\.\d+)?)\s*"
 _POSITION_ROW = re.compile(rf'\s*"(\d+)"\s*:\s*\[{_NUMBER},{_NUMBER},{_NUMBER}\]\s*,?\s*')
@@ -124,23 +126,45 @@ def _parse_version(lines: list[str]) -> str:
     return found[0]
 
 
-def _parse_json(lines: list[str]) -> dict[str, Any]:
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a key appears twice")
+    return dict(pairs)
+
+
+def _json_object(lines: list[str]) -> dict[str, Any] | None:
+    """The reply as one JSON object whatever its line layout, or None when it is not one.
+
+    A key that appears twice (a garbled id colliding with a real one) makes it None too.
+    """
     try:
-        obj = json.loads("\n".join(lines))
-    except json.JSONDecodeError as err:
-        raise _Garbled(f"reply is not JSON ({err.msg})") from None
-    if not isinstance(obj, dict):
+        obj = json.loads("\n".join(lines), object_pairs_hook=_unique_pairs)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def parse_props(lines: list[str]) -> dict[str, Any]:
+    """The ``pprops`` JSON object (one line or many, any whitespace)."""
+    obj = _json_object(lines)
+    if obj is None:
         raise _Garbled("reply is not a JSON object")
     return obj
 
 
-def _position_rows(lines: list[str]) -> dict[int, tuple[float, float, float]]:
-    """LED id -> (x, y, z) from a ``pledpos`` reply: the JSON table, or every readable row."""
-    try:
-        table = json.loads("\n".join(lines))["led_position_list_cartesian"]
-        return {int(k): (float(v[0]), float(v[1]), float(v[2])) for k, v in table.items()}
-    except (json.JSONDecodeError, TypeError, ValueError, IndexError, KeyError, AttributeError):
-        pass
+def parse_positions(lines: list[str]) -> dict[int, tuple[float, float, float]]:
+    """LED id -> (x, y, z) from a ``pledpos`` reply: the JSON table, or every readable row.
+
+    Rows are read one by one only when the reply is not JSON (a damaged reply).
+    """
+    obj = _json_object(lines)
+    if obj is not None:
+        try:
+            table = obj["led_position_list_cartesian"]
+            return {int(k): (float(v[0]), float(v[1]), float(v[2])) for k, v in table.items()}
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError):
+            pass
     rows = {}
     for line in lines:
         m = _POSITION_ROW.fullmatch(line)
@@ -150,6 +174,9 @@ def _position_rows(lines: list[str]) -> dict[int, tuple[float, float, float]]:
 
 
 def _parse_led_count(lines: list[str]) -> int:
+    obj = _json_object(lines)
+    if obj is not None and isinstance(obj.get("led_count"), int):
+        return obj["led_count"]
     for line in lines:
         m = _LED_COUNT_ROW.fullmatch(line)
         if m is not None:
@@ -157,28 +184,92 @@ def _parse_led_count(lines: list[str]) -> int:
     raise _Garbled("reply has no readable 'led_count'")
 
 
-def _parse_values(lines: list[str]) -> dict[int, int]:
-    """LED id -> level (largest channel) from every well-formed ``pvals`` row.
+def parse_values(lines: list[str], bit_depth: int = 8) -> dict[int, int]:
+    """LED id -> raw value (largest channel, 0 to 2**bit_depth - 1) from a ``pvals`` reply.
 
-    Rows are read one by one so that a garbled row costs only that LED's reading; an id
-    that appears twice (a garbled id colliding with a real one) is dropped.
+    The reply is read as JSON; when it is not JSON (a damaged reply, or ``pvals.a.b``,
+    whose last row keeps its trailing comma) every well-formed row is read on its own, so
+    that a garbled row costs only that LED's reading; an id that appears twice is dropped.
+    A value above the bit depth's full scale is a garbled digit and is dropped too.
     """
+    full = (1 << bit_depth) - 1
     values: dict[int, int] = {}
-    doubled: set[int] = set()
-    for line in lines:
-        m = _VALUE_ROW.fullmatch(line)
-        if m is None:
-            continue
-        led = int(m.group(1))
-        if led in values:
-            doubled.add(led)
-        level = max(int(v) for v in m.group(2).split(","))
-        if level > 255:
-            continue  # pvals reports 8-bit values: a larger one is a garbled digit
-        values[led] = level
+    obj = _json_object(lines)
+    table = obj.get("led_values") if obj is not None else None
+    if isinstance(table, dict):
+        for key, row in table.items():
+            if not (isinstance(row, list) and row and key.isdigit()):
+                continue
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in row):
+                continue
+            if max(row) <= full and min(row) >= 0:
+                values[int(key)] = max(row)
+    else:
+        doubled: set[int] = set()
+        for line in lines:
+            m = _VALUE_ROW.fullmatch(line)
+            if m is None:
+                continue
+            led = int(m.group(1))
+            if led in values:
+                doubled.add(led)
+            level = max(int(v) for v in m.group(2).split(","))
+            if level > full:
+                continue
+            values[led] = level
+        values = {k: v for k, v in values.items() if k not in doubled}
     if not values:
         raise _Garbled("reply has no LED value rows")
-    return {k: v for k, v in values.items() if k not in doubled}
+    return values
+
+
+def to_raw(level: int, bit_depth: int) -> int:
+    """The value an 8-bit ``level`` is stored (and read back) as at ``bit_depth``: v·257 at 16."""
+    return level * ((1 << bit_depth) - 1) // 255
+
+
+def to_level(raw: int, bit_depth: int) -> int:
+    """An 8-bit level from a raw ``pvals`` value at ``bit_depth`` (nearest)."""
+    return round(raw * 255 / ((1 << bit_depth) - 1))
+
+
+def parse_error(line: str) -> str | None:
+    """The text of a firmware error line (``ERROR[16]: Invalid command.``, ``ERROR: ...``)."""
+    if _ERROR_LINE.fullmatch(line) or line.startswith(("ERROR ", "ERROR:")):
+        return line
+    return None
+
+
+def classify_line(raw: bytes) -> tuple[str, str]:
+    """One reply line (without its newline) -> ``(kind, text)``.
+
+    ``kind`` is ``"end"`` for the terminator (``text`` is what came before it on the same
+    line: ``pprops`` and ``pledpos`` end their JSON with ``}`` and no newline, so their last
+    line is ``}-==-``), ``"error"`` for a firmware error line, else ``"payload"``. Accepts
+    ``\r\n`` endings. Raises :class:`_Garbled` for a line that looks like a damaged
+    terminator or error line.
+    """
+    raw = raw.rstrip(b"\r")
+    if raw.endswith(TERMINATOR):
+        head = raw[: -len(TERMINATOR)]
+        if TERMINATOR in head or (head and set(head) <= set(b"-=")):
+            raise _Garbled(f"mangled terminator line {raw!r}")
+        return "end", head.decode("latin-1")
+    if (
+        TERMINATOR in raw
+        or (raw and set(raw) <= set(b"-="))
+        or (len(raw) >= 4 and _is_fuzzy(raw[-4:], TERMINATOR, 3))
+    ):
+        raise _Garbled(f"mangled terminator line {raw!r}")
+    text = raw.decode("latin-1")
+    if text.startswith("ERROR"):
+        if parse_error(text) is None:
+            raise _Garbled(f"mangled error line {text!r}")
+        return "error", text
+    # 4 of 5 letters of "ERROR" in place needs the E or the first R
+    if (raw[:1] == b"E" or raw[1:2] == b"R") and _is_fuzzy(raw[:5], b"ERROR", 4):
+        raise _Garbled(f"mangled error line {raw!r}")
+    return "payload", text
 
 
 def _l_commands(leds: Sequence[int], limit: int = FIRMWARE_BUFFER_BYTES) -> list[str]:
@@ -233,7 +324,7 @@ class LedArray:
         self._closed = False
         self._rx = bytearray()
         self._geometry: dict[int, tuple[float, float, float]] = {}
-        self._errors_terminated = False  # firmware 1.x sends -==- after an error line
+        self.bit_depth = 8
         self._autoclear: bool | None = None  # what the firmware was last told, if known
         self._brightness: int | None = None
         self._poll_s = min(0.02, self.timeout_s / 4)
@@ -316,13 +407,15 @@ class LedArray:
         self._exchange("machine", reconnect=False, strict=False)
         version = self._exchange("version", _parse_version, reconnect=False)
         if first:
-            props = self._exchange("pprops", _parse_json, reconnect=False)
+            props = self._exchange("pprops", parse_props, reconnect=False)
             count = props.get("led_count")
         else:
             props = self.properties
             count = self._exchange("pprops", _parse_led_count, reconnect=False, strict=False)
         if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
             raise self._fail("pprops", f"reply has no valid 'led_count' ({count!r})")
+        if first:
+            self._check_family(version, props)
         geometry = self._read_geometry(count)
         if not first and (
             version != self.firmware_version
@@ -331,7 +424,7 @@ class LedArray:
         ):
             raise self._fail("pledpos", "a different LED array answered after reconnecting")
         self.firmware_version = version
-        self._errors_terminated = int(version.split(".")[0]) < 2
+        self.bit_depth = int(props.get("bit_depth", 8))
         self.properties = props
         self.led_count = count
         self.device_name = str(props.get("device_name", ""))
@@ -341,6 +434,28 @@ class LedArray:
             self._exchange("sc.255.255.255", _expect_exactly("CO.255.255.255"), reconnect=False)
         self._exchange("ac.0", _expect_exactly("AC.0"), reconnect=False)
         self._autoclear = False
+
+    def _check_family(self, version: str, props: dict[str, Any]) -> None:
+        """Refuse, in one line, firmware whose protocol scope does not speak.
+
+        The 0.x-1.x family (the one pyilluminate drives) scales colours to
+        ``interface_bit_depth``, has no brightness after 1.21 and reports ``pledpos`` z in cm;
+        scope speaks Illuminate 2.x (sci-microscopy/illuminate).
+        """
+        major = int(version.split(".")[0])
+        if major < 2 or "interface_bit_depth" in props:
+            raise self._fail(
+                "version",
+                f"firmware Illuminate {version} is of the 0.x-1.x family (colours scaled to "
+                "interface_bit_depth, pledpos z in cm), which scope does not drive: flash "
+                "Illuminate 2.x from sci-microscopy/illuminate",
+            )
+        depth = props.get("bit_depth", 8)
+        if depth not in BIT_DEPTHS:
+            raise self._fail(
+                "pprops",
+                f"the board reports bit_depth {depth!r}; scope reads 8- and 16-bit boards only",
+            )
 
     def _read_geometry(self, count: int) -> dict[int, tuple[float, float, float]]:
         """LED positions from ``pledpos``, each confirmed by two identical readings.
@@ -352,7 +467,7 @@ class LedArray:
         settled: dict[int, tuple[float, float, float]] = {}
         for _ in range(4 * (self.retries + 1)):  # two reads suffice on a clean link
             lines = self._exchange("pledpos", reconnect=False, strict=False)
-            for led, xyz in _position_rows(lines).items():
+            for led, xyz in parse_positions(lines).items():
                 if xyz in readings.setdefault(led, []):
                     settled[led] = xyz
                 else:
@@ -435,13 +550,17 @@ class LedArray:
         """LED id -> level the firmware reports lit (``pvals``; largest colour channel)."""
         readings: dict[int, int] = {}
         for _ in range(self.retries + 1):
-            readings.update(self._exchange("pvals", _parse_values, strict=False))
+            readings.update(self._exchange("pvals", self._parse_values, strict=False))
             if set(self._geometry) <= set(readings):
                 break
         else:
             unread = sorted(set(self._geometry) - set(readings))
             raise self._fail("pvals", f"no readable value for LEDs {_short_list(unread)}")
-        return {led: level for led, level in readings.items() if level > 0}
+        levels = {led: to_level(raw, self.bit_depth) for led, raw in readings.items()}
+        return {led: level for led, level in levels.items() if level > 0}
+
+    def _parse_values(self, lines: list[str]) -> dict[int, int]:
+        return parse_values(lines, self.bit_depth)
 
     def command(self, cmd: str) -> list[str]:
         """Send one raw command and return its payload lines (the ``-==-`` line excluded).
@@ -529,16 +648,20 @@ class LedArray:
         rejected = self._send_pattern(ids, level)
         if not self.verify:
             return
+        raw = dict.fromkeys(ids, to_raw(level, self.bit_depth))  # what pvals prints
         rounds = 2 * (self.retries + 1)
         problem = ""
         for round_index in range(rounds):
-            seen, unread = self._observe(expected)
-            wrong = sorted(led for led, levels in seen.items() if levels != {expected.get(led, 0)})
+            seen, unread = self._observe(raw)
+            wrong = sorted(led for led, levels in seen.items() if levels != {raw.get(led, 0)})
             if not wrong and not unread:
                 return
             if wrong:
                 led = wrong[0]
-                problem = f"LED {led} reads {max(seen[led])} (expected {expected.get(led, 0)})"
+                problem = (
+                    f"LED {led} reads {max(seen[led])} (expected {raw.get(led, 0)} at "
+                    f"{self.bit_depth} bits)"
+                )
                 if round_index < rounds - 1:
                     self._autoclear = None  # make sure, since several LEDs disagree
                     rejected = self._correct(wrong, expected, round_index) or rejected
@@ -601,7 +724,7 @@ class LedArray:
         """
         seen: dict[int, set[int]] = {}
         for _ in range(2 * (self.retries + 1)):  # one read suffices on a clean link
-            for led, level in self._exchange("pvals", _parse_values, strict=False).items():
+            for led, level in self._exchange("pvals", self._parse_values, strict=False).items():
                 if led in self._geometry:  # else a garbled id
                     seen.setdefault(led, set()).add(level)
             if len(seen) == len(self._geometry) or any(
@@ -716,33 +839,23 @@ class LedArray:
         nudge_at: float | None = last_byte + self.timeout_s / 4
         while True:
             while (end := rx.find(b"\n")) >= 0:
-                raw = bytes(rx[:end]).rstrip(b"\r")
+                raw = bytes(rx[:end])
                 del rx[: end + 1]
-                if raw == TERMINATOR:
-                    if error is not None:
-                        raise _FirmwareError(error)
-                    return lines
+                kind, text = classify_line(raw)
                 if error is not None:
+                    if kind == "end" and not text:
+                        raise _FirmwareError(error)  # an error followed by -==- (some builds)
                     raise _Garbled(f"unexpected line {raw!r} after {error!r}")
-                if (
-                    TERMINATOR in raw
-                    or (raw and set(raw) <= set(b"-="))
-                    or (len(raw) == 4 and _is_fuzzy(raw, TERMINATOR, 2))
-                ):
-                    raise _Garbled(f"mangled terminator line {raw!r}")
-                text = raw.decode("latin-1")
-                if text.startswith("ERROR"):
-                    if _ERROR_LINE.fullmatch(text) is None and not text.startswith("ERROR "):
-                        raise _Garbled(f"mangled error line {text!r}")
-                    if not self._errors_terminated:
-                        raise _FirmwareError(text)
-                    error = text  # firmware 1.x: a -==- line follows
+                if kind == "error":
+                    error = text  # a -==- may follow; silence ends the reply otherwise
                     continue
-                # 4 of 5 letters of "ERROR" in place needs the E or the first R
-                if (raw[:1] == b"E" or raw[1:2] == b"R") and _is_fuzzy(raw[:5], b"ERROR", 4):
-                    raise _Garbled(f"mangled error line {raw!r}")
-                lines.append(text)
+                if text or kind == "payload":
+                    lines.append(text)
+                if kind == "end":
+                    return lines
             now = time.monotonic()
+            if error is not None and not rx and now - last_byte > self._quiet_s:
+                raise _FirmwareError(error)
             if rx and now - last_byte > self._quiet_s:
                 # firmware ends every line at once: a stalled partial line lost its newline
                 raise _Garbled(f"unterminated line {bytes(rx)!r}")

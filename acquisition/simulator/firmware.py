@@ -118,14 +118,19 @@ class _CommandError(Exception):
 
 @dataclass
 class _Reply:
-    """Payload lines of a reply in machine (short) and human (long) mode."""
+    """Payload lines of a reply in machine (short) and human (long) mode.
+
+    ``raw``, when given, is the exact text the firmware prints before the terminator (its
+    JSON printers end some replies without a newline, so ``-==-`` follows on the same line).
+    """
 
     short: list[str]
     long: list[str] | None = None
+    raw: str | None = None
 
 
-def _json_lines(obj: dict) -> list[str]:
-    return json.dumps(obj, indent=4, separators=(",", " : ")).splitlines()
+#: How the emulator prints its JSON replies.
+PRINTING_STYLES = ("firmware", "compact")
 
 
 def _number(token: str, *, what: str, maximum: int) -> int:
@@ -156,6 +161,18 @@ class IlluminateEmulator:
         through :attr:`faults`.
     device_name
         Name reported by ``about`` and ``pprops``.
+    bit_depth
+        8 (e.g. sci.iris) or 16 (TLC5955 boards: sci.dome, sci.round, quasi.dome...): ``pprops``
+        reports it and ``pvals`` prints values at it, an 8-bit level v as v·257 on 16 bits.
+    printing
+        ``"firmware"``: JSON replies byte for byte as ``ledarray.cpp`` prints them, quirks
+        included (``pprops``/``pledpos`` end with ``}`` and no newline, so the reply's last
+        line is ``}-==-``; ``pvals`` rows end ``], `` and a range keeps the last row's comma).
+        ``"compact"``: each JSON reply on one line (as a rebuilt firmware might print it).
+    error_terminator
+        Whether ``-==-`` follows an error line; None: by the major version (1.x yes, 2.x no).
+    line_ending
+        ``"\n"`` (the firmware's) or ``"\r\n"`` (as some USB-serial bridges deliver it).
 
     Examples
     --------
@@ -178,6 +195,10 @@ class IlluminateEmulator:
         na: float = 0.4,
         faults: SerialFaults | None = None,
         device_name: str = "scope-sim-array",
+        bit_depth: int = 8,
+        printing: str = "firmware",
+        error_terminator: bool | None = None,
+        line_ending: str = "\n",
     ) -> None:
         leds = list(leds)
         if not leds:
@@ -192,9 +213,20 @@ class IlluminateEmulator:
             )
         if not 0.0 < na <= 1.0:
             raise ValueError(f"na must lie in (0, 1], got {na}.")
+        if bit_depth not in (8, 16):
+            raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}.")
+        if printing not in PRINTING_STYLES:
+            raise ValueError(f"printing must be one of {PRINTING_STYLES}, got {printing!r}.")
+        if line_ending not in ("\n", "\r\n"):
+            raise ValueError(f"line_ending must be '\\n' or '\\r\\n', got {line_ending!r}.")
         self.firmware_version = firmware_version
         self.device_name = device_name
-        self._errors_terminated = int(firmware_version.split(".")[0]) < 2
+        self.bit_depth = bit_depth
+        self.printing = printing
+        self.line_ending = line_ending
+        self._errors_terminated = (
+            int(firmware_version.split(".")[0]) < 2 if error_terminator is None else error_terminator
+        )
         self._ids = ids
         self._index = {led_id: i for i, led_id in enumerate(ids)}
         rgb = any(getattr(led, "color", "white") == "rgb" for led in leds)
@@ -279,8 +311,13 @@ class IlluminateEmulator:
 
     # ----------------------------------------------------------------------------- state
     def lit(self) -> dict[int, int]:
-        """LED id -> brightness (0-255, the largest colour channel) of every LED now lit."""
+        """LED id -> brightness (0-255, the largest colour channel) of every LED now lit.
+
+        With the global shutter closed (``gs.0``) no LED shines, whatever the values.
+        """
         with self._lock:
+            if not self._shutter_open:
+                return {}
             return {
                 self._ids[i]: max(values) for i, values in enumerate(self._values) if any(values)
             }
@@ -289,6 +326,7 @@ class IlluminateEmulator:
         """Power-on state (call with the lock held)."""
         self._values = [(0,) * len(self._channels) for _ in self._ids]
         self._autoclear = True
+        self._shutter_open = True
         self._machine = False
         self._brightness = _POWER_ON_BRIGHTNESS
         # power-on colour as in the firmware: full scale shared between the channels
@@ -359,6 +397,9 @@ class IlluminateEmulator:
                 raise _CommandError(ERROR_INVALID_COMMAND, f"unknown command {tokens[0]!r}")
             with self._lock:
                 reply = handler(tokens[1:])
+            if reply.raw is not None:
+                self._send_text(reply.raw + TERMINATOR + "\n")
+                return
             lines = reply.short if (self._machine or reply.long is None) else reply.long
             self._send([*lines, TERMINATOR])
         except _CommandError as err:
@@ -368,7 +409,12 @@ class IlluminateEmulator:
             self._send([error_line, TERMINATOR] if self._errors_terminated else [error_line])
 
     def _send(self, lines: list[str]) -> None:
-        data = bytearray(("\n".join(lines) + "\n").encode("ascii", "replace"))
+        self._send_text("\n".join(lines) + "\n")
+
+    def _send_text(self, text: str) -> None:
+        if self.line_ending != "\n":
+            text = text.replace("\n", self.line_ending)
+        data = bytearray(text.encode("ascii", "replace"))
         faults = self._faults
         if faults.garble_probability:
             rng = self._garble_rng
@@ -410,6 +456,7 @@ class IlluminateEmulator:
             (("pp", "pprops", "printParams"), self._cmd_pprops),
             (("pledpos", "printLedPositions"), self._cmd_pledpos),
             (("pledposna", "printLedPositionsNa"), self._cmd_pledposna),
+            (("gs", "globalShutter"), self._cmd_global_shutter),
         ):
             for name in names:
                 table[name] = handler
@@ -573,55 +620,97 @@ class IlluminateEmulator:
             raise _CommandError(ERROR_ARGUMENT_RANGE, f"empty index range {start}-{end}")
         return range(start, end)
 
-    @staticmethod
-    def _table(key: str, rows: list[str]) -> list[str]:
-        return ["{", f'    "{key}" : {{', *rows, "    }", "}"]
+    def _cmd_global_shutter(self, args: list[str]) -> _Reply:
+        if len(args) > 1:
+            raise _CommandError(ERROR_ARGUMENT_COUNT, f"expected gs or gs.[0/1], got {len(args)}")
+        if args:
+            if args[0] not in ("0", "1"):
+                raise _CommandError(ERROR_INVALID_ARGUMENT, f"shutter {args[0]!r} is not 0 or 1")
+            self._shutter_open = args[0] == "1"
+        return _Reply([f"GS.{int(self._shutter_open)}"])
+
+    def _json_reply(self, obj: dict, firmware_text: str) -> _Reply:
+        """``firmware_text`` in firmware printing, else the object on one line."""
+        if self.printing == "compact":
+            return _Reply([], raw=json.dumps(obj, separators=(",", ":")) + "\n")
+        return _Reply([], raw=firmware_text)
+
+    def _raw_value(self, v: int) -> int:
+        return v * 65535 // 255 if self.bit_depth == 16 else v
 
     def _cmd_pvals(self, args: list[str]) -> _Reply:
         span = self._index_range(args)
-        rows = []
+        last = len(self._ids) - 1
+        text = '{\n    "led_values" : {\n'
+        table = {}
         for i in span:
-            values = ",".join(str(v) for v in self._values[i])
-            rows.append(f'        "{self._ids[i]}" : [{values}]' + (", " if i != span[-1] else " "))
-        return _Reply(self._table("led_values", rows))
+            values = [self._raw_value(v) for v in self._values[i]]
+            table[str(self._ids[i])] = values
+            # the firmware compares with the LED count, not the range's end (its quirk)
+            end = "], \n" if i != last else "] \n"
+            text += f'        "{self._ids[i]}" : [' + ",".join(map(str, values)) + end
+        text += "    }\n}\n"
+        return self._json_reply({"led_values": table}, text)
 
     def _cmd_pledpos(self, args: list[str]) -> _Reply:
         span = self._index_range(args)
         positions = self._positions_mm()
-        rows = []
+        text = '{\n    "led_position_list_cartesian" : {\n'
+        table = {}
         for i in span:
             x, y, z = positions[i]
-            comma = "," if i != span[-1] else ""
-            rows.append(f'        "{self._ids[i]}" : [{x:.2f}, {y:.2f}, {z:.2f}]{comma}')
-        return _Reply(self._table("led_position_list_cartesian", rows))
+            table[str(self._ids[i])] = [round(x, 2), round(y, 2), round(z, 2)]
+            end = "],\n" if i != span[-1] else "]\n"
+            text += f'        "{self._ids[i]}" : [' + "%02.02f, %02.02f, %02.02f" % (x, y, z) + end
+        text += "    }\n}"  # no newline: the terminator follows on this line
+        return self._json_reply({"led_position_list_cartesian": table}, text)
 
     def _cmd_pledposna(self, args: list[str]) -> _Reply:
         span = self._index_range(args)
         positions = self._positions_mm()
-        rows = []
+        text = '{\n    "led_position_list_na" : {\n'
+        table = {}
         for i in span:
             x, y, z = positions[i]
             r = math.sqrt(x * x + y * y + z * z)
-            comma = "," if i != span[-1] else ""
-            rows.append(f'        "{self._ids[i]}" : [{x / r:.3f}, {y / r:.3f}]{comma}')
-        return _Reply(self._table("led_position_list_na", rows))
+            table[str(self._ids[i])] = [round(x / r, 3), round(y / r, 3)]
+            end = "],\n" if i != span[-1] else "]\n"
+            text += f'        "{self._ids[i]}" : [' + "%01.03f, %01.03f" % (x / r, y / r) + end
+        text += "    }\n}"
+        return self._json_reply({"led_position_list_na": table}, text)
 
     def _cmd_pprops(self, args: list[str]) -> _Reply:
         self._no_args(args)
         props = {
             "device_name": self.device_name,
             "led_count": len(self._ids),
-            "type": "rgb" if len(self._channels) == 3 else "white",
-            "led_array_distance_z": round(self._distance_centi / 100, 2),
             "color_channels": list(self._channels),
-            "color_channel_count": len(self._channels),
             "color_channel_center_wavelengths": {c: _WAVELENGTHS_NM[c] for c in self._channels},
             "trigger_input_count": 1,
             "trigger_output_count": 1,
-            "bit_depth": 8,
+            "bit_depth": self.bit_depth,
             "serial_number": 1,
+            "color_channel_count": len(self._channels),
             "part_number": 1,
             "mac_address": "04:e9:e5:00:00:01",
             "interface_version": float(".".join(self.firmware_version.split(".")[:2])),
         }
-        return _Reply(_json_lines(props))
+        channels = ", ".join(f'"{c}"' for c in self._channels)
+        wavelengths = ", ".join(f'"{c}" : {_WAVELENGTHS_NM[c]:.3f}' for c in self._channels)
+        text = (
+            "{\n"
+            f'    "device_name" : "{self.device_name}",\n'
+            f'    "led_count" : {len(self._ids)},\n'
+            f'    "color_channels" : [{channels}],\n'
+            f'    "color_channel_center_wavelengths" : {{{wavelengths}}},\n'
+            '    "trigger_input_count" : 1,\n'
+            '    "trigger_output_count" : 1,\n'
+            f'    "bit_depth" : {self.bit_depth},\n'
+            '    "serial_number" : 1,\n'
+            f'    "color_channel_count" : {len(self._channels)},\n'
+            '    "part_number" : 1,\n'
+            '    "mac_address" : "04:e9:e5:00:00:01",\n'
+            f'    "interface_version" : {props["interface_version"]}\n'
+            "}"  # no newline: the firmware prints "\n}" and then the terminator
+        )
+        return self._json_reply(props, text)
