@@ -490,46 +490,8 @@ class LedArray:
         return dict(self._geometry)
 
     def check_geometry(self, profile: HardwareProfile) -> None:
-        """Check that the firmware's LED table matches ``profile``'s.
-
-        The LED ids must be the same and every coordinate must agree within
-        ``0.01 mm + profile.led_array.geometry_tolerance_mm``.
-
-        Raises
-        ------
-        LedArrayError
-            Listing the first mismatching LEDs, firmware against profile.
-        """
-        leds = profile.led_array.leds
-        tolerance = POSITION_RESOLUTION_MM + profile.led_array.geometry_tolerance_mm
-        expected = {led.id for led in leds}
-        if set(self._geometry) != expected:
-            missing = sorted(expected - set(self._geometry))
-            extra = sorted(set(self._geometry) - expected)
-            parts = [
-                f"{len(self._geometry)} LEDs reported, profile {profile.name!r} has {len(leds)}"
-            ]
-            if missing:
-                parts.append(f"missing ids {_short_list(missing)}")
-            if extra:
-                parts.append(f"unexpected ids {_short_list(extra)}")
-            raise self._fail("pledpos", "LED table does not match the profile: " + "; ".join(parts))
-        bad = []
-        for led in leds:
-            fx, fy, fz = self._geometry[led.id]
-            worst = max(abs(fx - led.x_mm), abs(fy - led.y_mm), abs(fz - led.z_mm))
-            if worst > tolerance + 1e-9:
-                bad.append(
-                    f"LED {led.id} firmware ({fx:.2f}, {fy:.2f}, {fz:.2f}) vs profile "
-                    f"({led.x_mm:.2f}, {led.y_mm:.2f}, {led.z_mm:.2f}) mm"
-                )
-        if bad:
-            more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
-            raise self._fail(
-                "pledpos",
-                f"geometry differs from profile {profile.name!r} at {len(bad)} of {len(leds)} "
-                f"LEDs (tolerance {tolerance:.2f} mm): " + "; ".join(bad[:3]) + more,
-            )
+        """Check the firmware's LED table against ``profile`` (see :func:`check_geometry`)."""
+        check_geometry(self._geometry, profile, self._fail)
 
     def light(self, leds: Sequence[int], brightness: int) -> None:
         """Light exactly ``leds`` at ``brightness`` (0-255); every other LED goes dark.
@@ -904,6 +866,51 @@ class LedArray:
         except (serial.SerialException, OSError) as err:
             raise _LinkLost(str(err) or type(err).__name__) from None
         self._rx.clear()
+
+
+def check_geometry(
+    geometry: dict[int, tuple[float, float, float]],
+    profile: HardwareProfile,
+    fail: Callable[[str, str], LedArrayError],
+) -> None:
+    """Check that the firmware's LED table matches ``profile``'s.
+
+    The LED ids must be the same and every coordinate must agree within
+    ``0.01 mm + profile.led_array.geometry_tolerance_mm``.
+
+    Raises
+    ------
+    LedArrayError
+        Listing the first mismatching LEDs, firmware against profile.
+    """
+    leds = profile.led_array.leds
+    tolerance = POSITION_RESOLUTION_MM + profile.led_array.geometry_tolerance_mm
+    expected = {led.id for led in leds}
+    if set(geometry) != expected:
+        missing = sorted(expected - set(geometry))
+        extra = sorted(set(geometry) - expected)
+        parts = [f"{len(geometry)} LEDs reported, profile {profile.name!r} has {len(leds)}"]
+        if missing:
+            parts.append(f"missing ids {_short_list(missing)}")
+        if extra:
+            parts.append(f"unexpected ids {_short_list(extra)}")
+        raise fail("pledpos", "LED table does not match the profile: " + "; ".join(parts))
+    bad = []
+    for led in leds:
+        fx, fy, fz = geometry[led.id]
+        worst = max(abs(fx - led.x_mm), abs(fy - led.y_mm), abs(fz - led.z_mm))
+        if worst > tolerance + 1e-9:
+            bad.append(
+                f"LED {led.id} firmware ({fx:.2f}, {fy:.2f}, {fz:.2f}) vs profile "
+                f"({led.x_mm:.2f}, {led.y_mm:.2f}, {led.z_mm:.2f}) mm"
+            )
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise fail(
+            "pledpos",
+            f"geometry differs from profile {profile.name!r} at {len(bad)} of {len(leds)} "
+            f"LEDs (tolerance {tolerance:.2f} mm): " + "; ".join(bad[:3]) + more,
+        )
 
 
 def _short_list(values: Sequence[int], limit: int = 8) -> str:

@@ -91,7 +91,11 @@ def region_positions(
 
 
 def read_positions_csv(path: str | Path) -> np.ndarray:
-    """``x_um,y_um[,z_um]`` CSV with a header → ``(N, 3)``."""
+    """``x_um,y_um[,z_um]`` CSV with a header → ``(N, 3)``.
+
+    A field without z (no ``z_um`` column, or an empty cell) gets NaN: the scan gives it the
+    operator's focus (the current stage Z, or the focus map), never 0.
+    """
     path = Path(path)
     if not path.is_file():
         raise PositionError(f"positions file {str(path)!r} does not exist")
@@ -104,7 +108,8 @@ def read_positions_csv(path: str | Path) -> np.ndarray:
         for n, row in enumerate(reader, start=2):
             try:
                 z = row.get("z_um")
-                rows.append((float(row["x_um"]), float(row["y_um"]), float(z) if z else 0.0))
+                z_um = float(z) if z is not None and z.strip() else math.nan
+                rows.append((float(row["x_um"]), float(row["y_um"]), z_um))
             except (TypeError, ValueError):
                 raise PositionError(f"{path} line {n}: not a number in {dict(row)}") from None
     if not rows:

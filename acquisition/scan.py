@@ -80,6 +80,7 @@ class ScanSummary:
     seconds: float
     frame_wh: tuple[int, int] | None
     notes: list[str] = field(default_factory=list)
+    simulated: bool = False
 
     @property
     def complete(self) -> bool:
@@ -196,6 +197,7 @@ def run_scan(
         extra_attrs={
             **plan.extra_attrs,
             "backend": rig.backend,
+            "simulated": rig.simulated,
             **({"cell_ids": ",".join(plan.cell_ids)} if plan.cell_ids else {}),
         },
     )
@@ -313,6 +315,7 @@ def run_scan(
         seconds=seconds,
         frame_wh=frame_wh,
         notes=notes,
+        simulated=rig.simulated,
     )
 
 
@@ -423,6 +426,11 @@ def plan_scan(
                 overlap,
                 z_um,
             )
+    if focus != "map" and np.isnan(positions[:, 2]).any():
+        raise ScanError(
+            "some fields have no z and the stage reports none (no focus drive?): give "
+            "--z-um, a z_um column in --positions, or --focus map"
+        )
     return ScanPlan(
         slide=slide,
         pass_=pass_,
@@ -453,4 +461,12 @@ def _explicit_positions(
         return grid_positions(nx, ny, center_um=stage_xy, field_um=fov, overlap=overlap, z_um=z_um)
     if region:
         return region_positions(parse_region(region), field_um=fov, overlap=overlap, z_um=z_um)
-    return read_positions_csv(positions_csv)
+    return with_focus(read_positions_csv(positions_csv), z_um)
+
+
+def with_focus(positions: np.ndarray, z_um: float) -> np.ndarray:
+    """Fields without z (NaN) take ``z_um``, the operator's focus — never 0."""
+    positions = np.array(positions, dtype=np.float64)
+    missing = np.isnan(positions[:, 2])
+    positions[missing, 2] = z_um
+    return positions

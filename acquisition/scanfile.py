@@ -446,6 +446,26 @@ def _write_truth(f: h5py.File, truth: dict[str, Any]) -> None:
         g.attrs[k] = v
 
 
+def simulated_note(path: str | Path) -> str | None:
+    """A one-line warning when the scan file (or a dataset made from one) holds simulated
+    data, else None. Scans record ``simulated`` and ``backend`` at the root; datasets record
+    ``simulated`` in their provenance."""
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = dict(f.attrs)
+    except OSError:
+        return None
+    simulated = bool(attrs.get("simulated", False)) or attrs.get("backend") == "sim"
+    if not simulated and "provenance" in attrs:
+        try:
+            simulated = bool(json.loads(attrs["provenance"]).get("simulated", False))
+        except (ValueError, AttributeError):
+            pass
+    if not simulated:
+        return None
+    return f"note: {Path(path).name} holds SIMULATED data (scope's simulator), not a real slide"
+
+
 class ScanFile:
     """Read-only view of a scan file (opens with plain h5py; pending fields read as zeros)."""
 
@@ -467,6 +487,11 @@ class ScanFile:
         self.channels = read_table(self._f, "channels")
         self.positions = read_table(self._f, "positions")
         self.frames = self._f["frames"][()]
+
+    @property
+    def simulated(self) -> bool:
+        """Whether the scan was made by the simulator (``--backend sim``)."""
+        return bool(self.attrs.get("simulated", False)) or self.attrs.get("backend") == "sim"
 
     def close(self) -> None:
         self._f.close()

@@ -134,6 +134,7 @@ class LedArray(_Strict):
     geometry_tolerance_mm: float = Field(
         0.05, ge=0, description="allowed |firmware - profile| per LED coordinate, beyond 0.01 mm"
     )
+    verify: bool = Field(True, description="read every pattern back (pvals) before imaging")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> LedArray:
@@ -146,6 +147,21 @@ class LedArray(_Strict):
     @cached_property
     def by_id(self) -> dict[int, Led]:
         return {led.id: led for led in self.leds}
+
+
+class Connection(_Strict):
+    """How this profile's hardware is reached (``scope scan --backend`` etc. override it).
+
+    ``sim``: the built-in simulator. ``mmcore``: pymmcore-plus loads ``mm_config``.
+    ``micromanager``: a running Micro-Manager via pycromanager (``mm_port``). The LED array
+    is on a serial port (``led_port``) or is a Micro-Manager device (``led_device``).
+    """
+
+    backend: Literal["sim", "mmcore", "micromanager"] = "sim"
+    mm_config: str | None = None
+    mm_port: int = Field(4827, gt=0, lt=65536)
+    led_port: str | None = None
+    led_device: str | None = None
 
 
 class Channel(_Strict):
@@ -167,6 +183,7 @@ class HardwareProfile(_Strict):
     camera: Camera
     led_array: LedArray
     stack: list[Channel] = Field(min_length=1)
+    connection: Connection = Connection()
 
     @model_validator(mode="after")
     def _stack_consistent(self) -> HardwareProfile:

@@ -604,6 +604,7 @@ def match_scans(
     try:
         channels = u.channels.copy()
         profile_json = str(u.attrs.get("profile", ""))
+        simulated = bool(u.simulated or s.simulated)  # carried into the dataset's provenance
         hashes = {"unstained": _sha256(u.path), "stained": _sha256(s.path)}
     finally:
         u.close()
@@ -713,6 +714,7 @@ def match_scans(
                 },
                 "field_status": [str(x) for x in fit.status],
                 "software_version": software_version,
+                "simulated": simulated,
             }
             out.parent.mkdir(parents=True, exist_ok=True)
             writer = DatasetWriter(

@@ -27,6 +27,8 @@ def describe_scan(path: Path) -> Table:
         )
         prof = sf.profile
         table.add_row("profile", f"{prof.name} ({a.get('backend', '?')} backend)")
+        if sf.simulated:
+            table.add_row("data", "[yellow]SIMULATED (built-in simulator), not a real slide[/]")
         kinds = Counter(sf.channels["kind"])
         table.add_row(
             "stack",

@@ -101,6 +101,8 @@ def scan_summary_table(summary) -> Table:
         "status",
         "[green]complete[/]" if summary.complete else "[yellow]incomplete (--resume continues)[/]",
     )
+    if getattr(summary, "simulated", False):
+        table.add_row("data", "[yellow]SIMULATED (built-in simulator), not a real slide[/]")
     return table
 
 

@@ -136,17 +136,31 @@ def test_invalid_requests_send_nothing(emu, array):
     assert emu.command_log == before
 
 
-@pytest.mark.parametrize("version", ["2.1", "1.12"])
-def test_firmware_errors_name_port_and_command(version):
-    with IlluminateEmulator(LEDS, firmware_version=version) as emu, LedArray.open(emu.port) as a:
+@pytest.mark.parametrize("terminated", [False, True])
+def test_firmware_errors_name_port_and_command(terminated):
+    # current firmware prints no -==- after an error line; some builds do: both are read
+    with (
+        IlluminateEmulator(LEDS, error_terminator=terminated) as emu,
+        LedArray.open(emu.port) as a,
+    ):
         with pytest.raises(
             LedArrayError, match=r"'foo' failed \(3 attempts\): ERROR\[16\]: Invalid command"
         ):
             a.command("foo")
-        assert a.command("version") == [version]  # no stale -==- from a 1.x error reply
+        assert a.command("version") == ["2.1"]  # no stale -==- from the error reply
         assert a.command("sb.12") == ["SB.12"]
         a.light([4], 90)  # the raw sb above did not confuse the driver's brightness cache
         assert emu.lit() == {4: 90}
+
+
+@pytest.mark.parametrize("version", ["1.12", "0.14"])
+def test_the_older_firmware_family_is_refused_in_one_line(version):
+    with IlluminateEmulator(LEDS, firmware_version=version) as emu:
+        with pytest.raises(LedArrayError) as err:
+            LedArray.open(emu.port)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"firmware Illuminate {version} is of the 0.x-1.x family" in message
 
 
 def test_rgb_arrays_are_set_to_white():

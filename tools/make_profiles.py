@@ -152,9 +152,11 @@ def pls43() -> dict:
             "serial": {"baudrate": 115200, "timeout_s": 2.0},
             "max_brightness": 255,
             "geometry_tolerance_mm": 0.05,
+            "verify": True,
             "leds": leds,
         },
         "stack": stack,
+        "connection": {"backend": "sim"},  # a demo profile: the built-in simulator
     }
 
 
@@ -254,9 +256,11 @@ def grid9x9() -> dict:
             "serial": {"baudrate": 115200, "timeout_s": 2.0},
             "max_brightness": 255,
             "geometry_tolerance_mm": 0.05,
+            "verify": True,
             "leds": leds,
         },
         "stack": stack,
+        "connection": {"backend": "sim"},  # a demo profile: the built-in simulator
     }
 
 

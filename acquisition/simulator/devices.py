@@ -62,6 +62,7 @@ class SimSession:
     snaps: int = 0
     focused: bool = False  # whether the "operator" has focused this pass (Rig.set_pass)
     device_seconds: float = 0.0  # time spent inside the simulated devices (benchmarks)
+    snap_log: list = field(default_factory=list)  # LEDs the firmware showed at each snap
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fault_draw(self, *key: object) -> float:
@@ -156,6 +157,7 @@ class SimCamera(_SessionDevice, SimpleCameraDevice):
         ):
             raise TimeoutError(f"simulated camera timeout on snap {n}")
         leds = sim.firmware.lit()
+        sim.snap_log.append(dict(leds))
         w, h = sim.sensor_wh
         frame = sim.microscope.render(
             pass_=sim.pass_,

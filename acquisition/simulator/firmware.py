@@ -173,6 +173,9 @@ class IlluminateEmulator:
         Whether ``-==-`` follows an error line; None: by the major version (1.x yes, 2.x no).
     line_ending
         ``"\n"`` (the firmware's) or ``"\r\n"`` (as some USB-serial bridges deliver it).
+    input_buffer_bytes
+        Longest command line accepted: 64 as on older firmware (the default, the strictest),
+        16384 as on current firmware.
 
     Examples
     --------
@@ -199,6 +202,7 @@ class IlluminateEmulator:
         printing: str = "firmware",
         error_terminator: bool | None = None,
         line_ending: str = "\n",
+        input_buffer_bytes: int = INPUT_BUFFER_BYTES,
     ) -> None:
         leds = list(leds)
         if not leds:
@@ -224,8 +228,11 @@ class IlluminateEmulator:
         self.bit_depth = bit_depth
         self.printing = printing
         self.line_ending = line_ending
+        self.input_buffer_bytes = int(input_buffer_bytes)
         self._errors_terminated = (
-            int(firmware_version.split(".")[0]) < 2 if error_terminator is None else error_terminator
+            int(firmware_version.split(".")[0]) < 2
+            if error_terminator is None
+            else error_terminator
         )
         self._ids = ids
         self._index = {led_id: i for i, led_id in enumerate(ids)}
@@ -377,7 +384,7 @@ class IlluminateEmulator:
                         self._dispatch(line.decode("latin-1"), overflow)
                     line.clear()
                     overflow = False
-                elif len(line) >= INPUT_BUFFER_BYTES:
+                elif len(line) >= self.input_buffer_bytes:
                     overflow = True
                 else:
                     line.append(byte)
@@ -387,7 +394,8 @@ class IlluminateEmulator:
         try:
             if overflow:
                 raise _CommandError(
-                    ERROR_MEMORY, f"command longer than the {INPUT_BUFFER_BYTES}-byte input buffer"
+                    ERROR_MEMORY,
+                    f"command longer than the {self.input_buffer_bytes}-byte input buffer",
                 )
             tokens = [t for t in text.split(".") if t]
             if not tokens:
@@ -661,7 +669,7 @@ class IlluminateEmulator:
             x, y, z = positions[i]
             table[str(self._ids[i])] = [round(x, 2), round(y, 2), round(z, 2)]
             end = "],\n" if i != span[-1] else "]\n"
-            text += f'        "{self._ids[i]}" : [' + "%02.02f, %02.02f, %02.02f" % (x, y, z) + end
+            text += f'        "{self._ids[i]}" : [' + f"{x:02.2f}, {y:02.2f}, {z:02.2f}" + end
         text += "    }\n}"  # no newline: the terminator follows on this line
         return self._json_reply({"led_position_list_cartesian": table}, text)
 
@@ -675,7 +683,7 @@ class IlluminateEmulator:
             r = math.sqrt(x * x + y * y + z * z)
             table[str(self._ids[i])] = [round(x / r, 3), round(y / r, 3)]
             end = "],\n" if i != span[-1] else "]\n"
-            text += f'        "{self._ids[i]}" : [' + "%01.03f, %01.03f" % (x / r, y / r) + end
+            text += f'        "{self._ids[i]}" : [' + f"{x / r:01.3f}, {y / r:01.3f}" + end
         text += "    }\n}"
         return self._json_reply({"led_position_list_na": table}, text)
 

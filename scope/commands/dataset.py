@@ -46,6 +46,7 @@ def info(
     """Counts of cells, splits and QC flags; optionally a picture grid to check matches."""
     from rich.console import Console
 
+    from acquisition.scanfile import simulated_note
     from registration.manage import (
         describe_dataset,
         description_json,
@@ -54,6 +55,8 @@ def info(
     )
 
     console = Console()
+    if note := simulated_note(path):
+        Console(stderr=True).print(f"[yellow]{note}[/]")
     if as_json:
         typer.echo(description_json(path))
     else:

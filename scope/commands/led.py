@@ -13,14 +13,57 @@ led_app = typer.Typer(
 )
 
 PortOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--port",
         "-p",
-        help="Serial port of the array (/dev/ttyACM0, COM3) or a pyserial URL.",
+        help="Serial port of the array (/dev/ttyACM0, COM3), a pyserial URL, or 'sim' for the "
+        "built-in emulator of the Illuminate firmware (try scope without hardware).",
         show_default=False,
     ),
 ]
+LedDeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--led-device",
+        help="The array as a Micro-Manager device (its label), with --backend mmcore "
+        "--mm-config FILE or --backend micromanager; instead of --port.",
+        show_default=False,
+    ),
+]
+BackendOption = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="mmcore or micromanager, to reach --led-device [default: the profile's].",
+        show_default=False,
+    ),
+]
+MmConfigOption = Annotated[
+    str | None, typer.Option("--mm-config", help="Micro-Manager configuration (mmcore).")
+]
+MmPortOption = Annotated[
+    int | None, typer.Option("--mm-port", help="Micro-Manager ZMQ port (micromanager).")
+]
+SimBitDepthOption = Annotated[
+    int, typer.Option("--sim-bit-depth", help="--port sim: the emulated board's bit depth (8, 16).")
+]
+SimPrintingOption = Annotated[
+    str,
+    typer.Option(
+        "--sim-printing",
+        help="--port sim: 'firmware' (byte for byte as the firmware prints) or 'compact'.",
+    ),
+]
+
+
+def _check_sim_options(bit_depth: int, printing: str) -> None:
+    from hardware_profiles.errors import ScopeError
+
+    if bit_depth not in (8, 16):
+        raise ScopeError(f"--sim-bit-depth must be 8 or 16, got {bit_depth}")
+    if printing not in ("firmware", "compact"):
+        raise ScopeError(f"--sim-printing must be firmware or compact, got {printing!r}")
 
 
 def _layout(geometry: dict[int, tuple[float, float, float]]) -> list[tuple[str, str]]:
@@ -62,45 +105,81 @@ def _led_list(leds: list[int] | dict[int, int], limit: int = 24) -> str:
 
 @led_app.command("info")
 def info(
-    port: PortOption,
-    baudrate: Annotated[int, typer.Option("--baudrate", min=1, help="Serial speed.")] = 115200,
+    port: PortOption = None,
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile", help="Profile (for --port sim, --led-device and the profile's connection)."
+        ),
+    ] = "pls43",
+    led_device: LedDeviceOption = None,
+    backend: BackendOption = None,
+    mm_config: MmConfigOption = None,
+    mm_port: MmPortOption = None,
+    baudrate: Annotated[
+        int | None, typer.Option("--baudrate", min=1, help="Serial speed [default: the profile's].")
+    ] = None,
     timeout_s: Annotated[
-        float, typer.Option("--timeout", min=0.01, help="Reply timeout, seconds.")
-    ] = 2.0,
+        float | None, typer.Option("--timeout", min=0.01, help="Reply timeout, seconds.")
+    ] = None,
+    sim_bit_depth: SimBitDepthOption = 8,
+    sim_printing: SimPrintingOption = "firmware",
 ) -> None:
-    """Show an array's firmware version, LED count and LED layout."""
+    """Show an array's firmware version, LED count, bit depth and LED layout."""
     from rich.console import Console
     from rich.table import Table
 
-    from acquisition.led_array import LedArray
+    import hardware_profiles as hp
+    from acquisition.rig import open_led_array
 
-    with LedArray.open(port, baudrate=baudrate, timeout_s=timeout_s, verify=False) as array:
+    _check_sim_options(sim_bit_depth, sim_printing)
+    prof = hp.load(profile)
+    with open_led_array(
+        prof,
+        port=port,
+        backend=backend,
+        mm_config=mm_config,
+        mm_port=mm_port,
+        led_device=led_device,
+        verify=False,
+        baudrate=baudrate,
+        timeout_s=timeout_s,
+        sim_bit_depth=sim_bit_depth,
+        sim_printing=sim_printing,
+    ) as (array, where):
         props = array.properties
-        table = Table(title=f"LED array on {port}", show_header=False, title_justify="left")
+        table = Table(title=f"LED array on {where}", show_header=False, title_justify="left")
         table.add_column("", style="bold")
         table.add_column("")
-        table.add_row("firmware", f"Illuminate {array.firmware_version}")
+        if array.firmware_version:
+            table.add_row("firmware", f"Illuminate {array.firmware_version}")
         if array.device_name:
             table.add_row("device", array.device_name)
         table.add_row("LEDs", str(array.led_count))
+        readback = "v·257" if array.bit_depth == 16 else "v"
+        table.add_row("bit depth", f"{array.bit_depth} (a level v reads back as {readback})")
         channels = props.get("color_channels")
         if isinstance(channels, list) and channels:
             table.add_row("colour channels", ", ".join(str(c) for c in channels))
-        distance = props.get("led_array_distance_z")
-        if isinstance(distance, int | float):
-            table.add_row("array distance", f"{distance:g} mm")
-        for label, text in _layout(array.geometry()):
+        geometry = array.geometry()
+        if geometry:
+            table.add_row("array distance", f"{next(iter(geometry.values()))[2]:g} mm")
+        for label, text in _layout(geometry):
             table.add_row(label, text)
     Console().print(table)
 
 
 @led_app.command("test")
 def test(
-    port: PortOption,
     profile: Annotated[
         str,
         typer.Option("--profile", help="Hardware profile name or YAML path.", show_default=False),
     ],
+    port: PortOption = None,
+    led_device: LedDeviceOption = None,
+    backend: BackendOption = None,
+    mm_config: MmConfigOption = None,
+    mm_port: MmPortOption = None,
     stack: Annotated[
         str, typer.Option("--stack", help="Stack preset (full, full-nohe, le36, ...).")
     ] = "full",
@@ -111,11 +190,22 @@ def test(
         int | None,
         typer.Option("--baudrate", min=1, help="Serial speed [default: the profile's]."),
     ] = None,
+    verify: Annotated[
+        bool | None,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Read each pattern back and correct it while lighting [default: the "
+            "profile's led_array.verify, on]. The table's check reads back either way.",
+            show_default=False,
+        ),
+    ] = None,
+    sim_bit_depth: SimBitDepthOption = 8,
+    sim_printing: SimPrintingOption = "firmware",
 ) -> None:
     """Check an array's geometry against a profile, then light each stack channel in order.
 
     Every channel is read back from the firmware (pvals); the table shows what it answered.
-    All LEDs are cleared at the end.
+    All LEDs are cleared at the end. --port sim tries it on the built-in emulator.
     """
     import time
 
@@ -124,22 +214,30 @@ def test(
     from rich.table import Table
 
     import hardware_profiles as hp
-    from acquisition.led_array import LedArray, LedArrayError
+    from acquisition.led_array import LedArrayError
+    from acquisition.rig import open_led_array
 
+    _check_sim_options(sim_bit_depth, sim_printing)
     prof = hp.load(profile)
     channels = prof.channel_table()
     keep = hp.select_channels(channels, stack)
-    serial_settings = prof.led_array.serial
     console = Console()
-    table = Table(title=f"{prof.name} — stack {stack!r} on {port}", title_justify="left")
-    for col in ("#", "channel", "kind", "θ (°)", "brt", "requested", "firmware lit", "ok"):
-        table.add_column(col, justify="right" if col in ("#", "θ (°)", "brt") else "left")
     verified = 0
-    with LedArray.open(
-        port,
-        baudrate=baudrate or serial_settings.baudrate,
-        timeout_s=serial_settings.timeout_s,
-    ) as array:
+    with open_led_array(
+        prof,
+        port=port,
+        backend=backend,
+        mm_config=mm_config,
+        mm_port=mm_port,
+        led_device=led_device,
+        verify=verify,
+        baudrate=baudrate,
+        sim_bit_depth=sim_bit_depth,
+        sim_printing=sim_printing,
+    ) as (array, where):
+        table = Table(title=f"{prof.name} — stack {stack!r} on {where}", title_justify="left")
+        for col in ("#", "channel", "kind", "θ (°)", "brt", "requested", "firmware lit", "ok"):
+            table.add_column(col, justify="right" if col in ("#", "θ (°)", "brt") else "left")
         array.check_geometry(prof)
         try:
             with Progress(
@@ -186,11 +284,12 @@ def test(
             raise
     console.print(table)
     console.print(
-        f"{verified}/{len(keep)} channels read back exactly as requested; all LEDs cleared."
+        f"{verified}/{len(keep)} channels read back exactly as requested "
+        f"({array.bit_depth}-bit board); all LEDs cleared."
     )
     if verified != len(keep):
         raise LedArrayError(
-            f"LED array on {port}: {len(keep) - verified} of {len(keep)} channels did not read "
+            f"LED array on {where}: {len(keep) - verified} of {len(keep)} channels did not read "
             "back ('pvals') as requested"
         )
 

@@ -213,6 +213,7 @@ def match(
     from registration.splits import parse_fractions
 
     unstained, stained_scan = files
+    _note_simulated(files)
     for f in files:
         if not f.exists():
             raise ScopeError(f"{f} does not exist")
@@ -246,6 +247,15 @@ def match(
             software_version=__version__,
         )
     console.print(_summary_table(summary))
+
+
+def _note_simulated(paths) -> None:
+    from rich.console import Console
+
+    from acquisition.scanfile import simulated_note
+
+    for note in filter(None, (simulated_note(p) for p in paths)):
+        Console(stderr=True).print(f"[yellow]{note}[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -35,12 +35,13 @@ _OPERATOR_STEPS = {
 }
 
 BackendOpt = Annotated[
-    BackendChoice,
+    BackendChoice | None,
     typer.Option(
         "--backend",
         help="sim (built-in simulator), mmcore (a "
         "Micro-Manager .cfg via pymmcore-plus) or micromanager "
-        "(running Micro-Manager via pycromanager).",
+        "(running Micro-Manager via pycromanager) [default: the profile's connection.backend].",
+        show_default=False,
     ),
 ]
 MmConfigOpt = Annotated[
@@ -49,7 +50,29 @@ MmConfigOpt = Annotated[
 LedPortOpt = Annotated[
     str | None, typer.Option("--led-port", help="LED array serial port or pyserial URL.")
 ]
-MmPortOpt = Annotated[int, typer.Option("--mm-port", help="Micro-Manager ZMQ server port.")]
+LedDeviceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--led-device",
+        help="The LED array as a Micro-Manager device (its label, e.g. LedArray), instead of "
+        "--led-port.",
+    ),
+]
+MmPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--mm-port", help="Micro-Manager ZMQ server port [default: 4827].", show_default=False
+    ),
+]
+VerifyOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--verify/--no-verify",
+        help="Read every LED pattern back before imaging [default: the profile's "
+        "led_array.verify, on].",
+        show_default=False,
+    ),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Simulator: virtual slide seed.")]
 SensorOpt = Annotated[
     str | None,
@@ -77,7 +100,7 @@ def _sensor(text: str | None) -> tuple[int, int] | None:
 
 
 def open_rig_from_options(
-    backend: BackendChoice,
+    backend: BackendChoice | None,
     profile,
     *,
     slide: str,
@@ -86,14 +109,17 @@ def open_rig_from_options(
     sim_config: Path | None,
     mm_config: Path | None,
     led_port: str | None,
-    mm_port: int,
+    mm_port: int | None,
     sim_realtime: bool = False,
+    led_device: str | None = None,
+    verify: bool | None = None,
 ):
     from acquisition.rig import SimOptions, open_rig
     from acquisition.simulator.options import load_sim_options
 
     sim = None
-    if backend == BackendChoice.sim:
+    chosen = backend.value if backend is not None else profile.connection.backend
+    if chosen == "sim":
         opts = load_sim_options(sim_config)
         sim = SimOptions(
             slide=slide,
@@ -103,7 +129,14 @@ def open_rig_from_options(
             **opts,
         )
     return open_rig(
-        backend.value, profile, sim=sim, mm_config=mm_config, led_port=led_port, mm_port=mm_port
+        chosen,
+        profile,
+        sim=sim,
+        mm_config=mm_config,
+        led_port=led_port,
+        led_device=led_device,
+        mm_port=mm_port,
+        verify=verify,
     )
 
 
@@ -167,7 +200,9 @@ def scan(
     ] = False,
     mm_config: MmConfigOpt = None,
     led_port: LedPortOpt = None,
-    mm_port: MmPortOpt = 4827,
+    led_device: LedDeviceOpt = None,
+    mm_port: MmPortOpt = None,
+    verify: VerifyOpt = None,
 ) -> None:
     """Scan a slide: the unstained PLS stack, the stained rescan, or the 100x cells."""
     from rich.console import Console
@@ -194,8 +229,10 @@ def scan(
         sim_config=sim_config,
         mm_config=mm_config,
         led_port=led_port,
+        led_device=led_device,
         mm_port=mm_port,
         sim_realtime=sim_realtime,
+        verify=verify,
     ) as rig:
         rig.set_pass(pass_.value)
         stage = rig.mm.read_stage()
@@ -205,7 +242,7 @@ def scan(
             profile=prof,
             out=out,
             frame_wh=rig.mm.frame_size,
-            stage_xy=(0.0, 0.0) if backend == BackendChoice.sim else (stage.x_um, stage.y_um),
+            stage_xy=(0.0, 0.0) if rig.simulated else (stage.x_um, stage.y_um),
             stack=stack,
             grid=grid,
             region=region,
@@ -220,6 +257,7 @@ def scan(
         console.print(
             f"[bold]scan[/] {plan.path.name}: {len(plan.positions)} fields x "
             f"{len(plan.profile.stack)} images, {rig.backend} backend"
+            + (" — SIMULATED data, not a real slide" if rig.simulated else "")
         )
         with ScanProgress(console) as progress:
             summary = run_scan(
@@ -280,7 +318,8 @@ def calibrate(
     sim_config: SimCfgOpt = None,
     mm_config: MmConfigOpt = None,
     led_port: LedPortOpt = None,
-    mm_port: MmPortOpt = 4827,
+    led_device: LedDeviceOpt = None,
+    mm_port: MmPortOpt = None,
 ) -> None:
     """Find each channel's exposure (and gain) on a reference field; write a new profile."""
     from rich.console import Console
@@ -314,6 +353,7 @@ def calibrate(
         sim_config=sim_config,
         mm_config=mm_config,
         led_port=led_port,
+        led_device=led_device,
         mm_port=mm_port,
     ) as rig:
         rig.set_pass("unstained")

@@ -291,6 +291,10 @@ def stain(
                 f"--positions must be comma-separated integers, got {positions!r}"
             ) from None
     fmts = [f.value for f in (image_format or [ImageFormat.png]) if f != ImageFormat.none]
+    from acquisition.scanfile import simulated_note
+
+    if note := simulated_note(scan):
+        Console(stderr=True).print(f"[yellow]{note}[/]")
     path = stain_scan(
         run,
         scan,
