@@ -67,7 +67,7 @@ class Rig:
     @property
     def simulated(self) -> bool:
         """Whether the images come from the simulator (then every file says so)."""
-        return self.backend == "sim"
+        return self.backend == "sim" or self.sim is not None
 
     def set_pass(self, pass_: str) -> None:
         """The simulator's stand-in for the operator preparing a pass by hand.
