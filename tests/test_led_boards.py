@@ -114,7 +114,7 @@ def test_emulator_prints_as_the_firmware_does():
         reply = link.read_until(b"-==-\n")
         assert b'        "2" : [0], \n        "3" : [65535], \n    }\n}\n-==-\n' in reply
         link.write(b"pledpos.0.1\n")
-        assert link.read_until(b"-==-\n").endswith(b'[0.00, 5.26, 50.00]\n    }\n}-==-\n')
+        assert link.read_until(b"-==-\n").endswith(b"[0.00, 5.26, 50.00]\n    }\n}-==-\n")
         link.close()
 
 
