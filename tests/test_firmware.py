@@ -29,8 +29,13 @@ def _reply(link: serial.Serial, *, terminated_errors: bool = False) -> list[str]
         assert raw.endswith(b"\n"), f"reply stopped after {lines!r} + {raw!r}"
         line = raw.decode("ascii").rstrip("\n")
         lines.append(line)
-        if line == "-==-" or (line.startswith("ERROR") and not terminated_errors):
+        if line.endswith("-==-") or (line.startswith("ERROR") and not terminated_errors):
             return lines
+
+
+def _json(reply: list[str]) -> dict:
+    """A JSON reply: its lines without the terminator (which may end the last line)."""
+    return json.loads("\n".join(reply).removesuffix("-==-"))
 
 
 def _ask(link: serial.Serial, cmd: str, **kwargs) -> list[str]:
@@ -113,30 +118,34 @@ def test_na_patterns_follow_led_angles(emu, link):
 
 def test_pledpos_pprops_and_pvals_are_multiline_json(emu, link):
     reply = _ask(link, "pledpos")
-    assert reply[-1] == "-==-" and len(reply) == len(LEDS) + 5  # one LED per line
-    table = json.loads("\n".join(reply[:-1]))["led_position_list_cartesian"]
+    # as ledarray.cpp: "    }\n}" with no newline, so the terminator ends the last line
+    assert reply[-1] == "}-==-" and len(reply) == len(LEDS) + 4  # one LED per line
+    table = _json(reply)["led_position_list_cartesian"]
     assert [int(k) for k in table] == [led.id for led in LEDS]
     for led in LEDS:
         assert table[str(led.id)] == [round(led.x_mm, 2), round(led.y_mm, 2), round(led.z_mm, 2)]
     assert '        "1" : [-4.55, -2.63, 50.00],' in reply  # firmware's %.2f, two decimals
 
-    props = json.loads("\n".join(_ask(link, "pprops")[:-1]))
-    assert props["led_count"] == 43
-    assert props["led_array_distance_z"] == 50.0
-    assert props["type"] == "white" and props["color_channel_count"] == 1
+    reply = _ask(link, "pprops")
+    assert reply[-1] == "}-==-"
+    props = _json(reply)
+    assert props["led_count"] == 43 and props["bit_depth"] == 8
+    assert props["color_channels"] == ["w"] and props["color_channel_count"] == 1
     assert props["device_name"] == "scope-sim-array"
 
     _ask(link, "sb.42")
     _ask(link, "l.0.42")
-    values = json.loads("\n".join(_ask(link, "pvals")[:-1]))["led_values"]
+    reply = _ask(link, "pvals")
+    assert reply[-2:] == ["}", "-==-"] and '        "0" : [42], ' in reply
+    values = _json(reply)["led_values"]
     assert {int(k): v for k, v in values.items() if v != [0]} == {0: [42], 42: [42]}
     assert len(values) == 43
-    partial = json.loads("\n".join(_ask(link, "pvals.40.43")[:-1]))["led_values"]
+    partial = _json(_ask(link, "pvals.40.43"))["led_values"]
     assert partial == {"40": [0], "41": [0], "42": [42]}
 
     # moving the array moves every z, as the firmware's setArrayDistance does
     _ask(link, "sad.60")
-    shifted = json.loads("\n".join(_ask(link, "pledpos")[:-1]))["led_position_list_cartesian"]
+    shifted = _json(_ask(link, "pledpos"))["led_position_list_cartesian"]
     assert shifted["10"][2] == pytest.approx(27.23 + 10.0)
 
 
