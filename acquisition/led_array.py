@@ -1,13 +1,22 @@
-"""Driver for LED arrays running the Illuminate firmware, over pyserial.
+"""Driver for LED arrays running the Illuminate firmware (2.x), over pyserial.
 
-Illuminate (SciMicroscopy / Waller lab) speaks one command per line, arguments split by
-``.``; each reply ends with the line ``-==-`` and an error is a line ``ERROR[<code>]: ...``
-(followed by ``-==-`` on firmware 1.x, not on 2.x). :class:`LedArray` lights channels with
-explicit ``l`` lists only (never ``bf``/``df``, whose patterns depend on the firmware's NA
-setting), splits lists longer than the firmware's 64-byte input buffer over several ``l``
-commands with autoclear off, and by default reads the LED values back (``pvals``) after
-every change, correcting stray or missing LEDs until the firmware reports exactly the
-requested pattern: a dropped or garbled byte never leaves a wrong LED lit unnoticed.
+Illuminate (sci-microscopy/illuminate) speaks one command per line, arguments split by
+``.``; each reply ends with ``-==-`` — alone on its line, or at the end of the JSON's last
+line (``pprops`` and ``pledpos`` print ``\n}`` with no newline, so their last line is
+``}-==-``) — and an error is a line ``ERROR[<code>]: ...``, with or without a following
+``-==-``. JSON replies are parsed as JSON whatever their line layout; only a damaged reply
+(or ``pvals.a.b``, whose last row keeps its comma) is read row by row. Values are read at
+the board's ``bit_depth`` (8, or 16 on TLC5955 boards, where a level v reads back as v·257).
+The protocol parsing is pure functions (:func:`classify_line`, :func:`parse_props`,
+:func:`parse_positions`, :func:`parse_values`), tested on recorded replies; the transport is
+:class:`LedArray`. The 0.x-1.x firmware family (pyilluminate's) is refused in one line.
+
+:class:`LedArray` lights channels with explicit ``l`` lists only (never ``bf``/``df``, whose
+patterns depend on the firmware's NA setting), splits lists longer than 64 bytes (older
+firmware's input buffer, the conservative size) over several ``l`` commands with autoclear
+off, and by default reads the LED values back (``pvals``) after every change, correcting
+stray or missing LEDs until the firmware reports exactly the requested pattern: a dropped or
+garbled byte never leaves a wrong LED lit unnoticed.
 
 Every reply is checked. A reply that does not parse or carries an unexpected line is a
 garbled exchange and is retried; silence is retried after a resynchronising newline; after

@@ -277,7 +277,10 @@ def test_cli_test_lights_every_channel(emu):
         terminal_width=160,
     )
     assert result.exit_code == 0, result.output
-    assert "14/14 channels read back exactly as requested (8-bit board); all LEDs cleared." in result.output
+    assert (
+        "14/14 channels read back exactly as requested (8-bit board); all LEDs cleared."
+        in result.output
+    )
     assert "pls_36" in result.output
     assert emu.lit() == {}
     assert emu.command_log.count("pvals") >= 2 * 14  # verification plus the reported read-back

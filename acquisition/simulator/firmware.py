@@ -11,13 +11,13 @@ Protocol, as imitated from the firmware sources (``commandrouting``, ``ledarray.
 
 * one command per line (``\\n`` or ``\\r`` ends it), arguments split by ``.``; empty tokens
   are skipped, so ``l..3`` is ``l.3``; an empty line is ignored silently;
-* every reply ends with the line ``-==-``; an error is the line ``ERROR[<code>]: <text>``
-  with the codes of the firmware's error table; firmware 2.x sends no ``-==-`` after an
-  error, 1.x does;
+* every reply ends with ``-==-`` (on the JSON's last line after ``pprops``/``pledpos``, as
+  the firmware prints them); an error is the line ``ERROR[<code>]: <text>`` with the codes
+  of the firmware's error table, followed by ``-==-`` or not (``error_terminator``);
 * ``machine`` / ``human`` select terse (``SB.128``, ``NA.40``, ``AC.1``) or verbose
   (``Current brightness value is 128.``) replies; JSON replies are the same in both;
-* the input buffer holds 64 bytes: a longer line is answered with error 17 (out of memory)
-  and discarded, like the firmware's buffer overflow;
+* the input buffer holds 64 bytes by default (older firmware; ``input_buffer_bytes``): a
+  longer line is answered with error 17 (out of memory) and discarded, like an overflow;
 * commands (short and long names): ``?``/``help``, ``ab``/``about``, ``reboot``/``reset``,
   ``ver``/``version``, ``machine``, ``human``, ``ac``/``autoClear``, ``na``/``setNa``,
   ``sc``/``setColor``, ``sb``/``setBrightness``, ``sad``/``setArrayDistance``,
