@@ -259,3 +259,61 @@ def test_a_csv_scan_without_z_images_at_the_stage_z(tmp_path):
     assert note is not None and "SIMULATED" in note
     info = CliRunner().invoke(app, ["info", str(tmp_path / "s1.unstained.scan.h5")])
     assert info.exit_code == 0 and "SIMULATED" in info.output
+
+
+def test_scope_scan_with_led_device_from_a_micromanager_config(tmp_path):
+    """`scope scan --backend mmcore --mm-config lab.cfg --led-device LedArray` end to end."""
+    from acquisition.simulator.devices import SimSession, register_session, unregister_session
+    from acquisition.simulator.microscope import SimulatedMicroscope
+
+    firmware = IlluminateEmulator.from_profile(PROFILE, bit_depth=16, input_buffer_bytes=16384)
+    firmware.start()
+    session = SimSession(
+        microscope=SimulatedMicroscope(PROFILE, slide="s1", seed=3),
+        firmware=firmware,
+        sensor_wh=SENSOR_WH,
+    )
+    register_session("ledcfg", session)
+    try:
+        cfg = tmp_path / "lab.cfg"
+        lines = []
+        for label, cls in (("Camera", "SimCamera"), ("XY", "SimXYStage"), ("Z", "SimZStage")):
+            lines += [
+                f"#py pyDevice,{label},acquisition.simulator.devices,{cls}",
+                f"#py Property,{label},Session,ledcfg",
+            ]
+        lines += [
+            "#py pyDevice,LedArray,acquisition.simulator.mm_led_device,IlluminateLedArrayDevice",
+            f"#py Property,LedArray,Port,{firmware.port}",
+            "#py Property,Core,Initialize,1",
+            "#py Property,Core,Camera,Camera",
+            "#py Property,Core,XYStage,XY",
+            "#py Property,Core,Focus,Z",
+        ]
+        cfg.write_text("\n".join(lines) + "\n")
+        args = ["scan", "--slide", "s1", "--pass", "unstained", "--profile", "pls43"]
+        args += ["--out", str(tmp_path), "--grid", "1x1", "--stack", "le8", "--yes"]
+        args += ["--backend", "mmcore", "--mm-config", str(cfg), "--led-device", "LedArray"]
+        assert main(args) == 0
+        with ScanFile(tmp_path / "s1.unstained.scan.h5") as sf:
+            assert sf.complete and sf.attrs["backend"] == "mmcore" and not sf.simulated
+            channels = [[int(i) for i in str(leds).split(",")] for leds in sf.channels["leds"]]
+        assert session.snap_log == [dict.fromkeys(leds, 255) for leds in channels]
+    finally:
+        unregister_session("ledcfg")
+        firmware.close()
+
+
+@pytest.mark.parametrize(
+    ("stored", "given", "reads_back"),
+    [(True, None, True), (False, None, False), (True, False, False), (False, True, True)],
+)
+def test_verify_comes_from_the_profile_and_the_option_overrides_it(stored, given, reads_back):
+    prof = PROFILE.model_copy(
+        update={"led_array": PROFILE.led_array.model_copy(update={"verify": stored})}
+    )
+    with open_rig(None, prof, sim=SimOptions(sensor_wh=SENSOR_WH), verify=given) as rig:
+        before = rig.sim.firmware.command_log.count("pvals")
+        rig.leds.light([3, 4], 200)
+        assert rig.sim.firmware.lit() == {3: 200, 4: 200}
+        assert (rig.sim.firmware.command_log.count("pvals") > before) == reads_back
