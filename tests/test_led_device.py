@@ -317,3 +317,15 @@ def test_verify_comes_from_the_profile_and_the_option_overrides_it(stored, given
         rig.leds.light([3, 4], 200)
         assert rig.sim.firmware.lit() == {3: 200, 4: 200}
         assert (rig.sim.firmware.command_log.count("pvals") > before) == reads_back
+
+
+def test_a_dataset_made_from_simulated_scans_says_so(tmp_path):
+    import json
+
+    import h5py
+
+    for simulated in (True, False):
+        path = tmp_path / f"{simulated}.dataset.h5"
+        with h5py.File(path, "w") as f:
+            f.attrs["provenance"] = json.dumps({"simulated": simulated})
+        assert (simulated_note(path) is not None) == simulated

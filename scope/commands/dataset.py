@@ -56,7 +56,7 @@ def info(
 
     console = Console()
     if note := simulated_note(path):
-        Console(stderr=True).print(f"[yellow]{note}[/]")
+        Console(stderr=as_json).print(f"[yellow]{note}[/]", soft_wrap=True)
     if as_json:
         typer.echo(description_json(path))
     else:

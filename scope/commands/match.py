@@ -255,7 +255,7 @@ def _note_simulated(paths) -> None:
     from acquisition.scanfile import simulated_note
 
     for note in filter(None, (simulated_note(p) for p in paths)):
-        Console(stderr=True).print(f"[yellow]{note}[/]")
+        Console().print(f"[yellow]{note}[/]", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

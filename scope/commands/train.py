@@ -294,7 +294,7 @@ def stain(
     from acquisition.scanfile import simulated_note
 
     if note := simulated_note(scan):
-        Console(stderr=True).print(f"[yellow]{note}[/]")
+        Console().print(f"[yellow]{note}[/]", soft_wrap=True)
     path = stain_scan(
         run,
         scan,
