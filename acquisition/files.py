@@ -45,7 +45,7 @@ KIND_NAMES = {
     "other": "file scope did not write",
 }
 
-_TMP = re.compile(r"\.tmp(\d+)$")
+_TMP = re.compile(r"\.tmp(\d+)(\.[A-Za-z0-9]{1,5})?$")
 _SPILL = re.compile(r"^\.match-(\d+)-")
 _LEGACY_SPILL = re.compile(r"^\.match-[A-Za-z0-9_]+$")
 
@@ -158,9 +158,14 @@ def guard_output(path: str | Path, *, option: str = "--out") -> Path:
 
 
 # -- atomic writes ------------------------------------------------------------------------------
-def temp_path(path: str | Path) -> Path:
-    """``NAME.tmpPID`` beside ``path`` (the pattern :func:`clean_stale` recognises)."""
+def temp_path(path: str | Path, *, keep_suffix: bool = False) -> Path:
+    """``NAME.tmpPID`` beside ``path`` (the pattern :func:`clean_stale` recognises).
+
+    ``keep_suffix`` gives ``.NAME.tmpPID.png`` for writers that pick the format by extension.
+    """
     path = Path(path)
+    if keep_suffix:
+        return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     return path.with_name(f"{path.name}.tmp{os.getpid()}")
 
 
@@ -206,7 +211,9 @@ def commit_temp(tmp: str | Path, path: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | Path, *, kept: str = "") -> Iterator[Path]:
+def atomic_output(
+    path: str | Path, *, kept: str = "", keep_suffix: bool = False
+) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success fsync and rename it onto ``path``.
 
     Any exception (Ctrl-C included) removes the temp file; ENOSPC becomes
@@ -214,7 +221,7 @@ def atomic_output(path: str | Path, *, kept: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
+    tmp = temp_path(path, keep_suffix=keep_suffix)
     try:
         yield tmp
         commit_temp(tmp, path)
@@ -224,6 +231,17 @@ def atomic_output(path: str | Path, *, kept: str = "") -> Iterator[Path]:
         if is_disk_full(err):
             raise disk_full(path, kept) from None
         raise
+
+
+def write_image(path: str | Path, bgr) -> Path:
+    """Write an image atomically with OpenCV (format by extension: .png, .tif, .jpg)."""
+    import cv2
+
+    path = Path(path)
+    with atomic_output(path, keep_suffix=True) as tmp:
+        if not cv2.imwrite(str(tmp), bgr):
+            raise OutputError(f"cannot write {path} (use a .png, .tif or .jpg name)")
+    return path
 
 
 def write_text(path: str | Path, text: str) -> Path:

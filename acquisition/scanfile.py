@@ -113,6 +113,56 @@ def _now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
+#: Stage positions beyond this (µm, any axis) cannot be on a slide holder.
+MAX_STAGE_UM = 100_000.0
+
+
+def check_positions(positions: np.ndarray, *, source: str = "positions") -> np.ndarray:
+    """Field centres must be finite and within ±100 mm of the stage origin."""
+    positions = np.asarray(positions, dtype=np.float64)
+    bad = ~np.isfinite(positions).all(axis=1) if positions.ndim == 2 else np.array([True])
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ScanFileError(f"{source}: field {i} has a position that is not a finite number")
+    far = np.abs(positions).max(axis=1) > MAX_STAGE_UM
+    if far.any():
+        i = int(np.flatnonzero(far)[0])
+        raise ScanFileError(
+            f"{source}: field {i} at {positions[i].tolist()} µm lies beyond the stage's "
+            f"±{MAX_STAGE_UM:.0f} µm; positions are stage micrometres"
+        )
+    return positions
+
+
+def _require(f: h5py.File, path: Path, tables: tuple[str, ...], attrs: tuple[str, ...]) -> None:
+    for name in tables:
+        if name not in f:
+            raise ScanFileError(
+                f"{path} is damaged: no {name!r} table (restore it from a copy, or rescan)"
+            )
+    for name in attrs:
+        if name not in f.attrs:
+            raise ScanFileError(
+                f"{path} is damaged: no {name!r} attribute (restore it from a copy, or rescan)"
+            )
+
+
+def check_version(attrs: Any, path: Path, current: int) -> None:
+    """Refuse files written by a newer scope (their layout may differ)."""
+    try:
+        version = int(attrs.get("format_version", 0))
+    except (TypeError, ValueError):
+        raise ScanFileError(f"{path} is damaged: format_version is not a number") from None
+    if version > current:
+        by = attrs.get("software_version", "") or "a newer scope"
+        raise ScanFileError(
+            f"{path} was written by scope {by} (format version {version}; this scope reads "
+            f"up to {current}); upgrade scope to read it"
+        )
+    if version < 1:
+        raise ScanFileError(f"{path} is damaged: format_version {version} is not valid")
+
+
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -126,6 +176,22 @@ def _fsync_dir(path: Path) -> None:
         _fsync_path(path)
     except OSError:  # directories cannot be fsynced on every platform
         pass
+
+
+def read_field_file(path: Path, n_channels: int | None = None) -> str:
+    """``"ok"``, ``"missing"`` or ``"damaged"`` for one field file (opens it, checks shapes)."""
+    if not path.is_file():
+        return "missing"
+    try:
+        with h5py.File(path, "r") as h:
+            shape = h["images"].shape
+            h["frames"].shape  # noqa: B018  (must exist)
+            float(h.attrs["z_um"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return "damaged"
+    if len(shape) != 4 or (n_channels is not None and shape[0] != n_channels):
+        return "damaged"
+    return "ok"
 
 
 @dataclass(frozen=True)
@@ -236,6 +302,9 @@ class ScanWriter:
         extra_attrs: dict[str, Any] | None = None,
     ) -> None:
         compression_options(compression)  # validate early
+        from acquisition.files import check_slide_name
+
+        check_slide_name(slide)
         self.path = Path(path)
         self.fields_dir = fields_dir(self.path)
         self.slide = slide
@@ -250,7 +319,7 @@ class ScanWriter:
                 f"positions must be a non-empty (N, 3) array of x_um, y_um, z_um; "
                 f"got shape {positions.shape}"
             )
-        self.positions = positions
+        self.positions = check_positions(positions)
         self.status = ["pending"] * len(positions)
         self.acquired_at = [""] * len(positions)
         self.z_done = positions[:, 2].copy()
@@ -334,12 +403,15 @@ class ScanWriter:
             try:
                 with h5py.File(f, "r") as h:
                     frames = h["frames"][()]
-                    self.frame_hw = tuple(h["images"].shape[1:3])
+                    frame_hw = tuple(h["images"].shape[1:3])
                     z = float(h.attrs["z_um"])
                     acquired = str(h.attrs["acquired_at"])
                     n_ch = h["images"].shape[0]
-            except (OSError, KeyError) as err:
-                raise ScanFileError(f"field file {f} is unreadable ({err}); move it away") from None
+            except (OSError, KeyError, ValueError, TypeError):
+                # a damaged field is set aside (never read again) and imaged anew
+                os.replace(f, f.with_name(f.name + ".damaged"))
+                continue
+            self.frame_hw = frame_hw
             if n_ch != len(self.channels):
                 raise ScanFileError(
                     f"field file {f} has {n_ch} channels, the scan {len(self.channels)}"
@@ -463,10 +535,30 @@ class ScanFile:
             raise ScanFileError(
                 f"{self.path} is not a scope scan file (format {fmt!r}, expected {FORMAT!r})"
             )
-        self.attrs = dict(self._f.attrs)
-        self.channels = read_table(self._f, "channels")
-        self.positions = read_table(self._f, "positions")
-        self.frames = self._f["frames"][()]
+        try:
+            check_version(self._f.attrs, self.path, FORMAT_VERSION)
+            _require(
+                self._f,
+                self.path,
+                ("channels", "positions", "frames"),
+                ("slide", "pass", "pixel_size_um", "profile"),
+            )
+            self.attrs = dict(self._f.attrs)
+            self.channels = read_table(self._f, "channels")
+            self.positions = read_table(self._f, "positions")
+            self.frames = self._f["frames"][()]
+            for col in ("status", "x_um", "y_um", "z_um"):
+                if col not in (self.positions.dtype.names or ()):
+                    raise ScanFileError(
+                        f"{self.path} is damaged: its 'positions' table has no {col!r} column"
+                    )
+        except ScanFileError:
+            self._f.close()
+            raise
+        except (KeyError, OSError, ValueError) as err:
+            self._f.close()
+            raise ScanFileError(f"{self.path} is damaged ({err}); restore it or rescan") from None
+        self._field_state: dict[int, str] | None = None
 
     def close(self) -> None:
         self._f.close()
@@ -491,7 +583,44 @@ class ScanFile:
 
     @property
     def profile(self) -> HardwareProfile:
-        return parse_profile(json.loads(self.attrs["profile"]), repr(str(self.path)))
+        try:
+            data = json.loads(self.attrs["profile"])
+        except (KeyError, ValueError, TypeError):
+            raise ScanFileError(
+                f"{self.path} is damaged: its 'profile' attribute is not valid JSON"
+            ) from None
+        return parse_profile(data, repr(str(self.path)))
+
+    def field_state(self) -> dict[int, str]:
+        """Every ``done`` field whose file is not readable: index → ``missing``/``damaged``."""
+        if self._field_state is None:
+            folder = fields_dir(self.path)
+            n_ch = len(self.channels)
+            state = {int(i): read_field_file(folder / _field_name(int(i)), n_ch) for i in self.done}
+            self._field_state = {i: s for i, s in state.items() if s != "ok"}
+        return self._field_state
+
+    def integrity_problem(self) -> str:
+        """'' when every done field is readable, else one line naming them and the fix."""
+        bad = self.field_state()
+        if not bad:
+            return ""
+        parts = []
+        for what in ("missing", "damaged"):
+            idx = sorted(i for i, s in bad.items() if s == what)
+            if idx:
+                more = f" and {len(idx) - 8} more" if len(idx) > 8 else ""
+                parts.append(f"field{'s' if len(idx) > 1 else ''} {idx[:8]}{more} {what}")
+        return (
+            f"{self.path}: {'; '.join(parts)} (their files in {fields_dir(self.path).name}/); "
+            f"run the same scope scan command with --resume to image them again"
+        )
+
+    def verify(self) -> None:
+        """Raise :class:`ScanFileError` when a done field's file is missing or damaged."""
+        problem = self.integrity_problem()
+        if problem:
+            raise ScanFileError(problem)
 
     @property
     def n_positions(self) -> int:
@@ -503,7 +632,8 @@ class ScanFile:
 
     @property
     def complete(self) -> bool:
-        return bool(len(self.done) == self.n_positions)
+        """Every field done and its file readable."""
+        return bool(len(self.done) == self.n_positions) and not self.field_state()
 
     @property
     def images(self) -> h5py.Dataset:

@@ -227,6 +227,7 @@ def _check_pair(u: Any, s: Any) -> ScanPair:
             f"{s.path.name} is slide {s.slide!r}"
         )
     for scan in (u, s):
+        scan.verify()  # a done field whose file is missing or damaged: refuse, never black crops
         if not scan.complete:
             raise MatchError(
                 f"{scan.path} is incomplete ({len(scan.done)} of {scan.n_positions} fields "
