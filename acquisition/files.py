@@ -58,6 +58,12 @@ class DiskFullError(OutputError):
     """The disk filled up during a write; the partial output was removed."""
 
 
+class Interrupted(ScopeError):
+    """Ctrl-C: the message says what was kept and how to continue."""
+
+    exit_code = 130
+
+
 # -- kinds --------------------------------------------------------------------------------------
 def file_kind(path: str | Path) -> str | None:
     """What an existing path is: a key of :data:`KIND_NAMES`, or None when it does not exist."""

@@ -51,7 +51,7 @@ def info(
         console.print(describe_profile(path))
     elif kind == "folder":
         raise ScopeError(f"{path} is a folder but not a training run (no config.yaml)")
-    elif path.suffix == ".h5" or kind == "other" and _is_hdf5(path):
+    elif path.suffix == ".h5" or (kind == "other" and _is_hdf5(path)):
         raise ScopeError(f"{path} is HDF5 but not a file scope wrote (no scope format attribute)")
     else:
         raise ScopeError(

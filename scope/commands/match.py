@@ -165,6 +165,14 @@ def match(
     skip_blank: Annotated[
         bool, typer.Option("--skip-blank", help="Match around blank fields instead of stopping.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace a dataset --out written by another command (it may hold 100x "
+            "targets), and match scans that do not look like one slide.",
+        ),
+    ] = False,
 ) -> None:
     """Register scans into a dataset of matched cell crops (and add 100x targets).
 
@@ -201,6 +209,7 @@ def match(
                 workers=workers,
                 progress=progress,
                 software_version=__version__,
+                force=force,
             )
         console.print(_highres_table(summary))
         return
@@ -219,6 +228,7 @@ def match(
     if out is None:
         from acquisition.scanfile import ScanFile
 
+        # the default name comes from the stained scan's slide (a checked name)
         with ScanFile(stained_scan) as sf:
             out = stained_scan.parent / f"{sf.slide}.dataset.h5"
     from registration.segment import make_params
@@ -244,8 +254,11 @@ def match(
             options=options,
             progress=progress,
             software_version=__version__,
+            force=force,
         )
     console.print(_summary_table(summary))
+    for line in summary.notes:
+        console.print(f"[yellow]warning:[/] {line}")
 
 
 def register(app: typer.Typer) -> None:

@@ -173,12 +173,11 @@ def scan(
     from rich.console import Console
 
     import hardware_profiles as hp
+    from acquisition.files import check_slide_name
     from acquisition.scan import plan_scan, run_scan
     from acquisition.tables import compression_options
     from scope._version import __version__
     from scope.progress import ScanProgress, scan_summary_table
-
-    from acquisition.files import check_slide_name
 
     console = Console()
     check_slide_name(slide)
