@@ -190,6 +190,8 @@ def fsync_dir(path: str | Path) -> None:
 
 def is_disk_full(err: BaseException) -> bool:
     """True for ENOSPC/EDQUOT, also when HDF5 wraps it in an OSError message."""
+    if isinstance(err, DiskFullError):
+        return True
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(err).lower()

@@ -610,7 +610,8 @@ class ScanFile:
             idx = sorted(i for i, s in bad.items() if s == what)
             if idx:
                 more = f" and {len(idx) - 8} more" if len(idx) > 8 else ""
-                parts.append(f"field{'s' if len(idx) > 1 else ''} {idx[:8]}{more} {what}")
+                numbers = ", ".join(map(str, idx[:8]))
+                parts.append(f"field{'s' if len(idx) > 1 else ''} {numbers}{more} {what}")
         return (
             f"{self.path}: {'; '.join(parts)} (their files in {fields_dir(self.path).name}/); "
             f"run the same scope scan command with --resume to image them again"

@@ -65,6 +65,11 @@ def _command():
 
     import typer.main
 
+    from hardware_profiles.errors import ScopeError
+
+    class UsageProblem(ScopeError):
+        exit_code = 2  # a usage error, like the framework's own
+
     command = typer.main.get_command(app)
 
     def walk(cmd):
@@ -83,9 +88,9 @@ def _command():
                 values = value if isinstance(value, list | tuple) else [value]
                 for v in values:
                     if isinstance(v, float) and not math.isfinite(v):
-                        from hardware_profiles.errors import ScopeError
-
-                        raise ScopeError(f"{_option_name(_param)} must be a finite number, got {v}")
+                        raise UsageProblem(
+                            f"{_option_name(_param)} must be a finite number, got {v}"
+                        )
                 return value
 
             param.process_value = finite
@@ -164,7 +169,7 @@ def _usage_line(err, args: list[str]) -> str:
             return f"{name}: {e.get('msg', err.format_message())}, got {got!r}"
         return f"{name}: {err.format_message()}"
     message = err.format_message() if hasattr(err, "format_message") else str(err)
-    m = __import__("re").match(r"No such command '(.+)'", message)
+    m = __import__("re").match(r"No such command '([^']+)'", message)
     if m and ctx is not None:
         names = sorted(getattr(ctx.command, "commands", {}))
         close = difflib.get_close_matches(m.group(1), names)

@@ -246,16 +246,23 @@ def match(
         skip_blank=skip_blank,
         qc=dataclasses.replace(QcOptions(), min_ssim=min_ssim),
     )
-    with PhaseProgress(console) as progress:
-        summary = match_scans(
-            unstained,
-            stained_scan,
-            out,
-            options=options,
-            progress=progress,
-            software_version=__version__,
-            force=force,
-        )
+    from acquisition.files import Interrupted
+
+    try:
+        with PhaseProgress(console) as progress:
+            summary = match_scans(
+                unstained,
+                stained_scan,
+                out,
+                options=options,
+                progress=progress,
+                software_version=__version__,
+                force=force,
+            )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted: nothing was written ({out} is as it was); run the same command again"
+        ) from None
     console.print(_summary_table(summary))
     for line in summary.notes:
         console.print(f"[yellow]warning:[/] {line}")
