@@ -219,9 +219,7 @@ def commit_temp(tmp: str | Path, path: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_output(
-    path: str | Path, *, kept: str = "", keep_suffix: bool = False
-) -> Iterator[Path]:
+def atomic_output(path: str | Path, *, kept: str = "", keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success fsync and rename it onto ``path``.
 
     Any exception (Ctrl-C included) removes the temp file; ENOSPC becomes

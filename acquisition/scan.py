@@ -205,9 +205,7 @@ def run_scan(
     plan.out.mkdir(parents=True, exist_ok=True)
     clean_stale(plan.out)
     with WriteLock(plan.path, what=f"scan {plan.path}"):
-        return _run_scan(
-            plan, rig, resume=resume, events=events, software_version=software_version
-        )
+        return _run_scan(plan, rig, resume=resume, events=events, software_version=software_version)
 
 
 def _pending_count(path: Path, n: int, resume: bool) -> int:

@@ -251,9 +251,7 @@ class Dataset:
         if fmt != FORMAT:
             self._f.close()
             what = "a scan file" if fmt == "scope-scan" else f"format {fmt!r}"
-            raise DatasetError(
-                f"{self.path} is not a scope dataset ({what}, expected {FORMAT!r})"
-            )
+            raise DatasetError(f"{self.path} is not a scope dataset ({what}, expected {FORMAT!r})")
         try:
             self._open_parts()
         except BaseException:

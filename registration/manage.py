@@ -353,6 +353,7 @@ def resplit_dataset(
 
 def _resplit(path, out, fractions, seed, by, block_um, software_version) -> SplitSummary:
     from registration.dataset import Dataset
+
     with Dataset(path) as ds:
         cells = ds.cells.copy()
         crop_um = ds.crop_size * (_pixel_size(ds) or 0.293)

@@ -834,8 +834,9 @@ def _same_slide_check(
         f"matched cells is {med:.2f} (below {opt.qc.min_ssim:g})"
     )
     if len(cells) < MIN_CELLS_FOR_SLIDE_CHECK:
-        return [f"{what}, but {len(cells)} cells are too few to judge: check the scans are "
-                "of one slide"]
+        return [
+            f"{what}, but {len(cells)} cells are too few to judge: check the scans are of one slide"
+        ]
     if force:
         return [f"{what}: matched anyway (--force)"]
     raise MatchError(

@@ -179,6 +179,18 @@ def _usage_line(err, args: list[str]) -> str:
     return (message[:1].lower() + message[1:] + where) if message else "usage error" + where
 
 
+def _validation_line(err) -> str:
+    """A pydantic ValidationError of an options model as one line naming the option."""
+    e = err.errors()[0]
+    loc = [str(x) for x in e.get("loc", ()) if not isinstance(x, int)]
+    name = "--" + loc[-1].replace("_", "-") if loc else "an option"
+    got = e.get("input")
+    bound = _BOUNDS.get(e.get("type", ""))
+    if bound and bound[0] in (e.get("ctx") or {}):
+        return f"{name} must be {bound[1]} {e['ctx'][bound[0]]}, got {got}"
+    return f"{name}: {e.get('msg', 'invalid value')}, got {got!r}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``scope`` console script."""
     from typer._click import exceptions as ce
@@ -212,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if _state["debug"]:
             raise
-        _error_line(f"unexpected {type(err).__name__}: {err} (run with --debug for details)")
+        if type(err).__name__ == "ValidationError" and hasattr(err, "errors"):
+            _error_line(_validation_line(err))  # a settings model refused an option
+            return 2
+        first = str(err).splitlines()[0] if str(err) else ""
+        _error_line(f"unexpected {type(err).__name__}: {first} (run with --debug for details)")
         return 2
     if rv == 130:  # typer turns Ctrl-C into Exit(130) and returns it in this mode
         _error_line("interrupted; nothing was left half-written (finished work is kept)")

@@ -106,6 +106,10 @@ def describe_stained(path: Path) -> Table:
         raise ScopeError(f"{path} is damaged ({err})") from None
     if shape is None:
         raise ScopeError(f"{path} is damaged: no 'images' table; run scope stain again")
+    from acquisition.scanfile import check_version
+    from training.infer import STAINED_FORMAT_VERSION
+
+    check_version(a, path, STAINED_FORMAT_VERSION)
     try:
         model = json.loads(a.get("model", "{}"))
     except ValueError:
@@ -115,8 +119,11 @@ def describe_stained(path: Path) -> Table:
         ("slide", str(a.get("slide", "?"))),
         ("fields", f"{shape[0]} stained fields, {shape[2]} x {shape[1]} RGB ({n_pos} positions)"),
         ("pixel size", f"{float(a.get('pixel_size_um', float('nan'))):g} µm/px"),
-        ("model", f"{model.get('generator', '?')} on stack {model.get('stack', '?')}, "
-         f"{len(model.get('channel_names', []))} images, target {model.get('target', '?')}"),
+        (
+            "model",
+            f"{model.get('generator', '?')} on stack {model.get('stack', '?')}, "
+            f"{len(model.get('channel_names', []))} images, target {model.get('target', '?')}",
+        ),
         ("run", f"{a.get('run', '?')} (epoch {a.get('epoch', '?')})"),
         ("scan", str(a.get("scan", "?"))),
         ("on disk", human_bytes(path.stat().st_size)),
@@ -161,13 +168,19 @@ def describe_run_table(path: Path) -> Table:
     rows = [
         ("kind", "training run folder"),
         ("state", str(d["state"])),
-        ("model", f"{d.get('generator') or '?'}, preset {d.get('preset') or '?'}, "
-         f"stack {d.get('stack') or '?'} ({d.get('n_images')} images), target "
-         f"{d.get('target') or '?'}"),
+        (
+            "model",
+            f"{d.get('generator') or '?'}, preset {d.get('preset') or '?'}, "
+            f"stack {d.get('stack') or '?'} ({d.get('n_images')} images), target "
+            f"{d.get('target') or '?'}",
+        ),
         ("parameters", f"{params:,}" if isinstance(params, int) else "—"),
         ("epochs", f"{d['epochs_done']} of {d.get('epochs') or '?'}"),
-        ("best epoch", f"{d['best_epoch'] if d['best_epoch'] is not None else '—'} (validation "
-         f"loss {fmt(d['best_val_loss'])}, SSIM {fmt(d['best_ssim'], '.3f')})"),
+        (
+            "best epoch",
+            f"{d['best_epoch'] if d['best_epoch'] is not None else '—'} (validation "
+            f"loss {fmt(d['best_val_loss'])}, SSIM {fmt(d['best_ssim'], '.3f')})",
+        ),
         ("checkpoints", ", ".join(d["checkpoints"]) or "none"),
         ("evaluations", ", ".join(d["evaluations"]) or "none"),
     ]

@@ -30,10 +30,26 @@ from scope.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--profile", "pls43", "--stack", "le8", "--sim-sensor", "96x64", "--yes"]
 TINY = [
-    "--preset", "maeNET", "--stack", "le8", "--blocks", "1", "--features", "8",
-    "--batch-size", "8", "--lr", "1e-3", "--samples", "2", "--device", "cpu",
-    "--workers", "0", "--quiet",
-]  # fmt: skip
+    "--preset",
+    "maeNET",
+    "--stack",
+    "le8",
+    "--blocks",
+    "1",
+    "--features",
+    "8",
+    "--batch-size",
+    "8",
+    "--lr",
+    "1e-3",
+    "--samples",
+    "2",
+    "--device",
+    "cpu",
+    "--workers",
+    "0",
+    "--quiet",
+]
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -73,11 +89,8 @@ def leftovers(folder: Path) -> list[str]:
 
 
 def scan_cli(out: Path, slide: str = "s", *extra: str, grid: str = "2x1") -> int:
-    return main(
-        ["scan", "--slide", slide, "--pass", "unstained", "--out", str(out), "--grid", grid]
-        + SMALL
-        + list(extra)
-    )
+    base = ["scan", "--slide", slide, "--pass", "unstained", "--out", str(out), "--grid", grid]
+    return main([*base, *SMALL, *extra])
 
 
 def dead_pid() -> int:
@@ -95,24 +108,21 @@ def set_attr(path: Path, **attrs) -> None:
                 f.attrs[k] = v
 
 
-def scope_subprocess(code: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run ``code`` (which ends by calling scope's CLI) in a fresh interpreter."""
+def interrupt_at(hook: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``scope ARGV`` in a fresh interpreter; ``hook`` patches the library so that the
+    process sends itself a real SIGINT at a fixed point of its work (``interrupt()``)."""
+    code = (
+        "import os, signal, sys\n"
+        "def interrupt():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        + textwrap.dedent(hook)
+        + "\nfrom scope.cli import main\n"
+        + f"sys.exit(main({argv!r}))\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=240
     )
-
-
-SELF_SIGINT = """
-import os, signal, sys
-def interrupt():
-    os.kill(os.getpid(), signal.SIGINT)
-"""
 
 
 # -- fixtures -----------------------------------------------------------------------------------
@@ -136,8 +146,14 @@ def pair(tmp_path_factory) -> dict[str, Path]:
     assert main([*base, "--pass", "stained", *common]) == 0
     u, s = out / "s1.unstained.scan.h5", out / "s1.stained.scan.h5"
     assert main(["match", str(u), str(s), "--out", str(out / "s1.dataset.h5")]) == 0
-    return {"out": out, "unstained": u, "stained": s, "dataset": out / "s1.dataset.h5",
-            "sim": sim, "common": common}  # fmt: skip
+    return {
+        "out": out,
+        "unstained": u,
+        "stained": s,
+        "dataset": out / "s1.dataset.h5",
+        "sim": sim,
+        "common": common,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -155,25 +171,60 @@ def run(tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["scan", "--slide", "a", "--pass", "unstained", "--profile", "pls43"],
-         "--out is required"),
+        (
+            ["scan", "--slide", "a", "--pass", "unstained", "--profile", "pls43"],
+            "--out is required",
+        ),
         (["scan", "--grids", "3x3"], "no such option --grids (did you mean --grid?)"),
-        (["scan", "--slide", "a", "--pass", "unstaind", "--profile", "p", "--out", "o"],
-         "--pass must be one of unstained, stained, highres; got 'unstaind'"),
+        (
+            ["scan", "--slide", "a", "--pass", "unstaind", "--profile", "p", "--out", "o"],
+            "--pass must be one of unstained, stained, highres; got 'unstaind'",
+        ),
         (["trian"], "no such command 'trian' (did you mean train?)"),
         (["train", "d.dataset.h5", "--out", "r", "--epochs", "0"], "--epochs must be ≥ 1, got 0"),
-        (["train", "d.dataset.h5", "--out", "r", "--batch-size", "-3"],
-         "--batch-size must be ≥ 1, got -3"),
+        (
+            ["train", "d.dataset.h5", "--out", "r", "--batch-size", "-3"],
+            "--batch-size must be ≥ 1, got -3",
+        ),
         (["train", "d.dataset.h5", "--out", "r", "--lr", "nan"], "--lr must be a finite number"),
         (["match", "a", "b", "--min-ssim", "nan"], "--min-ssim must be a finite number"),
         (["match", "a", "b", "--margin-um", "inf"], "--margin-um must be a finite number"),
-        (["scan", "--slide", "a", "--pass", "unstained", "--profile", "p", "--out", "o",
-          "--overlap", "2"], "--overlap must be ≤ 0.89, got 2"),
-        (["scan", "--slide", "a", "--pass", "unstained", "--profile", "p", "--out", "o",
-          "--seed", "abc"], "--seed must be an integer, got 'abc'"),
+        (
+            [
+                "scan",
+                "--slide",
+                "a",
+                "--pass",
+                "unstained",
+                "--profile",
+                "p",
+                "--out",
+                "o",
+                "--overlap",
+                "2",
+            ],
+            "--overlap must be ≤ 0.89, got 2",
+        ),
+        (
+            [
+                "scan",
+                "--slide",
+                "a",
+                "--pass",
+                "unstained",
+                "--profile",
+                "p",
+                "--out",
+                "o",
+                "--seed",
+                "abc",
+            ],
+            "--seed must be an integer, got 'abc'",
+        ),
         (["segment", "x.png"], "--pixel-size-um is required"),
+        (["train", "d.dataset.h5", "--out", "r", "--lr", "-1"], "--lr must be > 0.0, got -1.0"),
     ],
-)  # fmt: skip
+)
 def test_usage_errors_are_one_line(argv, expected, capsys):
     assert main(argv) == 2
     one_line_error(capsys, expected)
@@ -205,8 +256,20 @@ def test_check_slide_name_accepts_ordinary_names():
 def test_bad_positions_are_refused(rows, message, tmp_path, capsys):
     csv = tmp_path / "pos.csv"
     csv.write_text(rows)
-    code = main(["scan", "--slide", "p", "--pass", "unstained", "--out", str(tmp_path),
-                 "--positions", str(csv), *SMALL])  # fmt: skip
+    code = main(
+        [
+            "scan",
+            "--slide",
+            "p",
+            "--pass",
+            "unstained",
+            "--out",
+            str(tmp_path),
+            "--positions",
+            str(csv),
+            *SMALL,
+        ]
+    )
     assert code == 1
     one_line_error(capsys, message)
     assert not (tmp_path / "p.unstained.scan.h5").exists()
@@ -220,8 +283,24 @@ def test_implausible_exposures_in_a_profile_are_refused(exposure, tmp_path, caps
     prof = hp.load("pls43")
     ch = prof.stack[0].model_copy(update={"exposure_ms": exposure})
     path = dump(prof.with_stack([ch, *prof.stack[1:]]), tmp_path / "slow.yaml")
-    code = main(["scan", "--slide", "e", "--pass", "unstained", "--out", str(tmp_path / "o"),
-                 "--grid", "1x1", "--profile", str(path), "--sim-sensor", "96x64", "--yes"])  # fmt: skip
+    code = main(
+        [
+            "scan",
+            "--slide",
+            "e",
+            "--pass",
+            "unstained",
+            "--out",
+            str(tmp_path / "o"),
+            "--grid",
+            "1x1",
+            "--profile",
+            str(path),
+            "--sim-sensor",
+            "96x64",
+            "--yes",
+        ]
+    )
     assert code == 1
     one_line_error(capsys, "exposure", "fix the profile")
     assert not (tmp_path / "o" / "e.unstained.scan.h5").exists()
@@ -239,8 +318,21 @@ def test_implausible_exposures_in_a_profile_are_refused(exposure, tmp_path, caps
 )
 def test_huge_or_bad_plans_are_refused_at_once(option, value, message, tmp_path, capsys):
     t0 = time.perf_counter()
-    code = main(["scan", "--slide", "h", "--pass", "unstained", "--out", str(tmp_path),
-                 *(["--grid", "1x1"] if option == "--z-um" else []), option, value, *SMALL])  # fmt: skip
+    code = main(
+        [
+            "scan",
+            "--slide",
+            "h",
+            "--pass",
+            "unstained",
+            "--out",
+            str(tmp_path),
+            *(["--grid", "1x1"] if option == "--z-um" else []),
+            option,
+            value,
+            *SMALL,
+        ]
+    )
     assert code == 1
     assert time.perf_counter() - t0 < 10  # refused before any allocation
     one_line_error(capsys, message)
@@ -286,7 +378,9 @@ def test_scan_missing_a_table_is_damaged_not_a_keyerror(small, tmp_path, capsys,
 def test_scan_without_profile_attribute_is_refused_by_match(pair, tmp_path, capsys):
     u = copy_scan(pair["unstained"], tmp_path)
     set_attr(u, profile=None)
-    assert main(["match", str(u), str(pair["stained"]), "--out", str(tmp_path / "x.dataset.h5")]) == 1
+    assert (
+        main(["match", str(u), str(pair["stained"]), "--out", str(tmp_path / "x.dataset.h5")]) == 1
+    )
     one_line_error(capsys, "is damaged: no 'profile' attribute")
     assert not (tmp_path / "x.dataset.h5").exists()
 
@@ -375,7 +469,9 @@ def test_stain_refuses_a_missing_field_instead_of_a_black_image(run, small, tmp_
 def test_match_refuses_a_missing_field(pair, tmp_path, capsys):
     u = copy_scan(pair["unstained"], tmp_path)
     (fields_dir(u) / "field_00002.h5").unlink()
-    assert main(["match", str(u), str(pair["stained"]), "--out", str(tmp_path / "m.dataset.h5")]) == 1
+    assert (
+        main(["match", str(u), str(pair["stained"]), "--out", str(tmp_path / "m.dataset.h5")]) == 1
+    )
     one_line_error(capsys, "field 2", "missing", "--resume")
 
 
@@ -439,8 +535,10 @@ def test_match_rerun_replaces_its_own_output(pair, tmp_path):
 
 def test_match_out_onto_an_input_scan_is_refused(pair, capsys):
     before = digest(pair["stained"])
-    assert main(["match", str(pair["unstained"]), str(pair["stained"]),
-                 "--out", str(pair["stained"])]) == 1  # fmt: skip
+    assert (
+        main(["match", str(pair["unstained"]), str(pair["stained"]), "--out", str(pair["stained"])])
+        == 1
+    )
     one_line_error(capsys)
     assert digest(pair["stained"]) == before
 
@@ -548,10 +646,16 @@ def test_match_cleans_leftovers_of_a_killed_match(pair, tmp_path):
 def test_a_second_writer_of_a_scan_is_refused_with_the_pid(small, tmp_path, capsys):
     scan = copy_scan(small, tmp_path)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from acquisition.files import WriteLock;"
-         f"l = WriteLock({str(scan)!r}).acquire(); print('ok', flush=True); time.sleep(60)"],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from acquisition.files import WriteLock;"
+            f"l = WriteLock({str(scan)!r}).acquire(); print('ok', flush=True); time.sleep(60)",
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "ok"
         before = tree_digest(tmp_path)
@@ -575,6 +679,14 @@ def test_lock_is_exclusive_and_released(tmp_path):
         assert files.lock_holder(target) == os.getpid()
     assert files.lock_holder(target) is None
     assert not files.lock_path(target).exists()
+
+
+def test_evaluate_out_onto_a_file_is_refused(run, tmp_path, capsys):
+    victim = tmp_path / "notes.txt"
+    victim.write_text("precious")
+    assert main(["evaluate", str(run), "--out", str(victim), "--quiet"]) == 1
+    one_line_error(capsys, "is a file")
+    assert victim.read_text() == "precious"
 
 
 def test_a_second_training_in_one_run_folder_is_refused(run, capsys):
@@ -661,8 +773,12 @@ def test_merge_into_a_full_disk_keeps_the_old_output(pair, tmp_path, capsys, mon
 def test_a_real_small_tmpfs_refuses_up_front(tmp_path, capsys):
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
-                        capture_output=True).returncode == 0  # fmt: skip
+    ok = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True
+        ).returncode
+        == 0
+    )
     if not ok:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
@@ -676,12 +792,33 @@ def test_a_real_small_tmpfs_refuses_up_front(tmp_path, capsys):
 # == 7. same slide ============================================================================
 def test_a_stained_scan_of_another_slide_is_refused(pair, tmp_path, capsys):
     other = tmp_path / "other"
-    assert main(["scan", "--slide", "s1", "--pass", "stained", "--out", str(other),
-                 "--positions-from", str(pair["unstained"]), "--seed", "5", *pair["common"]]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "scan",
+                "--slide",
+                "s1",
+                "--pass",
+                "stained",
+                "--out",
+                str(other),
+                "--positions-from",
+                str(pair["unstained"]),
+                "--seed",
+                "5",
+                *pair["common"],
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     out = tmp_path / "x.dataset.h5"
-    assert main(["match", str(pair["unstained"]), str(other / "s1.stained.scan.h5"),
-                 "--out", str(out)]) == 1  # fmt: skip
+    assert (
+        main(
+            ["match", str(pair["unstained"]), str(other / "s1.stained.scan.h5"), "--out", str(out)]
+        )
+        == 1
+    )
     one_line_error(capsys, "same slide")
     assert not out.exists()
 
@@ -731,8 +868,12 @@ def test_scope_info_describes_a_run_as_a_table(run, capsys):
 def test_scope_info_describes_stain_output_and_profiles(run, small, tmp_path, capsys):
     assert main(["stain", str(run), str(small), "--out", str(tmp_path), "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["info", str(tmp_path / "st.stained-virtual.h5")]) == 0
+    stained = tmp_path / "st.stained-virtual.h5"
+    assert main(["info", str(stained)]) == 0
     assert "virtual-stain output" in capsys.readouterr().out
+    set_attr(stained, format_version=7)
+    assert main(["info", str(stained)]) == 1
+    one_line_error(capsys, "upgrade scope")
     assert main(["info", str(ROOT / "hardware_profiles" / "profiles" / "pls43.yaml")]) == 0
     assert "hardware profile" in capsys.readouterr().out
 
@@ -764,9 +905,7 @@ def _interrupted(proc: subprocess.CompletedProcess, *must: str) -> str:
 
 
 def test_ctrl_c_during_scan(tmp_path):
-    proc = scope_subprocess(
-        SELF_SIGINT
-        + f"""
+    hook = """
 from acquisition import storage
 real = storage.StorageThread.commit
 def commit(self, index, **kw):
@@ -774,42 +913,31 @@ def commit(self, index, **kw):
     if index == 1:
         interrupt()
 storage.StorageThread.commit = commit
-from scope.cli import main
-sys.exit(main({["scan", "--slide", "c", "--pass", "unstained", "--out", str(tmp_path),
-                "--grid", "2x2", *SMALL]!r}))
-""",
-        tmp_path,
-    )
-    _interrupted(proc, "fields are saved", "--resume")
+"""
+    argv = ["scan", "--slide", "c", "--pass", "unstained", "--out", str(tmp_path), "--grid", "2x2"]
+    _interrupted(interrupt_at(hook, [*argv, *SMALL], tmp_path), "fields are saved", "--resume")
     assert leftovers(tmp_path) == []
     with ScanFile(tmp_path / "c.unstained.scan.h5") as sf:
         assert 1 <= len(sf.done) < 4 and not sf.field_state() and not sf.complete
 
 
 def test_ctrl_c_during_match(pair, tmp_path):
-    proc = scope_subprocess(
-        SELF_SIGINT
-        + f"""
+    hook = """
 from registration import match
 real = match._extract
 def extract(args):
     interrupt()
     return real(args)
 match._extract = extract
-from scope.cli import main
-sys.exit(main({["match", str(pair["unstained"]), str(pair["stained"]),
-                "--out", str(tmp_path / "m.dataset.h5")]!r}))
-""",
-        tmp_path,
-    )
+"""
+    argv = ["match", str(pair["unstained"]), str(pair["stained"])]
+    proc = interrupt_at(hook, [*argv, "--out", str(tmp_path / "m.dataset.h5")], tmp_path)
     _interrupted(proc, "nothing was written")
     assert not list(tmp_path.iterdir())
 
 
 def test_ctrl_c_during_stain(run, small, tmp_path):
-    proc = scope_subprocess(
-        SELF_SIGINT
-        + f"""
+    hook = """
 from training import infer
 real = infer.stain_field
 calls = []
@@ -819,38 +947,32 @@ def stain_field(*a, **k):
         interrupt()
     return real(*a, **k)
 infer.stain_field = stain_field
-from scope.cli import main
-sys.exit(main({["stain", str(run), str(small), "--out", str(tmp_path / "o"), "--quiet"]!r}))
-""",
-        tmp_path,
-    )
-    _interrupted(proc, "partial stain output", "removed")
+"""
+    argv = ["stain", str(run), str(small), "--out", str(tmp_path / "o"), "--quiet"]
+    _interrupted(interrupt_at(hook, argv, tmp_path), "partial stain output", "removed")
     assert not list((tmp_path / "o").glob("*"))
 
 
 @pytest.mark.parametrize("when", ["before-checkpoint", "after-checkpoint"])
-def test_ctrl_c_during_train(run, tmp_path, when):
+def test_ctrl_c_during_train(run, tmp_path, capsys, when):
     ds = next(run.parent.glob("*.dataset.h5"))
-    hook = "_train_epoch" if when == "before-checkpoint" else "_save_epoch"
-    proc = scope_subprocess(
-        SELF_SIGINT
-        + f"""
+    method = "_train_epoch" if when == "before-checkpoint" else "_save_epoch"
+    hook = """
 from training import trainer
-real = trainer.Trainer.{hook}
+real = trainer.Trainer.METHOD
 def hooked(self, *a, **k):
     out = real(self, *a, **k)
     interrupt()
     return out
-trainer.Trainer.{hook} = hooked
-from scope.cli import main
-sys.exit(main({["train", str(ds), "--out", str(tmp_path / "r"), "--epochs", "2", *TINY]!r}))
-""",
-        tmp_path,
-    )
+trainer.Trainer.METHOD = hooked
+""".replace("METHOD", method)
     r = tmp_path / "r"
+    argv = ["train", str(ds), "--out", str(r), "--epochs", "2", *TINY]
+    proc = interrupt_at(hook, argv, tmp_path)
     if when == "before-checkpoint":
         _interrupted(proc, "before the first checkpoint", "again")
         assert main(["info", str(r)]) == 0
+        assert "stopped (no checkpoint)" in capsys.readouterr().out
         assert main(["train", str(ds), "--out", str(r), "--epochs", "1", *TINY]) == 0
     else:
         _interrupted(proc, "checkpoint of epoch 1", "--resume")

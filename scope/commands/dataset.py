@@ -25,9 +25,7 @@ ByOpt = Annotated[
 BlockOpt = Annotated[float, typer.Option("--block-um", min=1.0, help="Spatial block side, µm.")]
 ForceOpt = Annotated[
     bool,
-    typer.Option(
-        "--force", help="Replace an existing dataset --out written by another command."
-    ),
+    typer.Option("--force", help="Replace an existing dataset --out written by another command."),
 ]
 
 
