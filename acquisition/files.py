@@ -200,6 +200,34 @@ def is_disk_full(err: BaseException) -> bool:
     )
 
 
+_QUARANTINE: list = []
+
+
+def quarantine(*objects: object) -> None:
+    """Keep the h5py objects of a file that met ENOSPC alive until the process ends.
+
+    After a failed write HDF5 crashes (segmentation fault) when such a file is closed or its
+    objects are freed, so they are never touched again: the caller removes the file's name,
+    and ``scope`` leaves with ``os._exit`` once its message is out (:func:`quarantined`).
+    """
+    _QUARANTINE.extend(objects)
+
+
+def quarantined() -> bool:
+    """True when an HDF5 file met a full disk in this process (see :func:`quarantine`)."""
+    return bool(_QUARANTINE)
+
+
+def close_h5(f: object, *objects: object) -> None:
+    """Close an h5py file, or quarantine it (and ``objects``) when the disk is full."""
+    try:
+        f.close()
+    except BaseException as err:
+        if is_disk_full(err):
+            quarantine(f, *objects)
+        raise
+
+
 def disk_full(path: str | Path, kept: str = "") -> DiskFullError:
     where = Path(path).parent
     return DiskFullError(

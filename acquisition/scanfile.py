@@ -228,6 +228,14 @@ class FieldWriter:
         )
         self._frames: list[dict[str, Any]] = []
         self._written: set[int] = set()
+        self._broken = False  # a write met a full disk: HDF5 must not touch the file again
+
+    def _failed(self, err: BaseException) -> None:
+        from acquisition.files import is_disk_full, quarantine
+
+        if is_disk_full(err) and not self._broken:
+            self._broken = True
+            quarantine(self._file, self._images)
 
     def add(self, channel: int, image: np.ndarray, frame: dict[str, Any]) -> None:
         """Store the image of stack channel ``channel`` with its ``frames`` row."""
@@ -237,7 +245,11 @@ class FieldWriter:
                 f"field {self.index} channel {channel}: image {image.shape} {image.dtype} does "
                 f"not match the scan's frame shape {expected} uint8"
             )
-        self._images[channel] = image
+        try:
+            self._images[channel] = image
+        except BaseException as err:
+            self._failed(err)
+            raise
         self._written.add(channel)
         self._frames.append({"position": self.index, "channel": channel, **frame})
 
@@ -248,10 +260,15 @@ class FieldWriter:
             raise ScanFileError(f"field {self.index}: channels {missing} were never stored")
         acquired_at = _now_iso()
         frames = to_records(self._frames, FRAME_FIELDS)
-        self._file.create_dataset("frames", data=frames)
-        self._file.attrs["z_um"] = z_um
-        self._file.attrs["acquired_at"] = acquired_at
-        self._file.close()
+        try:
+            self._file.create_dataset("frames", data=frames)
+            self._file.attrs["z_um"] = z_um
+            self._file.attrs["acquired_at"] = acquired_at
+            self._file.close()
+        except BaseException as err:
+            self._failed(err)
+            self.abandon()
+            raise
         _fsync_path(self.partial_path)
         os.replace(self.partial_path, self.final_path)
         _fsync_dir(self.final_path.parent)
@@ -260,7 +277,12 @@ class FieldWriter:
     def abandon(self) -> None:
         """Drop an unfinished field (Ctrl-C mid-field, a camera error): nothing is kept."""
         try:
-            self._file.close()
+            if not self._broken:
+                self._file.close()
+        except BaseException as err:
+            self._failed(err)
+            if not self._broken:
+                raise
         finally:
             self.partial_path.unlink(missing_ok=True)
 
@@ -476,31 +498,49 @@ class ScanWriter:
             for i in range(len(self.positions))
         ]
         frames = [self.frames_by_field[i] for i in sorted(self.frames_by_field)]
-        with h5py.File(tmp, "w") as f:
-            for k, v in self._attrs.items():
-                f.attrs[k] = v
-            f.attrs["n_done"] = len(self.done)
-            f.attrs["complete"] = len(self.done) == len(self.positions)
-            f.attrs["updated"] = _now_iso()
-            write_table(f, "channels", to_records(self.channels, CHANNEL_FIELDS))
-            write_table(f, "positions", to_records(rows, POSITION_FIELDS))
-            all_frames = np.concatenate(frames) if frames else to_records([], FRAME_FIELDS)
-            f.create_dataset("frames", data=all_frames, maxshape=(None,))
-            if self.frame_hw is not None:
-                h, w = self.frame_hw
-                shape = (len(self.positions), len(self.channels), h, w, 3)
-                layout = h5py.VirtualLayout(shape=shape, dtype=np.uint8)
-                rel = self.fields_dir.name
-                for i in self.done:
-                    layout[i] = h5py.VirtualSource(
-                        f"{rel}/{_field_name(i)}", "images", shape=shape[1:]
-                    )
-                f.create_virtual_dataset("images", layout, fillvalue=0)
-            if self.truth is not None:
-                _write_truth(f, self.truth)
+        try:
+            self._write_index_file(tmp, rows, frames)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         _fsync_path(tmp)
         os.replace(tmp, self.path)
         _fsync_dir(self.path.parent)
+
+    def _write_index_file(self, tmp: Path, rows: list[dict], frames: list[np.ndarray]) -> None:
+        from acquisition.files import close_h5, is_disk_full, quarantine
+
+        f = h5py.File(tmp, "w")
+        try:
+            self._fill_index(f, rows, frames)
+        except BaseException as err:
+            if is_disk_full(err):
+                quarantine(f)
+            else:
+                f.close()
+            raise
+        close_h5(f)
+
+    def _fill_index(self, f: h5py.File, rows: list[dict], frames: list[np.ndarray]) -> None:
+        for k, v in self._attrs.items():
+            f.attrs[k] = v
+        f.attrs["n_done"] = len(self.done)
+        f.attrs["complete"] = len(self.done) == len(self.positions)
+        f.attrs["updated"] = _now_iso()
+        write_table(f, "channels", to_records(self.channels, CHANNEL_FIELDS))
+        write_table(f, "positions", to_records(rows, POSITION_FIELDS))
+        all_frames = np.concatenate(frames) if frames else to_records([], FRAME_FIELDS)
+        f.create_dataset("frames", data=all_frames, maxshape=(None,))
+        if self.frame_hw is not None:
+            h, w = self.frame_hw
+            shape = (len(self.positions), len(self.channels), h, w, 3)
+            layout = h5py.VirtualLayout(shape=shape, dtype=np.uint8)
+            rel = self.fields_dir.name
+            for i in self.done:
+                layout[i] = h5py.VirtualSource(f"{rel}/{_field_name(i)}", "images", shape=shape[1:])
+            f.create_virtual_dataset("images", layout, fillvalue=0)
+        if self.truth is not None:
+            _write_truth(f, self.truth)
 
 
 def _write_truth(f: h5py.File, truth: dict[str, Any]) -> None:

@@ -157,6 +157,14 @@ class DatasetWriter:
         self._cells: list[dict[str, Any]] = []
         self._closed = False
 
+    def _failed(self, err: BaseException) -> None:
+        """A write met a full disk: HDF5 must never touch this file again (it would crash)."""
+        from acquisition.files import is_disk_full, quarantine
+
+        if is_disk_full(err) and not self._closed:
+            quarantine(self._f, self._inputs, self._targets, self._highres)
+            self._closed = True
+
     def __len__(self) -> int:
         return len(self._cells)
 
@@ -190,22 +198,30 @@ class DatasetWriter:
 
         guard_space(self.path, inputs.nbytes + 2 * targets.nbytes)
         start = len(self._cells)
-        for ds, arr in (
-            (self._inputs, inputs),
-            (self._targets, targets),
-            (self._highres, targets_highres),
-        ):
-            ds.resize(start + n, axis=0)
-            ds[start : start + n] = arr
+        try:
+            for ds, arr in (
+                (self._inputs, inputs),
+                (self._targets, targets),
+                (self._highres, targets_highres),
+            ):
+                ds.resize(start + n, axis=0)
+                ds[start : start + n] = arr
+        except BaseException as err:
+            self._failed(err)
+            raise
         self._cells.extend(rows)
 
     def commit(self) -> Path:
         """Write the cells table, close and rename into place."""
         from acquisition.files import commit_temp
 
-        write_table(self._f, "cells", to_records(self._cells, CELL_FIELDS))
-        self._f.attrs["n_cells"] = len(self._cells)
-        self._f.close()
+        try:
+            write_table(self._f, "cells", to_records(self._cells, CELL_FIELDS))
+            self._f.attrs["n_cells"] = len(self._cells)
+            self._f.close()
+        except BaseException as err:
+            self._failed(err)
+            raise
         self._closed = True
         commit_temp(self.tmp, self.path)
         return self.path

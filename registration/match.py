@@ -615,7 +615,14 @@ def match_scans(
     check_target(cells_csv_path(out), "cells-csv", command="scope match", force=force)
     clean_stale(out.parent)
     with WriteLock(out):
-        return _match_scans(unstained, stained, out, opt, progress, software_version, force)
+        try:
+            return _match_scans(unstained, stained, out, opt, progress, software_version, force)
+        except OSError as err:
+            from acquisition.files import disk_full, is_disk_full
+
+            if is_disk_full(err):
+                raise disk_full(out, "nothing was written") from None
+            raise
 
 
 def _match_scans(

@@ -179,6 +179,20 @@ def _usage_line(err, args: list[str]) -> str:
     return (message[:1].lower() + message[1:] + where) if message else "usage error" + where
 
 
+def _os_error_line(err: OSError) -> str:
+    """A file-system error (full disk, no permission, read-only) as one line with the fix."""
+    import errno
+
+    where = f" ({err.filename})" if err.filename else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk is full{where}; free some space and run the command again"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write{where}: {err.strerror}; choose a folder you can write to"
+    if err.errno == errno.ENOENT:
+        return f"no such file or folder{where}"
+    return f"{err.strerror or err}{where}"
+
+
 def _validation_line(err) -> str:
     """A pydantic ValidationError of an options model as one line naming the option."""
     e = err.errors()[0]
@@ -221,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _error_line(_usage_line(err, args))
         return err.exit_code
+    except OSError as err:
+        if _state["debug"]:
+            raise
+        _error_line(_os_error_line(err))
+        return 1
     except Exception as err:
         if _state["debug"]:
             raise
@@ -237,7 +256,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    from acquisition.files import quarantined
+
+    if quarantined():  # an HDF5 file met a full disk: freeing it would crash HDF5
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -770,6 +770,66 @@ def test_merge_into_a_full_disk_keeps_the_old_output(pair, tmp_path, capsys, mon
     assert digest(out) == before and leftovers(tmp_path) == []
 
 
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MB tmpfs (needs root; skipped elsewhere)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    cmd = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)]
+    if os.geteuid() != 0 or subprocess.run(cmd, capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+def _without_guards(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``scope ARGV`` with the up-front check and the write guard off: HDF5 meets ENOSPC."""
+    code = (
+        "import sys\n"
+        "from acquisition import files, scan\n"
+        "files.GUARD_BYTES = 0\n"
+        "scan.check_space = lambda *a, **k: None\n"
+        "from scope.cli import run\n"
+        f"sys.argv = ['scope', *{argv!r}]\n"
+        "run()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=240
+    )
+
+
+def _last_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    return lines[0]
+
+
+def test_real_enospc_inside_hdf5_during_a_scan_never_crashes(tiny_disk, tmp_path):
+    (tiny_disk / "filler").write_bytes(b"\0" * 700 * 1024)
+    out = tiny_disk / "o"
+    argv = ["scan", "--slide", "t", "--pass", "unstained", "--out", str(out), "--grid", "3x3"]
+    argv += [*SMALL, "--compression", "none"]
+    proc = _without_guards(argv, tmp_path)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])  # not 139 (segfault)
+    assert "is full" in _last_line(proc) and "--resume" in _last_line(proc)
+    assert leftovers(out) == []
+    with ScanFile(out / "t.unstained.scan.h5") as sf:
+        assert 0 < len(sf.done) < 9 and not sf.field_state()
+    (tiny_disk / "filler").unlink()
+    assert _without_guards([*argv, "--resume"], tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("fill_kb", [300, 600, 900])
+def test_real_enospc_during_match_leaves_nothing(pair, tiny_disk, tmp_path, fill_kb):
+    (tiny_disk / "filler").write_bytes(b"\0" * fill_kb * 1024)
+    argv = ["match", str(pair["unstained"]), str(pair["stained"])]
+    proc = _without_guards([*argv, "--out", str(tiny_disk / "m.dataset.h5")], tmp_path)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])
+    assert "is full" in _last_line(proc)
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
+
+
 def test_a_real_small_tmpfs_refuses_up_front(tmp_path, capsys):
     mnt = tmp_path / "tiny"
     mnt.mkdir()

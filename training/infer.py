@@ -433,16 +433,11 @@ def _stain_fields(job: _StainJob) -> None:
 def _stain_into(job: _StainJob, tmp: Path, written: list[Path]) -> None:
     import h5py
 
-    from acquisition.files import atomic_output, guard_space
+    from acquisition.files import close_h5, is_disk_full, quarantine
     from acquisition.tables import write_table
-    from training.samples import write_image
 
-    scan, todo = job.scan, job.todo
-    hh, ww = scan.frame_shape
-    order = np.argsort(job.channel_index)
-    inverse = np.argsort(order)
-    sorted_idx = [job.channel_index[i] for i in order]
-    with h5py.File(tmp, "w") as f, _Bar(job.progress, len(todo)) as bar:
+    f = h5py.File(tmp, "w")
+    try:
         f.attrs.update(
             {
                 "format": STAINED_FORMAT,
@@ -451,15 +446,37 @@ def _stain_into(job: _StainJob, tmp: Path, written: list[Path]) -> None:
                 "run": str(Path(job.run_dir).resolve()),
                 "epoch": int(job.ckpt["epoch"]),
                 "model": json.dumps(job.ckpt["model"]),
-                "pixel_size_um": scan.pixel_size_um,
-                "slide": scan.slide,
+                "pixel_size_um": job.scan.pixel_size_um,
+                "slide": job.scan.slide,
                 "written_by": "scope stain",
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             }
         )
-        images = f.create_dataset(
-            "images", shape=(len(todo), hh, ww, 3), dtype=np.uint8, chunks=(1, hh, ww, 3)
-        )
+        _stain_each(job, f, written)
+        write_table(f, "positions", _positions_table(job.scan, job.todo))
+    except BaseException as err:
+        if is_disk_full(err):
+            quarantine(f)  # HDF5 crashes if a file that met a full disk is closed
+        else:
+            f.close()
+        raise
+    close_h5(f)
+
+
+def _stain_each(job: _StainJob, f: Any, written: list[Path]) -> None:
+    """Stain every field into ``f["images"]`` and, per format, an image file."""
+    from acquisition.files import atomic_output, guard_space
+    from training.samples import write_image
+
+    scan, todo = job.scan, job.todo
+    hh, ww = scan.frame_shape
+    order = np.argsort(job.channel_index)
+    inverse = np.argsort(order)
+    sorted_idx = [job.channel_index[i] for i in order]
+    images = f.create_dataset(
+        "images", shape=(len(todo), hh, ww, 3), dtype=np.uint8, chunks=(1, hh, ww, 3)
+    )
+    with _Bar(job.progress, len(todo)) as bar:
         for k, pos in enumerate(todo):
             guard_space(job.h5_path, 2 * hh * ww * 3)  # stop before HDF5 meets a full disk
             stack = scan.images[pos, sorted_idx][inverse]  # h5py wants increasing indices
@@ -481,15 +498,18 @@ def _stain_into(job: _StainJob, tmp: Path, written: list[Path]) -> None:
             bar.advance()
             if job.on_field is not None:
                 job.on_field(k + 1, len(todo))
-        table = np.zeros(
-            len(todo),
-            dtype=[("position", np.int64), ("x_um", np.float64), ("y_um", np.float64),
-                   ("z_um", np.float64)],
-        )  # fmt: skip
-        table["position"] = todo
-        for col in ("x_um", "y_um", "z_um"):
-            table[col] = scan.positions[col][todo]
-        write_table(f, "positions", table)
+
+
+def _positions_table(scan: Any, todo: list[int]) -> np.ndarray:
+    table = np.zeros(
+        len(todo),
+        dtype=[("position", np.int64), ("x_um", np.float64), ("y_um", np.float64),
+               ("z_um", np.float64)],
+    )  # fmt: skip
+    table["position"] = todo
+    for col in ("x_um", "y_um", "z_um"):
+        table[col] = scan.positions[col][todo]
+    return table
 
 
 class _Bar:
