@@ -338,6 +338,10 @@ def clean_stale(folder: str | Path, *, legacy_age_s: float = 3600.0) -> list[Pat
     for p in folder.iterdir():
         m = _TMP.search(p.name) or _SPILL.match(p.name)
         stale = False
+        if p.name.endswith(".lock") and p.is_file():
+            if _remove_unheld_lock(p):
+                removed.append(p)
+            continue
         if m is not None:
             stale = int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1)))
         elif _LEGACY_SPILL.match(p.name) and p.is_dir():
@@ -352,6 +356,26 @@ def clean_stale(folder: str | Path, *, legacy_age_s: float = 3600.0) -> list[Pat
                 p.unlink()
             removed.append(p)
     return removed
+
+
+def _remove_unheld_lock(path: Path) -> bool:
+    """Remove a lock file nobody holds (its writer was killed); True when removed.
+
+    It is unlinked while locked here, and a writer re-checks the file's identity after
+    locking (:meth:`WriteLock.acquire`), so two writers can never both hold the lock.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink()
+        return True
+    except (BlockingIOError, FileNotFoundError):
+        return False
+    finally:
+        os.close(fd)
 
 
 def spill_folder(near: str | Path) -> Path:

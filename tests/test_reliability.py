@@ -629,8 +629,12 @@ def test_stale_temp_and_spill_of_dead_processes_are_removed(tmp_path):
     spill.mkdir()
     live = tmp_path / f"c.dataset.h5.tmp{os.getppid()}"  # a running process: kept
     live.write_text("x")
-    removed = clean_stale(tmp_path)
-    assert sorted(removed) == sorted([*stale, spill])
+    killed_lock = tmp_path / "d.dataset.h5.lock"  # left by kill -9: nobody holds it
+    killed_lock.write_text(f"{dead}\n")
+    with WriteLock(tmp_path / "e.dataset.h5") as held:
+        removed = clean_stale(tmp_path)
+        assert held.path.exists()
+    assert sorted(removed) == sorted([*stale, spill, killed_lock])
     assert live.exists()
 
 
