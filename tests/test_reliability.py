@@ -810,21 +810,21 @@ def _last_line(proc: subprocess.CompletedProcess) -> str:
 
 
 def test_real_enospc_inside_hdf5_during_a_scan_never_crashes(tiny_disk, tmp_path):
-    (tiny_disk / "filler").write_bytes(b"\0" * 700 * 1024)
+    (tiny_disk / "filler").write_bytes(b"\0" * 800 * 1024)  # room for about two fields
     out = tiny_disk / "o"
-    argv = ["scan", "--slide", "t", "--pass", "unstained", "--out", str(out), "--grid", "3x3"]
+    argv = ["scan", "--slide", "t", "--pass", "unstained", "--out", str(out), "--grid", "2x2"]
     argv += [*SMALL, "--compression", "none"]
     proc = _without_guards(argv, tmp_path)
     assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])  # not 139 (segfault)
     assert "is full" in _last_line(proc) and "--resume" in _last_line(proc)
     assert leftovers(out) == []
     with ScanFile(out / "t.unstained.scan.h5") as sf:
-        assert 0 < len(sf.done) < 9 and not sf.field_state()
+        assert 0 < len(sf.done) < 4 and not sf.field_state()
     (tiny_disk / "filler").unlink()
     assert _without_guards([*argv, "--resume"], tmp_path).returncode == 0
 
 
-@pytest.mark.parametrize("fill_kb", [300, 600, 900])
+@pytest.mark.parametrize("fill_kb", [300, 900])
 def test_real_enospc_during_match_leaves_nothing(pair, tiny_disk, tmp_path, fill_kb):
     (tiny_disk / "filler").write_bytes(b"\0" * fill_kb * 1024)
     argv = ["match", str(pair["unstained"]), str(pair["stained"])]
@@ -1020,16 +1020,18 @@ infer.stain_field = stain_field
 @pytest.mark.parametrize("when", ["before-checkpoint", "after-checkpoint"])
 def test_ctrl_c_during_train(run, tmp_path, capsys, when):
     ds = next(run.parent.glob("*.dataset.h5"))
+    # before: at the start of the first epoch; after: once epoch 1's checkpoint is saved
     method = "_train_epoch" if when == "before-checkpoint" else "_save_epoch"
+    order = "interrupt()\n    out = real" if when == "before-checkpoint" else "out = real"
     hook = """
 from training import trainer
 real = trainer.Trainer.METHOD
 def hooked(self, *a, **k):
-    out = real(self, *a, **k)
+    ORDER(self, *a, **k)
     interrupt()
     return out
 trainer.Trainer.METHOD = hooked
-""".replace("METHOD", method)
+""".replace("METHOD", method).replace("ORDER", order)
     r = tmp_path / "r"
     argv = ["train", str(ds), "--out", str(r), "--epochs", "2", *TINY]
     proc = interrupt_at(hook, argv, tmp_path)
