@@ -272,9 +272,14 @@ def write_image(path: str | Path, bgr) -> Path:
     import cv2
 
     path = Path(path)
-    with atomic_output(path, keep_suffix=True) as tmp:
-        if not cv2.imwrite(str(tmp), bgr):
-            raise OutputError(f"cannot write {path} (use a .png, .tif or .jpg name)")
+    try:
+        ok, buf = cv2.imencode(path.suffix or ".png", bgr)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise OutputError(f"cannot write {path} (use a .png, .tif or .jpg name)")
+    with atomic_output(path) as tmp:
+        Path(tmp).write_bytes(buf.tobytes())
     return path
 
 

@@ -834,6 +834,15 @@ def test_real_enospc_during_match_leaves_nothing(pair, tiny_disk, tmp_path, fill
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
 
 
+def test_real_enospc_during_stain_keeps_nothing(run, small, tiny_disk, tmp_path):
+    (tiny_disk / "filler").write_bytes(b"\0" * 1000 * 1024)
+    out = tiny_disk / "o"
+    proc = _without_guards(["stain", str(run), str(small), "--out", str(out), "--quiet"], tmp_path)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])
+    assert "is full" in _last_line(proc)
+    assert not out.exists() or not list(out.iterdir())
+
+
 def test_a_real_small_tmpfs_refuses_up_front(tmp_path, capsys):
     mnt = tmp_path / "tiny"
     mnt.mkdir()
