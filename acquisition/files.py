@@ -100,6 +100,13 @@ def file_kind(path: str | Path) -> str | None:
     return "other"
 
 
+def hdf5_open_problem(path: str | Path, err: OSError, expected: str) -> str:
+    """One line for an HDF5 file h5py cannot open: not HDF5 at all, or damaged."""
+    if "signature not found" in str(err):
+        return f"{path} is not an HDF5 file (expected a {expected})"
+    return f"{path} is damaged or truncated (HDF5 cannot open it); restore it from a copy"
+
+
 def kind_name(kind: str | None) -> str:
     return KIND_NAMES.get(kind or "other", kind or "file")
 

@@ -568,7 +568,9 @@ class ScanFile:
         try:
             self._f = h5py.File(self.path, "r")
         except OSError as err:
-            raise ScanFileError(f"cannot open {self.path} as HDF5: {err}") from None
+            from acquisition.files import hdf5_open_problem
+
+            raise ScanFileError(hdf5_open_problem(self.path, err, "scope scan file")) from None
         fmt = self._f.attrs.get("format")
         if fmt != FORMAT:
             self._f.close()

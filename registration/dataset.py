@@ -262,7 +262,9 @@ class Dataset:
         try:
             self._f = h5py.File(self.path, "r")
         except OSError as err:
-            raise DatasetError(f"cannot open {self.path} as HDF5: {err}") from None
+            from acquisition.files import hdf5_open_problem
+
+            raise DatasetError(hdf5_open_problem(self.path, err, "scope dataset")) from None
         fmt = self._f.attrs.get("format")
         if fmt != FORMAT:
             self._f.close()

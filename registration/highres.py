@@ -597,7 +597,10 @@ def add_highres(
         "options": asdict(opt),
         "software_version": software_version,
     }
-    _rewrite(dataset, out, new_cells, targets, provenance, software_version)
+    from acquisition.files import WriteLock
+
+    with WriteLock(out):
+        _rewrite(dataset, out, new_cells, targets, provenance, software_version)
     good = [scores[r] for r in targets]
     return HighresSummary(
         dataset=out,

@@ -1053,3 +1053,22 @@ trainer.Trainer.METHOD = hooked
         _interrupted(proc, "checkpoint of epoch 1", "--resume")
         assert main(["train", str(ds), "--out", str(r), "--epochs", "2", "--resume", *TINY]) == 0
     assert leftovers(r) == []
+
+
+def test_ctrl_c_during_dataset_merge_keeps_the_old_output(pair, tmp_path):
+    out = tmp_path / "m.dataset.h5"
+    assert main(["dataset", "merge", str(pair["dataset"]), "--out", str(out)]) == 0
+    before = digest(out)
+    hook = """
+from registration import dataset
+real = dataset.DatasetWriter.add
+def add(self, *a, **k):
+    real(self, *a, **k)
+    interrupt()
+dataset.DatasetWriter.add = add
+"""
+    proc = interrupt_at(
+        hook, ["dataset", "merge", str(pair["dataset"]), "--out", str(out)], tmp_path
+    )
+    _interrupted(proc, "nothing was left half-written")
+    assert digest(out) == before and leftovers(tmp_path) == []

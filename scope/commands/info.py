@@ -51,6 +51,9 @@ def info(
         console.print(describe_profile(path))
     elif kind == "folder":
         raise ScopeError(f"{path} is a folder but not a training run (no config.yaml)")
+    elif path.parent.name.endswith(".fields") and path.name.startswith("field_"):
+        scan = path.parent.name.removesuffix(".fields") + ".scan.h5"
+        raise ScopeError(f"{path} is one field of a scan; give the scan file, {scan}")
     elif path.suffix == ".h5" or (kind == "other" and _is_hdf5(path)):
         raise ScopeError(f"{path} is HDF5 but not a file scope wrote (no scope format attribute)")
     else:
