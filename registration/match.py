@@ -820,6 +820,11 @@ def _match_scans(
 
 #: Fewer matched cells than this are too thin evidence to refuse a slide pair.
 MIN_CELLS_FOR_SLIDE_CHECK = 5
+#: Below this median SSIM (or --min-ssim, if higher) a pair whose fields mostly do not fit one
+#: slide transform is taken for two slides. The fine search maximises SSIM, so even cells of
+#: another slide reach about 0.28 (measured: a 4x4 simulated pair of two slides); true pairs
+#: of the simulator reach 0.6.
+SAME_SLIDE_MIN_SSIM = 0.4
 
 
 def _same_slide_check(
@@ -833,12 +838,13 @@ def _same_slide_check(
     inliers = float(np.mean(status == "inlier")) if len(status) else 0.0
     ssims = [cm.ssim for cm in cells if math.isfinite(cm.ssim)]
     med = float(np.median(ssims)) if ssims else float("nan")
-    implausible = inliers < 0.5 and not (med >= opt.qc.min_ssim)
+    threshold = max(opt.qc.min_ssim, SAME_SLIDE_MIN_SSIM)
+    implausible = inliers < 0.5 and not (med >= threshold)
     if not implausible:
         return []
     what = (
         f"only {inliers:.0%} of the fields fit one slide transform and the median SSIM of the "
-        f"matched cells is {med:.2f} (below {opt.qc.min_ssim:g})"
+        f"matched cells is {med:.2f} (below {threshold:g})"
     )
     if len(cells) < MIN_CELLS_FOR_SLIDE_CHECK:
         return [

@@ -917,6 +917,10 @@ def test_same_slide_check_refuses_an_implausible_fit():
         _same_slide_check(status, _cells([0.05] * 25), MatchOptions(), pair, False)
     notes = _same_slide_check(status, _cells([0.05] * 25), MatchOptions(), pair, True)
     assert "--force" in notes[0]
+    # cells of another slide still reach SSIM ~0.28 (the fine search maximises it): refused
+    none_fit = np.array(["weak"] * 14 + ["outlier"] * 2)
+    with pytest.raises(MatchError, match="0.28"):
+        _same_slide_check(none_fit, _cells([0.28] * 114), MatchOptions(), pair, False)
 
 
 def test_same_slide_check_only_warns_on_thin_evidence_and_passes_good_fits():
