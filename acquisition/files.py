@@ -152,7 +152,7 @@ def check_target(
     if kind.startswith("scope-"):
         by = written_by(path)
         if by != command:
-            who = f"by `{by}`" if by else "by another command"
+            who = f"by `{by}`" if by else "by another command or an older scope"
             raise OutputError(
                 f"{path} exists and was written {who}; choose another {option} or pass "
                 f"{flag} to replace it"
