@@ -20,6 +20,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pymmcore_plus  # noqa: F401  (its log handler binds stderr at import: not inside capsys)
 import pytest
 
 from acquisition import files
