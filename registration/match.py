@@ -27,7 +27,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -119,6 +118,10 @@ class MatchOptions:
             raise MatchError(f"workers must be ≥ 1; got {self.workers}.")
         if self.dedup_um <= 0 or self.outlier_px <= 0:
             raise MatchError("dedup_um and outlier_px must be positive.")
+        if not (math.isfinite(self.qc.min_ssim) and -1.0 <= self.qc.min_ssim <= 1.0):
+            raise MatchError(f"--min-ssim must lie in [-1, 1], got {self.qc.min_ssim}")
+        if not (math.isfinite(self.margin_um) and self.margin_um > 0):
+            raise MatchError(f"--margin-um must be a positive number, got {self.margin_um}")
         self.wbc.validate()
 
 
@@ -227,6 +230,7 @@ def _check_pair(u: Any, s: Any) -> ScanPair:
             f"{s.path.name} is slide {s.slide!r}"
         )
     for scan in (u, s):
+        scan.verify()  # a done field whose file is missing or damaged: refuse, never black crops
         if not scan.complete:
             raise MatchError(
                 f"{scan.path} is incomplete ({len(scan.done)} of {scan.n_positions} fields "
@@ -574,6 +578,7 @@ def match_scans(
     options: MatchOptions | None = None,
     progress: Progress | None = None,
     software_version: str = "",
+    force: bool = False,
 ) -> MatchSummary:
     """Register two scans of one slide and write ``out`` (a dataset) and its cells CSV.
 
@@ -588,18 +593,51 @@ def match_scans(
     progress
         Optional ``progress(phase, done, total)`` callback.
 
+    force
+        Replace an ``out`` written by another command (``scope match --highres``, a merge),
+        and match even when the two scans do not look like one slide.
+
     Raises
     ------
     MatchError, RegistrationError, ScanFileError
         For scans that do not belong together, are incomplete, blank, hold no WBC or cannot
         be registered. Nothing is written then.
     """
-    from registration.dataset import DatasetWriter
+    from acquisition.files import WriteLock, check_target, clean_stale, guard_output
 
     opt = options or MatchOptions()
     opt.validate()
+    out = guard_output(Path(out))
+    for p in (Path(unstained), Path(stained)):
+        if p.exists() and out.exists() and out.resolve() == p.resolve():
+            raise MatchError(f"--out {out} would overwrite an input scan")
+    check_target(out, "scope-dataset", command="scope match", force=force)
+    check_target(cells_csv_path(out), "cells-csv", command="scope match", force=force)
+    clean_stale(out.parent)
+    with WriteLock(out):
+        try:
+            return _match_scans(unstained, stained, out, opt, progress, software_version, force)
+        except OSError as err:
+            from acquisition.files import disk_full, is_disk_full
+
+            if is_disk_full(err):
+                raise disk_full(out, "nothing was written") from None
+            raise
+
+
+def _match_scans(
+    unstained: str | Path,
+    stained: str | Path,
+    out: Path,
+    opt: MatchOptions,
+    progress: Progress | None,
+    software_version: str,
+    force: bool,
+) -> MatchSummary:
+    from acquisition.files import spill_folder
+    from registration.dataset import DatasetWriter
+
     t0 = time.perf_counter()
-    out = Path(out)
     pair, u, s = open_pair(unstained, stained)
     try:
         channels = u.channels.copy()
@@ -609,8 +647,6 @@ def match_scans(
     finally:
         u.close()
         s.close()
-    if out.resolve() in (Path(pair.unstained), Path(pair.stained)):
-        raise MatchError(f"--out {out} would overwrite an input scan")
     notes: list[str] = []
     try:
         # 1. survey
@@ -657,6 +693,7 @@ def match_scans(
                 for cm in cells
             ]
         ).reshape(-1, 2)
+        notes += _same_slide_check(fit.status, cells, opt, pair, force)
         keep = _dedup(cells, stained_stage, pair, opt.dedup_um)
         n_dup = len(cells) - len(keep)
         cells = [cells[k] for k in keep]
@@ -685,9 +722,7 @@ def match_scans(
         kinds = np.asarray(channels["kind"])
         ch_pairs = channel_pairs(channels)
         bgs = {sv.index: (sv.background_unstained, sv.background_stained) for sv in surveys}
-        spill_dir = tempfile.mkdtemp(
-            prefix=".match-", dir=out.parent if out.parent.exists() else None
-        )
+        spill_dir = spill_folder(out)
         try:
             tasks = [
                 (pair, f, [cells[k] for k in ks], *bgs[f], opt, spill_dir, kinds, ch_pairs)
@@ -725,6 +760,7 @@ def match_scans(
                 provenance=provenance,
                 compression=opt.compression,
                 software_version=software_version,
+                written_by="scope match",
             )
             csv_path = cells_csv_path(out)
             order = _order(by_field, crops)
@@ -781,6 +817,46 @@ def match_scans(
         misaligned_channels=n_misaligned,
         seconds=time.perf_counter() - t0,
         notes=notes,
+    )
+
+
+#: Fewer matched cells than this are too thin evidence to refuse a slide pair.
+MIN_CELLS_FOR_SLIDE_CHECK = 5
+#: Below this median SSIM (or --min-ssim, if higher) a pair whose fields mostly do not fit one
+#: slide transform is taken for two slides. The fine search maximises SSIM, so even cells of
+#: another slide reach about 0.28 (measured: a 4x4 simulated pair of two slides); true pairs
+#: of the simulator reach 0.6.
+SAME_SLIDE_MIN_SSIM = 0.4
+
+
+def _same_slide_check(
+    status: np.ndarray, cells: list[CellMatch], opt: MatchOptions, pair: ScanPair, force: bool
+) -> list[str]:
+    """Refuse a pair whose fit says "not one slide": few inlier fields and poor SSIM.
+
+    Returns warnings (for a thin sample, or when ``force`` overrides the refusal).
+    """
+    status = np.asarray(status)
+    inliers = float(np.mean(status == "inlier")) if len(status) else 0.0
+    ssims = [cm.ssim for cm in cells if math.isfinite(cm.ssim)]
+    med = float(np.median(ssims)) if ssims else float("nan")
+    threshold = max(opt.qc.min_ssim, SAME_SLIDE_MIN_SSIM)
+    implausible = inliers < 0.5 and not (med >= threshold)
+    if not implausible:
+        return []
+    what = (
+        f"only {inliers:.0%} of the fields fit one slide transform and the median SSIM of the "
+        f"matched cells is {med:.2f} (below {threshold:g})"
+    )
+    if len(cells) < MIN_CELLS_FOR_SLIDE_CHECK:
+        return [
+            f"{what}, but {len(cells)} cells are too few to judge: check the scans are of one slide"
+        ]
+    if force:
+        return [f"{what}: matched anyway (--force)"]
+    raise MatchError(
+        f"{Path(pair.unstained).name} and {Path(pair.stained).name} may not be the same "
+        f"physical slide: {what}; rescan, or pass --force to match anyway"
     )
 
 

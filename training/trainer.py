@@ -142,6 +142,16 @@ def train(
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.model_validate(config)
     info = dist_utils.from_environment()
+    if not info.is_main:
+        return _train(cfg, info, progress, on_step, on_epoch, command)
+    from acquisition.files import WriteLock
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    with WriteLock(cfg.out, what=f"run folder {cfg.out}"):
+        return _train(cfg, info, progress, on_step, on_epoch, command)
+
+
+def _train(cfg, info, progress, on_step, on_epoch, command) -> RunResult:
     trainer = Trainer(
         cfg,
         info,
@@ -210,6 +220,14 @@ class Trainer:
                 )
             resume_ckpt = load_checkpoint(self.run_folder.last)
             config = _merge_for_resume(config, resume_ckpt["config"], self.run_folder.path)
+        elif self.run_folder.stopped_before_checkpoint():
+            # the run died before its first checkpoint: nothing to resume, start it afresh
+            if info.is_main:
+                self.run_folder.clear_unfinished()
+                _console().print(
+                    f"{self.run_folder.path} holds a run that stopped before its first "
+                    "checkpoint; starting it afresh"
+                )
         elif self.run_folder.exists():
             raise TrainingError(
                 f"{self.run_folder.path} already holds a run; pass --resume to continue it or "

@@ -23,6 +23,10 @@ ByOpt = Annotated[
     SplitBy, typer.Option("--by", help="auto: by slide with ≥ 3 slides, else by spatial blocks.")
 ]
 BlockOpt = Annotated[float, typer.Option("--block-um", min=1.0, help="Spatial block side, µm.")]
+ForceOpt = Annotated[
+    bool,
+    typer.Option("--force", help="Replace an existing dataset --out written by another command."),
+]
 
 
 @dataset_app.command("info")
@@ -74,6 +78,7 @@ def merge(
     seed: SeedOpt = 0,
     by: ByOpt = SplitBy.auto,
     block_um: BlockOpt = 400.0,
+    force: ForceOpt = False,
 ) -> None:
     """Merge datasets of several slides and assign train/val/test afresh."""
     from rich.console import Console
@@ -90,6 +95,7 @@ def merge(
         by=by.value,
         block_um=block_um,
         software_version=__version__,
+        force=force,
     )
     Console().print(
         f"merged {len(paths)} datasets ({s.n_slides} slides) into {s.path}: "
@@ -106,6 +112,7 @@ def split(
     seed: SeedOpt = 0,
     by: ByOpt = SplitBy.auto,
     block_um: BlockOpt = 400.0,
+    force: ForceOpt = False,
 ) -> None:
     """Assign train/val/test again: by slide (≥ 3 slides) or by spatial blocks, seeded."""
     from rich.console import Console
@@ -120,6 +127,7 @@ def split(
         seed=seed,
         by=by.value,
         block_um=block_um,
+        force=force,
     )
     Console().print(
         f"{s.path}: " + ", ".join(f"{k} {v}" for k, v in s.counts.items()) + f" (split by {s.by})"

@@ -208,12 +208,14 @@ def scan(
     from rich.console import Console
 
     import hardware_profiles as hp
+    from acquisition.files import check_slide_name
     from acquisition.scan import plan_scan, run_scan
     from acquisition.tables import compression_options
     from scope._version import __version__
     from scope.progress import ScanProgress, scan_summary_table
 
     console = Console()
+    check_slide_name(slide)
     compression_options(compression)
     prof = hp.load(profile)
     if not yes:
@@ -313,6 +315,9 @@ def calibrate(
         ),
     ] = True,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing profile file at --out.")
+    ] = False,
     seed: SeedOpt = 0,
     sim_sensor: SensorOpt = None,
     sim_config: SimCfgOpt = None,
@@ -326,6 +331,7 @@ def calibrate(
 
     import hardware_profiles as hp
     from acquisition.calibrate import CalibrationTargets, calibrate_profile
+    from acquisition.files import check_target, guard_output
     from acquisition.scan import stack_profile
     from hardware_profiles.errors import ScopeError
     from hardware_profiles.loader import dump
@@ -333,8 +339,10 @@ def calibrate(
 
     console = Console()
     prof = hp.load(profile)
-    if out.exists() and not yes:
-        raise ScopeError(f"{out} exists; choose another --out or pass --yes to replace it")
+    guard_output(out)
+    if out.exists() and not force:
+        raise ScopeError(f"{out} exists; choose another --out or pass --force to replace it")
+    check_target(out, "profile", command="scope calibrate", force=force)
     if not yes:
         console.print("Put an UNSTAINED smear under the 20x objective, monolayer in view.")
         if not typer.confirm("Ready?", default=True):
