@@ -452,7 +452,8 @@ def plan_scan(
     if pass_ not in PASSES:
         raise ScanError(f"unknown pass {pass_!r}; choose one of {', '.join(PASSES)}")
     check_slide_name(slide)
-    if not math.isfinite(z_um) or abs(z_um) > MAX_STAGE_UM:
+    # NaN means "no focus known" (a stage without a focus drive): fields without z refuse below
+    if math.isinf(z_um) or abs(z_um) > MAX_STAGE_UM:
         raise ScanError(f"--z-um must be a finite stage position, got {z_um}")
     given = [
         n for n, v in (("--grid", grid), ("--region", region), ("--positions", positions_csv)) if v
