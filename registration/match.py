@@ -666,17 +666,6 @@ def match_scans(
                 for cm in cells
             ]
         ).reshape(-1, 2)
-        crop_um = opt.crop_size * pair.pixel_size_um
-        split = default_split(
-            unstained_stage[:, 0],
-            unstained_stage[:, 1],
-            [pair.slide] * len(cells),
-            crop_um=crop_um,
-            block_um=opt.block_um,
-            fractions=opt.fractions,
-            seed=opt.seed,
-            by="blocks",
-        )
         # 5. extract
         by_field: dict[int, list[int]] = {}
         for k, cm in enumerate(cells):
@@ -699,6 +688,18 @@ def match_scans(
             for fc in crops:
                 for k, fl in zip(by_field[fc.index], fc.flags, strict=True):
                     cells[k].flags = fl
+            # the split once every flag is known: each split gets unflagged cells
+            split = default_split(
+                unstained_stage[:, 0],
+                unstained_stage[:, 1],
+                [pair.slide] * len(cells),
+                crop_um=opt.crop_size * pair.pixel_size_um,
+                block_um=opt.block_um,
+                fractions=opt.fractions,
+                seed=opt.seed,
+                by="blocks",
+                usable=[not cm.flags for cm in cells],
+            )
             provenance = {
                 "unstained": {"path": pair.unstained, "sha256_index": hashes["unstained"]},
                 "stained": {"path": pair.stained, "sha256_index": hashes["stained"]},

@@ -20,7 +20,7 @@ class SplitBy(StrEnum):
 FractionsOpt = Annotated[str, typer.Option("--fractions", help="train:val:test, e.g. 8:1:1.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the assignment.")]
 ByOpt = Annotated[
-    SplitBy, typer.Option("--by", help="auto: by slide with ≥ 3 slides, else by spatial blocks.")
+    SplitBy, typer.Option("--by", help="auto: by slide with ≥ 5 slides, else by spatial blocks.")
 ]
 BlockOpt = Annotated[float, typer.Option("--block-um", min=1.0, help="Spatial block side, µm.")]
 
@@ -104,7 +104,7 @@ def split(
     by: ByOpt = SplitBy.auto,
     block_um: BlockOpt = 400.0,
 ) -> None:
-    """Assign train/val/test again: by slide (≥ 3 slides) or by spatial blocks, seeded."""
+    """Assign train/val/test again: by slide (≥ 5 slides) or by spatial blocks, seeded."""
     from rich.console import Console
 
     from registration.manage import resplit_dataset
