@@ -57,7 +57,7 @@ from training.discriminators import build_discriminator
 from training.errors import CheckpointError, TrainingError, VggWeightsError
 from training.losses import GeneratorLoss, LossWeights, PerceptualLoss
 from training.metrics import image_metrics
-from training.models import build_generator, count_parameters
+from training.models import DEFAULT_PADDING, build_generator, count_parameters
 from training.predict import predict_cells
 from training.presets import get_preset
 from training.run import (
@@ -302,6 +302,7 @@ class Trainer:
                 "features": config.features or spec.in_channels,
                 "blocks": config.blocks,
                 "growth": config.growth,
+                "padding": DEFAULT_PADDING,
             }
         else:
             gkw = {"crop_size": spec.crop_size, "features": config.features or 64}
