@@ -290,3 +290,16 @@ def split_mode(slides: Sequence[str], by: str = "auto") -> str:
     if by == "auto":
         return "slide" if n_slides >= MIN_SLIDES_BY_SLIDE else "blocks"
     return by
+
+
+def describe_mode(mode: str, n_slides: int) -> str:
+    """How a split was chosen, for a one-line summary: ``"split by blocks within each …"``."""
+    if mode == "slide":
+        return f"split by slide: whole slides per split ({n_slides} slides)"
+    why = (
+        f"; {n_slides} slide{'s' if n_slides != 1 else ''}, by-slide splits need "
+        f"{MIN_SLIDES_BY_SLIDE}"
+        if n_slides < MIN_SLIDES_BY_SLIDE
+        else ""
+    )
+    return f"split by blocks within each slide{why}"

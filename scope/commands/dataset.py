@@ -76,7 +76,7 @@ def merge(
     from rich.console import Console
 
     from registration.manage import merge_datasets
-    from registration.splits import parse_fractions
+    from registration.splits import describe_mode, parse_fractions
     from scope._version import __version__
 
     s = merge_datasets(
@@ -88,10 +88,12 @@ def merge(
         block_um=block_um,
         software_version=__version__,
     )
+    n = len(paths)
     Console().print(
-        f"merged {len(paths)} datasets ({s.n_slides} slides) into {s.path}: "
+        f"merged {n} dataset{'s' if n != 1 else ''} ({s.n_slides} "
+        f"slide{'s' if s.n_slides != 1 else ''}) into {s.path}: "
         + ", ".join(f"{k} {v}" for k, v in s.counts.items())
-        + f" (split by {s.by})"
+        + f" ({describe_mode(s.by, s.n_slides)})"
     )
 
 
@@ -108,7 +110,7 @@ def split(
     from rich.console import Console
 
     from registration.manage import resplit_dataset
-    from registration.splits import parse_fractions
+    from registration.splits import describe_mode, parse_fractions
 
     s = resplit_dataset(
         path,
@@ -119,7 +121,9 @@ def split(
         block_um=block_um,
     )
     Console().print(
-        f"{s.path}: " + ", ".join(f"{k} {v}" for k, v in s.counts.items()) + f" (split by {s.by})"
+        f"{s.path}: "
+        + ", ".join(f"{k} {v}" for k, v in s.counts.items())
+        + f" ({describe_mode(s.by, s.n_slides)})"
     )
 
 
