@@ -133,6 +133,11 @@ def _estimate_bytes(n_fields: int, n_channels: int, frame_wh: tuple[int, int], c
     return int(raw / _EXPECTED_RATIO.get(comp, _DEFAULT_RATIO))
 
 
+def estimate_scan_bytes(plan: ScanPlan, frame_wh: tuple[int, int]) -> int:
+    """About how many bytes the whole scan of ``plan`` takes on disk (printed before it starts)."""
+    return _estimate_bytes(len(plan.positions), len(plan.profile.stack), frame_wh, plan.compression)
+
+
 def _check_disk(path: Path, need: int) -> None:
     free = shutil.disk_usage(path.parent).free
     margin = 256 * 1024**2
