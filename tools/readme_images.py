@@ -37,8 +37,6 @@ def main() -> None:
     report = args.demo / "report"
     unstained = sorted((args.demo / "scans").glob("*.unstained.scan.h5"))
     slide = unstained[0].name.split(".")[0]
-        0
-    ]
     oblique = next(report.glob("field0_pls_*.png"))
     dark = next(report.glob("field0_df_*.png"))
     virtual = next((args.demo / "stained").glob("field_00000.png"))
