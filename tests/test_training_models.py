@@ -70,25 +70,6 @@ def test_rrdb_output_has_no_border_on_a_uniform_field():
     assert (old[:, 0, :] - old[:, 20, 24, None]).abs().amax().item() > 1e-3
 
 
-def test_input_norm_standardises_each_channel_inside_the_model():
-    torch.manual_seed(0)
-    normed = RRDBGenerator(6, features=8, blocks=1, input_norm=True).eval()
-    plain = RRDBGenerator(6, features=8, blocks=1).eval()
-    plain.load_state_dict({k: v for k, v in normed.state_dict().items() if not k.startswith("in_")})
-    mean = torch.tensor([0.8, 0.7, 0.6, 0.05, 0.04, 0.03])
-    std = torch.tensor([0.1, 0.1, 0.1, 0.01, 0.01, 0.02])
-    normed.set_input_statistics(mean, std)
-    x = torch.rand(2, 6, 16, 16)
-    with torch.no_grad():
-        expected = plain((x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1))
-        assert torch.allclose(normed(x), expected, atol=1e-5)
-    # the statistics travel with the weights
-    again = RRDBGenerator(6, features=8, blocks=1, input_norm=True).eval()
-    again.load_state_dict(normed.state_dict())
-    with torch.no_grad():
-        assert torch.allclose(again(x), expected, atol=1e-5)
-
-
 def test_checkpoints_without_padding_keep_zero_padding():
     from training.checkpoint import generator_from_checkpoint
 

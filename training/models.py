@@ -111,10 +111,6 @@ class RRDBGenerator(nn.Module):
     padding
         ``"reflect"`` (default) or ``"zeros"`` (ESRGAN, and checkpoints from before the
         border fix): how the convolutions extend the image at its edges.
-    input_norm
-        Standardise each input channel with stored statistics (buffers ``in_mean`` and
-        ``in_scale``, set from the training data by the trainer and saved with the weights):
-        a darkfield image a tenth as bright as the brightfield one then speaks as loudly.
 
     Notes
     -----
@@ -132,7 +128,6 @@ class RRDBGenerator(nn.Module):
         growth: int = 32,
         out_channels: int = 3,
         padding: str = DEFAULT_PADDING,
-        input_norm: bool = False,
     ) -> None:
         super().__init__()
         _check_positive(in_channels=in_channels, blocks=blocks, growth=growth)
@@ -145,10 +140,6 @@ class RRDBGenerator(nn.Module):
         self.blocks = blocks
         self.growth = growth
         self.padding = padding
-        self.input_norm = input_norm
-        if input_norm:
-            self.register_buffer("in_mean", torch.zeros(1, in_channels, 1, 1))
-            self.register_buffer("in_scale", torch.ones(1, in_channels, 1, 1))
         self.conv_first = _conv3(in_channels, features, padding)
         self.body = nn.Sequential(*(RRDB(features, growth, padding) for _ in range(blocks)))
         self.conv_body = _conv3(features, features, padding)
@@ -159,18 +150,7 @@ class RRDBGenerator(nn.Module):
         """Pixels of context on each side that influence one output pixel."""
         return 15 * self.blocks + 3
 
-    def set_input_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Per-channel mean and standard deviation of the inputs (``input_norm`` only)."""
-        if not self.input_norm:
-            raise ValueError("this generator was built without input_norm")
-        with torch.no_grad():
-            self.in_mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-            scale = 1.0 / torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3)
-            self.in_scale.copy_(scale.view(1, -1, 1, 1))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.input_norm:
-            x = (x - self.in_mean.to(x.dtype)) * self.in_scale.to(x.dtype)
         feat = self.conv_first(x)
         return self.conv_last(self.conv_body(self.body(feat)).add_(feat))
 

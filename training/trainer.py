@@ -303,7 +303,6 @@ class Trainer:
                 "blocks": config.blocks,
                 "growth": config.growth,
                 "padding": DEFAULT_PADDING,
-                "input_norm": True,
             }
         else:
             gkw = {"crop_size": spec.crop_size, "features": config.features or 64}
@@ -326,10 +325,8 @@ class Trainer:
         if resume_ckpt is None and config.init_from is None and config.generator == "rrdb":
             # start from the mean stained colour instead of black: otherwise a short training
             # spends its first epochs learning the background level (pale, unstained output)
-            colour, in_mean, in_std = self._data_statistics()
             with torch.no_grad():
-                self.generator.conv_last.bias.copy_(torch.from_numpy(colour))
-            self.generator.set_input_statistics(torch.from_numpy(in_mean), torch.from_numpy(in_std))
+                self.generator.conv_last.bias.copy_(torch.from_numpy(self._mean_target_colour()))
         if resume_ckpt is None and config.init_from is not None:
             self._init_generator(config.init_from)
         elif resume_ckpt is None and self.preset.needs_init:
@@ -385,29 +382,15 @@ class Trainer:
         self.columns = self._columns()
 
     # -- construction helpers ----------------------------------------------------------------
-    def _data_statistics(self, max_cells: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Training data in [0, 1]: target mean RGB, stack channel means and deviations.
-
-        From up to ``max_cells`` training cells spread evenly over the split.
-        """
+    def _mean_target_colour(self, max_cells: int = 512) -> np.ndarray:
+        """Mean RGB of the training targets in [0, 1] (up to ``max_cells`` evenly spread)."""
         rows = self.train_rows
         if len(rows) > max_cells:
             rows = rows[np.linspace(0, len(rows) - 1, max_cells).astype(np.int64)]
-        rows = np.unique(rows)
-        spec = self.data.spec
-        with _open_dataset(spec.path) as ds:
-            tds = ds.targets if spec.target == "20x" else ds.targets_highres
-            targets = tds[rows]
-            stacks = np.stack([ds.inputs[int(r)][list(spec.channel_indices)] for r in rows])
-        colour = (targets.reshape(-1, 3).mean(axis=0) / 255.0).astype(np.float32)
-        # network channel order: image-major, RGB inside (training.data.network_input)
-        mean = np.empty(spec.in_channels, np.float32)
-        std = np.empty(spec.in_channels, np.float32)
-        for i in range(stacks.shape[1]):
-            for c in range(3):
-                v = stacks[:, i, :, :, c].astype(np.float32) / 255.0
-                mean[3 * i + c], std[3 * i + c] = v.mean(), v.std()
-        return colour, mean, std
+        with _open_dataset(self.data.spec.path) as ds:
+            tds = ds.targets if self.data.spec.target == "20x" else ds.targets_highres
+            targets = tds[np.unique(rows)]
+        return (targets.reshape(-1, 3).mean(axis=0) / 255.0).astype(np.float32)
 
     def _source(self, rows: np.ndarray, cache: str) -> BatchSource:
         stream = CellStream(self.data.spec, rows, cache=cache in ("ram", "device"))
