@@ -102,8 +102,13 @@ def aligned_chemical_stain(demo: Demo, slide: str, position: int) -> np.ndarray:
             )
             a = (from_stage @ inv @ to_stage)[:2]  # unstained px -> stained field j px
             img = st.image(int(j), bf)
+            # replicate, not black, beyond the field: its edge pixels stay its own colour
             warped = cv2.warpAffine(
-                img, a, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0
+                img,
+                a,
+                (w, h),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REPLICATE,
             )
             inside = cv2.warpAffine(
                 np.ones((h, w), np.uint8),

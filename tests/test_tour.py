@@ -96,7 +96,9 @@ def test_readme_tour_runs_as_written(tmp_path):
         (ROOT / "README.md").read_text(encoding="utf-8"), section="A tour of the commands"
     )
     assert any(line.startswith("scope train") for line in lines)
-    assert all("--yes" in line for line in lines if line.startswith("scope scan"))
+    assert all(
+        "--yes" in line for line in lines if line.startswith(("scope scan", "scope calibrate"))
+    )
     run_lines(lines, tmp_path)
     assert list((tmp_path / "stained").glob("field_*.png"))
     assert (tmp_path / "runs" / "first" / "eval" / "test" / "summary.json").is_file()
