@@ -33,7 +33,7 @@ class DemoError(ScopeError):
     """A demo step failed."""
 
 
-EPOCHS_DEFAULT = 12
+EPOCHS_DEFAULT = 10
 
 
 @dataclass(frozen=True)
