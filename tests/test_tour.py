@@ -181,3 +181,26 @@ def test_scanning_doc_states_the_z_default():
     assert "current stage Z" in row
     help_text = (ROOT / "scope" / "commands" / "scan.py").read_text(encoding="utf-8")
     assert "default: the current stage Z" in help_text
+
+
+def test_help_shows_no_type_beside_flags():
+    done = subprocess.run(
+        [sys.executable, "-m", "scope", "scan", "--help"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0
+    assert "--yes" in done.stdout and "<bool>" not in done.stdout
+    assert "<str>" in done.stdout  # options that take a value keep their type
+
+
+def test_split_summaries_say_how_and_why():
+    from registration.splits import describe_mode
+
+    assert describe_mode("blocks", 1) == (
+        "split by blocks within each slide; 1 slide, by-slide splits need 5"
+    )
+    assert "3 slides" in describe_mode("blocks", 3)
+    assert describe_mode("slide", 6).startswith("split by slide")
