@@ -178,6 +178,11 @@ def _check_disk(path: Path, need: int, n_fields: int, n_images: int) -> None:
     )
 
 
+def estimate_scan_bytes(plan: ScanPlan, frame_wh: tuple[int, int]) -> int:
+    """About how many bytes the whole scan of ``plan`` takes on disk (printed before it starts)."""
+    return _estimate_bytes(len(plan.positions), len(plan.profile.stack), frame_wh, plan.compression)
+
+
 def disk_usage(path: Path) -> int:
     total = path.stat().st_size if path.exists() else 0
     fd = fields_dir(path)

@@ -16,7 +16,13 @@ import numpy as np
 
 from hardware_profiles.errors import ScopeError
 from registration.qc import FLAG_ORDER
-from registration.splits import DEFAULT_BLOCK_UM, DEFAULT_FRACTIONS, SPLITS, default_split
+from registration.splits import (
+    DEFAULT_BLOCK_UM,
+    DEFAULT_FRACTIONS,
+    SPLITS,
+    default_split,
+    split_mode,
+)
 
 
 class DatasetOperationError(ScopeError):
@@ -167,8 +173,8 @@ def _split_for(
     by: str,
     block_um: float,
 ) -> tuple[np.ndarray, str]:
-    n_slides = len(set(cells["slide"]))
-    mode = by if by != "auto" else ("slide" if n_slides >= 3 else "blocks")
+    mode = split_mode(cells["slide"], by)
+    usable = np.array([not str(f).strip() for f in cells["qc_flags"]], bool)
     split = default_split(
         cells["x_um"],
         cells["y_um"],
@@ -178,6 +184,7 @@ def _split_for(
         fractions=fractions,
         seed=seed,
         by=mode,
+        usable=usable,
     )
     return split, mode
 
@@ -241,7 +248,7 @@ def merge_datasets(
 ) -> SplitSummary:
     """Concatenate datasets (same channels and crop size) and assign splits afresh.
 
-    With ≥ 3 slides the split is by slide (``by="auto"``), else by spatial blocks. An
+    With ≥ 5 slides the split is by slide (``by="auto"``), else by spatial blocks. An
     existing ``out`` is replaced only when it is a dataset this command wrote (or ``force``).
     """
     from acquisition.files import WriteLock, check_target, guard_output

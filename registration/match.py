@@ -48,6 +48,7 @@ from registration.coarse import (
     to_grey,
 )
 from registration.fine import FineMatchError, crop_origin, fine_match
+from registration.mosaic import FieldMosaic
 from registration.qc import QcOptions, channel_pairs, join_flags
 from registration.segment import WbcParams, background_colour, segment_wbcs
 from registration.splits import DEFAULT_BLOCK_UM, DEFAULT_FRACTIONS, default_split
@@ -332,6 +333,10 @@ class CellMatch:
     input_origin: tuple[int, int]
     target_origin: tuple[int, int]
     flags: set[str]
+    #: the input crop was cut (partly) from neighbouring unstained fields
+    from_neighbours: bool = False
+    #: the target crop was cut (partly) from neighbouring stained fields
+    target_from_neighbours: bool = False
 
 
 def _fine(args: tuple[ScanPair, int, np.ndarray, SlideFit, str, MatchOptions]) -> list[CellMatch]:
@@ -341,6 +346,10 @@ def _fine(args: tuple[ScanPair, int, np.ndarray, SlideFit, str, MatchOptions]) -
     u = to_grey(_scan(pair.unstained).image(i, pair.bf_unstained))
     s = to_grey(_scan(pair.stained).image(i, pair.bf_stained))
     c = opt.crop_size
+    mosaic = FieldMosaic(pair.centres_unstained, pair.width, pair.height, pair.pixel_size_um)
+    mosaic_s = FieldMosaic(pair.centres_stained, pair.width, pair.height, pair.pixel_size_um)
+    greys = _NeighbourImages(_scan(pair.unstained), i, pair.bf_unstained, u, grey=True)
+    sgreys = _NeighbourImages(_scan(pair.stained), i, pair.bf_stained, s, grey=True)
     seeds = fit.predict(i, centroids)
     out = []
     for (sx, sy), (px, py) in zip(centroids, seeds, strict=True):
@@ -348,9 +357,30 @@ def _fine(args: tuple[ScanPair, int, np.ndarray, SlideFit, str, MatchOptions]) -
         if status == "outlier":
             flags.add("coarse_outlier")
         t_origin = crop_origin(sx, sy, c)
+        target_outside = not mosaic_s.inside(i, *t_origin, c, c)
+        ox = oy = 0
         try:
             fm = fine_match(u, s, (sx, sy), (px, py), crop_size=c, search_px=opt.search_px)
         except FineMatchError:
+            # the stained crop or the search window leaves its frame: match in the stitched
+            # neighbourhood (fields abut; the slide moved between the passes)
+            fm = None
+            tpatch, tfull = mosaic_s.cut(i, *t_origin, c, c, sgreys)
+            side = c + 2 * opt.search_px + 4
+            ox = int(np.floor(t_origin[0] + (px - sx) + 0.5)) - opt.search_px - 2
+            oy = int(np.floor(t_origin[1] + (py - sy) + 0.5)) - opt.search_px - 2
+            if tfull:
+                patch, full = mosaic.cut(i, ox, oy, side, side, greys)
+                if full:
+                    fm = fine_match(
+                        patch,
+                        tpatch,
+                        (sx - t_origin[0], sy - t_origin[1]),
+                        (px - ox, py - oy),
+                        crop_size=c,
+                        search_px=opt.search_px,
+                    )
+        if fm is None:
             flags.add("near_edge")
             ix = int(np.floor(t_origin[0] + (px - sx) + 0.5))
             iy = int(np.floor(t_origin[1] + (py - sy) + 0.5))
@@ -358,16 +388,21 @@ def _fine(args: tuple[ScanPair, int, np.ndarray, SlideFit, str, MatchOptions]) -
             continue
         if fm.on_border or not fm.ssim >= opt.qc.min_ssim:
             flags.add("low_ssim")
-        if not (
-            0 <= fm.crop_x
-            and 0 <= fm.crop_y
-            and fm.crop_x + c <= pair.width
-            and fm.crop_y + c <= pair.height
-        ):
+        x0, y0 = fm.crop_x + ox, fm.crop_y + oy
+        outside = not mosaic.inside(i, x0, y0, c, c)
+        if outside and not mosaic.covers(i, x0, y0, c, c):
             flags.add("near_edge")
         out.append(
             CellMatch(
-                i, (sx, sy), (fm.x_px, fm.y_px), fm.ssim, (fm.crop_x, fm.crop_y), t_origin, flags
+                i,
+                (sx, sy),
+                (fm.x_px + ox, fm.y_px + oy),
+                fm.ssim,
+                (x0, y0),
+                t_origin,
+                flags,
+                from_neighbours=outside and "near_edge" not in flags,
+                target_from_neighbours=target_outside,
             )
         )
     return out
@@ -399,6 +434,22 @@ def _cut(image: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
     return out
 
 
+class _NeighbourImages:
+    """``image_of(field)`` for :meth:`FieldMosaic.cut`: one channel, each field read once."""
+
+    def __init__(
+        self, scan: Any, home: int, channel: int, home_image: np.ndarray, *, grey: bool = False
+    ) -> None:
+        self.scan, self.channel, self.grey = scan, channel, grey
+        self.images = {home: home_image}
+
+    def __call__(self, j: int) -> np.ndarray:
+        if j not in self.images:
+            img = self.scan.image(j, self.channel)
+            self.images[j] = to_grey(img) if self.grey else img
+        return self.images[j]
+
+
 def _extract(
     args: tuple[
         ScanPair, int, list[CellMatch], np.ndarray, np.ndarray, MatchOptions, str, np.ndarray
@@ -422,6 +473,7 @@ def _extract(
     offsets = np.full((n_ch, 2, 2), np.nan)
     scores = np.full(n_ch, np.nan)
     bf = uscan.image(i, pair.bf_unstained)
+    mosaic = FieldMosaic(pair.centres_unstained, pair.width, pair.height, pair.pixel_size_um)
     aligner = ChannelAligner(bf, region_px=opt.qc.pls_region_px, search_px=opt.qc.pls_search_px)
     # every single-LED image is measured against the brightfield image and against its
     # neighbours (qc.channel_pairs)
@@ -434,11 +486,25 @@ def _extract(
             offsets[ch], scores[ch] = aligner.offset(img, str(kinds[ch]), grey=grey)
             if pairs.wants(ch):
                 pairs.add(ch, grey[sub])
+        image_of = _NeighbourImages(uscan, i, ch, img)
         for k, cm in enumerate(cells):
-            inputs[k, ch] = _cut(img, cm.input_origin[0], cm.input_origin[1], c)
+            x0, y0 = cm.input_origin
+            if cm.from_neighbours:
+                inputs[k, ch], _full = mosaic.cut(i, x0, y0, c, c, image_of)
+            else:
+                inputs[k, ch] = _cut(img, x0, y0, c)
     stained = _scan(pair.stained).image(i, pair.bf_stained)
+    mosaic_s = FieldMosaic(pair.centres_stained, pair.width, pair.height, pair.pixel_size_um)
+    stained_of = _NeighbourImages(_scan(pair.stained), i, pair.bf_stained, stained)
     targets = (
-        np.stack([_cut(stained, *cm.target_origin, c) for cm in cells])
+        np.stack(
+            [
+                mosaic_s.cut(i, *cm.target_origin, c, c, stained_of)[0]
+                if cm.target_from_neighbours
+                else _cut(stained, *cm.target_origin, c)
+                for cm in cells
+            ]
+        )
         if n
         else (np.zeros((0, c, c, 3), np.uint8))
     )
@@ -704,17 +770,6 @@ def _match_scans(
                 for cm in cells
             ]
         ).reshape(-1, 2)
-        crop_um = opt.crop_size * pair.pixel_size_um
-        split = default_split(
-            unstained_stage[:, 0],
-            unstained_stage[:, 1],
-            [pair.slide] * len(cells),
-            crop_um=crop_um,
-            block_um=opt.block_um,
-            fractions=opt.fractions,
-            seed=opt.seed,
-            by="blocks",
-        )
         # 5. extract
         by_field: dict[int, list[int]] = {}
         for k, cm in enumerate(cells):
@@ -735,6 +790,18 @@ def _match_scans(
             for fc in crops:
                 for k, fl in zip(by_field[fc.index], fc.flags, strict=True):
                     cells[k].flags = fl
+            # the split once every flag is known: each split gets unflagged cells
+            split = default_split(
+                unstained_stage[:, 0],
+                unstained_stage[:, 1],
+                [pair.slide] * len(cells),
+                crop_um=opt.crop_size * pair.pixel_size_um,
+                block_um=opt.block_um,
+                fractions=opt.fractions,
+                seed=opt.seed,
+                by="blocks",
+                usable=[not cm.flags for cm in cells],
+            )
             provenance = {
                 "unstained": {"path": pair.unstained, "sha256_index": hashes["unstained"]},
                 "stained": {"path": pair.stained, "sha256_index": hashes["stained"]},
@@ -798,6 +865,12 @@ def _match_scans(
     for cm in ordered:
         for f in cm.flags:
             counts[f] = counts.get(f, 0) + 1
+    n_moved = sum(cm.from_neighbours for cm in ordered)
+    if n_moved:
+        notes.append(
+            f"{n_moved} cells lay (partly) in a neighbouring unstained field after the slide "
+            "moved; their inputs were cut from there"
+        )
     ssims = [cm.ssim for cm in ordered if math.isfinite(cm.ssim)]
     status_counts = {k: int((fit.status == k).sum()) for k in ("inlier", "outlier", "weak")}
     return MatchSummary(

@@ -111,7 +111,11 @@ def unreadable_message(path: Path, err: BaseException, what: str) -> str:
 def generator_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     """Rebuild the generator a checkpoint describes and load its weights (eval mode)."""
     info = ckpt["model"]
-    model = build_generator(info["generator"], info["in_channels"], **info["generator_kwargs"])
+    kwargs = dict(info["generator_kwargs"])
+    if info["generator"] == "rrdb":
+        # written before the border fix: trained (and to be applied) with zero padding
+        kwargs.setdefault("padding", "zeros")
+    model = build_generator(info["generator"], info["in_channels"], **kwargs)
     try:
         model.load_state_dict(ckpt["generator"])
     except RuntimeError as err:

@@ -20,7 +20,7 @@ class SplitBy(StrEnum):
 FractionsOpt = Annotated[str, typer.Option("--fractions", help="train:val:test, e.g. 8:1:1.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the assignment.")]
 ByOpt = Annotated[
-    SplitBy, typer.Option("--by", help="auto: by slide with ≥ 3 slides, else by spatial blocks.")
+    SplitBy, typer.Option("--by", help="auto: by slide with ≥ 5 slides, else by spatial blocks.")
 ]
 BlockOpt = Annotated[float, typer.Option("--block-um", min=1.0, help="Spatial block side, µm.")]
 ForceOpt = Annotated[
@@ -84,7 +84,7 @@ def merge(
     from rich.console import Console
 
     from registration.manage import merge_datasets
-    from registration.splits import parse_fractions
+    from registration.splits import describe_mode, parse_fractions
     from scope._version import __version__
 
     s = merge_datasets(
@@ -97,10 +97,12 @@ def merge(
         software_version=__version__,
         force=force,
     )
+    n = len(paths)
     Console().print(
-        f"merged {len(paths)} datasets ({s.n_slides} slides) into {s.path}: "
+        f"merged {n} dataset{'s' if n != 1 else ''} ({s.n_slides} "
+        f"slide{'s' if s.n_slides != 1 else ''}) into {s.path}: "
         + ", ".join(f"{k} {v}" for k, v in s.counts.items())
-        + f" (split by {s.by})"
+        + f" ({describe_mode(s.by, s.n_slides)})"
     )
 
 
@@ -114,11 +116,11 @@ def split(
     block_um: BlockOpt = 400.0,
     force: ForceOpt = False,
 ) -> None:
-    """Assign train/val/test again: by slide (≥ 3 slides) or by spatial blocks, seeded."""
+    """Assign train/val/test again: by slide (≥ 5 slides) or by spatial blocks, seeded."""
     from rich.console import Console
 
     from registration.manage import resplit_dataset
-    from registration.splits import parse_fractions
+    from registration.splits import describe_mode, parse_fractions
 
     s = resplit_dataset(
         path,
@@ -130,7 +132,9 @@ def split(
         force=force,
     )
     Console().print(
-        f"{s.path}: " + ", ".join(f"{k} {v}" for k, v in s.counts.items()) + f" (split by {s.by})"
+        f"{s.path}: "
+        + ", ".join(f"{k} {v}" for k, v in s.counts.items())
+        + f" ({describe_mode(s.by, s.n_slides)})"
     )
 
 
