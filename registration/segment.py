@@ -60,6 +60,9 @@ class WbcParams:
     body_saturation_min: float = 28.0
     body_value_max: float = 245.0
     white_balance: bool = True
+    adapt: bool = True
+    saturation_scale: float = 0.0
+    nucleus_hue: float = 0.0
     smooth_um: float = 0.3
     closing_um: float = 0.8
     join_um: float = 1.5
@@ -82,6 +85,16 @@ class WbcParams:
                 raise SegmentationError(
                     f"hue ranges must satisfy 0 ≤ {what} ≤ 180 (OpenCV scale); got [{lo}, {hi}]."
                 )
+        if not 0 <= self.saturation_scale <= 5:
+            raise SegmentationError(
+                f"saturation_scale must lie in [0, 5] (0: measure it on each image); "
+                f"got {self.saturation_scale}."
+            )
+        if not 0 <= self.nucleus_hue <= 180:
+            raise SegmentationError(
+                f"nucleus_hue must lie in [0, 180] (OpenCV scale; 0: measure it on each image); "
+                f"got {self.nucleus_hue}."
+            )
         for name in ("saturation_min", "value_max", "body_saturation_min", "body_value_max"):
             value = getattr(self, name)
             if not 0 <= value <= 255:
@@ -186,37 +199,92 @@ def background_colour(image: np.ndarray) -> np.ndarray:
 
 def hsv_image(image: np.ndarray, *, pixel_size_um: float, params: WbcParams) -> np.ndarray:
     """White-balanced, smoothed ``(H, W, 3) uint8`` HSV image (OpenCV scale)."""
+    return _balanced_hsv(image, pixel_size_um=pixel_size_um, params=params)[1]
+
+
+def _balanced_hsv(
+    image: np.ndarray, *, pixel_size_um: float, params: WbcParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """The white-balanced, smoothed RGB image and its HSV (OpenCV scale), ``uint8`` each."""
     import cv2
+
+    from registration.stain_colour import white_balance_lut
 
     img = image
     if params.white_balance:
         # map the background to a light neutral grey (235), as in a well-exposed smear
-        gain = 235.0 / background_colour(image)
-        lut = np.clip(np.arange(256)[:, None] * gain[None, :], 0, 255).astype(np.uint8)
-        img = cv2.LUT(np.ascontiguousarray(image), lut.reshape(256, 1, 3))
+        img = cv2.LUT(np.ascontiguousarray(image), white_balance_lut(background_colour(image)))
     sigma = params.smooth_um / pixel_size_um
     if sigma >= 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
-    return cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+    return img, cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+
+
+def measure_stain(image: np.ndarray, *, pixel_size_um: float, params: WbcParams | None = None):
+    """:class:`registration.stain_colour.StainStats` of one stained image (after white balance)."""
+    p = params or DEFAULT_PARAMS
+    balanced, hsv = _balanced_hsv(_check_image(image), pixel_size_um=pixel_size_um, params=p)
+    return _stain_of(balanced, hsv)
+
+
+def _stain_of(balanced: np.ndarray, hsv: np.ndarray):
+    from registration.stain_colour import measure_stain_hsv, stained_mask
+
+    step = max(1, round(np.sqrt(balanced.shape[0] * balanced.shape[1] / 250_000)))
+    sub = (slice(None, None, step), slice(None, None, step))
+    return measure_stain_hsv(hsv[sub], stained_mask(balanced[sub]))
+
+
+def adapted_boxes(params: WbcParams, stain=None) -> dict[str, float]:
+    """The colour boxes used on an image whose stain is ``stain`` (a ``StainStats``).
+
+    Saturation limits scale with the stain's saturation scale, hue ranges follow its nucleus
+    hue; ``params.saturation_scale`` / ``params.nucleus_hue`` (when non-zero) fix them
+    instead, and ``adapt=False`` keeps the boxes as given.
+    """
+    from registration.stain_colour import REFERENCE_NUCLEUS_HUE
+
+    k, dh = 1.0, 0.0
+    if params.adapt:
+        k = params.saturation_scale or (stain.saturation_scale() if stain is not None else 1.0)
+        if params.nucleus_hue:
+            dh = float(np.clip(params.nucleus_hue - REFERENCE_NUCLEUS_HUE, -12.0, 12.0))
+        elif stain is not None:
+            dh = stain.hue_shift()
+    return {
+        "hue_min": max(params.hue_min + dh, 0.0),
+        "hue_max": min(params.hue_max + dh, 180.0),
+        "saturation_min": params.saturation_min * k,
+        "value_max": params.value_max,
+        "body_hue_min": max(params.body_hue_min + dh, 0.0),
+        "body_hue_max": min(params.body_hue_max + dh, 180.0),
+        "body_saturation_min": params.body_saturation_min * k,
+        "body_value_max": params.body_value_max,
+    }
 
 
 def colour_masks(
-    image: np.ndarray, *, pixel_size_um: float, params: WbcParams
+    image: np.ndarray, *, pixel_size_um: float, params: WbcParams, stain=None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The nucleus and cell-body colour masks, ``(H, W) bool`` each."""
+    """The nucleus and cell-body colour masks, ``(H, W) bool`` each.
+
+    ``stain`` (a :class:`registration.stain_colour.StainStats`, e.g. a slide's) sets how the
+    boxes adapt; without it the image's own stain is measured.
+    """
     import cv2
 
-    hsv = hsv_image(image, pixel_size_um=pixel_size_um, params=params)
+    balanced, hsv = _balanced_hsv(image, pixel_size_um=pixel_size_um, params=params)
+    if params.adapt and stain is None and not (params.saturation_scale and params.nucleus_hue):
+        stain = _stain_of(balanced, hsv)
+    b = adapted_boxes(params, stain)
 
     def box(h_lo: float, h_hi: float, s_lo: float, v_hi: float) -> np.ndarray:
         lo = np.array([np.ceil(h_lo), np.ceil(s_lo), 0], dtype=np.uint8)
         hi = np.array([np.floor(h_hi), 255, np.floor(v_hi)], dtype=np.uint8)
         return cv2.inRange(hsv, lo, hi).astype(bool)
 
-    nucleus = box(params.hue_min, params.hue_max, params.saturation_min, params.value_max)
-    body = box(
-        params.body_hue_min, params.body_hue_max, params.body_saturation_min, params.body_value_max
-    )
+    nucleus = box(b["hue_min"], b["hue_max"], b["saturation_min"], b["value_max"])
+    body = box(b["body_hue_min"], b["body_hue_max"], b["body_saturation_min"], b["body_value_max"])
     return nucleus, body
 
 
@@ -419,7 +487,12 @@ def _cells_in_region(
 
 
 def segment_wbcs(
-    image: np.ndarray, *, pixel_size_um: float, params: WbcParams | None = None, **overrides: Any
+    image: np.ndarray,
+    *,
+    pixel_size_um: float,
+    params: WbcParams | None = None,
+    stain=None,
+    **overrides: Any,
 ) -> Segmentation:
     """Segment WBCs (nucleus and cell body) in a stained smear image; see :func:`find_wbcs`.
 
@@ -434,7 +507,7 @@ def segment_wbcs(
     p = make_params(params, **overrides)
     px = float(pixel_size_um)
     px2 = px * px
-    raw, body = colour_masks(image, pixel_size_um=px, params=p)
+    raw, body = colour_masks(image, pixel_size_um=px, params=p, stain=stain)
     # drop specks (noise, stray dye) before closing so they cannot bridge nuclei
     _, raw_lab, stats, _ = cv2.connectedComponentsWithStats(raw.astype(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= p.min_fragment_area_um2 / px2

@@ -1,0 +1,112 @@
+"""How strongly and in which hue a smear is stained, measured on its own images.
+
+WBC detection (:mod:`registration.segment`) keeps nucleus and cell-body pixels inside colour
+boxes on the white-balanced HSV image. A fixed box fits one lab's stain; another lab's may be
+lighter, bluer or less saturated, or its camera may render colours paler (white balance,
+JPEG). Stain saturation falls in proportion to the amount of dye for all but the darkest
+structures (``S = 1 − 10^-(ΔOD)`` ≈ ``2.3 ΔOD``), so the boxes' saturation limits scale with a
+measured **saturation scale**: the median saturation of the image's stained pixels (mostly red
+cells on a smear, cytoplasm on a crop around one cell) over :data:`REFERENCE_SATURATION`, the
+value on the stains the defaults were drawn for. The **nucleus hue** is that of the most
+saturated, dark pixels when enough of them stand out; the boxes follow it.
+
+Stained pixels are found by optical density against the glass, which does not depend on
+saturation or white balance. :func:`measure_stain` measures one image;
+:func:`slide_stain` combines the fields of a slide (a field without a white cell still gives
+the red cells' saturation, so the slide's median is the better estimate for every field).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: median HSV saturation (OpenCV scale, after white balance) of the stained pixels of the
+#: smears the default colour boxes were drawn for
+REFERENCE_SATURATION = 60.0
+#: the nucleus hue the default boxes are centred on (OpenCV scale, 0–180)
+REFERENCE_NUCLEUS_HUE = 132.0
+#: stained pixels absorb at least this optical density (log10) summed over R, G, B
+STAINED_OD = 0.1
+#: white-balanced glass is mapped to this grey level
+GLASS_LEVEL = 235.0
+
+
+@dataclass(frozen=True)
+class StainStats:
+    """A smear's stain as seen by the camera (see the module docstring).
+
+    Attributes
+    ----------
+    saturation
+        Median saturation (OpenCV 0–255) of the stained pixels after white balance; NaN when
+        the image holds too few stained pixels to tell.
+    nucleus_hue
+        Median hue (OpenCV 0–180) of the darkest, most saturated blue-purple pixels; NaN when
+        too few stand out (no white cell in the image).
+    stained_fraction
+        Fraction of the image's pixels that are stained.
+    """
+
+    saturation: float
+    nucleus_hue: float
+    stained_fraction: float
+
+    def saturation_scale(self, lo: float = 0.25, hi: float = 1.3) -> float:
+        """``saturation / REFERENCE_SATURATION`` clipped to ``[lo, hi]`` (1 when unknown)."""
+        if not np.isfinite(self.saturation):
+            return 1.0
+        return float(np.clip(self.saturation / REFERENCE_SATURATION, lo, hi))
+
+    def hue_shift(self, limit: float = 12.0) -> float:
+        """How far the nucleus hue sits from the default boxes' centre, clipped to ±limit."""
+        if not np.isfinite(self.nucleus_hue):
+            return 0.0
+        return float(np.clip(self.nucleus_hue - REFERENCE_NUCLEUS_HUE, -limit, limit))
+
+
+def white_balance_lut(background: np.ndarray) -> np.ndarray:
+    """``(256, 1, 3) uint8`` look-up table mapping the glass colour to :data:`GLASS_LEVEL`."""
+    gain = GLASS_LEVEL / np.maximum(np.asarray(background, dtype=np.float64), 1.0)
+    lut = np.clip(np.arange(256)[:, None] * gain[None, :], 0, 255)
+    return lut.astype(np.uint8).reshape(256, 1, 3)
+
+
+def stained_mask(balanced: np.ndarray) -> np.ndarray:
+    """``(H, W) bool``: white-balanced pixels absorbing at least :data:`STAINED_OD`."""
+    # sum over channels of log10(235 / v) >= STAINED_OD  <=>  product of v <= 235³ 10^-OD
+    v = np.maximum(balanced.astype(np.float32), 1.0)
+    return v[..., 0] * v[..., 1] * v[..., 2] <= GLASS_LEVEL**3 * 10.0 ** (-STAINED_OD)
+
+
+def measure_stain_hsv(hsv: np.ndarray, stained: np.ndarray, min_pixels: int = 50) -> StainStats:
+    """:class:`StainStats` of a white-balanced ``(H, W, 3) uint8`` HSV image (OpenCV scale)."""
+    n = int(stained.sum())
+    frac = n / max(stained.size, 1)
+    if n < min_pixels:
+        return StainStats(float("nan"), float("nan"), frac)
+    h = hsv[..., 0][stained]
+    s = hsv[..., 1][stained].astype(np.float32)
+    v = hsv[..., 2][stained].astype(np.float32)
+    sat = float(np.median(s))
+    # nucleus hue: dark, very saturated pixels in a wide blue-purple range, when they stand
+    # clearly above the stained pixels' typical saturation
+    blue = (h >= 95) & (h <= 165)
+    strong = blue & (s >= max(2.2 * sat, 25.0)) & (v <= np.percentile(v, 50))
+    hue = float(np.median(h[strong])) if strong.sum() >= min_pixels else float("nan")
+    return StainStats(sat, hue, frac)
+
+
+def slide_stain(stats: list[StainStats]) -> StainStats:
+    """One slide's stain from its fields' :class:`StainStats` (medians over the fields)."""
+
+    def med(values: list[float]) -> float:
+        a = np.asarray([x for x in values if np.isfinite(x)], dtype=np.float64)
+        return float(np.median(a)) if a.size else float("nan")
+
+    return StainStats(
+        med([s.saturation for s in stats]),
+        med([s.nucleus_hue for s in stats]),
+        med([s.stained_fraction for s in stats]),
+    )
