@@ -232,7 +232,7 @@ def _stain_of(balanced: np.ndarray, hsv: np.ndarray):
 
     step = max(1, round(np.sqrt(balanced.shape[0] * balanced.shape[1] / 250_000)))
     sub = (slice(None, None, step), slice(None, None, step))
-    return measure_stain_hsv(hsv[sub], stained_mask(balanced[sub]))
+    return measure_stain_hsv(hsv[sub], stained_mask(balanced[sub]), min_pixels=max(50 // step**2, 12))
 
 
 def adapted_boxes(params: WbcParams, stain=None) -> dict[str, float]:
@@ -271,6 +271,14 @@ def colour_masks(
     ``stain`` (a :class:`registration.stain_colour.StainStats`, e.g. a slide's) sets how the
     boxes adapt; without it the image's own stain is measured.
     """
+    nucleus, body, _ = _colour_maps(image, pixel_size_um=pixel_size_um, params=params, stain=stain)
+    return nucleus, body
+
+
+def _colour_maps(
+    image: np.ndarray, *, pixel_size_um: float, params: WbcParams, stain=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nucleus and body masks and the ``uint8`` nucleus score ``(S + 255 − V) / 2``."""
     import cv2
 
     balanced, hsv = _balanced_hsv(image, pixel_size_um=pixel_size_um, params=params)
@@ -285,7 +293,8 @@ def colour_masks(
 
     nucleus = box(b["hue_min"], b["hue_max"], b["saturation_min"], b["value_max"])
     body = box(b["body_hue_min"], b["body_hue_max"], b["body_saturation_min"], b["body_value_max"])
-    return nucleus, body
+    score = cv2.addWeighted(hsv[..., 1], 0.5, 255 - hsv[..., 2], 0.5, 0.0)
+    return nucleus, body, score
 
 
 def _disk(radius_px: float) -> np.ndarray:
@@ -415,8 +424,26 @@ def _merge_boxes(boxes: list[list[int]]) -> list[list[int]]:
     return sorted(boxes, key=lambda b: (b[1], b[0]))
 
 
+def _refine_nucleus(nuc: np.ndarray, cell: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """The nucleus of one cell: its colour-box pixels above the cell's own Otsu threshold.
+
+    The colour box is loose on purpose (it adapts to pale stains); within a cell the
+    nucleus is the darker, more saturated of two populations, whatever the stain's strength.
+    The box's nucleus is kept when the split leaves too little of it (a cell that is nearly
+    all nucleus has no second population).
+    """
+    import cv2
+
+    vals = score[cell]
+    if vals.size < 16 or int(vals.max()) - int(vals.min()) < 8:
+        return nuc
+    t, _ = cv2.threshold(vals.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    refined = nuc & (score > t)
+    return refined if refined.sum() >= 0.4 * nuc.sum() else nuc
+
+
 def _cells_in_region(
-    raw: np.ndarray, body: np.ndarray, px: float, p: WbcParams
+    raw: np.ndarray, body: np.ndarray, px: float, p: WbcParams, score: np.ndarray | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The cells of one region: ``(cell mask, nucleus mask)`` pairs, region-sized."""
     import cv2
@@ -478,6 +505,8 @@ def _cells_in_region(
             # platelet (eosinophil bodies are red granules, neutrophil bodies may be pale)
             if area > max_px or nuc_px < min_nuc or (area < min_px and nuc_px < alone_px):
                 continue
+            if score is not None:
+                nuc = _refine_nucleus(nuc, piece, score[sl])
             full_cell = np.zeros(raw.shape, dtype=bool)
             full_nuc = np.zeros(raw.shape, dtype=bool)
             full_cell[sl] = piece
@@ -507,7 +536,7 @@ def segment_wbcs(
     p = make_params(params, **overrides)
     px = float(pixel_size_um)
     px2 = px * px
-    raw, body = colour_masks(image, pixel_size_um=px, params=p, stain=stain)
+    raw, body, score = _colour_maps(image, pixel_size_um=px, params=p, stain=stain)
     # drop specks (noise, stray dye) before closing so they cannot bridge nuclei
     _, raw_lab, stats, _ = cv2.connectedComponentsWithStats(raw.astype(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= p.min_fragment_area_um2 / px2
@@ -528,7 +557,7 @@ def segment_wbcs(
     ]
     for x0, y0, x1, y1 in _merge_boxes(boxes):
         sl = (slice(y0, y1), slice(x0, x1))
-        for cell, nuc in _cells_in_region(raw[sl], body[sl], px, p):
+        for cell, nuc in _cells_in_region(raw[sl], body[sl], px, p, score[sl]):
             ys, xs = np.nonzero(cell)
             k = len(centroids) + 1
             cell_labels[sl][cell] = k

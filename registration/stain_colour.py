@@ -24,7 +24,11 @@ import numpy as np
 
 #: median HSV saturation (OpenCV scale, after white balance) of the stained pixels of the
 #: smears the default colour boxes were drawn for
-REFERENCE_SATURATION = 60.0
+REFERENCE_SATURATION = 50.0
+#: which percentile of the stained pixels' saturation is measured: a low one, so that the
+#: pale stained objects (red cells, cytoplasm) set it even where a nucleus fills most of
+#: the image
+SATURATION_PERCENTILE = 30.0
 #: the nucleus hue the default boxes are centred on (OpenCV scale, 0–180)
 REFERENCE_NUCLEUS_HUE = 132.0
 #: stained pixels absorb at least this optical density (log10) summed over R, G, B
@@ -40,7 +44,8 @@ class StainStats:
     Attributes
     ----------
     saturation
-        Median saturation (OpenCV 0–255) of the stained pixels after white balance; NaN when
+        The :data:`SATURATION_PERCENTILE` percentile of the stained pixels' saturation
+        (OpenCV 0–255) after white balance; NaN when
         the image holds too few stained pixels to tell.
     nucleus_hue
         Median hue (OpenCV 0–180) of the darkest, most saturated blue-purple pixels; NaN when
@@ -53,7 +58,7 @@ class StainStats:
     nucleus_hue: float
     stained_fraction: float
 
-    def saturation_scale(self, lo: float = 0.25, hi: float = 1.3) -> float:
+    def saturation_scale(self, lo: float = 0.3, hi: float = 1.0) -> float:
         """``saturation / REFERENCE_SATURATION`` clipped to ``[lo, hi]`` (1 when unknown)."""
         if not np.isfinite(self.saturation):
             return 1.0
@@ -80,8 +85,19 @@ def stained_mask(balanced: np.ndarray) -> np.ndarray:
     return v[..., 0] * v[..., 1] * v[..., 2] <= GLASS_LEVEL**3 * 10.0 ** (-STAINED_OD)
 
 
-def measure_stain_hsv(hsv: np.ndarray, stained: np.ndarray, min_pixels: int = 50) -> StainStats:
-    """:class:`StainStats` of a white-balanced ``(H, W, 3) uint8`` HSV image (OpenCV scale)."""
+def measure_stain_hsv(
+    hsv: np.ndarray,
+    stained: np.ndarray,
+    *,
+    nucleus_saturation: float = 90.0,
+    nucleus_value: float = 215.0,
+    min_pixels: int = 50,
+) -> StainStats:
+    """:class:`StainStats` of a white-balanced ``(H, W, 3) uint8`` HSV image (OpenCV scale).
+
+    ``nucleus_saturation`` and ``nucleus_value`` are the nucleus box's limits for the
+    reference stain; the nucleus hue is measured on the pixels that pass them once scaled.
+    """
     n = int(stained.sum())
     frac = n / max(stained.size, 1)
     if n < min_pixels:
@@ -89,11 +105,10 @@ def measure_stain_hsv(hsv: np.ndarray, stained: np.ndarray, min_pixels: int = 50
     h = hsv[..., 0][stained]
     s = hsv[..., 1][stained].astype(np.float32)
     v = hsv[..., 2][stained].astype(np.float32)
-    sat = float(np.median(s))
-    # nucleus hue: dark, very saturated pixels in a wide blue-purple range, when they stand
-    # clearly above the stained pixels' typical saturation
-    blue = (h >= 95) & (h <= 165)
-    strong = blue & (s >= max(2.2 * sat, 25.0)) & (v <= np.percentile(v, 50))
+    sat = float(np.percentile(s, SATURATION_PERCENTILE))
+    scale = StainStats(sat, float("nan"), frac).saturation_scale()
+    # nucleus hue: the pixels a wide blue-purple box with the scaled limits keeps
+    strong = (h >= 95) & (h <= 165) & (s >= nucleus_saturation * scale) & (v <= nucleus_value)
     hue = float(np.median(h[strong])) if strong.sum() >= min_pixels else float("nan")
     return StainStats(sat, hue, frac)
 
