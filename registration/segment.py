@@ -55,6 +55,8 @@ class WbcParams:
     hue_max: float = 155.0
     saturation_min: float = 90.0
     value_max: float = 215.0
+    dark_hue_max: float = 167.0
+    dark_value_max: float = 165.0
     body_hue_min: float = 100.0
     body_hue_max: float = 152.0
     body_saturation_min: float = 28.0
@@ -95,7 +97,17 @@ class WbcParams:
                 f"nucleus_hue must lie in [0, 180] (OpenCV scale; 0: measure it on each image); "
                 f"got {self.nucleus_hue}."
             )
-        for name in ("saturation_min", "value_max", "body_saturation_min", "body_value_max"):
+        if not self.hue_max <= self.dark_hue_max <= 180:
+            raise SegmentationError(
+                f"dark_hue_max must lie in [hue_max, 180]; got {self.dark_hue_max}."
+            )
+        for name in (
+            "saturation_min",
+            "value_max",
+            "dark_value_max",
+            "body_saturation_min",
+            "body_value_max",
+        ):
             value = getattr(self, name)
             if not 0 <= value <= 255:
                 raise SegmentationError(f"{name} must lie in [0, 255]; got {value}.")
@@ -238,9 +250,12 @@ def _stain_of(balanced: np.ndarray, hsv: np.ndarray):
 def adapted_boxes(params: WbcParams, stain=None) -> dict[str, float]:
     """The colour boxes used on an image whose stain is ``stain`` (a ``StainStats``).
 
-    Saturation limits scale with the stain's saturation scale, hue ranges follow its nucleus
-    hue; ``params.saturation_scale`` / ``params.nucleus_hue`` (when non-zero) fix them
-    instead, and ``adapt=False`` keeps the boxes as given.
+    Saturation limits scale with the stain's saturation scale; ``params.saturation_scale``
+    (when non-zero) fixes it instead. Hue ranges stay (the box is wide: blue to purple)
+    unless ``params.nucleus_hue`` names the stain's nucleus hue, which they then follow
+    (at most ±12). The nucleus hue is measured but not followed by itself: on a field
+    without a white cell the darkest, most saturated pixels are red cells, and following
+    them would turn red cells into white ones. ``adapt=False`` keeps the boxes as given.
     """
     from registration.stain_colour import REFERENCE_NUCLEUS_HUE
 
@@ -249,13 +264,13 @@ def adapted_boxes(params: WbcParams, stain=None) -> dict[str, float]:
         k = params.saturation_scale or (stain.saturation_scale() if stain is not None else 1.0)
         if params.nucleus_hue:
             dh = float(np.clip(params.nucleus_hue - REFERENCE_NUCLEUS_HUE, -12.0, 12.0))
-        elif stain is not None:
-            dh = stain.hue_shift()
     return {
         "hue_min": max(params.hue_min + dh, 0.0),
         "hue_max": min(params.hue_max + dh, 180.0),
         "saturation_min": params.saturation_min * k,
         "value_max": params.value_max,
+        "dark_hue_max": min(params.dark_hue_max + dh, 180.0),
+        "dark_value_max": params.dark_value_max,
         "body_hue_min": max(params.body_hue_min + dh, 0.0),
         "body_hue_max": min(params.body_hue_max + dh, 180.0),
         "body_saturation_min": params.body_saturation_min * k,
@@ -282,7 +297,7 @@ def _colour_maps(
     import cv2
 
     balanced, hsv = _balanced_hsv(image, pixel_size_um=pixel_size_um, params=params)
-    if params.adapt and stain is None and not (params.saturation_scale and params.nucleus_hue):
+    if params.adapt and stain is None and not params.saturation_scale:
         stain = _stain_of(balanced, hsv)
     b = adapted_boxes(params, stain)
 
@@ -292,6 +307,10 @@ def _colour_maps(
         return cv2.inRange(hsv, lo, hi).astype(bool)
 
     nucleus = box(b["hue_min"], b["hue_max"], b["saturation_min"], b["value_max"])
+    if b["dark_hue_max"] > b["hue_max"]:
+        # dark magenta-purple nuclei (a redder stain): red cells share the hue, never the
+        # darkness
+        nucleus |= box(b["hue_max"], b["dark_hue_max"], b["saturation_min"], b["dark_value_max"])
     body = box(b["body_hue_min"], b["body_hue_max"], b["body_saturation_min"], b["body_value_max"])
     score = cv2.addWeighted(hsv[..., 1], 0.5, 255 - hsv[..., 2], 0.5, 0.0)
     return nucleus, body, score
