@@ -70,6 +70,7 @@ class WbcParams:
     join_um: float = 1.5
     max_nucleus_extent_um: float = 14.0
     max_cell_radius_um: float = 9.0
+    rim_um: float = 2.5
     split_prominence_um: float = 1.0
     split_core_radius_um: float = 3.0
     min_fragment_area_um2: float = 0.5
@@ -123,7 +124,12 @@ class WbcParams:
             value = getattr(self, name)
             if not value >= 0:
                 raise SegmentationError(f"{name} must be ≥ 0; got {value}.")
-        for name in ("max_nucleus_extent_um", "max_cell_radius_um", "split_core_radius_um"):
+        for name in (
+            "max_nucleus_extent_um",
+            "max_cell_radius_um",
+            "rim_um",
+            "split_core_radius_um",
+        ):
             value = getattr(self, name)
             if not value > 0:
                 raise SegmentationError(f"{name} must be > 0; got {value}.")
@@ -520,6 +526,14 @@ def _cells_in_region(
             area = float(piece.sum())
             nuc = nuc_crop & piece
             nuc_px = float(nuc.sum())
+            if area > max_px and nuc_px >= min_nuc:
+                # a body that ran into touching red cells of the same lilac: keep the part
+                # near the nucleus (a cytoplasm rim), not the whole blob
+                near = cv2.distanceTransform(
+                    (~nuc).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5
+                ) <= p.rim_um / px
+                piece = piece & near
+                area = float(piece.sum())
             # a cell needs a nucleus and either a visible body or a nucleus larger than any
             # platelet (eosinophil bodies are red granules, neutrophil bodies may be pale)
             if area > max_px or nuc_px < min_nuc or (area < min_px and nuc_px < alone_px):

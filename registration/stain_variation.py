@@ -69,6 +69,15 @@ def _blur(sigma_um: float) -> Variant:
     return apply
 
 
+def _chain(*steps: Variant) -> Variant:
+    def apply(image: np.ndarray, pixel_size_um: float) -> np.ndarray:
+        for step in steps:
+            image = step(image, pixel_size_um)
+        return image
+
+    return apply
+
+
 #: name -> function(image, pixel_size_um) -> image; "original" leaves the image as it is
 VARIANTS: dict[str, Variant] = {
     "original": lambda image, pixel_size_um: image,
@@ -82,6 +91,10 @@ VARIANTS: dict[str, Variant] = {
     "lighter stain 0.6x": _stain_strength(0.6),
     "JPEG quality 60": _jpeg(60),
     "blur 0.4 µm": _blur(0.4),
+    # all at once, as another lab's camera might: lighter, paler, bluer, compressed
+    "lighter+paler+blue+JPEG": _chain(
+        _stain_strength(0.7), _hsv(saturation=0.6), _gains((0.85, 0.95, 1.0)), _jpeg(70)
+    ),
 }
 
 
