@@ -77,6 +77,7 @@ class WbcParams:
     min_nucleus_area_um2: float = 2.0
     min_nucleus_alone_um2: float = 15.0
     min_cell_area_um2: float = 45.0
+    min_nucleus_contrast: float = 1.35
     max_cell_area_um2: float = 450.0
 
     def validate(self) -> None:
@@ -120,6 +121,7 @@ class WbcParams:
             "min_fragment_area_um2",
             "min_nucleus_area_um2",
             "min_nucleus_alone_um2",
+            "min_nucleus_contrast",
         ):
             value = getattr(self, name)
             if not value >= 0:
@@ -292,14 +294,15 @@ def colour_masks(
     ``stain`` (a :class:`registration.stain_colour.StainStats`, e.g. a slide's) sets how the
     boxes adapt; without it the image's own stain is measured.
     """
-    nucleus, body, _ = _colour_maps(image, pixel_size_um=pixel_size_um, params=params, stain=stain)
-    return nucleus, body
+    maps = _colour_maps(image, pixel_size_um=pixel_size_um, params=params, stain=stain)
+    return maps[0], maps[1]
 
 
 def _colour_maps(
     image: np.ndarray, *, pixel_size_um: float, params: WbcParams, stain=None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nucleus and body masks and the ``uint8`` nucleus score ``(S + 255 − V) / 2``."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Nucleus and body masks, the ``uint8`` nucleus score ``(S + 255 − V) / 2``, the
+    white-balanced image and its HSV."""
     import cv2
 
     balanced, hsv = _balanced_hsv(image, pixel_size_um=pixel_size_um, params=params)
@@ -319,7 +322,7 @@ def _colour_maps(
         nucleus |= box(b["hue_max"], b["dark_hue_max"], b["saturation_min"], b["dark_value_max"])
     body = box(b["body_hue_min"], b["body_hue_max"], b["body_saturation_min"], b["body_value_max"])
     score = cv2.addWeighted(hsv[..., 1], 0.5, 255 - hsv[..., 2], 0.5, 0.0)
-    return nucleus, body, score
+    return nucleus, body, score, balanced, hsv
 
 
 def _disk(radius_px: float) -> np.ndarray:
@@ -569,7 +572,7 @@ def segment_wbcs(
     p = make_params(params, **overrides)
     px = float(pixel_size_um)
     px2 = px * px
-    raw, body, score = _colour_maps(image, pixel_size_um=px, params=p, stain=stain)
+    raw, body, score, balanced, hsv = _colour_maps(image, pixel_size_um=px, params=p, stain=stain)
     # drop specks (noise, stray dye) before closing so they cannot bridge nuclei
     _, raw_lab, stats, _ = cv2.connectedComponentsWithStats(raw.astype(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= p.min_fragment_area_um2 / px2
@@ -598,6 +601,14 @@ def segment_wbcs(
             centroids.append((xs.mean() + x0, ys.mean() + y0))
             areas.append(float(cell.sum()) * px2)
             nuc_areas.append(float(nuc.sum()) * px2)
+    keep_cells = _stand_out(labels, cell_labels, balanced, hsv, px, p)
+    if not keep_cells.all():
+        remap = np.zeros(len(keep_cells) + 1, dtype=np.int32)
+        remap[1:][keep_cells] = np.arange(1, int(keep_cells.sum()) + 1)
+        labels, cell_labels = remap[labels], remap[cell_labels]
+        centroids = [c for c, k in zip(centroids, keep_cells, strict=True) if k]
+        areas = [a for a, k in zip(areas, keep_cells, strict=True) if k]
+        nuc_areas = [a for a, k in zip(nuc_areas, keep_cells, strict=True) if k]
     return Segmentation(
         np.asarray(centroids, dtype=np.float64).reshape(-1, 2),
         labels,
@@ -606,6 +617,48 @@ def segment_wbcs(
         np.asarray(nuc_areas, dtype=np.float64),
         raw,
     )
+
+
+def _stand_out(
+    labels: np.ndarray,
+    cell_labels: np.ndarray,
+    balanced: np.ndarray,
+    hsv: np.ndarray,
+    px: float,
+    p: WbcParams,
+) -> np.ndarray:
+    """``(N,) bool``: cells whose nucleus is clearly more saturated than the other stain.
+
+    A nucleus is the most saturated thing on a smear; a red cell that a purplish stain
+    pushed into the nucleus box is barely more saturated than the other red cells. The
+    median saturation of the nucleus must reach ``min_nucleus_contrast`` times that of the
+    stained pixels of the nucleus box's hues away from every detected cell (when enough of
+    them are left to tell).
+    """
+    import cv2
+
+    from registration.stain_colour import stained_mask
+
+    n = int(labels.max())
+    keep = np.ones(n, dtype=bool)
+    if n == 0 or p.min_nucleus_contrast <= 0:
+        return keep
+    r = max(1, round(2.0 / px))
+    near = cv2.dilate((cell_labels > 0).astype(np.uint8), _disk(r)) > 0
+    step = max(1, round(np.sqrt(labels.size / 500_000)))
+    sub = (slice(None, None, step), slice(None, None, step))
+    hue = hsv[..., 0][sub]
+    # the stain that competes with nuclei: stained pixels of the nucleus box's hues
+    other = stained_mask(balanced[sub]) & ~near[sub] & (hue >= p.hue_min) & (hue <= p.hue_max)
+    if other.sum() < max(200 // step**2, 50):
+        return keep
+    sat = hsv[..., 1]
+    typical = float(np.median(sat[sub][other]))
+    from scipy import ndimage as ndi
+
+    nuc_sat = ndi.median(sat, labels=labels, index=np.arange(1, n + 1))
+    keep[:] = np.asarray(nuc_sat) >= p.min_nucleus_contrast * max(typical, 1.0)
+    return keep
 
 
 def ndi_find_objects(labels: np.ndarray) -> list[tuple[int, tuple[slice, slice]]]:
