@@ -55,7 +55,7 @@ class WbcParams:
     hue_max: float = 155.0
     saturation_min: float = 90.0
     value_max: float = 215.0
-    dark_hue_max: float = 167.0
+    dark_hue_extra: float = 12.0
     dark_value_max: float = 165.0
     body_hue_min: float = 100.0
     body_hue_max: float = 152.0
@@ -99,9 +99,9 @@ class WbcParams:
                 f"nucleus_hue must lie in [0, 180] (OpenCV scale; 0: measure it on each image); "
                 f"got {self.nucleus_hue}."
             )
-        if not self.hue_max <= self.dark_hue_max <= 180:
+        if not 0 <= self.dark_hue_extra <= 30:
             raise SegmentationError(
-                f"dark_hue_max must lie in [hue_max, 180]; got {self.dark_hue_max}."
+                f"dark_hue_extra must lie in [0, 30]; got {self.dark_hue_extra}."
             )
         for name in (
             "saturation_min",
@@ -277,7 +277,7 @@ def adapted_boxes(params: WbcParams, stain=None) -> dict[str, float]:
         "hue_max": min(params.hue_max + dh, 180.0),
         "saturation_min": params.saturation_min * k,
         "value_max": params.value_max,
-        "dark_hue_max": min(params.dark_hue_max + dh, 180.0),
+        "dark_hue_max": min(params.hue_max + params.dark_hue_extra + dh, 180.0),
         "dark_value_max": params.dark_value_max,
         "body_hue_min": max(params.body_hue_min + dh, 0.0),
         "body_hue_max": min(params.body_hue_max + dh, 180.0),
@@ -654,10 +654,12 @@ def _stand_out(
         return keep
     sat = hsv[..., 1]
     typical = float(np.median(sat[sub][other]))
-    from scipy import ndimage as ndi
-
-    nuc_sat = ndi.median(sat, labels=labels, index=np.arange(1, n + 1))
-    keep[:] = np.asarray(nuc_sat) >= p.min_nucleus_contrast * max(typical, 1.0)
+    inside = labels > 0
+    labs, vals = labels[inside], sat[inside]
+    order = np.argsort(labs, kind="stable")
+    groups = np.split(vals[order], np.cumsum(np.bincount(labs, minlength=n + 1)[1:])[:-1])
+    nuc_sat = np.array([np.median(g) if g.size else 0.0 for g in groups])
+    keep[:] = nuc_sat >= p.min_nucleus_contrast * max(typical, 1.0)
     return keep
 
 
