@@ -64,6 +64,7 @@ class WbcParams:
     white_balance: bool = True
     adapt: bool = True
     saturation_scale: float = 0.0
+    reference_saturation: float = 50.0
     nucleus_hue: float = 0.0
     smooth_um: float = 0.3
     closing_um: float = 0.8
@@ -130,6 +131,7 @@ class WbcParams:
             "max_nucleus_extent_um",
             "max_cell_radius_um",
             "rim_um",
+            "reference_saturation",
             "split_core_radius_um",
         ):
             value = getattr(self, name)
@@ -244,15 +246,22 @@ def measure_stain(image: np.ndarray, *, pixel_size_um: float, params: WbcParams 
     """:class:`registration.stain_colour.StainStats` of one stained image (after white balance)."""
     p = params or DEFAULT_PARAMS
     balanced, hsv = _balanced_hsv(_check_image(image), pixel_size_um=pixel_size_um, params=p)
-    return _stain_of(balanced, hsv)
+    return _stain_of(balanced, hsv, p)
 
 
-def _stain_of(balanced: np.ndarray, hsv: np.ndarray):
+def _stain_of(balanced: np.ndarray, hsv: np.ndarray, p: WbcParams):
     from registration.stain_colour import measure_stain_hsv, stained_mask
 
     step = max(1, round(np.sqrt(balanced.shape[0] * balanced.shape[1] / 250_000)))
     sub = (slice(None, None, step), slice(None, None, step))
-    return measure_stain_hsv(hsv[sub], stained_mask(balanced[sub]), min_pixels=max(50 // step**2, 12))
+    return measure_stain_hsv(
+        hsv[sub],
+        stained_mask(balanced[sub]),
+        nucleus_saturation=p.saturation_min,
+        nucleus_value=p.value_max,
+        reference=p.reference_saturation,
+        min_pixels=max(50 // step**2, 12),
+    )
 
 
 def adapted_boxes(params: WbcParams, stain=None) -> dict[str, float]:
@@ -269,7 +278,9 @@ def adapted_boxes(params: WbcParams, stain=None) -> dict[str, float]:
 
     k, dh = 1.0, 0.0
     if params.adapt:
-        k = params.saturation_scale or (stain.saturation_scale() if stain is not None else 1.0)
+        k = params.saturation_scale or (
+            stain.saturation_scale(params.reference_saturation) if stain is not None else 1.0
+        )
         if params.nucleus_hue:
             dh = float(np.clip(params.nucleus_hue - REFERENCE_NUCLEUS_HUE, -12.0, 12.0))
     return {
@@ -307,7 +318,7 @@ def _colour_maps(
 
     balanced, hsv = _balanced_hsv(image, pixel_size_um=pixel_size_um, params=params)
     if params.adapt and stain is None and not params.saturation_scale:
-        stain = _stain_of(balanced, hsv)
+        stain = _stain_of(balanced, hsv, params)
     b = adapted_boxes(params, stain)
 
     def box(h_lo: float, h_hi: float, s_lo: float, v_hi: float) -> np.ndarray:
@@ -532,9 +543,10 @@ def _cells_in_region(
             if area > max_px and nuc_px >= min_nuc:
                 # a body that ran into touching red cells of the same lilac: keep the part
                 # near the nucleus (a cytoplasm rim), not the whole blob
-                near = cv2.distanceTransform(
-                    (~nuc).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5
-                ) <= p.rim_um / px
+                near = (
+                    cv2.distanceTransform((~nuc).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+                    <= p.rim_um / px
+                )
                 piece = piece & near
                 area = float(piece.sum())
             # a cell needs a nucleus and either a visible body or a nucleus larger than any

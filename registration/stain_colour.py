@@ -58,11 +58,16 @@ class StainStats:
     nucleus_hue: float
     stained_fraction: float
 
-    def saturation_scale(self, lo: float = 0.3, hi: float = 1.0) -> float:
-        """``saturation / REFERENCE_SATURATION`` clipped to ``[lo, hi]`` (1 when unknown)."""
+    def saturation_scale(
+        self, reference: float = REFERENCE_SATURATION, lo: float = 0.3, hi: float = 1.0
+    ) -> float:
+        """``saturation / reference`` clipped to ``[lo, hi]`` (1 when unknown).
+
+        Never above 1 by default: a strong stain keeps the reference boxes.
+        """
         if not np.isfinite(self.saturation):
             return 1.0
-        return float(np.clip(self.saturation / REFERENCE_SATURATION, lo, hi))
+        return float(np.clip(self.saturation / reference, lo, hi))
 
     def hue_shift(self, limit: float = 12.0) -> float:
         """How far the nucleus hue sits from the default boxes' centre, clipped to ±limit."""
@@ -91,6 +96,7 @@ def measure_stain_hsv(
     *,
     nucleus_saturation: float = 90.0,
     nucleus_value: float = 215.0,
+    reference: float = REFERENCE_SATURATION,
     min_pixels: int = 50,
 ) -> StainStats:
     """:class:`StainStats` of a white-balanced ``(H, W, 3) uint8`` HSV image (OpenCV scale).
@@ -104,9 +110,12 @@ def measure_stain_hsv(
         return StainStats(float("nan"), float("nan"), frac)
     h = hsv[..., 0][stained]
     s = hsv[..., 1][stained].astype(np.float32)
+    purple = (h >= 95) & (h <= 165)
     v = hsv[..., 2][stained].astype(np.float32)
-    sat = float(np.percentile(s, SATURATION_PERCENTILE))
-    scale = StainStats(sat, float("nan"), frac).saturation_scale()
+    # the blue-purple stain only: eosinophil granules and a yellow cast say nothing about it
+    pool = s[purple] if purple.sum() >= min_pixels else s
+    sat = float(np.percentile(pool, SATURATION_PERCENTILE))
+    scale = StainStats(sat, float("nan"), frac).saturation_scale(reference)
     # nucleus hue: the pixels a wide blue-purple box with the scaled limits keeps
     strong = (h >= 95) & (h <= 165) & (s >= nucleus_saturation * scale) & (v <= nucleus_value)
     hue = float(np.median(h[strong])) if strong.sum() >= min_pixels else float("nan")
