@@ -64,7 +64,7 @@ class WbcParams:
     white_balance: bool = True
     adapt: bool = True
     saturation_scale: float = 0.0
-    reference_saturation: float = 50.0
+    reference_saturation: float = 35.0
     nucleus_hue: float = 0.0
     smooth_um: float = 0.3
     closing_um: float = 0.8

@@ -24,11 +24,11 @@ import numpy as np
 
 #: median HSV saturation (OpenCV scale, after white balance) of the stained pixels of the
 #: smears the default colour boxes were drawn for
-REFERENCE_SATURATION = 50.0
+REFERENCE_SATURATION = 35.0
 #: which percentile of the stained pixels' saturation is measured: a low one, so that the
 #: pale stained objects (red cells, cytoplasm) set it even where a nucleus fills most of
 #: the image
-SATURATION_PERCENTILE = 30.0
+SATURATION_PERCENTILE = 15.0
 #: the nucleus hue the default boxes are centred on (OpenCV scale, 0–180)
 REFERENCE_NUCLEUS_HUE = 132.0
 #: stained pixels absorb at least this optical density (log10) summed over R, G, B
