@@ -65,6 +65,7 @@ class WbcParams:
     adapt: bool = True
     saturation_scale: float = 0.0
     reference_saturation: float = 35.0
+    top_fraction: float = 0.6
     nucleus_hue: float = 0.0
     smooth_um: float = 0.3
     closing_um: float = 0.8
@@ -76,7 +77,7 @@ class WbcParams:
     split_core_radius_um: float = 3.0
     min_fragment_area_um2: float = 0.5
     min_nucleus_area_um2: float = 2.0
-    min_nucleus_alone_um2: float = 15.0
+    min_nucleus_alone_um2: float = 10.0
     min_cell_area_um2: float = 45.0
     min_nucleus_contrast: float = 1.35
     max_cell_area_um2: float = 450.0
@@ -123,6 +124,7 @@ class WbcParams:
             "min_nucleus_area_um2",
             "min_nucleus_alone_um2",
             "min_nucleus_contrast",
+            "top_fraction",
         ):
             value = getattr(self, name)
             if not value >= 0:
@@ -276,8 +278,10 @@ def adapted_boxes(params: WbcParams, stain=None) -> dict[str, float]:
     """
     from registration.stain_colour import REFERENCE_NUCLEUS_HUE
 
-    k, dh = 1.0, 0.0
+    k, dh, top = 1.0, 0.0, np.inf
     if params.adapt:
+        if stain is not None and params.top_fraction > 0 and np.isfinite(stain.top_saturation):
+            top = params.top_fraction * stain.top_saturation
         k = params.saturation_scale or (
             stain.saturation_scale(params.reference_saturation) if stain is not None else 1.0
         )
@@ -286,7 +290,7 @@ def adapted_boxes(params: WbcParams, stain=None) -> dict[str, float]:
     return {
         "hue_min": max(params.hue_min + dh, 0.0),
         "hue_max": min(params.hue_max + dh, 180.0),
-        "saturation_min": params.saturation_min * k,
+        "saturation_min": min(params.saturation_min * k, top),
         "value_max": params.value_max,
         "dark_hue_max": min(params.hue_max + params.dark_hue_extra + dh, 180.0),
         "dark_value_max": params.dark_value_max,

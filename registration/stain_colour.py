@@ -29,6 +29,8 @@ REFERENCE_SATURATION = 35.0
 #: pale stained objects (red cells, cytoplasm) set it even where a nucleus fills most of
 #: the image
 SATURATION_PERCENTILE = 15.0
+#: the percentile of the blue-purple stained pixels' saturation that stands for the nuclei
+TOP_PERCENTILE = 97.0
 #: the nucleus hue the default boxes are centred on (OpenCV scale, 0–180)
 REFERENCE_NUCLEUS_HUE = 132.0
 #: stained pixels absorb at least this optical density (log10) summed over R, G, B
@@ -52,11 +54,15 @@ class StainStats:
         too few stand out (no white cell in the image).
     stained_fraction
         Fraction of the image's pixels that are stained.
+    top_saturation
+        The :data:`TOP_PERCENTILE` percentile of the blue-purple stained pixels' saturation:
+        the nuclei where the image holds any, the most saturated red cells where not.
     """
 
     saturation: float
     nucleus_hue: float
     stained_fraction: float
+    top_saturation: float = float("nan")
 
     def saturation_scale(
         self, reference: float = REFERENCE_SATURATION, lo: float = 0.3, hi: float = 1.0
@@ -119,7 +125,7 @@ def measure_stain_hsv(
     # nucleus hue: the pixels a wide blue-purple box with the scaled limits keeps
     strong = (h >= 95) & (h <= 165) & (s >= nucleus_saturation * scale) & (v <= nucleus_value)
     hue = float(np.median(h[strong])) if strong.sum() >= min_pixels else float("nan")
-    return StainStats(sat, hue, frac)
+    return StainStats(sat, hue, frac, float(np.percentile(pool, TOP_PERCENTILE)))
 
 
 def slide_stain(stats: list[StainStats]) -> StainStats:
@@ -133,4 +139,5 @@ def slide_stain(stats: list[StainStats]) -> StainStats:
         med([s.saturation for s in stats]),
         med([s.nucleus_hue for s in stats]),
         med([s.stained_fraction for s in stats]),
+        med([s.top_saturation for s in stats]),
     )
