@@ -66,6 +66,7 @@ class WbcParams:
     saturation_scale: float = 0.0
     reference_saturation: float = 35.0
     top_fraction: float = 0.6
+    max_saturation_scale: float = 1.3
     nucleus_hue: float = 0.0
     smooth_um: float = 0.3
     closing_um: float = 0.8
@@ -125,6 +126,7 @@ class WbcParams:
             "min_nucleus_alone_um2",
             "min_nucleus_contrast",
             "top_fraction",
+            "max_saturation_scale",
         ):
             value = getattr(self, name)
             if not value >= 0:
@@ -283,7 +285,9 @@ def adapted_boxes(params: WbcParams, stain=None) -> dict[str, float]:
         if stain is not None and params.top_fraction > 0 and np.isfinite(stain.top_saturation):
             top = params.top_fraction * stain.top_saturation
         k = params.saturation_scale or (
-            stain.saturation_scale(params.reference_saturation) if stain is not None else 1.0
+            stain.saturation_scale(params.reference_saturation, hi=params.max_saturation_scale)
+            if stain is not None
+            else 1.0
         )
         if params.nucleus_hue:
             dh = float(np.clip(params.nucleus_hue - REFERENCE_NUCLEUS_HUE, -12.0, 12.0))
