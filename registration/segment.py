@@ -319,9 +319,8 @@ def colour_masks(
 
 def _colour_maps(
     image: np.ndarray, *, pixel_size_um: float, params: WbcParams, stain=None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Nucleus and body masks, the ``uint8`` nucleus score ``(S + 255 − V) / 2``, the
-    white-balanced image and its HSV."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Nucleus and body masks, the white-balanced image and its HSV."""
     import cv2
 
     balanced, hsv = _balanced_hsv(image, pixel_size_um=pixel_size_um, params=params)
@@ -340,8 +339,7 @@ def _colour_maps(
         # darkness
         nucleus |= box(b["hue_max"], b["dark_hue_max"], b["saturation_min"], b["dark_value_max"])
     body = box(b["body_hue_min"], b["body_hue_max"], b["body_saturation_min"], b["body_value_max"])
-    score = cv2.addWeighted(hsv[..., 1], 0.5, 255 - hsv[..., 2], 0.5, 0.0)
-    return nucleus, body, score, balanced, hsv
+    return nucleus, body, balanced, hsv
 
 
 def _disk(radius_px: float) -> np.ndarray:
@@ -491,8 +489,8 @@ def _refine_nucleus(nuc: np.ndarray, cell: np.ndarray, score: np.ndarray) -> np.
 
 def _cells_in_region(
     raw: np.ndarray, body: np.ndarray, px: float, p: WbcParams, score: np.ndarray | None = None
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The cells of one region: ``(cell mask, nucleus mask)`` pairs, region-sized."""
+) -> list[tuple[tuple[slice, slice], np.ndarray, np.ndarray]]:
+    """The cells of one region: ``(bounding slices in the region, cell mask, nucleus mask)``."""
     import cv2
     from scipy import ndimage as ndi
 
@@ -563,11 +561,7 @@ def _cells_in_region(
                 continue
             if score is not None:
                 nuc = _refine_nucleus(nuc, piece, score[sl])
-            full_cell = np.zeros(raw.shape, dtype=bool)
-            full_nuc = np.zeros(raw.shape, dtype=bool)
-            full_cell[sl] = piece
-            full_nuc[sl] = nuc
-            out.append((full_cell, full_nuc))
+            out.append((sl, piece, nuc))
     return out
 
 
@@ -592,7 +586,7 @@ def segment_wbcs(
     p = make_params(params, **overrides)
     px = float(pixel_size_um)
     px2 = px * px
-    raw, body, score, balanced, hsv = _colour_maps(image, pixel_size_um=px, params=p, stain=stain)
+    raw, body, balanced, hsv = _colour_maps(image, pixel_size_um=px, params=p, stain=stain)
     # drop specks (noise, stray dye) before closing so they cannot bridge nuclei
     _, raw_lab, stats, _ = cv2.connectedComponentsWithStats(raw.astype(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= p.min_fragment_area_um2 / px2
@@ -604,21 +598,26 @@ def segment_wbcs(
     centroids: list[tuple[float, float]] = []
     areas: list[float] = []
     nuc_areas: list[float] = []
-    # WBCs are sparse: work only in boxes around the nucleus fragments, grown by the reach
-    # of a cell body and merged where they overlap
+    # WBCs are sparse: work only in boxes around the nucleus fragments large enough to be
+    # (part of) a nucleus, grown by the reach of a cell body and merged where they overlap
     grow = int(np.ceil((p.max_cell_radius_um + 2 * p.closing_um + p.join_um) / px)) + 2
+    seeds = keep & (stats[:, cv2.CC_STAT_AREA] >= p.min_nucleus_area_um2 / px2)
     boxes = [
         [max(x - grow, 0), max(y - grow, 0), min(x + bw + grow, w), min(y + bh + grow, h)]
-        for x, y, bw, bh in stats[1:, :4][keep[1:]]
+        for x, y, bw, bh in stats[1:, :4][seeds[1:]]
     ]
     for x0, y0, x1, y1 in _merge_boxes(boxes):
         sl = (slice(y0, y1), slice(x0, x1))
-        for cell, nuc in _cells_in_region(raw[sl], body[sl], px, p, score[sl]):
+        # nucleus score (S + 255 − V) / 2: saturated and dark
+        score = cv2.addWeighted(hsv[sl][..., 1], 0.5, 255 - hsv[sl][..., 2], 0.5, 0.0)
+        for (ys_, xs_), cell, nuc in _cells_in_region(raw[sl], body[sl], px, p, score):
             ys, xs = np.nonzero(cell)
             k = len(centroids) + 1
-            cell_labels[sl][cell] = k
-            labels[sl][nuc] = k
-            centroids.append((xs.mean() + x0, ys.mean() + y0))
+            oy, ox = y0 + ys_.start, x0 + xs_.start
+            box = (slice(oy, oy + cell.shape[0]), slice(ox, ox + cell.shape[1]))
+            cell_labels[box][cell] = k
+            labels[box][nuc] = k
+            centroids.append((xs.mean() + ox, ys.mean() + oy))
             areas.append(float(cell.sum()) * px2)
             nuc_areas.append(float(nuc.sum()) * px2)
     keep_cells = _stand_out(labels, cell_labels, balanced, hsv, px, p)
@@ -663,13 +662,13 @@ def _stand_out(
     keep = np.ones(n, dtype=bool)
     if n == 0 or p.min_nucleus_contrast <= 0:
         return keep
-    r = max(1, round(2.0 / px))
-    near = cv2.dilate((cell_labels > 0).astype(np.uint8), _disk(r)) > 0
     step = max(1, round(np.sqrt(labels.size / 500_000)))
     sub = (slice(None, None, step), slice(None, None, step))
+    r = max(1, round(2.0 / px / step))
+    near = cv2.dilate((cell_labels[sub] > 0).astype(np.uint8), _disk(r)) > 0
     hue = hsv[..., 0][sub]
     # the stain that competes with nuclei: stained pixels of the nucleus box's hues
-    other = stained_mask(balanced[sub]) & ~near[sub] & (hue >= p.hue_min) & (hue <= p.hue_max)
+    other = stained_mask(balanced[sub]) & ~near & (hue >= p.hue_min) & (hue <= p.hue_max)
     if other.sum() < max(200 // step**2, 50):
         return keep
     sat = hsv[..., 1]
