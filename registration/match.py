@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +48,16 @@ from registration.coarse import (
     robust_fit_rigid,
     to_grey,
 )
+from registration.detection_report import detection_warnings, per_field_line
 from registration.fine import FineMatchError, crop_origin, fine_match
 from registration.qc import QcOptions, channel_pairs, join_flags
-from registration.segment import WbcParams, background_colour, segment_wbcs
+from registration.segment import (
+    WbcParams,
+    background_colour,
+    for_slide,
+    segment_wbcs,
+    slide_stain_of,
+)
 from registration.splits import DEFAULT_BLOCK_UM, DEFAULT_FRACTIONS, default_split
 
 #: ``progress(phase, done, total)``: called as work advances.
@@ -612,6 +619,15 @@ def match_scans(
         raise MatchError(f"--out {out} would overwrite an input scan")
     notes: list[str] = []
     try:
+        # 0. the slide's stain, from up to 12 stained fields: every field then uses the same
+        # colour boxes (registration.segment.for_slide)
+        picks = np.unique(np.linspace(0, pair.n_fields - 1, min(pair.n_fields, 12)).round())
+        stain = slide_stain_of(
+            (_scan(pair.stained).image(int(i), pair.bf_stained) for i in picks),
+            pixel_size_um=pair.pixel_size_um,
+            params=opt.wbc,
+        )
+        opt = replace(opt, wbc=for_slide(opt.wbc, stain))
         # 1. survey
         tasks = [(pair, i, opt) for i in range(pair.n_fields)]
         surveys = list(_run(_survey, tasks, opt.workers, progress, "survey"))
@@ -626,6 +642,8 @@ def match_scans(
         if len(blank) == pair.n_fields:
             raise MatchError("every field is blank; nothing to match")
         n_detected = int(sum(len(sv.centroids) for sv in surveys))
+        counts = [len(sv.centroids) for sv in surveys if not sv.blank]
+        notes += [per_field_line(counts), *detection_warnings(counts, stain)]
         if n_detected == 0:
             raise MatchError(
                 f"no white blood cells found in the {pair.n_fields} fields of "

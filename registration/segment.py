@@ -748,3 +748,29 @@ def overlay(image: np.ndarray, seg: Segmentation) -> np.ndarray:
             scale,
         )
     return out
+
+
+def slide_stain_of(
+    images, *, pixel_size_um: float, params: WbcParams | None = None
+):  # -> registration.stain_colour.StainStats
+    """The stain of a slide from some of its stained fields (an iterable of RGB images)."""
+    from registration.stain_colour import slide_stain
+
+    p = params or DEFAULT_PARAMS
+    return slide_stain(
+        [measure_stain(img, pixel_size_um=pixel_size_um, params=p) for img in images]
+    )
+
+
+def for_slide(params: WbcParams, stain) -> WbcParams:
+    """``params`` with the slide's saturation scale fixed (every field then uses the same
+    colour boxes: a field without a white cell cannot talk itself into one).
+
+    Unchanged when adaptation is off, a scale is already given, or the stain is unknown.
+    """
+    if not params.adapt or params.saturation_scale or not np.isfinite(stain.saturation):
+        return params
+    k = stain.saturation_scale(params.reference_saturation, hi=params.max_saturation_scale)
+    if params.top_fraction > 0 and np.isfinite(stain.top_saturation):
+        k = min(k, params.top_fraction * stain.top_saturation / params.saturation_min)
+    return dataclasses.replace(params, saturation_scale=float(np.clip(k, 0.05, 5.0)))

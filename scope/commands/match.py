@@ -246,6 +246,8 @@ def match(
             software_version=__version__,
         )
     console.print(_summary_table(summary))
+    for note in summary.notes:  # WBCs per field, and one-line detection warnings
+        console.print(note, style="yellow" if note.startswith("warning") else None, markup=False)
 
 
 def register(app: typer.Typer) -> None:
