@@ -42,7 +42,7 @@ def detection_warnings(counts: list[int] | np.ndarray, stain=None) -> list[str]:
     out = []
     if stain is not None and np.isfinite(stain.stained_fraction) and stain.stained_fraction > 0:
         top = stain.top_saturation
-        if not np.isfinite(top) or top < MIN_TOP_SATURATION:
+        if np.isfinite(top) and top < MIN_TOP_SATURATION:
             out.append(
                 "warning: the stained images show almost no blue-purple (nuclear) stain "
                 f"(top saturation {top:.0f} < {MIN_TOP_SATURATION:g}); white cells may be missed: "

@@ -66,6 +66,7 @@ class WbcParams:
     saturation_scale: float = 0.0
     reference_saturation: float = 35.0
     top_fraction: float = 0.6
+    top_contrast: float = 2.0
     max_saturation_scale: float = 1.3
     nucleus_hue: float = 0.0
     smooth_um: float = 0.3
@@ -126,6 +127,7 @@ class WbcParams:
             "min_nucleus_alone_um2",
             "min_nucleus_contrast",
             "top_fraction",
+            "top_contrast",
             "max_saturation_scale",
         ):
             value = getattr(self, name)
@@ -268,6 +270,13 @@ def _stain_of(balanced: np.ndarray, hsv: np.ndarray, p: WbcParams):
     )
 
 
+def _top_stands_out(stain, params: WbcParams) -> bool:
+    """Whether the image's most saturated blue-purple pixels stand well above its typical
+    stain (nuclei, not merely the darkest red cells)."""
+    top, typical = stain.top_saturation, stain.saturation
+    return bool(np.isfinite(top) and np.isfinite(typical) and top >= params.top_contrast * typical)
+
+
 def adapted_boxes(params: WbcParams, stain=None) -> dict[str, float]:
     """The colour boxes used on an image whose stain is ``stain`` (a ``StainStats``).
 
@@ -282,7 +291,7 @@ def adapted_boxes(params: WbcParams, stain=None) -> dict[str, float]:
 
     k, dh, top = 1.0, 0.0, np.inf
     if params.adapt:
-        if stain is not None and params.top_fraction > 0 and np.isfinite(stain.top_saturation):
+        if stain is not None and params.top_fraction > 0 and _top_stands_out(stain, params):
             top = params.top_fraction * stain.top_saturation
         k = params.saturation_scale or (
             stain.saturation_scale(params.reference_saturation, hi=params.max_saturation_scale)
@@ -771,6 +780,6 @@ def for_slide(params: WbcParams, stain) -> WbcParams:
     if not params.adapt or params.saturation_scale or not np.isfinite(stain.saturation):
         return params
     k = stain.saturation_scale(params.reference_saturation, hi=params.max_saturation_scale)
-    if params.top_fraction > 0 and np.isfinite(stain.top_saturation):
+    if params.top_fraction > 0 and _top_stands_out(stain, params):
         k = min(k, params.top_fraction * stain.top_saturation / params.saturation_min)
     return dataclasses.replace(params, saturation_scale=float(np.clip(k, 0.05, 5.0)))
