@@ -258,7 +258,7 @@ def measure_stain(image: np.ndarray, *, pixel_size_um: float, params: WbcParams 
 def _stain_of(balanced: np.ndarray, hsv: np.ndarray, p: WbcParams):
     from registration.stain_colour import measure_stain_hsv, stained_mask
 
-    step = max(1, round(np.sqrt(balanced.shape[0] * balanced.shape[1] / 250_000)))
+    step = max(1, round(np.sqrt(balanced.shape[0] * balanced.shape[1] / 60_000)))
     sub = (slice(None, None, step), slice(None, None, step))
     return measure_stain_hsv(
         hsv[sub],
@@ -671,7 +671,7 @@ def _stand_out(
     keep = np.ones(n, dtype=bool)
     if n == 0 or p.min_nucleus_contrast <= 0:
         return keep
-    step = max(1, round(np.sqrt(labels.size / 500_000)))
+    step = max(1, round(np.sqrt(labels.size / 120_000)))
     sub = (slice(None, None, step), slice(None, None, step))
     r = max(1, round(2.0 / px / step))
     near = cv2.dilate((cell_labels[sub] > 0).astype(np.uint8), _disk(r)) > 0
