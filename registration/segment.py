@@ -6,8 +6,11 @@ lilac or blue. The detector:
 
 1. white-balances the image on its own background (a yellowish lamp or a bluish stain batch
    does not move the thresholds) and smooths it on a physical scale;
-2. converts RGB → HSV (OpenCV scale: H 0–180, S and V 0–255) and keeps the **nucleus** pixels
-   inside a purple box (hue range, minimum saturation, maximum value), dropping specks;
+2. converts RGB → HSV (OpenCV scale: H 0–180, S and V 0–255), measures the image's stain
+   (:mod:`registration.stain_colour`: how saturated its pale and its strongest blue-purple
+   pixels are) — or takes the slide's (:func:`for_slide`) — scales the boxes' saturation
+   limits to it, and keeps the **nucleus** pixels inside a purple box (hue range, minimum
+   saturation, maximum value; darker magenta too), dropping specks;
 3. closes the nucleus mask with a disk (µm) to reconnect a nucleus split by the threshold;
 4. joins nucleus fragments lying within ``2 · join_um`` of each other while the joined group
    still fits inside one nucleus (``max_nucleus_extent_um``): the lobes of one neutrophil
@@ -19,11 +22,14 @@ lilac or blue. The detector:
 7. keeps cells with a nucleus of at least ``min_nucleus_area_um2``, no larger than
    ``max_cell_area_um2``, and either a body of at least ``min_cell_area_um2`` or a nucleus of
    at least ``min_nucleus_alone_um2`` (eosinophil bodies are red granules, not lilac) —
-   platelets and stain specks are smaller than both — and returns the cells' centroids.
+   platelets and stain specks are smaller than both;
+8. outlines each cell's nucleus by the cell's own Otsu threshold (saturated and dark), drops
+   nuclei hardly more saturated than the other stain of their hue (purplish red cells), and
+   returns the cells' centroids.
 
 Every size is physical and converted with ``pixel_size_um``, so the same defaults work at 20x,
-100x or on another lab's camera. ``docs/registration.md`` shows how to fit the colour boxes to
-another stain.
+100x or on another lab's camera; the colours adapt to the stain. ``docs/registration.md``
+shows how a lab checks detection on its own slides.
 """
 
 from __future__ import annotations
@@ -45,10 +51,12 @@ class SegmentationError(ScopeError, ValueError):
 class WbcParams:
     """Parameters of :func:`find_wbcs` (sizes in µm and µm², colours on OpenCV's HSV scale).
 
-    The defaults fit Romanowsky-type stains after white balance: nuclei have hue 105–155
-    (blue to purple), saturation ≥ 90 and value ≤ 215; the cell body (cytoplasm) hue 100–152
-    and saturation ≥ 28; pink red cells (hue ≳ 155) and the background (saturation ≲ 25) fall
-    outside both boxes.
+    The boxes are those of a reference Romanowsky stain after white balance: nuclei have hue
+    105–155 (blue to purple), saturation ≥ 90 and value ≤ 215 (or hue up to 12 past 155 when
+    value ≤ ``dark_value_max``); the cell body (cytoplasm) hue 100–152 and saturation ≥ 28.
+    With ``adapt`` the saturation limits scale with the image's (or, with
+    ``saturation_scale``, the slide's) stain: see :func:`adapted_boxes`,
+    :mod:`registration.stain_colour` and ``docs/registration.md``.
     """
 
     hue_min: float = 105.0
