@@ -717,12 +717,16 @@ def find_wbcs(image: np.ndarray, *, pixel_size_um: float, **params: Any) -> np.n
         Size of one pixel at the sample (µm); every size parameter is physical.
     **params
         Overrides of :class:`WbcParams`: the nucleus colour box ``hue_min``, ``hue_max``,
-        ``saturation_min``, ``value_max`` and the cell-body box ``body_hue_min``,
-        ``body_hue_max``, ``body_saturation_min``, ``body_value_max`` (OpenCV HSV scale);
-        ``white_balance``, ``smooth_um``, ``closing_um``, ``join_um``,
-        ``max_nucleus_extent_um``, ``max_cell_radius_um``, ``split_prominence_um``,
-        ``split_core_radius_um``, ``min_fragment_area_um2``, ``min_nucleus_area_um2``,
-        ``min_nucleus_alone_um2``, ``min_cell_area_um2``, ``max_cell_area_um2``.
+        ``saturation_min``, ``value_max`` (and ``dark_hue_extra``, ``dark_value_max``) and
+        the cell-body box ``body_hue_min``, ``body_hue_max``, ``body_saturation_min``,
+        ``body_value_max`` (OpenCV HSV scale, for the reference stain); the adaptation
+        ``adapt``, ``saturation_scale`` (0: measure on the image), ``reference_saturation``,
+        ``max_saturation_scale``, ``top_fraction``, ``top_contrast``, ``nucleus_hue``,
+        ``min_nucleus_contrast``; ``white_balance``, ``smooth_um``, ``closing_um``,
+        ``join_um``, ``max_nucleus_extent_um``, ``max_cell_radius_um``, ``rim_um``,
+        ``split_prominence_um``, ``split_core_radius_um``, ``min_fragment_area_um2``,
+        ``min_nucleus_area_um2``, ``min_nucleus_alone_um2``, ``min_cell_area_um2``,
+        ``max_cell_area_um2``.
 
     Returns
     -------
