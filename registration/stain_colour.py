@@ -5,13 +5,16 @@ boxes on the white-balanced HSV image. A fixed box fits one lab's stain; another
 lighter, bluer or less saturated, or its camera may render colours paler (white balance,
 JPEG). Stain saturation falls in proportion to the amount of dye for all but the darkest
 structures (``S = 1 − 10^-(ΔOD)`` ≈ ``2.3 ΔOD``), so the boxes' saturation limits scale with a
-measured **saturation scale**: the median saturation of the image's stained pixels (mostly red
-cells on a smear, cytoplasm on a crop around one cell) over :data:`REFERENCE_SATURATION`, the
-value on the stains the defaults were drawn for. The **nucleus hue** is that of the most
-saturated, dark pixels when enough of them stand out; the boxes follow it.
+measured **saturation scale**: a low percentile (:data:`SATURATION_PERCENTILE`) of the
+saturation of the image's blue-purple stained pixels (pale red cells on a smear, cytoplasm
+around a lone cell) over :data:`REFERENCE_SATURATION`, the value on the stains the defaults
+were drawn for. The **top saturation** (:data:`TOP_PERCENTILE`) stands for the nuclei where
+there are any. The **nucleus hue** (the hue of the pixels the scaled nucleus box keeps) is
+reported, and followed only when given as a parameter (on a field without a white cell it
+is the red cells' hue).
 
 Stained pixels are found by optical density against the glass, which does not depend on
-saturation or white balance. :func:`measure_stain` measures one image;
+saturation or white balance. ``registration.segment.measure_stain`` measures one image;
 :func:`slide_stain` combines the fields of a slide (a field without a white cell still gives
 the red cells' saturation, so the slide's median is the better estimate for every field).
 """
@@ -22,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: median HSV saturation (OpenCV scale, after white balance) of the stained pixels of the
-#: smears the default colour boxes were drawn for
+#: the measured saturation (OpenCV scale, after white balance; see SATURATION_PERCENTILE) of
+#: the smears the default colour boxes were drawn for
 REFERENCE_SATURATION = 35.0
 #: which percentile of the stained pixels' saturation is measured: a low one, so that the
 #: pale stained objects (red cells, cytoplasm) set it even where a nucleus fills most of
