@@ -578,6 +578,11 @@ def _cells_in_region(
                 continue
             if score is not None:
                 nuc = _refine_nucleus(nuc, piece, score[sl])
+                # the same rule for the refined nucleus: dye specks on a red cell pass the colour
+                # box as a nucleus-sized blob but shrink to specks once each cell is thresholded
+                refined_px = float(nuc.sum())
+                if refined_px < min_nuc or (area < min_px and refined_px < alone_px):
+                    continue
             out.append((sl, piece, nuc))
     return out
 
