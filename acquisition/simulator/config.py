@@ -16,7 +16,14 @@ from hardware_profiles.errors import ScopeError
 WBC_TYPES: tuple[str, ...] = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 
 #: Every ``type`` the ground truth can name.
-OBJECT_TYPES: tuple[str, ...] = (*WBC_TYPES, "rbc", "platelet", "dirt", "artifact")
+OBJECT_TYPES: tuple[str, ...] = (
+    *WBC_TYPES,
+    "rbc",
+    "platelet",
+    "dirt",
+    "artifact",
+    "smudge",
+)
 
 #: Healthy-blood differential (REFERENCE.md): neutrophils 40-60 %, lymphocytes 20-40 %,
 #: monocytes 3-11 %, eosinophils < 5 %, basophils < 1 %.
@@ -93,8 +100,41 @@ class SimConfig:
     wbc_min_gap_um
         Smallest edge-to-edge gap between two white blood cells, µm (about one cell diameter).
     rbc_coverage
-        Fraction of the glass covered by red cells in the monolayer (random sequential packing
-        saturates near 0.5); it varies by +-15 % over millimetres.
+        Fraction of the glass covered by red cells in the monolayer (touching and slightly
+        overlapping where they deform); it varies by +-15 % over millimetres.
+    rbc_hb_pg
+        Mean haemoglobin per red cell, pg (MCH, normal 27-33 pg); each cell varies by +-10 %.
+        Its optical path is ``kappa_um3_per_pg`` times the dry mass per area and its
+        absorption the haemoglobin spectrum's.
+    kappa_um3_per_pg
+        Optical path per dry mass per area, µm³/pg, of the dried smear in air:
+        ``(n_dry - 1) / rho_dry`` with n_dry ≈ 1.55 and rho_dry ≈ 1.35 g/mL ≈ 0.41 (cells in
+        water: the specific refractive increment, ≈ 0.19).
+    nucleus_to_cytoplasm
+        Ratio of the nucleus's dry-mass density (hence optical path per µm of column) to the
+        cytoplasm's. 1 makes the nucleus invisible in phase.
+    stain_phase_coupling
+        0..1: how much of a cell's sub-µm phase texture sits where its stained structures are
+        (chromatin clumps, specific granules). The rest is compartment-blind texture with the
+        same statistics in every cell type. 0 (with ``nucleus_to_cytoplasm`` 1) leaves nothing
+        in the phase that tells where the stain goes: the null test.
+    texture_scale
+        Scale of the sub-µm texture (granules, chromatin, organelles, membrane folds) that
+        scatters light into high angles (0 turns it off).
+    stain_uptake_variation
+        Per-cell lognormal spread (sigma) of the DNA, RNA, protein and granule dye uptakes.
+    smudge_per_field
+        Mean number of smudge cells (broken white cells, truth type ``smudge``) per field.
+    precipitate_per_field
+        Mean number of stain precipitate specks per field (stained passes only, truth type
+        ``artifact``); part of every real stain, so on by default.
+    background_stain
+        Absorbance (natural log, eosin peak) the stained plasma film adds to the glass.
+    cell_displacement_um
+        Largest non-rigid move of each cell between the unstained and the stained passes
+        (fixing and staining; uniform in 0.2 x .. 1 x this, random direction), µm.
+    cell_loss_fraction
+        Fraction of cells washed off by staining (absent from the stained and highres passes).
     platelets_per_field
         Mean number of platelets per scan field.
     dirt_per_field
@@ -129,8 +169,8 @@ class SimConfig:
         (waves, Zernike Z11). It gives the 20x images their dark red-cell rims at best focus;
         the oil objective has none.
     highres_phase_factor
-        Index contrast under immersion oil relative to air (oil nearly matches the dried
-        cells, so phase relief and halos almost vanish at 100x).
+        Optical path under immersion oil relative to air: (n_dry - 1.515) / (n_dry - 1) ≈
+        0.03 / 0.41 for dried protein, so phase relief and halos almost vanish at 100x.
     full_well_e
         Electrons that fill the 8-bit range at gain 1 (255 DN).
     read_noise_e
@@ -157,7 +197,18 @@ class SimConfig:
     wbc_per_field: float = 5.0
     wbc_type_fractions: tuple[tuple[str, float], ...] = HEALTHY_DIFFERENTIAL
     wbc_min_gap_um: float = 12.0
-    rbc_coverage: float = 0.45
+    rbc_coverage: float = 0.6
+    rbc_hb_pg: float = 30.0
+    kappa_um3_per_pg: float = 0.41
+    nucleus_to_cytoplasm: float = 1.2
+    stain_phase_coupling: float = 0.5
+    texture_scale: float = 1.0
+    stain_uptake_variation: float = 0.25
+    smudge_per_field: float = 0.3
+    precipitate_per_field: float = 0.3
+    background_stain: float = 0.03
+    cell_displacement_um: float = 0.6
+    cell_loss_fraction: float = 0.02
     platelets_per_field: float = 100.0
     dirt_per_field: float = 0.3
     plasma_film_opd_nm: float = 4.0
@@ -173,7 +224,7 @@ class SimConfig:
     stain_shrinkage: tuple[float, float] = (0.95, 0.99)
     wavelengths_nm: tuple[float, float, float] = (630.0, 530.0, 470.0)
     scan_spherical_aberration_waves: float = 0.05
-    highres_phase_factor: float = 0.3
+    highres_phase_factor: float = 0.075
     full_well_e: float = 10_000.0
     read_noise_e: float = 6.0
     black_level_dn: float = 2.0
@@ -199,7 +250,18 @@ class SimConfig:
                 f"got {self.wbc_type_fractions}."
             )
         _check_range("SimConfig.wbc_min_gap_um", self.wbc_min_gap_um, 0.0, 100.0)
-        _check_range("SimConfig.rbc_coverage", self.rbc_coverage, 0.0, 0.5)
+        _check_range("SimConfig.rbc_coverage", self.rbc_coverage, 0.0, 0.7)
+        _check_range("SimConfig.rbc_hb_pg", self.rbc_hb_pg, 1.0, 60.0)
+        _check_range("SimConfig.kappa_um3_per_pg", self.kappa_um3_per_pg, 0.0, 1.0)
+        _check_range("SimConfig.nucleus_to_cytoplasm", self.nucleus_to_cytoplasm, 0.3, 3.0)
+        _check_range("SimConfig.stain_phase_coupling", self.stain_phase_coupling, 0.0, 1.0)
+        _check_range("SimConfig.texture_scale", self.texture_scale, 0.0, 5.0)
+        _check_range("SimConfig.stain_uptake_variation", self.stain_uptake_variation, 0.0, 1.0)
+        _check_range("SimConfig.smudge_per_field", self.smudge_per_field, 0.0, 50.0)
+        _check_range("SimConfig.precipitate_per_field", self.precipitate_per_field, 0.0, 200.0)
+        _check_range("SimConfig.background_stain", self.background_stain, 0.0, 2.0)
+        _check_range("SimConfig.cell_displacement_um", self.cell_displacement_um, 0.0, 5.0)
+        _check_range("SimConfig.cell_loss_fraction", self.cell_loss_fraction, 0.0, 0.5)
         _check_range("SimConfig.platelets_per_field", self.platelets_per_field, 0.0, 2000.0)
         _check_range("SimConfig.dirt_per_field", self.dirt_per_field, 0.0, 200.0)
         _check_range("SimConfig.plasma_film_opd_nm", self.plasma_film_opd_nm, 0.0, 100.0)

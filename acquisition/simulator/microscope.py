@@ -160,6 +160,11 @@ class SimulatedMicroscope:
             stained=pass_ != "unstained",
             phase_factor=self.config.highres_phase_factor if pass_ == "highres" else 1.0,
             stain_scale=self._stain_scale,
+            kappa=self.config.kappa_um3_per_pg,
+            nucleus_to_cytoplasm=self.config.nucleus_to_cytoplasm,
+            coupling=self.config.stain_phase_coupling,
+            texture_scale=self.config.texture_scale,
+            background_stain=self.config.background_stain,
         )
 
     # ------------------------------------------------------------------ public geometry
@@ -479,10 +484,10 @@ class SimulatedMicroscope:
         raster = Raster(x0=grid.x0, y0=grid.y0, step=grid.sample_step_um, nx=nx_s, ny=ny_s)
         geom = self._geometry(pass_)
         maps = column_maps(self._objects_for(pass_, raster), raster, geom)
-        if cfg.plasma_film_opd_nm > 0:
+        if cfg.plasma_film_opd_nm > 0 or cfg.texture_scale > 0 or geom.stained:
             xmin, xmax, ymin, ymax = self._slide_bbox(pass_, raster, pad=raster.step)
-            texture, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax)
-            add_film(maps, raster, geom, texture, (ox, oy))
+            texture, cells, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax)
+            add_film(maps, raster, geom, texture, (ox, oy), fine=cells)
         spectra = []
         for lam_nm in cfg.wavelengths_nm:
             t = transmittance(maps, lam_nm, stain_scale=geom.stain_scale)
