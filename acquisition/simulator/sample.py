@@ -42,7 +42,7 @@ RHO_DRY_PG_UM3 = 1.35
 #: Excess dry-mass density of a granule or chromatin clump over its surroundings, pg/µm³.
 DENSE_EXCESS_PG_UM3 = 0.5
 #: RMS relative dry-mass fluctuation at 0.15-0.3 µm (membrane folds, organelles, crenation).
-FINE_TEXTURE_RMS = 0.15
+FINE_TEXTURE_RMS = 0.05
 #: Platelet dry mass, pg (7-10 fL at ≈ 0.3 pg/fL).
 PLATELET_DRY_MASS_PG = 2.5
 #: Debris kinds: (Δn, grey absorbance per µm, (eosin, azure, complex) per µm).
@@ -58,36 +58,43 @@ DEBRIS_MATERIAL = {
 # (eosin, azure B, azure-eosin complex). Calibrated so the stained 20x images match the
 # per-structure absorbance of two real Romanowsky sets (benchmarks/bench_stain_calibration.py).
 #: Red cells: per pg/µm² of haemoglobin (eosin binds the haemoglobin).
-STAIN_RBC = (0.30, 0.0, 0.0)
+STAIN_RBC = (0.10, 0.0, 0.0)
 #: Platelets: per µm of the body and of its granulomere.
 STAIN_PLATELET = (0.05, 0.15, 0.35)
-#: DNA field: per µm of chromatin column (the nucleus column weighted by its clumps).
-STAIN_DNA = (0.55, 0.28, 0.55)
+#: DNA field: per µm of chromatin column (the nucleus column weighted by its clumps), by type.
+#: The azure–eosin complex dominates: purple nuclei.
+STAIN_DNA = {
+    "neutrophil": (0.19, 0.22, 1.74),
+    "lymphocyte": (0.26, 0.2, 1.4),
+    "monocyte": (0.18, 0.15, 1.25),
+    "eosinophil": (0.18, 0.16, 1.25),
+    "basophil": (0.05, 0.12, 1.32),
+}
 #: RNA field (basophilia of the cytoplasm) per µm of cytoplasm column, by type: azure only.
 STAIN_RNA = {
-    "neutrophil": 0.06,
-    "lymphocyte": 0.22,
-    "monocyte": 0.16,
-    "eosinophil": 0.08,
-    "basophil": 0.15,
+    "neutrophil": 0.004,
+    "lymphocyte": 0.06,
+    "monocyte": 0.055,
+    "eosinophil": 0.004,
+    "basophil": 0.013,
 }
 #: Protein field per pg/µm² of cytoplasm dry mass, by type: (eosin, azure, complex).
 STAIN_PROTEIN = {
-    "neutrophil": (0.55, 0.08, 0.2),
-    "lymphocyte": (0.45, 0.0, 0.07),
-    "monocyte": (0.4, 0.02, 0.07),
-    "eosinophil": (0.4, 0.05, 0.1),
-    "basophil": (0.35, 0.05, 0.3),
+    "neutrophil": (0.05, 0.005, 1.0),
+    "lymphocyte": (0.023, 0.0, 0.35),
+    "monocyte": (0.02, 0.007, 0.35),
+    "eosinophil": (0.02, 0.003, 0.2),
+    "basophil": (0.017, 0.004, 0.8),
 }
 #: Granule field per µm of granule chord, by type: (eosin, azure, complex). Eosinophil
-#: granules take eosin, basophil granules azure (metachromatic, dark purple), monocyte and
+#: granules take eosin, basophil granules the complex and azure (dark purple), monocyte and
 #: lymphocyte azurophil granules the complex (reddish purple), neutrophil granules faintly.
 STAIN_GRANULE = {
-    "neutrophil": (0.3, 0.05, 0.25),
-    "lymphocyte": (0.0, 0.1, 0.8),
-    "monocyte": (0.0, 0.1, 0.8),
-    "eosinophil": (1.6, 0.0, 0.0),
-    "basophil": (0.1, 1.4, 1.6),
+    "neutrophil": (0.03, 0.003, 1.25),
+    "lymphocyte": (0.0, 0.03, 4.0),
+    "monocyte": (0.0, 0.03, 4.0),
+    "eosinophil": (1.0, 0.0, 0.0),
+    "basophil": (0.005, 0.12, 4.3),
 }
 #: Granules that show in phase (dense specific granules); azurophil granules of monocytes and
 #: lymphocytes are small and light: stain only.
@@ -444,7 +451,7 @@ def _draw_white_cell(canvas: _Canvas, cell: WhiteCell, geom: PassGeometry) -> No
         protein = h_cyto * np.float32(rho_dry * k[2])
         granules = gran * np.float32(k[3])
         for i, name in enumerate(("eosin", "azure", "complex")):
-            canvas.add(name, where, dna, STAIN_DNA[i])
+            canvas.add(name, where, dna, STAIN_DNA[cell.type][i])
             canvas.add(name, where, protein, STAIN_PROTEIN[cell.type][i])
             canvas.add(name, where, granules, STAIN_GRANULE[cell.type][i])
         canvas.add("azure", where, rna)
