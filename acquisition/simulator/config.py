@@ -116,8 +116,10 @@ class SimConfig:
     stain_phase_coupling
         0..1: how much of a cell's sub-µm phase texture sits where its stained structures are
         (chromatin clumps, specific granules). The rest is compartment-blind texture with the
-        same statistics in every cell type. 0 (with ``nucleus_to_cytoplasm`` 1) leaves nothing
-        in the phase that tells where the stain goes: the null test.
+        same statistics in every cell type. It also scales how far each type's dry-mass
+        density (and the eosinophil granules' faint unstained yellow) departs from the common
+        one. 0 (with ``nucleus_to_cytoplasm`` 1) leaves nothing in the unstained images that
+        tells where the stain goes or which colour it takes: the null test.
     texture_scale
         Scale of the sub-µm texture (granules, chromatin, organelles, membrane folds) that
         scatters light into high angles (0 turns it off).
@@ -159,6 +161,9 @@ class SimConfig:
         Each pass's stage Z of best focus at the slide origin is uniform within +-this, µm.
     stain_variation
         Per-slide relative variation of each dye's concentration (uniform +-this).
+    stain_strength
+        Scale of every dye (1: the calibrated stain; 0: a mock-stained slide that went through
+        staining without dyes, whose images show the stained pass's phase alone).
     stain_shrinkage
         Range of the linear scale of each cell after fixing and staining (shrinks about its
         own centre, so the centre's slide coordinate is unchanged).
@@ -221,6 +226,7 @@ class SimConfig:
     surface_curvature_um: float = 0.5
     focus_offset_um: float = 3.0
     stain_variation: float = 0.1
+    stain_strength: float = 1.0
     stain_shrinkage: tuple[float, float] = (0.95, 0.99)
     wavelengths_nm: tuple[float, float, float] = (630.0, 530.0, 470.0)
     scan_spherical_aberration_waves: float = 0.05
@@ -280,6 +286,7 @@ class SimConfig:
             _check_range(f"SimConfig.{name}", getattr(self, name), 0.0)
         _check_range("SimConfig.magnification_error", self.magnification_error, 0.0, 0.2)
         _check_range("SimConfig.stain_variation", self.stain_variation, 0.0, 0.9)
+        _check_range("SimConfig.stain_strength", self.stain_strength, 0.0, 5.0)
         low, high = self.stain_shrinkage
         if not 0.5 <= low <= high <= 1.0:
             raise SimulatorError(

@@ -143,7 +143,9 @@ class SimulatedMicroscope:
             cfg.surface_tilt_um_per_mm * 1e-3 * math.sin(tilt_dir),
         )
         v = seeded_rng(self.slide, self.seed, "stain").uniform(-1.0, 1.0, 3)
-        self._stain_scale = tuple(float(1.0 + cfg.stain_variation * x) for x in v)
+        self._stain_scale = tuple(
+            float((1.0 + cfg.stain_variation * x) * cfg.stain_strength) for x in v
+        )
 
     def _check_pass(self, pass_: str) -> None:
         if pass_ not in PASSES:

@@ -456,7 +456,7 @@ def _draw_white_cell(canvas: _Canvas, cell: WhiteCell, geom: PassGeometry) -> No
             canvas.add(name, where, granules, STAIN_GRANULE[cell.type][i])
         canvas.add("azure", where, rna)
     elif cell.type == "eosinophil":
-        canvas.add("yellow", where, gran)
+        canvas.add("yellow", where, gran, geom.coupling)
 
 
 def _sub_window(u, v, cu, cv, reach, gx, gy, angle, scale):

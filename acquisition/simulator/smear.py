@@ -542,6 +542,7 @@ class VirtualSmear:
                 radius=float(c["r"]),
                 shrink_range=cfg.stain_shrinkage,
                 uptake_variation=cfg.stain_uptake_variation,
+                coupling=cfg.stain_phase_coupling,
             )
             for c in kept
         )
@@ -758,6 +759,7 @@ def make_white_cell(
     radius: float,
     shrink_range: tuple[float, float] = (0.95, 0.99),
     uptake_variation: float = 0.25,
+    coupling: float = 1.0,
 ) -> WhiteCell:
     """Draw the morphology of one white blood cell of ``type_`` centred at slide ``(x, y)``.
 
@@ -899,9 +901,10 @@ def make_white_cell(
     else:  # lymphocyte: a few azurophilic granules and organelles
         pts = _place_in(rng, int(rng.integers(4, 14)), R, in_cytoplasm)
         gran = np.column_stack([pts, rng.uniform(0.12, 0.2, len(pts))])
-    # compartment-blind sub-µm bodies (organelles, folds): the same statistics in every type
+    # compartment-blind sub-µm bodies (organelles, folds): the same density in every type
+    n_decoys = round(120 * (R / _MEAN_WBC_RADIUS_UM) ** 2)
     pts = _place_in(
-        rng, 120, R, lambda u, v: np.hypot(u, v) < outline_radius(cell, np.arctan2(v, u)) - 0.3
+        rng, n_decoys, R, lambda u, v: np.hypot(u, v) < outline_radius(cell, np.arctan2(v, u)) - 0.3
     )
     decoys = np.column_stack([pts, rng.uniform(0.12, 0.3, len(pts))])
     pts = _place_in(rng, 24, R, in_cytoplasm)
@@ -910,6 +913,9 @@ def make_white_cell(
     )
     lo, hi = WBC_DRY_MASS_PG[type_]
     mass = float(rng.uniform(lo, hi)) * (R / _mean_radius(type_)) ** 2
+    # the type's own dry-mass density only as far as the phase follows the stain: at
+    # coupling 0 every type has the common density (cells still vary one by one)
+    mass *= (_COMMON_DENSITY / _type_density(type_)) ** (1.0 - coupling)
     uptake = np.exp(rng.normal(0.0, uptake_variation, 4) - uptake_variation**2 / 2)
     cell = dataclasses.replace(
         cell,
@@ -927,6 +933,15 @@ def make_white_cell(
 def _mean_radius(type_: str) -> float:
     lo, hi = _WBC_RADIUS_UM[type_]
     return (lo + hi) / 2
+
+
+def _type_density(type_: str) -> float:
+    """Mean dry mass per area of a type's cells (pg/µm² of the unit disc)."""
+    lo, hi = WBC_DRY_MASS_PG[type_]
+    return (lo + hi) / 2 / (math.pi * _mean_radius(type_) ** 2)
+
+
+_COMMON_DENSITY = float(np.mean([_type_density(t) for t in WBC_TYPES]))
 
 
 def cell_columns(cell: WhiteCell, u: np.ndarray, v: np.ndarray, edge_um: float):
