@@ -38,7 +38,8 @@ def real_absorbance(folder: Path) -> dict[str, np.ndarray]:
     """Median absorbance (R, G, B) per structure key over one real set."""
     import cv2
 
-    rows = list(csv.reader((folder / "classes.csv").open()))[1:]
+    with (folder / "classes.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))[1:]
     acc: dict[str, list] = {}
     for iid, cls in rows:
         name = f"{int(iid):03d}.png"

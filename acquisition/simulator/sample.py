@@ -65,7 +65,7 @@ STAIN_PLATELET = (0.05, 0.15, 0.35)
 #: The azure–eosin complex dominates: purple nuclei.
 STAIN_DNA = {
     "neutrophil": (0.19, 0.22, 1.74),
-    "lymphocyte": (0.26, 0.2, 1.4),
+    "lymphocyte": (0.22, 0.15, 1.2),
     "monocyte": (0.18, 0.15, 1.25),
     "eosinophil": (0.18, 0.16, 1.25),
     "basophil": (0.05, 0.12, 1.32),
