@@ -220,7 +220,7 @@ def test_nucleus_stands_out_in_darkfield_only_as_far_as_its_dry_mass_and_texture
     dark_dense = contrasts(dense, "df_07_low", 120.0, 4.0)
     assert len(bright) >= 5 and len(dark_null) == len(dark_dense)
     # the null: the nucleus hardly shows in darkfield (as in brightfield)
-    assert np.median(dark_null) < 0.1 and np.median(bright) < 0.1
+    assert np.median(dark_null) < 0.15 and np.median(bright) < 0.1
     # a denser, textured nucleus stands out in darkfield, cell by cell
     assert np.mean(dark_dense > dark_null) >= 0.5
     assert np.median(dark_dense) > 2 * np.median(dark_null)

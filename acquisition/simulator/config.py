@@ -186,6 +186,20 @@ class SimConfig:
         Photo-electrons per ms per µm² of sample from one LED at full brightness on the axis
         50 mm below the sample through clear glass. The default puts the ``pls43``
         brightfield background (13 LEDs, 4 ms, gain 1) near 215 of 255.
+    led_brightness_error
+        Each LED's true brightness is nominal × (1 + U(-e, e)), fixed per instrument.
+    led_position_error_mm
+        RMS error of each LED's true position (x, y, z), mm: the angle it lights from.
+    vignetting
+        Relative loss of light at the sensor's corners (a cos⁴-like radial falloff).
+    camera_crosstalk
+        Fraction of each colour channel's light that its neighbours record (R↔G↔B).
+    fixed_pattern_noise
+        RMS per-pixel gain variation of the sensor (photo-response non-uniformity).
+    dust_spots
+        Out-of-focus dust shadows on the sensor window (a few % deep, 10-30 px wide).
+    instrument_seed
+        Draws the instrument's fixed errors (LEDs, flat field); independent of the slide.
     render_margin_um
         Margin rendered around every frame and cropped away, µm, so the periodic FFT does not
         wrap one edge into the other. Defocus moves an oblique LED's image by dz·tan θ, so
@@ -235,6 +249,13 @@ class SimConfig:
     read_noise_e: float = 6.0
     black_level_dn: float = 2.0
     led_flux_e_per_ms_um2: float = 1_950.0
+    led_brightness_error: float = 0.15
+    led_position_error_mm: float = 0.3
+    vignetting: float = 0.1
+    camera_crosstalk: float = 0.06
+    fixed_pattern_noise: float = 0.01
+    dust_spots: int = 4
+    instrument_seed: int = 0
     render_margin_um: float = 9.0
     render_cache_mb: float = 400.0
     spectrum_cache_fields: int = 2
@@ -303,6 +324,12 @@ class SimConfig:
         _check_range("SimConfig.highres_phase_factor", self.highres_phase_factor, 0.0, 1.0)
         _check_range("SimConfig.full_well_e", self.full_well_e, 1.0)
         _check_range("SimConfig.led_flux_e_per_ms_um2", self.led_flux_e_per_ms_um2, 0.0)
+        _check_range("SimConfig.led_brightness_error", self.led_brightness_error, 0.0, 0.9)
+        _check_range("SimConfig.led_position_error_mm", self.led_position_error_mm, 0.0, 5.0)
+        _check_range("SimConfig.vignetting", self.vignetting, 0.0, 0.9)
+        _check_range("SimConfig.camera_crosstalk", self.camera_crosstalk, 0.0, 0.3)
+        _check_range("SimConfig.fixed_pattern_noise", self.fixed_pattern_noise, 0.0, 0.2)
+        _check_range("SimConfig.dust_spots", self.dust_spots, 0, 100)
         _check_range("SimConfig.render_margin_um", self.render_margin_um, 0.0)
         _check_range("SimConfig.render_cache_mb", self.render_cache_mb, 0.0)
         if self.spectrum_cache_fields < 1:

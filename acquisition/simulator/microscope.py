@@ -108,7 +108,11 @@ class SimulatedMicroscope:
             slide=self.slide, seed=self.seed, config=self.config, field_area_um2=field_area
         )
         self._leds = profile.led_array.by_id
-        self._max_sin = max(math.hypot(*optics.led_direction(led)) for led in self._leds.values())
+        self._true_leds, self._led_gain = _true_leds(profile, self.config)
+        self._max_sin = max(
+            math.hypot(*optics.led_direction(led)) for led in self._true_leds.values()
+        )
+        self._flats: dict[tuple[int, int], np.ndarray] = {}
         self._workers = _workers()
         self._lock = threading.RLock()
         self._spectra: OrderedDict[tuple, tuple] = OrderedDict()
@@ -395,9 +399,10 @@ class SimulatedMicroscope:
             shift = self.pls_shift_px(x_um, y_um, next(iter(lit)))
         total = None
         for led_id, brightness in lit.items():
-            led = self._leds[led_id]
+            led = self._true_leds[led_id]
             image = self._led_image(pass_, x_um, y_um, dz, led_id, wc, hc, shift)
             weight = flux * brightness / max_b * optics.led_irradiance(led)
+            weight *= self._led_gain[led_id]
             colour = optics.LED_COLOUR_WEIGHTS[led.color]
             if colour[0] == colour[1] == colour[2]:
                 if total is None:
@@ -407,7 +412,55 @@ class SimulatedMicroscope:
             else:
                 term = image * (np.asarray(colour, np.float32) * np.float32(weight))
                 total = term if total is None else cv2.add(total, term, dst=total)
-        return total
+        return self._camera_response(total)
+
+    def _camera_response(self, electrons: np.ndarray) -> np.ndarray:
+        """Colour crosstalk and the sensor's flat field (vignetting, dust, pixel gains)."""
+        cfg = self.config
+        x = cfg.camera_crosstalk
+        if x > 0:
+            mix = np.array(
+                [[1 - x, x, 0.0], [x / 2, 1 - x, x / 2], [0.0, x, 1 - x]], dtype=np.float32
+            )
+            electrons = cv2.transform(electrons, mix)
+        hc, wc = electrons.shape[:2]
+        flat = self._flat_field(wc, hc)
+        if flat is not None:
+            electrons *= flat[:, :, None]
+        return electrons
+
+    def _flat_field(self, wc: int, hc: int) -> np.ndarray | None:
+        """The sensor's relative response ``(hc, wc)`` for a frame centred on the axis."""
+        cfg = self.config
+        if not (cfg.vignetting or cfg.fixed_pattern_noise or cfg.dust_spots):
+            return None
+        if (wc, hc) in self._flats:
+            return self._flats[(wc, hc)]
+        cam = self.profile.camera
+        sw, sh = camera_model.stage_aligned_size(cam.sensor_width_px, cam.sensor_height_px, cam)
+        sw, sh = max(sw, wc), max(sh, hc)
+        rng = seeded_rng("instrument:" + self.profile.name, cfg.instrument_seed, "flat")
+        yy, xx = np.mgrid[0:hc, 0:wc].astype(np.float32)
+        # frame pixels in sensor coordinates (the frame is the sensor's centre crop)
+        sx = xx + (sw - wc) / 2 - (sw - 1) / 2
+        sy = yy + (sh - hc) / 2 - (sh - 1) / 2
+        r2 = (sx * sx + sy * sy) / ((sw / 2) ** 2 + (sh / 2) ** 2)
+        flat = 1.0 - np.float32(cfg.vignetting) * r2
+        for _ in range(int(cfg.dust_spots)):
+            cx, cy = rng.uniform(-sw / 2, sw / 2), rng.uniform(-sh / 2, sh / 2)
+            sigma, depth = rng.uniform(5, 15), rng.uniform(0.02, 0.06)
+            flat *= 1.0 - np.float32(depth) * np.exp(
+                -((sx - cx) ** 2 + (sy - cy) ** 2) / np.float32(2 * sigma * sigma)
+            )
+        if cfg.fixed_pattern_noise:
+            pattern = rng.standard_normal((sh, sw), dtype=np.float32)
+            r0, c0 = (sh - hc) // 2, (sw - wc) // 2
+            flat *= 1.0 + np.float32(cfg.fixed_pattern_noise) * pattern[r0 : r0 + hc, c0 : c0 + wc]
+        flat = flat.astype(np.float32)
+        if len(self._flats) > 8:
+            self._flats.clear()
+        self._flats[(wc, hc)] = flat
+        return flat
 
     def _led_image(
         self,
@@ -431,7 +484,7 @@ class SimulatedMicroscope:
         p = grid.pixel_um
         shift_um = (0.0, 0.0) if shift_px is None else (shift_px[0] * p, shift_px[1] * p)
         sa = self.config.scan_spherical_aberration_waves if pass_ != "highres" else 0.0
-        direction = optics.led_direction(self._leds[led_id])
+        direction = optics.led_direction(self._true_leds[led_id])
         image = np.empty((hc, wc, 3), np.float32)
         for c, (lam_nm, spectrum) in enumerate(
             zip(self.config.wavelengths_nm, spectra, strict=True)
@@ -617,6 +670,24 @@ class SimulatedMicroscope:
             masks = truth_masks(self._objects_for(pass_, raster), raster, self._geometry(pass_))
         cam = self.profile.camera
         return {k: camera_model.to_camera_orientation(v, cam) for k, v in masks.items()}
+
+
+def _true_leds(profile: HardwareProfile, config: SimConfig):
+    """Where each LED really is and how bright it really is (fixed per instrument).
+
+    Returns ``({id: Led}, {id: brightness factor})``: positions off by
+    ``led_position_error_mm`` RMS per axis, brightness by ``U(±led_brightness_error)``.
+    """
+    rng = seeded_rng("instrument:" + profile.name, config.instrument_seed, "leds")
+    leds, gains = {}, {}
+    for led_id in sorted(profile.led_array.by_id):
+        led = profile.led_array.by_id[led_id]
+        dx, dy, dz = rng.normal(0.0, config.led_position_error_mm, 3)
+        leds[led_id] = led.model_copy(
+            update={"x_mm": led.x_mm + dx, "y_mm": led.y_mm + dy, "z_mm": max(led.z_mm + dz, 1.0)}
+        )
+        gains[led_id] = float(1.0 + config.led_brightness_error * rng.uniform(-1.0, 1.0))
+    return leds, gains
 
 
 def _affine(theta: float, t: np.ndarray) -> np.ndarray:

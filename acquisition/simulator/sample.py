@@ -64,11 +64,11 @@ STAIN_PLATELET = (0.05, 0.15, 0.35)
 #: DNA field: per µm of chromatin column (the nucleus column weighted by its clumps), by type.
 #: The azure–eosin complex dominates: purple nuclei.
 STAIN_DNA = {
-    "neutrophil": (0.19, 0.22, 1.74),
-    "lymphocyte": (0.22, 0.15, 1.2),
-    "monocyte": (0.18, 0.15, 1.25),
-    "eosinophil": (0.18, 0.16, 1.25),
-    "basophil": (0.05, 0.12, 1.32),
+    "neutrophil": (0.19, 0.15, 1.74),
+    "lymphocyte": (0.2, 0.1, 1.1),
+    "monocyte": (0.18, 0.1, 1.25),
+    "eosinophil": (0.18, 0.11, 1.25),
+    "basophil": (0.05, 0.08, 1.32),
 }
 #: RNA field (basophilia of the cytoplasm) per µm of cytoplasm column, by type: azure only.
 STAIN_RNA = {
