@@ -25,7 +25,7 @@ OBJECT_TYPES: tuple[str, ...] = (
     "smudge",
 )
 
-#: Healthy-blood differential (REFERENCE.md): neutrophils 40-60 %, lymphocytes 20-40 %,
+#: Healthy-blood differential: neutrophils 40-60 %, lymphocytes 20-40 %,
 #: monocytes 3-11 %, eosinophils < 5 %, basophils < 1 %.
 HEALTHY_DIFFERENTIAL: tuple[tuple[str, float], ...] = (
     ("neutrophil", 0.55),

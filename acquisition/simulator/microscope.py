@@ -3,11 +3,11 @@
 :class:`SimulatedMicroscope` renders what the camera sees at a stage position with some LEDs
 lit (:meth:`~SimulatedMicroscope.render`), and knows the truth behind it: where the slide sits
 in each pass, the best focus, the ideal exposure of a channel, every cell and every planted
-fault. Physics: SIMULATOR.md and the modules beside this one (:mod:`.smear` what is on the
+fault. Physics: docs/simulator.md and the modules beside this one (:mod:`.smear` what is on the
 slide, :mod:`.sample` how it absorbs and delays light, :mod:`.optics` how each LED images it,
 :mod:`.camera_model` how the camera digitises it).
 
-Conventions (DESIGN.md "Files"): stage positions in µm; pixel ``(x, y)`` of a ``W x H``
+Conventions (docs/formats.md): stage positions in µm; pixel ``(x, y)`` of a ``W x H``
 stage-aligned frame taken at stage ``(X, Y)`` with pixel size ``p`` sits at stage
 ``(X + (x - (W-1)/2)·p, Y + (y - (H-1)/2)·p)``; each pass places the slide with
 ``stage = R(θ)·slide + t``. Frames and masks are returned in the orientation the camera
