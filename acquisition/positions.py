@@ -15,6 +15,19 @@ class PositionError(ScopeError):
     """A grid, region or position list is malformed or empty."""
 
 
+#: The most fields one scan file plans (a 75 x 25 mm slide at 20x is about 40 000 fields).
+MAX_FIELDS = 100_000
+
+
+def check_field_count(nx: int, ny: int, what: str) -> None:
+    """Refuse a plan of more than :data:`MAX_FIELDS` fields before anything is allocated."""
+    if nx * ny > MAX_FIELDS:
+        raise PositionError(
+            f"{what} plans {nx} x {ny} = {nx * ny:,} fields; one scan holds at most "
+            f"{MAX_FIELDS:,} (a whole slide is about 40,000): scan a smaller grid or region"
+        )
+
+
 def parse_grid(text: str) -> tuple[int, int]:
     """``"3x2"`` → ``(3, 2)`` fields in x and y."""
     parts = text.lower().replace("×", "x").split("x")
@@ -33,6 +46,8 @@ def parse_region(text: str) -> tuple[float, float, float, float]:
         x0, y0, x1, y1 = (float(v) for v in text.split(","))
     except ValueError:
         raise PositionError(f"--region must be X0,Y0,X1,Y1 in µm, got {text!r}") from None
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise PositionError(f"--region {text!r} must be four finite numbers (µm)")
     if x1 <= x0 or y1 <= y0:
         raise PositionError(f"--region {text!r} is empty: need X0 < X1 and Y0 < Y1")
     return x0, y0, x1, y1
@@ -62,6 +77,7 @@ def grid_positions(
     """
     if not 0.0 <= overlap < 0.9:
         raise PositionError(f"--overlap must be in [0, 0.9), got {overlap}")
+    check_field_count(nx, ny, "--grid")
     step_x = field_um[0] * (1.0 - overlap)
     step_y = field_um[1] * (1.0 - overlap)
     xs = center_um[0] + (np.arange(nx) - (nx - 1) / 2) * step_x
@@ -77,9 +93,8 @@ def region_positions(
     z_um: float = 0.0,
 ) -> np.ndarray:
     """Fields covering the rectangle ``(x0, y0, x1, y1)`` (µm), serpentine order."""
+    nx, ny = region_size(region_um, field_um=field_um, overlap=overlap)
     x0, y0, x1, y1 = region_um
-    nx = max(1, math.ceil(((x1 - x0) - field_um[0]) / (field_um[0] * (1 - overlap)) + 1 - 1e-9))
-    ny = max(1, math.ceil(((y1 - y0) - field_um[1]) / (field_um[1] * (1 - overlap)) + 1 - 1e-9))
     return grid_positions(
         nx,
         ny,
@@ -88,6 +103,20 @@ def region_positions(
         overlap=overlap,
         z_um=z_um,
     )
+
+
+def region_size(
+    region_um: tuple[float, float, float, float],
+    *,
+    field_um: tuple[float, float],
+    overlap: float = 0.0,
+) -> tuple[int, int]:
+    """Fields in x and y covering a region (no allocation; refuses huge regions)."""
+    x0, y0, x1, y1 = region_um
+    nx = max(1, math.ceil(((x1 - x0) - field_um[0]) / (field_um[0] * (1 - overlap)) + 1 - 1e-9))
+    ny = max(1, math.ceil(((y1 - y0) - field_um[1]) / (field_um[1] * (1 - overlap)) + 1 - 1e-9))
+    check_field_count(nx, ny, "--region")
+    return nx, ny
 
 
 def read_positions_csv(path: str | Path) -> np.ndarray:

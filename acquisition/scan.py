@@ -8,7 +8,7 @@ so a scan interrupted at any moment resumes without re-imaging finished fields.
 
 from __future__ import annotations
 
-import shutil
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
+from acquisition.files import (
+    WriteLock,
+    check_slide_name,
+    check_space,
+    clean_stale,
+    guard_space,
+    is_disk_full,
+)
 from acquisition.micromanager import CameraError
 from acquisition.positions import (
+    check_field_count,
     grid_positions,
     parse_grid,
     parse_region,
@@ -26,7 +35,15 @@ from acquisition.positions import (
     region_positions,
 )
 from acquisition.rig import Rig
-from acquisition.scanfile import PASSES, ScanFile, ScanWriter, fields_dir, scan_path
+from acquisition.scanfile import (
+    MAX_STAGE_UM,
+    PASSES,
+    ScanFile,
+    ScanWriter,
+    check_positions,
+    fields_dir,
+    scan_path,
+)
 from acquisition.storage import StorageThread
 from acquisition.tables import DEFAULT_COMPRESSION
 from hardware_profiles import HardwareProfile, select_channels
@@ -134,14 +151,36 @@ def _estimate_bytes(n_fields: int, n_channels: int, frame_wh: tuple[int, int], c
     return int(raw / _EXPECTED_RATIO.get(comp, _DEFAULT_RATIO))
 
 
-def _check_disk(path: Path, need: int) -> None:
-    free = shutil.disk_usage(path.parent).free
-    margin = 256 * 1024**2
-    if need + margin > free:
-        raise ScanError(
-            f"not enough disk space in {path.parent}: the scan needs about "
-            f"{need / 1e9:.1f} GB, {free / 1e9:.1f} GB are free"
-        )
+#: The longest exposure a channel may ask for (a profile with more is a typo).
+MAX_EXPOSURE_MS = 60_000.0
+
+
+def check_exposures(profile: HardwareProfile) -> None:
+    """Every channel's exposure and gain must be finite and plausible."""
+    for ch in profile.stack:
+        if not (math.isfinite(ch.exposure_ms) and 0 < ch.exposure_ms <= MAX_EXPOSURE_MS):
+            raise ScanError(
+                f"profile {profile.name!r}: channel {ch.name} asks for a {ch.exposure_ms:g} ms "
+                f"exposure; exposures must lie in (0, {MAX_EXPOSURE_MS:g}] ms: fix the profile "
+                "(or run scope calibrate)"
+            )
+        if not (math.isfinite(ch.gain) and 0 < ch.gain <= 1e4):
+            raise ScanError(
+                f"profile {profile.name!r}: channel {ch.name} has gain {ch.gain:g}; fix the profile"
+            )
+
+
+def _check_disk(path: Path, need: int, n_fields: int, n_images: int) -> None:
+    check_space(
+        path.parent,
+        need,
+        what=f"the scan ({n_fields:,} fields x {n_images} images, about {need / 1e9:.2f} GB)",
+    )
+
+
+def estimate_scan_bytes(plan: ScanPlan, frame_wh: tuple[int, int]) -> int:
+    """About how many bytes the whole scan of ``plan`` takes on disk (printed before it starts)."""
+    return _estimate_bytes(len(plan.positions), len(plan.profile.stack), frame_wh, plan.compression)
 
 
 def disk_usage(path: Path) -> int:
@@ -165,11 +204,34 @@ def run_scan(
     Raises :class:`ScanInterrupted` on Ctrl-C (after abandoning the current field and
     storing every finished one).
     """
-    ev = events or ScanEvents()
-    note = ev.on_note or (lambda _msg: None)
     if plan.pass_ not in PASSES:
         raise ScanError(f"unknown pass {plan.pass_!r}; choose one of {', '.join(PASSES)}")
+    check_slide_name(plan.slide)
+    check_exposures(plan.profile)
     plan.out.mkdir(parents=True, exist_ok=True)
+    clean_stale(plan.out)
+    with WriteLock(plan.path, what=f"scan {plan.path}"):
+        return _run_scan(plan, rig, resume=resume, events=events, software_version=software_version)
+
+
+def _pending_count(path: Path, n: int, resume: bool) -> int:
+    """Fields still to image (before any file is created or changed)."""
+    if not (resume and path.exists()):
+        return n
+    with ScanFile(path) as sf:
+        return n - (len(sf.done) - len(sf.field_state()))
+
+
+def _run_scan(
+    plan: ScanPlan,
+    rig: Rig,
+    *,
+    resume: bool,
+    events: ScanEvents | None,
+    software_version: str,
+) -> ScanSummary:
+    ev = events or ScanEvents()
+    note = ev.on_note or (lambda _msg: None)
     path = plan.path
     cam = plan.profile.camera
     frame_wh = rig.mm.frame_size
@@ -184,6 +246,18 @@ def run_scan(
     rig.set_pass(plan.pass_)
 
     channels = plan.profile.stack
+    if path.exists() and not resume:
+        raise ScanError(
+            f"{path} already exists; pass --resume to continue it, or choose another --out or "
+            "--slide (an existing scan is never overwritten)"
+        )
+    n_todo = _pending_count(path, len(plan.positions), resume)
+    _check_disk(
+        path,
+        _estimate_bytes(n_todo, len(channels), frame_wh, plan.compression),
+        n_todo,
+        len(channels),
+    )
     writer = ScanWriter(
         path,
         slide=plan.slide,
@@ -205,7 +279,7 @@ def run_scan(
     pending = writer.pending
     if done_before and pending:
         note(f"resuming: {done_before} of {len(writer.positions)} fields already done")
-    _check_disk(path, _estimate_bytes(len(pending), len(channels), frame_wh, writer.compression))
+    field_bytes = len(channels) * frame_wh[0] * frame_wh[1] * 3
 
     z_plan = writer.positions[:, 2].copy()
     if plan.focus == "map" and pending:
@@ -231,6 +305,7 @@ def run_scan(
         for i in pending:
             current = i
             x, y, _ = writer.positions[i]
+            guard_space(path, field_bytes)  # stop before HDF5 can meet a full disk
             try:
                 rig.mm.move_xy(x, y)
                 rig.mm.move_z(z_plan[i])
@@ -288,15 +363,27 @@ def run_scan(
             f"interrupted: {n_done} of {len(writer.positions)} fields are saved in {path}; "
             "run the same command with --resume to continue"
         ) from None
-    except BaseException:
+    except BaseException as err:
         if current is not None:
             try:
                 storage.abandon(current)
             except BaseException:
                 pass
-        storage.close()
+        try:
+            storage.close()
+        except BaseException as storage_err:
+            err = storage_err if is_disk_full(storage_err) else err
+            if not is_disk_full(err):
+                raise
+        if is_disk_full(err):
+            raise _disk_full_error(writer, path) from None
         raise
-    storage.close()
+    try:
+        storage.close()
+    except BaseException as err:
+        if is_disk_full(err):
+            raise _disk_full_error(writer, path) from None
+        raise
     seconds = time.perf_counter() - t0
     if len(writer.done) == len(writer.positions) and rig.sim is not None:
         truth = rig.sim.microscope.truth(
@@ -316,6 +403,16 @@ def run_scan(
         frame_wh=frame_wh,
         notes=notes,
         simulated=rig.simulated,
+    )
+
+
+def _disk_full_error(writer: ScanWriter, path: Path) -> ScanError:
+    for partial in writer.fields_dir.glob("*.partial"):
+        partial.unlink(missing_ok=True)
+    return ScanError(
+        f"the disk holding {path.parent} is full: {len(writer.done)} of "
+        f"{len(writer.positions)} fields are saved in {path}; free some space and run the "
+        "same command with --resume"
     )
 
 
@@ -359,6 +456,10 @@ def plan_scan(
     """
     if pass_ not in PASSES:
         raise ScanError(f"unknown pass {pass_!r}; choose one of {', '.join(PASSES)}")
+    check_slide_name(slide)
+    # NaN means "no focus known" (a stage without a focus drive): fields without z refuse below
+    if math.isinf(z_um) or abs(z_um) > MAX_STAGE_UM:
+        raise ScanError(f"--z-um must be a finite stage position, got {z_um}")
     given = [
         n for n, v in (("--grid", grid), ("--region", region), ("--positions", positions_csv)) if v
     ]
@@ -431,6 +532,15 @@ def plan_scan(
             "some fields have no z and the stage reports none (no focus drive?): give "
             "--z-um, a z_um column in --positions, or --focus map"
         )
+    check_exposures(prof)
+    source = "--positions" if positions_csv else "--cells" if cells_csv else "the plan"
+    checked = positions.copy()
+    if focus == "map":  # fields without z take the focus map's z at scan time
+        checked[np.isnan(checked[:, 2]), 2] = 0.0
+    try:
+        check_positions(checked, source=source)
+    except ScopeError as err:
+        raise ScanError(str(err)) from None
     return ScanPlan(
         slide=slide,
         pass_=pass_,
@@ -458,6 +568,7 @@ def _explicit_positions(
     fov = field_of_view_um(profile, objective, frame_wh)
     if grid:
         nx, ny = parse_grid(grid)
+        check_field_count(nx, ny, f"--grid {grid}")
         return grid_positions(nx, ny, center_um=stage_xy, field_um=fov, overlap=overlap, z_um=z_um)
     if region:
         return region_positions(parse_region(region), field_um=fov, overlap=overlap, z_um=z_um)

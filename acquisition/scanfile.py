@@ -113,6 +113,56 @@ def _now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
+#: Stage positions beyond this (µm, any axis) cannot be on a slide holder.
+MAX_STAGE_UM = 100_000.0
+
+
+def check_positions(positions: np.ndarray, *, source: str = "positions") -> np.ndarray:
+    """Field centres must be finite and within ±100 mm of the stage origin."""
+    positions = np.asarray(positions, dtype=np.float64)
+    bad = ~np.isfinite(positions).all(axis=1) if positions.ndim == 2 else np.array([True])
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ScanFileError(f"{source}: field {i} has a position that is not a finite number")
+    far = np.abs(positions).max(axis=1) > MAX_STAGE_UM
+    if far.any():
+        i = int(np.flatnonzero(far)[0])
+        raise ScanFileError(
+            f"{source}: field {i} at {positions[i].tolist()} µm lies beyond the stage's "
+            f"±{MAX_STAGE_UM:.0f} µm; positions are stage micrometres"
+        )
+    return positions
+
+
+def _require(f: h5py.File, path: Path, tables: tuple[str, ...], attrs: tuple[str, ...]) -> None:
+    for name in tables:
+        if name not in f:
+            raise ScanFileError(
+                f"{path} is damaged: no {name!r} table (restore it from a copy, or rescan)"
+            )
+    for name in attrs:
+        if name not in f.attrs:
+            raise ScanFileError(
+                f"{path} is damaged: no {name!r} attribute (restore it from a copy, or rescan)"
+            )
+
+
+def check_version(attrs: Any, path: Path, current: int) -> None:
+    """Refuse files written by a newer scope (their layout may differ)."""
+    try:
+        version = int(attrs.get("format_version", 0))
+    except (TypeError, ValueError):
+        raise ScanFileError(f"{path} is damaged: format_version is not a number") from None
+    if version > current:
+        by = attrs.get("software_version", "") or "a newer scope"
+        raise ScanFileError(
+            f"{path} was written by scope {by} (format version {version}; this scope reads "
+            f"up to {current}); upgrade scope to read it"
+        )
+    if version < 1:
+        raise ScanFileError(f"{path} is damaged: format_version {version} is not valid")
+
+
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -126,6 +176,22 @@ def _fsync_dir(path: Path) -> None:
         _fsync_path(path)
     except OSError:  # directories cannot be fsynced on every platform
         pass
+
+
+def read_field_file(path: Path, n_channels: int | None = None) -> str:
+    """``"ok"``, ``"missing"`` or ``"damaged"`` for one field file (opens it, checks shapes)."""
+    if not path.is_file():
+        return "missing"
+    try:
+        with h5py.File(path, "r") as h:
+            shape = h["images"].shape
+            h["frames"].shape  # noqa: B018  (must exist)
+            float(h.attrs["z_um"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return "damaged"
+    if len(shape) != 4 or (n_channels is not None and shape[0] != n_channels):
+        return "damaged"
+    return "ok"
 
 
 @dataclass(frozen=True)
@@ -162,6 +228,14 @@ class FieldWriter:
         )
         self._frames: list[dict[str, Any]] = []
         self._written: set[int] = set()
+        self._broken = False  # a write met a full disk: HDF5 must not touch the file again
+
+    def _failed(self, err: BaseException) -> None:
+        from acquisition.files import is_disk_full, quarantine
+
+        if is_disk_full(err) and not self._broken:
+            self._broken = True
+            quarantine(self._file, self._images)
 
     def add(self, channel: int, image: np.ndarray, frame: dict[str, Any]) -> None:
         """Store the image of stack channel ``channel`` with its ``frames`` row."""
@@ -171,7 +245,11 @@ class FieldWriter:
                 f"field {self.index} channel {channel}: image {image.shape} {image.dtype} does "
                 f"not match the scan's frame shape {expected} uint8"
             )
-        self._images[channel] = image
+        try:
+            self._images[channel] = image
+        except BaseException as err:
+            self._failed(err)
+            raise
         self._written.add(channel)
         self._frames.append({"position": self.index, "channel": channel, **frame})
 
@@ -182,10 +260,15 @@ class FieldWriter:
             raise ScanFileError(f"field {self.index}: channels {missing} were never stored")
         acquired_at = _now_iso()
         frames = to_records(self._frames, FRAME_FIELDS)
-        self._file.create_dataset("frames", data=frames)
-        self._file.attrs["z_um"] = z_um
-        self._file.attrs["acquired_at"] = acquired_at
-        self._file.close()
+        try:
+            self._file.create_dataset("frames", data=frames)
+            self._file.attrs["z_um"] = z_um
+            self._file.attrs["acquired_at"] = acquired_at
+            self._file.close()
+        except BaseException as err:
+            self._failed(err)
+            self.abandon()
+            raise
         _fsync_path(self.partial_path)
         os.replace(self.partial_path, self.final_path)
         _fsync_dir(self.final_path.parent)
@@ -194,7 +277,12 @@ class FieldWriter:
     def abandon(self) -> None:
         """Drop an unfinished field (Ctrl-C mid-field, a camera error): nothing is kept."""
         try:
-            self._file.close()
+            if not self._broken:
+                self._file.close()
+        except BaseException as err:
+            self._failed(err)
+            if not self._broken:
+                raise
         finally:
             self.partial_path.unlink(missing_ok=True)
 
@@ -236,6 +324,9 @@ class ScanWriter:
         extra_attrs: dict[str, Any] | None = None,
     ) -> None:
         compression_options(compression)  # validate early
+        from acquisition.files import check_slide_name
+
+        check_slide_name(slide)
         self.path = Path(path)
         self.fields_dir = fields_dir(self.path)
         self.slide = slide
@@ -250,7 +341,7 @@ class ScanWriter:
                 f"positions must be a non-empty (N, 3) array of x_um, y_um, z_um; "
                 f"got shape {positions.shape}"
             )
-        self.positions = positions
+        self.positions = check_positions(positions)
         self.status = ["pending"] * len(positions)
         self.acquired_at = [""] * len(positions)
         self.z_done = positions[:, 2].copy()
@@ -334,12 +425,15 @@ class ScanWriter:
             try:
                 with h5py.File(f, "r") as h:
                     frames = h["frames"][()]
-                    self.frame_hw = tuple(h["images"].shape[1:3])
+                    frame_hw = tuple(h["images"].shape[1:3])
                     z = float(h.attrs["z_um"])
                     acquired = str(h.attrs["acquired_at"])
                     n_ch = h["images"].shape[0]
-            except (OSError, KeyError) as err:
-                raise ScanFileError(f"field file {f} is unreadable ({err}); move it away") from None
+            except (OSError, KeyError, ValueError, TypeError):
+                # a damaged field is set aside (never read again) and imaged anew
+                os.replace(f, f.with_name(f.name + ".damaged"))
+                continue
+            self.frame_hw = frame_hw
             if n_ch != len(self.channels):
                 raise ScanFileError(
                     f"field file {f} has {n_ch} channels, the scan {len(self.channels)}"
@@ -404,31 +498,49 @@ class ScanWriter:
             for i in range(len(self.positions))
         ]
         frames = [self.frames_by_field[i] for i in sorted(self.frames_by_field)]
-        with h5py.File(tmp, "w") as f:
-            for k, v in self._attrs.items():
-                f.attrs[k] = v
-            f.attrs["n_done"] = len(self.done)
-            f.attrs["complete"] = len(self.done) == len(self.positions)
-            f.attrs["updated"] = _now_iso()
-            write_table(f, "channels", to_records(self.channels, CHANNEL_FIELDS))
-            write_table(f, "positions", to_records(rows, POSITION_FIELDS))
-            all_frames = np.concatenate(frames) if frames else to_records([], FRAME_FIELDS)
-            f.create_dataset("frames", data=all_frames, maxshape=(None,))
-            if self.frame_hw is not None:
-                h, w = self.frame_hw
-                shape = (len(self.positions), len(self.channels), h, w, 3)
-                layout = h5py.VirtualLayout(shape=shape, dtype=np.uint8)
-                rel = self.fields_dir.name
-                for i in self.done:
-                    layout[i] = h5py.VirtualSource(
-                        f"{rel}/{_field_name(i)}", "images", shape=shape[1:]
-                    )
-                f.create_virtual_dataset("images", layout, fillvalue=0)
-            if self.truth is not None:
-                _write_truth(f, self.truth)
+        try:
+            self._write_index_file(tmp, rows, frames)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         _fsync_path(tmp)
         os.replace(tmp, self.path)
         _fsync_dir(self.path.parent)
+
+    def _write_index_file(self, tmp: Path, rows: list[dict], frames: list[np.ndarray]) -> None:
+        from acquisition.files import close_h5, is_disk_full, quarantine
+
+        f = h5py.File(tmp, "w")
+        try:
+            self._fill_index(f, rows, frames)
+        except BaseException as err:
+            if is_disk_full(err):
+                quarantine(f)
+            else:
+                f.close()
+            raise
+        close_h5(f)
+
+    def _fill_index(self, f: h5py.File, rows: list[dict], frames: list[np.ndarray]) -> None:
+        for k, v in self._attrs.items():
+            f.attrs[k] = v
+        f.attrs["n_done"] = len(self.done)
+        f.attrs["complete"] = len(self.done) == len(self.positions)
+        f.attrs["updated"] = _now_iso()
+        write_table(f, "channels", to_records(self.channels, CHANNEL_FIELDS))
+        write_table(f, "positions", to_records(rows, POSITION_FIELDS))
+        all_frames = np.concatenate(frames) if frames else to_records([], FRAME_FIELDS)
+        f.create_dataset("frames", data=all_frames, maxshape=(None,))
+        if self.frame_hw is not None:
+            h, w = self.frame_hw
+            shape = (len(self.positions), len(self.channels), h, w, 3)
+            layout = h5py.VirtualLayout(shape=shape, dtype=np.uint8)
+            rel = self.fields_dir.name
+            for i in self.done:
+                layout[i] = h5py.VirtualSource(f"{rel}/{_field_name(i)}", "images", shape=shape[1:])
+            f.create_virtual_dataset("images", layout, fillvalue=0)
+        if self.truth is not None:
+            _write_truth(f, self.truth)
 
 
 def _write_truth(f: h5py.File, truth: dict[str, Any]) -> None:
@@ -476,17 +588,39 @@ class ScanFile:
         try:
             self._f = h5py.File(self.path, "r")
         except OSError as err:
-            raise ScanFileError(f"cannot open {self.path} as HDF5: {err}") from None
+            from acquisition.files import hdf5_open_problem
+
+            raise ScanFileError(hdf5_open_problem(self.path, err, "scope scan file")) from None
         fmt = self._f.attrs.get("format")
         if fmt != FORMAT:
             self._f.close()
             raise ScanFileError(
                 f"{self.path} is not a scope scan file (format {fmt!r}, expected {FORMAT!r})"
             )
-        self.attrs = dict(self._f.attrs)
-        self.channels = read_table(self._f, "channels")
-        self.positions = read_table(self._f, "positions")
-        self.frames = self._f["frames"][()]
+        try:
+            check_version(self._f.attrs, self.path, FORMAT_VERSION)
+            _require(
+                self._f,
+                self.path,
+                ("channels", "positions", "frames"),
+                ("slide", "pass", "pixel_size_um", "profile"),
+            )
+            self.attrs = dict(self._f.attrs)
+            self.channels = read_table(self._f, "channels")
+            self.positions = read_table(self._f, "positions")
+            self.frames = self._f["frames"][()]
+            for col in ("status", "x_um", "y_um", "z_um"):
+                if col not in (self.positions.dtype.names or ()):
+                    raise ScanFileError(
+                        f"{self.path} is damaged: its 'positions' table has no {col!r} column"
+                    )
+        except ScanFileError:
+            self._f.close()
+            raise
+        except (KeyError, OSError, ValueError) as err:
+            self._f.close()
+            raise ScanFileError(f"{self.path} is damaged ({err}); restore it or rescan") from None
+        self._field_state: dict[int, str] | None = None
 
     @property
     def simulated(self) -> bool:
@@ -516,7 +650,45 @@ class ScanFile:
 
     @property
     def profile(self) -> HardwareProfile:
-        return parse_profile(json.loads(self.attrs["profile"]), repr(str(self.path)))
+        try:
+            data = json.loads(self.attrs["profile"])
+        except (KeyError, ValueError, TypeError):
+            raise ScanFileError(
+                f"{self.path} is damaged: its 'profile' attribute is not valid JSON"
+            ) from None
+        return parse_profile(data, repr(str(self.path)))
+
+    def field_state(self) -> dict[int, str]:
+        """Every ``done`` field whose file is not readable: index → ``missing``/``damaged``."""
+        if self._field_state is None:
+            folder = fields_dir(self.path)
+            n_ch = len(self.channels)
+            state = {int(i): read_field_file(folder / _field_name(int(i)), n_ch) for i in self.done}
+            self._field_state = {i: s for i, s in state.items() if s != "ok"}
+        return self._field_state
+
+    def integrity_problem(self) -> str:
+        """'' when every done field is readable, else one line naming them and the fix."""
+        bad = self.field_state()
+        if not bad:
+            return ""
+        parts = []
+        for what in ("missing", "damaged"):
+            idx = sorted(i for i, s in bad.items() if s == what)
+            if idx:
+                more = f" and {len(idx) - 8} more" if len(idx) > 8 else ""
+                numbers = ", ".join(map(str, idx[:8]))
+                parts.append(f"field{'s' if len(idx) > 1 else ''} {numbers}{more} {what}")
+        return (
+            f"{self.path}: {'; '.join(parts)} (their files in {fields_dir(self.path).name}/); "
+            f"run the same scope scan command with --resume to image them again"
+        )
+
+    def verify(self) -> None:
+        """Raise :class:`ScanFileError` when a done field's file is missing or damaged."""
+        problem = self.integrity_problem()
+        if problem:
+            raise ScanFileError(problem)
 
     @property
     def n_positions(self) -> int:
@@ -528,7 +700,8 @@ class ScanFile:
 
     @property
     def complete(self) -> bool:
-        return bool(len(self.done) == self.n_positions)
+        """Every field done and its file readable."""
+        return bool(len(self.done) == self.n_positions) and not self.field_state()
 
     @property
     def images(self) -> h5py.Dataset:

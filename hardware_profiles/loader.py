@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import yaml
@@ -76,8 +77,13 @@ def dump(profile: HardwareProfile, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = profile.model_dump(mode="json")
-    path.write_text(
-        yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100),
-        encoding="utf-8",
-    )
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")  # temp + rename: never half a file
+    try:
+        tmp.write_text(
+            yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100),
+            encoding="utf-8",
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

@@ -16,7 +16,6 @@ interrupted run never leaves a half-written dataset (DESIGN.md "Files").
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,11 +101,16 @@ class DatasetWriter:
         compression: str = DEFAULT_COMPRESSION,
         software_version: str = "",
         overwrite: bool = True,
+        written_by: str = "",
     ) -> None:
+        from acquisition.files import clean_stale, temp_path
+
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise DatasetError(f"{self.path} already exists")
-        self.tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(self.path.parent)
+        self.tmp = temp_path(self.path)
         self.crop_size = int(crop_size)
         from registration.dataset_channels import channel_records
 
@@ -123,6 +127,7 @@ class DatasetWriter:
             )
         self._f.attrs["provenance"] = json.dumps(dict(provenance or {}), default=str)
         self._f.attrs["software_version"] = software_version
+        self._f.attrs["written_by"] = written_by
         write_table(self._f, "channels", self.channels)
         opts = compression_options(compression)
         self._inputs = self._f.create_dataset(
@@ -151,6 +156,14 @@ class DatasetWriter:
         )
         self._cells: list[dict[str, Any]] = []
         self._closed = False
+
+    def _failed(self, err: BaseException) -> None:
+        """A write met a full disk: HDF5 must never touch this file again (it would crash)."""
+        from acquisition.files import is_disk_full, quarantine
+
+        if is_disk_full(err) and not self._closed:
+            quarantine(self._f, self._inputs, self._targets, self._highres)
+            self._closed = True
 
     def __len__(self) -> int:
         return len(self._cells)
@@ -181,23 +194,36 @@ class DatasetWriter:
             missing = [k for k in CELL_COLUMNS if k not in row]
             if missing:
                 raise DatasetError(f"cell row lacks columns {missing}")
+        from acquisition.files import guard_space
+
+        guard_space(self.path, inputs.nbytes + 2 * targets.nbytes)
         start = len(self._cells)
-        for ds, arr in (
-            (self._inputs, inputs),
-            (self._targets, targets),
-            (self._highres, targets_highres),
-        ):
-            ds.resize(start + n, axis=0)
-            ds[start : start + n] = arr
+        try:
+            for ds, arr in (
+                (self._inputs, inputs),
+                (self._targets, targets),
+                (self._highres, targets_highres),
+            ):
+                ds.resize(start + n, axis=0)
+                ds[start : start + n] = arr
+        except BaseException as err:
+            self._failed(err)
+            raise
         self._cells.extend(rows)
 
     def commit(self) -> Path:
         """Write the cells table, close and rename into place."""
-        write_table(self._f, "cells", to_records(self._cells, CELL_FIELDS))
-        self._f.attrs["n_cells"] = len(self._cells)
-        self._f.close()
+        from acquisition.files import commit_temp
+
+        try:
+            write_table(self._f, "cells", to_records(self._cells, CELL_FIELDS))
+            self._f.attrs["n_cells"] = len(self._cells)
+            self._f.close()
+        except BaseException as err:
+            self._failed(err)
+            raise
         self._closed = True
-        os.replace(self.tmp, self.path)
+        commit_temp(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
@@ -209,11 +235,21 @@ class DatasetWriter:
     def __enter__(self) -> DatasetWriter:
         return self
 
-    def __exit__(self, exc_type: object, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        from acquisition.files import disk_full, is_disk_full
+
         if exc_type is not None:
             self.abort()
+            if isinstance(exc, BaseException) and is_disk_full(exc):
+                raise disk_full(self.path, "existing files are untouched") from None
         elif not self._closed:
-            self.commit()
+            try:
+                self.commit()
+            except BaseException as err:
+                self.abort()
+                if is_disk_full(err):
+                    raise disk_full(self.path, "existing files are untouched") from None
+                raise
 
 
 class Dataset:
@@ -226,19 +262,52 @@ class Dataset:
         try:
             self._f = h5py.File(self.path, "r")
         except OSError as err:
-            raise DatasetError(f"cannot open {self.path} as HDF5: {err}") from None
+            from acquisition.files import hdf5_open_problem
+
+            raise DatasetError(hdf5_open_problem(self.path, err, "scope dataset")) from None
         fmt = self._f.attrs.get("format")
         if fmt != FORMAT:
             self._f.close()
-            raise DatasetError(
-                f"{self.path} is not a scope dataset (format {fmt!r}, expected {FORMAT!r})"
-            )
+            what = "a scan file" if fmt == "scope-scan" else f"format {fmt!r}"
+            raise DatasetError(f"{self.path} is not a scope dataset ({what}, expected {FORMAT!r})")
+        try:
+            self._open_parts()
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _open_parts(self) -> None:
+        from acquisition.scanfile import ScanFileError, check_version
+
+        try:
+            check_version(self._f.attrs, self.path, FORMAT_VERSION)
+        except ScanFileError as err:
+            raise DatasetError(str(err)) from None
+        for name in ("channels", "cells", "inputs", "targets", "targets_highres"):
+            if name not in self._f:
+                raise DatasetError(
+                    f"{self.path} is damaged: no {name!r} table (restore it from a copy, or "
+                    "run scope match again)"
+                )
+        if "crop_size" not in self._f.attrs:
+            raise DatasetError(f"{self.path} is damaged: no 'crop_size' attribute")
         self.attrs = dict(self._f.attrs)
-        self.channels = read_table(self._f, "channels")
-        self.cells = read_table(self._f, "cells") if "cells" in self._f else empty_cells()
+        try:
+            self.channels = read_table(self._f, "channels")
+            self.cells = read_table(self._f, "cells")
+        except (KeyError, ValueError, OSError) as err:
+            raise DatasetError(f"{self.path} is damaged ({err})") from None
+        missing = [c for c in CELL_COLUMNS if c not in (self.cells.dtype.names or ())]
+        if missing:
+            raise DatasetError(f"{self.path} is damaged: its cells table lacks {missing[:4]}")
         self.inputs: h5py.Dataset = self._f["inputs"]
         self.targets: h5py.Dataset = self._f["targets"]
         self.targets_highres: h5py.Dataset = self._f["targets_highres"]
+        n = len(self.cells)
+        if any(len(d) != n for d in (self.inputs, self.targets, self.targets_highres)):
+            raise DatasetError(
+                f"{self.path} is damaged: {n} cells but {len(self.inputs)} input crops"
+            )
 
     def __len__(self) -> int:
         return len(self.cells)

@@ -438,6 +438,7 @@ def add_highres(
     workers: int = 1,
     progress: Any = None,
     software_version: str = "",
+    force: bool = False,
 ) -> HighresSummary:
     """Add 100x targets to the cells of ``dataset`` that ``highres`` imaged.
 
@@ -474,6 +475,11 @@ def add_highres(
     t0 = time.perf_counter()
     dataset = Path(dataset)
     out = Path(out) if out is not None else dataset
+    if out.resolve() != dataset.resolve():
+        from acquisition.files import check_target, guard_output
+
+        guard_output(out)
+        check_target(out, "scope-dataset", command="scope match --highres", force=force)
     with Dataset(dataset) as ds:
         cells = ds.cells.copy()
         provenance = ds.provenance
@@ -481,6 +487,7 @@ def add_highres(
     with ScanFile(highres) as hr:
         if hr.pass_ != "highres":
             raise HighresError(f"{hr.path} is a {hr.pass_!r} scan, not a highres one")
+        hr.verify()
         if not hr.complete:
             raise HighresError(
                 f"{hr.path} is incomplete ({len(hr.done)} of {hr.n_positions} cells imaged); "
@@ -590,7 +597,10 @@ def add_highres(
         "options": asdict(opt),
         "software_version": software_version,
     }
-    _rewrite(dataset, out, new_cells, targets, provenance, software_version)
+    from acquisition.files import WriteLock
+
+    with WriteLock(out):
+        _rewrite(dataset, out, new_cells, targets, provenance, software_version)
     good = [scores[r] for r in targets]
     return HighresSummary(
         dataset=out,
@@ -634,6 +644,7 @@ def _rewrite(
             profile=ds.attrs.get("profile") or None,
             provenance=provenance,
             software_version=software_version or str(ds.attrs.get("software_version", "")),
+            written_by="scope match --highres",
         )
         with writer:
             rows = cell_rows(cells)

@@ -16,7 +16,13 @@ import numpy as np
 
 from hardware_profiles.errors import ScopeError
 from registration.qc import FLAG_ORDER
-from registration.splits import DEFAULT_BLOCK_UM, DEFAULT_FRACTIONS, SPLITS, default_split
+from registration.splits import (
+    DEFAULT_BLOCK_UM,
+    DEFAULT_FRACTIONS,
+    SPLITS,
+    default_split,
+    split_mode,
+)
 
 
 class DatasetOperationError(ScopeError):
@@ -167,8 +173,8 @@ def _split_for(
     by: str,
     block_um: float,
 ) -> tuple[np.ndarray, str]:
-    n_slides = len(set(cells["slide"]))
-    mode = by if by != "auto" else ("slide" if n_slides >= 3 else "blocks")
+    mode = split_mode(cells["slide"], by)
+    usable = np.array([not str(f).strip() for f in cells["qc_flags"]], bool)
     split = default_split(
         cells["x_um"],
         cells["y_um"],
@@ -178,6 +184,7 @@ def _split_for(
         fractions=fractions,
         seed=seed,
         by=mode,
+        usable=usable,
     )
     return split, mode
 
@@ -189,6 +196,7 @@ def _copy(
     *,
     provenance: dict[str, Any],
     software_version: str,
+    written_by: str,
     batch: int = 64,
 ) -> None:
     """Stream the image arrays of ``sources`` (in order) into ``out`` with new ``cells``."""
@@ -205,6 +213,7 @@ def _copy(
             profile=first.attrs.get("profile") or None,
             provenance=provenance,
             software_version=software_version,
+            written_by=written_by,
         )
         with writer:
             start = 0
@@ -235,12 +244,14 @@ def merge_datasets(
     by: str = "auto",
     block_um: float = DEFAULT_BLOCK_UM,
     software_version: str = "",
+    force: bool = False,
 ) -> SplitSummary:
     """Concatenate datasets (same channels and crop size) and assign splits afresh.
 
-    With ≥ 3 slides the split is by slide (``by="auto"``), else by spatial blocks.
+    With ≥ 5 slides the split is by slide (``by="auto"``), else by spatial blocks. An
+    existing ``out`` is replaced only when it is a dataset this command wrote (or ``force``).
     """
-    from registration.dataset import Dataset, empty_cells
+    from acquisition.files import WriteLock, check_target, guard_output
 
     paths = [Path(p) for p in paths]
     out = Path(out)
@@ -248,6 +259,15 @@ def merge_datasets(
         raise DatasetOperationError("give at least one dataset to merge")
     if out.resolve() in [p.resolve() for p in paths if p.exists()]:
         raise DatasetOperationError(f"--out {out} is one of the inputs; choose a new file")
+    guard_output(out)
+    check_target(out, "scope-dataset", command="scope dataset merge", force=force)
+    with WriteLock(out):
+        return _merge(paths, out, fractions, seed, by, block_um, software_version)
+
+
+def _merge(paths, out, fractions, seed, by, block_um, software_version) -> SplitSummary:
+    from registration.dataset import Dataset, empty_cells
+
     tables, crops, cells_list, provs, pixel = [], [], [], [], []
     for p in paths:
         with Dataset(p) as ds:
@@ -271,10 +291,24 @@ def merge_datasets(
         "merged_from": provs,
         "split": {"by": mode, "fractions": list(fractions), "seed": seed, "block_um": block_um},
     }
-    _copy(paths, out, cells, provenance=provenance, software_version=software_version)
+    _copy(
+        paths,
+        out,
+        cells,
+        provenance=provenance,
+        software_version=software_version,
+        written_by="scope dataset merge",
+    )
     return SplitSummary(
         out, mode, {s: int((cells["split"] == s).sum()) for s in SPLITS}, len(set(cells["slide"]))
     )
+
+
+def written_by_of(path: Path) -> str:
+    """In-place re-splits keep the file's author; a copy is the split command's own."""
+    from acquisition.files import written_by
+
+    return written_by(path) or "scope dataset split"
 
 
 def _duplicate_slides(paths: Sequence[Path], cells_list: Sequence[np.ndarray]) -> str:
@@ -304,12 +338,29 @@ def resplit_dataset(
     by: str = "auto",
     block_um: float = DEFAULT_BLOCK_UM,
     software_version: str = "",
+    force: bool = False,
 ) -> SplitSummary:
-    """Assign train/val/test again (in place by default, atomically)."""
+    """Assign train/val/test again (in place by default, atomically).
+
+    With ``out``, an existing file is replaced only when it is a dataset this command
+    wrote (or ``force``).
+    """
+    from acquisition.files import WriteLock, check_target, guard_output
     from registration.dataset import Dataset
 
     path = Path(path)
     out = Path(out) if out is not None else path
+    Dataset(path).close()  # the input must be a dataset before anything else is checked
+    if out.resolve() != path.resolve():
+        guard_output(out)
+        check_target(out, "scope-dataset", command="scope dataset split", force=force)
+    with WriteLock(out):
+        return _resplit(path, out, fractions, seed, by, block_um, software_version)
+
+
+def _resplit(path, out, fractions, seed, by, block_um, software_version) -> SplitSummary:
+    from registration.dataset import Dataset
+
     with Dataset(path) as ds:
         cells = ds.cells.copy()
         crop_um = ds.crop_size * (_pixel_size(ds) or 0.293)
@@ -327,7 +378,16 @@ def resplit_dataset(
         "seed": seed,
         "block_um": block_um,
     }
-    _copy([path], out, cells, provenance=provenance, software_version=version)
+    _copy(
+        [path],
+        out,
+        cells,
+        provenance=provenance,
+        software_version=version,
+        written_by=written_by_of(path)
+        if out.resolve() == path.resolve()
+        else "scope dataset split",
+    )
     return SplitSummary(
         out, mode, {s: int((cells["split"] == s).sum()) for s in SPLITS}, len(set(cells["slide"]))
     )
@@ -395,11 +455,11 @@ def preview_grid(
     grid = np.concatenate(
         [np.concatenate(tiles[i : i + cols], axis=1) for i in range(0, len(tiles), cols)], axis=0
     )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
-        raise DatasetOperationError(f"cannot write {out} (is the extension .png?)")
-    return out
+    from acquisition.files import check_target, guard_output, write_image
+
+    out = guard_output(out, option="--grid")
+    check_target(out, "image", command="scope dataset info", option="--grid")
+    return write_image(out, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
 
 def description_json(path: str | Path) -> str:

@@ -27,7 +27,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -49,6 +48,7 @@ from registration.coarse import (
     to_grey,
 )
 from registration.fine import FineMatchError, crop_origin, fine_match
+from registration.mosaic import FieldMosaic
 from registration.qc import QcOptions, channel_pairs, join_flags
 from registration.segment import WbcParams, background_colour, segment_wbcs
 from registration.splits import DEFAULT_BLOCK_UM, DEFAULT_FRACTIONS, default_split
@@ -119,6 +119,10 @@ class MatchOptions:
             raise MatchError(f"workers must be ≥ 1; got {self.workers}.")
         if self.dedup_um <= 0 or self.outlier_px <= 0:
             raise MatchError("dedup_um and outlier_px must be positive.")
+        if not (math.isfinite(self.qc.min_ssim) and -1.0 <= self.qc.min_ssim <= 1.0):
+            raise MatchError(f"--min-ssim must lie in [-1, 1], got {self.qc.min_ssim}")
+        if not (math.isfinite(self.margin_um) and self.margin_um > 0):
+            raise MatchError(f"--margin-um must be a positive number, got {self.margin_um}")
         self.wbc.validate()
 
 
@@ -227,6 +231,7 @@ def _check_pair(u: Any, s: Any) -> ScanPair:
             f"{s.path.name} is slide {s.slide!r}"
         )
     for scan in (u, s):
+        scan.verify()  # a done field whose file is missing or damaged: refuse, never black crops
         if not scan.complete:
             raise MatchError(
                 f"{scan.path} is incomplete ({len(scan.done)} of {scan.n_positions} fields "
@@ -328,6 +333,10 @@ class CellMatch:
     input_origin: tuple[int, int]
     target_origin: tuple[int, int]
     flags: set[str]
+    #: the input crop was cut (partly) from neighbouring unstained fields
+    from_neighbours: bool = False
+    #: the target crop was cut (partly) from neighbouring stained fields
+    target_from_neighbours: bool = False
 
 
 def _fine(args: tuple[ScanPair, int, np.ndarray, SlideFit, str, MatchOptions]) -> list[CellMatch]:
@@ -337,6 +346,10 @@ def _fine(args: tuple[ScanPair, int, np.ndarray, SlideFit, str, MatchOptions]) -
     u = to_grey(_scan(pair.unstained).image(i, pair.bf_unstained))
     s = to_grey(_scan(pair.stained).image(i, pair.bf_stained))
     c = opt.crop_size
+    mosaic = FieldMosaic(pair.centres_unstained, pair.width, pair.height, pair.pixel_size_um)
+    mosaic_s = FieldMosaic(pair.centres_stained, pair.width, pair.height, pair.pixel_size_um)
+    greys = _NeighbourImages(_scan(pair.unstained), i, pair.bf_unstained, u, grey=True)
+    sgreys = _NeighbourImages(_scan(pair.stained), i, pair.bf_stained, s, grey=True)
     seeds = fit.predict(i, centroids)
     out = []
     for (sx, sy), (px, py) in zip(centroids, seeds, strict=True):
@@ -344,9 +357,30 @@ def _fine(args: tuple[ScanPair, int, np.ndarray, SlideFit, str, MatchOptions]) -
         if status == "outlier":
             flags.add("coarse_outlier")
         t_origin = crop_origin(sx, sy, c)
+        target_outside = not mosaic_s.inside(i, *t_origin, c, c)
+        ox = oy = 0
         try:
             fm = fine_match(u, s, (sx, sy), (px, py), crop_size=c, search_px=opt.search_px)
         except FineMatchError:
+            # the stained crop or the search window leaves its frame: match in the stitched
+            # neighbourhood (fields abut; the slide moved between the passes)
+            fm = None
+            tpatch, tfull = mosaic_s.cut(i, *t_origin, c, c, sgreys)
+            side = c + 2 * opt.search_px + 4
+            ox = int(np.floor(t_origin[0] + (px - sx) + 0.5)) - opt.search_px - 2
+            oy = int(np.floor(t_origin[1] + (py - sy) + 0.5)) - opt.search_px - 2
+            if tfull:
+                patch, full = mosaic.cut(i, ox, oy, side, side, greys)
+                if full:
+                    fm = fine_match(
+                        patch,
+                        tpatch,
+                        (sx - t_origin[0], sy - t_origin[1]),
+                        (px - ox, py - oy),
+                        crop_size=c,
+                        search_px=opt.search_px,
+                    )
+        if fm is None:
             flags.add("near_edge")
             ix = int(np.floor(t_origin[0] + (px - sx) + 0.5))
             iy = int(np.floor(t_origin[1] + (py - sy) + 0.5))
@@ -354,16 +388,21 @@ def _fine(args: tuple[ScanPair, int, np.ndarray, SlideFit, str, MatchOptions]) -
             continue
         if fm.on_border or not fm.ssim >= opt.qc.min_ssim:
             flags.add("low_ssim")
-        if not (
-            0 <= fm.crop_x
-            and 0 <= fm.crop_y
-            and fm.crop_x + c <= pair.width
-            and fm.crop_y + c <= pair.height
-        ):
+        x0, y0 = fm.crop_x + ox, fm.crop_y + oy
+        outside = not mosaic.inside(i, x0, y0, c, c)
+        if outside and not mosaic.covers(i, x0, y0, c, c):
             flags.add("near_edge")
         out.append(
             CellMatch(
-                i, (sx, sy), (fm.x_px, fm.y_px), fm.ssim, (fm.crop_x, fm.crop_y), t_origin, flags
+                i,
+                (sx, sy),
+                (fm.x_px + ox, fm.y_px + oy),
+                fm.ssim,
+                (x0, y0),
+                t_origin,
+                flags,
+                from_neighbours=outside and "near_edge" not in flags,
+                target_from_neighbours=target_outside,
             )
         )
     return out
@@ -395,6 +434,22 @@ def _cut(image: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
     return out
 
 
+class _NeighbourImages:
+    """``image_of(field)`` for :meth:`FieldMosaic.cut`: one channel, each field read once."""
+
+    def __init__(
+        self, scan: Any, home: int, channel: int, home_image: np.ndarray, *, grey: bool = False
+    ) -> None:
+        self.scan, self.channel, self.grey = scan, channel, grey
+        self.images = {home: home_image}
+
+    def __call__(self, j: int) -> np.ndarray:
+        if j not in self.images:
+            img = self.scan.image(j, self.channel)
+            self.images[j] = to_grey(img) if self.grey else img
+        return self.images[j]
+
+
 def _extract(
     args: tuple[
         ScanPair, int, list[CellMatch], np.ndarray, np.ndarray, MatchOptions, str, np.ndarray
@@ -418,6 +473,7 @@ def _extract(
     offsets = np.full((n_ch, 2, 2), np.nan)
     scores = np.full(n_ch, np.nan)
     bf = uscan.image(i, pair.bf_unstained)
+    mosaic = FieldMosaic(pair.centres_unstained, pair.width, pair.height, pair.pixel_size_um)
     aligner = ChannelAligner(bf, region_px=opt.qc.pls_region_px, search_px=opt.qc.pls_search_px)
     # every single-LED image is measured against the brightfield image and against its
     # neighbours (qc.channel_pairs)
@@ -430,11 +486,25 @@ def _extract(
             offsets[ch], scores[ch] = aligner.offset(img, str(kinds[ch]), grey=grey)
             if pairs.wants(ch):
                 pairs.add(ch, grey[sub])
+        image_of = _NeighbourImages(uscan, i, ch, img)
         for k, cm in enumerate(cells):
-            inputs[k, ch] = _cut(img, cm.input_origin[0], cm.input_origin[1], c)
+            x0, y0 = cm.input_origin
+            if cm.from_neighbours:
+                inputs[k, ch], _full = mosaic.cut(i, x0, y0, c, c, image_of)
+            else:
+                inputs[k, ch] = _cut(img, x0, y0, c)
     stained = _scan(pair.stained).image(i, pair.bf_stained)
+    mosaic_s = FieldMosaic(pair.centres_stained, pair.width, pair.height, pair.pixel_size_um)
+    stained_of = _NeighbourImages(_scan(pair.stained), i, pair.bf_stained, stained)
     targets = (
-        np.stack([_cut(stained, *cm.target_origin, c) for cm in cells])
+        np.stack(
+            [
+                mosaic_s.cut(i, *cm.target_origin, c, c, stained_of)[0]
+                if cm.target_from_neighbours
+                else _cut(stained, *cm.target_origin, c)
+                for cm in cells
+            ]
+        )
         if n
         else (np.zeros((0, c, c, 3), np.uint8))
     )
@@ -574,6 +644,7 @@ def match_scans(
     options: MatchOptions | None = None,
     progress: Progress | None = None,
     software_version: str = "",
+    force: bool = False,
 ) -> MatchSummary:
     """Register two scans of one slide and write ``out`` (a dataset) and its cells CSV.
 
@@ -588,18 +659,51 @@ def match_scans(
     progress
         Optional ``progress(phase, done, total)`` callback.
 
+    force
+        Replace an ``out`` written by another command (``scope match --highres``, a merge),
+        and match even when the two scans do not look like one slide.
+
     Raises
     ------
     MatchError, RegistrationError, ScanFileError
         For scans that do not belong together, are incomplete, blank, hold no WBC or cannot
         be registered. Nothing is written then.
     """
-    from registration.dataset import DatasetWriter
+    from acquisition.files import WriteLock, check_target, clean_stale, guard_output
 
     opt = options or MatchOptions()
     opt.validate()
+    out = guard_output(Path(out))
+    for p in (Path(unstained), Path(stained)):
+        if p.exists() and out.exists() and out.resolve() == p.resolve():
+            raise MatchError(f"--out {out} would overwrite an input scan")
+    check_target(out, "scope-dataset", command="scope match", force=force)
+    check_target(cells_csv_path(out), "cells-csv", command="scope match", force=force)
+    clean_stale(out.parent)
+    with WriteLock(out):
+        try:
+            return _match_scans(unstained, stained, out, opt, progress, software_version, force)
+        except OSError as err:
+            from acquisition.files import disk_full, is_disk_full
+
+            if is_disk_full(err):
+                raise disk_full(out, "nothing was written") from None
+            raise
+
+
+def _match_scans(
+    unstained: str | Path,
+    stained: str | Path,
+    out: Path,
+    opt: MatchOptions,
+    progress: Progress | None,
+    software_version: str,
+    force: bool,
+) -> MatchSummary:
+    from acquisition.files import spill_folder
+    from registration.dataset import DatasetWriter
+
     t0 = time.perf_counter()
-    out = Path(out)
     pair, u, s = open_pair(unstained, stained)
     try:
         channels = u.channels.copy()
@@ -609,8 +713,6 @@ def match_scans(
     finally:
         u.close()
         s.close()
-    if out.resolve() in (Path(pair.unstained), Path(pair.stained)):
-        raise MatchError(f"--out {out} would overwrite an input scan")
     notes: list[str] = []
     try:
         # 1. survey
@@ -657,6 +759,7 @@ def match_scans(
                 for cm in cells
             ]
         ).reshape(-1, 2)
+        notes += _same_slide_check(fit.status, cells, opt, pair, force)
         keep = _dedup(cells, stained_stage, pair, opt.dedup_um)
         n_dup = len(cells) - len(keep)
         cells = [cells[k] for k in keep]
@@ -667,17 +770,6 @@ def match_scans(
                 for cm in cells
             ]
         ).reshape(-1, 2)
-        crop_um = opt.crop_size * pair.pixel_size_um
-        split = default_split(
-            unstained_stage[:, 0],
-            unstained_stage[:, 1],
-            [pair.slide] * len(cells),
-            crop_um=crop_um,
-            block_um=opt.block_um,
-            fractions=opt.fractions,
-            seed=opt.seed,
-            by="blocks",
-        )
         # 5. extract
         by_field: dict[int, list[int]] = {}
         for k, cm in enumerate(cells):
@@ -685,9 +777,7 @@ def match_scans(
         kinds = np.asarray(channels["kind"])
         ch_pairs = channel_pairs(channels)
         bgs = {sv.index: (sv.background_unstained, sv.background_stained) for sv in surveys}
-        spill_dir = tempfile.mkdtemp(
-            prefix=".match-", dir=out.parent if out.parent.exists() else None
-        )
+        spill_dir = spill_folder(out)
         try:
             tasks = [
                 (pair, f, [cells[k] for k in ks], *bgs[f], opt, spill_dir, kinds, ch_pairs)
@@ -700,6 +790,18 @@ def match_scans(
             for fc in crops:
                 for k, fl in zip(by_field[fc.index], fc.flags, strict=True):
                     cells[k].flags = fl
+            # the split once every flag is known: each split gets unflagged cells
+            split = default_split(
+                unstained_stage[:, 0],
+                unstained_stage[:, 1],
+                [pair.slide] * len(cells),
+                crop_um=opt.crop_size * pair.pixel_size_um,
+                block_um=opt.block_um,
+                fractions=opt.fractions,
+                seed=opt.seed,
+                by="blocks",
+                usable=[not cm.flags for cm in cells],
+            )
             provenance = {
                 "unstained": {"path": pair.unstained, "sha256_index": hashes["unstained"]},
                 "stained": {"path": pair.stained, "sha256_index": hashes["stained"]},
@@ -725,6 +827,7 @@ def match_scans(
                 provenance=provenance,
                 compression=opt.compression,
                 software_version=software_version,
+                written_by="scope match",
             )
             csv_path = cells_csv_path(out)
             order = _order(by_field, crops)
@@ -762,6 +865,12 @@ def match_scans(
     for cm in ordered:
         for f in cm.flags:
             counts[f] = counts.get(f, 0) + 1
+    n_moved = sum(cm.from_neighbours for cm in ordered)
+    if n_moved:
+        notes.append(
+            f"{n_moved} cells lay (partly) in a neighbouring unstained field after the slide "
+            "moved; their inputs were cut from there"
+        )
     ssims = [cm.ssim for cm in ordered if math.isfinite(cm.ssim)]
     status_counts = {k: int((fit.status == k).sum()) for k in ("inlier", "outlier", "weak")}
     return MatchSummary(
@@ -781,6 +890,46 @@ def match_scans(
         misaligned_channels=n_misaligned,
         seconds=time.perf_counter() - t0,
         notes=notes,
+    )
+
+
+#: Fewer matched cells than this are too thin evidence to refuse a slide pair.
+MIN_CELLS_FOR_SLIDE_CHECK = 5
+#: Below this median SSIM (or --min-ssim, if higher) a pair whose fields mostly do not fit one
+#: slide transform is taken for two slides. The fine search maximises SSIM, so even cells of
+#: another slide reach about 0.28 (measured: a 4x4 simulated pair of two slides); true pairs
+#: of the simulator reach 0.6.
+SAME_SLIDE_MIN_SSIM = 0.4
+
+
+def _same_slide_check(
+    status: np.ndarray, cells: list[CellMatch], opt: MatchOptions, pair: ScanPair, force: bool
+) -> list[str]:
+    """Refuse a pair whose fit says "not one slide": few inlier fields and poor SSIM.
+
+    Returns warnings (for a thin sample, or when ``force`` overrides the refusal).
+    """
+    status = np.asarray(status)
+    inliers = float(np.mean(status == "inlier")) if len(status) else 0.0
+    ssims = [cm.ssim for cm in cells if math.isfinite(cm.ssim)]
+    med = float(np.median(ssims)) if ssims else float("nan")
+    threshold = max(opt.qc.min_ssim, SAME_SLIDE_MIN_SSIM)
+    implausible = inliers < 0.5 and not (med >= threshold)
+    if not implausible:
+        return []
+    what = (
+        f"only {inliers:.0%} of the fields fit one slide transform and the median SSIM of the "
+        f"matched cells is {med:.2f} (below {threshold:g})"
+    )
+    if len(cells) < MIN_CELLS_FOR_SLIDE_CHECK:
+        return [
+            f"{what}, but {len(cells)} cells are too few to judge: check the scans are of one slide"
+        ]
+    if force:
+        return [f"{what}: matched anyway (--force)"]
+    raise MatchError(
+        f"{Path(pair.unstained).name} and {Path(pair.stained).name} may not be the same "
+        f"physical slide: {what}; rescan, or pass --force to match anyway"
     )
 
 

@@ -3,7 +3,9 @@
 Neighbouring crops share pixels, stain and focus, so a validation crop next to a training crop
 flatters the model (seed 003: decorrelate validation from training by slide or region).
 
-- :func:`split_by_slide` — whole slides per split; used when a dataset holds ≥ 3 slides.
+- :func:`split_by_slide` — whole slides per split; used when a dataset holds ≥ 5 slides
+  (:data:`MIN_SLIDES_BY_SLIDE`: with 3 or 4, one slide per held-out split would leave one or
+  two slides to train on, so fewer slides are split by blocks within each slide).
 - :func:`split_by_blocks` — within a slide: cells are grouped by square blocks of the slide
   (``block_um``), and groups whose crops overlap are merged, so no two overlapping crops ever
   land in different splits. If the blocks are too coarse to give every split a group, they
@@ -11,7 +13,9 @@ flatters the model (seed 003: decorrelate validation from training by slide or r
 
 Both assign whole groups greedily, largest first, to the split furthest below its target
 fraction (8:1:1 by default) after a seeded shuffle, and make every split non-empty when there
-are at least three groups.
+are at least three groups. A group's size counts its *usable* cells (``usable``: those without
+QC flags, which training skips), so every split gets usable cells whenever at least three
+exist — a split filled only with flagged cells would stop ``scope train``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from hardware_profiles.errors import ScopeError
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 DEFAULT_BLOCK_UM = 400.0
+#: Fewest slides for a split by whole slides (``by="auto"`` picks blocks below this).
+MIN_SLIDES_BY_SLIDE = 5
 
 
 class SplitError(ScopeError, ValueError):
@@ -95,13 +101,54 @@ def assign_groups(
     return out
 
 
+def _group_sizes(groups: np.ndarray, n_groups: int, usable: np.ndarray | None) -> np.ndarray:
+    """Cells per group, counting only usable cells when any group has some."""
+    if usable is not None:
+        sizes = np.bincount(groups, weights=usable.astype(np.float64), minlength=n_groups)
+        if sizes.sum() > 0:
+            return sizes
+    return np.bincount(groups, minlength=n_groups).astype(np.float64)
+
+
+def _usable_mask(usable: Sequence[bool] | None, n: int) -> np.ndarray | None:
+    if usable is None:
+        return None
+    mask = np.asarray(usable, dtype=bool).ravel()
+    if len(mask) != n:
+        raise SplitError(f"usable has {len(mask)} entries for {n} cells.")
+    return mask
+
+
+def _assign_usable_first(sizes: np.ndarray, *, fractions: Sequence[float], seed: int) -> np.ndarray:
+    """:func:`assign_groups` over the groups with usable cells; the others follow by count."""
+    out = np.zeros(len(sizes), dtype=np.int64)
+    has = sizes > 0
+    out[has] = assign_groups(sizes[has], fractions=fractions, seed=seed)
+    # groups of flagged cells only: spread in the same proportions (they are never trained on)
+    empty = np.flatnonzero(~has)
+    if len(empty):
+        f = np.array(check_fractions(fractions))
+        counts = np.zeros(3)
+        for g in empty:
+            k = int(np.argmax(f * (counts.sum() + 1) - counts))
+            out[g] = k
+            counts[k] += 1
+    return out
+
+
 def split_by_slide(
-    slides: Sequence[str], *, fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0
+    slides: Sequence[str],
+    *,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+    usable: Sequence[bool] | None = None,
 ) -> np.ndarray:
-    """``(N,)`` split names, whole slides per split."""
+    """``(N,)`` split names, whole slides per split (sized by their usable cells)."""
     slides = np.asarray([str(s) for s in slides])
-    _names, inverse, counts = np.unique(slides, return_inverse=True, return_counts=True)
-    groups = assign_groups(counts, fractions=fractions, seed=seed)
+    _names, inverse = np.unique(slides, return_inverse=True)
+    inverse = inverse.ravel()
+    sizes = _group_sizes(inverse, len(_names), _usable_mask(usable, len(slides)))
+    groups = _assign_usable_first(sizes, fractions=fractions, seed=seed)
     return np.array(SPLITS)[groups[inverse]]
 
 
@@ -139,6 +186,7 @@ def split_by_blocks(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = 0,
     slides: Sequence[str] | None = None,
+    usable: Sequence[bool] | None = None,
 ) -> np.ndarray:
     """``(N,)`` split names by spatial blocks of each slide.
 
@@ -153,6 +201,9 @@ def split_by_blocks(
         Side of the square blocks cells are grouped by.
     slides
         Slide of each cell (blocks never span slides); ``None``: one slide.
+    usable
+        ``(N,)`` bool, cells training will use (no QC flag); groups are sized by these, and
+        blocks are halved until every split can get usable cells. ``None``: all usable.
     """
     x = np.asarray(x_um, dtype=np.float64)
     y = np.asarray(y_um, dtype=np.float64)
@@ -168,6 +219,10 @@ def split_by_blocks(
     )
     f = check_fractions(fractions)
     n_wanted = sum(v > 0 for v in f)
+    mask = _usable_mask(usable, n)
+    if mask is not None and not mask.any():
+        mask = None
+    n_use = n if mask is None else int(mask.sum())
     xy = np.stack([x + slide_ids * 1e9, y], axis=1)  # slides never link
     # crops overlap when both axis distances are below crop_um: link within crop_um·√2
     link = crop_um * np.sqrt(2)
@@ -176,15 +231,16 @@ def split_by_blocks(
         keys = np.stack([slide_ids, np.floor(x / size), np.floor(y / size)], axis=1)
         groups = _union_find_groups(keys, xy, link)
         n_groups = int(groups.max()) + 1
-        if n_groups >= min(n_wanted, n) or size <= crop_um / 2:
+        n_usable_groups = n_groups if mask is None else len(np.unique(groups[mask]))
+        if n_usable_groups >= min(n_wanted, n_use) or size <= crop_um / 2:
             break
         size /= 2
-    if n_groups < min(n_wanted, n):
+    if n_usable_groups < min(n_wanted, n_use):
         # crops chained together over the whole slide: fall back to single cells
         groups = np.arange(n)
         n_groups = n
-    sizes = np.bincount(groups, minlength=n_groups)
-    assigned = assign_groups(sizes, fractions=f, seed=seed)
+    sizes = _group_sizes(groups, n_groups, mask)
+    assigned = _assign_usable_first(sizes, fractions=f, seed=seed)
     return np.array(SPLITS)[assigned[groups]]
 
 
@@ -198,18 +254,16 @@ def default_split(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = 0,
     by: str = "auto",
+    usable: Sequence[bool] | None = None,
 ) -> np.ndarray:
-    """By slide with ≥ 3 slides (``by="auto"``), else by spatial blocks; or force ``by``."""
+    """By slide with ≥ 5 slides (``by="auto"``), else by spatial blocks; or force ``by``.
+
+    ``usable`` marks the cells training will use (no QC flag): splits are balanced on them.
+    """
     slides = [str(s) for s in slides]
-    if by not in ("auto", "slide", "blocks"):
-        raise SplitError(f"unknown split mode {by!r}; choose auto, slide or blocks.")
-    n_slides = len(set(slides))
-    if by == "slide" or (by == "auto" and n_slides >= 3):
-        if by == "slide" and n_slides < 3:
-            raise SplitError(
-                f"splitting by slide needs at least 3 slides; this dataset has {n_slides}."
-            )
-        return split_by_slide(slides, fractions=fractions, seed=seed)
+    mode = split_mode(slides, by)
+    if mode == "slide":
+        return split_by_slide(slides, fractions=fractions, seed=seed, usable=usable)
     return split_by_blocks(
         x_um,
         y_um,
@@ -218,4 +272,34 @@ def default_split(
         fractions=fractions,
         seed=seed,
         slides=slides,
+        usable=usable,
     )
+
+
+def split_mode(slides: Sequence[str], by: str = "auto") -> str:
+    """``"slide"`` or ``"blocks"``: what :func:`default_split` does for these slides."""
+    if by not in ("auto", "slide", "blocks"):
+        raise SplitError(f"unknown split mode {by!r}; choose auto, slide or blocks.")
+    n_slides = len({str(s) for s in slides})
+    if by == "slide" and n_slides < MIN_SLIDES_BY_SLIDE:
+        raise SplitError(
+            f"splitting by slide needs at least {MIN_SLIDES_BY_SLIDE} slides (with fewer, one "
+            f"slide per held-out split leaves too few to train on); this dataset has "
+            f"{n_slides}: use --by blocks."
+        )
+    if by == "auto":
+        return "slide" if n_slides >= MIN_SLIDES_BY_SLIDE else "blocks"
+    return by
+
+
+def describe_mode(mode: str, n_slides: int) -> str:
+    """How a split was chosen, for a one-line summary: ``"split by blocks within each …"``."""
+    if mode == "slide":
+        return f"split by slide: whole slides per split ({n_slides} slides)"
+    why = (
+        f"; {n_slides} slide{'s' if n_slides != 1 else ''}, by-slide splits need "
+        f"{MIN_SLIDES_BY_SLIDE}"
+        if n_slides < MIN_SLIDES_BY_SLIDE
+        else ""
+    )
+    return f"split by blocks within each slide{why}"

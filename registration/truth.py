@@ -172,3 +172,44 @@ def evaluate_match(
         one_pass=one_pass,
         one_pass_false_flags=int((one_pass_flags & ~has_object).sum()),
     )
+
+
+def truth_types(
+    stained_scans: dict[str, str | Path],
+    slides: np.ndarray,
+    stained_x_um: np.ndarray,
+    stained_y_um: np.ndarray,
+) -> np.ndarray:
+    """The simulator's WBC type of each dataset cell ("" where none lies within its radius).
+
+    Parameters
+    ----------
+    stained_scans
+        Slide name → its stained scan (the cells' ``stained_x_um, stained_y_um`` are that
+        pass's stage µm).
+    slides, stained_x_um, stained_y_um
+        Per cell, from a dataset's (or an evaluation's) cell table.
+    """
+    from acquisition.scanfile import ScanFile
+
+    slides = np.asarray([str(s) for s in slides])
+    found = np.stack([stained_x_um, stained_y_um], axis=1).astype(np.float64)
+    out = np.full(len(slides), "", dtype=object)
+    for slide, path in stained_scans.items():
+        sel = np.flatnonzero(slides == slide)
+        if not len(sel):
+            continue
+        with ScanFile(path) as s:
+            ts = s.truth()
+        if ts is None:
+            raise RegistrationError(f"{path} carries no simulator truth")
+        truth = ts["cells"]
+        wbc = truth[np.isin(truth["type"], WBC_TYPES) & (truth["pass"] == "")]
+        if not len(wbc):
+            continue
+        stage = _placed(ts["slide_to_stage"], wbc["x_um"], wbc["y_um"])
+        d = np.linalg.norm(found[sel][:, None] - stage[None], axis=2)
+        best = d.argmin(axis=1)
+        ok = d[np.arange(len(sel)), best] <= wbc["radius_um"][best]
+        out[sel[ok]] = [str(t) for t in wbc["type"][best[ok]]]
+    return out

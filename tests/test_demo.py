@@ -39,6 +39,12 @@ def test_demo_report_images_all_exist_and_decode(demo_dir):
         assert image.shape[0] > 16 and image.shape[1] > 16
         assert image.std() > 1.0, f"{src} is blank"
     assert "brightfield-only baseline" in page
+    # the virtual and the chemical stain of the same cells, side by side, aligned
+    assert "report/virtual_vs_chemical.png" in parser.sources
+    assert "report/cells_by_type.png" in parser.sources
+    # the comparison with its uncertainty
+    assert "95 % bootstrap interval" in page
+    assert "same field" not in page  # the chemical stain is shifted: never captioned so
 
 
 def test_demo_leaves_every_stage_file(demo_dir):

@@ -192,12 +192,14 @@ def test_not_enough_disk_is_refused_before_imaging(tmp_path, capsys):
             "--out",
             str(tmp_path),
             "--grid",
-            "400x400",
+            "300x300",
             "--yes",
         ]
     )
     assert code == 1
-    assert "not enough disk space" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not enough disk space" in err and "safety margin" in err
+    assert not (tmp_path / "big.unstained.scan.h5").exists()  # a refusal leaves no file
     assert not list(fields_dir(tmp_path / "big.unstained.scan.h5").glob("field_*"))
 
 

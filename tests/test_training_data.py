@@ -23,7 +23,7 @@ from training.errors import TrainingError
 CROP = 16
 
 
-def _cells(n: int, *, splits, flags=None, highres=None) -> list[dict]:
+def _cells(n: int, *, splits, flags=None, highres=None, flag="low_ssim") -> list[dict]:
     rows = []
     for i in range(n):
         row = dict.fromkeys(CELL_COLUMNS, 0.0)
@@ -37,14 +37,16 @@ def _cells(n: int, *, splits, flags=None, highres=None) -> list[dict]:
             split=splits[i],
         )
         if flags and i in flags:
-            row["qc_flags"] = "low_ssim"
+            row["qc_flags"] = flag
         if highres is not None:
             row["has_highres"] = bool(highres[i])
         rows.append(row)
     return rows
 
 
-def _write(path, profile, *, channels=None, n=8, splits=None, flags=None, highres=None):
+def _write(
+    path, profile, *, channels=None, n=8, splits=None, flags=None, highres=None, flag="low_ssim"
+):
     table = profile.channel_table()
     keep = list(range(len(table))) if channels is None else channels
     rng = np.random.default_rng(0)
@@ -57,7 +59,7 @@ def _write(path, profile, *, channels=None, n=8, splits=None, flags=None, highre
         w.add(
             inputs,
             targets,
-            _cells(n, splits=splits, flags=flags, highres=highres),
+            _cells(n, splits=splits, flags=flags, highres=highres, flag=flag),
             targets_highres=255 - targets,
         )
     return inputs, targets
@@ -109,6 +111,14 @@ def test_flagged_cells_are_excluded_unless_asked_for(tmp_path, pls43):
     assert data.excluded_flagged == 3
     every = open_training_data(tmp_path / "d.h5", stack="brightfield", include_flagged=True)
     assert every.indices("train").tolist() == [0, 1, 2, 3]
+
+
+def test_zero_padded_edge_cells_never_reach_training(tmp_path, pls43):
+    _write(tmp_path / "d.h5", pls43, flags={0, 5}, flag="near_edge,low_ssim")
+    every = open_training_data(tmp_path / "d.h5", stack="brightfield", include_flagged=True)
+    assert every.indices("train").tolist() == [1, 2, 3]
+    assert every.indices("val").tolist() == [4]
+    assert every.excluded_flagged == 2  # counted, so an empty split names them
 
 
 def test_an_empty_split_is_one_clear_error(tmp_path, pls43):

@@ -49,6 +49,41 @@ def test_generators_keep_the_crop_size_and_give_rgb():
     assert 0.0 <= out.min().item() and out.max().item() <= 1.0
 
 
+def test_rrdb_output_has_no_border_on_a_uniform_field():
+    """Empty glass in, the same colour everywhere out: no 1-pixel frame (zero padding made one)."""
+    torch.manual_seed(0)
+    model = RRDBGenerator(6, features=8, blocks=1).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.uniform_(m.bias, 0.0, 0.2)  # a trained net's non-zero offsets
+    x = torch.full((1, 6, 40, 48), 0.8)
+    with torch.no_grad():
+        out = model(x)[0]
+    centre = out[:, 20, 24]
+    spread = (out - centre[:, None, None]).abs().amax()
+    assert spread.item() < 1e-5
+    # the old zero padding: edges differ from the interior
+    legacy = RRDBGenerator(6, features=8, blocks=1, padding="zeros").eval()
+    legacy.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        old = legacy(x)[0]
+    assert (old[:, 0, :] - old[:, 20, 24, None]).abs().amax().item() > 1e-3
+
+
+def test_checkpoints_without_padding_keep_zero_padding():
+    from training.checkpoint import generator_from_checkpoint
+
+    model = RRDBGenerator(3, features=4, blocks=1, padding="zeros")
+    info = {
+        "generator": "rrdb",
+        "in_channels": 3,
+        "generator_kwargs": {"features": 4, "blocks": 1, "growth": 32},
+    }
+    rebuilt = generator_from_checkpoint({"model": info, "generator": model.state_dict()})
+    assert rebuilt.padding == "zeros"
+    assert RRDBGenerator(3, features=4, blocks=1).padding == "reflect"
+
+
 def test_rrdb_output_depends_only_on_its_receptive_radius():
     torch.manual_seed(0)
     model = RRDBGenerator(3, features=4, blocks=1).double().eval()

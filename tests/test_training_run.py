@@ -46,10 +46,17 @@ def test_simulated_dataset_is_a_real_dataset_file(dataset):
         assert ds.targets[:].mean() < ds.inputs[:, 0].mean()
 
 
-def test_a_tiny_model_learns_the_stain(trained):
+def test_a_tiny_model_learns_the_stain(trained, dataset):
     val = [row["val_loss"] for row in trained.history]
     assert trained.epochs_done == 4
-    assert min(val[1:]) < 0.8 * val[0]
+    # the network starts from the mean stained colour (its output bias): learning the stain
+    # means beating that constant image on the validation cells
+    with Dataset(dataset) as ds:
+        targets = ds.targets[:] / 255.0
+        split = ds.cells["split"]
+    colour = targets[split == "train"].reshape(-1, 3).mean(axis=0)
+    constant_l1 = float(np.abs(targets[split == "val"] - colour).mean())
+    assert min(val) < 0.95 * constant_l1
     assert trained.best_val_loss == min(val)
     run = trained.run_dir
     with open(run / "metrics.csv") as fh:
@@ -203,7 +210,9 @@ def test_evaluate_writes_table_cells_grids_and_worst_list(trained):
     with open(out / "cells.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == res["cells"]
-    assert np.mean([float(r["ssim"]) for r in rows]) == pytest.approx(res["ssim"], rel=1e-6)
+    assert np.mean([float(r["ssim"]) for r in rows]) == pytest.approx(
+        res["ssim"], abs=1e-6
+    )  # CSV: 6 digits
     with open(out / "worst_100.csv") as fh:
         worst = [float(r["ssim"]) for r in csv.DictReader(fh)]
     assert worst == sorted(worst)

@@ -12,7 +12,6 @@ Keys: ``format``, ``format_version``, ``epoch`` (completed epochs), ``model``
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -55,11 +54,11 @@ def model_info(
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` atomically (temporary file + rename)."""
+    from acquisition.files import atomic_output
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path, kept="the previous checkpoint is intact") as tmp:
+        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, tmp)
     return path
 
 
@@ -83,10 +82,12 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Load and check a checkpoint (``weights_only=True``: no code runs while loading)."""
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # every unpickling failure means "not one of ours / damaged"
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+        raise CheckpointError(unreadable_message(path, err, "checkpoint")) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a scope training checkpoint")
     if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
@@ -97,10 +98,24 @@ def load_checkpoint(
     return ckpt
 
 
+def unreadable_message(path: Path, err: BaseException, what: str) -> str:
+    """One line for a torch file that does not load safely (never advises unsafe loading)."""
+    if "weights only load failed" in str(err).lower() and "unsupported global" in str(err).lower():
+        return (
+            f"{path} holds Python objects besides tensors and plain values; scope loads only "
+            f"safe files, so this is not a {what} scope wrote (or it was altered)"
+        )
+    return f"{path} is not a readable {what} (damaged, truncated or not a PyTorch file)"
+
+
 def generator_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     """Rebuild the generator a checkpoint describes and load its weights (eval mode)."""
     info = ckpt["model"]
-    model = build_generator(info["generator"], info["in_channels"], **info["generator_kwargs"])
+    kwargs = dict(info["generator_kwargs"])
+    if info["generator"] == "rrdb":
+        # written before the border fix: trained (and to be applied) with zero padding
+        kwargs.setdefault("padding", "zeros")
+    model = build_generator(info["generator"], info["in_channels"], **kwargs)
     try:
         model.load_state_dict(ckpt["generator"])
     except RuntimeError as err:

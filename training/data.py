@@ -139,7 +139,8 @@ def open_training_data(
     target
         ``20x`` or ``highres`` (then only cells with ``has_highres``).
     include_flagged
-        Keep cells whose ``qc_flags`` are not empty.
+        Keep cells whose ``qc_flags`` are not empty — except ``near_edge`` cells, whose
+        crops are zero-padded: those are always left out (and counted as flagged).
     """
     if target not in TARGET_KEYS:
         raise TrainingError(f"unknown target {target!r}; choose 20x or highres")
@@ -148,7 +149,11 @@ def open_training_data(
         cells = ds.cells
         usable = np.ones(len(cells), bool)
         flagged = np.array([bool(str(f).strip()) for f in cells["qc_flags"]], bool)
-        n_flagged = 0
+        # near_edge crops are zero-padded where no field had pixels: never trained on, even
+        # with include_flagged (they would teach the network black bands)
+        padded = np.array(["near_edge" in str(f).split(",") for f in cells["qc_flags"]], bool)
+        n_flagged = int(padded.sum())
+        usable &= ~padded
         if not include_flagged:
             n_flagged = int(flagged.sum())
             usable &= ~flagged

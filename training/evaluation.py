@@ -119,6 +119,10 @@ def evaluate(
         out_dir = RunFolder(run_path).eval_dir(split)
     else:
         out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        from acquisition.files import OutputError
+
+        raise OutputError(f"--out {out_dir} is a file; give a folder for the evaluation")
     data_path = Path(dataset) if dataset is not None else Path(cfg["dataset"])
     if not data_path.is_file():
         raise TrainingError(
@@ -161,8 +165,11 @@ def evaluate(
                 per_cell[m][batch] = metrics[m].double().cpu().numpy()
             advance(len(batch))
 
+    from acquisition.files import atomic_output, write_text
+
     order = np.argsort(-per_cell["ssim"], kind="stable")  # best first
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").unlink(missing_ok=True)  # written last: marks a finished run
     for name, picks in (("best_8.png", order[:N_GRID]), ("worst_8.png", order[::-1][:N_GRID])):
         sorted_picks = np.sort(picks)
         stack, target, _r = next(source.iterate([sorted_picks]))
@@ -170,7 +177,8 @@ def evaluate(
         pred = predict_cells(generator, stack, autocast=autocast)
         bf = stack[:, data.spec.brightfield_position].cpu().numpy()
         grid = cell_grid([bf[sel], to_uint8_image(pred)[sel], target.cpu().numpy()[sel]])
-        write_image(out_dir / name, grid)
+        with atomic_output(out_dir / name, keep_suffix=True) as tmp:
+            write_image(tmp, grid)
     stream.close()
 
     cells = data.cells
@@ -195,8 +203,8 @@ def evaluate(
         "ssim_definition": "11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, data range "
         "1.0, RGB mean (scikit-image gaussian_weights=True, use_sample_covariance=False)",
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    (out_dir / "table.md").write_text(_table_md(str(cfg.get("preset")), mean), encoding="utf-8")
+    write_text(out_dir / "table.md", _table_md(str(cfg.get("preset")), mean))
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
     if run_path.is_dir() and RunFolder(run_path).config.is_file():
         from training.report import write_report
 
@@ -230,8 +238,10 @@ def _write_cells_csv(
         "y_px",
         "qc_flags",
     ]
+    from acquisition.files import atomic_output
+
     idx = np.arange(len(rows)) if order is None else order
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["rank", "row", *meta, *names] if order is not None else ["row", *meta, *names])
         for rank, i in enumerate(idx, start=1):

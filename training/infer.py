@@ -17,8 +17,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +268,9 @@ def stain_scan(
     compile: bool = False,
     progress: bool = True,
     on_field: Callable[[int, int], None] | None = None,
+    skip_unreadable: bool = False,
+    warn: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> Path:
     """Virtually stain the fields of an unstained scan with a trained run.
 
@@ -287,6 +290,11 @@ def stain_scan(
         Tiling (see :func:`stain_field`).
     compile
         ``torch.compile`` the generator (pays off over many fields of one size).
+    force
+        Replace a stain output written by another scope version or command.
+    skip_unreadable
+        Skip done fields whose file is missing or damaged (with a warning) instead of
+        refusing; they are never stained as black images.
 
     Returns
     -------
@@ -295,11 +303,8 @@ def stain_scan(
         ``x_um``, ``y_um``, ``z_um``), attrs ``format="scope-stained"``, ``scan``, ``run``,
         ``epoch``, ``model`` (JSON), ``pixel_size_um``.
     """
-    import h5py
-
+    from acquisition.files import WriteLock, check_target, clean_stale
     from acquisition.scanfile import ScanFile
-    from acquisition.tables import write_table
-    from training.samples import write_image
 
     for fmt in formats:
         if fmt not in ("png", "tif", "tiff"):
@@ -328,59 +333,183 @@ def stain_scan(
         bad = [p for p in todo if p not in done]
         if bad:
             raise TrainingError(f"{scan_path}: fields {bad[:5]} were not acquired")
+        unreadable = [p for p in todo if p in scan.field_state()]
+        if unreadable and not skip_unreadable:
+            raise TrainingError(
+                scan.integrity_problem() + "; or pass --skip-missing to stain the others"
+            )
+        if unreadable:
+            todo = [p for p in todo if p not in unreadable]
+            if warn is not None:
+                warn(f"skipping fields {unreadable[:10]}: their files are missing or damaged")
         if not todo:
             raise TrainingError(f"{scan_path} has no acquired fields to stain")
-        out.mkdir(parents=True, exist_ok=True)
         h5_path = out / f"{scan.slide}.stained-virtual.h5"
-        tmp = h5_path.with_name(h5_path.name + f".tmp{os.getpid()}")
-        hh, ww = scan.frame_shape
-        order = np.argsort(idx)
-        inverse = np.argsort(order)
-        sorted_idx = [idx[i] for i in order]
-        with h5py.File(tmp, "w") as f, _Bar(progress, len(todo)) as bar:
-            f.attrs.update(
-                {
-                    "format": STAINED_FORMAT,
-                    "format_version": STAINED_FORMAT_VERSION,
-                    "scan": str(Path(scan_path).resolve()),
-                    "run": str(Path(run_dir).resolve()),
-                    "epoch": int(ckpt["epoch"]),
-                    "model": json.dumps(info),
-                    "pixel_size_um": scan.pixel_size_um,
-                    "slide": scan.slide,
-                    "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                }
-            )
-            images = f.create_dataset(
-                "images", shape=(len(todo), hh, ww, 3), dtype=np.uint8, chunks=(1, hh, ww, 3)
-            )
-            for k, pos in enumerate(todo):
-                stack = scan.images[pos, sorted_idx][inverse]  # h5py wants increasing indices
-                img = stain_field(
-                    gen, stack, device=dev, bf16=bf16, tile=tile, halo=halo, blend=blend
+        images_out = [out / f"field_{pos:05d}.{fmt}" for pos in todo for fmt in formats]
+        check_target(h5_path, "scope-stained", command="scope stain", force=force)
+        for p in images_out:
+            check_target(p, "image", command="scope stain", force=force)
+        out.mkdir(parents=True, exist_ok=True)
+        clean_stale(out)
+        with WriteLock(h5_path, what=f"stain output {h5_path}"):
+            _stain_fields(
+                _StainJob(
+                    scan=scan,
+                    gen=gen,
+                    ckpt=ckpt,
+                    device=dev,
+                    bf16=bf16,
+                    todo=todo,
+                    channel_index=idx,
+                    out=out,
+                    h5_path=h5_path,
+                    formats=formats,
+                    run_dir=Path(run_dir),
+                    scan_path=Path(scan_path),
+                    tile=tile,
+                    halo=halo,
+                    blend=blend,
+                    progress=progress,
+                    on_field=on_field,
                 )
-                images[k] = img
-                for fmt in formats:
-                    write_image(out / f"field_{pos:05d}.{fmt}", img)
-                bar.advance()
-                if on_field is not None:
-                    on_field(k + 1, len(todo))
-            pos_rows = scan.positions
-            table = np.zeros(
-                len(todo),
-                dtype=[
-                    ("position", np.int64),
-                    ("x_um", np.float64),
-                    ("y_um", np.float64),
-                    ("z_um", np.float64),
-                ],
             )
-            table["position"] = todo
-            for col in ("x_um", "y_um", "z_um"):
-                table[col] = pos_rows[col][todo]
-            write_table(f, "positions", table)
-        os.replace(tmp, h5_path)
     return h5_path
+
+
+@dataclass
+class _StainJob:
+    """One ``scope stain`` call: what to stain and where."""
+
+    scan: Any
+    gen: Any
+    ckpt: dict
+    device: Any
+    bf16: bool
+    todo: list[int]
+    channel_index: list[int]
+    out: Path
+    h5_path: Path
+    formats: Sequence[str]
+    run_dir: Path
+    scan_path: Path
+    tile: int | None
+    halo: int | None
+    blend: int
+    progress: bool
+    on_field: Callable[[int, int], None] | None
+
+
+def _stain_fields(job: _StainJob) -> None:
+    """Stain ``job.todo`` into a temp HDF5 file and per-field images: all or nothing."""
+    from acquisition.files import (
+        Interrupted,
+        commit_temp,
+        disk_full,
+        is_disk_full,
+        temp_path,
+    )
+
+    tmp = temp_path(job.h5_path)
+    written: list[Path] = []
+    existed = {p for p in job.out.glob("field_*") if p.is_file()}
+    try:
+        _stain_into(job, tmp, written)
+        commit_temp(tmp, job.h5_path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        for p in written:
+            if p not in existed:
+                p.unlink(missing_ok=True)
+        if isinstance(err, KeyboardInterrupt):
+            raise Interrupted(
+                f"interrupted: the partial stain output in {job.out} was removed; run the same "
+                "command again"
+            ) from None
+        if is_disk_full(err):
+            raise disk_full(job.h5_path, "no partial images were kept") from None
+        raise
+
+
+def _stain_into(job: _StainJob, tmp: Path, written: list[Path]) -> None:
+    import h5py
+
+    from acquisition.files import close_h5, is_disk_full, quarantine
+    from acquisition.tables import write_table
+
+    f = h5py.File(tmp, "w")
+    try:
+        f.attrs.update(
+            {
+                "format": STAINED_FORMAT,
+                "format_version": STAINED_FORMAT_VERSION,
+                "scan": str(Path(job.scan_path).resolve()),
+                "run": str(Path(job.run_dir).resolve()),
+                "epoch": int(job.ckpt["epoch"]),
+                "model": json.dumps(job.ckpt["model"]),
+                "pixel_size_um": job.scan.pixel_size_um,
+                "slide": job.scan.slide,
+                "written_by": "scope stain",
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            }
+        )
+        _stain_each(job, f, written)
+        write_table(f, "positions", _positions_table(job.scan, job.todo))
+    except BaseException as err:
+        if is_disk_full(err):
+            quarantine(f)  # HDF5 crashes if a file that met a full disk is closed
+        else:
+            f.close()
+        raise
+    close_h5(f)
+
+
+def _stain_each(job: _StainJob, f: Any, written: list[Path]) -> None:
+    """Stain every field into ``f["images"]`` and, per format, an image file."""
+    from acquisition.files import atomic_output, guard_space
+    from training.samples import write_image
+
+    scan, todo = job.scan, job.todo
+    hh, ww = scan.frame_shape
+    order = np.argsort(job.channel_index)
+    inverse = np.argsort(order)
+    sorted_idx = [job.channel_index[i] for i in order]
+    images = f.create_dataset(
+        "images", shape=(len(todo), hh, ww, 3), dtype=np.uint8, chunks=(1, hh, ww, 3)
+    )
+    with _Bar(job.progress, len(todo)) as bar:
+        for k, pos in enumerate(todo):
+            guard_space(job.h5_path, 2 * hh * ww * 3)  # stop before HDF5 meets a full disk
+            stack = scan.images[pos, sorted_idx][inverse]  # h5py wants increasing indices
+            img = stain_field(
+                job.gen,
+                stack,
+                device=job.device,
+                bf16=job.bf16,
+                tile=job.tile,
+                halo=job.halo,
+                blend=job.blend,
+            )
+            images[k] = img
+            for fmt in job.formats:
+                target = job.out / f"field_{pos:05d}.{fmt}"
+                with atomic_output(target, keep_suffix=True) as part:
+                    write_image(part, img)
+                written.append(target)
+            bar.advance()
+            if job.on_field is not None:
+                job.on_field(k + 1, len(todo))
+
+
+def _positions_table(scan: Any, todo: list[int]) -> np.ndarray:
+    table = np.zeros(
+        len(todo),
+        dtype=[("position", np.int64), ("x_um", np.float64), ("y_um", np.float64),
+               ("z_um", np.float64)],
+    )  # fmt: skip
+    table["position"] = todo
+    for col in ("x_um", "y_um", "z_um"):
+        table[col] = scan.positions[col][todo]
+    return table
 
 
 class _Bar:

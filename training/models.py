@@ -29,6 +29,16 @@ RESIDUAL_SCALE = 0.2
 INIT_SCALE = 0.1
 
 GeneratorArch = Literal["rrdb", "unet"]
+#: How the RRDB generator's 3x3 convolutions see beyond the image: mirrored content. Zero
+#: padding (ESRGAN's) shows every layer a black frame, and the network answers with a
+#: 1-pixel coloured border on every output; reflection makes the edge look like more cells
+#: and background. Checkpoints written before this record no padding and keep "zeros".
+DEFAULT_PADDING = "reflect"
+
+
+def _conv3(cin: int, cout: int, padding: str) -> nn.Conv2d:
+    """3x3 convolution, stride 1, same size out (``padding`` as :class:`RRDBGenerator`)."""
+    return nn.Conv2d(cin, cout, 3, 1, 1, padding_mode=padding)
 
 
 def _init_scaled(modules: list[nn.Module], scale: float) -> None:
@@ -50,13 +60,13 @@ class ResidualDenseBlock(nn.Module):
         Channels each intermediate convolution adds to the dense concatenation.
     """
 
-    def __init__(self, features: int, growth: int) -> None:
+    def __init__(self, features: int, growth: int, padding: str = DEFAULT_PADDING) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(features, growth, 3, 1, 1)
-        self.conv2 = nn.Conv2d(features + growth, growth, 3, 1, 1)
-        self.conv3 = nn.Conv2d(features + 2 * growth, growth, 3, 1, 1)
-        self.conv4 = nn.Conv2d(features + 3 * growth, growth, 3, 1, 1)
-        self.conv5 = nn.Conv2d(features + 4 * growth, features, 3, 1, 1)
+        self.conv1 = _conv3(features, growth, padding)
+        self.conv2 = _conv3(features + growth, growth, padding)
+        self.conv3 = _conv3(features + 2 * growth, growth, padding)
+        self.conv4 = _conv3(features + 3 * growth, growth, padding)
+        self.conv5 = _conv3(features + 4 * growth, features, padding)
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
         _init_scaled([self.conv1, self.conv2, self.conv3, self.conv4, self.conv5], INIT_SCALE)
 
@@ -73,11 +83,11 @@ class ResidualDenseBlock(nn.Module):
 class RRDB(nn.Module):
     """Residual-in-residual dense block: three dense blocks inside a scaled residual."""
 
-    def __init__(self, features: int, growth: int) -> None:
+    def __init__(self, features: int, growth: int, padding: str = DEFAULT_PADDING) -> None:
         super().__init__()
-        self.rdb1 = ResidualDenseBlock(features, growth)
-        self.rdb2 = ResidualDenseBlock(features, growth)
-        self.rdb3 = ResidualDenseBlock(features, growth)
+        self.rdb1 = ResidualDenseBlock(features, growth, padding)
+        self.rdb2 = ResidualDenseBlock(features, growth, padding)
+        self.rdb3 = ResidualDenseBlock(features, growth, padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.rdb3(self.rdb2(self.rdb1(x))).mul_(RESIDUAL_SCALE).add_(x)
@@ -98,10 +108,13 @@ class RRDBGenerator(nn.Module):
         Dense growth channels (thesis: 32).
     out_channels
         3 for RGB.
+    padding
+        ``"reflect"`` (default) or ``"zeros"`` (ESRGAN, and checkpoints from before the
+        border fix): how the convolutions extend the image at its edges.
 
     Notes
     -----
-    Fully convolutional with zero padding: a pixel depends on inputs within
+    Fully convolutional: a pixel depends on inputs within
     :attr:`receptive_radius` pixels (``15·blocks + 3``), which the tiled inference uses to
     make tile interiors identical to a single pass.
     """
@@ -114,19 +127,23 @@ class RRDBGenerator(nn.Module):
         blocks: int = 4,
         growth: int = 32,
         out_channels: int = 3,
+        padding: str = DEFAULT_PADDING,
     ) -> None:
         super().__init__()
         _check_positive(in_channels=in_channels, blocks=blocks, growth=growth)
+        if padding not in ("reflect", "replicate", "zeros"):
+            raise ValueError(f"padding must be reflect, replicate or zeros, got {padding!r}")
         features = in_channels if features is None else features
         _check_positive(features=features)
         self.in_channels = in_channels
         self.features = features
         self.blocks = blocks
         self.growth = growth
-        self.conv_first = nn.Conv2d(in_channels, features, 3, 1, 1)
-        self.body = nn.Sequential(*(RRDB(features, growth) for _ in range(blocks)))
-        self.conv_body = nn.Conv2d(features, features, 3, 1, 1)
-        self.conv_last = nn.Conv2d(features, out_channels, 3, 1, 1)
+        self.padding = padding
+        self.conv_first = _conv3(in_channels, features, padding)
+        self.body = nn.Sequential(*(RRDB(features, growth, padding) for _ in range(blocks)))
+        self.conv_body = _conv3(features, features, padding)
+        self.conv_last = _conv3(features, out_channels, padding)
 
     @property
     def receptive_radius(self) -> int:

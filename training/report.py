@@ -181,5 +181,7 @@ def write_report(run_dir: str | Path) -> Path:
         parts.extend(grids)
     parts.extend(_evaluation_sections(run))
     parts.append("</body></html>")
-    run.report.write_text("\n".join(parts), encoding="utf-8")
+    from acquisition.files import write_text
+
+    write_text(run.report, "\n".join(parts))
     return run.report

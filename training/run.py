@@ -57,12 +57,31 @@ class RunFolder:
     def exists(self) -> bool:
         return self.config.is_file() or self.last.is_file()
 
+    def writer_pid(self) -> int | None:
+        """The pid of the process training in this folder now, or None."""
+        from acquisition.files import lock_holder
+
+        pid = lock_holder(self.path) if self.path.is_dir() else None
+        return None if pid == os.getpid() else pid
+
+    def stopped_before_checkpoint(self) -> bool:
+        """A run that was started but died before its first checkpoint (nothing to resume)."""
+        return self.exists() and not self.last.is_file() and self.writer_pid() is None
+
+    def clear_unfinished(self) -> None:
+        """Remove what a run that died before its first checkpoint left (config, samples…)."""
+        import shutil
+
+        for p in (self.config, self.status, self.metrics, self.report):
+            p.unlink(missing_ok=True)
+        for d in (self.samples, self.checkpoints):
+            shutil.rmtree(d, ignore_errors=True)
+
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from acquisition.files import write_text
+
+    write_text(path, text)
 
 
 def now_iso() -> str:
@@ -77,7 +96,20 @@ def write_config(run: RunFolder, document: dict[str, Any]) -> None:
 def read_config(run: RunFolder) -> dict[str, Any]:
     if not run.config.is_file():
         raise CheckpointError(f"{run.path} is not a training run (no config.yaml)")
-    return yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
+    try:
+        doc = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise CheckpointError(
+            f"{run.config} is not valid YAML{where}; restore it (scope writes it at the start "
+            "of every run) or start a new run in another --out"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"cannot read {run.config}: {err}") from None
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{run.config} is damaged: expected a mapping of run settings")
+    return doc
 
 
 def write_status(run: RunFolder, **fields: Any) -> None:
@@ -87,7 +119,11 @@ def write_status(run: RunFolder, **fields: Any) -> None:
 def read_status(run: RunFolder) -> dict[str, Any]:
     if not run.status.is_file():
         return {}
-    return json.loads(run.status.read_text(encoding="utf-8"))
+    try:
+        doc = json.loads(run.status.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return {"state": "unknown (status.json is damaged)"}
+    return doc if isinstance(doc, dict) else {}
 
 
 def _fmt(value: Any) -> str:
@@ -100,14 +136,13 @@ def _fmt(value: Any) -> str:
 
 def write_metrics(path: Path, history: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     """Rewrite ``metrics.csv`` from the full history (one row per epoch)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    from acquisition.files import atomic_output
+
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(columns)
         for row in history:
             writer.writerow([_fmt(row.get(c)) for c in columns])
-    os.replace(tmp, path)
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
@@ -134,9 +169,16 @@ def describe_run(run_dir: str | Path) -> dict[str, Any]:
     """
     run = RunFolder(run_dir)
     doc = read_config(run)
+    state = read_status(run).get("state", "unknown")
+    pid = run.writer_pid()
+    if pid is not None:
+        state = f"running (pid {pid})"
+    elif not run.last.is_file() and state in ("running", "interrupted", "unknown"):
+        state = "stopped (no checkpoint)"
+    elif state in ("running", "unknown"):  # killed: nobody holds the run's lock
+        state = "stopped (scope train ... --resume continues it)"
     cfg = doc.get("config", {})
     model = doc.get("model", {})
-    status = read_status(run)
     rows = read_metrics(run.metrics)
     best = None
     if rows:
@@ -151,7 +193,7 @@ def describe_run(run_dir: str | Path) -> dict[str, Any]:
         "generator": cfg.get("generator"),
         "n_images": len(model.get("channel_names", [])),
         "parameters": doc.get("parameters"),
-        "state": status.get("state", "unknown"),
+        "state": state,
         "epochs_done": len(rows),
         "epochs": cfg.get("epochs"),
         "best_epoch": None if best is None else int(best["epoch"]),

@@ -52,8 +52,14 @@ def write_image(path: str | Path, rgb: np.ndarray) -> Path:
     """Write an ``(H, W, 3) uint8`` RGB image (PNG, TIFF, … by extension)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)):
-        raise TrainingError(f"cannot write image {path} (unknown extension or unwritable folder)")
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    try:
+        ok, buf = cv2.imencode(path.suffix or ".png", bgr)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise TrainingError(f"cannot write image {path}: use a .png or .tif name")
+    path.write_bytes(buf.tobytes())  # a full disk or a read-only folder raises OSError
     return path
 
 

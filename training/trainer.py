@@ -57,7 +57,7 @@ from training.discriminators import build_discriminator
 from training.errors import CheckpointError, TrainingError, VggWeightsError
 from training.losses import GeneratorLoss, LossWeights, PerceptualLoss
 from training.metrics import image_metrics
-from training.models import build_generator, count_parameters
+from training.models import DEFAULT_PADDING, build_generator, count_parameters
 from training.predict import predict_cells
 from training.presets import get_preset
 from training.run import (
@@ -142,6 +142,16 @@ def train(
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.model_validate(config)
     info = dist_utils.from_environment()
+    if not info.is_main:
+        return _train(cfg, info, progress, on_step, on_epoch, command)
+    from acquisition.files import WriteLock
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    with WriteLock(cfg.out, what=f"run folder {cfg.out}"):
+        return _train(cfg, info, progress, on_step, on_epoch, command)
+
+
+def _train(cfg, info, progress, on_step, on_epoch, command) -> RunResult:
     trainer = Trainer(
         cfg,
         info,
@@ -210,6 +220,14 @@ class Trainer:
                 )
             resume_ckpt = load_checkpoint(self.run_folder.last)
             config = _merge_for_resume(config, resume_ckpt["config"], self.run_folder.path)
+        elif self.run_folder.stopped_before_checkpoint():
+            # the run died before its first checkpoint: nothing to resume, start it afresh
+            if info.is_main:
+                self.run_folder.clear_unfinished()
+                _console().print(
+                    f"{self.run_folder.path} holds a run that stopped before its first "
+                    "checkpoint; starting it afresh"
+                )
         elif self.run_folder.exists():
             raise TrainingError(
                 f"{self.run_folder.path} already holds a run; pass --resume to continue it or "
@@ -302,6 +320,7 @@ class Trainer:
                 "features": config.features or spec.in_channels,
                 "blocks": config.blocks,
                 "growth": config.growth,
+                "padding": DEFAULT_PADDING,
             }
         else:
             gkw = {"crop_size": spec.crop_size, "features": config.features or 64}
@@ -321,6 +340,11 @@ class Trainer:
             self.critic = build_discriminator(
                 config.discriminator, crop_size=spec.crop_size, condition_channels=spec.in_channels
             )
+        if resume_ckpt is None and config.init_from is None and config.generator == "rrdb":
+            # start from the mean stained colour instead of black: otherwise a short training
+            # spends its first epochs learning the background level (pale, unstained output)
+            with torch.no_grad():
+                self.generator.conv_last.bias.copy_(torch.from_numpy(self._mean_target_colour()))
         if resume_ckpt is None and config.init_from is not None:
             self._init_generator(config.init_from)
         elif resume_ckpt is None and self.preset.needs_init:
@@ -376,6 +400,16 @@ class Trainer:
         self.columns = self._columns()
 
     # -- construction helpers ----------------------------------------------------------------
+    def _mean_target_colour(self, max_cells: int = 512) -> np.ndarray:
+        """Mean RGB of the training targets in [0, 1] (up to ``max_cells`` evenly spread)."""
+        rows = self.train_rows
+        if len(rows) > max_cells:
+            rows = rows[np.linspace(0, len(rows) - 1, max_cells).astype(np.int64)]
+        with _open_dataset(self.data.spec.path) as ds:
+            tds = ds.targets if self.data.spec.target == "20x" else ds.targets_highres
+            targets = tds[np.unique(rows)]
+        return (targets.reshape(-1, 3).mean(axis=0) / 255.0).astype(np.float32)
+
     def _source(self, rows: np.ndarray, cache: str) -> BatchSource:
         stream = CellStream(self.data.spec, rows, cache=cache in ("ram", "device"))
         self._streams.append(stream)
@@ -778,6 +812,8 @@ class _Progress:
         self._progress: Any = None
         self._epochs: Any = None
         self._steps: Any = None
+        self._epoch_seconds: list[float] = []
+        self._total = 0
 
     def __enter__(self) -> _Progress:
         if self.enabled:
@@ -814,6 +850,7 @@ class _Progress:
         if self._epochs is None:
             self._epochs = p.add_task("epochs", total=epochs, completed=epoch - 1, info="")
         p.update(self._epochs, total=epochs)
+        self._total = epochs
         if self._steps is not None:
             p.remove_task(self._steps)
         self._steps = p.add_task(f"epoch {epoch}", total=steps, info="")
@@ -832,8 +869,13 @@ class _Progress:
             advance=1,
             info=f"val {row['val_loss']:.4f}  SSIM {row['ssim']:.4f}  best epoch {best_epoch}",
         )
+        # the ETA in the printed line too: the live bar is not drawn without a terminal
+        self._epoch_seconds.append(float(row.get("seconds", 0.0)))
+        left = max(0, self._total - int(row["epoch"]))
+        eta = left * float(np.median(self._epoch_seconds[-5:]))
         self._progress.console.print(
-            f"epoch {int(row['epoch'])}: train {row['train_loss']:.4f}  val {row['val_loss']:.4f}"
-            f"  SSIM {row['ssim']:.4f}  PSNR {row['psnr']:.2f}  MAE {row['mae']:.4f}"
-            f"  {row['cells_per_s']:,.0f} cells/s"
+            f"epoch {int(row['epoch'])}/{self._total}: train {row['train_loss']:.4f}  "
+            f"val {row['val_loss']:.4f}  SSIM {row['ssim']:.4f}  PSNR {row['psnr']:.2f}  "
+            f"MAE {row['mae']:.4f}  {row['cells_per_s']:,.0f} cells/s  "
+            f"ETA {int(eta) // 60}:{int(eta) % 60:02d}"
         )

@@ -106,7 +106,9 @@ def load_vgg19_features(path: str | Path, *, last_layer: int = CONV5_4) -> nn.Se
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors of every kind: a damaged or foreign file
-        raise VggWeightsError(f"cannot read VGG19 weights from {path}: {err}") from None
+        from training.checkpoint import unreadable_message
+
+        raise VggWeightsError(unreadable_message(Path(path), err, "VGG19 weights file")) from None
     if not isinstance(state, dict):
         raise VggWeightsError(f"{path} does not hold a state dict")
     state = state.get("state_dict", state)

@@ -4,6 +4,7 @@ Modules here import only typer and the standard library at import time, so ``sco
 stays instant; library code is imported inside the command functions.
 """
 
+import scope.help_format  # noqa: F401  (flags without "<bool>" in --help)
 from scope.commands import dataset, demo, info, led, match, profiles, scan, segment, train
 
 COMMAND_MODULES = [scan, led, match, dataset, segment, train, demo, profiles, info]

@@ -20,9 +20,13 @@ class SplitBy(StrEnum):
 FractionsOpt = Annotated[str, typer.Option("--fractions", help="train:val:test, e.g. 8:1:1.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the assignment.")]
 ByOpt = Annotated[
-    SplitBy, typer.Option("--by", help="auto: by slide with ≥ 3 slides, else by spatial blocks.")
+    SplitBy, typer.Option("--by", help="auto: by slide with ≥ 5 slides, else by spatial blocks.")
 ]
 BlockOpt = Annotated[float, typer.Option("--block-um", min=1.0, help="Spatial block side, µm.")]
+ForceOpt = Annotated[
+    bool,
+    typer.Option("--force", help="Replace an existing dataset --out written by another command."),
+]
 
 
 @dataset_app.command("info")
@@ -74,12 +78,13 @@ def merge(
     seed: SeedOpt = 0,
     by: ByOpt = SplitBy.auto,
     block_um: BlockOpt = 400.0,
+    force: ForceOpt = False,
 ) -> None:
     """Merge datasets of several slides and assign train/val/test afresh."""
     from rich.console import Console
 
     from registration.manage import merge_datasets
-    from registration.splits import parse_fractions
+    from registration.splits import describe_mode, parse_fractions
     from scope._version import __version__
 
     s = merge_datasets(
@@ -90,11 +95,14 @@ def merge(
         by=by.value,
         block_um=block_um,
         software_version=__version__,
+        force=force,
     )
+    n = len(paths)
     Console().print(
-        f"merged {len(paths)} datasets ({s.n_slides} slides) into {s.path}: "
+        f"merged {n} dataset{'s' if n != 1 else ''} ({s.n_slides} "
+        f"slide{'s' if s.n_slides != 1 else ''}) into {s.path}: "
         + ", ".join(f"{k} {v}" for k, v in s.counts.items())
-        + f" (split by {s.by})"
+        + f" ({describe_mode(s.by, s.n_slides)})"
     )
 
 
@@ -106,12 +114,13 @@ def split(
     seed: SeedOpt = 0,
     by: ByOpt = SplitBy.auto,
     block_um: BlockOpt = 400.0,
+    force: ForceOpt = False,
 ) -> None:
-    """Assign train/val/test again: by slide (≥ 3 slides) or by spatial blocks, seeded."""
+    """Assign train/val/test again: by slide (≥ 5 slides) or by spatial blocks, seeded."""
     from rich.console import Console
 
     from registration.manage import resplit_dataset
-    from registration.splits import parse_fractions
+    from registration.splits import describe_mode, parse_fractions
 
     s = resplit_dataset(
         path,
@@ -120,9 +129,12 @@ def split(
         seed=seed,
         by=by.value,
         block_um=block_um,
+        force=force,
     )
     Console().print(
-        f"{s.path}: " + ", ".join(f"{k} {v}" for k, v in s.counts.items()) + f" (split by {s.by})"
+        f"{s.path}: "
+        + ", ".join(f"{k} {v}" for k, v in s.counts.items())
+        + f" ({describe_mode(s.by, s.n_slides)})"
     )
 
 

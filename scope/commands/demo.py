@@ -16,11 +16,15 @@ def demo(
             "--slides",
             min=1,
             max=12,
-            help="Simulated slides (3 or more: the dataset is split by slide).",
+            help="Simulated slides (split by blocks within slides; by slide from 5 on).",
         ),
     ] = 3,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="The long version: bigger fields and network, 30 epochs."),
+    ] = False,
     quick: Annotated[
-        bool, typer.Option("--quick", help="A smaller run (about 2 minutes).")
+        bool, typer.Option("--quick", help="A smoke test of every step (CI); results meaningless.")
     ] = False,
     device: Annotated[
         str, typer.Option("--device", help="auto, cpu or cuda for training.")
@@ -32,7 +36,7 @@ def demo(
     from scope.demo import Demo, summary_tables, verdict
 
     console = Console()
-    result = Demo(out, slides=slides, quick=quick, device=device, console=console).run()
+    result = Demo(out, slides=slides, quick=quick, full=full, device=device, console=console).run()
     for table in summary_tables(result):
         console.print(table)
     console.print(f"[bold]{verdict(result)}[/]")

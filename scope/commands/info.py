@@ -9,40 +9,66 @@ import typer
 
 
 def info(
-    path: Annotated[Path, typer.Argument(help="A scan file, dataset file or training run folder.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A scan, dataset, virtual-stain output (.h5), hardware profile (.yaml) or "
+            "training run folder."
+        ),
+    ],
 ) -> None:
-    """Describe a scope file: scan (.scan.h5), dataset (.dataset.h5) or run folder."""
+    """Describe any file scope writes: scan, dataset, run folder, virtual-stain output, profile."""
     from rich.console import Console
 
+    from acquisition.files import file_kind
     from hardware_profiles.errors import ScopeError
 
     console = Console()
-    if path.is_dir():
-        try:
-            from training import describe_run
-        except ImportError:
-            raise ScopeError(f"{path} is a folder, but training is not installed") from None
-        console.print(describe_run(path))
-        return
-    if not path.exists():
+    kind = file_kind(path)
+    if kind is None:
         raise ScopeError(f"{path} does not exist")
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            fmt = f.attrs.get("format")
-    except OSError:
-        raise ScopeError(f"{path} is not an HDF5 file scope knows") from None
-    if fmt == "scope-scan":
+    if kind == "run":
+        try:
+            from scope.describe import describe_run_table
+        except ImportError:
+            raise ScopeError(f"{path} is a run folder, but training is not installed") from None
+        console.print(describe_run_table(path))
+    elif kind == "scope-scan":
         from scope.describe import describe_scan
 
         console.print(describe_scan(path))
-    elif fmt == "scope-dataset":
+    elif kind == "scope-dataset":
         from registration import describe_dataset
 
         console.print(describe_dataset(path))
+    elif kind == "scope-stained":
+        from scope.describe import describe_stained
+
+        console.print(describe_stained(path))
+    elif kind == "profile":
+        from scope.describe import describe_profile
+
+        console.print(describe_profile(path))
+    elif kind == "folder":
+        raise ScopeError(f"{path} is a folder but not a training run (no config.yaml)")
+    elif path.parent.name.endswith(".fields") and path.name.startswith("field_"):
+        scan = path.parent.name.removesuffix(".fields") + ".scan.h5"
+        raise ScopeError(f"{path} is one field of a scan; give the scan file, {scan}")
+    elif path.suffix == ".h5" or (kind == "other" and _is_hdf5(path)):
+        raise ScopeError(f"{path} is HDF5 but not a file scope wrote (no scope format attribute)")
     else:
-        raise ScopeError(f"{path} is HDF5 but not a scope file (format attribute {fmt!r})")
+        raise ScopeError(
+            f"{path} is not an HDF5 file scope knows, nor a profile or run folder "
+            "(scope info reads .scan.h5, .dataset.h5, .stained-virtual.h5, profiles, runs)"
+        )
+
+
+def _is_hdf5(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
 
 
 def register(app: typer.Typer) -> None:

@@ -165,6 +165,14 @@ def match(
     skip_blank: Annotated[
         bool, typer.Option("--skip-blank", help="Match around blank fields instead of stopping.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace a dataset --out written by another command (it may hold 100x "
+            "targets), and match scans that do not look like one slide.",
+        ),
+    ] = False,
 ) -> None:
     """Register scans into a dataset of matched cell crops (and add 100x targets).
 
@@ -201,6 +209,7 @@ def match(
                 workers=workers,
                 progress=progress,
                 software_version=__version__,
+                force=force,
             )
         console.print(_highres_table(summary))
         return
@@ -220,6 +229,7 @@ def match(
     if out is None:
         from acquisition.scanfile import ScanFile
 
+        # the default name comes from the stained scan's slide (a checked name)
         with ScanFile(stained_scan) as sf:
             out = stained_scan.parent / f"{sf.slide}.dataset.h5"
     from registration.segment import make_params
@@ -237,16 +247,26 @@ def match(
         skip_blank=skip_blank,
         qc=dataclasses.replace(QcOptions(), min_ssim=min_ssim),
     )
-    with PhaseProgress(console) as progress:
-        summary = match_scans(
-            unstained,
-            stained_scan,
-            out,
-            options=options,
-            progress=progress,
-            software_version=__version__,
-        )
+    from acquisition.files import Interrupted
+
+    try:
+        with PhaseProgress(console) as progress:
+            summary = match_scans(
+                unstained,
+                stained_scan,
+                out,
+                options=options,
+                progress=progress,
+                software_version=__version__,
+                force=force,
+            )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted: nothing was written ({out} is as it was); run the same command again"
+        ) from None
     console.print(_summary_table(summary))
+    for line in summary.notes:
+        console.print(f"[yellow]warning:[/] {line}")
 
 
 def _note_simulated(paths) -> None:

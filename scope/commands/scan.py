@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -77,7 +78,8 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Simulator: virtual slide s
 SensorOpt = Annotated[
     str | None,
     typer.Option(
-        "--sim-sensor", help="Simulator: camera size WxH (default: the profile's sensor)."
+        "--sim-sensor",
+        help="Simulator: camera size WxH (default: $SCOPE_SIM_SENSOR, else the profile's).",
     ),
 ]
 SimCfgOpt = Annotated[
@@ -88,6 +90,9 @@ SimCfgOpt = Annotated[
 def _sensor(text: str | None) -> tuple[int, int] | None:
     from hardware_profiles.errors import ScopeError
 
+    if text is None:
+        # tests and the README tour run small frames without changing the commands shown
+        text = os.environ.get("SCOPE_SIM_SENSOR") or None
     if text is None:
         return None
     try:
@@ -120,7 +125,8 @@ def open_rig_from_options(
     sim = None
     chosen = backend.value if backend is not None else profile.connection.backend
     if chosen == "sim":
-        opts = load_sim_options(sim_config)
+        # tests and the README tour: a denser smear without changing the commands shown
+        opts = load_sim_options(sim_config or os.environ.get("SCOPE_SIM_CONFIG") or None)
         sim = SimOptions(
             slide=slide,
             seed=seed,
@@ -208,12 +214,14 @@ def scan(
     from rich.console import Console
 
     import hardware_profiles as hp
-    from acquisition.scan import plan_scan, run_scan
+    from acquisition.files import check_slide_name
+    from acquisition.scan import estimate_scan_bytes, plan_scan, run_scan
     from acquisition.tables import compression_options
     from scope._version import __version__
     from scope.progress import ScanProgress, scan_summary_table
 
     console = Console()
+    check_slide_name(slide)
     compression_options(compression)
     prof = hp.load(profile)
     if not yes:
@@ -254,9 +262,11 @@ def scan(
             focus=focus.value,
             z_um=stage.z_um if z_um is None else z_um,
         )
+        need = estimate_scan_bytes(plan, rig.mm.frame_size)
         console.print(
             f"[bold]scan[/] {plan.path.name}: {len(plan.positions)} fields x "
-            f"{len(plan.profile.stack)} images, {rig.backend} backend"
+            f"{len(plan.profile.stack)} images, {rig.backend} backend; about "
+            f"{need / 1e9:.2f} GB on disk"
             + (" — SIMULATED data, not a real slide" if rig.simulated else "")
         )
         with ScanProgress(console) as progress:
@@ -313,6 +323,9 @@ def calibrate(
         ),
     ] = True,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing profile file at --out.")
+    ] = False,
     seed: SeedOpt = 0,
     sim_sensor: SensorOpt = None,
     sim_config: SimCfgOpt = None,
@@ -326,6 +339,7 @@ def calibrate(
 
     import hardware_profiles as hp
     from acquisition.calibrate import CalibrationTargets, calibrate_profile
+    from acquisition.files import check_target, guard_output
     from acquisition.scan import stack_profile
     from hardware_profiles.errors import ScopeError
     from hardware_profiles.loader import dump
@@ -333,8 +347,10 @@ def calibrate(
 
     console = Console()
     prof = hp.load(profile)
-    if out.exists() and not yes:
-        raise ScopeError(f"{out} exists; choose another --out or pass --yes to replace it")
+    guard_output(out)
+    if out.exists() and not force:
+        raise ScopeError(f"{out} exists; choose another --out or pass --force to replace it")
+    check_target(out, "profile", command="scope calibrate", force=force)
     if not yes:
         console.print("Put an UNSTAINED smear under the 20x objective, monolayer in view.")
         if not typer.confirm("Ready?", default=True):

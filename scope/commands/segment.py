@@ -71,11 +71,18 @@ def segment(
     from rich.console import Console
     from rich.table import Table
 
+    from acquisition.files import check_target, guard_output, write_image, write_text
     from hardware_profiles.errors import ScopeError
     from registration.segment import overlay as draw
     from registration.segment import segment_wbcs
 
     overrides = parse_wbc_params(param)
+    for target, kind, opt in ((csv, "centroids-csv", "--csv"), (overlay, "image", "--overlay")):
+        if target is not None:
+            guard_output(target, option=opt)
+            if target.resolve() == image.resolve():
+                raise ScopeError(f"{opt} {target} is the input image; choose another file")
+            check_target(target, kind, command="scope segment", option=opt)
     img = _read_image(image)
     seg = segment_wbcs(img, pixel_size_um=pixel_size_um, **overrides)
     console = Console()
@@ -95,11 +102,10 @@ def segment(
                 seg.centroids, seg.areas_um2, seg.nucleus_areas_um2, strict=True
             )
         ]
-        csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_text(csv, "\n".join(lines) + "\n")
         console.print(f"centroids written to {csv}")
     if overlay is not None:
-        if not cv2.imwrite(str(overlay), cv2.cvtColor(draw(img, seg), cv2.COLOR_RGB2BGR)):
-            raise ScopeError(f"cannot write {overlay} (is the extension .png?)")
+        write_image(overlay, cv2.cvtColor(draw(img, seg), cv2.COLOR_RGB2BGR))
         console.print(f"overlay written to {overlay}")
 
 

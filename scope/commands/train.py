@@ -188,9 +188,25 @@ def train(
         "init_from": init_from,
         "samples": samples,
     }
+    from acquisition.files import Interrupted
+    from training.run import RunFolder, read_status
+
     values = {k: _value(v) for k, v in given.items() if v is not None}
     config = TrainConfig(**values)
-    result = run_training(config, progress=not quiet, command=_command_line(values))
+    try:
+        result = run_training(config, progress=not quiet, command=_command_line(values))
+    except KeyboardInterrupt:
+        run = RunFolder(out)
+        if run.last.is_file():
+            epoch = read_status(run).get("epoch", "?")
+            raise Interrupted(
+                f"interrupted: {out} keeps its checkpoint of epoch {epoch}; run the same "
+                "command with --resume to continue"
+            ) from None
+        raise Interrupted(
+            f"interrupted before the first checkpoint: run the same command again to start "
+            f"{out} afresh"
+        ) from None
     if int(os.environ.get("RANK", "0")) == 0:
         how = "stopped early" if result.stopped_early else "finished"
         Console().print(
@@ -274,6 +290,15 @@ def stain(
     compile_: Annotated[
         bool, typer.Option("--compile", help="torch.compile the generator (many fields).")
     ] = False,
+    skip_missing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-missing", help="Skip fields whose files are missing or damaged (warns)."
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace stain output written by another command.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Virtually stain whole unstained fields: images per field plus one HDF5 file."""
@@ -309,6 +334,9 @@ def stain(
         formats=fmts,
         compile=compile_,
         progress=not quiet,
+        skip_unreadable=skip_missing,
+        warn=lambda line: Console(stderr=True).print(f"[yellow]warning:[/] {line}"),
+        force=force,
     )
     Console().print(f"stained fields written to {out} ({path.name})")
 
