@@ -161,7 +161,11 @@ def evaluate_match(
         (tu, "dirt", "input_only_object", tu["slide_to_stage"], found_u),
     ):
         objs = pass_truth["cells"]
-        objs = objs[(objs["pass"] != "") & (objs["type"] == kind)]
+        one = (objs["pass"] != "") & (objs["type"] == kind)
+        if kind == "dirt":
+            # cells the staining washed off are objects of the input only, too
+            one |= (objs["pass"] == "") & ~np.isin(objs["id"], ts["cells"]["id"])
+        objs = objs[one]
         if not len(objs):
             continue
         stage = _placed(a_pass, objs["x_um"], objs["y_um"])

@@ -146,7 +146,20 @@ def test_staining_moves_and_loses_a_few_cells_and_truth_follows_each_pass():
             for r in after
         ]
     )
-    assert 0.12 - 1e-9 <= moves.min() and moves.max() <= 0.6 + 1e-9
+    # a smooth field (0.36 µm RMS here) plus a little jitter of each cell's own
+    assert 0.2 < np.sqrt(np.mean(moves**2)) < 0.6 and moves.max() < 1.5
+    # neighbours move together: the moves of nearby cells correlate
+    pts = np.column_stack([after["x"], after["y"]])
+    d = np.column_stack(
+        [
+            after["x"] - [by_id[int(r["id"])]["x"] for r in after],
+            after["y"] - [by_id[int(r["id"])]["y"] for r in after],
+        ]
+    )
+    from scipy.spatial import cKDTree
+
+    _, nn = cKDTree(pts).query(pts, k=2)
+    assert np.corrcoef(d[:, 0], d[nn[:, 1], 0])[0, 1] > 0.6
     # the highres pass images the same stained slide: same positions as the stained pass
     high = m.smear.objects_in(*region, pass_="highres").rbcs
     assert np.array_equal(high["x"], after["x"])

@@ -302,9 +302,9 @@ def test_stain_colour_varies_between_slides_and_cells_shrink_about_their_centres
     assert matched
     most = DENSE.cell_displacement_um
     for before, after in matched:
-        # staining moves each cell on its own by 0.2-1x cell_displacement_um
+        # staining moves cells by a smooth field of 0.6 x cell_displacement_um RMS
         moved = math.hypot(after["x_um"] - before["x_um"], after["y_um"] - before["y_um"])
-        assert 0.2 * most - 1e-9 <= moved <= most + 1e-9
+        assert moved <= 2.5 * most
         assert 0.94 <= after["radius_um"] / before["radius_um"] <= 0.99
 
 

@@ -110,7 +110,7 @@ def simulate_dataset(
         ratio = sim.magnification_ratio()
         hi_px = round(crop_size * ratio)
         # staining moves each cell a little and washes a few off (the simulator's truth)
-        dxs, dys, lost = sim.staining_moves(wbcs["id"])
+        dxs, dys, lost = sim.staining_moves(wbcs["id"], wbcs["x_um"], wbcs["y_um"])
         keep = np.flatnonzero(~lost)[:cells_per_slide]
         for cell, dx, dy in zip(wbcs[keep], dxs[keep], dys[keep], strict=True):
             xu, yu = _stage(a_u, cell["x_um"], cell["y_um"])

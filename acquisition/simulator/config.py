@@ -133,8 +133,10 @@ class SimConfig:
     background_stain
         Absorbance (natural log, eosin peak) the stained plasma film adds to the glass.
     cell_displacement_um
-        Largest non-rigid move of each cell between the unstained and the stained passes
-        (fixing and staining; uniform in 0.2 x .. 1 x this, random direction), µm.
+        Scale of the non-rigid moves between the unstained and the stained passes (fixing and
+        staining deform the film), µm: a smooth field of 0.6 x this RMS (40-150 µm
+        wavelengths), plus 0.1 x this RMS of each cell's own jitter; most cells move
+        0.2-1 x this.
     cell_loss_fraction
         Fraction of cells washed off by staining (absent from the stained and highres passes).
     platelets_per_field
@@ -226,7 +228,7 @@ class SimConfig:
     smudge_per_field: float = 0.3
     precipitate_per_field: float = 0.3
     background_stain: float = 0.03
-    cell_displacement_um: float = 0.6
+    cell_displacement_um: float = 0.3
     cell_loss_fraction: float = 0.02
     platelets_per_field: float = 100.0
     dirt_per_field: float = 0.3

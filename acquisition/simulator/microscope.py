@@ -200,11 +200,12 @@ class SimulatedMicroscope:
         """Scan pixel size over the true highres pixel size (near 5 for ``pls43``)."""
         return float(self._ratio)
 
-    def staining_moves(self, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(dx, dy, lost)`` per object id: how staining moved each cell (slide µm) and which
-        it washed off. A cell's slide position in the stained and highres passes is its
-        unstained one plus ``(dx, dy)``; ``truth`` already lists each pass's own positions."""
-        return self.smear.pass_offsets(np.asarray(ids, dtype=np.int64))
+    def staining_moves(self, ids, x_um, y_um) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(dx, dy, lost)`` per object: how staining moved each cell (slide µm) from its
+        unstained slide position ``(x_um, y_um)``, and which it washed off. Its position in
+        the stained and highres passes is the unstained one plus ``(dx, dy)``; ``truth``
+        already lists each pass's own positions."""
+        return self.smear.pass_offsets(np.asarray(ids, dtype=np.int64), x_um, y_um)
 
     def focus_z_um(self, pass_: str, x_um: float, y_um: float) -> float:
         """Stage Z (µm) of best focus at stage position ``(x_um, y_um)`` in ``pass_``.

@@ -87,8 +87,10 @@ def render_cells(
     stacks, targets, absorbs, masks = [], [], [], []
     exp_s = None
     for row in cells:
-        dx, dy, _ = sim.smear.pass_offsets(np.array([row["id"]]))
-        su = np.array([row["x_um"] - dx[0], row["y_um"] - dy[0]])  # unstained slide position
+        # unstained slide position: the stained one minus the staining move (the field is
+        # smooth, so evaluating it at the stained position is exact to a few nm)
+        dx, dy, _ = sim.staining_moves([row["id"]], [row["x_um"]], [row["y_um"]])
+        su = np.array([row["x_um"] - dx[0], row["y_um"] - dy[0]])
         xu, yu = a_u[:, :2] @ su + a_u[:, 2]
         xs, ys = a_s[:, :2] @ [row["x_um"], row["y_um"]] + a_s[:, 2]
         zu = sim.focus_z_um("unstained", xu, yu)

@@ -288,35 +288,71 @@ class VirtualSmear:
         return self._after_staining(objects) if pass_ != "unstained" else objects
 
     # ------------------------------------------------------------------ staining moves
-    def pass_offsets(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """How staining moved and lost cells: ``(dx, dy, lost)`` per object id (slide µm).
+    def pass_offsets(
+        self, ids: np.ndarray, x: np.ndarray, y: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """How staining moved and lost cells: ``(dx, dy, lost)`` per object (slide µm).
 
-        Fixing, staining and rinsing move each cell a little on its own (non-rigid, uniform
-        in ``0.2..1 x cell_displacement_um``, random direction) and wash a few off
-        (``cell_loss_fraction``). The stained and highres passes image the same stained slide,
-        so they share these; the unstained pass is the reference (no offset).
+        Fixing, staining and rinsing deform the film: a smooth displacement field (a few
+        random modes, 40-150 µm wavelengths, RMS ``0.6 x cell_displacement_um``), plus each
+        cell's own jitter (10 % of ``cell_displacement_um`` RMS); rinsing washes a few cells
+        off (``cell_loss_fraction``). ``x, y`` are the unstained slide positions. The stained
+        and highres passes image the same stained slide, so they share these; the unstained
+        pass is the reference.
         """
         ids = np.asarray(ids, dtype=np.int64)
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         cfg = self.config
+        amp = cfg.cell_displacement_um
         salt = np.uint64(int.from_bytes(self._rng("staining").bytes(8), "little"))
-        u1 = _hash_uniform(ids.astype(np.uint64) ^ salt, 1)
-        u2 = _hash_uniform(ids.astype(np.uint64) ^ salt, 2)
-        u3 = _hash_uniform(ids.astype(np.uint64) ^ salt, 3)
-        mag = cfg.cell_displacement_um * (0.2 + 0.8 * u1)
-        ang = 2 * np.pi * u2
-        return mag * np.cos(ang), mag * np.sin(ang), u3 < cfg.cell_loss_fraction
+        keys = ids.astype(np.uint64) ^ salt
+        dx = np.zeros(ids.shape)
+        dy = np.zeros(ids.shape)
+        if amp > 0:
+            for kx, ky, ax, ay, ph in self._staining_modes:
+                wave = np.cos(kx * x + ky * y + ph)
+                dx += ax * wave
+                dy += ay * wave
+            dx *= amp
+            dy *= amp
+            jitter = 0.1 * amp
+            dx += jitter * _hash_normal(keys, 1)
+            dy += jitter * _hash_normal(keys, 3)
+        lost = _hash_uniform(keys, 5) < cfg.cell_loss_fraction
+        return dx, dy, lost
+
+    @property
+    def _staining_modes(self) -> np.ndarray:
+        """Modes ``(kx, ky, ax, ay, phase)`` of the staining field, unit RMS of 0.6 overall."""
+        if not hasattr(self, "_modes"):
+            rng = self._rng("staining-field")
+            n = 6
+            lam = rng.uniform(40.0, 150.0, n)
+            ang = rng.uniform(0, 2 * np.pi, n)
+            k = 2 * np.pi / lam
+            a = rng.normal(0.0, 1.0, (n, 2))
+            # RMS of |D| = sqrt(sum(|a|²)/2) -> scale to 0.6
+            a *= 0.6 / math.sqrt(float(np.sum(a * a)) / 2)
+            self._modes = np.column_stack(
+                [k * np.cos(ang), k * np.sin(ang), a[:, 0], a[:, 1], rng.uniform(0, 2 * np.pi, n)]
+            )
+        return self._modes
 
     def _after_staining(self, objects: SmearObjects) -> SmearObjects:
         out = SmearObjects(debris=objects.debris)
         for name in ("rbcs", "platelets"):
             recs = getattr(objects, name)
-            dx, dy, lost = self.pass_offsets(recs["id"])
+            dx, dy, lost = self.pass_offsets(recs["id"], recs["x"], recs["y"])
             moved = recs[~lost].copy()
             moved["x"] += dx[~lost]
             moved["y"] += dy[~lost]
             setattr(out, name, moved)
         if objects.wbcs:
-            dx, dy, lost = self.pass_offsets(np.array([c.id for c in objects.wbcs]))
+            dx, dy, lost = self.pass_offsets(
+                np.array([c.id for c in objects.wbcs]),
+                np.array([c.x for c in objects.wbcs]),
+                np.array([c.y for c in objects.wbcs]),
+            )
             out.wbcs = [
                 dataclasses.replace(c, x=c.x + float(dx[k]), y=c.y + float(dy[k]))
                 for k, c in enumerate(objects.wbcs)
@@ -652,6 +688,13 @@ def _hash_uniform(keys: np.ndarray, stream: int) -> np.ndarray:
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _hash_normal(keys: np.ndarray, stream: int) -> np.ndarray:
+    """Standard normal numbers from uint64 keys (Box–Muller on two hashed uniforms)."""
+    u1 = np.maximum(_hash_uniform(keys, stream), 1e-12)
+    u2 = _hash_uniform(keys, stream + 1)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2 * np.pi * u2)
 
 
 # ---------------------------------------------------------------------- shapes
