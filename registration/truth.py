@@ -169,8 +169,9 @@ def evaluate_match(
         if not len(objs):
             continue
         stage = _placed(a_pass, objs["x_um"], objs["y_um"])
-        # an object counts for a crop when its centre lies inside the crop
-        near = (np.abs(centre[:, None, :] - stage[None]) <= crop_um / 2).all(-1).any(1)
+        # an object counts for a crop when any part of it lies inside the crop
+        reach = crop_um / 2 + np.asarray(objs["radius_um"], dtype=np.float64)[None, :, None]
+        near = (np.abs(centre[:, None, :] - stage[None]) <= reach).all(-1).any(1)
         near &= np.array(["near_edge" not in f for f in flags])
         has_object |= near
         flagged = np.array([flag in f for f in flags], dtype=bool)
