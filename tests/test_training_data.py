@@ -263,10 +263,9 @@ def test_augmented_stack_matches_the_stack_rendered_from_the_transformed_cell(
     by the physics this is the stack of the transformed cell. The augmentation, made from the
     first render only, must correlate ≥ 0.95 with it (on a perfect instrument: a real one's
     LED brightness and position errors and its flat field break the symmetry a little)."""
+    from acquisition.simulator.config import SimConfig
     from acquisition.simulator.microscope import SimulatedMicroscope
     from training.simulated import _find_wbcs, _stage
-
-    from acquisition.simulator.config import SimConfig
 
     profile = hp.load(profile_name)
     size = 48
