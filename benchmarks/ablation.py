@@ -108,8 +108,8 @@ def knob_curve(args) -> str:
         "",
         "This is a statement about the simulator, not about real smears: how much denser real",
         "nuclei are in a dried smear, and how much of their texture sits where the stain goes,",
-        "must be measured on real data. The network ablation (`python benchmarks/ablation.py`)",
-        "below the knobs' mode) must be re-run on this simulator (without `--knobs`); its earlier figures were",
+        "must be measured on real data. The network ablation (`python benchmarks/ablation.py`",
+        "without `--knobs`) must be re-run on this simulator; its earlier figures were",
         "measured on a simulator that planted the stain in the phase.",
         "",
     ]
