@@ -43,6 +43,7 @@ class MatchEvaluation:
     pls_false_flags: int = 0
     one_pass: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind -> (n, flagged)
     one_pass_false_flags: int = 0
+    one_pass_false_rows: list[int] = field(default_factory=list)  # dataset rows
 
 
 def _placed(a: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -196,6 +197,7 @@ def evaluate_match(
         pls_false_flags=int((~in_bad & pls_flag).sum()),
         one_pass=one_pass,
         one_pass_false_flags=int((one_pass_flags & ~has_object).sum()),
+        one_pass_false_rows=[int(k) for k in np.flatnonzero(one_pass_flags & ~has_object)],
     )
 
 

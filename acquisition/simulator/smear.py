@@ -561,7 +561,10 @@ class VirtualSmear:
         out["angle"] = rng.uniform(0, math.pi, n)
         out["mass"] = self.config.rbc_hb_pg * rng.uniform(0.9, 1.1, n)
         out["pallor"] = rng.uniform(0.45, 1.2, n)
-        out["shrink"] = rng.uniform(*self.config.stain_shrinkage, n)
+        # dried red cells keep their size (and the overlaps of neighbours) through fixing
+        # and staining; drawn anyway so the random stream does not depend on it
+        rng.uniform(*self.config.stain_shrinkage, n)
+        out["shrink"] = 1.0
         return out
 
     # ------------------------------------------------------------------ tile
