@@ -93,7 +93,7 @@ def file_kind(path: str | Path) -> str | None:
     first = text.splitlines()[0].strip() if text.strip() else ""
     if first.startswith("cell_id,slide,x_um,y_um"):
         return "cells-csv"
-    if first.startswith("x_px,y_px"):
+    if first.startswith(("x_px,y_px", "image,x_px,y_px")):
         return "centroids-csv"
     if path.suffix in (".yaml", ".yml", ".json") and "camera" in text and "stack" in text:
         return "profile"

@@ -29,7 +29,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,17 @@ from registration.coarse import (
     robust_fit_rigid,
     to_grey,
 )
+from registration.detection_report import detection_warnings, per_field_line
 from registration.fine import FineMatchError, crop_origin, fine_match
 from registration.mosaic import FieldMosaic
 from registration.qc import QcOptions, channel_pairs, join_flags
-from registration.segment import WbcParams, background_colour, segment_wbcs
+from registration.segment import (
+    WbcParams,
+    background_colour,
+    for_slide,
+    segment_wbcs,
+    slide_stain_of,
+)
 from registration.splits import DEFAULT_BLOCK_UM, DEFAULT_FRACTIONS, default_split
 
 #: ``progress(phase, done, total)``: called as work advances.
@@ -715,6 +722,15 @@ def _match_scans(
         s.close()
     notes: list[str] = []
     try:
+        # 0. the slide's stain, from up to 12 stained fields: every field then uses the same
+        # colour boxes (registration.segment.for_slide)
+        picks = np.unique(np.linspace(0, pair.n_fields - 1, min(pair.n_fields, 12)).round())
+        stain = slide_stain_of(
+            (_scan(pair.stained).image(int(i), pair.bf_stained) for i in picks),
+            pixel_size_um=pair.pixel_size_um,
+            params=opt.wbc,
+        )
+        opt = replace(opt, wbc=for_slide(opt.wbc, stain))
         # 1. survey
         tasks = [(pair, i, opt) for i in range(pair.n_fields)]
         surveys = list(_run(_survey, tasks, opt.workers, progress, "survey"))
@@ -729,6 +745,8 @@ def _match_scans(
         if len(blank) == pair.n_fields:
             raise MatchError("every field is blank; nothing to match")
         n_detected = int(sum(len(sv.centroids) for sv in surveys))
+        counts = [len(sv.centroids) for sv in surveys if not sv.blank]
+        notes += [per_field_line(counts), *detection_warnings(counts, stain)]
         if n_detected == 0:
             raise MatchError(
                 f"no white blood cells found in the {pair.n_fields} fields of "
@@ -923,10 +941,11 @@ def _same_slide_check(
     )
     if len(cells) < MIN_CELLS_FOR_SLIDE_CHECK:
         return [
-            f"{what}, but {len(cells)} cells are too few to judge: check the scans are of one slide"
+            f"warning: {what}, but {len(cells)} cells are too few to judge: check the scans are "
+            "of one slide"
         ]
     if force:
-        return [f"{what}: matched anyway (--force)"]
+        return [f"warning: {what}: matched anyway (--force)"]
     raise MatchError(
         f"{Path(pair.unstained).name} and {Path(pair.stained).name} may not be the same "
         f"physical slide: {what}; rescan, or pass --force to match anyway"

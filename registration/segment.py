@@ -6,8 +6,11 @@ lilac or blue. The detector:
 
 1. white-balances the image on its own background (a yellowish lamp or a bluish stain batch
    does not move the thresholds) and smooths it on a physical scale;
-2. converts RGB → HSV (OpenCV scale: H 0–180, S and V 0–255) and keeps the **nucleus** pixels
-   inside a purple box (hue range, minimum saturation, maximum value), dropping specks;
+2. converts RGB → HSV (OpenCV scale: H 0–180, S and V 0–255), measures the image's stain
+   (:mod:`registration.stain_colour`: how saturated its pale and its strongest blue-purple
+   pixels are) — or takes the slide's (:func:`for_slide`) — scales the boxes' saturation
+   limits to it, and keeps the **nucleus** pixels inside a purple box (hue range, minimum
+   saturation, maximum value; darker magenta too), dropping specks;
 3. closes the nucleus mask with a disk (µm) to reconnect a nucleus split by the threshold;
 4. joins nucleus fragments lying within ``2 · join_um`` of each other while the joined group
    still fits inside one nucleus (``max_nucleus_extent_um``): the lobes of one neutrophil
@@ -19,11 +22,14 @@ lilac or blue. The detector:
 7. keeps cells with a nucleus of at least ``min_nucleus_area_um2``, no larger than
    ``max_cell_area_um2``, and either a body of at least ``min_cell_area_um2`` or a nucleus of
    at least ``min_nucleus_alone_um2`` (eosinophil bodies are red granules, not lilac) —
-   platelets and stain specks are smaller than both — and returns the cells' centroids.
+   platelets and stain specks are smaller than both;
+8. outlines each cell's nucleus by the cell's own Otsu threshold (saturated and dark), drops
+   nuclei hardly more saturated than the other stain of their hue (purplish red cells), and
+   returns the cells' centroids.
 
 Every size is physical and converted with ``pixel_size_um``, so the same defaults work at 20x,
-100x or on another lab's camera. ``docs/registration.md`` shows how to fit the colour boxes to
-another stain.
+100x or on another lab's camera; the colours adapt to the stain. ``docs/registration.md``
+shows how a lab checks detection on its own slides.
 """
 
 from __future__ import annotations
@@ -45,32 +51,45 @@ class SegmentationError(ScopeError, ValueError):
 class WbcParams:
     """Parameters of :func:`find_wbcs` (sizes in µm and µm², colours on OpenCV's HSV scale).
 
-    The defaults fit Romanowsky-type stains after white balance: nuclei have hue 105–155
-    (blue to purple), saturation ≥ 90 and value ≤ 215; the cell body (cytoplasm) hue 100–152
-    and saturation ≥ 28; pink red cells (hue ≳ 155) and the background (saturation ≲ 25) fall
-    outside both boxes.
+    The boxes are those of a reference Romanowsky stain after white balance: nuclei have hue
+    105–155 (blue to purple), saturation ≥ 90 and value ≤ 215 (or hue up to 12 past 155 when
+    value ≤ ``dark_value_max``); the cell body (cytoplasm) hue 100–152 and saturation ≥ 28.
+    With ``adapt`` the saturation limits scale with the image's (or, with
+    ``saturation_scale``, the slide's) stain: see :func:`adapted_boxes`,
+    :mod:`registration.stain_colour` and ``docs/registration.md``.
     """
 
     hue_min: float = 105.0
     hue_max: float = 155.0
     saturation_min: float = 90.0
     value_max: float = 215.0
+    dark_hue_extra: float = 12.0
+    dark_value_max: float = 165.0
     body_hue_min: float = 100.0
     body_hue_max: float = 152.0
     body_saturation_min: float = 28.0
     body_value_max: float = 245.0
     white_balance: bool = True
+    adapt: bool = True
+    saturation_scale: float = 0.0
+    reference_saturation: float = 35.0
+    top_fraction: float = 0.6
+    top_contrast: float = 2.0
+    max_saturation_scale: float = 1.3
+    nucleus_hue: float = 0.0
     smooth_um: float = 0.3
     closing_um: float = 0.8
     join_um: float = 1.5
     max_nucleus_extent_um: float = 14.0
     max_cell_radius_um: float = 9.0
+    rim_um: float = 2.5
     split_prominence_um: float = 1.0
     split_core_radius_um: float = 3.0
     min_fragment_area_um2: float = 0.5
     min_nucleus_area_um2: float = 2.0
-    min_nucleus_alone_um2: float = 15.0
+    min_nucleus_alone_um2: float = 10.0
     min_cell_area_um2: float = 45.0
+    min_nucleus_contrast: float = 1.35
     max_cell_area_um2: float = 450.0
 
     def validate(self) -> None:
@@ -82,7 +101,27 @@ class WbcParams:
                 raise SegmentationError(
                     f"hue ranges must satisfy 0 ≤ {what} ≤ 180 (OpenCV scale); got [{lo}, {hi}]."
                 )
-        for name in ("saturation_min", "value_max", "body_saturation_min", "body_value_max"):
+        if not 0 <= self.saturation_scale <= 5:
+            raise SegmentationError(
+                f"saturation_scale must lie in [0, 5] (0: measure it on each image); "
+                f"got {self.saturation_scale}."
+            )
+        if not 0 <= self.nucleus_hue <= 180:
+            raise SegmentationError(
+                f"nucleus_hue must lie in [0, 180] (OpenCV scale; 0: measure it on each image); "
+                f"got {self.nucleus_hue}."
+            )
+        if not 0 <= self.dark_hue_extra <= 30:
+            raise SegmentationError(
+                f"dark_hue_extra must lie in [0, 30]; got {self.dark_hue_extra}."
+            )
+        for name in (
+            "saturation_min",
+            "value_max",
+            "dark_value_max",
+            "body_saturation_min",
+            "body_value_max",
+        ):
             value = getattr(self, name)
             if not 0 <= value <= 255:
                 raise SegmentationError(f"{name} must lie in [0, 255]; got {value}.")
@@ -94,11 +133,21 @@ class WbcParams:
             "min_fragment_area_um2",
             "min_nucleus_area_um2",
             "min_nucleus_alone_um2",
+            "min_nucleus_contrast",
+            "top_fraction",
+            "top_contrast",
+            "max_saturation_scale",
         ):
             value = getattr(self, name)
             if not value >= 0:
                 raise SegmentationError(f"{name} must be ≥ 0; got {value}.")
-        for name in ("max_nucleus_extent_um", "max_cell_radius_um", "split_core_radius_um"):
+        for name in (
+            "max_nucleus_extent_um",
+            "max_cell_radius_um",
+            "rim_um",
+            "reference_saturation",
+            "split_core_radius_um",
+        ):
             value = getattr(self, name)
             if not value > 0:
                 raise SegmentationError(f"{name} must be > 0; got {value}.")
@@ -186,38 +235,128 @@ def background_colour(image: np.ndarray) -> np.ndarray:
 
 def hsv_image(image: np.ndarray, *, pixel_size_um: float, params: WbcParams) -> np.ndarray:
     """White-balanced, smoothed ``(H, W, 3) uint8`` HSV image (OpenCV scale)."""
+    return _balanced_hsv(image, pixel_size_um=pixel_size_um, params=params)[1]
+
+
+def _balanced_hsv(
+    image: np.ndarray, *, pixel_size_um: float, params: WbcParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """The white-balanced, smoothed RGB image and its HSV (OpenCV scale), ``uint8`` each."""
     import cv2
+
+    from registration.stain_colour import white_balance_lut
 
     img = image
     if params.white_balance:
         # map the background to a light neutral grey (235), as in a well-exposed smear
-        gain = 235.0 / background_colour(image)
-        lut = np.clip(np.arange(256)[:, None] * gain[None, :], 0, 255).astype(np.uint8)
-        img = cv2.LUT(np.ascontiguousarray(image), lut.reshape(256, 1, 3))
+        img = cv2.LUT(np.ascontiguousarray(image), white_balance_lut(background_colour(image)))
     sigma = params.smooth_um / pixel_size_um
     if sigma >= 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
-    return cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+    return img, cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+
+
+def measure_stain(image: np.ndarray, *, pixel_size_um: float, params: WbcParams | None = None):
+    """:class:`registration.stain_colour.StainStats` of one stained image (after white balance)."""
+    p = params or DEFAULT_PARAMS
+    balanced, hsv = _balanced_hsv(_check_image(image), pixel_size_um=pixel_size_um, params=p)
+    return _stain_of(balanced, hsv, p)
+
+
+def _stain_of(balanced: np.ndarray, hsv: np.ndarray, p: WbcParams):
+    from registration.stain_colour import measure_stain_hsv, stained_mask
+
+    step = max(1, round(np.sqrt(balanced.shape[0] * balanced.shape[1] / 60_000)))
+    sub = (slice(None, None, step), slice(None, None, step))
+    return measure_stain_hsv(
+        hsv[sub],
+        stained_mask(balanced[sub]),
+        nucleus_saturation=p.saturation_min,
+        nucleus_value=p.value_max,
+        reference=p.reference_saturation,
+        min_pixels=max(50 // step**2, 12),
+    )
+
+
+def _top_stands_out(stain, params: WbcParams) -> bool:
+    """Whether the image's most saturated blue-purple pixels stand well above its typical
+    stain (nuclei, not merely the darkest red cells)."""
+    top, typical = stain.top_saturation, stain.saturation
+    return bool(np.isfinite(top) and np.isfinite(typical) and top >= params.top_contrast * typical)
+
+
+def adapted_boxes(params: WbcParams, stain=None) -> dict[str, float]:
+    """The colour boxes used on an image whose stain is ``stain`` (a ``StainStats``).
+
+    Saturation limits scale with the stain's saturation scale; ``params.saturation_scale``
+    (when non-zero) fixes it instead. Hue ranges stay (the box is wide: blue to purple)
+    unless ``params.nucleus_hue`` names the stain's nucleus hue, which they then follow
+    (at most ±12). The nucleus hue is measured but not followed by itself: on a field
+    without a white cell the darkest, most saturated pixels are red cells, and following
+    them would turn red cells into white ones. ``adapt=False`` keeps the boxes as given.
+    """
+    from registration.stain_colour import REFERENCE_NUCLEUS_HUE
+
+    k, dh, top = 1.0, 0.0, np.inf
+    if params.adapt:
+        if stain is not None and params.top_fraction > 0 and _top_stands_out(stain, params):
+            top = params.top_fraction * stain.top_saturation
+        k = params.saturation_scale or (
+            stain.saturation_scale(params.reference_saturation, hi=params.max_saturation_scale)
+            if stain is not None
+            else 1.0
+        )
+        if params.nucleus_hue:
+            dh = float(np.clip(params.nucleus_hue - REFERENCE_NUCLEUS_HUE, -12.0, 12.0))
+    return {
+        "hue_min": max(params.hue_min + dh, 0.0),
+        "hue_max": min(params.hue_max + dh, 180.0),
+        "saturation_min": min(params.saturation_min * k, top),
+        "value_max": params.value_max,
+        "dark_hue_max": min(params.hue_max + params.dark_hue_extra + dh, 180.0),
+        "dark_value_max": params.dark_value_max,
+        "body_hue_min": max(params.body_hue_min + dh, 0.0),
+        "body_hue_max": min(params.body_hue_max + dh, 180.0),
+        "body_saturation_min": params.body_saturation_min * k,
+        "body_value_max": params.body_value_max,
+    }
 
 
 def colour_masks(
-    image: np.ndarray, *, pixel_size_um: float, params: WbcParams
+    image: np.ndarray, *, pixel_size_um: float, params: WbcParams, stain=None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The nucleus and cell-body colour masks, ``(H, W) bool`` each."""
+    """The nucleus and cell-body colour masks, ``(H, W) bool`` each.
+
+    ``stain`` (a :class:`registration.stain_colour.StainStats`, e.g. a slide's) sets how the
+    boxes adapt; without it the image's own stain is measured.
+    """
+    maps = _colour_maps(image, pixel_size_um=pixel_size_um, params=params, stain=stain)
+    return maps[0], maps[1]
+
+
+def _colour_maps(
+    image: np.ndarray, *, pixel_size_um: float, params: WbcParams, stain=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Nucleus and body masks, the white-balanced image and its HSV."""
     import cv2
 
-    hsv = hsv_image(image, pixel_size_um=pixel_size_um, params=params)
+    balanced, hsv = _balanced_hsv(image, pixel_size_um=pixel_size_um, params=params)
+    if params.adapt and stain is None and not params.saturation_scale:
+        stain = _stain_of(balanced, hsv, params)
+    b = adapted_boxes(params, stain)
 
     def box(h_lo: float, h_hi: float, s_lo: float, v_hi: float) -> np.ndarray:
         lo = np.array([np.ceil(h_lo), np.ceil(s_lo), 0], dtype=np.uint8)
         hi = np.array([np.floor(h_hi), 255, np.floor(v_hi)], dtype=np.uint8)
         return cv2.inRange(hsv, lo, hi).astype(bool)
 
-    nucleus = box(params.hue_min, params.hue_max, params.saturation_min, params.value_max)
-    body = box(
-        params.body_hue_min, params.body_hue_max, params.body_saturation_min, params.body_value_max
-    )
-    return nucleus, body
+    nucleus = box(b["hue_min"], b["hue_max"], b["saturation_min"], b["value_max"])
+    if b["dark_hue_max"] > b["hue_max"]:
+        # dark magenta-purple nuclei (a redder stain): red cells share the hue, never the
+        # darkness
+        nucleus |= box(b["hue_max"], b["dark_hue_max"], b["saturation_min"], b["dark_value_max"])
+    body = box(b["body_hue_min"], b["body_hue_max"], b["body_saturation_min"], b["body_value_max"])
+    return nucleus, body, balanced, hsv
 
 
 def _disk(radius_px: float) -> np.ndarray:
@@ -347,10 +486,28 @@ def _merge_boxes(boxes: list[list[int]]) -> list[list[int]]:
     return sorted(boxes, key=lambda b: (b[1], b[0]))
 
 
+def _refine_nucleus(nuc: np.ndarray, cell: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """The nucleus of one cell: its colour-box pixels above the cell's own Otsu threshold.
+
+    The colour box is loose on purpose (it adapts to pale stains); within a cell the
+    nucleus is the darker, more saturated of two populations, whatever the stain's strength.
+    The box's nucleus is kept when the split leaves too little of it (a cell that is nearly
+    all nucleus has no second population).
+    """
+    import cv2
+
+    vals = score[cell]
+    if vals.size < 16 or int(vals.max()) - int(vals.min()) < 8:
+        return nuc
+    t, _ = cv2.threshold(vals.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    refined = nuc & (score > t)
+    return refined if refined.sum() >= 0.4 * nuc.sum() else nuc
+
+
 def _cells_in_region(
-    raw: np.ndarray, body: np.ndarray, px: float, p: WbcParams
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The cells of one region: ``(cell mask, nucleus mask)`` pairs, region-sized."""
+    raw: np.ndarray, body: np.ndarray, px: float, p: WbcParams, score: np.ndarray | None = None
+) -> list[tuple[tuple[slice, slice], np.ndarray, np.ndarray]]:
+    """The cells of one region: ``(bounding slices in the region, cell mask, nucleus mask)``."""
     import cv2
     from scipy import ndimage as ndi
 
@@ -406,20 +563,37 @@ def _cells_in_region(
             area = float(piece.sum())
             nuc = nuc_crop & piece
             nuc_px = float(nuc.sum())
+            if area > max_px and nuc_px >= min_nuc:
+                # a body that ran into touching red cells of the same lilac: keep the part
+                # near the nucleus (a cytoplasm rim), not the whole blob
+                near = (
+                    cv2.distanceTransform((~nuc).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+                    <= p.rim_um / px
+                )
+                piece = piece & near
+                area = float(piece.sum())
             # a cell needs a nucleus and either a visible body or a nucleus larger than any
             # platelet (eosinophil bodies are red granules, neutrophil bodies may be pale)
             if area > max_px or nuc_px < min_nuc or (area < min_px and nuc_px < alone_px):
                 continue
-            full_cell = np.zeros(raw.shape, dtype=bool)
-            full_nuc = np.zeros(raw.shape, dtype=bool)
-            full_cell[sl] = piece
-            full_nuc[sl] = nuc
-            out.append((full_cell, full_nuc))
+            if score is not None:
+                nuc = _refine_nucleus(nuc, piece, score[sl])
+                # the same rule for the refined nucleus: dye specks on a red cell pass the colour
+                # box as a nucleus-sized blob but shrink to specks once each cell is thresholded
+                refined_px = float(nuc.sum())
+                if refined_px < min_nuc or (area < min_px and refined_px < alone_px):
+                    continue
+            out.append((sl, piece, nuc))
     return out
 
 
 def segment_wbcs(
-    image: np.ndarray, *, pixel_size_um: float, params: WbcParams | None = None, **overrides: Any
+    image: np.ndarray,
+    *,
+    pixel_size_um: float,
+    params: WbcParams | None = None,
+    stain=None,
+    **overrides: Any,
 ) -> Segmentation:
     """Segment WBCs (nucleus and cell body) in a stained smear image; see :func:`find_wbcs`.
 
@@ -434,7 +608,7 @@ def segment_wbcs(
     p = make_params(params, **overrides)
     px = float(pixel_size_um)
     px2 = px * px
-    raw, body = colour_masks(image, pixel_size_um=px, params=p)
+    raw, body, balanced, hsv = _colour_maps(image, pixel_size_um=px, params=p, stain=stain)
     # drop specks (noise, stray dye) before closing so they cannot bridge nuclei
     _, raw_lab, stats, _ = cv2.connectedComponentsWithStats(raw.astype(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= p.min_fragment_area_um2 / px2
@@ -446,23 +620,36 @@ def segment_wbcs(
     centroids: list[tuple[float, float]] = []
     areas: list[float] = []
     nuc_areas: list[float] = []
-    # WBCs are sparse: work only in boxes around the nucleus fragments, grown by the reach
-    # of a cell body and merged where they overlap
+    # WBCs are sparse: work only in boxes around the nucleus fragments large enough to be
+    # (part of) a nucleus, grown by the reach of a cell body and merged where they overlap
     grow = int(np.ceil((p.max_cell_radius_um + 2 * p.closing_um + p.join_um) / px)) + 2
+    seeds = keep & (stats[:, cv2.CC_STAT_AREA] >= p.min_nucleus_area_um2 / px2)
     boxes = [
         [max(x - grow, 0), max(y - grow, 0), min(x + bw + grow, w), min(y + bh + grow, h)]
-        for x, y, bw, bh in stats[1:, :4][keep[1:]]
+        for x, y, bw, bh in stats[1:, :4][seeds[1:]]
     ]
     for x0, y0, x1, y1 in _merge_boxes(boxes):
         sl = (slice(y0, y1), slice(x0, x1))
-        for cell, nuc in _cells_in_region(raw[sl], body[sl], px, p):
+        # nucleus score (S + 255 − V) / 2: saturated and dark
+        score = cv2.addWeighted(hsv[sl][..., 1], 0.5, 255 - hsv[sl][..., 2], 0.5, 0.0)
+        for (ys_, xs_), cell, nuc in _cells_in_region(raw[sl], body[sl], px, p, score):
             ys, xs = np.nonzero(cell)
             k = len(centroids) + 1
-            cell_labels[sl][cell] = k
-            labels[sl][nuc] = k
-            centroids.append((xs.mean() + x0, ys.mean() + y0))
+            oy, ox = y0 + ys_.start, x0 + xs_.start
+            box = (slice(oy, oy + cell.shape[0]), slice(ox, ox + cell.shape[1]))
+            cell_labels[box][cell] = k
+            labels[box][nuc] = k
+            centroids.append((xs.mean() + ox, ys.mean() + oy))
             areas.append(float(cell.sum()) * px2)
             nuc_areas.append(float(nuc.sum()) * px2)
+    keep_cells = _stand_out(labels, cell_labels, balanced, hsv, px, p)
+    if not keep_cells.all():
+        remap = np.zeros(len(keep_cells) + 1, dtype=np.int32)
+        remap[1:][keep_cells] = np.arange(1, int(keep_cells.sum()) + 1)
+        labels, cell_labels = remap[labels], remap[cell_labels]
+        centroids = [c for c, k in zip(centroids, keep_cells, strict=True) if k]
+        areas = [a for a, k in zip(areas, keep_cells, strict=True) if k]
+        nuc_areas = [a for a, k in zip(nuc_areas, keep_cells, strict=True) if k]
     return Segmentation(
         np.asarray(centroids, dtype=np.float64).reshape(-1, 2),
         labels,
@@ -471,6 +658,50 @@ def segment_wbcs(
         np.asarray(nuc_areas, dtype=np.float64),
         raw,
     )
+
+
+def _stand_out(
+    labels: np.ndarray,
+    cell_labels: np.ndarray,
+    balanced: np.ndarray,
+    hsv: np.ndarray,
+    px: float,
+    p: WbcParams,
+) -> np.ndarray:
+    """``(N,) bool``: cells whose nucleus is clearly more saturated than the other stain.
+
+    A nucleus is the most saturated thing on a smear; a red cell that a purplish stain
+    pushed into the nucleus box is barely more saturated than the other red cells. The
+    median saturation of the nucleus must reach ``min_nucleus_contrast`` times that of the
+    stained pixels of the nucleus box's hues away from every detected cell (when enough of
+    them are left to tell).
+    """
+    import cv2
+
+    from registration.stain_colour import stained_mask
+
+    n = int(labels.max())
+    keep = np.ones(n, dtype=bool)
+    if n == 0 or p.min_nucleus_contrast <= 0:
+        return keep
+    step = max(1, round(np.sqrt(labels.size / 120_000)))
+    sub = (slice(None, None, step), slice(None, None, step))
+    r = max(1, round(2.0 / px / step))
+    near = cv2.dilate((cell_labels[sub] > 0).astype(np.uint8), _disk(r)) > 0
+    hue = hsv[..., 0][sub]
+    # the stain that competes with nuclei: stained pixels of the nucleus box's hues
+    other = stained_mask(balanced[sub]) & ~near & (hue >= p.hue_min) & (hue <= p.hue_max)
+    if other.sum() < max(200 // step**2, 50):
+        return keep
+    sat = hsv[..., 1]
+    typical = float(np.median(sat[sub][other]))
+    inside = labels > 0
+    labs, vals = labels[inside], sat[inside]
+    order = np.argsort(labs, kind="stable")
+    groups = np.split(vals[order], np.cumsum(np.bincount(labs, minlength=n + 1)[1:])[:-1])
+    nuc_sat = np.array([np.median(g) if g.size else 0.0 for g in groups])
+    keep[:] = nuc_sat >= p.min_nucleus_contrast * max(typical, 1.0)
+    return keep
 
 
 def ndi_find_objects(labels: np.ndarray) -> list[tuple[int, tuple[slice, slice]]]:
@@ -491,12 +722,16 @@ def find_wbcs(image: np.ndarray, *, pixel_size_um: float, **params: Any) -> np.n
         Size of one pixel at the sample (µm); every size parameter is physical.
     **params
         Overrides of :class:`WbcParams`: the nucleus colour box ``hue_min``, ``hue_max``,
-        ``saturation_min``, ``value_max`` and the cell-body box ``body_hue_min``,
-        ``body_hue_max``, ``body_saturation_min``, ``body_value_max`` (OpenCV HSV scale);
-        ``white_balance``, ``smooth_um``, ``closing_um``, ``join_um``,
-        ``max_nucleus_extent_um``, ``max_cell_radius_um``, ``split_prominence_um``,
-        ``split_core_radius_um``, ``min_fragment_area_um2``, ``min_nucleus_area_um2``,
-        ``min_nucleus_alone_um2``, ``min_cell_area_um2``, ``max_cell_area_um2``.
+        ``saturation_min``, ``value_max`` (and ``dark_hue_extra``, ``dark_value_max``) and
+        the cell-body box ``body_hue_min``, ``body_hue_max``, ``body_saturation_min``,
+        ``body_value_max`` (OpenCV HSV scale, for the reference stain); the adaptation
+        ``adapt``, ``saturation_scale`` (0: measure on the image), ``reference_saturation``,
+        ``max_saturation_scale``, ``top_fraction``, ``top_contrast``, ``nucleus_hue``,
+        ``min_nucleus_contrast``; ``white_balance``, ``smooth_um``, ``closing_um``,
+        ``join_um``, ``max_nucleus_extent_um``, ``max_cell_radius_um``, ``rim_um``,
+        ``split_prominence_um``, ``split_core_radius_um``, ``min_fragment_area_um2``,
+        ``min_nucleus_area_um2``, ``min_nucleus_alone_um2``, ``min_cell_area_um2``,
+        ``max_cell_area_um2``.
 
     Returns
     -------
@@ -539,3 +774,29 @@ def overlay(image: np.ndarray, seg: Segmentation) -> np.ndarray:
             scale,
         )
     return out
+
+
+def slide_stain_of(
+    images, *, pixel_size_um: float, params: WbcParams | None = None
+):  # -> registration.stain_colour.StainStats
+    """The stain of a slide from some of its stained fields (an iterable of RGB images)."""
+    from registration.stain_colour import slide_stain
+
+    p = params or DEFAULT_PARAMS
+    return slide_stain(
+        [measure_stain(img, pixel_size_um=pixel_size_um, params=p) for img in images]
+    )
+
+
+def for_slide(params: WbcParams, stain) -> WbcParams:
+    """``params`` with the slide's saturation scale fixed (every field then uses the same
+    colour boxes: a field without a white cell cannot talk itself into one).
+
+    Unchanged when adaptation is off, a scale is already given, or the stain is unknown.
+    """
+    if not params.adapt or params.saturation_scale or not np.isfinite(stain.saturation):
+        return params
+    k = stain.saturation_scale(params.reference_saturation, hi=params.max_saturation_scale)
+    if params.top_fraction > 0 and _top_stands_out(stain, params):
+        k = min(k, params.top_fraction * stain.top_saturation / params.saturation_min)
+    return dataclasses.replace(params, saturation_scale=float(np.clip(k, 0.05, 5.0)))

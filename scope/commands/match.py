@@ -265,8 +265,8 @@ def match(
             f"interrupted: nothing was written ({out} is as it was); run the same command again"
         ) from None
     console.print(_summary_table(summary))
-    for line in summary.notes:
-        console.print(f"[yellow]warning:[/] {line}")
+    for note in summary.notes:  # WBCs per field, detection and same-slide warnings
+        console.print(note, style="yellow" if note.startswith("warning") else None, markup=False)
 
 
 def _note_simulated(paths) -> None:

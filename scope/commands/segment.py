@@ -48,12 +48,19 @@ def parse_wbc_params(items: list[str] | None) -> dict:
 
 
 def segment(
-    image: Annotated[Path, typer.Argument(help="An RGB image of a stained smear.")],
+    images: Annotated[
+        list[Path],
+        typer.Argument(help="RGB images of one stained smear (several: fields of one slide)."),
+    ],
     pixel_size_um: Annotated[
         float, typer.Option("--pixel-size-um", min=1e-4, help="Pixel size at the sample, µm.")
     ],
     overlay: Annotated[
-        Path | None, typer.Option("--overlay", help="Save a PNG with outlines and numbers.")
+        Path | None,
+        typer.Option(
+            "--overlay",
+            help="Save a PNG with outlines and numbers (with several images: a folder).",
+        ),
     ] = None,
     csv: Annotated[Path | None, typer.Option("--csv", help="Save x,y centroids (px).")] = None,
     param: Annotated[
@@ -62,51 +69,72 @@ def segment(
             "--param",
             "-p",
             help="Override a segmentation parameter, NAME=VALUE "
-            "(e.g. hue_min=110; see docs/registration.md).",
+            "(e.g. saturation_min=70; see docs/registration.md).",
         ),
     ] = None,
 ) -> None:
-    """Detect WBCs by colour (HSV); print their centroids, areas and a count."""
+    """Detect WBCs by colour, adapted to the stain; print centroids, areas and counts.
+
+    With several images (fields of one slide) the stain is measured over all of them and
+    the same colour boxes are used in each; the cells per image are reported, with a
+    one-line warning when the slide looks unlike what detection expects.
+    """
     import cv2
     from rich.console import Console
     from rich.table import Table
 
     from acquisition.files import check_target, guard_output, write_image, write_text
     from hardware_profiles.errors import ScopeError
+    from registration.detection_report import detection_warnings, per_field_line
+    from registration.segment import for_slide, make_params, segment_wbcs, slide_stain_of
     from registration.segment import overlay as draw
-    from registration.segment import segment_wbcs
 
-    overrides = parse_wbc_params(param)
+    params = make_params(**parse_wbc_params(param))
+    several = len(images) > 1
     for target, kind, opt in ((csv, "centroids-csv", "--csv"), (overlay, "image", "--overlay")):
-        if target is not None:
-            guard_output(target, option=opt)
-            if target.resolve() == image.resolve():
-                raise ScopeError(f"{opt} {target} is the input image; choose another file")
-            check_target(target, kind, command="scope segment", option=opt)
-    img = _read_image(image)
-    seg = segment_wbcs(img, pixel_size_um=pixel_size_um, **overrides)
+        if target is None or (target is overlay and several):
+            continue
+        guard_output(target, option=opt)
+        if any(target.resolve() == path.resolve() for path in images):
+            raise ScopeError(f"{opt} {target} is an input image; choose another file")
+        check_target(target, kind, command="scope segment", option=opt)
+    if overlay is not None and several:
+        if overlay.exists() and not overlay.is_dir():
+            raise ScopeError(f"--overlay {overlay} is a file; with several images give a folder")
+    imgs = [_read_image(path) for path in images]
+    stain = slide_stain_of(imgs, pixel_size_um=pixel_size_um, params=params)
+    if several:
+        params = for_slide(params, stain)
+    if overlay is not None and several:
+        overlay.mkdir(parents=True, exist_ok=True)
     console = Console()
-    n = len(seg.centroids)
-    table = Table(title=f"{image.name}: {n} white blood cell{'' if n == 1 else 's'}")
-    for col in ("#", "x (px)", "y (px)", "cell µm²", "nucleus µm²"):
-        table.add_column(col, justify="right")
-    for i, ((x, y), a, na) in enumerate(
-        zip(seg.centroids, seg.areas_um2, seg.nucleus_areas_um2, strict=True)
-    ):
-        table.add_row(str(i), f"{x:.1f}", f"{y:.1f}", f"{a:.0f}", f"{na:.0f}")
-    console.print(table)
+    counts = []
+    lines = ["image,x_px,y_px,area_um2,nucleus_area_um2"]
+    for path, img in zip(images, imgs, strict=True):
+        seg = segment_wbcs(img, pixel_size_um=pixel_size_um, params=params)
+        n = len(seg.centroids)
+        counts.append(n)
+        table = Table(title=f"{path.name}: {n} white blood cell{'' if n == 1 else 's'}")
+        for col in ("#", "x (px)", "y (px)", "cell µm²", "nucleus µm²"):
+            table.add_column(col, justify="right")
+        rows = zip(seg.centroids, seg.areas_um2, seg.nucleus_areas_um2, strict=True)
+        for i, ((x, y), a, na) in enumerate(rows):
+            table.add_row(str(i), f"{x:.1f}", f"{y:.1f}", f"{a:.0f}", f"{na:.0f}")
+            lines.append(f"{path.name},{x:.2f},{y:.2f},{a:.2f},{na:.2f}")
+        console.print(table)
+        if overlay is not None:
+            target = overlay / f"{path.stem}.overlay.png" if several else overlay
+            if several:
+                check_target(target, "image", command="scope segment", option="--overlay")
+            write_image(target, cv2.cvtColor(draw(img, seg), cv2.COLOR_RGB2BGR))
+            console.print(f"overlay written to {target}")
+    if several:
+        console.print(per_field_line(counts), markup=False)
+    for warning in detection_warnings(counts, stain):
+        console.print(warning, style="yellow", markup=False)
     if csv is not None:
-        lines = ["x_px,y_px,area_um2,nucleus_area_um2"] + [
-            f"{x:.2f},{y:.2f},{a:.2f},{na:.2f}"
-            for (x, y), a, na in zip(
-                seg.centroids, seg.areas_um2, seg.nucleus_areas_um2, strict=True
-            )
-        ]
         write_text(csv, "\n".join(lines) + "\n")
         console.print(f"centroids written to {csv}")
-    if overlay is not None:
-        write_image(overlay, cv2.cvtColor(draw(img, seg), cv2.COLOR_RGB2BGR))
-        console.print(f"overlay written to {overlay}")
 
 
 def register(app: typer.Typer) -> None:
