@@ -43,6 +43,8 @@ RHO_DRY_PG_UM3 = 1.35
 DENSE_EXCESS_PG_UM3 = 0.5
 #: RMS relative dry-mass fluctuation at 0.15-0.3 µm (membrane folds, organelles, crenation).
 FINE_TEXTURE_RMS = 0.05
+#: Width (Gaussian σ, µm) of a dried red cell's rounded rim.
+RBC_EDGE_UM = 0.45
 #: Platelet dry mass, pg (7-10 fL at ≈ 0.3 pg/fL).
 PLATELET_DRY_MASS_PG = 2.5
 #: Debris kinds: (Δn, grey absorbance per µm, (eosin, azure, complex) per µm).
@@ -282,6 +284,13 @@ def _accumulate(raster: Raster, flat: np.ndarray, values: np.ndarray) -> np.ndar
     return out.reshape(raster.ny, raster.nx).astype(np.float32)
 
 
+def _accumulate_max(out: np.ndarray, flat: np.ndarray, values: np.ndarray) -> None:
+    """``out.flat[i] = max(out.flat[i], values)`` over the samples (touching cells deform:
+    where two overlap, the column is the thicker one's, not their sum)."""
+    sel = values > 0
+    np.maximum.at(out.reshape(-1), flat[sel], values[sel])
+
+
 def _rbc_mass(raster: Raster, rbcs: np.ndarray, geom: PassGeometry) -> np.ndarray:
     """Red-cell haemoglobin per area (pg/µm²): Evans–Fung biconcave discs flattened by drying.
 
@@ -320,7 +329,7 @@ def _rbc_mass(raster: Raster, rbcs: np.ndarray, geom: PassGeometry) -> np.ndarra
         integral = 2 * np.pi * (c0 / 3 + 1.044 - 0.334476) * sc * sc * asp
         h *= rec["mass"][:, None, None] / integral
         h[~valid] = 0.0
-        out += _accumulate(raster, flat, h)
+        _accumulate_max(out, flat, h)
     return out
 
 
@@ -518,6 +527,9 @@ def column_maps(objects: SmearObjects, raster: Raster, geom: PassGeometry) -> di
     canvas = _Canvas(raster, names)
     kp = np.float32(geom.kappa * geom.phase_factor)
     hb = _rbc_mass(raster, objects.rbcs, geom)
+    if RBC_EDGE_UM > 0 and hb.size:
+        # dried red cells have rounded rims, not the profile's vertical edge
+        cv2.GaussianBlur(hb, (0, 0), RBC_EDGE_UM / raster.step, dst=hb)
     canvas.maps["mass"] += hb
     canvas.maps["hb"] += hb
     if geom.stained:
