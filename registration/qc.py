@@ -73,7 +73,7 @@ class QcOptions:
     speck_gap_spread: float = 5.0
     speck_min_area_um2: float = 0.15
     ghost_fraction: float = 0.4
-    ghost_floor: float = 0.5
+    ghost_floor: float = 1.3
     dirt_od_min: float = 0.15
     max_saturated_fraction: float = 0.02
 

@@ -5,7 +5,6 @@ Frames are small (a few hundred pixels) so the whole file runs in well under a m
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import cv2
@@ -116,7 +115,7 @@ def test_dark_frame_shows_only_read_noise_about_the_black_level(scope):
 
 # ---------------------------------------------------------------------- geometry
 def test_truth_positions_land_on_rendered_cells(scope):
-    w, h = 480, 360
+    w, h = 320, 240
     for pass_ in ("unstained", "stained"):
         x, y = 40.0, 25.0
         cells = _wbcs(scope, pass_, x, y, w, h)
@@ -144,8 +143,6 @@ def test_rendered_stained_image_is_aligned_with_the_masks(scope):
     frame = _snap(scope, "stained", x, y, BF_LEDS, 4.0, 1.0, w, h)
     nucleus = scope.masks(pass_="stained", x_um=x, y_um=y, width=w, height=h)["nucleus"]
     darkness = 255.0 - frame[:, :, 1].astype(float)  # chromatin absorbs green
-    # around the nuclei only: the red cells (60 % of the glass) absorb green too
-    darkness *= ndimage.binary_dilation(nucleus, iterations=8)
     shift, _, _ = phase_cross_correlation(
         nucleus.astype(float), darkness, upsample_factor=10, normalization=None
     )
@@ -186,22 +183,17 @@ def test_placements_follow_the_configured_ranges():
 
 
 # ---------------------------------------------------------------------- the premise
-def test_nucleus_stands_out_in_darkfield_only_as_far_as_its_dry_mass_and_texture_differ():
-    """Weber contrast |μ_nucleus − μ_cytoplasm| / (μ_nucleus + μ_cytoplasm), black removed.
-
-    The nucleus shows in darkfield through its higher dry-mass density and the chromatin
-    texture where the stain goes; with neither (the null config) it is no more visible in
-    darkfield than in brightfield.
-    """
+def test_nucleus_stands_out_in_darkfield_and_oblique_light_not_in_brightfield(scope):
+    """Weber contrast |μ_nucleus − μ_cytoplasm| / (μ_nucleus + μ_cytoplasm), black removed."""
     w, h = 480, 360
     x, y = 40.0, 25.0
+    masks = scope.masks(pass_="unstained", x_um=x, y_um=y, width=w, height=h)
+    labels, n = ndimage.label(masks["wbc"])
 
-    def contrasts(m, name: str, exposure_ms: float, gain: float) -> np.ndarray:
-        masks = m.masks(pass_="unstained", x_um=x, y_um=y, width=w, height=h)
-        labels, n = ndimage.label(masks["wbc"])
+    def contrasts(name: str, exposure_ms: float, gain: float) -> np.ndarray:
         leds = dict.fromkeys(CHANNELS[name].leds, 255)
-        frame = _snap(m, "unstained", x, y, leds, exposure_ms, gain, w, h)
-        grey = frame.astype(float).mean(axis=2) - m.config.black_level_dn
+        frame = _snap(scope, "unstained", x, y, leds, exposure_ms, gain, w, h)
+        grey = frame.astype(float).mean(axis=2) - scope.config.black_level_dn
         out = []
         for k in range(1, n + 1):
             nuc, cyt = (labels == k) & masks["nucleus"], (labels == k) & masks["cytoplasm"]
@@ -211,21 +203,25 @@ def test_nucleus_stands_out_in_darkfield_only_as_far_as_its_dry_mass_and_texture
             out.append(abs(a - b) / (a + b))
         return np.array(out)
 
-    def scope_with(**knobs):
-        cfg = dataclasses.replace(DENSE, **knobs)
-        return SimulatedMicroscope(PROFILE, slide="physics", seed=11, config=cfg)
-
-    null = scope_with(nucleus_to_cytoplasm=1.0, stain_phase_coupling=0.0)
-    dense = scope_with(nucleus_to_cytoplasm=1.5, stain_phase_coupling=1.0)
-    bright = contrasts(null, "brightfield", 4.0, 1.0)
-    dark_null = contrasts(null, "df_07_low", 120.0, 4.0)
-    dark_dense = contrasts(dense, "df_07_low", 120.0, 4.0)
-    assert len(bright) >= 5 and len(dark_null) == len(dark_dense)
-    # the null: the nucleus hardly shows in darkfield (as in brightfield)
-    assert np.median(dark_null) < 0.15 and np.median(bright) < 0.1
-    # a denser, textured nucleus stands out in darkfield, cell by cell
-    assert np.mean(dark_dense > dark_null) >= 0.5
-    assert np.median(dark_dense) > 2 * np.median(dark_null)
+    dark_leds = dict.fromkeys(CHANNELS["df_07_low"].leds, 255)
+    dark_ms = scope.ideal_exposure_ms(
+        pass_="unstained",
+        x_um=x,
+        y_um=y,
+        leds=dark_leds,
+        gain=4.0,
+        level=235,
+        percentile=99.9,
+        width=w,
+        height=h,
+    )
+    bright = contrasts("brightfield", 4.0, 1.0)
+    oblique = contrasts("pls_20", 30.0, 1.0)
+    dark = contrasts("df_07_low", dark_ms, 4.0)
+    assert len(bright) >= 5
+    assert np.mean(dark > 3 * bright) >= 0.7
+    assert np.mean(oblique > bright) >= 0.7
+    assert np.median(dark) > 0.25 and np.median(bright) < 0.08
 
 
 def test_darkfield_glass_is_dark_and_brightfield_glass_is_bright(scope):
@@ -264,9 +260,7 @@ def test_high_darkfield_exposure_burns_red_cell_rims_but_not_white_cell_interior
     assert burned_low.mean() < 0.003
     assert burned_high.mean() > 0.02
     # the burned pixels are mostly red-cell rims; white-cell interiors keep their detail
-    # (WBC granules and organelles scatter too: 2x, where the old simulator without sub-µm
-    # texture had 3x)
-    assert burned_high[masks["rbc"]].mean() > 2 * burned_high[masks["wbc"]].mean()
+    assert burned_high[masks["rbc"]].mean() > 3 * burned_high[masks["wbc"]].mean()
     interior = ndimage.binary_erosion(masks["wbc"], iterations=4)
     assert burned_high[interior].mean() < 0.25
     assert high[interior].std() > 2 * low[interior].std()
@@ -284,9 +278,7 @@ def test_stained_nuclei_are_purple_and_red_cells_pink(scope):
     assert 120 <= hue <= 170 and sat > 100
     rbc = ndimage.binary_erosion(masks["rbc"], iterations=2)
     r, g, b = np.median(frame[rbc].astype(float), axis=0)
-    # pink: green absorbed by haemoglobin and eosin; the real sets give G-R absorbance
-    # 0.15-0.21, i.e. r/g ≈ 1.16-1.23
-    assert r > 1.1 * g and b > g
+    assert r > g + 40 and b > g  # pink: green absorbed by eosin
     # the unstained pass of the same slide is nearly colourless
     plain = _snap(scope, "unstained", *_stage(scope, "unstained", 0, 0), BF_LEDS, 4.0, 1.0, w, h)
     assert np.median(cv2.cvtColor(plain, cv2.COLOR_RGB2HSV)[:, :, 1]) < 30
@@ -302,11 +294,8 @@ def test_stain_colour_varies_between_slides_and_cells_shrink_about_their_centres
     by_id = {int(c["id"]): c for c in stained}
     matched = [(c, by_id[int(c["id"])]) for c in unstained if int(c["id"]) in by_id]
     assert matched
-    most = DENSE.cell_displacement_um
     for before, after in matched:
-        # staining moves cells by a smooth field of 0.6 x cell_displacement_um RMS
-        moved = math.hypot(after["x_um"] - before["x_um"], after["y_um"] - before["y_um"])
-        assert moved <= 2.5 * most
+        assert after["x_um"] == before["x_um"] and after["y_um"] == before["y_um"]
         assert 0.94 <= after["radius_um"] / before["radius_um"] <= 0.99
 
 
@@ -343,9 +332,7 @@ def test_highres_pass_has_the_true_ratio_and_resolves_finer_structure(scope):
         width=320,
         height=240,
     )
-    # (1.3x: the dried red cell's strong phase in air gives the 20x image sharp fringes that
-    # oil removes at 100x; the old simulator, with a third of today's phase, gave 2x)
-    assert edge_slope("highres", hi_ms) > 1.3 * edge_slope("stained", 4.0)
+    assert edge_slope("highres", hi_ms) > 2.0 * edge_slope("stained", 4.0)
 
 
 # ---------------------------------------------------------------------- focus
@@ -476,12 +463,10 @@ def test_white_cells_keep_apart_and_red_cells_clear_their_nuclei():
     assert np.all(d[off] >= need[off] - 1e-6)
     dr = np.hypot(rbc["x_um"][:, None] - wbc["x_um"], rbc["y_um"][:, None] - wbc["y_um"])
     assert np.all(dr >= wbc["radius_um"] + rbc["radius_um"][:, None] - 1.2 - 1e-6)
-    # the glass the red cells cover (touching, slightly overlapping): 55-65 % in a
-    # monolayer, less here around the many white cells
-    x, y = _stage(m, "unstained", 0, 0)
-    masks = m.masks(pass_="unstained", x_um=x, y_um=y, width=1200, height=1200)
-    covered = (masks["rbc"] | masks["wbc"]).mean()
-    assert 0.5 < covered < 0.68
+    # about the configured red-cell coverage
+    area = (2400 * 0.293) ** 2
+    coverage = np.sum(np.pi * rbc["radius_um"] ** 2) / area
+    assert 0.3 < coverage < 0.55
 
 
 def test_the_differential_follows_the_configured_fractions():

@@ -35,19 +35,19 @@ def _led(i: int, theta: float, phi: float, dist: float, on_plate_z: float | None
 
 
 # Exposures and gains from `scope calibrate --profile pls43 --sim-sensor 640x400
-# --max-exposure-ms 1000` on the simulator (dry-mass model; medians over the five arms,
-# rounded): brightfield and low darkfield bring the brightest 0.1 % to 235 of 255, high
-# darkfield burns 2 % of the pixels. Darkfield light falls ~18x from 25° to 57°.
-BF_MS = 3.7
+# --max-exposure-ms 1000` on the simulator (medians over the five arms, rounded): brightfield
+# and low darkfield bring the brightest 0.1 % to 235 of 255, high darkfield burns 2 % of the
+# pixels. Darkfield light falls ~100x from 25° to 57°, so gain makes up the rest.
+BF_MS = 4.0
 HIGHRES_BF_MS = 110.0  # 100x: 25x smaller pixel area at the sample
-PLS_MS = {6: 21.0, 10: 21.0, 18: 20.0}
+PLS_MS = {6: 28.0, 10: 33.0, 18: 29.0}
 DF_MS = {  # theta: ((low ms, low gain), (high ms, high gain))
-    25: ((27.0, 1.0), (47.0, 1.0)),
-    30: ((43.0, 1.0), (87.0, 1.0)),
-    36: ((79.0, 1.0), (200.0, 1.0)),
-    43: ((123.0, 1.0), (386.0, 1.0)),
-    50: ((227.0, 1.0), (846.0, 1.0)),
-    57: ((474.0, 1.0), (1000.0, 2.0)),
+    25: ((62.0, 1.0), (110.0, 1.0)),
+    30: ((170.0, 1.0), (400.0, 1.0)),
+    36: ((580.0, 1.0), (1000.0, 1.6)),
+    43: ((1000.0, 1.5), (1000.0, 5.0)),
+    50: ((1000.0, 3.4), (1000.0, 13.0)),
+    57: ((1000.0, 6.8), (1000.0, 28.0)),
 }
 
 
