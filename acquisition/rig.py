@@ -127,6 +127,14 @@ def resolve_connection(
         led_device=device,
     )
     if backend == "sim":
+        given = [f"--led-port {led_port}"] if led_port else []
+        given += [f"--led-device {led_device}"] if led_device else []
+        if given:  # hardware options meant for a real rig must not yield a simulated scan
+            source = "--backend sim" if backend != stored.backend else f"profile {profile.name!r}"
+            raise ScopeError(
+                f"{' and '.join(given)} reach a real LED array, but the backend is sim ({source}): "
+                "add --backend mmcore or micromanager (or drop the option to use the simulator)"
+            )
         return conn
     if port and device:
         where = []

@@ -204,6 +204,15 @@ def test_led_port_and_device_are_exclusive(stored, given, match):
     assert "\n" not in str(err.value)
 
 
+def test_hardware_led_options_never_yield_a_simulated_scan():
+    """A real port or device given to a sim profile is a forgotten --backend, not a sim run."""
+    with pytest.raises(ScopeError, match=r"backend is sim \(profile 'pls43'\)"):
+        resolve_connection(PROFILE, led_port="/dev/ttyACM0")
+    with pytest.raises(ScopeError, match=r"--led-device LedArray reach a real LED array"):
+        resolve_connection(PROFILE, backend="sim", led_device="LedArray")
+    assert resolve_connection(PROFILE).backend == "sim"
+
+
 def test_mmcore_needs_a_config():
     with pytest.raises(ScopeError, match="--mm-config"):
         resolve_connection(PROFILE, backend="mmcore", led_port="/dev/ttyACM0")

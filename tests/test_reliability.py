@@ -572,7 +572,7 @@ def test_segment_rewrites_its_own_csv(small, tmp_path):
     csv = tmp_path / "c.csv"
     for _ in range(2):
         assert main(["segment", str(img), "--pixel-size-um", "0.293", "--csv", str(csv)]) == 0
-    assert csv.read_text().startswith("x_px,y_px") and leftovers(tmp_path) == []
+    assert csv.read_text().startswith("image,x_px,y_px") and leftovers(tmp_path) == []
 
 
 def test_calibrate_never_replaces_a_scan_even_with_force(small, tmp_path, capsys):

@@ -146,6 +146,23 @@ def open_rig_from_options(
     )
 
 
+def _ready() -> bool:
+    """Ask "Ready?"; without a terminal to answer, say how to run unattended."""
+    import sys
+
+    from hardware_profiles.errors import ScopeError
+
+    try:
+        return typer.confirm("Ready?", default=True)
+    except typer.Abort:
+        if not sys.stdin.isatty():
+            raise ScopeError(
+                "no answer to 'Ready?' (no terminal on standard input): pass --yes to run "
+                "without asking"
+            ) from None
+        raise
+
+
 def scan(
     slide: Annotated[str, typer.Option("--slide", help="Slide name (used in file names).")],
     pass_: Annotated[Pass, typer.Option("--pass", help="unstained, stained or highres.")],
@@ -226,7 +243,7 @@ def scan(
     prof = hp.load(profile)
     if not yes:
         console.print(f"[bold]{pass_.value} pass[/]: {_OPERATOR_STEPS[pass_.value]}")
-        if not typer.confirm("Ready?", default=True):
+        if not _ready():
             raise typer.Abort()
     with open_rig_from_options(
         backend,
@@ -353,7 +370,7 @@ def calibrate(
     check_target(out, "profile", command="scope calibrate", force=force)
     if not yes:
         console.print("Put an UNSTAINED smear under the 20x objective, monolayer in view.")
-        if not typer.confirm("Ready?", default=True):
+        if not _ready():
             raise typer.Abort()
     chosen = stack_profile(prof, stack)
     names = {c.name for c in chosen.stack}
