@@ -56,13 +56,21 @@ def focus_from_curve(
     Unstained cells are mostly *phase* objects: in brightfield they show the least contrast
     exactly in focus and more on either side (defocus turns phase into intensity), so their
     contrast curve has a pronounced interior minimum — ``mode="dip"``, focus at its vertex.
-    Absorbing samples (stained cells) show no such dip; they are sharpest in focus —
+    Absorbing samples (stained cells), and dried cells whose strong phase scatters light
+    outside the objective even in focus, show no such dip; they are sharpest in focus —
     ``mode="peak"``, the maximum of the Laplacian sharpness.
     """
     z = np.asarray(z, dtype=np.float64)
     c = np.asarray(contrasts, dtype=np.float64)
     i = int(np.argmin(c))
-    if 0 < i < len(c) - 1 and c[i] < 0.8 * float(np.median(c)):
+    # a dip rises clearly on both sides; a minimum at one end of a monotone stretch is not
+    # (strongly scattering dried cells are most contrasted in focus: no dip at all)
+    if (
+        0 < i < len(c) - 1
+        and c[i] < 0.8 * float(np.median(c))
+        and c[i] < 0.8 * float(c[:i].max())
+        and c[i] < 0.8 * float(c[i + 1 :].max())
+    ):
         return _parabola_vertex(z, c, i, peak=False), "dip"
     s = np.asarray(sharpnesses, dtype=np.float64)
     return _parabola_vertex(z, s, int(np.argmax(s)), peak=True), "peak"

@@ -4,9 +4,11 @@ Used by the registration tests and benchmarks, and handy after ``scope demo``: h
 were found, how precisely they were matched, whether planted faults were flagged. Real scans
 have no truth; :func:`evaluate_match` then raises.
 
-Coordinates (DESIGN.md): each pass places the slide as ``stage = R·slide + t``; a dataset
-cell's ``x_um, y_um`` are unstained-pass stage µm of the matched stained centroid, so the
-truth for it is the stained centroid carried through ``A_unstained ∘ A_stained⁻¹``.
+Coordinates (docs/formats.md): each pass places the slide as ``stage = R·slide + t``; a
+dataset cell's ``x_um, y_um`` are unstained-pass stage µm of the matched stained centroid.
+Staining also moves each cell a little on its own, and the truth of each pass lists every
+cell at its own position in that pass (same ``id``), so the truth for a found cell is its own
+unstained position, not the slide's rigid motion.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class MatchEvaluation:
     pls_false_flags: int = 0
     one_pass: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind -> (n, flagged)
     one_pass_false_flags: int = 0
+    one_pass_false_rows: list[int] = field(default_factory=list)  # dataset rows
 
 
 def _placed(a: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -104,8 +107,26 @@ def evaluate_match(
     n_unf = int(unflagged.sum())
     precision = float(true_det[unflagged].mean()) if n_unf else float("nan")
 
-    # fine matches: the stained centroid carried by the true transform
+    # fine matches, cell by cell: staining moves each cell on its own, so the truth for a
+    # found cell is its own unstained position (same id in both passes' truth), plus the
+    # found point's offset from the stained centre carried by the passes' rotations; cells
+    # the truth cannot pair fall back to the slide's rigid motion
     expected_u = t_true.apply(found_s)
+    by_id_u = {int(r["id"]): r for r in tu["cells"]}
+    if len(wbc) and len(found_s):
+        nearest = np.argmin(d, axis=0)
+        rot = np.asarray(tu["slide_to_stage"])[:, :2] @ np.linalg.inv(
+            np.asarray(ts["slide_to_stage"])[:, :2]
+        )
+        for k in np.flatnonzero(true_det):
+            row = wbc[nearest[k]]
+            twin = by_id_u.get(int(row["id"]))
+            if twin is None:
+                continue
+            centre_u = _placed(
+                tu["slide_to_stage"], np.array([twin["x_um"]]), np.array([twin["y_um"]])
+            )[0]
+            expected_u[k] = centre_u + rot @ (found_s[k] - wbc_stage[nearest[k]])
     err = np.linalg.norm(found_u - expected_u, axis=1) / p
     fine = err[unflagged]
 
@@ -141,12 +162,17 @@ def evaluate_match(
         (tu, "dirt", "input_only_object", tu["slide_to_stage"], found_u),
     ):
         objs = pass_truth["cells"]
-        objs = objs[(objs["pass"] != "") & (objs["type"] == kind)]
+        one = (objs["pass"] != "") & (objs["type"] == kind)
+        if kind == "dirt":
+            # cells the staining washed off are objects of the input only, too
+            one |= (objs["pass"] == "") & ~np.isin(objs["id"], ts["cells"]["id"])
+        objs = objs[one]
         if not len(objs):
             continue
         stage = _placed(a_pass, objs["x_um"], objs["y_um"])
-        # an object counts for a crop when its centre lies inside the crop
-        near = (np.abs(centre[:, None, :] - stage[None]) <= crop_um / 2).all(-1).any(1)
+        # an object counts for a crop when any part of it lies inside the crop
+        reach = crop_um / 2 + np.asarray(objs["radius_um"], dtype=np.float64)[None, :, None]
+        near = (np.abs(centre[:, None, :] - stage[None]) <= reach).all(-1).any(1)
         near &= np.array(["near_edge" not in f for f in flags])
         has_object |= near
         flagged = np.array([flag in f for f in flags], dtype=bool)
@@ -171,6 +197,7 @@ def evaluate_match(
         pls_false_flags=int((~in_bad & pls_flag).sum()),
         one_pass=one_pass,
         one_pass_false_flags=int((one_pass_flags & ~has_object).sum()),
+        one_pass_false_rows=[int(k) for k in np.flatnonzero(one_pass_flags & ~has_object)],
     )
 
 

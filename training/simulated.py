@@ -104,14 +104,17 @@ def simulate_dataset(
     done = 0
     for slide in slides:
         sim = SimulatedMicroscope(prof, slide=slide, seed=seed)
-        wbcs = _find_wbcs(sim, prof, cells_per_slide)
+        wbcs = _find_wbcs(sim, prof, cells_per_slide + 3 + cells_per_slide // 10)
         a_u, a_s = sim.placement("unstained"), sim.placement("stained")
         exp_s = exp_h = None
         ratio = sim.magnification_ratio()
         hi_px = round(crop_size * ratio)
-        for cell in wbcs:
+        # staining moves each cell a little and washes a few off (the simulator's truth)
+        dxs, dys, lost = sim.staining_moves(wbcs["id"], wbcs["x_um"], wbcs["y_um"])
+        keep = np.flatnonzero(~lost)[:cells_per_slide]
+        for cell, dx, dy in zip(wbcs[keep], dxs[keep], dys[keep], strict=True):
             xu, yu = _stage(a_u, cell["x_um"], cell["y_um"])
-            xs, ys = _stage(a_s, cell["x_um"], cell["y_um"])
+            xs, ys = _stage(a_s, cell["x_um"] + dx, cell["y_um"] + dy)
             zu = sim.focus_z_um("unstained", xu, yu)
             stack = np.stack(
                 [
@@ -155,7 +158,7 @@ def simulate_dataset(
             high = np.zeros_like(stained)
             if highres and prof.highres_objective is not None:
                 a_h = sim.placement("highres")
-                xh, yh = _stage(a_h, cell["x_um"], cell["y_um"])
+                xh, yh = _stage(a_h, cell["x_um"] + dx, cell["y_um"] + dy)
                 if exp_h is None:
                     exp_h = sim.ideal_exposure_ms(
                         pass_="highres",

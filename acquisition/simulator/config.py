@@ -16,9 +16,16 @@ from hardware_profiles.errors import ScopeError
 WBC_TYPES: tuple[str, ...] = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 
 #: Every ``type`` the ground truth can name.
-OBJECT_TYPES: tuple[str, ...] = (*WBC_TYPES, "rbc", "platelet", "dirt", "artifact")
+OBJECT_TYPES: tuple[str, ...] = (
+    *WBC_TYPES,
+    "rbc",
+    "platelet",
+    "dirt",
+    "artifact",
+    "smudge",
+)
 
-#: Healthy-blood differential (REFERENCE.md): neutrophils 40-60 %, lymphocytes 20-40 %,
+#: Healthy-blood differential: neutrophils 40-60 %, lymphocytes 20-40 %,
 #: monocytes 3-11 %, eosinophils < 5 %, basophils < 1 %.
 HEALTHY_DIFFERENTIAL: tuple[tuple[str, float], ...] = (
     ("neutrophil", 0.55),
@@ -86,6 +93,14 @@ class SimConfig:
 
     Attributes
     ----------
+    model
+        ``"legacy"`` (the default): the previous model, whose nucleus carries 3.75x the
+        cytoplasm's optical path and whose stain follows the phase maps. ``"dry-mass"``: the
+        model of docs/simulator.md (optical path from dry mass, stains decoupled from the
+        phase, calibrated to real Romanowsky smears). Start from :meth:`dry_mass` to get that
+        model with its recommended slide, pass and instrument settings. The material knobs
+        below (``rbc_hb_pg`` … ``stain_uptake_variation``, ``smudge_per_field``) act on the
+        dry-mass model only; the pass and instrument knobs act on both.
     wbc_per_field
         Mean number of white blood cells per scan field (a density knob).
     wbc_type_fractions
@@ -93,8 +108,45 @@ class SimConfig:
     wbc_min_gap_um
         Smallest edge-to-edge gap between two white blood cells, µm (about one cell diameter).
     rbc_coverage
-        Fraction of the glass covered by red cells in the monolayer (random sequential packing
-        saturates near 0.5); it varies by +-15 % over millimetres.
+        Fraction of the glass covered by red cells in the monolayer (touching and slightly
+        overlapping where they deform); it varies by +-15 % over millimetres.
+    rbc_hb_pg
+        Mean haemoglobin per red cell, pg (MCH, normal 27-33 pg); each cell varies by +-10 %.
+        Its optical path is ``kappa_um3_per_pg`` times the dry mass per area and its
+        absorption the haemoglobin spectrum's.
+    kappa_um3_per_pg
+        Optical path per dry mass per area, µm³/pg, of the dried smear in air:
+        ``(n_dry - 1) / rho_dry`` with n_dry ≈ 1.55 and rho_dry ≈ 1.35 g/mL ≈ 0.41 (cells in
+        water: the specific refractive increment, ≈ 0.19).
+    nucleus_to_cytoplasm
+        Ratio of the nucleus's dry-mass density (hence optical path per µm of column) to the
+        cytoplasm's. 1 makes the nucleus invisible in phase.
+    stain_phase_coupling
+        0..1: how much of a cell's sub-µm phase texture sits where its stained structures are
+        (chromatin clumps, specific granules). The rest is compartment-blind texture with the
+        same statistics in every cell type. It also scales how far each type's dry-mass
+        density (and the eosinophil granules' faint unstained yellow) departs from the common
+        one. 0 (with ``nucleus_to_cytoplasm`` 1) leaves nothing in the unstained images that
+        tells where the stain goes or which colour it takes: the null test.
+    texture_scale
+        Scale of the sub-µm texture (granules, chromatin, organelles, membrane folds) that
+        scatters light into high angles (0 turns it off).
+    stain_uptake_variation
+        Per-cell lognormal spread (sigma) of the DNA, RNA, protein and granule dye uptakes.
+    smudge_per_field
+        Mean number of smudge cells (broken white cells, truth type ``smudge``) per field.
+    precipitate_per_field
+        Mean number of stain precipitate specks per field (stained passes only, truth type
+        ``artifact``); part of every real stain, so on by default.
+    background_stain
+        Absorbance (natural log, eosin peak) the stained plasma film adds to the glass.
+    cell_displacement_um
+        Scale of the non-rigid moves between the unstained and the stained passes (fixing and
+        staining deform the film), µm: a smooth field of 0.6 x this RMS (40-150 µm
+        wavelengths), plus 0.1 x this RMS of each cell's own jitter; most cells move
+        0.2-1 x this.
+    cell_loss_fraction
+        Fraction of cells washed off by staining (absent from the stained and highres passes).
     platelets_per_field
         Mean number of platelets per scan field.
     dirt_per_field
@@ -119,6 +171,9 @@ class SimConfig:
         Each pass's stage Z of best focus at the slide origin is uniform within +-this, µm.
     stain_variation
         Per-slide relative variation of each dye's concentration (uniform +-this).
+    stain_strength
+        Scale of every dye (1: the calibrated stain; 0: a mock-stained slide that went through
+        staining without dyes, whose images show the stained pass's phase alone).
     stain_shrinkage
         Range of the linear scale of each cell after fixing and staining (shrinks about its
         own centre, so the centre's slide coordinate is unchanged).
@@ -129,8 +184,10 @@ class SimConfig:
         (waves, Zernike Z11). It gives the 20x images their dark red-cell rims at best focus;
         the oil objective has none.
     highres_phase_factor
-        Index contrast under immersion oil relative to air (oil nearly matches the dried
-        cells, so phase relief and halos almost vanish at 100x).
+        Optical path under immersion oil relative to air. For dried protein (n ≈ 1.55) it is
+        (1.55 - 1.515) / 0.55 ≈ 0.075; the default 0.3 keeps the faint relief that the 100x
+        scale measurement (registration.highres) needs: at 0.075 it measures the
+        magnification ratio about 1 % too high (0.26 % at 0.3).
     full_well_e
         Electrons that fill the 8-bit range at gain 1 (255 DN).
     read_noise_e
@@ -141,6 +198,20 @@ class SimConfig:
         Photo-electrons per ms per µm² of sample from one LED at full brightness on the axis
         50 mm below the sample through clear glass. The default puts the ``pls43``
         brightfield background (13 LEDs, 4 ms, gain 1) near 215 of 255.
+    led_brightness_error
+        Each LED's true brightness is nominal × (1 + U(-e, e)), fixed per instrument.
+    led_position_error_mm
+        RMS error of each LED's true position (x, y, z), mm: the angle it lights from.
+    vignetting
+        Relative loss of light at the sensor's corners (a cos⁴-like radial falloff).
+    camera_crosstalk
+        Fraction of each colour channel's light that its neighbours record (R↔G↔B).
+    fixed_pattern_noise
+        RMS per-pixel gain variation of the sensor (photo-response non-uniformity).
+    dust_spots
+        Out-of-focus dust shadows on the sensor window (a few % deep, 10-30 px wide).
+    instrument_seed
+        Draws the instrument's fixed errors (LEDs, flat field); independent of the slide.
     render_margin_um
         Margin rendered around every frame and cropped away, µm, so the periodic FFT does not
         wrap one edge into the other. Defocus moves an oblique LED's image by dz·tan θ, so
@@ -154,10 +225,22 @@ class SimConfig:
         Planted faults (all off by default).
     """
 
+    model: str = "legacy"
     wbc_per_field: float = 5.0
     wbc_type_fractions: tuple[tuple[str, float], ...] = HEALTHY_DIFFERENTIAL
     wbc_min_gap_um: float = 12.0
     rbc_coverage: float = 0.45
+    rbc_hb_pg: float = 30.0
+    kappa_um3_per_pg: float = 0.41
+    nucleus_to_cytoplasm: float = 1.2
+    stain_phase_coupling: float = 0.5
+    texture_scale: float = 1.0
+    stain_uptake_variation: float = 0.25
+    smudge_per_field: float = 0.0
+    precipitate_per_field: float = 0.0
+    background_stain: float = 0.0
+    cell_displacement_um: float = 0.0
+    cell_loss_fraction: float = 0.0
     platelets_per_field: float = 100.0
     dirt_per_field: float = 0.3
     plasma_film_opd_nm: float = 4.0
@@ -170,6 +253,7 @@ class SimConfig:
     surface_curvature_um: float = 0.5
     focus_offset_um: float = 3.0
     stain_variation: float = 0.1
+    stain_strength: float = 1.0
     stain_shrinkage: tuple[float, float] = (0.95, 0.99)
     wavelengths_nm: tuple[float, float, float] = (630.0, 530.0, 470.0)
     scan_spherical_aberration_waves: float = 0.05
@@ -178,12 +262,30 @@ class SimConfig:
     read_noise_e: float = 6.0
     black_level_dn: float = 2.0
     led_flux_e_per_ms_um2: float = 1_950.0
+    led_brightness_error: float = 0.0
+    led_position_error_mm: float = 0.0
+    vignetting: float = 0.0
+    camera_crosstalk: float = 0.0
+    fixed_pattern_noise: float = 0.0
+    dust_spots: int = 0
+    instrument_seed: int = 0
     render_margin_um: float = 9.0
     render_cache_mb: float = 400.0
     spectrum_cache_fields: int = 2
     faults: Faults = field(default_factory=Faults)
 
+    @classmethod
+    def dry_mass(cls, **overrides) -> SimConfig:
+        """The dry-mass model with its recommended settings (docs/simulator.md), overridden."""
+        base = dict(DRY_MASS_DEFAULTS)
+        base.update(overrides)
+        return cls(**base)
+
     def __post_init__(self) -> None:
+        if self.model not in ("legacy", "dry-mass"):
+            raise SimulatorError(
+                f"SimConfig.model must be 'legacy' or 'dry-mass'; got {self.model!r}."
+            )
         _check_range("SimConfig.wbc_per_field", self.wbc_per_field, 0.0, 60.0)
         names = [name for name, _ in self.wbc_type_fractions]
         unknown = sorted(set(names) - set(WBC_TYPES))
@@ -199,7 +301,18 @@ class SimConfig:
                 f"got {self.wbc_type_fractions}."
             )
         _check_range("SimConfig.wbc_min_gap_um", self.wbc_min_gap_um, 0.0, 100.0)
-        _check_range("SimConfig.rbc_coverage", self.rbc_coverage, 0.0, 0.5)
+        _check_range("SimConfig.rbc_coverage", self.rbc_coverage, 0.0, 0.7)
+        _check_range("SimConfig.rbc_hb_pg", self.rbc_hb_pg, 1.0, 60.0)
+        _check_range("SimConfig.kappa_um3_per_pg", self.kappa_um3_per_pg, 0.0, 1.0)
+        _check_range("SimConfig.nucleus_to_cytoplasm", self.nucleus_to_cytoplasm, 0.3, 3.0)
+        _check_range("SimConfig.stain_phase_coupling", self.stain_phase_coupling, 0.0, 1.0)
+        _check_range("SimConfig.texture_scale", self.texture_scale, 0.0, 5.0)
+        _check_range("SimConfig.stain_uptake_variation", self.stain_uptake_variation, 0.0, 1.0)
+        _check_range("SimConfig.smudge_per_field", self.smudge_per_field, 0.0, 50.0)
+        _check_range("SimConfig.precipitate_per_field", self.precipitate_per_field, 0.0, 200.0)
+        _check_range("SimConfig.background_stain", self.background_stain, 0.0, 2.0)
+        _check_range("SimConfig.cell_displacement_um", self.cell_displacement_um, 0.0, 5.0)
+        _check_range("SimConfig.cell_loss_fraction", self.cell_loss_fraction, 0.0, 0.5)
         _check_range("SimConfig.platelets_per_field", self.platelets_per_field, 0.0, 2000.0)
         _check_range("SimConfig.dirt_per_field", self.dirt_per_field, 0.0, 200.0)
         _check_range("SimConfig.plasma_film_opd_nm", self.plasma_film_opd_nm, 0.0, 100.0)
@@ -218,6 +331,7 @@ class SimConfig:
             _check_range(f"SimConfig.{name}", getattr(self, name), 0.0)
         _check_range("SimConfig.magnification_error", self.magnification_error, 0.0, 0.2)
         _check_range("SimConfig.stain_variation", self.stain_variation, 0.0, 0.9)
+        _check_range("SimConfig.stain_strength", self.stain_strength, 0.0, 5.0)
         low, high = self.stain_shrinkage
         if not 0.5 <= low <= high <= 1.0:
             raise SimulatorError(
@@ -234,6 +348,12 @@ class SimConfig:
         _check_range("SimConfig.highres_phase_factor", self.highres_phase_factor, 0.0, 1.0)
         _check_range("SimConfig.full_well_e", self.full_well_e, 1.0)
         _check_range("SimConfig.led_flux_e_per_ms_um2", self.led_flux_e_per_ms_um2, 0.0)
+        _check_range("SimConfig.led_brightness_error", self.led_brightness_error, 0.0, 0.9)
+        _check_range("SimConfig.led_position_error_mm", self.led_position_error_mm, 0.0, 5.0)
+        _check_range("SimConfig.vignetting", self.vignetting, 0.0, 0.9)
+        _check_range("SimConfig.camera_crosstalk", self.camera_crosstalk, 0.0, 0.3)
+        _check_range("SimConfig.fixed_pattern_noise", self.fixed_pattern_noise, 0.0, 0.2)
+        _check_range("SimConfig.dust_spots", self.dust_spots, 0, 100)
         _check_range("SimConfig.render_margin_um", self.render_margin_um, 0.0)
         _check_range("SimConfig.render_cache_mb", self.render_cache_mb, 0.0)
         if self.spectrum_cache_fields < 1:
@@ -254,3 +374,22 @@ class SimConfig:
         for name, f in self.wbc_type_fractions:
             probs[name] += f / total
         return probs
+
+
+#: The dry-mass model's recommended settings (``SimConfig.dry_mass()``; in a ``--sim-config``
+#: file, ``model: dry-mass`` starts from these).
+DRY_MASS_DEFAULTS: dict = {
+    "model": "dry-mass",
+    "rbc_coverage": 0.6,
+    "smudge_per_field": 0.3,
+    "precipitate_per_field": 0.3,
+    "background_stain": 0.03,
+    "cell_displacement_um": 0.3,
+    "cell_loss_fraction": 0.02,
+    "led_brightness_error": 0.15,
+    "led_position_error_mm": 0.3,
+    "vignetting": 0.1,
+    "camera_crosstalk": 0.06,
+    "fixed_pattern_noise": 0.01,
+    "dust_spots": 4,
+}

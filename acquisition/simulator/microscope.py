@@ -3,11 +3,11 @@
 :class:`SimulatedMicroscope` renders what the camera sees at a stage position with some LEDs
 lit (:meth:`~SimulatedMicroscope.render`), and knows the truth behind it: where the slide sits
 in each pass, the best focus, the ideal exposure of a channel, every cell and every planted
-fault. Physics: SIMULATOR.md and the modules beside this one (:mod:`.smear` what is on the
+fault. Physics: docs/simulator.md and the modules beside this one (:mod:`.smear` what is on the
 slide, :mod:`.sample` how it absorbs and delays light, :mod:`.optics` how each LED images it,
 :mod:`.camera_model` how the camera digitises it).
 
-Conventions (DESIGN.md "Files"): stage positions in µm; pixel ``(x, y)`` of a ``W x H``
+Conventions (docs/formats.md): stage positions in µm; pixel ``(x, y)`` of a ``W x H``
 stage-aligned frame taken at stage ``(X, Y)`` with pixel size ``p`` sits at stage
 ``(X + (x - (W-1)/2)·p, Y + (y - (H-1)/2)·p)``; each pass places the slide with
 ``stage = R(θ)·slide + t``. Frames and masks are returned in the orientation the camera
@@ -26,22 +26,10 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
-from acquisition.simulator import camera_model, optics
+from acquisition.simulator import camera_model, legacy_sample, legacy_smear, optics, sample, smear
 from acquisition.simulator.config import SimConfig, SimulatorError
-from acquisition.simulator.sample import (
-    PassGeometry,
-    Raster,
-    add_film,
-    column_maps,
-    transmittance,
-    truth_masks,
-)
-from acquisition.simulator.smear import (
-    MAX_OBJECT_EXTENT_UM,
-    SmearObjects,
-    VirtualSmear,
-    seeded_rng,
-)
+from acquisition.simulator.sample import Raster
+from acquisition.simulator.smear import MAX_OBJECT_EXTENT_UM, SmearObjects, seeded_rng
 from hardware_profiles.schema import HardwareProfile, Objective
 
 PASSES = ("unstained", "stained", "highres")
@@ -104,11 +92,19 @@ class SimulatedMicroscope:
         cam = profile.camera
         scan = profile.scan_objective
         field_area = cam.sensor_width_px * cam.sensor_height_px * scan.pixel_size_um**2
-        self.smear = VirtualSmear(
+        # the dry-mass model (sample, smear) or the previous one (legacy_*): docs/simulator.md
+        self._legacy = self.config.model == "legacy"
+        self._sample = legacy_sample if self._legacy else sample
+        smear_module = legacy_smear if self._legacy else smear
+        self.smear = smear_module.VirtualSmear(
             slide=self.slide, seed=self.seed, config=self.config, field_area_um2=field_area
         )
         self._leds = profile.led_array.by_id
-        self._max_sin = max(math.hypot(*optics.led_direction(led)) for led in self._leds.values())
+        self._true_leds, self._led_gain = _true_leds(profile, self.config)
+        self._max_sin = max(
+            math.hypot(*optics.led_direction(led)) for led in self._true_leds.values()
+        )
+        self._flats: dict[tuple[int, int], np.ndarray] = {}
         self._workers = _workers()
         self._lock = threading.RLock()
         self._spectra: OrderedDict[tuple, tuple] = OrderedDict()
@@ -143,7 +139,9 @@ class SimulatedMicroscope:
             cfg.surface_tilt_um_per_mm * 1e-3 * math.sin(tilt_dir),
         )
         v = seeded_rng(self.slide, self.seed, "stain").uniform(-1.0, 1.0, 3)
-        self._stain_scale = tuple(float(1.0 + cfg.stain_variation * x) for x in v)
+        self._stain_scale = tuple(
+            float((1.0 + cfg.stain_variation * x) * cfg.stain_strength) for x in v
+        )
 
     def _check_pass(self, pass_: str) -> None:
         if pass_ not in PASSES:
@@ -154,12 +152,22 @@ class SimulatedMicroscope:
                 "the highres pass."
             )
 
-    def _geometry(self, pass_: str) -> PassGeometry:
-        return PassGeometry(
+    def _geometry(self, pass_: str):
+        common = dict(
             placement=self._placements[pass_],
             stained=pass_ != "unstained",
             phase_factor=self.config.highres_phase_factor if pass_ == "highres" else 1.0,
             stain_scale=self._stain_scale,
+        )
+        if self._legacy:
+            return legacy_sample.PassGeometry(**common)
+        return sample.PassGeometry(
+            **common,
+            kappa=self.config.kappa_um3_per_pg,
+            nucleus_to_cytoplasm=self.config.nucleus_to_cytoplasm,
+            coupling=self.config.stain_phase_coupling,
+            texture_scale=self.config.texture_scale,
+            background_stain=self.config.background_stain,
         )
 
     # ------------------------------------------------------------------ public geometry
@@ -188,6 +196,16 @@ class SimulatedMicroscope:
     def magnification_ratio(self) -> float:
         """Scan pixel size over the true highres pixel size (near 5 for ``pls43``)."""
         return float(self._ratio)
+
+    def staining_moves(self, ids, x_um, y_um) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(dx, dy, lost)`` per object: how staining moved each cell (slide µm) from its
+        unstained slide position ``(x_um, y_um)``, and which it washed off. Its position in
+        the stained and highres passes is the unstained one plus ``(dx, dy)``; ``truth``
+        already lists each pass's own positions."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self._legacy:  # the previous model moves no cell on its own
+            return np.zeros(ids.shape), np.zeros(ids.shape), np.zeros(ids.shape, bool)
+        return self.smear.pass_offsets(ids, x_um, y_um)
 
     def focus_z_um(self, pass_: str, x_um: float, y_um: float) -> float:
         """Stage Z (µm) of best focus at stage position ``(x_um, y_um)`` in ``pass_``.
@@ -388,9 +406,10 @@ class SimulatedMicroscope:
             shift = self.pls_shift_px(x_um, y_um, next(iter(lit)))
         total = None
         for led_id, brightness in lit.items():
-            led = self._leds[led_id]
+            led = self._true_leds[led_id]
             image = self._led_image(pass_, x_um, y_um, dz, led_id, wc, hc, shift)
             weight = flux * brightness / max_b * optics.led_irradiance(led)
+            weight *= self._led_gain[led_id]
             colour = optics.LED_COLOUR_WEIGHTS[led.color]
             if colour[0] == colour[1] == colour[2]:
                 if total is None:
@@ -400,7 +419,55 @@ class SimulatedMicroscope:
             else:
                 term = image * (np.asarray(colour, np.float32) * np.float32(weight))
                 total = term if total is None else cv2.add(total, term, dst=total)
-        return total
+        return self._camera_response(total)
+
+    def _camera_response(self, electrons: np.ndarray) -> np.ndarray:
+        """Colour crosstalk and the sensor's flat field (vignetting, dust, pixel gains)."""
+        cfg = self.config
+        x = cfg.camera_crosstalk
+        if x > 0:
+            mix = np.array(
+                [[1 - x, x, 0.0], [x / 2, 1 - x, x / 2], [0.0, x, 1 - x]], dtype=np.float32
+            )
+            electrons = cv2.transform(electrons, mix)
+        hc, wc = electrons.shape[:2]
+        flat = self._flat_field(wc, hc)
+        if flat is not None:
+            electrons *= flat[:, :, None]
+        return electrons
+
+    def _flat_field(self, wc: int, hc: int) -> np.ndarray | None:
+        """The sensor's relative response ``(hc, wc)`` for a frame centred on the axis."""
+        cfg = self.config
+        if not (cfg.vignetting or cfg.fixed_pattern_noise or cfg.dust_spots):
+            return None
+        if (wc, hc) in self._flats:
+            return self._flats[(wc, hc)]
+        cam = self.profile.camera
+        sw, sh = camera_model.stage_aligned_size(cam.sensor_width_px, cam.sensor_height_px, cam)
+        sw, sh = max(sw, wc), max(sh, hc)
+        rng = seeded_rng("instrument:" + self.profile.name, cfg.instrument_seed, "flat")
+        yy, xx = np.mgrid[0:hc, 0:wc].astype(np.float32)
+        # frame pixels in sensor coordinates (the frame is the sensor's centre crop)
+        sx = xx + (sw - wc) / 2 - (sw - 1) / 2
+        sy = yy + (sh - hc) / 2 - (sh - 1) / 2
+        r2 = (sx * sx + sy * sy) / ((sw / 2) ** 2 + (sh / 2) ** 2)
+        flat = 1.0 - np.float32(cfg.vignetting) * r2
+        for _ in range(int(cfg.dust_spots)):
+            cx, cy = rng.uniform(-sw / 2, sw / 2), rng.uniform(-sh / 2, sh / 2)
+            sigma, depth = rng.uniform(5, 15), rng.uniform(0.02, 0.06)
+            flat *= 1.0 - np.float32(depth) * np.exp(
+                -((sx - cx) ** 2 + (sy - cy) ** 2) / np.float32(2 * sigma * sigma)
+            )
+        if cfg.fixed_pattern_noise:
+            pattern = rng.standard_normal((sh, sw), dtype=np.float32)
+            r0, c0 = (sh - hc) // 2, (sw - wc) // 2
+            flat *= 1.0 + np.float32(cfg.fixed_pattern_noise) * pattern[r0 : r0 + hc, c0 : c0 + wc]
+        flat = flat.astype(np.float32)
+        if len(self._flats) > 8:
+            self._flats.clear()
+        self._flats[(wc, hc)] = flat
+        return flat
 
     def _led_image(
         self,
@@ -424,7 +491,7 @@ class SimulatedMicroscope:
         p = grid.pixel_um
         shift_um = (0.0, 0.0) if shift_px is None else (shift_px[0] * p, shift_px[1] * p)
         sa = self.config.scan_spherical_aberration_waves if pass_ != "highres" else 0.0
-        direction = optics.led_direction(self._leds[led_id])
+        direction = optics.led_direction(self._true_leds[led_id])
         image = np.empty((hc, wc, 3), np.float32)
         for c, (lam_nm, spectrum) in enumerate(
             zip(self.config.wavelengths_nm, spectra, strict=True)
@@ -478,14 +545,20 @@ class SimulatedMicroscope:
         ny_s, nx_s = grid.sample_shape
         raster = Raster(x0=grid.x0, y0=grid.y0, step=grid.sample_step_um, nx=nx_s, ny=ny_s)
         geom = self._geometry(pass_)
-        maps = column_maps(self._objects_for(pass_, raster), raster, geom)
-        if cfg.plasma_film_opd_nm > 0:
+        model = self._sample
+        maps = model.column_maps(self._objects_for(pass_, raster), raster, geom)
+        if self._legacy:
+            if cfg.plasma_film_opd_nm > 0:
+                xmin, xmax, ymin, ymax = self._slide_bbox(pass_, raster, pad=raster.step)
+                texture, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax)
+                model.add_film(maps, raster, geom, texture, (ox, oy))
+        elif cfg.plasma_film_opd_nm > 0 or cfg.texture_scale > 0 or geom.stained:
             xmin, xmax, ymin, ymax = self._slide_bbox(pass_, raster, pad=raster.step)
-            texture, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax)
-            add_film(maps, raster, geom, texture, (ox, oy))
+            texture, cells, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax)
+            model.add_film(maps, raster, geom, texture, (ox, oy), fine=cells)
         spectra = []
         for lam_nm in cfg.wavelengths_nm:
-            t = transmittance(maps, lam_nm, stain_scale=geom.stain_scale)
+            t = model.transmittance(maps, lam_nm, stain_scale=geom.stain_scale)
             max_freq = (self._max_sin + obj.na) / (lam_nm * 1e-3)
             spectra.append(
                 optics.sample_spectrum(t, grid, max_freq=max_freq, workers=self._workers)
@@ -607,9 +680,29 @@ class SimulatedMicroscope:
             x0=x_um - (wc - 1) / 2 * p, y0=y_um - (hc - 1) / 2 * p, step=p, nx=wc, ny=hc
         )
         with self._lock:
-            masks = truth_masks(self._objects_for(pass_, raster), raster, self._geometry(pass_))
+            masks = self._sample.truth_masks(
+                self._objects_for(pass_, raster), raster, self._geometry(pass_)
+            )
         cam = self.profile.camera
         return {k: camera_model.to_camera_orientation(v, cam) for k, v in masks.items()}
+
+
+def _true_leds(profile: HardwareProfile, config: SimConfig):
+    """Where each LED really is and how bright it really is (fixed per instrument).
+
+    Returns ``({id: Led}, {id: brightness factor})``: positions off by
+    ``led_position_error_mm`` RMS per axis, brightness by ``U(±led_brightness_error)``.
+    """
+    rng = seeded_rng("instrument:" + profile.name, config.instrument_seed, "leds")
+    leds, gains = {}, {}
+    for led_id in sorted(profile.led_array.by_id):
+        led = profile.led_array.by_id[led_id]
+        dx, dy, dz = rng.normal(0.0, config.led_position_error_mm, 3)
+        leds[led_id] = led.model_copy(
+            update={"x_mm": led.x_mm + dx, "y_mm": led.y_mm + dy, "z_mm": max(led.z_mm + dz, 1.0)}
+        )
+        gains[led_id] = float(1.0 + config.led_brightness_error * rng.uniform(-1.0, 1.0))
+    return leds, gains
 
 
 def _affine(theta: float, t: np.ndarray) -> np.ndarray:

@@ -28,95 +28,138 @@ from acquisition.simulator.smear import (
     Debris,
     SmearObjects,
     WhiteCell,
+    cell_columns,
     nucleus_level,
-    outline_radius,
 )
 
-MAP_NAMES = ("opd", "hb", "grey", "yellow", "eosin", "azure", "complex")
+MAP_NAMES = ("opd", "mass", "hb", "grey", "yellow", "eosin", "azure", "complex")
 MASK_NAMES = ("nucleus", "cytoplasm", "wbc", "rbc")
 
 # ---------------------------------------------------------------------- materials
-#: Refractive-index contrast against air (dried smear) of each material.
-DN_RBC = 0.09
-DN_PLATELET = 0.04
-DN_DIRT = 0.12
-#: Per WBC type: (cytoplasm Δn, nucleus Δn, granule Δn).
-DN_WBC = {
-    "neutrophil": (0.02, 0.075, 0.07),
-    "lymphocyte": (0.022, 0.075, 0.05),
-    "monocyte": (0.02, 0.07, 0.06),
-    "eosinophil": (0.02, 0.075, 0.12),
-    "basophil": (0.02, 0.075, 0.08),
-}
-#: Dye uptake (eosin, azure, complex) per µm of material, before the per-slide variation.
-STAIN_RBC = (0.45, 0.0, 0.0)
-STAIN_PLATELET = (0.05, 0.15, 0.35)
-STAIN_CYTOPLASM = {
-    "neutrophil": (0.12, 0.04, 0.02),
-    "lymphocyte": (0.04, 0.30, 0.0),
-    "monocyte": (0.08, 0.15, 0.03),
-    "eosinophil": (0.06, 0.05, 0.0),
-    "basophil": (0.05, 0.10, 0.02),
-}
-STAIN_NUCLEUS = {
-    "neutrophil": (0.05, 0.12, 0.85),
-    "lymphocyte": (0.05, 0.15, 1.0),
-    "monocyte": (0.05, 0.10, 0.70),
-    "eosinophil": (0.05, 0.12, 0.85),
-    "basophil": (0.05, 0.15, 0.85),
-}
-STAIN_GRANULE = {
-    "neutrophil": (0.30, 0.0, 0.2),
-    "lymphocyte": (0.0, 0.1, 0.4),
-    "monocyte": (0.0, 0.1, 0.5),
-    "eosinophil": (1.6, 0.0, 0.0),
-    "basophil": (0.0, 1.2, 2.2),
-}
+#: Dried material's density, pg/µm³ (1.35 g/mL): a sub-µm body's chord of dense material
+#: times this is its dry mass per area.
+RHO_DRY_PG_UM3 = 1.35
+#: Excess dry-mass density of a granule or chromatin clump over its surroundings, pg/µm³.
+DENSE_EXCESS_PG_UM3 = 0.5
+#: RMS relative dry-mass fluctuation at 0.15-0.3 µm (membrane folds, organelles, crenation).
+FINE_TEXTURE_RMS = 0.05
+#: Width (Gaussian σ, µm) of a dried red cell's rounded rim.
+RBC_EDGE_UM = 0.45
+#: Platelet dry mass, pg (7-10 fL at ≈ 0.3 pg/fL).
+PLATELET_DRY_MASS_PG = 2.5
 #: Debris kinds: (Δn, grey absorbance per µm, (eosin, azure, complex) per µm).
 DEBRIS_MATERIAL = {
-    "particle": (DN_DIRT, 1.2, (0.0, 0.0, 0.0)),
+    "particle": (0.12, 1.2, (0.0, 0.0, 0.0)),
     "fibre": (0.08, 0.6, (0.0, 0.0, 0.0)),
     "precipitate": (0.08, 0.1, (0.0, 2.0, 1.5)),
     "watermark": (0.25, 0.0, (0.1, 0.05, 0.0)),
+    "smudge": (0.3, 0.0, (0.5, 0.4, 1.2)),
 }
 
-# HbO2 molar extinction (cm⁻¹/M, decadic; S. Prahl, OMLC) at a few wavelengths, nm.
+# --- dye uptake: peak absorbance (natural log) per unit of each stain field, per dye
+# (eosin, azure B, azure-eosin complex). Calibrated so the stained 20x images match the
+# per-structure absorbance of two real Romanowsky sets (benchmarks/bench_stain_calibration.py).
+#: Red cells: per pg/µm² of haemoglobin (eosin binds the haemoglobin).
+STAIN_RBC = (0.10, 0.0, 0.0)
+#: Platelets: per µm of the body and of its granulomere.
+STAIN_PLATELET = (0.05, 0.15, 0.35)
+#: DNA field: per µm of chromatin column (the nucleus column weighted by its clumps), by type.
+#: The azure–eosin complex dominates: purple nuclei.
+STAIN_DNA = {
+    "neutrophil": (0.19, 0.15, 1.74),
+    "lymphocyte": (0.2, 0.1, 1.1),
+    "monocyte": (0.18, 0.1, 1.25),
+    "eosinophil": (0.18, 0.11, 1.25),
+    "basophil": (0.05, 0.08, 1.32),
+}
+#: RNA field (basophilia of the cytoplasm) per µm of cytoplasm column, by type: azure only.
+STAIN_RNA = {
+    "neutrophil": 0.004,
+    "lymphocyte": 0.06,
+    "monocyte": 0.055,
+    "eosinophil": 0.004,
+    "basophil": 0.013,
+}
+#: Protein field per pg/µm² of cytoplasm dry mass, by type: (eosin, azure, complex).
+STAIN_PROTEIN = {
+    "neutrophil": (0.05, 0.005, 1.0),
+    "lymphocyte": (0.023, 0.0, 0.35),
+    "monocyte": (0.02, 0.007, 0.35),
+    "eosinophil": (0.02, 0.003, 0.2),
+    "basophil": (0.017, 0.004, 0.8),
+}
+#: Granule field per µm of granule chord, by type: (eosin, azure, complex). Eosinophil
+#: granules take eosin, basophil granules the complex and azure (dark purple), monocyte and
+#: lymphocyte azurophil granules the complex (reddish purple), neutrophil granules faintly.
+STAIN_GRANULE = {
+    "neutrophil": (0.03, 0.003, 1.25),
+    "lymphocyte": (0.0, 0.03, 4.0),
+    "monocyte": (0.0, 0.03, 4.0),
+    "eosinophil": (1.0, 0.0, 0.0),
+    "basophil": (0.005, 0.12, 4.3),
+}
+#: Granules that show in phase (dense specific granules); azurophil granules of monocytes and
+#: lymphocytes are small and light: stain only.
+PHASE_GRANULES = {
+    "neutrophil": 1.0,
+    "lymphocyte": 0.0,
+    "monocyte": 0.0,
+    "eosinophil": 1.0,
+    "basophil": 1.0,
+}
+
+# HbO2 molar extinction coefficient, cm⁻¹/M (decadic), S. Prahl, "Optical absorption of
+# hemoglobin", Oregon Medical Laser Center (omlc.org/spectra/hemoglobin), compiled from
+# W. B. Gratzer and N. Kollias; per tetramer (64 500 g/mol). Soret band at 414 nm.
 _HB_TABLE = np.array(
     [
+        (400, 266232),
+        (410, 466840),
+        (414, 524280),
+        (420, 480360),
+        (430, 246072),
+        (440, 102580),
         (450, 62816),
         (460, 44480),
-        (470, 33209),
-        (480, 26629),
-        (490, 23684),
-        (500, 20932),
-        (510, 20035),
-        (520, 24202),
-        (530, 39956),
+        (470, 33209.2),
+        (480, 26629.2),
+        (490, 23684.4),
+        (500, 20932.8),
+        (510, 20035.2),
+        (520, 24202.4),
+        (530, 39956.8),
         (540, 53236),
         (550, 43016),
-        (560, 32613),
+        (560, 32613.2),
         (570, 44496),
+        (576, 55540),
         (580, 50104),
-        (590, 14400),
+        (590, 14400.8),
         (600, 3200),
         (610, 1506),
         (620, 942),
         (630, 610),
         (640, 442),
         (650, 368),
-        (660, 320),
-        (680, 277),
+        (660, 319.6),
+        (670, 294),
+        (680, 277.6),
+        (690, 276),
         (700, 290),
     ],
     dtype=np.float64,
 )
-_HB_MOLAR = 330.0 / 64_500.0  # mol/L: MCHC 330 g/L over the tetramer's 64.5 kDa
+HB_MOLAR_MASS_G = 64_500.0
 
 
 def haemoglobin_absorption(wavelength_nm: float) -> float:
-    """Natural-log intensity absorption coefficient of red-cell cytoplasm, 1/µm."""
+    """Natural-log absorbance per pg/µm² of haemoglobin at ``wavelength_nm``.
+
+    ``ln 10 · ε · σ / M``: σ pg/µm² = 1e-4 g/cm², so the absorbance is
+    ``ln10 · ε [L/(mol·cm)] · σ·1e-4/M [mol/cm²] · 1000 [cm³/L]``.
+    """
     eps = float(np.interp(wavelength_nm, _HB_TABLE[:, 0], _HB_TABLE[:, 1]))
-    return math.log(10.0) * eps * _HB_MOLAR * 1e-4
+    return math.log(10.0) * eps * 1e-4 / HB_MOLAR_MASS_G * 1e3
 
 
 def _band(wavelength_nm: float, bands: tuple[tuple[float, float, float], ...]) -> float:
@@ -158,14 +201,20 @@ class PassGeometry:
     """How the slide sits on the stage in this pass and what the pass changes in the sample.
 
     ``placement`` is the 2x3 affine ``stage = A @ [sx, sy, 1]``; ``stained`` turns on the dyes
-    and the shrinkage; ``phase_factor`` scales the index contrast (oil immersion);
-    ``stain_scale`` multiplies (eosin, azure, complex) per slide.
+    and the shrinkage; ``phase_factor`` scales the optical path (oil immersion);
+    ``stain_scale`` multiplies (eosin, azure, complex) per slide; the rest are the material
+    knobs of :class:`~acquisition.simulator.config.SimConfig` (``kappa`` µm³/pg).
     """
 
     placement: np.ndarray
     stained: bool
     phase_factor: float
     stain_scale: tuple[float, float, float]
+    kappa: float = 0.41
+    nucleus_to_cytoplasm: float = 1.2
+    coupling: float = 0.5
+    texture_scale: float = 1.0
+    background_stain: float = 0.0
 
     @property
     def rotation(self) -> float:
@@ -235,8 +284,19 @@ def _accumulate(raster: Raster, flat: np.ndarray, values: np.ndarray) -> np.ndar
     return out.reshape(raster.ny, raster.nx).astype(np.float32)
 
 
-def _rbc_thickness(raster: Raster, rbcs: np.ndarray, geom: PassGeometry) -> np.ndarray:
-    """Summed red-cell thickness (µm): Evans–Fung biconcave discs flattened by drying."""
+def _accumulate_max(out: np.ndarray, flat: np.ndarray, values: np.ndarray) -> None:
+    """``out.flat[i] = max(out.flat[i], values)`` over the samples (touching cells deform:
+    where two overlap, the column is the thicker one's, not their sum)."""
+    sel = values > 0
+    np.maximum.at(out.reshape(-1), flat[sel], values[sel])
+
+
+def _rbc_mass(raster: Raster, rbcs: np.ndarray, geom: PassGeometry) -> np.ndarray:
+    """Red-cell haemoglobin per area (pg/µm²): Evans–Fung biconcave discs flattened by drying.
+
+    Each cell's profile ``sqrt(1 - ρ²)(c0 + 7.83ρ² - 4.39ρ⁴)`` (Evans & Fung 1972, with the
+    centre term ``c0`` varied for the pallor) is scaled so it integrates to the cell's mass.
+    """
     out = np.zeros((raster.ny, raster.nx), np.float32)
     if rbcs.size == 0:
         return out
@@ -258,19 +318,23 @@ def _rbc_thickness(raster: Raster, rbcs: np.ndarray, geom: PassGeometry) -> np.n
         ang = (rec["angle"] + geom.rotation).astype(np.float32)[:, None, None]
         c, s = np.cos(ang), np.sin(ang)
         sc = (rec["radius"] * shrink[k]).astype(np.float32)[:, None, None]
+        asp = rec["aspect"][:, None, None]
         u = (c * gx[:, None, :] + s * gy[:, :, None]) / sc
-        v = (-s * gx[:, None, :] + c * gy[:, :, None]) / (sc * rec["aspect"][:, None, None])
+        v = (-s * gx[:, None, :] + c * gy[:, :, None]) / (sc * asp)
         rho2 = u * u + v * v
+        c0 = rec["pallor"][:, None, None]
         h = np.sqrt(np.clip(1.0 - rho2, 0.0, None))
-        h *= 0.81 + 7.83 * rho2 - 4.39 * rho2 * rho2  # Evans & Fung 1972, µm for R = 3.91
-        h *= rec["thickness"][:, None, None]
+        h *= c0 + 7.83 * rho2 - 4.39 * rho2 * rho2
+        # ∫ over the unit disc: 2π (c0/3 + 7.83·2/15 - 4.39·8/105)
+        integral = 2 * np.pi * (c0 / 3 + 1.044 - 0.334476) * sc * sc * asp
+        h *= rec["mass"][:, None, None] / integral
         h[~valid] = 0.0
-        out += _accumulate(raster, flat, h)
+        _accumulate_max(out, flat, h)
     return out
 
 
 def _platelet_maps(raster: Raster, plts: np.ndarray, geom: PassGeometry):
-    """Platelet thickness (µm) and the thickness of its central granulomere."""
+    """Platelet dry mass per area (pg/µm²) and the thickness of its central granulomere."""
     body = np.zeros((raster.ny, raster.nx), np.float32)
     core = np.zeros_like(body)
     if plts.size == 0:
@@ -292,10 +356,14 @@ def _platelet_maps(raster: Raster, plts: np.ndarray, geom: PassGeometry):
     ang = (rec["angle"] + geom.rotation).astype(np.float32)[:, None, None]
     c, s = np.cos(ang), np.sin(ang)
     sc = (rec["radius"] * shrink[k]).astype(np.float32)[:, None, None]
+    asp = rec["aspect"][:, None, None]
     u = (c * gx[:, None, :] + s * gy[:, :, None]) / sc
-    v = (-s * gx[:, None, :] + c * gy[:, :, None]) / (sc * rec["aspect"][:, None, None])
+    v = (-s * gx[:, None, :] + c * gy[:, :, None]) / (sc * asp)
     rho2 = u * u + v * v
-    h = 0.8 * np.sqrt(np.clip(1.0 - rho2, 0.0, None))
+    # a cap sqrt(1 - ρ²) integrates to 2/3 π r² a over the ellipse
+    h = np.sqrt(np.clip(1.0 - rho2, 0.0, None)) * (
+        PLATELET_DRY_MASS_PG / (2 / 3 * np.pi * sc * sc * asp)
+    )
     h[~valid] = 0.0
     body += _accumulate(raster, flat, h)
     g = 0.6 * np.sqrt(np.clip(1.0 - rho2 / 0.3, 0.0, None))
@@ -305,6 +373,35 @@ def _platelet_maps(raster: Raster, plts: np.ndarray, geom: PassGeometry):
 
 
 # ---------------------------------------------------------------------- white cells
+def _blob_sum(shape, u, v, blobs, kind, gx, gy, angle, scale, weights=None) -> np.ndarray:
+    """Sum of sub-µm bodies on a cell's local grid.
+
+    ``kind`` ``"gauss"``: rows ``(u, v, sigma, amp)`` give ``amp·exp(-d²/2σ²)``;
+    ``"sphere"``: rows ``(u, v, r)`` give the chord ``2·sqrt(r² - d²)`` (µm).
+    """
+    out = np.zeros(shape, np.float32)
+    for k, row in enumerate(blobs):
+        w = 1.0 if weights is None else weights[k]
+        if w == 0.0:
+            continue
+        if kind == "gauss":
+            cu, cv, sigma, amp = row
+            reach = 3 * sigma
+        else:
+            cu, cv, r = row
+            reach = r
+        sub = _sub_window(u, v, cu, cv, reach, gx, gy, angle, scale)
+        if sub is None:
+            continue
+        (ri, ci), uu, vv = sub
+        d2 = (uu - cu) ** 2 + (vv - cv) ** 2
+        if kind == "gauss":
+            out[ri, ci] += (w * amp) * np.exp(-d2 / (2 * sigma * sigma))
+        else:
+            out[ri, ci] += (2.0 * w) * np.sqrt(np.clip(r * r - d2, 0, None))
+    return out
+
+
 def _draw_white_cell(canvas: _Canvas, cell: WhiteCell, geom: PassGeometry) -> None:
     sx, sy = geom.to_stage(np.float64(cell.x), np.float64(cell.y))
     scale = cell.shrink if geom.stained else 1.0
@@ -315,61 +412,60 @@ def _draw_white_cell(canvas: _Canvas, cell: WhiteCell, geom: PassGeometry) -> No
     where, gx, gy = win
     angle = cell.angle + geom.rotation
     u, v = _local(gx, gy, angle, scale)
-    psi = np.arctan2(v, u)
-    rho = np.hypot(u, v) / outline_radius(cell, psi)
-    # a spread, dried cell: thickest at the centre, thinning gently towards its rim
-    body = np.clip(1.0 - rho * rho, 0.0, None)
-    h_cell = (cell.thickness * body**0.6).astype(np.float32)
     step_local = canvas.raster.step / scale
-    level = nucleus_level(cell, u, v, step_local)
+    h_cell, h_nuc, rho = cell_columns(cell, u, v, step_local)
 
     if "wbc" in canvas.maps:  # truth masks
         inside = rho < 1.0
+        level = nucleus_level(cell, u, v, step_local)
         canvas.add_max("wbc", where, inside.astype(np.float32))
         canvas.add_max("nucleus", where, ((level > 0.5) & inside).astype(np.float32))
         return
 
-    texture = np.zeros_like(u, dtype=np.float32)
-    for cu, cv, sigma, amp in cell.clumps:
-        sub = _sub_window(u, v, cu, cv, 3 * sigma, gx, gy, angle, scale)
-        if sub is None:
-            continue
-        (ri, ci), uu, vv = sub
-        d2 = (uu - cu) ** 2 + (vv - cv) ** 2
-        texture[ri, ci] += amp * np.exp(-d2 / (2 * sigma * sigma))
-    np.clip(texture, 0.0, 1.0, out=texture)
-    h_nuc = cell.nucleus_thickness * level * (0.35 + 1.0 * texture)
-    h_nuc = np.minimum(h_nuc, 0.95 * h_cell).astype(np.float32)
-    h_gran = np.zeros_like(h_cell)
-    inside_cell = rho < 1.0
-    for cu, cv, r in cell.granules:
-        sub = _sub_window(u, v, cu, cv, r, gx, gy, angle, scale)
-        if sub is None:
-            continue
-        (ri, ci), uu, vv = sub
-        h_gran[ri, ci] += 2.0 * np.sqrt(np.clip(r * r - (uu - cu) ** 2 - (vv - cv) ** 2, 0, None))
-    h_gran *= inside_cell
-    h_cyto = h_cell - h_nuc
+    inside_cell = (rho < 1.0).astype(np.float32)
+    shape = h_cell.shape
+    blob = (shape, u, v)
+    chrom = np.clip(_blob_sum(*blob, cell.clumps, "gauss", gx, gy, angle, scale), 0.0, 1.0)
+    gran = _blob_sum(*blob, cell.granules, "sphere", gx, gy, angle, scale) * inside_cell
 
-    dn_c, dn_n, dn_g = DN_WBC[cell.type]
-    pf = geom.phase_factor
-    canvas.add("opd", where, h_cyto, dn_c * pf)
-    canvas.add("opd", where, h_nuc, dn_n * pf)
-    canvas.add("opd", where, h_gran, dn_g * pf)
+    # --- phase: dry mass per area (pg/µm²), conserved under the stain's shrinkage
+    r = geom.nucleus_to_cytoplasm
+    rho_dry = cell.mass / (cell.volume + (r - 1.0) * cell.nucleus_volume) / (scale * scale)
+    h_cyto = h_cell - h_nuc
+    sigma = (h_cyto + np.float32(r) * h_nuc) * np.float32(rho_dry)
+    ts, c = geom.texture_scale, geom.coupling
+    if ts > 0:
+        # sub-µm bodies: where the stained structures are (weight c) or compartment-blind
+        # bodies with the same statistics in every type (weight 1 - c)
+        dense = np.float32(DENSE_EXCESS_PG_UM3 * ts)
+        real = gran * np.float32(PHASE_GRANULES[cell.type])
+        real += chrom * (h_nuc > 0.05 * cell.nucleus_thickness) * np.float32(0.6)
+        texture = real * np.float32(c)
+        if c < 1.0:
+            decoy = _blob_sum(*blob, cell.decoys, "sphere", gx, gy, angle, scale)
+            texture += decoy * inside_cell * np.float32(1.0 - c)
+        sigma += texture * dense
+    canvas.add("mass", where, sigma)
+    canvas.add("opd", where, sigma, geom.kappa * geom.phase_factor)
+
     if geom.stained:
-        k = cell.stain_scale
-        for name, coef_c, coef_n, coef_g in zip(
-            ("eosin", "azure", "complex"),
-            STAIN_CYTOPLASM[cell.type],
-            STAIN_NUCLEUS[cell.type],
-            STAIN_GRANULE[cell.type],
-            strict=True,
-        ):
-            canvas.add(name, where, h_cyto, coef_c * k)
-            canvas.add(name, where, h_nuc, coef_n * k)
-            canvas.add(name, where, h_gran, coef_g * k)
+        k = cell.uptake
+        # DNA: the nucleus column weighted by its chromatin clumps
+        dna = h_nuc * (np.float32(0.4) + np.float32(0.8) * chrom) * np.float32(k[0])
+        # RNA: basophilia of the cytoplasm, patchy (stain only: invisible in phase)
+        patches = _blob_sum(*blob, cell.patches, "gauss", gx, gy, angle, scale)
+        rna = h_cyto * (np.float32(0.6) + np.float32(0.6) * np.clip(patches, 0, 1.5))
+        rna *= np.float32(STAIN_RNA[cell.type] * k[1])
+        # protein: the cytoplasm's dry mass
+        protein = h_cyto * np.float32(rho_dry * k[2])
+        granules = gran * np.float32(k[3])
+        for i, name in enumerate(("eosin", "azure", "complex")):
+            canvas.add(name, where, dna, STAIN_DNA[cell.type][i])
+            canvas.add(name, where, protein, STAIN_PROTEIN[cell.type][i])
+            canvas.add(name, where, granules, STAIN_GRANULE[cell.type][i])
+        canvas.add("azure", where, rna)
     elif cell.type == "eosinophil":
-        canvas.add("yellow", where, h_gran)
+        canvas.add("yellow", where, gran, geom.coupling)
 
 
 def _sub_window(u, v, cu, cv, reach, gx, gy, angle, scale):
@@ -409,6 +505,8 @@ def _draw_debris(canvas: _Canvas, d: Debris, geom: PassGeometry) -> None:
     dn, grey, stains = DEBRIS_MATERIAL[d.kind]
     canvas.add("opd", where, h, dn * geom.phase_factor)
     canvas.add("grey", where, h, grey)
+    if d.kind == "smudge":
+        canvas.add("mass", where, h, dn / max(geom.kappa, 1e-6))
     if geom.stained:
         for name, coef in zip(("eosin", "azure", "complex"), stains, strict=True):
             canvas.add(name, where, h, coef)
@@ -422,23 +520,31 @@ def column_maps(objects: SmearObjects, raster: Raster, geom: PassGeometry) -> di
     -------
     dict
         ``name -> (ny, nx) float32`` on ``raster``; dye maps only when ``geom.stained``.
+        ``mass`` is the dry mass per area (pg/µm²) of the cells, ``opd`` its optical path
+        (``kappa`` times it, scaled by ``phase_factor``) plus that of the debris.
     """
-    names = MAP_NAMES if geom.stained else ("opd", "hb", "grey", "yellow")
+    names = MAP_NAMES if geom.stained else ("opd", "mass", "hb", "grey", "yellow")
     canvas = _Canvas(raster, names)
-    pf = geom.phase_factor
-    h = _rbc_thickness(raster, objects.rbcs, geom)
-    canvas.maps["opd"] += h * np.float32(DN_RBC * pf)
-    canvas.maps["hb"] += h
+    kp = np.float32(geom.kappa * geom.phase_factor)
+    hb = _rbc_mass(raster, objects.rbcs, geom)
+    if RBC_EDGE_UM > 0 and hb.size:
+        # dried red cells have rounded rims, not the profile's vertical edge
+        cv2.GaussianBlur(hb, (0, 0), RBC_EDGE_UM / raster.step, dst=hb)
+    canvas.maps["mass"] += hb
+    canvas.maps["hb"] += hb
     if geom.stained:
         for name, coef in zip(("eosin", "azure", "complex"), STAIN_RBC, strict=True):
             if coef:
-                canvas.maps[name] += h * np.float32(coef)
-    del h
+                canvas.maps[name] += hb * np.float32(coef)
+    del hb
     body, core = _platelet_maps(raster, objects.platelets, geom)
-    canvas.maps["opd"] += body * np.float32(DN_PLATELET * pf)
+    canvas.maps["mass"] += body
     if geom.stained:
         for name, coef in zip(("eosin", "azure", "complex"), STAIN_PLATELET, strict=True):
             canvas.maps[name] += (body * np.float32(0.3) + core) * np.float32(coef)
+    del body, core
+    canvas.maps["opd"] += canvas.maps["mass"] * kp
+    # white cells add their own mass and optical path
     for cell in objects.wbcs:
         _draw_white_cell(canvas, cell, geom)
     for d in objects.debris:
@@ -452,11 +558,15 @@ def add_film(
     geom: PassGeometry,
     texture: np.ndarray,
     origin: tuple[float, float],
+    fine: np.ndarray | None = None,
 ) -> None:
-    """Add the plasma film's optical-path texture (slide lattice, µm) to ``maps["opd"]``.
+    """Add the plasma film and the cells' sub-µm texture (slide lattices) to the maps.
 
-    ``texture[i, j]`` sits at slide ``origin + (j, i) * FILM_STEP_UM``; it is resampled
-    (bilinear) at the raster's points through this pass's placement.
+    ``texture[i, j]`` (optical path, µm) sits at slide ``origin + (j, i) * FILM_STEP_UM``; it
+    is resampled (bilinear) at the raster's points through this pass's placement. ``fine``
+    (unit RMS, same lattice) modulates the cells' dry mass by ``FINE_TEXTURE_RMS ·
+    texture_scale``: membrane folds and organelles, fixed to the slide. In a stained pass the
+    film also takes up a little eosin (``background_stain``).
     """
     a = geom.placement
     c, s = a[0, 0], a[1, 0]
@@ -465,14 +575,22 @@ def add_film(
     bx = (c * (raster.x0 - tx) + s * (raster.y0 - ty) - origin[0]) / FILM_STEP_UM
     by = (-s * (raster.x0 - tx) + c * (raster.y0 - ty) - origin[1]) / FILM_STEP_UM
     m = np.array([[c * k, s * k, bx], [-s * k, c * k, by]], dtype=np.float64)
-    film = cv2.warpAffine(
-        texture,
-        m,
-        (raster.nx, raster.ny),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REFLECT,
-    )
-    maps["opd"] += film * np.float32(geom.phase_factor)
+
+    def warp(lattice: np.ndarray) -> np.ndarray:
+        return cv2.warpAffine(
+            lattice,
+            m,
+            (raster.nx, raster.ny),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REFLECT,
+        )
+
+    maps["opd"] += warp(texture) * np.float32(geom.phase_factor)
+    if fine is not None and geom.texture_scale > 0 and "mass" in maps:
+        amp = geom.kappa * geom.phase_factor * geom.texture_scale * FINE_TEXTURE_RMS
+        maps["opd"] += warp(fine) * maps["mass"] * np.float32(amp)
+    if geom.stained and geom.background_stain > 0 and "eosin" in maps:
+        maps["eosin"] += np.float32(geom.background_stain)
 
 
 def transmittance(
@@ -510,5 +628,5 @@ def truth_masks(objects: SmearObjects, raster: Raster, geom: PassGeometry) -> di
         _draw_white_cell(canvas, cell, geom)
     wbc = canvas.maps["wbc"] > 0.5
     nucleus = canvas.maps["nucleus"] > 0.5
-    rbc = _rbc_thickness(raster, objects.rbcs, geom) > 0
+    rbc = _rbc_mass(raster, objects.rbcs, geom) > 0
     return {"nucleus": nucleus, "cytoplasm": wbc & ~nucleus, "wbc": wbc, "rbc": rbc & ~wbc}

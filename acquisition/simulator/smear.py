@@ -37,12 +37,15 @@ TILE_UM = 256.0
 
 #: Lattice spacing of the plasma-film texture, µm.
 FILM_STEP_UM = 0.25
+#: Correlation length of the cells' sub-µm texture (membrane folds, organelles), µm.
+CELL_TEXTURE_UM = 0.15
 
 #: Largest distance from an object's centre to any part of it, µm (for tile queries).
 MAX_OBJECT_EXTENT_UM = 16.0
 
-#: Red cells may overlap a neighbour by this much (µm) before packing rejects them.
-_RBC_OVERLAP_UM = 0.4
+#: Red cells may overlap a neighbour by this much (µm) before packing rejects them: at 55-65 %
+#: coverage neighbours touch and deform.
+_RBC_OVERLAP_UM = 1.4
 #: Red cells may overlap a WBC's edge by this much (µm), never reaching its nucleus.
 _RBC_WBC_OVERLAP_UM = 1.2
 
@@ -56,6 +59,18 @@ _WBC_RADIUS_UM = {
 }
 _MEAN_WBC_RADIUS_UM = 6.3
 
+#: Dry mass range (pg) per WBC type at the type's mean radius, scaled with the cell's area.
+#: Wet volume times a dry-mass concentration of about 0.25 pg/fL: neutrophils ≈ 300 fL
+#: (Ting-Beall et al., Biophys. J. 1993: 299 ± 28 µm³), lymphocytes ≈ 200 fL, monocytes
+#: ≈ 400 fL, eosinophils and basophils between (estimates, not per-type measurements).
+WBC_DRY_MASS_PG = {
+    "neutrophil": (65.0, 85.0),
+    "lymphocyte": (38.0, 55.0),
+    "monocyte": (90.0, 125.0),
+    "eosinophil": (70.0, 95.0),
+    "basophil": (60.0, 80.0),
+}
+
 RBC_DTYPE = np.dtype(
     [
         ("id", "i8"),
@@ -64,7 +79,8 @@ RBC_DTYPE = np.dtype(
         ("radius", "f4"),
         ("aspect", "f4"),
         ("angle", "f4"),
-        ("thickness", "f4"),
+        ("mass", "f4"),
+        ("pallor", "f4"),
         ("shrink", "f4"),
     ]
 )
@@ -81,7 +97,16 @@ PLATELET_DTYPE = np.dtype(
 )
 
 # object class codes packed into ids
-_CODE = {"wbc": 1, "rbc": 2, "platelet": 3, "dirt": 4, "dirt1": 5, "artifact": 6}
+_CODE = {
+    "wbc": 1,
+    "rbc": 2,
+    "platelet": 3,
+    "dirt": 4,
+    "dirt1": 5,
+    "artifact": 6,
+    "precipitate": 7,
+    "smudge": 8,
+}
 
 
 def object_id(kind: str, ix: int, iy: int, index: int) -> int:
@@ -112,6 +137,19 @@ class WhiteCell:
         ``(C, 4)`` chromatin clumps ``(u, v, sigma, amplitude)``.
     granules
         ``(G, 3)`` granules ``(u, v, radius)``.
+    mass
+        Dry mass, pg.
+    volume, nucleus_volume
+        Integrals (µm³) of the cell's and the nucleus's column maps (``thickness`` dome and
+        nucleus column), so the dry mass can be spread over them exactly.
+    uptake
+        ``(4,)`` per-cell dye uptake of the DNA, RNA, protein and granule fields (lognormal
+        about 1: the cell-to-cell variation of a real smear).
+    decoys
+        ``(D, 3)`` compartment-blind sub-µm bodies ``(u, v, radius)`` spread over the whole cell:
+        the phase texture a cell shows independently of its stain (see ``stain_phase_coupling``).
+    patches
+        ``(P, 4)`` ``(u, v, sigma, amplitude)`` of the cytoplasm's RNA patchiness (stain only).
     """
 
     id: int
@@ -127,8 +165,13 @@ class WhiteCell:
     indent: np.ndarray
     clumps: np.ndarray
     granules: np.ndarray
-    stain_scale: float
     shrink: float
+    mass: float = 0.0
+    volume: float = 1.0
+    nucleus_volume: float = 0.0
+    uptake: np.ndarray = field(default_factory=lambda: np.ones(4))
+    decoys: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    patches: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -236,23 +279,99 @@ class VirtualSmear:
                     for d in tile.debris
                     if xmin <= d.x < xmax and ymin <= d.y < ymax and d.pass_ in ("", pass_)
                 ]
-        return SmearObjects(
+        objects = SmearObjects(
             rbcs=np.concatenate(rbcs) if rbcs else np.zeros(0, RBC_DTYPE),
             platelets=np.concatenate(platelets) if platelets else np.zeros(0, PLATELET_DTYPE),
             wbcs=wbcs,
             debris=debris,
         )
+        return self._after_staining(objects) if pass_ != "unstained" else objects
+
+    # ------------------------------------------------------------------ staining moves
+    def pass_offsets(
+        self, ids: np.ndarray, x: np.ndarray, y: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """How staining moved and lost cells: ``(dx, dy, lost)`` per object (slide µm).
+
+        Fixing, staining and rinsing deform the film: a smooth displacement field (a few
+        random modes, 40-150 µm wavelengths, RMS ``0.6 x cell_displacement_um``), plus each
+        cell's own jitter (10 % of ``cell_displacement_um`` RMS); rinsing washes a few cells
+        off (``cell_loss_fraction``). ``x, y`` are the unstained slide positions. The stained
+        and highres passes image the same stained slide, so they share these; the unstained
+        pass is the reference.
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        cfg = self.config
+        amp = cfg.cell_displacement_um
+        salt = np.uint64(int.from_bytes(self._rng("staining").bytes(8), "little"))
+        keys = ids.astype(np.uint64) ^ salt
+        dx = np.zeros(ids.shape)
+        dy = np.zeros(ids.shape)
+        if amp > 0:
+            for kx, ky, ax, ay, ph in self._staining_modes:
+                wave = np.cos(kx * x + ky * y + ph)
+                dx += ax * wave
+                dy += ay * wave
+            dx *= amp
+            dy *= amp
+            jitter = 0.1 * amp
+            dx += jitter * _hash_normal(keys, 1)
+            dy += jitter * _hash_normal(keys, 3)
+        lost = _hash_uniform(keys, 5) < cfg.cell_loss_fraction
+        return dx, dy, lost
+
+    @property
+    def _staining_modes(self) -> np.ndarray:
+        """Modes ``(kx, ky, ax, ay, phase)`` of the staining field, unit RMS of 0.6 overall."""
+        if not hasattr(self, "_modes"):
+            rng = self._rng("staining-field")
+            n = 6
+            lam = rng.uniform(40.0, 150.0, n)
+            ang = rng.uniform(0, 2 * np.pi, n)
+            k = 2 * np.pi / lam
+            a = rng.normal(0.0, 1.0, (n, 2))
+            # RMS of |D| = sqrt(sum(|a|²)/2) -> scale to 0.6
+            a *= 0.6 / math.sqrt(float(np.sum(a * a)) / 2)
+            self._modes = np.column_stack(
+                [k * np.cos(ang), k * np.sin(ang), a[:, 0], a[:, 1], rng.uniform(0, 2 * np.pi, n)]
+            )
+        return self._modes
+
+    def _after_staining(self, objects: SmearObjects) -> SmearObjects:
+        out = SmearObjects(debris=objects.debris)
+        for name in ("rbcs", "platelets"):
+            recs = getattr(objects, name)
+            dx, dy, lost = self.pass_offsets(recs["id"], recs["x"], recs["y"])
+            moved = recs[~lost].copy()
+            moved["x"] += dx[~lost]
+            moved["y"] += dy[~lost]
+            setattr(out, name, moved)
+        if objects.wbcs:
+            dx, dy, lost = self.pass_offsets(
+                np.array([c.id for c in objects.wbcs]),
+                np.array([c.x for c in objects.wbcs]),
+                np.array([c.y for c in objects.wbcs]),
+            )
+            out.wbcs = [
+                dataclasses.replace(c, x=c.x + float(dx[k]), y=c.y + float(dy[k]))
+                for k, c in enumerate(objects.wbcs)
+                if not lost[k]
+            ]
+        return out
 
     def film_texture(
         self, xmin: float, xmax: float, ymin: float, ymax: float
-    ) -> tuple[np.ndarray, float, float]:
+    ) -> tuple[np.ndarray, np.ndarray, float, float]:
         """Optical-path texture (µm) of the dried plasma film over a slide rectangle.
 
-        Returns ``(texture, x_origin, y_origin)``: a float32 lattice with spacing
+        Returns ``(texture, cells, x_origin, y_origin)``: float32 lattices with spacing
         :data:`FILM_STEP_UM` whose sample ``[i, j]`` sits at slide
         ``(x_origin + j * step, y_origin + i * step)``. The texture is white noise drawn per
         tile and low-passed at two correlation lengths (0.3 and 1.5 µm), so any region gives
         the same values where regions overlap; its RMS is ``config.plasma_film_opd_nm``.
+        ``cells`` is a unit-RMS texture with a 0.15 µm correlation length from the same draw:
+        the relative dry-mass texture of the cells lying on the film.
         """
         rms = self.config.plasma_film_opd_nm * 1e-3
         step = FILM_STEP_UM
@@ -283,7 +402,12 @@ class VirtualSmear:
         fine *= np.float32(math.sqrt(4 * math.pi) * 0.3 / step)
         coarse *= np.float32(math.sqrt(4 * math.pi) * 1.5 / step)
         texture = (fine + coarse) * np.float32(rms / math.sqrt(2.0))
-        return texture, ix0 * TILE_UM + j0 * step, iy0 * TILE_UM + i0 * step
+        # the cells' sub-µm texture: 0.15 µm correlation, unit variance (exact for the kernel)
+        sig = CELL_TEXTURE_UM / step
+        kern = cv2.getGaussianKernel(2 * math.ceil(3 * sig) + 1, sig).astype(np.float64)
+        cells = cv2.sepFilter2D(noise, cv2.CV_32F, kern, kern)
+        cells *= np.float32(1.0 / float(np.sum(kern**2)))
+        return texture, cells, ix0 * TILE_UM + j0 * step, iy0 * TILE_UM + i0 * step
 
     # ------------------------------------------------------------------ caching
     def _cached(self, name: str, key: tuple, make):
@@ -367,8 +491,9 @@ class VirtualSmear:
         rng = self._rng("rbc", ix, iy)
         coverage = self._coverage_at((ix + 0.5) * TILE_UM, (iy + 0.5) * TILE_UM)
         r_mean = 3.8
-        n_target = round(coverage * TILE_UM**2 / (math.pi * r_mean**2 * 1.005))
-        n_try = 6 * n_target + 10
+        # overlapping neighbours: the discs' summed area is about 1.19x the area they cover
+        n_target = round(1.19 * coverage * TILE_UM**2 / (math.pi * r_mean**2 * 1.005))
+        n_try = 10 * n_target + 10
         xs = (ix + rng.random(n_try)) * TILE_UM
         ys = (iy + rng.random(n_try)) * TILE_UM
         rs = np.clip(rng.normal(r_mean, 0.22, n_try), 3.2, 4.4)
@@ -434,8 +559,12 @@ class VirtualSmear:
         n = out.size
         out["aspect"] = rng.uniform(0.88, 1.0, n)
         out["angle"] = rng.uniform(0, math.pi, n)
-        out["thickness"] = rng.uniform(0.55, 0.7, n)
-        out["shrink"] = rng.uniform(*self.config.stain_shrinkage, n)
+        out["mass"] = self.config.rbc_hb_pg * rng.uniform(0.9, 1.1, n)
+        out["pallor"] = rng.uniform(0.45, 1.2, n)
+        # dried red cells keep their size (and the overlaps of neighbours) through fixing
+        # and staining; drawn anyway so the random stream does not depend on it
+        rng.uniform(*self.config.stain_shrinkage, n)
+        out["shrink"] = 1.0
         return out
 
     # ------------------------------------------------------------------ tile
@@ -451,6 +580,8 @@ class VirtualSmear:
                 y=float(c["y"]),
                 radius=float(c["r"]),
                 shrink_range=cfg.stain_shrinkage,
+                uptake_variation=cfg.stain_uptake_variation,
+                coupling=cfg.stain_phase_coupling,
             )
             for c in kept
         )
@@ -487,6 +618,20 @@ class VirtualSmear:
             wbcs,
             0.5,
         )
+        debris += self._debris(
+            ix,
+            iy,
+            "precipitate",
+            "artifact",
+            "stained",
+            cfg.precipitate_per_field,
+            wbcs,
+            0.0,
+            kind="precipitate",
+        )
+        debris += self._debris(
+            ix, iy, "smudge", "smudge", "", cfg.smudge_per_field, wbcs, 0.0, kind="smudge"
+        )
         return _Tile(rbcs=rbcs, platelets=plt, wbcs=wbcs, debris=tuple(debris))
 
     def _debris(
@@ -499,6 +644,7 @@ class VirtualSmear:
         per_field: float,
         wbcs: tuple[WhiteCell, ...],
         near: float,
+        kind: str | None = None,
     ) -> list[Debris]:
         if per_field <= 0:
             return []
@@ -513,17 +659,19 @@ class VirtualSmear:
                 x, y = w.x + dist * math.cos(ang), w.y + dist * math.sin(ang)
             else:
                 x, y = (ix + rng.random()) * TILE_UM, (iy + rng.random()) * TILE_UM
-            if type_ == "dirt":
-                kind = "fibre" if rng.random() < 0.3 else "particle"
+            if kind is not None:
+                this = kind
+            elif type_ == "dirt":
+                this = "fibre" if rng.random() < 0.3 else "particle"
             else:
-                kind = "precipitate" if rng.random() < 0.6 else "watermark"
-            blobs = _debris_blobs(kind, rng)
+                this = "precipitate" if rng.random() < 0.6 else "watermark"
+            blobs = _debris_blobs(this, rng)
             extent = float(np.max(np.hypot(blobs[:, 0], blobs[:, 1]) + blobs[:, 2]))
             out.append(
                 Debris(
                     id=object_id(code, ix, iy, i),
                     type=type_,
-                    kind=kind,
+                    kind=this,
                     x=x,
                     y=y,
                     radius=extent,
@@ -533,6 +681,23 @@ class VirtualSmear:
                 )
             )
         return out
+
+
+def _hash_uniform(keys: np.ndarray, stream: int) -> np.ndarray:
+    """Uniform [0, 1) numbers from uint64 keys (splitmix64), one stream per ``stream``."""
+    with np.errstate(over="ignore"):
+        z = keys + np.uint64(0x9E3779B97F4A7C15) * np.uint64(stream + 1)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _hash_normal(keys: np.ndarray, stream: int) -> np.ndarray:
+    """Standard normal numbers from uint64 keys (Box–Muller on two hashed uniforms)."""
+    u1 = np.maximum(_hash_uniform(keys, stream), 1e-12)
+    u2 = _hash_uniform(keys, stream + 1)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2 * np.pi * u2)
 
 
 # ---------------------------------------------------------------------- shapes
@@ -558,6 +723,13 @@ def _debris_blobs(kind: str, rng: np.random.Generator) -> np.ndarray:
         uv = rng.normal(0, spread * 0.45, (n, 2))
         r = rng.uniform(0.2, 0.6, n)
         h = r
+    elif kind == "smudge":
+        # a broken white cell: loose chromatin smeared into a lacy, flattened patch
+        n = rng.integers(25, 50)
+        size = rng.uniform(4.0, 7.0)
+        uv = rng.normal(0, size * 0.35, (n, 2)) * np.array([1.0, rng.uniform(0.4, 1.0)])
+        r = rng.uniform(0.5, 1.5, n)
+        h = r * rng.uniform(0.15, 0.35, n)
     elif kind == "watermark":
         n = rng.integers(6, 14)
         size = rng.uniform(4.0, 9.0)
@@ -632,6 +804,8 @@ def make_white_cell(
     y: float,
     radius: float,
     shrink_range: tuple[float, float] = (0.95, 0.99),
+    uptake_variation: float = 0.25,
+    coupling: float = 1.0,
 ) -> WhiteCell:
     """Draw the morphology of one white blood cell of ``type_`` centred at slide ``(x, y)``.
 
@@ -739,7 +913,6 @@ def make_white_cell(
         indent=indent,
         clumps=np.zeros((0, 4)),
         granules=np.zeros((0, 3)),
-        stain_scale=float(rng.uniform(0.9, 1.1)),
         shrink=float(rng.uniform(*shrink_range)),
     )
 
@@ -774,6 +947,67 @@ def make_white_cell(
     else:  # lymphocyte: a few azurophilic granules and organelles
         pts = _place_in(rng, int(rng.integers(4, 14)), R, in_cytoplasm)
         gran = np.column_stack([pts, rng.uniform(0.12, 0.2, len(pts))])
-    return dataclasses.replace(
-        cell, clumps=clumps.astype(np.float64), granules=gran.astype(np.float64)
+    # compartment-blind sub-µm bodies (organelles, folds): the same density in every type
+    n_decoys = round(120 * (R / _MEAN_WBC_RADIUS_UM) ** 2)
+    pts = _place_in(
+        rng, n_decoys, R, lambda u, v: np.hypot(u, v) < outline_radius(cell, np.arctan2(v, u)) - 0.3
     )
+    decoys = np.column_stack([pts, rng.uniform(0.12, 0.3, len(pts))])
+    pts = _place_in(rng, 24, R, in_cytoplasm)
+    patches = np.column_stack(
+        [pts, rng.uniform(0.6, 1.4, len(pts)), rng.uniform(0.3, 1.0, len(pts))]
+    )
+    lo, hi = WBC_DRY_MASS_PG[type_]
+    mass = float(rng.uniform(lo, hi)) * (R / _mean_radius(type_)) ** 2
+    # the type's own dry-mass density only as far as the phase follows the stain: at
+    # coupling 0 every type has the common density (cells still vary one by one)
+    mass *= (_COMMON_DENSITY / _type_density(type_)) ** (1.0 - coupling)
+    uptake = np.exp(rng.normal(0.0, uptake_variation, 4) - uptake_variation**2 / 2)
+    cell = dataclasses.replace(
+        cell,
+        clumps=clumps.astype(np.float64),
+        granules=gran.astype(np.float64),
+        decoys=decoys.astype(np.float64),
+        patches=patches.astype(np.float64),
+        mass=mass,
+        uptake=uptake,
+    )
+    volume, nucleus_volume = cell_volumes(cell)
+    return dataclasses.replace(cell, volume=volume, nucleus_volume=nucleus_volume)
+
+
+def _mean_radius(type_: str) -> float:
+    lo, hi = _WBC_RADIUS_UM[type_]
+    return (lo + hi) / 2
+
+
+def _type_density(type_: str) -> float:
+    """Mean dry mass per area of a type's cells (pg/µm² of the unit disc)."""
+    lo, hi = WBC_DRY_MASS_PG[type_]
+    return (lo + hi) / 2 / (math.pi * _mean_radius(type_) ** 2)
+
+
+_COMMON_DENSITY = float(np.mean([_type_density(t) for t in WBC_TYPES]))
+
+
+def cell_columns(cell: WhiteCell, u: np.ndarray, v: np.ndarray, edge_um: float):
+    """The smooth columns (µm) of a white cell at local points: ``(h_cell, h_nucleus, rho)``.
+
+    ``h_cell`` is a dome thickest at the centre, thinning towards the rim; ``h_nucleus`` the
+    part of that column the nucleus fills; ``rho`` the radius relative to the outline.
+    """
+    psi = np.arctan2(v, u)
+    rho = np.hypot(u, v) / outline_radius(cell, psi)
+    body = np.clip(1.0 - rho * rho, 0.0, None)
+    h_cell = (cell.thickness * body**0.6).astype(np.float32)
+    level = nucleus_level(cell, u, v, edge_um)
+    h_nuc = np.minimum(cell.nucleus_thickness * level, 0.95 * h_cell).astype(np.float32)
+    return h_cell, h_nuc, rho
+
+
+def cell_volumes(cell: WhiteCell, step: float = 0.1) -> tuple[float, float]:
+    """Integrals (µm³) of a cell's ``h_cell`` and ``h_nucleus`` columns (unshrunk)."""
+    reach = cell.radius * 1.15
+    g = np.arange(-reach, reach + step / 2, step, dtype=np.float32)
+    h_cell, h_nuc, _ = cell_columns(cell, g[None, :], g[:, None], step)
+    return float(h_cell.sum() * step * step), float(h_nuc.sum() * step * step)
