@@ -5,10 +5,15 @@ reader opens is ever written in place:
 
 - each field is written to ``<slide>.<pass>.fields/field_NNNNN.h5.partial``, flushed, fsynced
   and renamed to ``field_NNNNN.h5`` only when all its images are on disk;
-- the scan file itself is a small index rewritten atomically (temp file + ``os.replace``)
-  after every field: attributes, the ``channels``/``positions``/``frames`` tables, ``truth``,
-  and ``images``, a virtual dataset over the field files (relative paths, resolved next to
-  the index). Pending fields read as zeros; ``positions.status`` says which are done.
+- each finished field appends one line to ``<slide>.<pass>.fields/journal.jsonl``
+  (:mod:`acquisition.scanjournal`), so the per-field cost does not grow with the scan;
+- the scan file itself is an index rewritten atomically (temp file + ``os.replace``) when a
+  rebuild is due (about every half second at most, less often when rebuilds are costly
+  relative to the fields, and always on close): attributes, the ``channels``/``positions``/
+  ``frames`` tables, ``truth``, and ``images``, a virtual dataset over the field files
+  (relative paths, resolved next to the index). Pending fields read as zeros;
+  ``positions.status`` says which are done and ``positions.file_bytes`` the size of each
+  done field's file (a cheap integrity check).
 
 HDF5's SWMR mode does not give this: a killed SWMR writer leaves a file that plain readers
 cannot open (STACK-NOTES.md).
@@ -19,6 +24,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +33,11 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the filters for every reader)
 import numpy as np
 
+from acquisition.scanjournal import Journal, quick_field_state, read_journal
 from acquisition.tables import (
     DEFAULT_COMPRESSION,
     compression_options,
+    h5_dtype,
     read_table,
     to_records,
     write_table,
@@ -59,6 +67,7 @@ POSITION_FIELDS = [
     ("z_um", np.float64),
     ("status", str),
     ("acquired_at", str),
+    ("file_bytes", np.int64),
 ]
 FRAME_FIELDS = [
     ("position", np.int64),
@@ -202,6 +211,7 @@ class FieldData:
     z_um: float
     acquired_at: str
     frames: np.ndarray  # FRAME_FIELDS rows
+    file_bytes: int = 0  # size of the committed field file (a cheap integrity check)
 
 
 class FieldWriter:
@@ -270,9 +280,10 @@ class FieldWriter:
             self.abandon()
             raise
         _fsync_path(self.partial_path)
+        size = self.partial_path.stat().st_size
         os.replace(self.partial_path, self.final_path)
         _fsync_dir(self.final_path.parent)
-        return FieldData(self.index, z_um, acquired_at, frames)
+        return FieldData(self.index, z_um, acquired_at, frames, size)
 
     def abandon(self) -> None:
         """Drop an unfinished field (Ctrl-C mid-field, a camera error): nothing is kept."""
@@ -345,7 +356,13 @@ class ScanWriter:
         self.status = ["pending"] * len(positions)
         self.acquired_at = [""] * len(positions)
         self.z_done = positions[:, 2].copy()
+        self.file_bytes = np.zeros(len(positions), dtype=np.int64)
         self.frames_by_field: dict[int, np.ndarray] = {}
+        self._journal: Journal | None = None
+        self._unindexed = 0  # fields finished since the index was last rebuilt
+        self._unindexed_since = 0.0  # when the oldest of them finished (monotonic)
+        self._dirty = False
+        self._last_rebuild_s = 0.0  # how long the last index rebuild took
         self.frame_hw: tuple[int, int] | None = None
         self.truth: dict[str, Any] | None = None
         self._attrs = {
@@ -415,12 +432,35 @@ class ScanWriter:
         self.write_index()
 
     def _adopt_finished_fields(self) -> None:
-        """Mark every complete field file as done; delete leftovers of interrupted fields."""
-        for partial in self.fields_dir.glob("*.partial"):
-            partial.unlink(missing_ok=True)
-        for i in range(len(self.positions)):
-            f = self.fields_dir / _field_name(i)
-            if not f.exists():
+        """Mark every complete field file as done; delete leftovers of interrupted fields.
+
+        Fields in the journal whose file has the recorded size are adopted without opening
+        them; any other field file is opened, adopted (and journalled) or, when damaged, set
+        aside as ``.damaged`` and imaged anew.
+        """
+        journal = read_journal(self.fields_dir)
+        on_disk: dict[int, Path] = {}
+        with os.scandir(self.fields_dir) as it:
+            for entry in it:
+                name = entry.name
+                if name.endswith(".partial"):
+                    Path(entry.path).unlink(missing_ok=True)
+                elif name.startswith("field_") and name.endswith(".h5") and name[6:-3].isdigit():
+                    i = int(name[6:-3])
+                    if i < len(self.positions):
+                        on_disk[i] = Path(entry.path)
+        self._journal = Journal(self.fields_dir)
+        n_ch = len(self.channels)
+        for i in sorted(on_disk):
+            f = on_disk[i]
+            e = journal.get(i)
+            if (
+                e is not None
+                and len(e["frames"]) == n_ch
+                and quick_field_state(f, e["file_bytes"]) == "ok"
+            ):
+                frames = np.array([tuple(r) for r in e["frames"]], dtype=h5_dtype(FRAME_FIELDS))
+                self._mark_done(FieldData(i, e["z_um"], e["acquired_at"], frames, e["file_bytes"]))
                 continue
             try:
                 with h5py.File(f, "r") as h:
@@ -428,20 +468,20 @@ class ScanWriter:
                     frame_hw = tuple(h["images"].shape[1:3])
                     z = float(h.attrs["z_um"])
                     acquired = str(h.attrs["acquired_at"])
-                    n_ch = h["images"].shape[0]
+                    n_file = h["images"].shape[0]
             except (OSError, KeyError, ValueError, TypeError):
                 # a damaged field is set aside (never read again) and imaged anew
                 os.replace(f, f.with_name(f.name + ".damaged"))
                 continue
             self.frame_hw = frame_hw
-            if n_ch != len(self.channels):
-                raise ScanFileError(
-                    f"field file {f} has {n_ch} channels, the scan {len(self.channels)}"
-                )
-            self.status[i] = "done"
-            self.acquired_at[i] = acquired
-            self.z_done[i] = z
-            self.frames_by_field[i] = frames
+            if n_file != n_ch:
+                raise ScanFileError(f"field file {f} has {n_file} channels, the scan {n_ch}")
+            data = FieldData(i, z, acquired, frames, f.stat().st_size)
+            self._mark_done(data)
+            self._journal_append(data)
+        if self.frame_hw is None and self.done:
+            with h5py.File(self.fields_dir / _field_name(self.done[0]), "r") as h:
+                self.frame_hw = tuple(h["images"].shape[1:3])
 
     # -- progress -----------------------------------------------------------------------------
     @property
@@ -462,41 +502,98 @@ class ScanWriter:
             )
         return FieldWriter(self, index, shape_hw)
 
-    def field_done(self, data: FieldData) -> None:
-        """Record a committed field and rewrite the index."""
+    def _mark_done(self, data: FieldData) -> None:
         i = data.index
         self.status[i] = "done"
         self.acquired_at[i] = data.acquired_at
         self.z_done[i] = data.z_um
+        self.file_bytes[i] = data.file_bytes
         self.frames_by_field[i] = data.frames
+
+    def _journal_append(self, data: FieldData) -> None:
+        if self._journal is None:
+            self._journal = Journal(self.fields_dir)
+        self._journal.append(
+            data.index,
+            z_um=data.z_um,
+            acquired_at=data.acquired_at,
+            file_bytes=data.file_bytes,
+            frames=data.frames.tolist(),
+        )
+
+    def field_done(self, data: FieldData) -> None:
+        """Record a committed field: one journal line; the index is rebuilt when it is due."""
+        self._mark_done(data)
         if self.frame_hw is None:
-            with h5py.File(self.fields_dir / _field_name(i), "r") as h:
+            with h5py.File(self.fields_dir / _field_name(data.index), "r") as h:
                 self.frame_hw = tuple(h["images"].shape[1:3])
-        self.write_index()
+        self._journal_append(data)
+        self._changed()
 
     def field_failed(self, index: int) -> None:
         if self.status[index] != "done":
             self.status[index] = "failed"
-            self.write_index()
+            self._changed()
 
     def set_truth(self, truth: dict[str, Any]) -> None:
         self.truth = truth
         self.write_index()
 
+    # -- when the index is rebuilt ------------------------------------------------------------
+    #: A rebuild that took less than this is done after every field (small scans: the index
+    #: is always current) ...
+    CHEAP_REBUILD_S = 0.02
+    #: ... a costlier one once the fields finished since the last rebuild have "paid" for it
+    #: at this many seconds each (bookkeeping stays flat however many fields the scan has) ...
+    REBUILD_BUDGET_S = 0.005
+    #: ... or once the oldest unindexed field is this old (plain readers lag at most ~this).
+    MAX_LAG_S = 0.5
+
+    def _changed(self) -> None:
+        if not self._dirty:
+            self._unindexed_since = time.monotonic()
+        self._dirty = True
+        self._unindexed += 1
+        if self.index_due():
+            self.write_index()
+
+    def index_due(self) -> bool:
+        """Whether the index should be rebuilt now (cost paid for, or a field waits too long)."""
+        if not self._dirty:
+            return False
+        if self._last_rebuild_s <= self.CHEAP_REBUILD_S:
+            return True
+        if self._unindexed * self.REBUILD_BUDGET_S >= self._last_rebuild_s:
+            return True
+        return time.monotonic() - self._unindexed_since >= self.MAX_LAG_S
+
+    def flush(self) -> None:
+        """Rebuild the index if any field finished since the last rebuild."""
+        if self._dirty:
+            self.write_index()
+
+    def close(self) -> None:
+        """Rebuild the index if needed and close the journal."""
+        try:
+            self.flush()
+        finally:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+
     # -- the index ----------------------------------------------------------------------------
     def write_index(self) -> None:
         """Rewrite the scan file atomically from the in-memory state."""
+        t0 = time.perf_counter()
         tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
-        rows = [
-            {
-                "x_um": self.positions[i, 0],
-                "y_um": self.positions[i, 1],
-                "z_um": self.z_done[i],
-                "status": self.status[i],
-                "acquired_at": self.acquired_at[i],
-            }
-            for i in range(len(self.positions))
-        ]
+        n = len(self.positions)
+        rows = np.empty(n, dtype=h5_dtype(POSITION_FIELDS))
+        rows["x_um"] = self.positions[:, 0]
+        rows["y_um"] = self.positions[:, 1]
+        rows["z_um"] = self.z_done
+        rows["status"] = np.array(self.status, dtype=object)
+        rows["acquired_at"] = np.array(self.acquired_at, dtype=object)
+        rows["file_bytes"] = self.file_bytes
         frames = [self.frames_by_field[i] for i in sorted(self.frames_by_field)]
         try:
             self._write_index_file(tmp, rows, frames)
@@ -506,8 +603,11 @@ class ScanWriter:
         _fsync_path(tmp)
         os.replace(tmp, self.path)
         _fsync_dir(self.path.parent)
+        self._dirty = False
+        self._unindexed = 0
+        self._last_rebuild_s = time.perf_counter() - t0
 
-    def _write_index_file(self, tmp: Path, rows: list[dict], frames: list[np.ndarray]) -> None:
+    def _write_index_file(self, tmp: Path, rows: np.ndarray, frames: list[np.ndarray]) -> None:
         from acquisition.files import close_h5, is_disk_full, quarantine
 
         f = h5py.File(tmp, "w")
@@ -521,14 +621,15 @@ class ScanWriter:
             raise
         close_h5(f)
 
-    def _fill_index(self, f: h5py.File, rows: list[dict], frames: list[np.ndarray]) -> None:
+    def _fill_index(self, f: h5py.File, rows: np.ndarray, frames: list[np.ndarray]) -> None:
+        done = self.done
         for k, v in self._attrs.items():
             f.attrs[k] = v
-        f.attrs["n_done"] = len(self.done)
-        f.attrs["complete"] = len(self.done) == len(self.positions)
+        f.attrs["n_done"] = len(done)
+        f.attrs["complete"] = len(done) == len(self.positions)
         f.attrs["updated"] = _now_iso()
         write_table(f, "channels", to_records(self.channels, CHANNEL_FIELDS))
-        write_table(f, "positions", to_records(rows, POSITION_FIELDS))
+        f.create_dataset("positions", data=rows, maxshape=(None,))
         all_frames = np.concatenate(frames) if frames else to_records([], FRAME_FIELDS)
         f.create_dataset("frames", data=all_frames, maxshape=(None,))
         if self.frame_hw is not None:
@@ -536,7 +637,7 @@ class ScanWriter:
             shape = (len(self.positions), len(self.channels), h, w, 3)
             layout = h5py.VirtualLayout(shape=shape, dtype=np.uint8)
             rel = self.fields_dir.name
-            for i in self.done:
+            for i in done:
                 layout[i] = h5py.VirtualSource(f"{rel}/{_field_name(i)}", "images", shape=shape[1:])
             f.create_virtual_dataset("images", layout, fillvalue=0)
         if self.truth is not None:
@@ -659,11 +760,30 @@ class ScanFile:
         return parse_profile(data, repr(str(self.path)))
 
     def field_state(self) -> dict[int, str]:
-        """Every ``done`` field whose file is not readable: index → ``missing``/``damaged``."""
+        """Every ``done`` field whose file is not readable: index → ``missing``/``damaged``.
+
+        A field file whose size differs from the one recorded when it was committed, or that
+        lacks the HDF5 signature, is damaged; this needs no HDF5 open, so it stays fast at
+        thousands of fields.
+        """
         if self._field_state is None:
             folder = fields_dir(self.path)
             n_ch = len(self.channels)
-            state = {int(i): read_field_file(folder / _field_name(int(i)), n_ch) for i in self.done}
+            sizes = (
+                self.positions["file_bytes"]
+                if "file_bytes" in (self.positions.dtype.names or ())
+                else np.zeros(self.n_positions, dtype=np.int64)
+            )
+            state = {}
+            for i in map(int, self.done):
+                path = folder / _field_name(i)
+                # a size recorded at commit: a stat and the signature tell truncated/replaced
+                # files; scans without one (older scope) open every field file
+                state[i] = (
+                    quick_field_state(path, int(sizes[i]))
+                    if sizes[i] > 0
+                    else read_field_file(path, n_ch)
+                )
             self._field_state = {i: s for i, s in state.items() if s != "ok"}
         return self._field_state
 
