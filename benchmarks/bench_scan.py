@@ -235,7 +235,7 @@ def index_bookkeeping(n: int) -> dict:
     }
     frame = np.full((8, 10, 3), 7, np.uint8)
     tail = min(1000, n)
-    with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "idx.unstained.scan.h5"
         writer = ScanWriter(
             path,
@@ -259,8 +259,10 @@ def index_bookkeeping(n: int) -> dict:
             cost[i] = time.perf_counter() - t0
             rebuilds += writer._unindexed == 0
             if (i + 1) % 1000 == 0:
-                print(f"  {i + 1} fields, last rebuild {writer._last_rebuild_s * 1000:.0f} ms",
-                      file=sys.stderr)
+                print(
+                    f"  {i + 1} fields, last rebuild {writer._last_rebuild_s * 1000:.0f} ms",
+                    file=sys.stderr,
+                )
         t0 = time.perf_counter()
         writer.close()
         close_s = time.perf_counter() - t0
