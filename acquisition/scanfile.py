@@ -79,6 +79,8 @@ FRAME_FIELDS = [
     ("stage_z_um", np.float64),
     ("time", np.float64),
 ]
+#: The ``frames`` table's row type (all numeric: rows concatenate as raw bytes).
+FRAME_DTYPE = h5_dtype(FRAME_FIELDS)
 TRUTH_CELL_FIELDS = [
     ("id", np.int64),
     ("type", str),
@@ -442,8 +444,8 @@ class ScanWriter:
         them; any other field file is opened, adopted (and journalled) or, when damaged, set
         aside as ``.damaged`` and imaged anew.
         """
-        journal = read_journal(self.fields_dir)
-        on_disk: dict[int, Path] = {}
+        journal = read_journal(self.fields_dir, FRAME_DTYPE)
+        on_disk: dict[int, str] = {}
         with os.scandir(self.fields_dir) as it:
             for entry in it:
                 name = entry.name
@@ -452,7 +454,7 @@ class ScanWriter:
                 elif name.startswith("field_") and name.endswith(".h5") and name[6:-3].isdigit():
                     i = int(name[6:-3])
                     if i < len(self.positions):
-                        on_disk[i] = Path(entry.path)
+                        on_disk[i] = entry.path
         self._journal = Journal(self.fields_dir)
         n_ch = len(self.channels)
         for i in sorted(on_disk):
@@ -463,8 +465,9 @@ class ScanWriter:
                 and len(e["frames"]) == n_ch
                 and quick_field_state(f, e["file_bytes"]) == "ok"
             ):
-                frames = np.array([tuple(r) for r in e["frames"]], dtype=h5_dtype(FRAME_FIELDS))
-                self._mark_done(FieldData(i, e["z_um"], e["acquired_at"], frames, e["file_bytes"]))
+                self._mark_done(
+                    FieldData(i, e["z_um"], e["acquired_at"], e["frames"], e["file_bytes"])
+                )
                 continue
             try:
                 with h5py.File(f, "r") as h:
@@ -475,12 +478,12 @@ class ScanWriter:
                     n_file = h["images"].shape[0]
             except (OSError, KeyError, ValueError, TypeError):
                 # a damaged field is set aside (never read again) and imaged anew
-                os.replace(f, f.with_name(f.name + ".damaged"))
+                os.replace(f, f + ".damaged")
                 continue
             self.frame_hw = frame_hw
             if n_file != n_ch:
                 raise ScanFileError(f"field file {f} has {n_file} channels, the scan {n_ch}")
-            data = FieldData(i, z, acquired, frames, f.stat().st_size)
+            data = FieldData(i, z, acquired, frames, os.stat(f).st_size)
             self._mark_done(data)
             self._journal_append(data)
         if self.frame_hw is None and self.done:
@@ -512,7 +515,7 @@ class ScanWriter:
         self.acquired_at[i] = data.acquired_at
         self.z_done[i] = data.z_um
         self.file_bytes[i] = data.file_bytes
-        self.frames_by_field[i] = data.frames
+        self.frames_by_field[i] = data.frames.astype(FRAME_DTYPE, copy=False)
 
     def _journal_append(self, data: FieldData) -> None:
         if self._journal is None:
@@ -522,7 +525,7 @@ class ScanWriter:
             z_um=data.z_um,
             acquired_at=data.acquired_at,
             file_bytes=data.file_bytes,
-            frames=data.frames.tolist(),
+            frames=data.frames.astype(FRAME_DTYPE, copy=False),
         )
 
     def field_done(self, data: FieldData) -> None:
@@ -618,12 +621,11 @@ class ScanWriter:
         keys = sorted(self.frames_by_field)
         old_keys, old = self._frames_cache
         if old is not None and keys[: len(old_keys)] == old_keys:
-            new = [self.frames_by_field[i] for i in keys[len(old_keys) :]]
-            table = np.concatenate([old, *new]) if new else old
-        elif keys:
-            table = np.concatenate([self.frames_by_field[i] for i in keys])
+            parts = [old] + [self.frames_by_field[i] for i in keys[len(old_keys) :]]
         else:
-            table = to_records([], FRAME_FIELDS)
+            parts = [self.frames_by_field[i] for i in keys]
+        # same dtype throughout: joining raw bytes is ~20x faster than np.concatenate here
+        table = np.frombuffer(b"".join(p.tobytes() for p in parts), dtype=FRAME_DTYPE)
         self._frames_cache = (keys, table)
         return table
 
@@ -810,14 +812,15 @@ class ScanFile:
                 else np.zeros(self.n_positions, dtype=np.int64)
             )
             state = {}
+            folder_s = str(folder)
             for i in map(int, self.done):
-                path = folder / _field_name(i)
+                path = f"{folder_s}/field_{i:05d}.h5"
                 # a size recorded at commit: a stat and the signature tell truncated/replaced
                 # files; scans without one (older scope) open every field file
                 state[i] = (
                     quick_field_state(path, int(sizes[i]))
                     if sizes[i] > 0
-                    else read_field_file(path, n_ch)
+                    else read_field_file(Path(path), n_ch)
                 )
             self._field_state = {i: s for i, s in state.items() if s != "ok"}
         return self._field_state

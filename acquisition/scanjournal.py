@@ -3,7 +3,11 @@
 ``<slide>.<pass>.fields/journal.jsonl`` holds one JSON line per finished field, appended right
 after the field file is fsynced and renamed into place::
 
-    {"field": 12, "z_um": 1.5, "acquired_at": "...", "file_bytes": 52311, "frames": [[...], ...]}
+    {"field": 12, "z_um": 1.5, "acquired_at": "...", "file_bytes": 52311, "frames": "<base64>"}
+
+``frames`` is the field's ``frames`` table (one row per image: position, channel, exposure,
+gain, stage x/y/z, time), the raw little-endian bytes of its numeric columns in base64, so
+that reading 10,000 lines takes a fraction of a second.
 
 It makes the bookkeeping of a scan flat in its field count: a finished field costs one short
 append, and the scan index (the ``.scan.h5`` readers open) is rebuilt from memory only now and
@@ -18,10 +22,13 @@ is ignored (the field is imaged again). So it needs no fsync of its own.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 JOURNAL_NAME = "journal.jsonl"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -31,8 +38,9 @@ def journal_path(fields_dir: Path) -> Path:
     return Path(fields_dir) / JOURNAL_NAME
 
 
-def read_journal(fields_dir: Path) -> dict[int, dict[str, Any]]:
-    """Field index → its latest journal entry; torn or foreign lines are skipped."""
+def read_journal(fields_dir: Path, frame_dtype: np.dtype) -> dict[int, dict[str, Any]]:
+    """Field index → its latest journal entry (``frames`` decoded to ``frame_dtype`` rows);
+    torn or foreign lines are skipped."""
     path = journal_path(fields_dir)
     try:
         data = path.read_bytes()
@@ -46,7 +54,9 @@ def read_journal(fields_dir: Path) -> dict[int, dict[str, Any]]:
             entry["z_um"] = float(entry["z_um"])
             entry["file_bytes"] = int(entry["file_bytes"])
             str(entry["acquired_at"])
-            list(entry["frames"])
+            entry["frames"] = np.frombuffer(
+                base64.b64decode(entry["frames"], validate=True), dtype=frame_dtype
+            )
         except (ValueError, TypeError, KeyError):
             continue  # a line torn by a crash, or not ours
         entries[i] = entry
@@ -61,7 +71,7 @@ class Journal:
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def append(
-        self, field: int, *, z_um: float, acquired_at: str, file_bytes: int, frames: list
+        self, field: int, *, z_um: float, acquired_at: str, file_bytes: int, frames: np.ndarray
     ) -> None:
         if self._fd is None:
             raise RuntimeError("the scan journal is closed")
@@ -70,7 +80,7 @@ class Journal:
             "z_um": float(z_um),
             "acquired_at": acquired_at,
             "file_bytes": int(file_bytes),
-            "frames": frames,
+            "frames": base64.b64encode(np.ascontiguousarray(frames).tobytes()).decode(),
         }
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
         written = os.write(self._fd, line)
@@ -83,7 +93,7 @@ class Journal:
             os.close(fd)
 
 
-def quick_field_state(path: Path, file_bytes: int) -> str:
+def quick_field_state(path: str | Path, file_bytes: int) -> str:
     """``ok``/``missing``/``damaged`` from a stat and the HDF5 signature, without opening HDF5.
 
     A field file is written once and renamed into place, so a file of another size than the
@@ -91,13 +101,18 @@ def quick_field_state(path: Path, file_bytes: int) -> str:
     is damaged.
     """
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            head = fh.read(len(HDF5_SIGNATURE))
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return "missing"
     except OSError:
         return "damaged"
+    try:
+        size = os.fstat(fd).st_size
+        head = os.read(fd, len(HDF5_SIGNATURE))
+    except OSError:
+        return "damaged"
+    finally:
+        os.close(fd)
     if size != file_bytes or head != HDF5_SIGNATURE:
         return "damaged"
     return "ok"
