@@ -47,6 +47,8 @@ from hardware_profiles.errors import ScopeError
 from hardware_profiles.loader import parse as parse_profile
 
 FORMAT = "scope-scan"
+#: The virtual dataset over every field file, in the fields folder (the index links to it).
+IMAGES_NAME = "images.h5"
 FORMAT_VERSION = 1
 PASSES = ("unstained", "stained", "highres")
 
@@ -362,6 +364,7 @@ class ScanWriter:
         self.frames_by_field: dict[int, np.ndarray] = {}
         self._journal: Journal | None = None
         self._frames_cache: tuple[list[int], np.ndarray | None] = ([], None)
+        self._images_shape: tuple[int, ...] | None = None
         self._unindexed = 0  # fields finished since the index was last rebuilt
         self._unindexed_since = 0.0  # when the oldest of them finished (monotonic)
         self._dirty = False
@@ -449,8 +452,8 @@ class ScanWriter:
         with os.scandir(self.fields_dir) as it:
             for entry in it:
                 name = entry.name
-                if name.endswith(".partial"):
-                    Path(entry.path).unlink(missing_ok=True)
+                if name.endswith(".partial") or name.startswith(f"{IMAGES_NAME}.tmp"):
+                    Path(entry.path).unlink(missing_ok=True)  # leftovers: the scan is locked
                 elif name.startswith("field_") and name.endswith(".h5") and name[6:-3].isdigit():
                     i = int(name[6:-3])
                     if i < len(self.positions):
@@ -643,6 +646,32 @@ class ScanWriter:
             raise
         close_h5(f)
 
+    def _ensure_images_file(self) -> None:
+        """Write ``<fields>/images.h5`` once per writer: the virtual dataset over every field.
+
+        It maps each position to its field file whether or not it exists yet (HDF5 reads a
+        missing source as the fill value, zeros), so it never changes while the scan runs
+        and the index only links to it: a rebuild then costs no per-field HDF5 mapping.
+        """
+        h, w = self.frame_hw
+        shape = (len(self.positions), len(self.channels), h, w, 3)
+        if self._images_shape == shape:
+            return
+        path = self.fields_dir / IMAGES_NAME
+        if _images_file_maps(path, shape):  # a resumed scan's: already right
+            self._images_shape = shape
+            return
+        tmp = path.with_name(f"{IMAGES_NAME}.tmp{os.getpid()}")
+        try:
+            with h5py.File(tmp, "w") as g:
+                _write_images_vds(g, shape, [(i, _field_name(i)) for i in range(shape[0])])
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+        self._images_shape = shape
+
     def _fill_index(self, f: h5py.File, rows: np.ndarray, frames: np.ndarray) -> None:
         done = self.done
         for k, v in self._attrs.items():
@@ -654,12 +683,24 @@ class ScanWriter:
         f.create_dataset("positions", data=rows, maxshape=(None,))
         f.create_dataset("frames", data=frames, maxshape=(None,))
         if self.frame_hw is not None:
-            h, w = self.frame_hw
-            shape = (len(self.positions), len(self.channels), h, w, 3)
-            rel = self.fields_dir.name
-            _write_images_vds(f, shape, [(i, f"{rel}/{_field_name(i)}") for i in done])
+            self._ensure_images_file()
+            f["images"] = h5py.ExternalLink(f"{self.fields_dir.name}/{IMAGES_NAME}", "/images")
         if self.truth is not None:
             _write_truth(f, self.truth)
+
+
+def _images_file_maps(path: Path, shape: tuple[int, ...]) -> bool:
+    """Whether ``path`` holds the virtual ``images`` of this shape, one mapping per field."""
+    try:
+        with h5py.File(path, "r") as g:
+            ds = g["images"]
+            return (
+                ds.shape == shape
+                and ds.is_virtual
+                and ds.id.get_create_plist().get_virtual_count() == shape[0]
+            )
+    except (OSError, KeyError, ValueError):
+        return False
 
 
 def _write_images_vds(f: h5py.File, shape: tuple[int, ...], sources: list) -> None:
