@@ -10,8 +10,9 @@ reader opens is ever written in place:
 - the scan file itself is an index rewritten atomically (temp file + ``os.replace``) when a
   rebuild is due (about every half second at most, less often when rebuilds are costly
   relative to the fields, and always on close): attributes, the ``channels``/``positions``/
-  ``frames`` tables, ``truth``, and ``images``, a virtual dataset over the field files
-  (relative paths, resolved next to the index). Pending fields read as zeros;
+  ``frames`` tables, ``truth``, and ``images``, an external link to ``images.h5`` in the
+  fields folder: a virtual dataset mapping every position to its field file, written once
+  (relative paths, resolved next to it). Pending fields read as zeros;
   ``positions.status`` says which are done and ``positions.file_bytes`` the size of each
   done field's file (a cheap integrity check).
 
