@@ -370,6 +370,7 @@ class ScanWriter:
         self._unindexed_since = 0.0  # when the oldest of them finished (monotonic)
         self._dirty = False
         self._last_rebuild_s = 0.0  # how long the last index rebuild took
+        self._last_rebuild_end = 0.0  # when it ended (monotonic)
         self.frame_hw: tuple[int, int] | None = None
         self.truth: dict[str, Any] | None = None
         self._attrs = {
@@ -557,8 +558,10 @@ class ScanWriter:
     #: ... a costlier one once the fields finished since the last rebuild have "paid" for it
     #: at this many seconds each (bookkeeping stays flat however many fields the scan has) ...
     REBUILD_BUDGET_S = 0.005
-    #: ... or once the oldest unindexed field is this old (plain readers lag at most ~this).
-    MAX_LAG_S = 0.5
+    #: ... or once the oldest unindexed field is this old (plain readers lag at most ~this),
+    #: provided the storage thread spent at most a third of its time since on rebuilds
+    #: (a disk so slow that a rebuild takes seconds stretches the lag rather than the scan).
+    MAX_LAG_S = 0.8
 
     def _changed(self) -> None:
         if not self._dirty:
@@ -576,7 +579,11 @@ class ScanWriter:
             return True
         if self._unindexed * self.REBUILD_BUDGET_S >= self._last_rebuild_s:
             return True
-        return time.monotonic() - self._unindexed_since >= self.MAX_LAG_S
+        now = time.monotonic()
+        return (
+            now - self._unindexed_since >= self.MAX_LAG_S
+            and now - self._last_rebuild_end >= 2 * self._last_rebuild_s
+        )
 
     def flush(self) -> None:
         """Rebuild the index if any field finished since the last rebuild."""
@@ -613,10 +620,12 @@ class ScanWriter:
             raise
         _fsync_path(tmp)
         os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        # no fsync of the folder: a rename lost in a power cut leaves the previous index,
+        # and the journal and field files give --resume everything since
         self._dirty = False
         self._unindexed = 0
         self._last_rebuild_s = time.perf_counter() - t0
+        self._last_rebuild_end = time.monotonic()
 
     def _frames_table(self) -> np.ndarray:
         """Every done field's ``frames`` rows in field order; appends to the last rebuild's

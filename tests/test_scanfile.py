@@ -238,7 +238,9 @@ def test_index_is_rebuilt_when_due_and_on_close(tmp_path, small_profile, monkeyp
     w._last_rebuild_s = 10.0
     _write_field(w, 3, 1)
     assert _status(path)[3] == "pending" and w.index_due() is False
-    monkeypatch.setattr(ScanWriter, "MAX_LAG_S", 0.0)  # the oldest unindexed field waited
+    monkeypatch.setattr(ScanWriter, "MAX_LAG_S", 0.0)  # the oldest unindexed field waited ...
+    assert not w.index_due()  # ... but the last (10 s) rebuild ended just now: not yet
+    w._last_rebuild_end -= 20.0
     assert w.index_due()
     w.close()
     assert _status(path) == ["done"] * 4
@@ -257,6 +259,7 @@ def test_storage_thread_brings_the_index_up_to_date_within_a_second(
     w = _writer(path, small_profile, np.zeros((2, 3)))
     monkeypatch.setattr(ScanWriter, "CHEAP_REBUILD_S", 0.0)
     w._last_rebuild_s = 10.0  # never paid for by fields: only the lag rule applies
+    w._last_rebuild_end -= 20.0
     store = StorageThread(w)
     meta = {
         "exposure_ms": 1.0,
