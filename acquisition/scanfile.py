@@ -552,8 +552,9 @@ class ScanWriter:
         self.write_index()
 
     # -- when the index is rebuilt ------------------------------------------------------------
-    #: A rebuild that took less than this is done after every field (small scans: the index
-    #: is always current) ...
+    #: Scans of at most this many fields are indexed after every field (a rebuild costs a few
+    #: ms there), and so is any scan whose last rebuild took less than CHEAP_REBUILD_S ...
+    SMALL_SCAN_FIELDS = 256
     CHEAP_REBUILD_S = 0.02
     #: ... a costlier one once the fields finished since the last rebuild have "paid" for it
     #: at this many seconds each (bookkeeping stays flat however many fields the scan has) ...
@@ -575,6 +576,8 @@ class ScanWriter:
         """Whether the index should be rebuilt now (cost paid for, or a field waits too long)."""
         if not self._dirty:
             return False
+        if len(self.positions) <= self.SMALL_SCAN_FIELDS:
+            return True
         if self._last_rebuild_s <= self.CHEAP_REBUILD_S:
             return True
         if self._unindexed * self.REBUILD_BUDGET_S >= self._last_rebuild_s:

@@ -227,6 +227,7 @@ def test_index_is_rebuilt_when_due_and_on_close(tmp_path, small_profile, monkeyp
     path = tmp_path / "s1.unstained.scan.h5"
     w = _writer(path, small_profile, np.zeros((4, 3)))
     # pretend rebuilds are costly: fields finished since the last one pay 5 ms each
+    monkeypatch.setattr(ScanWriter, "SMALL_SCAN_FIELDS", 0)
     monkeypatch.setattr(ScanWriter, "CHEAP_REBUILD_S", 0.0)
     monkeypatch.setattr(ScanWriter, "MAX_LAG_S", 3600.0)
     w._last_rebuild_s = 0.012
@@ -257,6 +258,7 @@ def test_storage_thread_brings_the_index_up_to_date_within_a_second(
 
     path = tmp_path / "s1.unstained.scan.h5"
     w = _writer(path, small_profile, np.zeros((2, 3)))
+    monkeypatch.setattr(ScanWriter, "SMALL_SCAN_FIELDS", 0)
     monkeypatch.setattr(ScanWriter, "CHEAP_REBUILD_S", 0.0)
     w._last_rebuild_s = 10.0  # never paid for by fields: only the lag rule applies
     w._last_rebuild_end -= 20.0
