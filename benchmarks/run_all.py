@@ -41,7 +41,7 @@ SUITE: dict[str, tuple[str, list[str], str]] = {
     "match_memory": ("bench_match_memory.py", [], "scope match peak memory at 10,000 fields"),
 }
 #: Stitched into the page when present, never run here: they need another machine.
-ELSEWHERE = {"gpu": "benchmarks/gpu.sh on a CUDA machine (only Python and torch needed)"}
+ELSEWHERE = {"gpu": ("bash benchmarks/gpu.sh", "on a CUDA machine (it needs only Python and torch)")}
 QUICK_ARGS = {"scan": ["--quick"], "qc": ["--seeds", "1", "--grid", "3x2"]}
 PAGES = {
     "simulator": "docs/simulator.md",
@@ -50,6 +50,8 @@ PAGES = {
     "qc": "docs/registration.md",
     "training": "docs/training.md",
     "ablation": "docs/ablation.md",
+    "scan_index": "docs/scanning.md",
+    "match_memory": "docs/registration.md",
 }
 
 
@@ -98,12 +100,12 @@ def main() -> None:
             parts += [part.read_text(encoding="utf-8").strip(), ""]
         else:
             missing.append(name)
-    for name, how in ELSEWHERE.items():
+    for name, (command, where) in ELSEWHERE.items():
         part = BENCH / f"{name}.md"
         if part.exists():
             parts += [part.read_text(encoding="utf-8").strip(), ""]
         else:
-            parts += [f"### {name}: not measured yet", "", f"Run `{how}`.", ""]
+            parts += [f"### {name}: not measured yet", "", f"Run `{command}` {where}.", ""]
     if missing:
         parts += [
             "### Not yet re-run into this page",
