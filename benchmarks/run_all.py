@@ -41,7 +41,7 @@ SUITE: dict[str, tuple[str, list[str], str]] = {
     "match_memory": ("bench_match_memory.py", [], "scope match peak memory at 10,000 fields"),
 }
 #: Stitched into the page when present, never run here: they need another machine.
-ELSEWHERE = {"gpu": ("bash benchmarks/gpu.sh", "on a CUDA machine (it needs only Python and torch)")}
+ELSEWHERE = {"gpu": ("bash benchmarks/gpu.sh", "on a CUDA machine (only Python and torch needed)")}
 QUICK_ARGS = {"scan": ["--quick"], "qc": ["--seeds", "1", "--grid", "3x2"]}
 PAGES = {
     "simulator": "docs/simulator.md",
