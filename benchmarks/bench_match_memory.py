@@ -170,6 +170,15 @@ def main() -> None:
             f"| {r['n']:,} | {r['cells']:,} | {r['peak_mb']:.0f} MB | {r['seconds']:.0f} s | "
             f"{r['dataset_mb']:.0f} MB | ≤ 2 GB |"
         )
+    if len(rows) >= 2 and rows[-1]["n"] < 10_000:
+        a, b = rows[0], rows[-1]
+        slope = (b["peak_mb"] - a["peak_mb"]) / (b["n"] - a["n"])
+        lines += [
+            "",
+            f"Growth between {a['n']:,} and {b['n']:,} fields: {slope * 1000:.1f} MB per 1,000 "
+            f"fields; extrapolated (not measured) to 10,000 fields: "
+            f"{b['peak_mb'] + slope * (10_000 - b['n']):.0f} MB.",
+        ]
     emit("\n".join(lines), args.out)
 
 
