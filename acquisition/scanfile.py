@@ -559,6 +559,9 @@ class ScanWriter:
     #: ... a costlier one once the fields finished since the last rebuild have "paid" for it
     #: at this many seconds each (bookkeeping stays flat however many fields the scan has) ...
     REBUILD_BUDGET_S = 0.005
+    #: ... and at least this long after the last one (an fsync stalled by a busy disk costs
+    #: up to a second whatever the index's size: fewer rebuilds, fewer stalls) ...
+    MIN_INTERVAL_S = 0.25
     #: ... or once the oldest unindexed field is this old (plain readers lag at most ~this),
     #: provided the storage thread spent at most a third of its time since on rebuilds
     #: (a disk so slow that a rebuild takes seconds stretches the lag rather than the scan).
@@ -580,9 +583,12 @@ class ScanWriter:
             return True
         if self._last_rebuild_s <= self.CHEAP_REBUILD_S:
             return True
-        if self._unindexed * self.REBUILD_BUDGET_S >= self._last_rebuild_s:
-            return True
         now = time.monotonic()
+        if (
+            self._unindexed * self.REBUILD_BUDGET_S >= self._last_rebuild_s
+            and now - self._last_rebuild_end >= self.MIN_INTERVAL_S
+        ):
+            return True
         return (
             now - self._unindexed_since >= self.MAX_LAG_S
             and now - self._last_rebuild_end >= 2 * self._last_rebuild_s

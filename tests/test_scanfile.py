@@ -230,11 +230,17 @@ def test_index_is_rebuilt_when_due_and_on_close(tmp_path, small_profile, monkeyp
     monkeypatch.setattr(ScanWriter, "SMALL_SCAN_FIELDS", 0)
     monkeypatch.setattr(ScanWriter, "CHEAP_REBUILD_S", 0.0)
     monkeypatch.setattr(ScanWriter, "MAX_LAG_S", 3600.0)
+    monkeypatch.setattr(ScanWriter, "MIN_INTERVAL_S", 0.0)
     w._last_rebuild_s = 0.012
     _write_field(w, 0, 1)
     _write_field(w, 1, 1)
     assert _status(path) == ["pending"] * 4  # journalled, not yet indexed
-    _write_field(w, 2, 1)  # 3 x 5 ms >= 12 ms: due
+    monkeypatch.setattr(ScanWriter, "MIN_INTERVAL_S", 3600.0)
+    _write_field(w, 2, 1)  # 3 x 5 ms >= 12 ms, but the last rebuild was just now: not yet
+    assert _status(path) == ["pending"] * 4
+    monkeypatch.setattr(ScanWriter, "MIN_INTERVAL_S", 0.0)
+    assert w.index_due()  # paid for, and no minimum interval: due
+    w.write_index()
     assert _status(path) == ["done", "done", "done", "pending"]
     w._last_rebuild_s = 10.0
     _write_field(w, 3, 1)
