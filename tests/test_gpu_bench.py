@@ -50,6 +50,7 @@ def test_gpu_sh_runs_on_cpu_quick_and_writes_rows(tmp_path):
         assert row in text, text
     assert "samples/s" in text and "FAILED" not in text
     # a run on CPU never touches the page of GPU figures
-    assert not (ROOT / "docs" / "bench" / "gpu.md").exists() or "CPU" not in (
-        ROOT / "docs" / "bench" / "gpu.md"
-    ).read_text()
+    assert (
+        not (ROOT / "docs" / "bench" / "gpu.md").exists()
+        or "CPU" not in (ROOT / "docs" / "bench" / "gpu.md").read_text()
+    )
