@@ -9,6 +9,7 @@ so a scan interrupted at any moment resumes without re-imaging finished fields.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -187,7 +188,8 @@ def disk_usage(path: Path) -> int:
     total = path.stat().st_size if path.exists() else 0
     fd = fields_dir(path)
     if fd.exists():
-        total += sum(f.stat().st_size for f in fd.glob("*.h5"))
+        with os.scandir(fd) as entries:  # one directory read, no path objects: 10,000 fields
+            total += sum(e.stat().st_size for e in entries if e.name.endswith(".h5"))
     return total
 
 

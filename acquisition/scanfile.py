@@ -5,10 +5,16 @@ reader opens is ever written in place:
 
 - each field is written to ``<slide>.<pass>.fields/field_NNNNN.h5.partial``, flushed, fsynced
   and renamed to ``field_NNNNN.h5`` only when all its images are on disk;
-- the scan file itself is a small index rewritten atomically (temp file + ``os.replace``)
-  after every field: attributes, the ``channels``/``positions``/``frames`` tables, ``truth``,
-  and ``images``, a virtual dataset over the field files (relative paths, resolved next to
-  the index). Pending fields read as zeros; ``positions.status`` says which are done.
+- each finished field appends one line to ``<slide>.<pass>.fields/journal.jsonl``
+  (:mod:`acquisition.scanjournal`), so the per-field cost does not grow with the scan;
+- the scan file itself is an index rewritten atomically (temp file + ``os.replace``) when a
+  rebuild is due (about every half second at most, less often when rebuilds are costly
+  relative to the fields, and always on close): attributes, the ``channels``/``positions``/
+  ``frames`` tables, ``truth``, and ``images``, an external link to ``images.h5`` in the
+  fields folder: a virtual dataset mapping every position to its field file, written once
+  (relative paths, resolved next to it). Pending fields read as zeros;
+  ``positions.status`` says which are done and ``positions.file_bytes`` the size of each
+  done field's file (a cheap integrity check).
 
 HDF5's SWMR mode does not give this: a killed SWMR writer leaves a file that plain readers
 cannot open (STACK-NOTES.md).
@@ -19,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +34,11 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the filters for every reader)
 import numpy as np
 
+from acquisition.scanjournal import Journal, quick_field_state, read_journal
 from acquisition.tables import (
     DEFAULT_COMPRESSION,
     compression_options,
+    h5_dtype,
     read_table,
     to_records,
     write_table,
@@ -39,6 +48,8 @@ from hardware_profiles.errors import ScopeError
 from hardware_profiles.loader import parse as parse_profile
 
 FORMAT = "scope-scan"
+#: The virtual dataset over every field file, in the fields folder (the index links to it).
+IMAGES_NAME = "images.h5"
 FORMAT_VERSION = 1
 PASSES = ("unstained", "stained", "highres")
 
@@ -59,6 +70,7 @@ POSITION_FIELDS = [
     ("z_um", np.float64),
     ("status", str),
     ("acquired_at", str),
+    ("file_bytes", np.int64),
 ]
 FRAME_FIELDS = [
     ("position", np.int64),
@@ -70,6 +82,8 @@ FRAME_FIELDS = [
     ("stage_z_um", np.float64),
     ("time", np.float64),
 ]
+#: The ``frames`` table's row type (all numeric: rows concatenate as raw bytes).
+FRAME_DTYPE = h5_dtype(FRAME_FIELDS)
 TRUTH_CELL_FIELDS = [
     ("id", np.int64),
     ("type", str),
@@ -202,6 +216,7 @@ class FieldData:
     z_um: float
     acquired_at: str
     frames: np.ndarray  # FRAME_FIELDS rows
+    file_bytes: int = 0  # size of the committed field file (a cheap integrity check)
 
 
 class FieldWriter:
@@ -270,9 +285,10 @@ class FieldWriter:
             self.abandon()
             raise
         _fsync_path(self.partial_path)
+        size = self.partial_path.stat().st_size
         os.replace(self.partial_path, self.final_path)
         _fsync_dir(self.final_path.parent)
-        return FieldData(self.index, z_um, acquired_at, frames)
+        return FieldData(self.index, z_um, acquired_at, frames, size)
 
     def abandon(self) -> None:
         """Drop an unfinished field (Ctrl-C mid-field, a camera error): nothing is kept."""
@@ -345,7 +361,16 @@ class ScanWriter:
         self.status = ["pending"] * len(positions)
         self.acquired_at = [""] * len(positions)
         self.z_done = positions[:, 2].copy()
+        self.file_bytes = np.zeros(len(positions), dtype=np.int64)
         self.frames_by_field: dict[int, np.ndarray] = {}
+        self._journal: Journal | None = None
+        self._frames_cache: tuple[list[int], np.ndarray | None] = ([], None)
+        self._images_shape: tuple[int, ...] | None = None
+        self._unindexed = 0  # fields finished since the index was last rebuilt
+        self._unindexed_since = 0.0  # when the oldest of them finished (monotonic)
+        self._dirty = False
+        self._last_rebuild_s = 0.0  # how long the last index rebuild took
+        self._last_rebuild_end = 0.0  # when it ended (monotonic)
         self.frame_hw: tuple[int, int] | None = None
         self.truth: dict[str, Any] | None = None
         self._attrs = {
@@ -374,6 +399,7 @@ class ScanWriter:
             self.fields_dir.mkdir(parents=True, exist_ok=True)
             self._adopt_finished_fields()
             self.write_index()
+        self._last_rebuild_s = 0.0  # the first finished field is indexed at once
 
     # -- resume -------------------------------------------------------------------------------
     def _load_existing(self) -> None:
@@ -409,18 +435,44 @@ class ScanWriter:
         self.compression = existing.attrs.get("compression", self.compression)
         self._attrs["compression"] = self.compression
         self.truth = existing.truth()
+        if "images" in existing._f:
+            self.frame_hw = tuple(existing.frame_shape)
         existing.close()
         self.fields_dir.mkdir(parents=True, exist_ok=True)
         self._adopt_finished_fields()
         self.write_index()
 
     def _adopt_finished_fields(self) -> None:
-        """Mark every complete field file as done; delete leftovers of interrupted fields."""
-        for partial in self.fields_dir.glob("*.partial"):
-            partial.unlink(missing_ok=True)
-        for i in range(len(self.positions)):
-            f = self.fields_dir / _field_name(i)
-            if not f.exists():
+        """Mark every complete field file as done; delete leftovers of interrupted fields.
+
+        Fields in the journal whose file has the recorded size are adopted without opening
+        them; any other field file is opened, adopted (and journalled) or, when damaged, set
+        aside as ``.damaged`` and imaged anew.
+        """
+        journal = read_journal(self.fields_dir, FRAME_DTYPE)
+        on_disk: dict[int, str] = {}
+        with os.scandir(self.fields_dir) as it:
+            for entry in it:
+                name = entry.name
+                if name.endswith(".partial") or name.startswith(f"{IMAGES_NAME}.tmp"):
+                    Path(entry.path).unlink(missing_ok=True)  # leftovers: the scan is locked
+                elif name.startswith("field_") and name.endswith(".h5") and name[6:-3].isdigit():
+                    i = int(name[6:-3])
+                    if i < len(self.positions):
+                        on_disk[i] = entry.path
+        self._journal = Journal(self.fields_dir)
+        n_ch = len(self.channels)
+        for i in sorted(on_disk):
+            f = on_disk[i]
+            e = journal.get(i)
+            if (
+                e is not None
+                and len(e["frames"]) == n_ch
+                and quick_field_state(f, e["file_bytes"]) == "ok"
+            ):
+                self._mark_done(
+                    FieldData(i, e["z_um"], e["acquired_at"], e["frames"], e["file_bytes"])
+                )
                 continue
             try:
                 with h5py.File(f, "r") as h:
@@ -428,20 +480,20 @@ class ScanWriter:
                     frame_hw = tuple(h["images"].shape[1:3])
                     z = float(h.attrs["z_um"])
                     acquired = str(h.attrs["acquired_at"])
-                    n_ch = h["images"].shape[0]
+                    n_file = h["images"].shape[0]
             except (OSError, KeyError, ValueError, TypeError):
                 # a damaged field is set aside (never read again) and imaged anew
-                os.replace(f, f.with_name(f.name + ".damaged"))
+                os.replace(f, f + ".damaged")
                 continue
             self.frame_hw = frame_hw
-            if n_ch != len(self.channels):
-                raise ScanFileError(
-                    f"field file {f} has {n_ch} channels, the scan {len(self.channels)}"
-                )
-            self.status[i] = "done"
-            self.acquired_at[i] = acquired
-            self.z_done[i] = z
-            self.frames_by_field[i] = frames
+            if n_file != n_ch:
+                raise ScanFileError(f"field file {f} has {n_file} channels, the scan {n_ch}")
+            data = FieldData(i, z, acquired, frames, os.stat(f).st_size)
+            self._mark_done(data)
+            self._journal_append(data)
+        if self.frame_hw is None and self.done:
+            with h5py.File(self.fields_dir / _field_name(self.done[0]), "r") as h:
+                self.frame_hw = tuple(h["images"].shape[1:3])
 
     # -- progress -----------------------------------------------------------------------------
     @property
@@ -462,42 +514,114 @@ class ScanWriter:
             )
         return FieldWriter(self, index, shape_hw)
 
-    def field_done(self, data: FieldData) -> None:
-        """Record a committed field and rewrite the index."""
+    def _mark_done(self, data: FieldData) -> None:
         i = data.index
         self.status[i] = "done"
         self.acquired_at[i] = data.acquired_at
         self.z_done[i] = data.z_um
-        self.frames_by_field[i] = data.frames
+        self.file_bytes[i] = data.file_bytes
+        self.frames_by_field[i] = data.frames.astype(FRAME_DTYPE, copy=False)
+
+    def _journal_append(self, data: FieldData) -> None:
+        if self._journal is None:
+            self._journal = Journal(self.fields_dir)
+        self._journal.append(
+            data.index,
+            z_um=data.z_um,
+            acquired_at=data.acquired_at,
+            file_bytes=data.file_bytes,
+            frames=data.frames.astype(FRAME_DTYPE, copy=False),
+        )
+
+    def field_done(self, data: FieldData) -> None:
+        """Record a committed field: one journal line; the index is rebuilt when it is due."""
+        self._mark_done(data)
         if self.frame_hw is None:
-            with h5py.File(self.fields_dir / _field_name(i), "r") as h:
+            with h5py.File(self.fields_dir / _field_name(data.index), "r") as h:
                 self.frame_hw = tuple(h["images"].shape[1:3])
-        self.write_index()
+        self._journal_append(data)
+        self._changed()
 
     def field_failed(self, index: int) -> None:
         if self.status[index] != "done":
             self.status[index] = "failed"
-            self.write_index()
+            self._changed()
 
     def set_truth(self, truth: dict[str, Any]) -> None:
         self.truth = truth
         self.write_index()
 
+    # -- when the index is rebuilt ------------------------------------------------------------
+    #: Scans of at most this many fields are indexed after every field (a rebuild costs a few
+    #: ms there), and so is any scan whose last rebuild took less than CHEAP_REBUILD_S ...
+    SMALL_SCAN_FIELDS = 256
+    CHEAP_REBUILD_S = 0.02
+    #: ... a costlier one once the fields finished since the last rebuild have "paid" for it
+    #: at this many seconds each (bookkeeping stays flat however many fields the scan has) ...
+    REBUILD_BUDGET_S = 0.005
+    #: ... and at least this long after the last one (an fsync stalled by a busy disk costs
+    #: up to a second whatever the index's size: fewer rebuilds, fewer stalls) ...
+    MIN_INTERVAL_S = 0.25
+    #: ... or once the oldest unindexed field is this old (plain readers lag at most ~this),
+    #: provided the storage thread spent at most a third of its time since on rebuilds
+    #: (a disk so slow that a rebuild takes seconds stretches the lag rather than the scan).
+    MAX_LAG_S = 0.8
+
+    def _changed(self) -> None:
+        if not self._dirty:
+            self._unindexed_since = time.monotonic()
+        self._dirty = True
+        self._unindexed += 1
+        if self.index_due():
+            self.write_index()
+
+    def index_due(self) -> bool:
+        """Whether the index should be rebuilt now (cost paid for, or a field waits too long)."""
+        if not self._dirty:
+            return False
+        if len(self.positions) <= self.SMALL_SCAN_FIELDS:
+            return True
+        if self._last_rebuild_s <= self.CHEAP_REBUILD_S:
+            return True
+        now = time.monotonic()
+        if (
+            self._unindexed * self.REBUILD_BUDGET_S >= self._last_rebuild_s
+            and now - self._last_rebuild_end >= self.MIN_INTERVAL_S
+        ):
+            return True
+        return (
+            now - self._unindexed_since >= self.MAX_LAG_S
+            and now - self._last_rebuild_end >= 2 * self._last_rebuild_s
+        )
+
+    def flush(self) -> None:
+        """Rebuild the index if any field finished since the last rebuild."""
+        if self._dirty:
+            self.write_index()
+
+    def close(self) -> None:
+        """Rebuild the index if needed and close the journal."""
+        try:
+            self.flush()
+        finally:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+
     # -- the index ----------------------------------------------------------------------------
     def write_index(self) -> None:
         """Rewrite the scan file atomically from the in-memory state."""
+        t0 = time.perf_counter()
         tmp = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
-        rows = [
-            {
-                "x_um": self.positions[i, 0],
-                "y_um": self.positions[i, 1],
-                "z_um": self.z_done[i],
-                "status": self.status[i],
-                "acquired_at": self.acquired_at[i],
-            }
-            for i in range(len(self.positions))
-        ]
-        frames = [self.frames_by_field[i] for i in sorted(self.frames_by_field)]
+        n = len(self.positions)
+        rows = np.empty(n, dtype=h5_dtype(POSITION_FIELDS))
+        rows["x_um"] = self.positions[:, 0]
+        rows["y_um"] = self.positions[:, 1]
+        rows["z_um"] = self.z_done
+        rows["status"] = np.array(self.status, dtype=object)
+        rows["acquired_at"] = np.array(self.acquired_at, dtype=object)
+        rows["file_bytes"] = self.file_bytes
+        frames = self._frames_table()
         try:
             self._write_index_file(tmp, rows, frames)
         except BaseException:
@@ -505,9 +629,29 @@ class ScanWriter:
             raise
         _fsync_path(tmp)
         os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        # no fsync of the folder: a rename lost in a power cut leaves the previous index,
+        # and the journal and field files give --resume everything since
+        self._dirty = False
+        self._unindexed = 0
+        self._last_rebuild_s = time.perf_counter() - t0
+        self._last_rebuild_end = time.monotonic()
 
-    def _write_index_file(self, tmp: Path, rows: list[dict], frames: list[np.ndarray]) -> None:
+    def _frames_table(self) -> np.ndarray:
+        """Every done field's ``frames`` rows in field order; appends to the last rebuild's
+        table when the new fields come after it (the usual case), so a rebuild does not
+        re-concatenate thousands of small arrays."""
+        keys = sorted(self.frames_by_field)
+        old_keys, old = self._frames_cache
+        if old is not None and keys[: len(old_keys)] == old_keys:
+            parts = [old] + [self.frames_by_field[i] for i in keys[len(old_keys) :]]
+        else:
+            parts = [self.frames_by_field[i] for i in keys]
+        # same dtype throughout: joining raw bytes is ~20x faster than np.concatenate here
+        table = np.frombuffer(b"".join(p.tobytes() for p in parts), dtype=FRAME_DTYPE)
+        self._frames_cache = (keys, table)
+        return table
+
+    def _write_index_file(self, tmp: Path, rows: np.ndarray, frames: np.ndarray) -> None:
         from acquisition.files import close_h5, is_disk_full, quarantine
 
         f = h5py.File(tmp, "w")
@@ -521,26 +665,80 @@ class ScanWriter:
             raise
         close_h5(f)
 
-    def _fill_index(self, f: h5py.File, rows: list[dict], frames: list[np.ndarray]) -> None:
+    def _ensure_images_file(self) -> None:
+        """Write ``<fields>/images.h5`` once per writer: the virtual dataset over every field.
+
+        It maps each position to its field file whether or not it exists yet (HDF5 reads a
+        missing source as the fill value, zeros), so it never changes while the scan runs
+        and the index only links to it: a rebuild then costs no per-field HDF5 mapping.
+        """
+        h, w = self.frame_hw
+        shape = (len(self.positions), len(self.channels), h, w, 3)
+        if self._images_shape == shape:
+            return
+        path = self.fields_dir / IMAGES_NAME
+        if _images_file_maps(path, shape):  # a resumed scan's: already right
+            self._images_shape = shape
+            return
+        tmp = path.with_name(f"{IMAGES_NAME}.tmp{os.getpid()}")
+        try:
+            with h5py.File(tmp, "w") as g:
+                _write_images_vds(g, shape, [(i, _field_name(i)) for i in range(shape[0])])
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+        self._images_shape = shape
+
+    def _fill_index(self, f: h5py.File, rows: np.ndarray, frames: np.ndarray) -> None:
+        done = self.done
         for k, v in self._attrs.items():
             f.attrs[k] = v
-        f.attrs["n_done"] = len(self.done)
-        f.attrs["complete"] = len(self.done) == len(self.positions)
+        f.attrs["n_done"] = len(done)
+        f.attrs["complete"] = len(done) == len(self.positions)
         f.attrs["updated"] = _now_iso()
         write_table(f, "channels", to_records(self.channels, CHANNEL_FIELDS))
-        write_table(f, "positions", to_records(rows, POSITION_FIELDS))
-        all_frames = np.concatenate(frames) if frames else to_records([], FRAME_FIELDS)
-        f.create_dataset("frames", data=all_frames, maxshape=(None,))
+        f.create_dataset("positions", data=rows, maxshape=(None,))
+        f.create_dataset("frames", data=frames, maxshape=(None,))
         if self.frame_hw is not None:
-            h, w = self.frame_hw
-            shape = (len(self.positions), len(self.channels), h, w, 3)
-            layout = h5py.VirtualLayout(shape=shape, dtype=np.uint8)
-            rel = self.fields_dir.name
-            for i in self.done:
-                layout[i] = h5py.VirtualSource(f"{rel}/{_field_name(i)}", "images", shape=shape[1:])
-            f.create_virtual_dataset("images", layout, fillvalue=0)
+            self._ensure_images_file()
+            f["images"] = h5py.ExternalLink(f"{self.fields_dir.name}/{IMAGES_NAME}", "/images")
         if self.truth is not None:
             _write_truth(f, self.truth)
+
+
+def _images_file_maps(path: Path, shape: tuple[int, ...]) -> bool:
+    """Whether ``path`` holds the virtual ``images`` of this shape, one mapping per field."""
+    try:
+        with h5py.File(path, "r") as g:
+            ds = g["images"]
+            return (
+                ds.shape == shape
+                and ds.is_virtual
+                and ds.id.get_create_plist().get_virtual_count() == shape[0]
+            )
+    except (OSError, KeyError, ValueError):
+        return False
+
+
+def _write_images_vds(f: h5py.File, shape: tuple[int, ...], sources: list) -> None:
+    """``images``: a virtual dataset mapping field ``i`` to ``images`` of its own file.
+
+    ``sources`` lists ``(i, relative path)``. HDF5's low-level calls directly: h5py's
+    ``VirtualLayout`` spends ~0.1 ms of Python per mapping, which adds up at 10,000 fields.
+    """
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_layout(h5py.h5d.VIRTUAL)
+    dcpl.set_fill_value(np.array([0], dtype=np.uint8))
+    vspace = h5py.h5s.create_simple(shape)
+    src = h5py.h5s.create_simple(shape[1:])
+    count = (1, *shape[1:])
+    for i, rel in sources:
+        vspace.select_hyperslab((i, 0, 0, 0, 0), count)
+        dcpl.set_virtual(vspace, rel.encode(), b"images", src)
+    tid = h5py.h5t.py_create(np.dtype(np.uint8), logical=1)
+    h5py.h5d.create(f.id, b"images", tid, h5py.h5s.create_simple(shape), dcpl=dcpl).close()
 
 
 def _write_truth(f: h5py.File, truth: dict[str, Any]) -> None:
@@ -659,11 +857,31 @@ class ScanFile:
         return parse_profile(data, repr(str(self.path)))
 
     def field_state(self) -> dict[int, str]:
-        """Every ``done`` field whose file is not readable: index → ``missing``/``damaged``."""
+        """Every ``done`` field whose file is not readable: index → ``missing``/``damaged``.
+
+        A field file whose size differs from the one recorded when it was committed, or that
+        lacks the HDF5 signature, is damaged; this needs no HDF5 open, so it stays fast at
+        thousands of fields.
+        """
         if self._field_state is None:
             folder = fields_dir(self.path)
             n_ch = len(self.channels)
-            state = {int(i): read_field_file(folder / _field_name(int(i)), n_ch) for i in self.done}
+            sizes = (
+                self.positions["file_bytes"]
+                if "file_bytes" in (self.positions.dtype.names or ())
+                else np.zeros(self.n_positions, dtype=np.int64)
+            )
+            state = {}
+            folder_s = str(folder)
+            for i in map(int, self.done):
+                path = f"{folder_s}/field_{i:05d}.h5"
+                # a size recorded at commit: a stat and the signature tell truncated/replaced
+                # files; scans without one (older scope) open every field file
+                state[i] = (
+                    quick_field_state(path, int(sizes[i]))
+                    if sizes[i] > 0
+                    else read_field_file(Path(path), n_ch)
+                )
             self._field_state = {i: s for i, s in state.items() if s != "ok"}
         return self._field_state
 

@@ -27,6 +27,9 @@ class StorageStats:
 class StorageThread:
     """Consumes ``frame``/``commit``/``abandon``/``fail`` messages for a :class:`ScanWriter`."""
 
+    #: How long the thread waits for a message before it checks whether the index is due.
+    IDLE_S = 0.1
+
     def __init__(self, writer: ScanWriter, *, max_queued_frames: int = 8) -> None:
         self.writer = writer
         self.stats = StorageStats()
@@ -73,7 +76,11 @@ class StorageThread:
     # -- consumer side -----------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self.IDLE_S)
+            except queue.Empty:
+                self._idle()
+                continue
             kind = item[0]
             if kind == "stop":
                 break
@@ -89,6 +96,20 @@ class StorageThread:
         for fw in self._open.values():  # fields never committed are not kept
             fw.abandon()
         self._open.clear()
+        try:  # the final index rebuild, and the journal closed
+            self.writer.close()
+        except BaseException as err:
+            if self.error is None:
+                self.error = err
+
+    def _idle(self) -> None:
+        """No message for a while: bring the index up to date so plain readers see it."""
+        if self.error is not None or not self.writer.index_due():
+            return
+        try:
+            self.writer.write_index()
+        except BaseException as err:
+            self.error = err
 
     def _handle(self, item: tuple) -> None:
         kind, index = item[0], item[1]

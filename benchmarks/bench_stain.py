@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     stack = rng.integers(0, 256, (n, args.height, args.width, 3), dtype=np.uint8)
     rows = []
     for tile in args.tile:
-        t_def, halo = default_tile(device, gen, height=args.height, width=args.width, bf16=bf16)
+        t_def, halo = default_tile(
+            device, gen, height=args.height, width=args.width, bf16=bf16, n_images=n
+        )
         tile_px = t_def if tile is None else tile
         times, cpu_times = [], []
         for _ in range(args.repeats + (1 if device.type == "cuda" or args.compile else 0)):
@@ -119,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "",
         f"CPU time / threads ({threads}) is the wall time the field would take with the "
-        "threads' cores to itself: a figure robust to other processes sharing the machine.",
+        "threads' cores to itself: a figure robust to other processes sharing the machine. "
+        "Peak memory is the process's resident peak on a CPU (target ≤ 4 GiB at the default "
+        "tile, `training.infer.CPU_MEMORY_LIMIT`), allocated GPU memory on a GPU.",
         "",
     ]
     text = "\n".join(lines)

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine  # noqa: E402
+from benchmarks._common import machine  # noqa: E402  (stdlib only: runs beside the GPU bench)
 
 BENCH = ROOT / "docs" / "bench"
 
@@ -33,7 +33,15 @@ SUITE: dict[str, tuple[str, list[str], str]] = {
     "training": ("bench_training.py", [], "training throughput"),
     "stain": ("bench_stain.py", [], "staining a 1920x1200 field"),
     "ablation": ("ablation.py", [], "the stack ablation: PLS vs brightfield"),
+    "scan_index": (
+        "bench_scan.py",
+        ["--index-fields", "10000"],
+        "scan index bookkeeping at 10,000 fields",
+    ),
+    "match_memory": ("bench_match_memory.py", [], "scope match peak memory at 10,000 fields"),
 }
+#: Stitched into the page when present, never run here: they need another machine.
+ELSEWHERE = {"gpu": ("bash benchmarks/gpu.sh", "on a CUDA machine (only Python and torch needed)")}
 QUICK_ARGS = {"scan": ["--quick"], "qc": ["--seeds", "1", "--grid", "3x2"]}
 PAGES = {
     "simulator": "docs/simulator.md",
@@ -42,6 +50,8 @@ PAGES = {
     "qc": "docs/registration.md",
     "training": "docs/training.md",
     "ablation": "docs/ablation.md",
+    "scan_index": "docs/scanning.md",
+    "match_memory": "docs/registration.md",
 }
 
 
@@ -90,6 +100,12 @@ def main() -> None:
             parts += [part.read_text(encoding="utf-8").strip(), ""]
         else:
             missing.append(name)
+    for name, (command, where) in ELSEWHERE.items():
+        part = BENCH / f"{name}.md"
+        if part.exists():
+            parts += [part.read_text(encoding="utf-8").strip(), ""]
+        else:
+            parts += [f"### {name}: not measured yet", "", f"Run `{command}` {where}.", ""]
     if missing:
         parts += [
             "### Not yet re-run into this page",

@@ -156,3 +156,133 @@ def test_pixel_stage_convention_round_trip():
     assert (float(x), float(y)) == (100.0, -50.0)  # the frame centre is the stage position
     px, py = stage_to_pixel(*pixel_to_stage(10.0, 20.0, **kw), **kw)
     assert np.allclose([px, py], [10.0, 20.0])
+
+
+# -- the journal: bookkeeping flat in the field count ------------------------------------------
+def _status(path):
+    with h5py.File(path, "r") as f:
+        return list(f["positions"]["status"].astype(str))
+
+
+def test_resume_adopts_journalled_fields_without_opening_them(tmp_path, small_profile, monkeypatch):
+    from acquisition import scanfile
+
+    path = tmp_path / "s1.unstained.scan.h5"
+    w = _writer(path, small_profile, np.zeros((3, 3)))
+    _write_field(w, 0, 5)
+    _write_field(w, 2, 7)
+    w.close()
+    lines = (fields_dir(path) / "journal.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    real = h5py.File
+
+    def no_field_files(name, *a, **k):
+        assert "field_" not in str(name), f"opened {name}"
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(scanfile.h5py, "File", no_field_files)
+    w2 = _writer(path, small_profile, np.zeros((3, 3)), resume=True)
+    assert w2.done == [0, 2] and w2.frame_hw == (8, 10)
+    assert set(w2.frames_by_field[2]["channel"]) == {0, 1, 2}
+    w2.close()
+    monkeypatch.undo()
+    with ScanFile(path) as sf:
+        assert list(sf.done) == [0, 2] and sf.image(2, 1)[0, 0, 0] == 8
+        assert not sf.field_state()
+
+
+def test_a_field_the_journal_missed_or_tore_is_adopted_from_its_file(tmp_path, small_profile):
+    path = tmp_path / "s1.unstained.scan.h5"
+    w = _writer(path, small_profile, np.zeros((3, 3)))
+    _write_field(w, 0, 5)
+    _write_field(w, 1, 6)
+    w.close()
+    journal = fields_dir(path) / "journal.jsonl"
+    first, second = journal.read_text().splitlines()
+    journal.write_text(first + "\n" + second[: len(second) // 2])  # crash mid-append of field 1
+    w2 = _writer(path, small_profile, np.zeros((3, 3)), resume=True)
+    assert w2.done == [0, 1]
+    w2.close()
+    assert '"field":1' in journal.read_text().splitlines()[-1]  # journalled again, whole
+    assert _status(path) == ["done", "done", "pending"]
+
+
+def test_a_journalled_field_whose_file_changed_is_set_aside_and_reimaged(tmp_path, small_profile):
+    path = tmp_path / "s1.unstained.scan.h5"
+    w = _writer(path, small_profile, np.zeros((2, 3)))
+    _write_field(w, 0, 5)
+    _write_field(w, 1, 6)
+    w.close()
+    field = fields_dir(path) / "field_00001.h5"
+    field.write_bytes(field.read_bytes()[:2000])  # truncated
+    with ScanFile(path) as sf:
+        assert sf.field_state() == {1: "damaged"}  # recorded size differs: no HDF5 open needed
+    w2 = _writer(path, small_profile, np.zeros((2, 3)), resume=True)
+    assert w2.done == [0] and w2.pending == [1]
+    assert (fields_dir(path) / "field_00001.h5.damaged").exists()
+    w2.close()
+
+
+def test_index_is_rebuilt_when_due_and_on_close(tmp_path, small_profile, monkeypatch):
+    path = tmp_path / "s1.unstained.scan.h5"
+    w = _writer(path, small_profile, np.zeros((4, 3)))
+    # pretend rebuilds are costly: fields finished since the last one pay 5 ms each
+    monkeypatch.setattr(ScanWriter, "SMALL_SCAN_FIELDS", 0)
+    monkeypatch.setattr(ScanWriter, "CHEAP_REBUILD_S", 0.0)
+    monkeypatch.setattr(ScanWriter, "MAX_LAG_S", 3600.0)
+    monkeypatch.setattr(ScanWriter, "MIN_INTERVAL_S", 0.0)
+    w._last_rebuild_s = 0.012
+    _write_field(w, 0, 1)
+    _write_field(w, 1, 1)
+    assert _status(path) == ["pending"] * 4  # journalled, not yet indexed
+    monkeypatch.setattr(ScanWriter, "MIN_INTERVAL_S", 3600.0)
+    _write_field(w, 2, 1)  # 3 x 5 ms >= 12 ms, but the last rebuild was just now: not yet
+    assert _status(path) == ["pending"] * 4
+    monkeypatch.setattr(ScanWriter, "MIN_INTERVAL_S", 0.0)
+    assert w.index_due()  # paid for, and no minimum interval: due
+    w.write_index()
+    assert _status(path) == ["done", "done", "done", "pending"]
+    w._last_rebuild_s = 10.0
+    _write_field(w, 3, 1)
+    assert _status(path)[3] == "pending" and w.index_due() is False
+    monkeypatch.setattr(ScanWriter, "MAX_LAG_S", 0.0)  # the oldest unindexed field waited ...
+    assert not w.index_due()  # ... but the last (10 s) rebuild ended just now: not yet
+    w._last_rebuild_end -= 20.0
+    assert w.index_due()
+    w.close()
+    assert _status(path) == ["done"] * 4
+    with ScanFile(path) as sf:
+        assert sf.complete and len(sf.frames) == 12
+
+
+def test_storage_thread_brings_the_index_up_to_date_within_a_second(
+    tmp_path, small_profile, monkeypatch
+):
+    import time
+
+    from acquisition.storage import StorageThread
+
+    path = tmp_path / "s1.unstained.scan.h5"
+    w = _writer(path, small_profile, np.zeros((2, 3)))
+    monkeypatch.setattr(ScanWriter, "SMALL_SCAN_FIELDS", 0)
+    monkeypatch.setattr(ScanWriter, "CHEAP_REBUILD_S", 0.0)
+    w._last_rebuild_s = 10.0  # never paid for by fields: only the lag rule applies
+    w._last_rebuild_end -= 20.0
+    store = StorageThread(w)
+    meta = {
+        "exposure_ms": 1.0,
+        "gain": 1.0,
+        "stage_x_um": 0.0,
+        "stage_y_um": 0.0,
+        "stage_z_um": 0.0,
+        "time": 0.0,
+    }
+    for c in range(3):
+        store.frame(0, c, np.zeros((8, 10, 3), np.uint8), meta)
+    store.commit(0, z_um=0.0)
+    t0 = time.monotonic()
+    while _status(path)[0] != "done":
+        assert time.monotonic() - t0 < 1.5, "the index lagged more than about a second"
+        time.sleep(0.05)
+    store.close()
+    assert _status(path) == ["done", "pending"]

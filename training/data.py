@@ -23,7 +23,11 @@ import torch
 
 from hardware_profiles.presets import PresetError, select_channels
 from registration.dataset import SPLITS, Dataset
+from training.device import available_memory_bytes as available_memory_bytes
 from training.errors import TrainingError
+from training.tensors import network_input as network_input  # re-exported
+from training.tensors import network_target as network_target
+from training.tensors import to_uint8_image as to_uint8_image
 
 TARGET_KEYS = {"20x": "targets", "highres": "targets_highres"}
 
@@ -183,18 +187,6 @@ def open_training_data(
             brightfield_position=[str(ds.channels["kind"][i]) for i in keep].index("brightfield"),
         )
         return TrainingData(spec, cells, splits, n_flagged, n_no_hr)
-
-
-def available_memory_bytes() -> int:
-    """``MemAvailable`` from /proc/meminfo (or total physical memory elsewhere)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 class CellStream(torch.utils.data.Dataset):
@@ -386,21 +378,3 @@ class BatchSource:
                 y.to(self.device, non_blocking=pin),
                 rows.to(self.device, non_blocking=pin),
             )
-
-
-def network_input(stack: torch.Tensor, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``(B, n, h, w, 3) uint8`` → ``(B, 3n, h, w)`` in [0, 1], image-major channels."""
-    b, n, h, w, c = stack.shape
-    x = stack.permute(0, 1, 4, 2, 3).reshape(b, n * c, h, w)
-    return x.to(dtype).div_(255.0)
-
-
-def network_target(image: torch.Tensor, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``(B, h, w, 3) uint8`` → ``(B, 3, h, w)`` in [0, 1]."""
-    return image.permute(0, 3, 1, 2).to(dtype).div_(255.0)
-
-
-def to_uint8_image(image: torch.Tensor) -> np.ndarray:
-    """``(B, 3, h, w)`` float in [0, 1] → ``(B, h, w, 3) uint8`` (clipped, rounded)."""
-    out = image.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8)
-    return out.permute(0, 2, 3, 1).cpu().numpy()

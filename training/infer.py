@@ -29,8 +29,10 @@ from torch import nn
 from training.checkpoint import generator_from_checkpoint, load_checkpoint, resolve_checkpoint
 from training.device import (
     autocast_factory,
+    available_memory_bytes,
     keep_freed_memory,
     release_freed_memory,
+    resident_bytes,
     resolve_device,
     use_bf16,
 )
@@ -99,34 +101,61 @@ def _plain(generator: nn.Module) -> nn.Module:
 def _free_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    from training.data import available_memory_bytes
-
     return available_memory_bytes()
 
 
-def default_tile(
-    device: torch.device, generator: nn.Module, *, height: int, width: int, bf16: bool
-) -> tuple[int, int]:
-    """``(tile, halo)``: one pass over the whole field when it fits in 40 % of free memory.
+#: ``scope stain`` on a CPU keeps its resident memory under this by default (tiles shrink).
+CPU_MEMORY_LIMIT = 4 * 2**30
+#: Measured peak bytes per tile pixel on a CPU over the dense-block estimate (oneDNN's
+#: reordered copies, bf16 casts, and the freed blocks :func:`keep_freed_memory` keeps):
+#: thesis ``full-nohe`` network, 256x256 and 512x512 tiles, 11.9 KB/px bf16 (estimate 2.6),
+#: 9.2 KB/px fp32 (estimate 4.7). ``benchmarks/bench_stain.py`` measures the whole field.
+CPU_OVERHEAD = {True: 4.6, False: 2.0}
 
-    Peak memory per pixel of a dense block is about ``elt·(in + 3·features + 2·(features +
-    4·growth)) + 4·in`` bytes (input, trunk, dense concatenation; measured 2.6 KB/px for the
-    thesis's bf16 ``full-nohe`` network, 6.1 GiB for a 1920x1200 field). Otherwise square
-    cores as large as fit, with a halo of the receptive radius (exact interiors).
+
+def tile_bytes_per_px(generator: nn.Module, *, bf16: bool, device: torch.device) -> float:
+    """Peak memory per pixel of a tile (core + halo) during one RRDB pass."""
+    g = _plain(generator)
+    elt = 2 if bf16 else 4
+    per_px = elt * (g.in_channels + 3 * g.features + 2 * (g.features + 4 * g.growth))
+    per_px += 4 * g.in_channels
+    return per_px * (CPU_OVERHEAD[bf16] if device.type == "cpu" else 1.0)
+
+
+def default_tile(
+    device: torch.device,
+    generator: nn.Module,
+    *,
+    height: int,
+    width: int,
+    bf16: bool,
+    n_images: int | None = None,
+) -> tuple[int, int]:
+    """``(tile, halo)``: one pass over the whole field when it fits, else square cores.
+
+    On a GPU the pass may use 40 % of the free memory. On a CPU it may also use 40 % of the
+    available memory, and the whole process stays under :data:`CPU_MEMORY_LIMIT`: what it
+    holds already and the field's own arrays (the stack once more as a tensor, the blended
+    output) come off the limit first. Peak memory per pixel is :func:`tile_bytes_per_px`.
+    Otherwise square cores as large as fit (multiples of 16, at least 128), with a halo of
+    the receptive radius (exact interiors).
     """
     generator = _plain(generator)
     if not isinstance(generator, RRDBGenerator):
         return getattr(generator, "receptive_radius", 64), 0
     halo = generator.receptive_radius
-    elt = 2 if bf16 else 4
-    g = generator
-    per_px = elt * (g.in_channels + 3 * g.features + 2 * (g.features + 4 * g.growth))
-    per_px += 4 * g.in_channels
-    budget = 0.4 * _free_memory_bytes(device) / per_px
-    if height * width <= budget:
+    per_px = tile_bytes_per_px(generator, bf16=bf16, device=device)
+    budget = 0.4 * _free_memory_bytes(device)
+    if device.type == "cpu":
+        n_in = generator.in_channels if n_images is None else 3 * n_images
+        field_arrays = height * width * (n_in + 32)  # uint8 stack tensor, float sums, output
+        # 85 %: the per-pixel figure is an average over measured tiles, not a bound
+        budget = min(budget, 0.85 * (CPU_MEMORY_LIMIT - resident_bytes() - field_arrays))
+    budget_px = max(budget, 0) / per_px
+    if height * width <= budget_px:
         return max(height, width), halo
-    side = int(math.sqrt(budget)) - 2 * halo
-    return max(128, side // 64 * 64), halo
+    side = int(math.sqrt(budget_px)) - 2 * halo
+    return max(128, side // 16 * 16), halo
 
 
 @torch.no_grad()
@@ -179,7 +208,7 @@ def stain_field(
     in_ch = getattr(_plain(generator), "in_channels", 3 * n)
     if in_ch != 3 * n:
         raise ValueError(f"the generator takes {in_ch // 3} images, the stack has {n}")
-    d_tile, d_halo = default_tile(device, generator, height=h, width=w, bf16=bf16)
+    d_tile, d_halo = default_tile(device, generator, height=h, width=w, bf16=bf16, n_images=n)
     tile = d_tile if tile is None else int(tile)
     halo = d_halo if halo is None else int(halo)
     if tile < 1 or halo < 0 or blend < 0:

@@ -1,0 +1,339 @@
+"""GPU benchmark of the thesis network: stain per field, training samples/s, the loader alone,
+and a GPU-vs-CPU correctness check.
+
+    python benchmarks/gpu_bench.py [--device cuda] [--out docs/bench/gpu.md] [--no-compile]
+    python benchmarks/gpu_bench.py --device cpu --quick      # the script's own test, on a CPU
+
+Runs where only torch and numpy exist (GPU machines come with their own Python and torch and
+nothing else): it imports the network, the training step and the losses, never pydantic,
+h5py or hdf5plugin, and feeds synthetic tensors of the real shapes — the thesis's 4-block RRDB
+generator for ``full-nohe`` (44 images → 132 input channels, width 132, 6,515,463 parameters;
+random weights: speed does not depend on them).
+
+- correctness: a 256x256 crop stained on the device (bf16 when it is the device's default)
+  and on the CPU in fp32; the mean and max absolute differences must stay within bf16
+  tolerance (fails the run otherwise);
+- stain: :func:`training.infer.stain_field` of a 1920x1200 field (host uint8 stack in, host
+  uint8 image out), eager and ``torch.compile``\\ d; median of the timed repeats;
+- train: :func:`training.steps.generator_step` on device-resident batches of 64x64 cells,
+  presets maeNET (L1) and maePFNET (+ VGG19 perceptual + Fourier), eager and compiled;
+- loader: batches gathered from a device-resident uint8 cache (``--cache device``) and from
+  pinned host memory copied to the device (``--cache ram``), converted with
+  :func:`training.tensors.network_input`: it must outpace the training step. (Reading cells
+  from HDF5, ``--cache none``, needs h5py: ``benchmarks/bench_training.py --pipeline``.)
+
+Target on an H100-class GPU: stain < 0.2 s per field, train ≥ 1,000 samples/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.infer import stain_field
+from training.losses import GeneratorLoss, LossWeights, PerceptualLoss
+from training.models import RRDBGenerator, count_parameters
+from training.steps import generator_step
+from training.tensors import network_input, network_target
+from training.vgg import VGGFeatureExtractor, vgg19_features
+
+#: bf16 against fp32 through ~60 convolutions, outputs in [0, 1] (measured on CPU: mean
+#: 0.002, max 0.02 for random weights); a real defect (wrong layout, wrong tile) is ≫ this.
+TOLERANCE = {"mean": 0.01, "max": 0.08}
+THESIS = {"images": 44, "blocks": 4}
+QUICK = {"images": 4, "blocks": 1}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], object], device: torch.device, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _generator(n_images: int, blocks: int, device: torch.device, cl: bool) -> torch.nn.Module:
+    torch.manual_seed(0)
+    gen = RRDBGenerator(3 * n_images, blocks=blocks).to(device)
+    return gen.to(memory_format=torch.channels_last) if cl else gen
+
+
+def _compile(module: torch.nn.Module) -> torch.nn.Module:
+    return torch.compile(module)
+
+
+def correctness(args, device: torch.device, bf16: bool) -> dict:
+    size = 64 if args.quick else 256
+    n = args.images
+    rng = np.random.default_rng(1)
+    stack = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    ref_gen = _generator(n, args.blocks, torch.device("cpu"), False).eval()
+    ref = stain_field(ref_gen, stack, device="cpu", bf16=False, dtype=np.float32)
+    gen = _generator(n, args.blocks, device, bf16).eval()
+    out = stain_field(gen, stack, device=device, bf16=bf16, dtype=np.float32)
+    diff = np.abs(out - ref)
+    ok = diff.mean() <= TOLERANCE["mean"] and diff.max() <= TOLERANCE["max"]
+    return {"size": size, "mean": float(diff.mean()), "max": float(diff.max()), "ok": bool(ok)}
+
+
+def stain(args, device: torch.device, bf16: bool) -> list[dict]:
+    w, h = (96, 64) if args.quick else (1920, 1200)
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 256, (args.images, h, w, 3), dtype=np.uint8)
+    gen = _generator(args.images, args.blocks, device, bf16).eval()
+    rows = []
+    for compiled in (False, True) if args.compile else (False,):
+        model = _compile(gen) if compiled else gen
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        stain_field(model, stack, device=device, bf16=bf16)  # warm-up: kernels, compilation
+        _sync(device)
+        first = time.perf_counter() - t0
+        times = _timed(
+            lambda model=model: stain_field(model, stack, device=device, bf16=bf16),
+            device,
+            args.repeats,
+        )
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        rows.append(
+            {
+                "what": f"{w}x{h} field, {'compiled' if compiled else 'eager'}",
+                "median_s": statistics.median(times),
+                "best_s": min(times),
+                "first_s": first,
+                "peak_gib": peak,
+            }
+        )
+    return rows
+
+
+def _batch(n: int, images: int, size: int, device: torch.device, gen: torch.Generator):
+    stack = torch.randint(0, 256, (n, images, size, size, 3), dtype=torch.uint8, generator=gen)
+    target = torch.randint(0, 256, (n, size, size, 3), dtype=torch.uint8, generator=gen)
+    return stack.to(device), target.to(device)
+
+
+def train(args, device: torch.device, bf16: bool) -> list[dict]:
+    size = 32 if args.quick else 64
+    autocast = (
+        (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)) if bf16 else None
+    )
+    rows = []
+    g = torch.Generator().manual_seed(0)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    fmt = torch.channels_last if bf16 else torch.contiguous_format
+    losses = {}
+    for preset, weights in (
+        ("maeNET", LossWeights()),
+        ("maePFNET", LossWeights(perceptual=0.0125, fourier=0.0125)),
+    ):
+        perceptual = None
+        if weights.perceptual > 0:
+            feats = vgg19_features().eval()
+            for p in feats.parameters():
+                p.requires_grad_(False)
+            vgg = VGGFeatureExtractor(feats).to(device)
+            if bf16:
+                vgg = vgg.to(memory_format=torch.channels_last)
+            perceptual = PerceptualLoss(vgg)
+        losses[preset] = GeneratorLoss(weights, perceptual).to(device)
+    # one compiled generator, at the largest batch only: each new shape would compile again
+    runs = [(False, b) for b in args.batch_size]
+    if args.compile:
+        runs.append((True, max(args.batch_size)))
+    for compiled, batch in runs:
+        stack, target = _batch(batch, args.images, size, device, g)
+        gen = _generator(args.images, args.blocks, device, bf16).train()
+        opt = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.9))
+        model = _compile(gen) if compiled else gen
+        for preset, loss in losses.items():
+
+            def step(model=model, opt=opt, loss=loss, stack=stack, target=target):
+                x = network_input(stack, dtype=dtype).contiguous(memory_format=fmt)
+                y = network_target(target)
+                kw = {"autocast": autocast} if autocast else {}
+                return generator_step(model, loss, opt, x, y, **kw)
+
+            t0 = time.perf_counter()
+            for _ in range(args.warmup):
+                step()
+            _sync(device)
+            first = time.perf_counter() - t0
+            times = _timed(step, device, args.steps)
+            rows.append(
+                {
+                    "what": f"{preset}, batch {batch} of {size}x{size}, "
+                    f"{'compiled' if compiled else 'eager'}",
+                    "samples_s": batch / statistics.median(times),
+                    "first_s": first,
+                }
+            )
+    return rows
+
+
+def loader(args, device: torch.device, bf16: bool) -> list[dict]:
+    size = 32 if args.quick else 64
+    n_cells = 64 if args.quick else 2048
+    batch = max(args.batch_size)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    g = torch.Generator().manual_seed(1)
+    xs = torch.randint(
+        0, 256, (n_cells, args.images, size, size, 3), dtype=torch.uint8, generator=g
+    )
+    ys = torch.randint(0, 256, (n_cells, size, size, 3), dtype=torch.uint8, generator=g)
+    rows = []
+    order = torch.randperm(n_cells, generator=g)
+    n_batches = max(1, n_cells // batch)
+
+    def epoch(x_src, y_src, pin: bool) -> None:
+        for b in range(n_batches):
+            idx = order[b * batch : (b + 1) * batch]
+            if x_src.device != device:
+                x_b, y_b = x_src[idx], y_src[idx]
+                if pin:
+                    x_b, y_b = x_b.pin_memory(), y_b.pin_memory()
+                x_b = x_b.to(device, non_blocking=pin)
+                y_b = y_b.to(device, non_blocking=pin)
+            else:
+                i = idx.to(device)
+                x_b, y_b = x_src[i], y_src[i]
+            network_input(x_b, dtype=dtype)
+            network_target(y_b)
+
+    pin = device.type == "cuda"
+    modes = [("ram", xs, ys, pin)]
+    if device.type == "cuda":
+        modes.insert(0, ("device", xs.to(device), ys.to(device), False))
+    for name, x_src, y_src, p in modes:
+        epoch(x_src, y_src, p)  # warm-up
+        times = _timed(lambda x_src=x_src, y_src=y_src, p=p: epoch(x_src, y_src, p), device, 3)
+        rows.append(
+            {
+                "what": f"`--cache {name}`: gather + convert, batch {batch} of {size}x{size}",
+                "samples_s": n_batches * batch / statistics.median(times),
+            }
+        )
+    return rows
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def report(args, device, bf16, corr, st, tr, ld, wall_s) -> str:
+    name = device_name(device)
+    net = (
+        f"RRDB {args.blocks} blocks, {args.images} images "
+        f"({count_parameters(RRDBGenerator(3 * args.images, blocks=args.blocks)):,} parameters)"
+    )
+    cmd = "python benchmarks/gpu_bench.py" + "".join(
+        f" {a}" for a in sys.argv[1:] if not a.startswith("--out") and "docs/" not in a
+    )
+    lines = [
+        f"### GPU path: {name}",
+        "",
+        f"Device: **{name}**, torch {torch.__version__}, {'bf16' if bf16 else 'fp32'}"
+        f"{', channels_last' if bf16 else ''}; {net}; synthetic tensors of the real shapes. "
+        f"Command: `{cmd}` ({wall_s:.0f} s in all).",
+        "",
+        "| measure | value | first call (s) | target |",
+        "|---|---|---|---|",
+    ]
+    for r in st:
+        peak = f", peak {r['peak_gib']:.1f} GiB" if r["peak_gib"] is not None else ""
+        target = "< 0.2 s (H100)" if not args.quick else ""
+        lines.append(
+            f"| stain {r['what']} | {r['median_s']:.3f} s median (best {r['best_s']:.3f}{peak}) "
+            f"| {r['first_s']:.1f} | {target} |"
+        )
+    for r in tr:
+        target = "≥ 1,000 (H100)" if not args.quick else ""
+        lines.append(
+            f"| train {r['what']} | {r['samples_s']:,.0f} samples/s | {r['first_s']:.1f} | "
+            f"{target} |"
+        )
+    for r in ld:
+        lines.append(f"| loader alone, {r['what']} | {r['samples_s']:,.0f} samples/s | | |")
+    lines.append(
+        f"| correctness: {corr['size']}x{corr['size']} stained on {name} vs CPU fp32, mean "
+        f"(max) abs difference | {corr['mean']:.4f} ({corr['max']:.4f}) "
+        f"{'ok' if corr['ok'] else 'FAILED'} | | ≤ {TOLERANCE['mean']} "
+        f"(≤ {TOLERANCE['max']}) |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
+    ap.add_argument("--quick", action="store_true", help="tiny network and sizes (tests)")
+    ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    ap.add_argument("--batch-size", type=int, nargs="+", default=None)
+    ap.add_argument("--repeats", type=int, default=None, help="timed stain repeats")
+    ap.add_argument("--steps", type=int, default=None, help="timed training steps")
+    ap.add_argument("--out", type=Path, help="also write the markdown rows here")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: no CUDA device here; run with --device cpu", file=sys.stderr)
+        return 1
+    shape = QUICK if args.quick else THESIS
+    args.images, args.blocks = shape["images"], shape["blocks"]
+    args.batch_size = args.batch_size or ([2] if args.quick else [20, 128])
+    args.repeats = args.repeats or (1 if args.quick else 5)
+    args.steps = args.steps or (1 if args.quick else 20)
+    args.warmup = 1 if args.quick else 3
+    if device.type == "cpu" and args.compile and args.quick:
+        args.compile = False  # inductor on a 2-core CPU takes minutes; eager tests the script
+    if args.precision == "auto":
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    else:
+        bf16 = args.precision == "bf16"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    t0 = time.perf_counter()
+    corr = correctness(args, device, bf16)
+    print(f"correctness: mean {corr['mean']:.4f} max {corr['max']:.4f}", flush=True)
+    st = stain(args, device, bf16)
+    print(*(f"stain {r['what']}: {r['median_s']:.3f} s" for r in st), sep="\n", flush=True)
+    tr = train(args, device, bf16)
+    print(*(f"train {r['what']}: {r['samples_s']:.0f}/s" for r in tr), sep="\n", flush=True)
+    ld = loader(args, device, bf16)
+    text = report(args, device, bf16, corr, st, tr, ld, time.perf_counter() - t0)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    if not corr["ok"]:
+        print(
+            "error: the device's output differs from the CPU's beyond bf16 tolerance",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
