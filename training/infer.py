@@ -271,6 +271,7 @@ def stain_scan(
     skip_unreadable: bool = False,
     warn: Callable[[str], None] | None = None,
     force: bool = False,
+    engine: str = "torch",
 ) -> Path:
     """Virtually stain the fields of an unstained scan with a trained run.
 
@@ -292,6 +293,9 @@ def stain_scan(
         ``torch.compile`` the generator (pays off over many fields of one size).
     force
         Replace a stain output written by another scope version or command.
+    engine
+        ``torch``, ``onnx`` (onnxruntime on the CPU, from the run's cached ONNX export) or
+        ``auto`` (the faster for the device: see :func:`training.export_onnx.resolve_engine`).
     skip_unreadable
         Skip done fields whose file is missing or damaged (with a warning) instead of
         refusing; they are never stained as black images.
@@ -313,6 +317,12 @@ def stain_scan(
         run_dir, checkpoint=checkpoint, device=device, precision=precision
     )
     info = ckpt["model"]
+    from training.export_onnx import resolve_engine
+
+    if resolve_engine(engine, dev) == "onnx":
+        from training.export_onnx import OnnxGenerator, cached_onnx
+
+        gen, bf16, compile = OnnxGenerator(cached_onnx(run_dir, checkpoint), gen), False, False
     if compile:
         gen = torch.compile(gen, dynamic=False)
     out = Path(out_dir)
@@ -466,7 +476,7 @@ def _stain_into(job: _StainJob, tmp: Path, written: list[Path]) -> None:
 def _stain_each(job: _StainJob, f: Any, written: list[Path]) -> None:
     """Stain every field into ``f["images"]`` and, per format, an image file."""
     from acquisition.files import atomic_output, guard_space
-    from training.samples import write_image
+    from acquisition.scaled_image import write_scaled_image
 
     scan, todo = job.scan, job.todo
     hh, ww = scan.frame_shape
@@ -493,7 +503,7 @@ def _stain_each(job: _StainJob, f: Any, written: list[Path]) -> None:
             for fmt in job.formats:
                 target = job.out / f"field_{pos:05d}.{fmt}"
                 with atomic_output(target, keep_suffix=True) as part:
-                    write_image(part, img)
+                    write_scaled_image(part, img, scan.pixel_size_um)
                 written.append(target)
             bar.advance()
             if job.on_field is not None:

@@ -77,6 +77,12 @@ class Checkpoint(StrEnum):
     last = "last"
 
 
+class Engine(StrEnum):
+    auto = "auto"
+    torch = "torch"
+    onnx = "onnx"
+
+
 class ImageFormat(StrEnum):
     png = "png"
     tif = "tif"
@@ -300,6 +306,13 @@ def stain(
         bool, typer.Option("--force", help="Replace stain output written by another command.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="torch, onnx (onnxruntime on the CPU; exports RUN to ONNX once, cached in "
+            "RUN/export/) or auto (the faster for the device)."
+        ),
+    ] = Engine.auto,
 ) -> None:
     """Virtually stain whole unstained fields: images per field plus one HDF5 file."""
     from rich.console import Console
@@ -337,6 +350,7 @@ def stain(
         skip_unreadable=skip_missing,
         warn=lambda line: Console(stderr=True).print(f"[yellow]warning:[/] {line}"),
         force=force,
+        engine=engine.value,
     )
     Console().print(f"stained fields written to {out} ({path.name})")
 
