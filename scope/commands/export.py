@@ -58,14 +58,20 @@ def _run_export(func, source: Path, out: Path, to: str, quiet: bool, **kw) -> No
         console=console,
         disable=quiet,
     )
-    with bar:
-        task = bar.add_task("export", total=None)
+    task = None
 
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+    def progress(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:  # the bar appears once the source is open and the output checked
+            bar.start()
+            task = bar.add_task("export", total=total)
+        bar.update(task, completed=done)
 
+    try:
         path, n, raw = func(source, out, to=to, progress=progress, **kw)
-    Console().print(f"{path}: {n} images, {raw / 1e6:.0f} MB of pixels as {to}")
+    finally:
+        bar.stop()
+    Console(soft_wrap=True).print(f"{path}: {n} images, {raw / 1e6:.1f} MB of pixels as {to}")
 
 
 @export_app.command("scan")
@@ -121,7 +127,7 @@ def model(
     info = {**ckpt["model"], "epoch": int(ckpt["epoch"])}
     path = export_onnx(generator_from_checkpoint(ckpt), out, model_info=info, opset=opset)
     n_in = len(ckpt["model"].get("channel_names", []))
-    Console().print(
+    Console(soft_wrap=True).print(
         f"{path}: input 'input' (1, {3 * n_in}, height, width) float32 in [0, 1] "
         f"({n_in} images, image-major RGB), output 'output' (1, 3, height, width); opset {opset}"
     )
