@@ -14,6 +14,7 @@ width)``. The opset and the stack channel names are recorded in the model's meta
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,8 @@ from training.errors import TrainingError
 
 DEFAULT_OPSET = 18
 ENGINES = ("auto", "torch", "onnx")
-#: ``--engine auto`` on a CPU: the faster engine measured by benchmarks/bench_onnx.py
-#: (docs/benchmarks.md); on a GPU PyTorch (onnxruntime here has no GPU provider).
+#: ``--engine auto`` on an fp32 CPU: the faster engine measured by benchmarks/bench_onnx.py
+#: (docs/benchmarks.md); on a GPU PyTorch (scope's onnxruntime runs on the CPU only).
 CPU_DEFAULT_ENGINE = "onnx"
 
 
@@ -58,9 +59,12 @@ def export_onnx(
     model = _cpu_copy(plain)
     sample = torch.rand(1, in_ch, *sample_hw)
     out.parent.mkdir(parents=True, exist_ok=True)
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
     with atomic_output(out, keep_suffix=True) as part, warnings.catch_warnings():
-        # torch.export's own deprecation notices are not the user's to act on
+        # torch.export's own deprecation notices and log lines are not the user's to act on
         warnings.simplefilter("ignore")
+        quiet.setLevel(logging.ERROR)
         try:
             torch.onnx.export(
                 model,
@@ -76,6 +80,8 @@ def export_onnx(
             )
         except Exception as err:
             raise TrainingError(f"ONNX export failed: {type(err).__name__}: {err}") from None
+        finally:
+            quiet.setLevel(level)
         proto = onnx.load(str(part))  # loads external data too, if any was written
         side = [Path(str(part) + ".data"), part.with_suffix(".onnx.data")]
         meta = {
@@ -154,8 +160,13 @@ class OnnxGenerator(nn.Module):
         return torch.from_numpy(y)
 
 
-def resolve_engine(engine: str, device: torch.device) -> str:
-    """``torch`` or ``onnx`` for ``--engine`` on ``device``."""
+def resolve_engine(engine: str, device: torch.device, *, bf16: bool = False) -> str:
+    """``torch`` or ``onnx`` for ``--engine`` on ``device``.
+
+    ``auto``: PyTorch on a GPU, and on a CPU that computes in bf16 (AMX: onnxruntime's CPU
+    provider runs the model in fp32); else onnxruntime when the ``onnx`` extra is installed
+    (faster on 2 CPU cores, docs/benchmarks.md).
+    """
     if engine not in ENGINES:
         raise TrainingError(f"unknown engine {engine!r}; choose {', '.join(ENGINES)}")
     if engine == "onnx" and device.type != "cpu":
@@ -164,7 +175,7 @@ def resolve_engine(engine: str, device: torch.device) -> str:
         )
     if engine != "auto":
         return engine
-    if device.type != "cpu":
+    if device.type != "cpu" or bf16:
         return "torch"
     import importlib.util
 

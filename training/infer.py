@@ -319,7 +319,7 @@ def stain_scan(
     info = ckpt["model"]
     from training.export_onnx import resolve_engine
 
-    if resolve_engine(engine, dev) == "onnx":
+    if resolve_engine(engine, dev, bf16=bf16) == "onnx":
         from training.export_onnx import OnnxGenerator, cached_onnx
 
         gen, bf16, compile = OnnxGenerator(cached_onnx(run_dir, checkpoint), gen), False, False
