@@ -83,6 +83,11 @@ class Engine(StrEnum):
     onnx = "onnx"
 
 
+class Log(StrEnum):
+    csv = "csv"
+    tensorboard = "tensorboard"
+
+
 class ImageFormat(StrEnum):
     png = "png"
     tif = "tif"
@@ -157,6 +162,14 @@ def train(
     ] = None,
     samples: Annotated[int | None, typer.Option(min=0, help="Cells in sample grids (8).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    log: Annotated[
+        Log,
+        typer.Option(
+            "--log",
+            help="csv (metrics.csv, always written) or tensorboard (also scalars and sample "
+            "grids in RUN/tensorboard/).",
+        ),
+    ] = Log.csv,
 ) -> None:
     """Train a virtual-staining network on a dataset (multi-GPU: run under torchrun)."""
     from rich.console import Console
@@ -199,8 +212,15 @@ def train(
 
     values = {k: _value(v) for k, v in given.items() if v is not None}
     config = TrainConfig(**values)
+    board = None
+    if log == Log.tensorboard:
+        from training.tensorboard_log import TensorBoardLog
+
+        board = TensorBoardLog(out)
     try:
-        result = run_training(config, progress=not quiet, command=_command_line(values))
+        result = run_training(
+            config, progress=not quiet, command=_command_line(values), on_epoch=board
+        )
     except KeyboardInterrupt:
         run = RunFolder(out)
         if run.last.is_file():
@@ -213,6 +233,9 @@ def train(
             f"interrupted before the first checkpoint: run the same command again to start "
             f"{out} afresh"
         ) from None
+    finally:
+        if board is not None:
+            board.close()
     if int(os.environ.get("RANK", "0")) == 0:
         how = "stopped early" if result.stopped_early else "finished"
         Console().print(
