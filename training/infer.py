@@ -319,11 +319,8 @@ def stain_scan(
     info = ckpt["model"]
     from training.export_onnx import resolve_engine
 
-    if resolve_engine(engine, dev, bf16=bf16) == "onnx":
-        from training.export_onnx import OnnxGenerator, cached_onnx
-
-        gen, bf16, compile = OnnxGenerator(cached_onnx(run_dir, checkpoint), gen), False, False
-    if compile:
+    use_onnx = resolve_engine(engine, dev, bf16=bf16) == "onnx"
+    if compile and not use_onnx:
         gen = torch.compile(gen, dynamic=False)
     out = Path(out_dir)
     with ScanFile(scan_path) as scan:
@@ -361,6 +358,8 @@ def stain_scan(
             check_target(p, "image", command="scope stain", force=force)
         out.mkdir(parents=True, exist_ok=True)
         clean_stale(out)
+        if use_onnx:  # after every check: the first use exports the run once
+            gen, bf16 = _onnx_engine(run_dir, checkpoint, gen, strict=engine == "onnx", warn=warn)
         with WriteLock(h5_path, what=f"stain output {h5_path}"):
             _stain_fields(
                 _StainJob(
@@ -384,6 +383,27 @@ def stain_scan(
                 )
             )
     return h5_path
+
+
+def _onnx_engine(
+    run_dir: str | Path,
+    checkpoint: str,
+    gen: nn.Module,
+    *,
+    strict: bool,
+    warn: Callable[[str], None] | None,
+) -> tuple[nn.Module, bool]:
+    """``(onnxruntime generator, bf16=False)``; with ``auto`` a failed export falls back."""
+    from training.export_onnx import OnnxGenerator, cached_onnx
+
+    try:
+        return OnnxGenerator(cached_onnx(run_dir, checkpoint), gen), False
+    except TrainingError as err:
+        if strict:
+            raise
+        if warn is not None:
+            warn(f"{err}; staining with PyTorch instead")
+        return gen, False
 
 
 @dataclass
