@@ -89,7 +89,7 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     field_mb = n_channels * 1200 * 1920 * 3 / 1e6
     lines = [
-        "# Export throughput",
+        "## Export to OME-Zarr and OME-TIFF",
         "",
         f"Machine: {machine()}. Scan: {n_fields} fields x {n_channels} images of 1920x1200 RGB "
         f"(simulator frames, {field_mb:.0f} MB per field raw), stored with the default "

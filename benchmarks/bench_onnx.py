@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="A 480x300 field (smoke run).")
     ap.add_argument("--images", type=int, default=18, help="Stack images (le18: 18).")
     ap.add_argument("--repeats", type=int, default=2, help="Timed passes per engine (min).")
+    ap.add_argument("--tile", type=int, default=None, help="Tile core (default: by memory).")
     args = ap.parse_args()
     import torch
 
@@ -55,19 +56,21 @@ def main() -> None:
             times = []
             for _ in range(args.repeats):
                 t0, c0 = time.perf_counter(), time.process_time()
-                results[name] = stain_field(engine, stack, dtype=np.float32)
+                results[name] = stain_field(engine, stack, tile=args.tile, dtype=np.float32)
                 times.append((time.perf_counter() - t0, time.process_time() - c0))
             rows.append((name, *min(times)))
     diff = float(np.abs(results["onnx"] - results["torch"]).max())
     threads = torch.get_num_threads()
     lines = [
-        "# Staining engines on the CPU",
+        "## Staining engines on the CPU: PyTorch vs onnxruntime",
         "",
         f"Machine: {machine()}; {threads} threads (OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}). One {w}x{h} field, RRDB generator "
         f"with {args.images} stack images ({3 * args.images} input channels = features, 4 "
-        "blocks, growth 32), fp32, default tiling (`python benchmarks/bench_onnx.py"
-        f"{' --quick' if args.quick else ''}`).",
+        f"blocks, growth 32), fp32, tile {args.tile or 'by free memory'} with the exact halo "
+        "(`python benchmarks/bench_onnx.py"
+        f"{' --quick' if args.quick else ''}{f' --tile {args.tile}' if args.tile else ''}"
+        f"{f' --repeats {args.repeats}' if args.repeats != 2 else ''}`).",
         "",
         f"| engine | seconds per field (best of {args.repeats}) |",
         "|---|---|",
