@@ -128,3 +128,30 @@ def test_cli_exports_a_model(run, tmp_path, capsys):
     out = tmp_path / "cli.onnx"
     assert main(["export", "model", str(run), "--to", "onnx", "--out", str(out)]) == 0
     assert "opset 18" in capsys.readouterr().out and out.is_file()
+
+
+def test_bioimageio_package_validates_offline_and_its_weights_reproduce_the_test(run, tmp_path):
+    pytest.importorskip("bioimageio.spec", reason="the bioimageio extra is not installed")
+    import onnxruntime as ort
+    import yaml
+
+    from scope.cli import main
+    from training.bioimageio_package import validate
+
+    out = tmp_path / "pkg"
+    args = ["export", "model", str(run), "--to", "bioimageio", "--out", str(out),
+            "--author", "A. Lab", "--cite", "https://example.org/scope"]  # fmt: skip
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md", "model.onnx", "rdf.yaml", "test_input.npy", "test_output.npy",
+    ]  # fmt: skip
+    assert validate(out / "rdf.yaml") in ("valid-format", "passed")
+    desc = yaml.safe_load((out / "rdf.yaml").read_text())
+    axes = desc["inputs"][0]["axes"]
+    assert axes[1]["channel_names"][:3] == ["brightfield R", "brightfield G", "brightfield B"]
+    assert desc["outputs"][0]["axes"][2]["halo"] == 18  # the 1-block RRDB's receptive radius
+    x = np.load(out / "test_input.npy")
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"input": x / 255.0})
+    np.testing.assert_allclose(np.clip(y, 0, 1), np.load(out / "test_output.npy"), atol=1e-3)
+    assert main(["export", "model", str(run), "--to", "bioimageio", "--out", str(out)]) == 1

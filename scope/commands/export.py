@@ -21,6 +21,7 @@ class ImageTarget(StrEnum):
 
 class ModelTarget(StrEnum):
     onnx = "onnx"
+    bioimageio = "bioimageio"
 
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output path.")]
@@ -109,12 +110,19 @@ def dataset(
 @export_app.command("model")
 def model(
     run: Annotated[Path, typer.Argument(help="Run folder (or checkpoint file).")],
-    to: Annotated[ModelTarget, typer.Option("--to", help="onnx.")],
+    to: Annotated[
+        ModelTarget, typer.Option("--to", help="onnx, or bioimageio (a package folder).")
+    ],
     out: OutOpt,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     opset: Annotated[int, typer.Option(min=17, help="ONNX opset.")] = 18,
+    author: Annotated[str, typer.Option(help="bioimageio: the model's author.")] = "",
+    cite: Annotated[str, typer.Option(help="bioimageio: a URL or DOI to cite.")] = "",
+    license_: Annotated[
+        str, typer.Option("--license", help="bioimageio: SPDX license of the weights.")
+    ] = "CC-BY-4.0",
 ) -> None:
-    """A run's generator as one self-contained ONNX file (dynamic height and width)."""
+    """A run's generator as one ONNX file (dynamic height and width) or a bioimage.io package."""
     from rich.console import Console
 
     from hardware_profiles.errors import ScopeError
@@ -123,6 +131,16 @@ def model(
 
     if checkpoint not in ("best", "last"):
         raise ScopeError(f"--checkpoint must be best or last, got {checkpoint!r}")
+    if to == ModelTarget.bioimageio:
+        from training.bioimageio_package import write_bioimageio
+
+        if not author or not cite:
+            raise ScopeError("--to bioimageio needs --author NAME and --cite URL (or DOI)")
+        rdf = write_bioimageio(
+            run, out, author=author, cite=cite, license=license_, checkpoint=checkpoint
+        )
+        Console(soft_wrap=True).print(f"{rdf}: bioimage.io package, validated offline")
+        return
     ckpt = load_checkpoint(resolve_checkpoint(run, checkpoint))
     info = {**ckpt["model"], "epoch": int(ckpt["epoch"])}
     path = export_onnx(generator_from_checkpoint(ckpt), out, model_info=info, opset=opset)
