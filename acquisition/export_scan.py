@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from acquisition.export_ome import ExportError, OmeImage, Progress, write
+from acquisition.export_ome import write
+from acquisition.ome_image import ExportError, OmeImage, Progress
 from acquisition.scanfile import ScanFile, pixel_to_stage
 
 #: Columns of a scan's channel table carried into the OME metadata of each channel.

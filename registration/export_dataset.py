@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from acquisition.export_ome import ExportError, OmeImage, Progress, write
+from acquisition.export_ome import write
 from acquisition.export_scan import CHANNEL_COLUMNS
+from acquisition.ome_image import ExportError, OmeImage, Progress
 from registration.dataset import Dataset
 
 TARGETS = ("stained", "stained 100x")

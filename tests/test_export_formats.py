@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from acquisition.export_ome import ExportError
 from acquisition.export_scan import export_scan
+from acquisition.ome_image import ExportError
 from acquisition.scanfile import ScanWriter, pixel_to_stage
 
 HW = (30, 40)
