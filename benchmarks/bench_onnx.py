@@ -59,6 +59,7 @@ def main() -> None:
                 results[name] = stain_field(engine, stack, tile=args.tile, dtype=np.float32)
                 times.append((time.perf_counter() - t0, time.process_time() - c0))
             rows.append((name, *min(times)))
+            print(f"{name}: {rows[-1][1]:.1f} s, CPU {rows[-1][2]:.1f} s", flush=True)
     diff = float(np.abs(results["onnx"] - results["torch"]).max())
     threads = torch.get_num_threads()
     lines = [
@@ -72,9 +73,9 @@ def main() -> None:
         f"{' --quick' if args.quick else ''}{f' --tile {args.tile}' if args.tile else ''}"
         f"{f' --repeats {args.repeats}' if args.repeats != 2 else ''}`).",
         "",
-        f"| engine | seconds per field (best of {args.repeats}) |",
-        "|---|---|",
-        *[f"| {name} | {sec:.1f} |" for name, sec in rows],
+        f"| engine | seconds per field (best of {args.repeats}) | CPU seconds | CPU / threads |",
+        "|---|---|---|---|",
+        *[f"| {n} | {sec:.1f} | {cpu:.1f} | {cpu / threads:.1f} |" for n, sec, cpu in rows],
         "",
         f"ONNX export (once per checkpoint, cached in RUN/export/): {export_s:.1f} s. Largest "
         f"difference between the engines' outputs: {diff:.1e} (in [0, 1]). CPU / threads is "

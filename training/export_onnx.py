@@ -27,9 +27,11 @@ from training.errors import TrainingError
 
 DEFAULT_OPSET = 18
 ENGINES = ("auto", "torch", "onnx")
-#: ``--engine auto`` on an fp32 CPU: the faster engine measured by benchmarks/bench_onnx.py
-#: (docs/benchmarks.md); on a GPU PyTorch (scope's onnxruntime runs on the CPU only).
-CPU_DEFAULT_ENGINE = "onnx"
+#: ``--engine auto`` on an fp32 CPU. benchmarks/bench_onnx.py (docs/benchmarks.md) found no
+#: clear winner on 2 loaded cores (onnxruntime 14-28 % less wall time, PyTorch 6 % less CPU
+#: time), so the tie goes to PyTorch, which needs no export; set "onnx" when a re-run on an
+#: unloaded machine shows onnxruntime faster. On a GPU: PyTorch (onnxruntime here is CPU-only).
+CPU_DEFAULT_ENGINE = "torch"
 
 
 def _require_onnx(what: str) -> None:
@@ -164,8 +166,8 @@ def resolve_engine(engine: str, device: torch.device, *, bf16: bool = False) -> 
     """``torch`` or ``onnx`` for ``--engine`` on ``device``.
 
     ``auto``: PyTorch on a GPU, and on a CPU that computes in bf16 (AMX: onnxruntime's CPU
-    provider runs the model in fp32); else onnxruntime when the ``onnx`` extra is installed
-    (faster on 2 CPU cores, docs/benchmarks.md).
+    provider runs the model in fp32); else :data:`CPU_DEFAULT_ENGINE` when the ``onnx`` extra
+    is installed (the faster measured, docs/benchmarks.md).
     """
     if engine not in ENGINES:
         raise TrainingError(f"unknown engine {engine!r}; choose {', '.join(ENGINES)}")
