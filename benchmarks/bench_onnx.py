@@ -78,8 +78,9 @@ def main() -> None:
         *[f"| {n} | {sec:.1f} | {cpu:.1f} | {cpu / threads:.1f} |" for n, sec, cpu in rows],
         "",
         f"ONNX export (once per checkpoint, cached in RUN/export/): {export_s:.1f} s. Largest "
-        f"difference between the engines' outputs: {diff:.1e} (in [0, 1]). CPU / threads is "
-        "the wall time with the threads' cores to itself (robust to other processes).",
+        f"difference between the engines' outputs: {diff:.1e} (in [0, 1]). Load average "
+        f"{os.getloadavg()[0]:.1f}. CPU / threads is the wall time with the threads' cores to "
+        "itself if every CPU second were work (onnxruntime's threads also spin while waiting).",
     ]
     emit("\n".join(lines), args.out)
 

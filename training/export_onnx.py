@@ -28,8 +28,8 @@ from training.errors import TrainingError
 DEFAULT_OPSET = 18
 ENGINES = ("auto", "torch", "onnx")
 #: ``--engine auto`` on an fp32 CPU. benchmarks/bench_onnx.py (docs/benchmarks.md) found no
-#: clear winner on 2 loaded cores (onnxruntime 14-28 % less wall time, PyTorch 6 % less CPU
-#: time), so the tie goes to PyTorch, which needs no export; set "onnx" when a re-run on an
+#: clear winner on 2 loaded cores (onnxruntime 14-28 % less wall time, PyTorch 3-6 % less
+#: CPU time), so the tie goes to PyTorch, which needs no export; set "onnx" when a re-run on an
 #: unloaded machine shows onnxruntime faster. On a GPU: PyTorch (onnxruntime here is CPU-only).
 CPU_DEFAULT_ENGINE = "torch"
 
