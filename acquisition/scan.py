@@ -449,6 +449,7 @@ def plan_scan(
     compression: str = DEFAULT_COMPRESSION,
     focus: str = "none",
     z_um: float = 0.0,
+    plan: Path | None = None,
 ) -> ScanPlan:
     """Turn ``scope scan`` options into a :class:`ScanPlan` (positions, stack, objective).
 
@@ -462,11 +463,10 @@ def plan_scan(
     # NaN means "no focus known" (a stage without a focus drive): fields without z refuse below
     if math.isinf(z_um) or abs(z_um) > MAX_STAGE_UM:
         raise ScanError(f"--z-um must be a finite stage position, got {z_um}")
-    given = [
-        n for n, v in (("--grid", grid), ("--region", region), ("--positions", positions_csv)) if v
-    ]
+    options = (("--grid", grid), ("--region", region), ("--positions", positions_csv))
+    given = [n for n, v in (*options, ("--plan", plan)) if v]
     if len(given) > 1:
-        raise ScanError(f"give only one of --grid, --region, --positions (got {given})")
+        raise ScanError(f"give only one of --grid, --region, --positions, --plan (got {given})")
     cell_ids = None
     if pass_ == "highres":
         if profile.optics.highres_objective is None:
@@ -500,6 +500,7 @@ def plan_scan(
                     stage_xy,
                     overlap,
                     z_um,
+                    plan,
                 )
             else:
                 source = positions_from or scan_path(out, slide, "unstained")
@@ -517,7 +518,9 @@ def plan_scan(
         else:
             prof = stack_profile(profile, stack)
             if not given:
-                raise ScanError("--pass unstained needs --grid NXxNY, --region or --positions")
+                raise ScanError(
+                    "--pass unstained needs --grid NXxNY, --region, --positions or --plan"
+                )
             positions = _explicit_positions(
                 grid,
                 region,
@@ -528,6 +531,7 @@ def plan_scan(
                 stage_xy,
                 overlap,
                 z_um,
+                plan,
             )
     if focus != "map" and np.isnan(positions[:, 2]).any():
         raise ScanError(
@@ -536,6 +540,7 @@ def plan_scan(
         )
     check_exposures(prof)
     source = "--positions" if positions_csv else "--cells" if cells_csv else "the plan"
+    source = str(plan) if plan else source
     checked = positions.copy()
     if focus == "map":  # fields without z take the focus map's z at scan time
         checked[np.isnan(checked[:, 2]), 2] = 0.0
@@ -566,8 +571,16 @@ def _explicit_positions(
     stage_xy: tuple[float, float],
     overlap: float,
     z_um: float,
+    plan: Path | None = None,
 ) -> np.ndarray:
     fov = field_of_view_um(profile, objective, frame_wh)
+    if plan:
+        from acquisition.useq_plan import plan_positions, read_plan
+
+        seq = read_plan(plan)
+        return with_focus(
+            plan_positions(seq, field_um=fov, stage_xy=stage_xy, source=str(plan)), z_um
+        )
     if grid:
         nx, ny = parse_grid(grid)
         check_field_count(nx, ny, f"--grid {grid}")

@@ -32,6 +32,8 @@ SUITE: dict[str, tuple[str, list[str], str]] = {
     "qc": ("bench_qc.py", [], "quality flags against planted faults"),
     "training": ("bench_training.py", [], "training throughput"),
     "stain": ("bench_stain.py", [], "staining a 1920x1200 field"),
+    "onnx": ("bench_onnx.py", [], "staining engines on the CPU: PyTorch vs onnxruntime"),
+    "export": ("bench_export.py", [], "scan export to OME-Zarr and OME-TIFF"),
     "ablation": ("ablation.py", [], "the stack ablation: PLS vs brightfield"),
     "scan_index": (
         "bench_scan.py",
@@ -42,7 +44,12 @@ SUITE: dict[str, tuple[str, list[str], str]] = {
 }
 #: Stitched into the page when present, never run here: they need another machine.
 ELSEWHERE = {"gpu": ("bash benchmarks/gpu.sh", "on a CUDA machine (only Python and torch needed)")}
-QUICK_ARGS = {"scan": ["--quick"], "qc": ["--seeds", "1", "--grid", "3x2"]}
+QUICK_ARGS = {
+    "scan": ["--quick"],
+    "qc": ["--seeds", "1", "--grid", "3x2"],
+    "onnx": ["--quick"],
+    "export": ["--quick"],
+}
 PAGES = {
     "simulator": "docs/simulator.md",
     "registration": "docs/registration.md",

@@ -300,6 +300,7 @@ def stain_scan(
     skip_unreadable: bool = False,
     warn: Callable[[str], None] | None = None,
     force: bool = False,
+    engine: str = "torch",
 ) -> Path:
     """Virtually stain the fields of an unstained scan with a trained run.
 
@@ -321,6 +322,9 @@ def stain_scan(
         ``torch.compile`` the generator (pays off over many fields of one size).
     force
         Replace a stain output written by another scope version or command.
+    engine
+        ``torch``, ``onnx`` (onnxruntime on the CPU, from the run's cached ONNX export) or
+        ``auto`` (the faster for the device: see :func:`training.export_onnx.resolve_engine`).
     skip_unreadable
         Skip done fields whose file is missing or damaged (with a warning) instead of
         refusing; they are never stained as black images.
@@ -342,7 +346,10 @@ def stain_scan(
         run_dir, checkpoint=checkpoint, device=device, precision=precision
     )
     info = ckpt["model"]
-    if compile:
+    from training.export_onnx import resolve_engine
+
+    use_onnx = resolve_engine(engine, dev, bf16=bf16) == "onnx"
+    if compile and not use_onnx:
         gen = torch.compile(gen, dynamic=False)
     out = Path(out_dir)
     with ScanFile(scan_path) as scan:
@@ -380,6 +387,8 @@ def stain_scan(
             check_target(p, "image", command="scope stain", force=force)
         out.mkdir(parents=True, exist_ok=True)
         clean_stale(out)
+        if use_onnx:  # after every check: the first use exports the run once
+            gen, bf16 = _onnx_engine(run_dir, checkpoint, gen, strict=engine == "onnx", warn=warn)
         with WriteLock(h5_path, what=f"stain output {h5_path}"):
             _stain_fields(
                 _StainJob(
@@ -403,6 +412,27 @@ def stain_scan(
                 )
             )
     return h5_path
+
+
+def _onnx_engine(
+    run_dir: str | Path,
+    checkpoint: str,
+    gen: nn.Module,
+    *,
+    strict: bool,
+    warn: Callable[[str], None] | None,
+) -> tuple[nn.Module, bool]:
+    """``(onnxruntime generator, bf16=False)``; with ``auto`` a failed export falls back."""
+    from training.export_onnx import OnnxGenerator, cached_onnx
+
+    try:
+        return OnnxGenerator(cached_onnx(run_dir, checkpoint), gen), False
+    except TrainingError as err:
+        if strict:
+            raise
+        if warn is not None:
+            warn(f"{err}; staining with PyTorch instead")
+        return gen, False
 
 
 @dataclass
@@ -495,7 +525,7 @@ def _stain_into(job: _StainJob, tmp: Path, written: list[Path]) -> None:
 def _stain_each(job: _StainJob, f: Any, written: list[Path]) -> None:
     """Stain every field into ``f["images"]`` and, per format, an image file."""
     from acquisition.files import atomic_output, guard_space
-    from training.samples import write_image
+    from acquisition.scaled_image import write_scaled_image
 
     scan, todo = job.scan, job.todo
     hh, ww = scan.frame_shape
@@ -522,7 +552,7 @@ def _stain_each(job: _StainJob, f: Any, written: list[Path]) -> None:
             for fmt in job.formats:
                 target = job.out / f"field_{pos:05d}.{fmt}"
                 with atomic_output(target, keep_suffix=True) as part:
-                    write_image(part, img)
+                    write_scaled_image(part, img, scan.pixel_size_um)
                 written.append(target)
             bar.advance()
             if job.on_field is not None:

@@ -5,6 +5,17 @@ stays instant; library code is imported inside the command functions.
 """
 
 import scope.help_format  # noqa: F401  (flags without "<bool>" in --help)
-from scope.commands import dataset, demo, info, led, match, profiles, scan, segment, train
+from scope.commands import (
+    dataset,
+    demo,
+    export,
+    info,
+    led,
+    match,
+    profiles,
+    scan,
+    segment,
+    train,
+)
 
-COMMAND_MODULES = [scan, led, match, dataset, segment, train, demo, profiles, info]
+COMMAND_MODULES = [scan, led, match, dataset, segment, train, export, demo, profiles, info]

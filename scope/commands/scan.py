@@ -181,6 +181,18 @@ def scan(
     positions: Annotated[
         Path | None, typer.Option("--positions", help="CSV with x_um,y_um[,z_um].")
     ] = None,
+    plan_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan",
+            help="A useq-schema MDASequence (.yaml/.json, e.g. from pymmcore-plus): its stage "
+            "positions and grid plans are the fields.",
+        ),
+    ] = None,
+    save_plan: Annotated[
+        Path | None,
+        typer.Option("--save-plan", help="Write the fields as a useq-schema plan (.yaml/.json)."),
+    ] = None,
     positions_from: Annotated[
         Path | None,
         typer.Option(
@@ -278,7 +290,15 @@ def scan(
             compression=compression,
             focus=focus.value,
             z_um=stage.z_um if z_um is None else z_um,
+            plan=plan_file,
         )
+        if save_plan is not None:
+            from acquisition.useq_plan import save_plan as write_plan
+
+            meta = {"slide": slide, "pass": pass_.value, "profile": prof.name,
+                    "stack": [ch.name for ch in plan.profile.stack]}  # fmt: skip
+            write_plan(save_plan, plan.positions, metadata=meta)
+            console.print(f"plan of {len(plan.positions)} fields written to {save_plan}")
         need = estimate_scan_bytes(plan, rig.mm.frame_size)
         console.print(
             f"[bold]scan[/] {plan.path.name}: {len(plan.positions)} fields x "

@@ -77,6 +77,17 @@ class Checkpoint(StrEnum):
     last = "last"
 
 
+class Engine(StrEnum):
+    auto = "auto"
+    torch = "torch"
+    onnx = "onnx"
+
+
+class Log(StrEnum):
+    csv = "csv"
+    tensorboard = "tensorboard"
+
+
 class ImageFormat(StrEnum):
     png = "png"
     tif = "tif"
@@ -151,6 +162,14 @@ def train(
     ] = None,
     samples: Annotated[int | None, typer.Option(min=0, help="Cells in sample grids (8).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    log: Annotated[
+        Log,
+        typer.Option(
+            "--log",
+            help="csv (metrics.csv, always written) or tensorboard (also scalars and sample "
+            "grids in RUN/tensorboard/).",
+        ),
+    ] = Log.csv,
 ) -> None:
     """Train a virtual-staining network on a dataset (multi-GPU: run under torchrun)."""
     from rich.console import Console
@@ -193,8 +212,15 @@ def train(
 
     values = {k: _value(v) for k, v in given.items() if v is not None}
     config = TrainConfig(**values)
+    board = None
+    if log == Log.tensorboard:
+        from training.tensorboard_log import TensorBoardLog
+
+        board = TensorBoardLog(out)
     try:
-        result = run_training(config, progress=not quiet, command=_command_line(values))
+        result = run_training(
+            config, progress=not quiet, command=_command_line(values), on_epoch=board
+        )
     except KeyboardInterrupt:
         run = RunFolder(out)
         if run.last.is_file():
@@ -207,6 +233,9 @@ def train(
             f"interrupted before the first checkpoint: run the same command again to start "
             f"{out} afresh"
         ) from None
+    finally:
+        if board is not None:
+            board.close()
     if int(os.environ.get("RANK", "0")) == 0:
         how = "stopped early" if result.stopped_early else "finished"
         Console().print(
@@ -300,6 +329,13 @@ def stain(
         bool, typer.Option("--force", help="Replace stain output written by another command.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="torch, onnx (onnxruntime on the CPU; exports RUN to ONNX once, cached in "
+            "RUN/export/) or auto (the faster for the device)."
+        ),
+    ] = Engine.auto,
 ) -> None:
     """Virtually stain whole unstained fields: images per field plus one HDF5 file."""
     from rich.console import Console
@@ -337,6 +373,7 @@ def stain(
         skip_unreadable=skip_missing,
         warn=lambda line: Console(stderr=True).print(f"[yellow]warning:[/] {line}"),
         force=force,
+        engine=engine.value,
     )
     Console().print(f"stained fields written to {out} ({path.name})")
 
