@@ -1,5 +1,6 @@
 """The tolerance level of Eq. 7 of the VirFluoNet paper (Zhang et al., VirFluoNet):
-small intensity differences between a virtual and a chemical stain are tolerable, spurious or missing structures are not.
+small intensity differences between a virtual and a chemical stain are tolerable, spurious or
+missing structures are not.
 
 For a threshold ``t_i = i %`` of the intensity range, ``i = 0 … 99``, and the absolute error
 ``e`` of every pixel (8-bit images, so ``e`` is an integer 0 … 255):
