@@ -109,3 +109,31 @@ def over_runs_table(runs: Sequence[Path], results: Sequence[dict[str, Any]]) -> 
         sd = float(x.std(ddof=1)) if len(x) > 1 else math.nan
         table.add_row(k, f"{x.mean():.4f} ± {sd:.4f}", *(f"{v:.4f}" for v in x))
     return table
+
+
+def clinical_rows(summaries: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a side-by-side table (model → evaluation ``summary.json``): every
+    measure overall, nucleus IoU and lobe agreement per cell type, and the differential."""
+    names = list(summaries)
+    clin = {n: s.get("clinical", {}) for n, s in summaries.items()}
+    rows: list[list[str]] = []
+    for label, key, pct in CLINICAL_ROWS:
+        rows.append([label, *(_pm(clin[n].get("all", {}).get(key), pct) for n in names)])
+    hall = [str(clin[n].get("all", {}).get("hallucinated_cells")) for n in names]
+    rows.append(["hallucinated cells", *hall])
+    types: list[str] = []
+    for n in names:
+        types += [t for t in clin[n].get("per_type", {}) if t not in types]
+    for t in types:
+        for label, key, pct in CLINICAL_ROWS[:2]:
+            vals = [clin[n].get("per_type", {}).get(t, {}).get(key) for n in names]
+            rows.append([f"{label}, {t}", *(_pm(v, pct) for v in vals)])
+    if all(clin[n].get("differential") for n in names):
+        d = {n: clin[n]["differential"] for n in names}
+        for label, key in (
+            ("type accuracy on chemical", "accuracy_target"),
+            ("type accuracy on virtual", "accuracy_virtual"),
+            ("kappa", "kappa"),
+        ):
+            rows.append([label, *(f"{d[n][key]:.3f}" for n in names)])
+    return ["measure", *names], rows

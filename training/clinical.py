@@ -22,7 +22,7 @@ from training.differential import (
     features,
     fit_classifier,
 )
-from training.morphology import compare, measure_target
+from training.morphology import compare, granules_agree, measure_target
 from training.tolerance import tolerance_levels
 
 #: Per-cell CSV columns, in order (``type_*`` only when labels exist).
@@ -33,8 +33,8 @@ COLUMNS = (
     "nc_ratio_virtual",
     "nc_ratio_target",
     "nc_ratio_error",
-    "granules_virtual",
-    "granules_target",
+    "granularity_virtual",
+    "granularity_target",
     "hallucination",
     "tolerance_level",
     "tolerance_threshold",
@@ -65,8 +65,8 @@ class ClinicalMeasures:
         self.lobes_t = np.zeros(n, np.int64)
         self.ratio_v = f(n, np.nan)
         self.ratio_t = f(n, np.nan)
-        self.gran_v = np.zeros(n, bool)
-        self.gran_t = np.zeros(n, bool)
+        self.gran_v = f(n, np.nan)
+        self.gran_t = f(n, np.nan)
         self.spurious = np.zeros(n, np.int64)
         self.missing = np.zeros(n, np.int64)
         self.tol: dict[str, np.ndarray] = {}
@@ -90,8 +90,8 @@ class ClinicalMeasures:
             self.lobes_t[i] = a.lobes_target
             self.ratio_v[i] = a.ratio_virtual
             self.ratio_t[i] = a.ratio_target
-            self.gran_v[i] = a.virtual.granules
-            self.gran_t[i] = a.target.granules
+            self.gran_v[i] = a.granularity_virtual
+            self.gran_t[i] = a.granularity_target
             self.spurious[i] = a.spurious_parts
             self.missing[i] = a.missing_parts
             if self.with_features:
@@ -142,8 +142,8 @@ class ClinicalMeasures:
             "nc_ratio_virtual": [f"{v:.4f}" for v in self.ratio_v],
             "nc_ratio_target": [f"{v:.4f}" for v in self.ratio_t],
             "nc_ratio_error": [f"{v:.4f}" for v in np.abs(self.ratio_v - self.ratio_t)],
-            "granules_virtual": [str(int(v)) for v in self.gran_v],
-            "granules_target": [str(int(v)) for v in self.gran_t],
+            "granularity_virtual": [f"{v:.4f}" for v in self.gran_v],
+            "granularity_target": [f"{v:.4f}" for v in self.gran_t],
             "hallucination": list(self.hallucination()),
         }
         for k in ("tolerance_level", "tolerance_threshold"):
@@ -162,7 +162,7 @@ class ClinicalMeasures:
             "nucleus_iou": _mean_std(self.iou[sel]),
             "lobe_agreement": _mean_std(self.lobes_v[sel] == self.lobes_t[sel]),
             "nc_ratio_error": _mean_std(np.abs(self.ratio_v - self.ratio_t)[sel]),
-            "granule_agreement": _mean_std(self.gran_v[sel] == self.gran_t[sel]),
+            "granule_agreement": _mean_std(granules_agree(self.gran_v[sel], self.gran_t[sel])),
             "tolerance_level": _mean_std(self.tol["tolerance_level"][sel]),
             "tolerance_threshold": _mean_std(self.tol["tolerance_threshold"][sel]),
             "hallucinated_cells": int(((self.spurious > 0) | (self.missing > 0))[sel].sum()),
