@@ -32,6 +32,7 @@ SUITE: dict[str, tuple[str, list[str], str]] = {
     "qc": ("bench_qc.py", [], "quality flags against planted faults"),
     "training": ("bench_training.py", [], "training throughput"),
     "stain": ("bench_stain.py", [], "staining a 1920x1200 field"),
+    "evaluation": ("bench_evaluation.py", [], "clinical measures of scope evaluate"),
     "ablation": ("ablation.py", [], "the stack ablation: PLS vs brightfield"),
 }
 QUICK_ARGS = {"scan": ["--quick"], "qc": ["--seeds", "1", "--grid", "3x2"]}

@@ -22,7 +22,7 @@ from training.differential import (
     features,
     fit_classifier,
 )
-from training.morphology import compare, granules_agree, measure_target
+from training.morphology import compare, granules_agree
 from training.tolerance import tolerance_levels
 
 #: Per-cell CSV columns, in order (``type_*`` only when labels exist).
@@ -45,6 +45,9 @@ COLUMNS = (
 TYPE_COLUMNS = ("type_true", "type_on_target", "type_on_virtual")
 #: Fewest labelled training cells (and types) for a classifier worth reporting.
 MIN_LABELLED = 10
+#: At most this many labelled training cells train the classifier (a seeded sample, every
+#: type kept): its cost stays bounded on large datasets.
+MAX_TRAIN_CELLS = 2000
 
 
 def _mean_std(x: np.ndarray) -> dict[str, float]:
@@ -96,7 +99,7 @@ class ClinicalMeasures:
             self.missing[i] = a.missing_parts
             if self.with_features:
                 self.feat_v[i] = features(pred[j], a.virtual)
-                self.feat_t[i] = features(target[j], measure_target(target[j]))
+                self.feat_t[i] = features(target[j], a.target)  # its own thresholds
 
     def hallucination(self) -> np.ndarray:
         out = np.full(self.n, "", dtype=object)

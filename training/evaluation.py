@@ -32,7 +32,7 @@ from training.checkpoint import (
     load_checkpoint,
     resolve_checkpoint,
 )
-from training.clinical import MIN_LABELLED, ClinicalMeasures, mask_overlay
+from training.clinical import MAX_TRAIN_CELLS, MIN_LABELLED, ClinicalMeasures, mask_overlay
 from training.data import (
     BatchSource,
     CellStream,
@@ -286,6 +286,8 @@ def _differential(
             f"{len({labels[r] for r in train})} types: differential agreement needs at least "
             f"{MIN_LABELLED} of 2 types"
         ]
+    if len(train) > MAX_TRAIN_CELLS:
+        train = np.sort(np.random.default_rng(0).choice(train, MAX_TRAIN_CELLS, replace=False))
     feats = []
     with Dataset(data.spec.path) as ds:
         tds = ds.targets if data.spec.target == "20x" else ds.targets_highres
