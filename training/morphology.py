@@ -112,7 +112,9 @@ def count_lobes(nucleus: np.ndarray) -> int:
     out by :data:`LOBE_DEPTH` of its peak (a constriction between lobes is a dip)."""
     if not nucleus.any():
         return 0
-    up = ndi.zoom(nucleus.astype(np.float64), 2, order=1) > 0.5
+    ys, xs = np.nonzero(nucleus)
+    box = nucleus[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]  # only the nucleus: fast
+    up = ndi.zoom(np.pad(box, 1).astype(np.float64), 2, order=1) > 0.5
     dt = ndi.gaussian_filter(ndi.distance_transform_edt(np.pad(up, 2)), 1.0)
     peaks = h_maxima(dt, max(0.5, LOBE_DEPTH * float(dt.max())))
     return max(1, int(ndi.label(peaks)[1]))
