@@ -85,7 +85,7 @@ class TypeClassifier:
 
 
 def fit_classifier(
-    x: np.ndarray, labels: Sequence[str], *, l2: float = 1e-2, steps: int = 500
+    x: np.ndarray, labels: Sequence[str], *, l2: float = 0.1, steps: int = 500
 ) -> TypeClassifier:
     """Multinomial logistic regression (full-batch gradient descent, standardised features)."""
     labels = np.asarray([str(s) for s in labels])
