@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--train-seeds", type=int, default=3, help="training seeds per stack (paired test)"
+    )
     ap.add_argument("--work", type=Path, default=Path("bench-output/ablation"))
     ap.add_argument("--dataset", type=Path, help="reuse this dataset instead of rendering one")
     ap.add_argument("--out", type=Path, default=Path("docs/ablation.md"))
@@ -181,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             rendered = f"rendering took {time.perf_counter() - t0:.0f} s"
     table = hp.load("pls43").channel_table()
     rows = []
-    for stack in args.stacks:
-        run = args.work / f"run-{stack}"
+    seeded: dict[str, list] = {}
+    for stack, seed in [(st, args.seed + k) for st in args.stacks for k in range(args.train_seeds)]:
+        run = args.work / f"run-{stack}-seed{seed}"
         n_img = len(hp.select_channels(table, stack))
         cfg = {
             "dataset": data,
@@ -197,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             "lr": args.lr,
             "device": args.device,
             "precision": args.precision,
-            "seed": args.seed,
+            "seed": seed,
             "patience": args.epochs,
         }
         if not run.exists():
@@ -206,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         train_s = sum(r["seconds"] for r in history)
         metrics = evaluate(run, split="test", device=args.device, progress=False)
         summary = json.loads((metrics["dir"] / "summary.json").read_text())
+        seeded.setdefault(stack, []).append((summary, metrics["dir"]))
+        if seed != args.seed:
+            continue
         params = count_parameters(
             RRDBGenerator(3 * n_img, features=args.features or None, blocks=args.blocks)
         )
@@ -220,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({rendered}). Same budget for every stack: preset "
         f"{args.preset}, RRDB {args.blocks} blocks, width "
         f"{args.features or '= input channels'}, {args.epochs} epochs, batch "
-        f"{args.batch_size}, lr {args.lr:g}, seed {args.seed}. Test-split metrics of the "
+        f"{args.batch_size}, lr {args.lr:g}, seed {args.seed} (table; {args.train_seeds} "
+        "training seeds for the paired test below). Test-split metrics of the "
         "best-validation epoch (`scope evaluate`).",
         "",
         "| stack | images | parameters | best val loss | test SSIM | PSNR (dB) | MAE | "
@@ -242,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
             f"full-nohe {verdict} brightfield by {delta:+.4f} test SSIM (thesis, validation: "
             "0.8660 vs 0.8065, +0.0595).",
         ]
+    if "full-nohe" in seeded and "brightfield" in seeded:
+        from _paired import paired_lines
+
+        lines += ["", *paired_lines("full-nohe", "brightfield", seeded)]
     lines.append("")
     text = "\n".join(lines)
     print(text)

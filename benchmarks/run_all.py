@@ -34,6 +34,7 @@ SUITE: dict[str, tuple[str, list[str], str]] = {
     "stain": ("bench_stain.py", [], "staining a 1920x1200 field"),
     "onnx": ("bench_onnx.py", [], "staining engines on the CPU: PyTorch vs onnxruntime"),
     "export": ("bench_export.py", [], "scan export to OME-Zarr and OME-TIFF"),
+    "evaluation": ("bench_evaluation.py", [], "clinical measures of scope evaluate"),
     "ablation": ("ablation.py", [], "the stack ablation: PLS vs brightfield"),
     "scan_index": (
         "bench_scan.py",

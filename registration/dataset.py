@@ -69,6 +69,15 @@ CELL_FIELDS = [
     ("split", str),
 ]
 CELL_COLUMNS = [name for name, _ in CELL_FIELDS]
+#: Optional column: the white-cell type ("" unknown) — copied from simulator truth by
+#: ``scope match``, or added by ``scope dataset label``. Written when any cell has one.
+TYPE_FIELD = ("type", str)
+
+
+def cell_fields(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    """:data:`CELL_FIELDS`, plus ``type`` when any row carries a non-empty one."""
+    typed = any(str(r.get("type", "") or "") for r in rows)
+    return [*CELL_FIELDS, TYPE_FIELD] if typed else list(CELL_FIELDS)
 
 
 class DatasetError(ScopeError):
@@ -216,7 +225,11 @@ class DatasetWriter:
         from acquisition.files import commit_temp
 
         try:
-            write_table(self._f, "cells", to_records(self._cells, CELL_FIELDS))
+            fields = cell_fields(self._cells)
+            if len(fields) > len(CELL_FIELDS):
+                for row in self._cells:
+                    row.setdefault("type", "")
+            write_table(self._f, "cells", to_records(self._cells, fields))
             self._f.attrs["n_cells"] = len(self._cells)
             self._f.close()
         except BaseException as err:

@@ -277,6 +277,10 @@ def _merge(paths, out, fractions, seed, by, block_um, software_version) -> Split
             provs.append({"path": str(p.resolve()), **ds.provenance})
             pixel.append(_pixel_size(ds))
     _check_same_channels(paths, tables, crops)
+    if any("type" in (c.dtype.names or ()) for c in cells_list):
+        from registration.labels import with_type_column
+
+        cells_list = [with_type_column(c) for c in cells_list]
     cells = np.concatenate(cells_list) if cells_list else empty_cells()
     dup = _duplicate_slides(paths, cells_list)
     if dup:

@@ -40,6 +40,7 @@ from registration.coarse import (
     DEFAULT_MARGIN_UM,
     CoarseMatch,
     FieldGeometry,
+    RegistrationError,
     RigidTransform,
     SlideFit,
     coarse_match,
@@ -858,6 +859,7 @@ def _match_scans(
                 stained_stage[order, 1],
                 (str(k) for k in range(len(cells))),
             )
+            types = _truth_types(pair, stained_stage) if simulated else None
             try:
                 with writer:
                     if progress:
@@ -868,6 +870,9 @@ def _match_scans(
                                 _row(pair, cells[k], geometry, split[k], surveys)
                                 for k in by_field[fc.index]
                             ]
+                            if types is not None:
+                                for row, k in zip(rows, by_field[fc.index], strict=True):
+                                    row["type"] = types[k]
                             writer.add(data["inputs"], data["targets"], rows)
                         if progress:
                             progress("write", n_done, len(crops))
@@ -909,6 +914,21 @@ def _match_scans(
         seconds=time.perf_counter() - t0,
         notes=notes,
     )
+
+
+def _truth_types(pair: ScanPair, stained_stage: np.ndarray) -> np.ndarray | None:
+    """The simulator's WBC type of each matched cell (None when the scan has no truth)."""
+    from registration.truth import truth_types
+
+    try:
+        return truth_types(
+            {pair.slide: pair.stained},
+            np.full(len(stained_stage), pair.slide),
+            stained_stage[:, 0],
+            stained_stage[:, 1],
+        )
+    except RegistrationError:
+        return None
 
 
 #: Fewer matched cells than this are too thin evidence to refuse a slide pair.

@@ -250,6 +250,44 @@ def _figure(src: str, caption: str, *, wide: bool = False) -> str:
     )
 
 
+def _clinical_section(demo: Demo) -> list[str]:
+    """Morphology agreement, tolerance level and type agreement of both models side by side."""
+    import json
+
+    from scope.evaluate_report import clinical_rows
+
+    summaries = {}
+    for name in ("pls", "brightfield"):
+        path = demo.runs / name / "eval" / "test" / "summary.json"
+        if path.is_file():
+            summaries[name] = json.loads(path.read_text(encoding="utf-8"))
+    if not summaries:
+        return []
+    header, rows = clinical_rows(summaries)
+    notes = sorted({n for s in summaries.values() for n in s.get("notes", [])})
+    parts = [
+        "<h2>Does the virtual stain read like the chemical one?</h2>",
+        "<p>The nucleus segmented identically on the virtual and the chemical stain of each "
+        "test cell (mean ± sd over cells); the tolerance level of VirFluoNet's Eq. 7 (lower is "
+        "better); a cell-type classifier trained on chemically stained training cells, applied "
+        "to both stains (κ: agreement between the two readings).</p>",
+        _table(rows, header),
+        *(f"<p>note: {html.escape(n)}</p>" for n in notes),
+    ]
+    for name in summaries:
+        if (demo.runs / name / "eval" / "test" / "hallucinations_8.png").exists():
+            parts.append(
+                _figure(
+                    f"report/{name}_hallucinations_8.png",
+                    f"{name} model: cells whose virtual nucleus adds or loses a part. Rows: "
+                    "unstained brightfield | prediction | chemical stain | nucleus masks (white "
+                    "both, red virtual only, green chemical only). 2x.",
+                    wide=True,
+                )
+            )
+    return parts
+
+
 def write_report(demo: Demo) -> Path:
     """Write ``report.html`` and the images it shows under ``DIR/report/``."""
     from scope.demo import PLS_STACK, model_rows, verdict
@@ -260,7 +298,7 @@ def write_report(demo: Demo) -> Path:
     fields = _field_images(demo, folder)
     _loss_plot(demo, folder / "loss.png")
     for name in ("pls", "brightfield"):
-        for which in ("best_8", "worst_8"):
+        for which in ("best_8", "worst_8", "hallucinations_8"):
             src = demo.runs / name / "eval" / "test" / f"{which}.png"
             if src.exists():
                 shutil.copy(src, folder / f"{name}_{which}.png")
@@ -343,6 +381,7 @@ def write_report(demo: Demo) -> Path:
             ["test cells", "n", "PLS", "brightfield", "PLS − bf", "95 % interval", "verdict"],
         ),
         by_type or "",
+        *_clinical_section(demo),
         "<h2>Predictions against targets (test split)</h2>",
         _figure(
             "report/pls_best_8.png",

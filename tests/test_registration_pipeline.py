@@ -32,7 +32,7 @@ from registration.manage import (
     resplit_dataset,
 )
 from registration.match import MatchError, MatchOptions, match_scans
-from registration.truth import evaluate_match
+from registration.truth import WBC_TYPES, evaluate_match
 
 SENSOR = (640, 400)
 CONFIG = SimConfig(
@@ -88,6 +88,10 @@ def test_dataset_layout_and_cells_csv(slide):
         assert set(cells["split"]) == {"train", "val", "test"}
         prov = ds.provenance
         assert prov["unstained"]["path"].endswith("s1.unstained.scan.h5")
+        # simulated scans: the simulator's WBC type of each cell is copied in (for evaluate)
+        types = set(cells["type"])
+        assert types - {""} and types <= {"", *WBC_TYPES}, types
+        assert (cells["type"] != "").mean() >= 0.9
     lines = s.cells_csv.read_text().splitlines()
     assert lines[0] == "cell_id,slide,x_um,y_um" and len(lines) == n + 1
     first = lines[1].split(",")

@@ -217,6 +217,28 @@ def test_evaluate_writes_table_cells_grids_and_worst_list(trained):
         worst = [float(r["ssim"]) for r in csv.DictReader(fh)]
     assert worst == sorted(worst)
     assert "Evaluation on the test split" in (trained.run_dir / "report.html").read_text()
+    # the clinical measures: per cell, per type, and the type classifier (the simulated
+    # dataset carries the simulator's types)
+    for col in ("nucleus_iou", "lobes_virtual", "lobes_target", "tolerance_level", "type_true"):
+        assert col in rows[0], col
+    iou = [float(r["nucleus_iou"]) for r in rows]
+    assert all(0 <= v <= 1 for v in iou)
+    c = summary["clinical"]
+    assert c["all"]["cells"] == res["cells"] and c["per_type"]
+    assert sum(m["cells"] for m in c["per_type"].values()) <= res["cells"]
+    d = c["differential"]
+    assert 0 <= d["accuracy_virtual"] <= 1 and -1 <= d["kappa"] <= 1
+    assert sum(map(sum, d["confusion_target"])) == d["test_cells"]
+
+
+def test_cli_evaluate_several_runs_prints_whole_labels(trained, capsys):
+    from scope.cli import main
+
+    run = str(trained.run_dir)
+    assert main(["evaluate", run, run, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    for label in ("nucleus IoU", "lobe agreement", "tolerance level", "kappa", "over 2 runs"):
+        assert any(label in line for line in out.splitlines()), label
 
 
 def _write_scan(path, profile, *, stack_preset="full", frames=2, size=(96, 64)):

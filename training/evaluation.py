@@ -32,6 +32,7 @@ from training.checkpoint import (
     load_checkpoint,
     resolve_checkpoint,
 )
+from training.clinical import MAX_TRAIN_CELLS, MIN_LABELLED, ClinicalMeasures, mask_overlay
 from training.data import (
     BatchSource,
     CellStream,
@@ -41,8 +42,10 @@ from training.data import (
     to_uint8_image,
 )
 from training.device import autocast_factory, resolve_device, use_bf16
+from training.differential import MIN_TARGET_ACCURACY, features
 from training.errors import TrainingError
 from training.metrics import METRIC_NAMES, image_metrics
+from training.morphology import compare, measure_target
 from training.predict import predict_cells
 from training.run import RunFolder
 from training.samples import cell_grid, write_image
@@ -155,6 +158,8 @@ def evaluate(
     )
     names = [m for m in METRIC_NAMES if m != "vgg" or vgg is not None]
     per_cell = {m: np.empty(len(rows), np.float64) for m in names}
+    labels = cell_types(data.cells)
+    clinical = ClinicalMeasures(len(rows), with_features=labels is not None)
     with _progress(progress, len(rows), f"evaluating {split}") as advance:
         for batch, (stack, target, _r) in zip(
             plan.batches, source.iterate(plan.batches), strict=True
@@ -163,7 +168,13 @@ def evaluate(
             metrics = image_metrics(pred, network_target(target), vgg=vgg)
             for m in names:
                 per_cell[m][batch] = metrics[m].double().cpu().numpy()
+            clinical.add(batch, to_uint8_image(pred), target.cpu().numpy())
             advance(len(batch))
+    notes = []
+    if labels is None:
+        notes.append(NO_LABELS)
+    else:
+        notes.extend(_differential(clinical, data, labels, rows))
 
     from acquisition.files import atomic_output, write_text
 
@@ -179,13 +190,38 @@ def evaluate(
         grid = cell_grid([bf[sel], to_uint8_image(pred)[sel], target.cpu().numpy()[sel]])
         with atomic_output(out_dir / name, keep_suffix=True) as tmp:
             write_image(tmp, grid)
+    bad = clinical.hallucination_order()[:N_GRID]
+    hall_png = out_dir / "hallucinations_8.png"
+    hall_png.unlink(missing_ok=True)
+    if len(bad):
+        sorted_picks = np.sort(bad)
+        stack, target, _r = next(source.iterate([sorted_picks]))
+        sel = np.searchsorted(sorted_picks, bad)
+        pred_u8 = to_uint8_image(predict_cells(generator, stack, autocast=autocast))[sel]
+        tgt_u8 = target.cpu().numpy()[sel]
+        bf = stack[:, data.spec.brightfield_position].cpu().numpy()[sel]
+        overlays = []
+        for p_img, t_img in zip(pred_u8, tgt_u8, strict=True):
+            a = compare(p_img, t_img)
+            overlays.append(mask_overlay(t_img, a.virtual.nucleus, a.target.nucleus))
+        grid = cell_grid([bf, pred_u8, tgt_u8, np.stack(overlays)])
+        with atomic_output(hall_png, keep_suffix=True) as tmp:
+            write_image(tmp, grid)
     stream.close()
 
     cells = data.cells
-    _write_cells_csv(out_dir / "cells.csv", cells, rows, per_cell, names)
+    extra = clinical.columns(with_types=labels is not None)
+    _write_cells_csv(out_dir / "cells.csv", cells, rows, per_cell, names, extra=extra)
     _write_cells_csv(
-        out_dir / "worst_100.csv", cells, rows, per_cell, names, order=order[::-1][:N_WORST]
+        out_dir / "worst_100.csv",
+        cells,
+        rows,
+        per_cell,
+        names,
+        order=order[::-1][:N_WORST],
+        extra=extra,
     )
+    test_types = None if labels is None else labels[rows]
     mean = {m: float(per_cell[m].mean()) for m in names}
     std = {m: float(per_cell[m].std()) for m in names}
     summary = {
@@ -200,6 +236,8 @@ def evaluate(
         "precision": "bf16" if bf16 else "fp32",
         "mean": mean,
         "std": std,
+        "clinical": clinical.summary(test_types),
+        "notes": notes,
         "ssim_definition": "11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, data range "
         "1.0, RGB mean (scikit-image gaussian_weights=True, use_sample_covariance=False)",
     }
@@ -215,7 +253,56 @@ def evaluate(
         "epoch": int(ckpt["epoch"]),
         "dir": out_dir,
         **{m: mean.get(m) for m in METRIC_NAMES},
+        "clinical": summary["clinical"],
+        "notes": notes,
     }
+
+
+NO_LABELS = (
+    "no cell types in the dataset: label-free measures only (add types with "
+    "`scope dataset label DATASET CSV`)"
+)
+
+
+def cell_types(cells: np.ndarray) -> np.ndarray | None:
+    """The dataset's ``type`` column ("" unknown), or None when no cell carries a type."""
+    if "type" not in (cells.dtype.names or ()):
+        return None
+    types = np.asarray([str(t).strip().lower() for t in cells["type"]], dtype=object)
+    return types if any(types) else None
+
+
+def _differential(
+    clinical: ClinicalMeasures, data: Any, labels: np.ndarray, rows: np.ndarray
+) -> list[str]:
+    """Train the type classifier on labelled training targets; notes on what it could do."""
+    from registration.dataset import Dataset
+
+    train = data.splits.get("train", np.empty(0, np.int64))
+    train = train[[bool(labels[r]) for r in train]] if len(train) else train
+    if len(train) < MIN_LABELLED or len({labels[r] for r in train}) < 2:
+        return [
+            f"only {len(train)} labelled training cells of "
+            f"{len({labels[r] for r in train})} types: differential agreement needs at least "
+            f"{MIN_LABELLED} of 2 types"
+        ]
+    if len(train) > MAX_TRAIN_CELLS:
+        train = np.sort(np.random.default_rng(0).choice(train, MAX_TRAIN_CELLS, replace=False))
+    feats = []
+    with Dataset(data.spec.path) as ds:
+        tds = ds.targets if data.spec.target == "20x" else ds.targets_highres
+        for a in range(0, len(train), 256):
+            chunk = train[a : a + 256]
+            for img in tds[chunk]:
+                feats.append(features(img, measure_target(img)))
+    d = clinical.classify(np.stack(feats), [labels[r] for r in train], labels[rows])
+    if not d["reliable"]:
+        return [
+            f"the type classifier reads only {d['accuracy_target']:.0%} of the chemically "
+            f"stained test cells right (< {MIN_TARGET_ACCURACY:.0%}): differential agreement "
+            "measured with it means little"
+        ]
+    return []
 
 
 def _write_cells_csv(
@@ -226,6 +313,7 @@ def _write_cells_csv(
     names: list[str],
     *,
     order: np.ndarray | None = None,
+    extra: dict[str, list[str]] | None = None,
 ) -> None:
     meta = [
         "slide",
@@ -240,16 +328,18 @@ def _write_cells_csv(
     ]
     from acquisition.files import atomic_output
 
+    extra = extra or {}
     idx = np.arange(len(rows)) if order is None else order
     with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["rank", "row", *meta, *names] if order is not None else ["row", *meta, *names])
+        head = ["row", *meta, *names, *extra]
+        w.writerow(["rank", *head] if order is not None else head)
         for rank, i in enumerate(idx, start=1):
             r = int(rows[i])
             values = [cells[m][r] for m in meta]
             metrics = [f"{per_cell[m][i]:.6g}" for m in names]
             prefix = [rank, r] if order is not None else [r]
-            w.writerow([*prefix, *values, *metrics])
+            w.writerow([*prefix, *values, *metrics, *(extra[k][i] for k in extra)])
 
 
 class _progress:

@@ -112,8 +112,57 @@ def _evaluation_sections(run: RunFolder) -> list[str]:
             "Fourier": m.get("fourier", math.nan),
         }
         out.append(_table([row], cols))
+        out.extend(_clinical(s))
         out.append(_img(folder / "best_8.png", "best 8 by SSIM: brightfield | prediction | target"))
         out.append(_img(folder / "worst_8.png", "worst 8 by SSIM (see worst_100.csv)"))
+        out.append(
+            _img(
+                folder / "hallucinations_8.png",
+                "nucleus parts added or lost: brightfield | prediction | target | masks (white "
+                "both, red virtual only, green target only)",
+            )
+        )
+    return out
+
+
+_CLINICAL = (
+    ("nucleus IoU", "nucleus_iou"),
+    ("lobe agreement", "lobe_agreement"),
+    ("N/C ratio error", "nc_ratio_error"),
+    ("granule agreement", "granule_agreement"),
+    ("tolerance level", "tolerance_level"),
+)
+
+
+def _clinical(s: dict[str, Any]) -> list[str]:
+    """Morphology agreement and tolerance level, overall and per cell type; the differential."""
+    c = s.get("clinical")
+    if not c:
+        return []
+    groups = {"all": c["all"], **c.get("per_type", {})}
+    cols = ["cells", *(label for label, _ in _CLINICAL), "hallucinated"]
+    rows = []
+    for name, g in groups.items():
+        row: dict[str, Any] = {"cells": f"{name} ({g['cells']})"}
+        for label, key in _CLINICAL:
+            m = g[key]
+            row[label] = f"{m['mean']:.3f} ± {m['std']:.3f}" if m["mean"] == m["mean"] else "—"
+        row["hallucinated"] = g["hallucinated_cells"]
+        rows.append(row)
+    out = ["<h3>Does the virtual stain read like the chemical one?</h3>", _table(rows, cols)]
+    d = c.get("differential")
+    if d:
+        out.append(
+            f"<p>Cell type: accuracy {d['accuracy_target']:.2f} on the chemical stain, "
+            f"{d['accuracy_virtual']:.2f} on the virtual stain; κ between the two readings "
+            f"{d['kappa']:.3f} ({d['test_cells']} labelled test cells).</p>"
+        )
+        conf = [
+            {"true \\ read on virtual": t, **dict(zip(d["classes"], r, strict=True))}
+            for t, r in zip(d["classes"], d["confusion_virtual"], strict=True)
+        ]
+        out.append(_table(conf, ["true \\ read on virtual", *d["classes"]]))
+    out.extend(f"<p class='caption'>note: {html.escape(n)}</p>" for n in s.get("notes", []))
     return out
 
 

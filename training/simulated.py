@@ -206,6 +206,7 @@ def simulate_dataset(
                     "highres_scale": ratio if highres else math.nan,
                     "qc_flags": "",
                     "split": "",
+                    "type": str(cell["type"]),
                 }
             )
             done += 1

@@ -1,4 +1,4 @@
-"""`scope dataset info|merge|split`: inspect, combine and re-split dataset files."""
+"""`scope dataset info|merge|split|label`: inspect, combine, re-split and label datasets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-dataset_app = typer.Typer(no_args_is_help=True, help="Datasets: inspect, merge, re-split.")
+dataset_app = typer.Typer(no_args_is_help=True, help="Datasets: inspect, merge, re-split, label.")
 
 
 class SplitBy(StrEnum):
@@ -135,6 +135,27 @@ def split(
         f"{s.path}: "
         + ", ".join(f"{k} {v}" for k, v in s.counts.items())
         + f" ({describe_mode(s.by, s.n_slides)})"
+    )
+
+
+@dataset_app.command("label")
+def label(
+    path: Annotated[Path, typer.Argument(help="The dataset to label (in place).")],
+    labels: Annotated[
+        Path, typer.Argument(help="CSV with columns row,type (row as in evaluate's cells.csv).")
+    ],
+) -> None:
+    """Add white-cell types (neutrophil, lymphocyte, monocyte, eosinophil, basophil)."""
+    from rich.console import Console
+
+    from registration.labels import label_dataset
+
+    s = label_dataset(path, labels)
+    Console().print(
+        f"{s.path}: {s.labelled} labelled cells ("
+        + ", ".join(f"{k} {v}" for k, v in s.counts.items())
+        + ")",
+        soft_wrap=True,
     )
 
 

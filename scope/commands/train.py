@@ -245,7 +245,9 @@ def train(
 
 
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    runs: Annotated[
+        list[Path], typer.Argument(help="Run folder(s); several: also mean ± spread over runs.")
+    ],
     split: Annotated[Split, typer.Option(help="Dataset split to evaluate.")] = Split.test,
     dataset: Annotated[Path | None, typer.Option(help="Dataset file (default: the run's).")] = None,
     checkpoint: Annotated[Checkpoint, typer.Option(help="best or last.")] = Checkpoint.best,
@@ -258,41 +260,41 @@ def evaluate(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
-    """Metrics on a split (Table 4.2 layout), per-cell CSV, best/worst grids, worst-100 list."""
+    """Pixel metrics (Table 4.2), morphology agreement, tolerance level, cell-type agreement."""
     from rich.console import Console
-    from rich.table import Table
 
+    from hardware_profiles.errors import ScopeError
+    from scope.evaluate_report import clinical_table, metrics_table, over_runs_table
     from training import evaluate as run_evaluation
 
-    res = run_evaluation(
-        run,
-        split=split.value,
-        dataset=dataset,
-        checkpoint=checkpoint.value,
-        out=out,
-        device=device.value,
-        precision=precision.value,
-        batch_size=batch_size,
-        vgg_weights=vgg_weights,
-        progress=not quiet,
-    )
-    table = Table(title=f"{run} — {res['split']} split, {res['cells']} cells, epoch {res['epoch']}")
-    for col in ("SSIM", "PSNR (dB)", "MAE", "VGG", "Fourier"):
-        table.add_column(col, justify="right")
-
-    def fmt(v: float | None, digits: int = 4) -> str:
-        return "n/a" if v is None else f"{v:.{digits}f}"
-
-    table.add_row(
-        fmt(res["ssim"]),
-        fmt(res["psnr"], 2),
-        fmt(res["mae"]),
-        fmt(res["vgg"]),
-        fmt(res["fourier"]),
-    )
+    if out is not None and len(runs) > 1:
+        raise ScopeError("--out names one folder: evaluate one run with it, or drop --out")
     console = Console()
-    console.print(table)
-    console.print(f"per-cell metrics, grids and worst-100 list in {res['dir']}")
+    if not console.is_terminal:
+        console = Console(width=200)  # a label is never wrapped in logs and pipes
+    results = []
+    for run in runs:
+        res = run_evaluation(
+            run,
+            split=split.value,
+            dataset=dataset,
+            checkpoint=checkpoint.value,
+            out=out,
+            device=device.value,
+            precision=precision.value,
+            batch_size=batch_size,
+            vgg_weights=vgg_weights,
+            progress=not quiet,
+        )
+        results.append(res)
+        console.print(metrics_table(run, res))
+        console.print(clinical_table(res))
+        for note in res["notes"]:
+            console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        where = f"per-cell measures, grids and worst-100 list in {res['dir']}"
+        console.print(where, soft_wrap=True)
+    if len(results) > 1:
+        console.print(over_runs_table(runs, results))
 
 
 def stain(
