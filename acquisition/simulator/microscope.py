@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
-from acquisition.simulator import camera_model, legacy_sample, legacy_smear, optics, sample, smear
+from acquisition.simulator import camera_model, optics, sample, smear
 from acquisition.simulator.config import SimConfig, SimulatorError
 from acquisition.simulator.sample import Raster
 from acquisition.simulator.smear import MAX_OBJECT_EXTENT_UM, SmearObjects, seeded_rng
@@ -92,11 +92,7 @@ class SimulatedMicroscope:
         cam = profile.camera
         scan = profile.scan_objective
         field_area = cam.sensor_width_px * cam.sensor_height_px * scan.pixel_size_um**2
-        # the dry-mass model (sample, smear) or the previous one (legacy_*): docs/simulator.md
-        self._legacy = self.config.model == "legacy"
-        self._sample = legacy_sample if self._legacy else sample
-        smear_module = legacy_smear if self._legacy else smear
-        self.smear = smear_module.VirtualSmear(
+        self.smear = smear.VirtualSmear(
             slide=self.slide, seed=self.seed, config=self.config, field_area_um2=field_area
         )
         self._leds = profile.led_array.by_id
@@ -153,16 +149,11 @@ class SimulatedMicroscope:
             )
 
     def _geometry(self, pass_: str):
-        common = dict(
+        return sample.PassGeometry(
             placement=self._placements[pass_],
             stained=pass_ != "unstained",
             phase_factor=self.config.highres_phase_factor if pass_ == "highres" else 1.0,
             stain_scale=self._stain_scale,
-        )
-        if self._legacy:
-            return legacy_sample.PassGeometry(**common)
-        return sample.PassGeometry(
-            **common,
             kappa=self.config.kappa_um3_per_pg,
             nucleus_to_cytoplasm=self.config.nucleus_to_cytoplasm,
             coupling=self.config.stain_phase_coupling,
@@ -203,8 +194,6 @@ class SimulatedMicroscope:
         the stained and highres passes is the unstained one plus ``(dx, dy)``; ``truth``
         already lists each pass's own positions."""
         ids = np.asarray(ids, dtype=np.int64)
-        if self._legacy:  # the previous model moves no cell on its own
-            return np.zeros(ids.shape), np.zeros(ids.shape), np.zeros(ids.shape, bool)
         return self.smear.pass_offsets(ids, x_um, y_um)
 
     def focus_z_um(self, pass_: str, x_um: float, y_um: float) -> float:
@@ -545,20 +534,14 @@ class SimulatedMicroscope:
         ny_s, nx_s = grid.sample_shape
         raster = Raster(x0=grid.x0, y0=grid.y0, step=grid.sample_step_um, nx=nx_s, ny=ny_s)
         geom = self._geometry(pass_)
-        model = self._sample
-        maps = model.column_maps(self._objects_for(pass_, raster), raster, geom)
-        if self._legacy:
-            if cfg.plasma_film_opd_nm > 0:
-                xmin, xmax, ymin, ymax = self._slide_bbox(pass_, raster, pad=raster.step)
-                texture, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax)
-                model.add_film(maps, raster, geom, texture, (ox, oy))
-        elif cfg.plasma_film_opd_nm > 0 or cfg.texture_scale > 0 or geom.stained:
+        maps = sample.column_maps(self._objects_for(pass_, raster), raster, geom)
+        if cfg.plasma_film_opd_nm > 0 or cfg.texture_scale > 0 or geom.stained:
             xmin, xmax, ymin, ymax = self._slide_bbox(pass_, raster, pad=raster.step)
             texture, cells, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax)
-            model.add_film(maps, raster, geom, texture, (ox, oy), fine=cells)
+            sample.add_film(maps, raster, geom, texture, (ox, oy), fine=cells)
         spectra = []
         for lam_nm in cfg.wavelengths_nm:
-            t = model.transmittance(maps, lam_nm, stain_scale=geom.stain_scale)
+            t = sample.transmittance(maps, lam_nm, stain_scale=geom.stain_scale)
             max_freq = (self._max_sin + obj.na) / (lam_nm * 1e-3)
             spectra.append(
                 optics.sample_spectrum(t, grid, max_freq=max_freq, workers=self._workers)
@@ -680,7 +663,7 @@ class SimulatedMicroscope:
             x0=x_um - (wc - 1) / 2 * p, y0=y_um - (hc - 1) / 2 * p, step=p, nx=wc, ny=hc
         )
         with self._lock:
-            masks = self._sample.truth_masks(
+            masks = sample.truth_masks(
                 self._objects_for(pass_, raster), raster, self._geometry(pass_)
             )
         cam = self.profile.camera
