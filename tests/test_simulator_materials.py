@@ -207,3 +207,21 @@ def test_stained_absorbance_lands_within_the_real_sets():
     assert len(rows) >= 6
     outside = [key for key, _, _, _, ok in rows if not ok]
     assert not outside, outside
+
+
+@pytest.mark.parametrize("c", [0.0, 0.5, 1.0])
+def test_plasma_film_differs_between_passes_but_cells_keep_their_texture(c):
+    m = SimulatedMicroscope(
+        PROFILE, slide="film", seed=0, config=SimConfig(film_pass_correlation=c)
+    )
+    region = (0.0, 40.0, 0.0, 30.0)
+    film_u, cells_u, *origin_u = m.smear.film_texture(*region, pass_="unstained")
+    film_s, cells_s, *origin_s = m.smear.film_texture(*region, pass_="stained")
+    film_h, _, *_ = m.smear.film_texture(*region, pass_="highres")
+    assert origin_u == origin_s
+    measured = np.corrcoef(film_u.ravel(), film_s.ravel())[0, 1]
+    assert abs(measured - c) < 0.1
+    # the same RMS (plasma_film_opd_nm) in every pass; one stained slide for stained and highres
+    assert film_s.std() == pytest.approx(film_u.std(), rel=0.15)
+    assert np.array_equal(film_s, film_h)
+    assert np.array_equal(cells_u, cells_s)

@@ -150,6 +150,10 @@ class SimConfig:
     plasma_film_opd_nm
         RMS optical-path texture (nm) of the dried plasma film on the glass between cells:
         the faint haze that darkfield images show and long exposures burn.
+    film_pass_correlation
+        Correlation of the plasma film's texture between the unstained pass and the stained
+        ones (fixing and staining redissolve and redeposit part of it): 1 keeps the film, 0
+        lays a new one.
     max_translation_um, max_rotation_deg
         The stained pass re-places the slide by uniform translations within +-this (each axis)
         and rotations within +-this about the slide origin, relative to the unstained pass. The
@@ -240,6 +244,7 @@ class SimConfig:
     platelets_per_field: float = 100.0
     dirt_per_field: float = 0.3
     plasma_film_opd_nm: float = 4.0
+    film_pass_correlation: float = 0.5
     max_translation_um: float = 50.0
     max_rotation_deg: float = 0.3
     highres_translation_um: float = 3.0
@@ -313,6 +318,7 @@ class SimConfig:
         _check_range("SimConfig.platelets_per_field", self.platelets_per_field, 0.0, 2000.0)
         _check_range("SimConfig.dirt_per_field", self.dirt_per_field, 0.0, 200.0)
         _check_range("SimConfig.plasma_film_opd_nm", self.plasma_film_opd_nm, 0.0, 100.0)
+        _check_range("SimConfig.film_pass_correlation", self.film_pass_correlation, 0.0, 1.0)
         for name in (
             "max_translation_um",
             "max_rotation_deg",

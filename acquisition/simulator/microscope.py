@@ -541,7 +541,7 @@ class SimulatedMicroscope:
         maps = sample.column_maps(self._objects_for(pass_, raster), raster, geom)
         if cfg.plasma_film_opd_nm > 0 or cfg.texture_scale > 0 or geom.stained:
             xmin, xmax, ymin, ymax = self._slide_bbox(pass_, raster, pad=raster.step)
-            texture, cells, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax)
+            texture, cells, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax, pass_=pass_)
             sample.add_film(maps, raster, geom, texture, (ox, oy), fine=cells)
         spectra = []
         for lam_nm in cfg.wavelengths_nm:
