@@ -82,6 +82,8 @@ RBC_DTYPE = np.dtype(
         ("mass", "f4"),
         ("pallor", "f4"),
         ("shrink", "f4"),
+        ("spicules", "f4"),
+        ("spicule_phase", "f4"),
     ]
 )
 PLATELET_DTYPE = np.dtype(
@@ -580,6 +582,11 @@ class VirtualSmear:
         # and staining; drawn anyway so the random stream does not depend on it
         rng.uniform(*self.config.stain_shrinkage, n)
         out["shrink"] = 1.0
+        # crenation (echinocytes: a drying artifact, so in every pass): 10-20 spicules
+        crenate = self._rng("rbc-crenation", ix, iy)
+        hit = crenate.random(n) < self.config.crenated_fraction
+        out["spicules"] = np.where(hit, crenate.integers(10, 21, n), 0)
+        out["spicule_phase"] = crenate.uniform(0, 2 * math.pi, n)
         return out
 
     # ------------------------------------------------------------------ tile
