@@ -95,17 +95,15 @@ def simulated_absorbance(
                     width=256,
                     height=256,
                 )
-            img = sim.render(
+            img = sim.render_stack(
                 pass_="stained",
                 x_um=x,
                 y_um=y,
-                z_um=sim.focus_z_um("stained", x, y),
-                leds=leds,
-                exposure_ms=exp,
-                gain=bf.gain,
                 width=crop,
                 height=crop,
-            )
+                channels=[bf],
+                exposures_ms={bf.name: exp},
+            )[0]
             ms = sim.masks(pass_="stained", x_um=x, y_um=y, width=crop, height=crop)
             # the one centred cell, as in the real crops: other white cells are left out
 

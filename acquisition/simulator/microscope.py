@@ -297,6 +297,46 @@ class SimulatedMicroscope:
         )
         return camera_model.to_camera_orientation(frame, self.profile.camera)
 
+    def render_stack(
+        self,
+        *,
+        pass_: str,
+        x_um: float,
+        y_um: float,
+        width: int,
+        height: int,
+        channels: Sequence | None = None,
+        exposures_ms: Mapping[str, float] | None = None,
+        brightness: int | None = None,
+        gain: float | None = None,
+        z_um: float | None = None,
+    ) -> np.ndarray:
+        """The ``(C, height, width, 3)`` uint8 frames of a channel stack at one stage position.
+
+        ``channels`` are profile stack channels (default: the whole ``profile.stack``), each
+        rendered with its own LEDs, brightness, exposure and gain unless ``brightness``,
+        ``gain`` (for every channel) or ``exposures_ms`` (by channel name) say otherwise.
+        ``z_um`` defaults to the best focus of ``pass_`` at ``(x_um, y_um)``.
+        """
+        chans = list(self.profile.stack if channels is None else channels)
+        z = self.focus_z_um(pass_, x_um, y_um) if z_um is None else float(z_um)
+        return np.stack(
+            [
+                self.render(
+                    pass_=pass_,
+                    x_um=x_um,
+                    y_um=y_um,
+                    z_um=z,
+                    leds=dict.fromkeys(ch.leds, brightness or ch.brightness),
+                    exposure_ms=(ch.exposure_ms if exposures_ms is None else exposures_ms[ch.name]),
+                    gain=ch.gain if gain is None else gain,
+                    width=width,
+                    height=height,
+                )
+                for ch in chans
+            ]
+        )
+
     def ideal_exposure_ms(
         self,
         *,
