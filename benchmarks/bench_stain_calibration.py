@@ -63,7 +63,7 @@ def simulated_absorbance(
     prof = hp.load("pls43")
     # every type equally often, so the rare ones (basophils: 1 %) are measured too
     equal = tuple((t, 1.0) for t in WBC_TYPES)
-    cfg = config or SimConfig.dry_mass(wbc_per_field=30.0, wbc_type_fractions=equal)
+    cfg = config or SimConfig(wbc_per_field=30.0, wbc_type_fractions=equal)
     sim = SimulatedMicroscope(prof, slide="stain-cal", seed=seed, config=cfg)
     cam = prof.camera
     p = prof.scan_objective.pixel_size_um

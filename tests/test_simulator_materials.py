@@ -111,8 +111,8 @@ def _darkfield_energy(config: SimConfig) -> dict[int, float]:
 
 
 def test_sub_micron_texture_lifts_darkfield_energy_at_high_angles():
-    flat = _darkfield_energy(SimConfig.dry_mass(texture_scale=0.0))
-    rough = _darkfield_energy(SimConfig.dry_mass(texture_scale=2.0))
+    flat = _darkfield_energy(SimConfig(texture_scale=0.0))
+    rough = _darkfield_energy(SimConfig(texture_scale=2.0))
     # scattering at 57° rises with the texture; at 25° (near the pupil) it hardly changes
     assert rough[57] > 1.25 * flat[57]
     assert rough[25] == pytest.approx(flat[25], rel=0.1)
@@ -133,7 +133,7 @@ def test_stain_uptake_varies_cell_by_cell():
 
 
 def test_staining_moves_and_loses_a_few_cells_and_truth_follows_each_pass():
-    cfg = SimConfig.dry_mass(cell_loss_fraction=0.02, cell_displacement_um=0.6)
+    cfg = SimConfig(cell_loss_fraction=0.02, cell_displacement_um=0.6)
     m = SimulatedMicroscope(PROFILE, slide="moves", seed=1, config=cfg)
     region = (0.0, 600.0, 0.0, 600.0)
     before = m.smear.objects_in(*region, pass_="unstained").rbcs
@@ -167,7 +167,7 @@ def test_staining_moves_and_loses_a_few_cells_and_truth_follows_each_pass():
 
 
 def test_smudge_cells_are_in_the_truth_but_not_white_cells():
-    cfg = SimConfig.dry_mass(smudge_per_field=20.0)
+    cfg = SimConfig(smudge_per_field=20.0)
     m = SimulatedMicroscope(PROFILE, slide="smudge", seed=0, config=cfg)
     cells = m.truth("unstained", [(0.0, 0.0)], 1920, 1200)["cells"]
     smudges = cells[cells["type"] == "smudge"]
