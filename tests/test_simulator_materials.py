@@ -252,11 +252,13 @@ def test_crenated_red_cells_keep_their_mass_and_grow_spicules():
     assert 0.2 < 2 * spectrum[14] / crenated.size < 0.6
 
 
-def test_a_few_red_cells_are_crenated_by_default():
-    m = SimulatedMicroscope(PROFILE, slide="crenation", seed=0)
+def test_crenated_fraction_of_red_cells_is_crenated_in_every_pass():
+    assert SimConfig().crenated_fraction == 0.0
+    cfg = SimConfig(crenated_fraction=0.05)
+    m = SimulatedMicroscope(PROFILE, slide="crenation", seed=0, config=cfg)
     rbcs = m.smear.objects_in(0.0, 300.0, 0.0, 300.0, pass_="unstained").rbcs
     share = np.mean(rbcs["spicules"] > 0)
-    assert 0.03 < share < 0.07  # crenated_fraction 0.05
+    assert 0.03 < share < 0.07
     assert set(np.unique(rbcs["spicules"][rbcs["spicules"] > 0])) <= set(range(10, 21))
     stained = m.smear.objects_in(0.0, 300.0, 0.0, 300.0, pass_="stained").rbcs
     by_id = dict(zip(rbcs["id"], rbcs["spicules"], strict=True))

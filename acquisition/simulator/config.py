@@ -112,7 +112,9 @@ class SimConfig:
         absorption the haemoglobin spectrum's.
     crenated_fraction
         Fraction of red cells crenated by slow drying (echinocytes, in every pass): 10-20
-        spicules, the outline's radius varying by ±12 %.
+        spicules, the outline's radius varying by ±12 %. Off by default: at 0.05 their sharp
+        edges turn into false white cells in the harshest stain variation
+        (docs/simulator.md).
     kappa_um3_per_pg
         Optical path per dry mass per area, µm³/pg, of the dried smear in air:
         ``(n_dry - 1) / rho_dry`` with n_dry ≈ 1.55 and rho_dry ≈ 1.35 g/mL ≈ 0.41 (cells in
@@ -156,7 +158,8 @@ class SimConfig:
     film_pass_correlation
         Correlation of the plasma film's texture between the unstained pass and the stained
         ones (fixing and staining redissolve and redeposit part of it): 1 keeps the film, 0
-        lays a new one.
+        lays a new one. 1 by default: at 0.5 the new film alone gave two false white cells in
+        three white-cell-free test fields (docs/simulator.md).
     max_translation_um, max_rotation_deg
         The stained pass re-places the slide by uniform translations within +-this (each axis)
         and rotations within +-this about the slide origin, relative to the unstained pass. The
@@ -234,7 +237,7 @@ class SimConfig:
     wbc_min_gap_um: float = 12.0
     rbc_coverage: float = 0.6
     rbc_hb_pg: float = 30.0
-    crenated_fraction: float = 0.05
+    crenated_fraction: float = 0.0
     kappa_um3_per_pg: float = 0.41
     nucleus_to_cytoplasm: float = 1.2
     stain_phase_coupling: float = 0.5
@@ -248,7 +251,7 @@ class SimConfig:
     platelets_per_field: float = 100.0
     dirt_per_field: float = 0.3
     plasma_film_opd_nm: float = 4.0
-    film_pass_correlation: float = 0.5
+    film_pass_correlation: float = 1.0
     max_translation_um: float = 50.0
     max_rotation_deg: float = 0.3
     highres_translation_um: float = 3.0
