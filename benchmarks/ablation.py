@@ -48,7 +48,7 @@ def knob_curve(args) -> str:
         for coupling in args.couplings:
             gains, bf, full = [], [], []
             for seed in range(args.seeds):
-                cfg = SimConfig.dry_mass(nucleus_to_cytoplasm=ratio, stain_phase_coupling=coupling)
+                cfg = SimConfig(nucleus_to_cytoplasm=ratio, stain_phase_coupling=coupling)
                 crops = render_cells(
                     prof, cfg, slide=f"knobs-{seed}", seed=seed, n_cells=args.cells, crop=40
                 )

@@ -63,7 +63,7 @@ def simulated_absorbance(
     prof = hp.load("pls43")
     # every type equally often, so the rare ones (basophils: 1 %) are measured too
     equal = tuple((t, 1.0) for t in WBC_TYPES)
-    cfg = config or SimConfig.dry_mass(wbc_per_field=30.0, wbc_type_fractions=equal)
+    cfg = config or SimConfig(wbc_per_field=30.0, wbc_type_fractions=equal)
     sim = SimulatedMicroscope(prof, slide="stain-cal", seed=seed, config=cfg)
     cam = prof.camera
     p = prof.scan_objective.pixel_size_um
@@ -95,17 +95,15 @@ def simulated_absorbance(
                     width=256,
                     height=256,
                 )
-            img = sim.render(
+            img = sim.render_stack(
                 pass_="stained",
                 x_um=x,
                 y_um=y,
-                z_um=sim.focus_z_um("stained", x, y),
-                leds=leds,
-                exposure_ms=exp,
-                gain=bf.gain,
                 width=crop,
                 height=crop,
-            )
+                channels=[bf],
+                exposures_ms={bf.name: exp},
+            )[0]
             ms = sim.masks(pass_="stained", x_um=x, y_um=y, width=crop, height=crop)
             # the one centred cell, as in the real crops: other white cells are left out
 

@@ -36,6 +36,7 @@ def test_calibration_recovers_ideal_exposures(pls43):
                 percentile=100 - targets.high_saturation_percent if high else targets.percentile,
                 width=SENSOR[0],
                 height=SENSOR[1],
+                z_um=z,  # where it calibrated: a single LED's highlights move with focus
             )
             assert r.exposure_ms == pytest.approx(ideal, rel=0.10), r
             if not high:

@@ -19,8 +19,8 @@ def _rate(config: SimConfig, slide: str = "inst", leds=None, size=(480, 300)) ->
 
 
 def test_vignetting_darkens_the_corners_of_a_full_frame():
-    flat = SimConfig.dry_mass(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0)
-    vig = SimConfig.dry_mass(vignetting=0.3, dust_spots=0, fixed_pattern_noise=0.0)
+    flat = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0)
+    vig = SimConfig(vignetting=0.3, dust_spots=0, fixed_pattern_noise=0.0)
     size = (PROFILE.camera.sensor_width_px // 4, PROFILE.camera.sensor_height_px // 4)
     ratio = _rate(vig, size=size).sum(2) / _rate(flat, size=size).sum(2)
     h, w = ratio.shape
@@ -32,8 +32,8 @@ def test_vignetting_darkens_the_corners_of_a_full_frame():
 
 
 def test_fixed_pattern_noise_is_the_same_on_every_slide():
-    cfg = SimConfig.dry_mass(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.02)
-    ref = SimConfig.dry_mass(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0)
+    cfg = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.02)
+    ref = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0)
     a = _rate(cfg, "a") / np.maximum(_rate(ref, "a"), 1e-6)
     b = _rate(cfg, "b") / np.maximum(_rate(ref, "b"), 1e-6)
     assert np.std(a) == pytest.approx(0.02, rel=0.15)
@@ -42,9 +42,9 @@ def test_fixed_pattern_noise_is_the_same_on_every_slide():
 
 def test_led_brightness_and_position_errors_belong_to_the_instrument():
     led = {20: 255}
-    one = SimConfig.dry_mass(instrument_seed=1)
-    other = SimConfig.dry_mass(instrument_seed=2)
-    exact = SimConfig.dry_mass(led_brightness_error=0.0, led_position_error_mm=0.0)
+    one = SimConfig(instrument_seed=1)
+    other = SimConfig(instrument_seed=2)
+    exact = SimConfig(led_brightness_error=0.0, led_position_error_mm=0.0)
     m1 = SimulatedMicroscope(PROFILE, slide="x", seed=0, config=one)
     m1b = SimulatedMicroscope(PROFILE, slide="y", seed=5, config=one)
     m2 = SimulatedMicroscope(PROFILE, slide="x", seed=0, config=other)
@@ -68,12 +68,8 @@ def test_led_brightness_and_position_errors_belong_to_the_instrument():
 
 
 def test_colour_crosstalk_mixes_neighbouring_channels():
-    clean = SimConfig.dry_mass(
-        camera_crosstalk=0.0, vignetting=0.0, dust_spots=0, fixed_pattern_noise=0
-    )
-    mixed = SimConfig.dry_mass(
-        camera_crosstalk=0.1, vignetting=0.0, dust_spots=0, fixed_pattern_noise=0
-    )
+    clean = SimConfig(camera_crosstalk=0.0, vignetting=0.0, dust_spots=0, fixed_pattern_noise=0)
+    mixed = SimConfig(camera_crosstalk=0.1, vignetting=0.0, dust_spots=0, fixed_pattern_noise=0)
     m_c = SimulatedMicroscope(PROFILE, slide="xt", seed=0, config=clean)
     m_m = SimulatedMicroscope(PROFILE, slide="xt", seed=0, config=mixed)
     pls = {20: 255}
@@ -81,3 +77,19 @@ def test_colour_crosstalk_mixes_neighbouring_channels():
     b = m_m._electron_rate("stained", 0.0, 0.0, 0.0, pls, 96, 96)
     expected = 0.9 * a[..., 0] + 0.1 * a[..., 1]
     np.testing.assert_allclose(b[..., 0], expected, rtol=1e-4, atol=1e-3)
+
+
+def test_the_removed_legacy_model_is_one_clear_error(tmp_path):
+    from acquisition.simulator.config import SimulatorError
+    from acquisition.simulator.options import SimConfigError, load_sim_options
+
+    assert SimConfig().model == "dry-mass"
+    with pytest.raises(SimulatorError, match="'legacy' was removed; delete the model key"):
+        SimConfig(model="legacy")
+    path = tmp_path / "old.yaml"
+    path.write_text("model: legacy\nwbc_per_field: 8\n", encoding="utf-8")
+    with pytest.raises(SimConfigError) as err:
+        load_sim_options(path)
+    assert len(str(err.value).splitlines()) == 1 and "was removed" in str(err.value)
+    path.write_text("model: dry-mass\nwbc_per_field: 8\n", encoding="utf-8")
+    assert load_sim_options(path)["config"] == SimConfig(wbc_per_field=8)

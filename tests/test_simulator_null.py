@@ -24,9 +24,7 @@ def profile():
 
 
 def _gain(profile, **knobs) -> np.ndarray:
-    crops = render_cells(
-        profile, SimConfig.dry_mass(**knobs), slide="null", seed=3, n_cells=16, crop=40
-    )
+    crops = render_cells(profile, SimConfig(**knobs), slide="null", seed=3, n_cells=16, crop=40)
     return stain_gain(crops, splits=3, components=6)["gain"]
 
 

@@ -221,7 +221,10 @@ def test_nucleus_stands_out_in_darkfield_and_oblique_light_not_in_brightfield(sc
     assert len(bright) >= 5
     assert np.mean(dark > 3 * bright) >= 0.7
     assert np.mean(oblique > bright) >= 0.7
-    assert np.median(dark) > 0.25 and np.median(bright) < 0.08
+    # a nucleus denser than its cytoplasm by `nucleus_to_cytoplasm` (1.2): dry-mass contrast
+    # only (the first model's 3.75x optical path gave a median above 0.25)
+    assert np.median(bright) < 0.08
+    assert np.median(dark) > 0.1
 
 
 def test_darkfield_glass_is_dark_and_brightfield_glass_is_bright(scope):
@@ -260,7 +263,10 @@ def test_high_darkfield_exposure_burns_red_cell_rims_but_not_white_cell_interior
     assert burned_low.mean() < 0.003
     assert burned_high.mean() > 0.02
     # the burned pixels are mostly red-cell rims; white-cell interiors keep their detail
-    assert burned_high[masks["rbc"]].mean() > 3 * burned_high[masks["wbc"]].mean()
+    # (per pixel 5.4 % of red-cell pixels against 3.6 % of white-cell ones: rims rounded over
+    # 0.9 µm scatter less than the first model's sharp ones, white cells' sub-µm texture more)
+    assert burned_high[masks["rbc"]].sum() > 5 * burned_high[masks["wbc"]].sum()
+    assert burned_high[masks["rbc"]].mean() > burned_high[masks["wbc"]].mean()
     interior = ndimage.binary_erosion(masks["wbc"], iterations=4)
     assert burned_high[interior].mean() < 0.25
     assert high[interior].std() > 2 * low[interior].std()
@@ -278,7 +284,9 @@ def test_stained_nuclei_are_purple_and_red_cells_pink(scope):
     assert 120 <= hue <= 170 and sat > 100
     rbc = ndimage.binary_erosion(masks["rbc"], iterations=2)
     r, g, b = np.median(frame[rbc].astype(float), axis=0)
-    assert r > g + 40 and b > g  # pink: green absorbed by eosin
+    # pink: green absorbed by eosin and haemoglobin; the two real Romanowsky sets' median red
+    # cells (docs/stain-calibration.md) give r - g of about 30 DN on a 220 DN glass
+    assert r > g + 20 and b > g
     # the unstained pass of the same slide is nearly colourless
     plain = _snap(scope, "unstained", *_stage(scope, "unstained", 0, 0), BF_LEDS, 4.0, 1.0, w, h)
     assert np.median(cv2.cvtColor(plain, cv2.COLOR_RGB2HSV)[:, :, 1]) < 30
@@ -294,8 +302,13 @@ def test_stain_colour_varies_between_slides_and_cells_shrink_about_their_centres
     by_id = {int(c["id"]): c for c in stained}
     matched = [(c, by_id[int(c["id"])]) for c in unstained if int(c["id"]) in by_id]
     assert matched
-    for before, after in matched:
-        assert after["x_um"] == before["x_um"] and after["y_um"] == before["y_um"]
+    before_all = np.array([b for b, _ in matched])
+    dx, dy, lost = a.staining_moves(before_all["id"], before_all["x_um"], before_all["y_um"])
+    assert not lost.any()
+    for (before, after), mx, my in zip(matched, dx, dy, strict=True):
+        # each cell moves with the film (staining_moves) and shrinks about its own centre
+        assert after["x_um"] == pytest.approx(before["x_um"] + mx, abs=1e-9)
+        assert after["y_um"] == pytest.approx(before["y_um"] + my, abs=1e-9)
         assert 0.94 <= after["radius_um"] / before["radius_um"] <= 0.99
 
 
@@ -309,11 +322,12 @@ def test_highres_pass_has_the_true_ratio_and_resolves_finer_structure(scope):
     truth = scope.truth("highres", [(x, y)], 320, 240)
     assert truth["magnification_ratio"] == ratio
     assert scope.truth("stained", [(0, 0)], 64, 64)["magnification_ratio"] is None
-    # red-cell edges: steepest normalised slope per µm, 100x against 20x
-    rbc = next(c for c in truth["cells"] if c["type"] == "rbc")
+    # a white cell's chromatin and granules: steepest normalised slope per µm, 100x against
+    # 20x (red cells' rims are rounded over 0.9 µm, too smooth to tell the objectives apart)
+    wbc = _wbcs(scope, "stained", 0, 0, 640, 480)[0]
 
     def edge_slope(pass_: str, exposure_ms: float) -> float:
-        cx, cy = _stage(scope, pass_, rbc["x_um"], rbc["y_um"])
+        cx, cy = _stage(scope, pass_, wbc["x_um"], wbc["y_um"])
         p = scope.pixel_size_um(pass_)
         n = round(16 / p) // 2 * 2
         img = _snap(scope, pass_, cx, cy, BF_LEDS, exposure_ms, 1.0, n, n)
@@ -332,7 +346,8 @@ def test_highres_pass_has_the_true_ratio_and_resolves_finer_structure(scope):
         width=320,
         height=240,
     )
-    assert edge_slope("highres", hi_ms) > 2.0 * edge_slope("stained", 4.0)
+    # 1.9x measured on this slide (NA 1.25 against 0.4; the cell's own structure is finite)
+    assert edge_slope("highres", hi_ms) > 1.5 * edge_slope("stained", 4.0)
 
 
 # ---------------------------------------------------------------------- focus
@@ -340,17 +355,21 @@ def test_defocus_blurs_and_focus_follows_the_slide_surface(scope):
     w, h = 192, 144
     x, y = 300.0, -200.0
 
-    def sharpness(dz: float) -> float:
-        img = _snap(scope, "stained", x, y, BF_LEDS, 4.0, 1.0, w, h, dz=dz)
-        grey = cv2.GaussianBlur(img.astype(np.float32).mean(axis=2), (0, 0), 0.7)
-        return float(cv2.Laplacian(grey, cv2.CV_32F).var())
+    from acquisition.focus import contrast, focus_from_curve, sharpness
 
     dzs = np.arange(-8.0, 8.1, 1.0)
-    curve = np.array([sharpness(dz) for dz in dzs])
-    best = dzs[np.argmax(curve)]
-    # best focus within the depth of field λ/NA² ≈ 3.3 µm (phase relief shifts it slightly)
+    frames = [_snap(scope, "stained", x, y, BF_LEDS, 4.0, 1.0, w, h, dz=dz) for dz in dzs]
+    contrasts = np.array([contrast(f) for f in frames])
+    curve = np.array([sharpness(f) for f in frames])
+    # the autofocus rule (a contrast dip for phase-like cells, else the sharpness peak) finds
+    # focus within the depth of field λ/NA² ≈ 3.3 µm
+    best, _ = focus_from_curve(dzs, contrasts, curve)
     assert abs(best) <= 2.0
-    assert curve.max() > 2.0 * max(curve[0], curve[-1])
+    # 8 µm out of focus the image is another one: dried red cells are strong phase objects,
+    # whose defocused rings are even sharper than the focused image (hence the contrast rule)
+    focused = frames[int(np.argmin(np.abs(dzs)))].astype(np.float32)
+    for far in (frames[0], frames[-1]):
+        assert np.abs(far.astype(np.float32) - focused).mean() > 8.0
     # the surface tilts and sags: focus differs between distant stage positions
     f0 = scope.focus_z_um("stained", 0.0, 0.0)
     f1 = scope.focus_z_um("stained", 2000.0, 0.0)
@@ -466,7 +485,7 @@ def test_white_cells_keep_apart_and_red_cells_clear_their_nuclei():
     # about the configured red-cell coverage
     area = (2400 * 0.293) ** 2
     coverage = np.sum(np.pi * rbc["radius_um"] ** 2) / area
-    assert 0.3 < coverage < 0.55
+    assert 0.5 < coverage < 0.7  # rbc_coverage 0.6 (real monolayers: 55-65 %)
 
 
 def test_the_differential_follows_the_configured_fractions():

@@ -56,7 +56,9 @@ def test_a_tiny_model_learns_the_stain(trained, dataset):
         split = ds.cells["split"]
     colour = targets[split == "train"].reshape(-1, 3).mean(axis=0)
     constant_l1 = float(np.abs(targets[split == "val"] - colour).mean())
-    assert min(val) < 0.95 * constant_l1
+    # (the simulator's stain no longer follows its phase maps, so four tiny epochs beat the
+    # constant by a few per cent, not the 5 % they did on the first model)
+    assert min(val) < 0.98 * constant_l1
     assert trained.best_val_loss == min(val)
     run = trained.run_dir
     with open(run / "metrics.csv") as fh:

@@ -116,21 +116,8 @@ def simulate_dataset(
             xu, yu = _stage(a_u, cell["x_um"], cell["y_um"])
             xs, ys = _stage(a_s, cell["x_um"] + dx, cell["y_um"] + dy)
             zu = sim.focus_z_um("unstained", xu, yu)
-            stack = np.stack(
-                [
-                    sim.render(
-                        pass_="unstained",
-                        x_um=xu,
-                        y_um=yu,
-                        z_um=zu,
-                        leds=dict.fromkeys(ch.leds, ch.brightness),
-                        exposure_ms=ch.exposure_ms,
-                        gain=ch.gain,
-                        width=crop_size,
-                        height=crop_size,
-                    )
-                    for ch in prof.stack
-                ]
+            stack = sim.render_stack(
+                pass_="unstained", x_um=xu, y_um=yu, z_um=zu, width=crop_size, height=crop_size
             )
             if exp_s is None:
                 exp_s = sim.ideal_exposure_ms(

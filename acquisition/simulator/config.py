@@ -94,13 +94,9 @@ class SimConfig:
     Attributes
     ----------
     model
-        ``"legacy"`` (the default): the previous model, whose nucleus carries 3.75x the
-        cytoplasm's optical path and whose stain follows the phase maps. ``"dry-mass"``: the
-        model of docs/simulator.md (optical path from dry mass, stains decoupled from the
-        phase, calibrated to real Romanowsky smears). Start from :meth:`dry_mass` to get that
-        model with its recommended slide, pass and instrument settings. The material knobs
-        below (``rbc_hb_pg`` … ``stain_uptake_variation``, ``smudge_per_field``) act on the
-        dry-mass model only; the pass and instrument knobs act on both.
+        ``"dry-mass"``, the only model: optical path from dry mass, stains decoupled from the
+        phase and calibrated to real Romanowsky smears (docs/simulator.md). The earlier
+        ``"legacy"`` model is gone; a configuration naming it gets one clear error.
     wbc_per_field
         Mean number of white blood cells per scan field (a density knob).
     wbc_type_fractions
@@ -114,6 +110,11 @@ class SimConfig:
         Mean haemoglobin per red cell, pg (MCH, normal 27-33 pg); each cell varies by +-10 %.
         Its optical path is ``kappa_um3_per_pg`` times the dry mass per area and its
         absorption the haemoglobin spectrum's.
+    crenated_fraction
+        Fraction of red cells crenated by slow drying (echinocytes, in every pass): 10-20
+        spicules, the outline's radius varying by ±12 %. Off by default: at 0.05 their sharp
+        edges turn into false white cells in the harshest stain variation
+        (docs/simulator.md).
     kappa_um3_per_pg
         Optical path per dry mass per area, µm³/pg, of the dried smear in air:
         ``(n_dry - 1) / rho_dry`` with n_dry ≈ 1.55 and rho_dry ≈ 1.35 g/mL ≈ 0.41 (cells in
@@ -154,6 +155,11 @@ class SimConfig:
     plasma_film_opd_nm
         RMS optical-path texture (nm) of the dried plasma film on the glass between cells:
         the faint haze that darkfield images show and long exposures burn.
+    film_pass_correlation
+        Correlation of the plasma film's texture between the unstained pass and the stained
+        ones (fixing and staining redissolve and redeposit part of it): 1 keeps the film, 0
+        lays a new one. 1 by default: at 0.5 the new film alone gave two false white cells in
+        three white-cell-free test fields (docs/simulator.md).
     max_translation_um, max_rotation_deg
         The stained pass re-places the slide by uniform translations within +-this (each axis)
         and rotations within +-this about the slide origin, relative to the unstained pass. The
@@ -225,25 +231,27 @@ class SimConfig:
         Planted faults (all off by default).
     """
 
-    model: str = "legacy"
+    model: str = "dry-mass"
     wbc_per_field: float = 5.0
     wbc_type_fractions: tuple[tuple[str, float], ...] = HEALTHY_DIFFERENTIAL
     wbc_min_gap_um: float = 12.0
-    rbc_coverage: float = 0.45
+    rbc_coverage: float = 0.6
     rbc_hb_pg: float = 30.0
+    crenated_fraction: float = 0.0
     kappa_um3_per_pg: float = 0.41
     nucleus_to_cytoplasm: float = 1.2
     stain_phase_coupling: float = 0.5
     texture_scale: float = 1.0
     stain_uptake_variation: float = 0.25
-    smudge_per_field: float = 0.0
-    precipitate_per_field: float = 0.0
-    background_stain: float = 0.0
-    cell_displacement_um: float = 0.0
-    cell_loss_fraction: float = 0.0
+    smudge_per_field: float = 0.3
+    precipitate_per_field: float = 0.3
+    background_stain: float = 0.03
+    cell_displacement_um: float = 0.3
+    cell_loss_fraction: float = 0.02
     platelets_per_field: float = 100.0
     dirt_per_field: float = 0.3
     plasma_film_opd_nm: float = 4.0
+    film_pass_correlation: float = 1.0
     max_translation_um: float = 50.0
     max_rotation_deg: float = 0.3
     highres_translation_um: float = 3.0
@@ -262,12 +270,12 @@ class SimConfig:
     read_noise_e: float = 6.0
     black_level_dn: float = 2.0
     led_flux_e_per_ms_um2: float = 1_950.0
-    led_brightness_error: float = 0.0
-    led_position_error_mm: float = 0.0
-    vignetting: float = 0.0
-    camera_crosstalk: float = 0.0
-    fixed_pattern_noise: float = 0.0
-    dust_spots: int = 0
+    led_brightness_error: float = 0.15
+    led_position_error_mm: float = 0.3
+    vignetting: float = 0.1
+    camera_crosstalk: float = 0.06
+    fixed_pattern_noise: float = 0.01
+    dust_spots: int = 4
     instrument_seed: int = 0
     render_margin_um: float = 9.0
     render_cache_mb: float = 400.0
@@ -276,16 +284,17 @@ class SimConfig:
 
     @classmethod
     def dry_mass(cls, **overrides) -> SimConfig:
-        """The dry-mass model with its recommended settings (docs/simulator.md), overridden."""
-        base = dict(DRY_MASS_DEFAULTS)
-        base.update(overrides)
-        return cls(**base)
+        """The default configuration, overridden (kept for callers written before it was)."""
+        return cls(**overrides)
 
     def __post_init__(self) -> None:
-        if self.model not in ("legacy", "dry-mass"):
+        if self.model == "legacy":
             raise SimulatorError(
-                f"SimConfig.model must be 'legacy' or 'dry-mass'; got {self.model!r}."
+                "SimConfig.model 'legacy' was removed; delete the model key or set it to "
+                "'dry-mass' (docs/simulator.md)."
             )
+        if self.model != "dry-mass":
+            raise SimulatorError(f"SimConfig.model must be 'dry-mass'; got {self.model!r}.")
         _check_range("SimConfig.wbc_per_field", self.wbc_per_field, 0.0, 60.0)
         names = [name for name, _ in self.wbc_type_fractions]
         unknown = sorted(set(names) - set(WBC_TYPES))
@@ -303,6 +312,7 @@ class SimConfig:
         _check_range("SimConfig.wbc_min_gap_um", self.wbc_min_gap_um, 0.0, 100.0)
         _check_range("SimConfig.rbc_coverage", self.rbc_coverage, 0.0, 0.7)
         _check_range("SimConfig.rbc_hb_pg", self.rbc_hb_pg, 1.0, 60.0)
+        _check_range("SimConfig.crenated_fraction", self.crenated_fraction, 0.0, 1.0)
         _check_range("SimConfig.kappa_um3_per_pg", self.kappa_um3_per_pg, 0.0, 1.0)
         _check_range("SimConfig.nucleus_to_cytoplasm", self.nucleus_to_cytoplasm, 0.3, 3.0)
         _check_range("SimConfig.stain_phase_coupling", self.stain_phase_coupling, 0.0, 1.0)
@@ -316,6 +326,7 @@ class SimConfig:
         _check_range("SimConfig.platelets_per_field", self.platelets_per_field, 0.0, 2000.0)
         _check_range("SimConfig.dirt_per_field", self.dirt_per_field, 0.0, 200.0)
         _check_range("SimConfig.plasma_film_opd_nm", self.plasma_film_opd_nm, 0.0, 100.0)
+        _check_range("SimConfig.film_pass_correlation", self.film_pass_correlation, 0.0, 1.0)
         for name in (
             "max_translation_um",
             "max_rotation_deg",
@@ -374,22 +385,3 @@ class SimConfig:
         for name, f in self.wbc_type_fractions:
             probs[name] += f / total
         return probs
-
-
-#: The dry-mass model's recommended settings (``SimConfig.dry_mass()``; in a ``--sim-config``
-#: file, ``model: dry-mass`` starts from these).
-DRY_MASS_DEFAULTS: dict = {
-    "model": "dry-mass",
-    "rbc_coverage": 0.6,
-    "smudge_per_field": 0.3,
-    "precipitate_per_field": 0.3,
-    "background_stain": 0.03,
-    "cell_displacement_um": 0.3,
-    "cell_loss_fraction": 0.02,
-    "led_brightness_error": 0.15,
-    "led_position_error_mm": 0.3,
-    "vignetting": 0.1,
-    "camera_crosstalk": 0.06,
-    "fixed_pattern_noise": 0.01,
-    "dust_spots": 4,
-}

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
-from acquisition.simulator import camera_model, legacy_sample, legacy_smear, optics, sample, smear
+from acquisition.simulator import camera_model, optics, sample, smear
 from acquisition.simulator.config import SimConfig, SimulatorError
 from acquisition.simulator.sample import Raster
 from acquisition.simulator.smear import MAX_OBJECT_EXTENT_UM, SmearObjects, seeded_rng
@@ -92,11 +92,7 @@ class SimulatedMicroscope:
         cam = profile.camera
         scan = profile.scan_objective
         field_area = cam.sensor_width_px * cam.sensor_height_px * scan.pixel_size_um**2
-        # the dry-mass model (sample, smear) or the previous one (legacy_*): docs/simulator.md
-        self._legacy = self.config.model == "legacy"
-        self._sample = legacy_sample if self._legacy else sample
-        smear_module = legacy_smear if self._legacy else smear
-        self.smear = smear_module.VirtualSmear(
+        self.smear = smear.VirtualSmear(
             slide=self.slide, seed=self.seed, config=self.config, field_area_um2=field_area
         )
         self._leds = profile.led_array.by_id
@@ -153,16 +149,11 @@ class SimulatedMicroscope:
             )
 
     def _geometry(self, pass_: str):
-        common = dict(
+        return sample.PassGeometry(
             placement=self._placements[pass_],
             stained=pass_ != "unstained",
             phase_factor=self.config.highres_phase_factor if pass_ == "highres" else 1.0,
             stain_scale=self._stain_scale,
-        )
-        if self._legacy:
-            return legacy_sample.PassGeometry(**common)
-        return sample.PassGeometry(
-            **common,
             kappa=self.config.kappa_um3_per_pg,
             nucleus_to_cytoplasm=self.config.nucleus_to_cytoplasm,
             coupling=self.config.stain_phase_coupling,
@@ -203,8 +194,6 @@ class SimulatedMicroscope:
         the stained and highres passes is the unstained one plus ``(dx, dy)``; ``truth``
         already lists each pass's own positions."""
         ids = np.asarray(ids, dtype=np.int64)
-        if self._legacy:  # the previous model moves no cell on its own
-            return np.zeros(ids.shape), np.zeros(ids.shape), np.zeros(ids.shape, bool)
         return self.smear.pass_offsets(ids, x_um, y_um)
 
     def focus_z_um(self, pass_: str, x_um: float, y_um: float) -> float:
@@ -308,6 +297,46 @@ class SimulatedMicroscope:
         )
         return camera_model.to_camera_orientation(frame, self.profile.camera)
 
+    def render_stack(
+        self,
+        *,
+        pass_: str,
+        x_um: float,
+        y_um: float,
+        width: int,
+        height: int,
+        channels: Sequence | None = None,
+        exposures_ms: Mapping[str, float] | None = None,
+        brightness: int | None = None,
+        gain: float | None = None,
+        z_um: float | None = None,
+    ) -> np.ndarray:
+        """The ``(C, height, width, 3)`` uint8 frames of a channel stack at one stage position.
+
+        ``channels`` are profile stack channels (default: the whole ``profile.stack``), each
+        rendered with its own LEDs, brightness, exposure and gain unless ``brightness``,
+        ``gain`` (for every channel) or ``exposures_ms`` (by channel name) say otherwise.
+        ``z_um`` defaults to the best focus of ``pass_`` at ``(x_um, y_um)``.
+        """
+        chans = list(self.profile.stack if channels is None else channels)
+        z = self.focus_z_um(pass_, x_um, y_um) if z_um is None else float(z_um)
+        return np.stack(
+            [
+                self.render(
+                    pass_=pass_,
+                    x_um=x_um,
+                    y_um=y_um,
+                    z_um=z,
+                    leds=dict.fromkeys(ch.leds, brightness or ch.brightness),
+                    exposure_ms=(ch.exposure_ms if exposures_ms is None else exposures_ms[ch.name]),
+                    gain=ch.gain if gain is None else gain,
+                    width=width,
+                    height=height,
+                )
+                for ch in chans
+            ]
+        )
+
     def ideal_exposure_ms(
         self,
         *,
@@ -320,10 +349,13 @@ class SimulatedMicroscope:
         percentile: float,
         width: int,
         height: int,
+        z_um: float | None = None,
     ) -> float:
         """Exposure (ms) putting ``percentile`` of the noiseless max-over-RGB DN at ``level``.
 
-        The field is in focus. ``level`` is in 0..255 units and is reached by the noiseless,
+        The field is in focus, or at stage Z ``z_um`` when given (a red cell focuses a
+        single LED's light, so its highlights change by about 10 % per 0.5 µm of defocus).
+        ``level`` is in 0..255 units and is reached by the noiseless,
         unsaturated signal (plus black level): e.g. ``percentile=99.9, level=235`` for a
         brightfield channel, ``percentile=100 - p, level=255`` for ``p`` % burned pixels.
         """
@@ -341,7 +373,8 @@ class SimulatedMicroscope:
             raise SimulatorError("no LED is lit, so no exposure reaches any level.")
         wc, hc = camera_model.stage_aligned_size(width, height, self.profile.camera)
         with self._lock:
-            rate = self._electron_rate(pass_, x_um, y_um, 0.0, lit, wc, hc)
+            dz = 0.0 if z_um is None else float(z_um) - self.focus_z_um(pass_, x_um, y_um)
+            rate = self._electron_rate(pass_, x_um, y_um, dz, lit, wc, hc)
         dn_per_ms = rate.max(axis=2) * np.float32(255.0 / self.config.full_well_e * gain)
         q = float(np.percentile(dn_per_ms, percentile))
         if q <= 0:
@@ -545,20 +578,14 @@ class SimulatedMicroscope:
         ny_s, nx_s = grid.sample_shape
         raster = Raster(x0=grid.x0, y0=grid.y0, step=grid.sample_step_um, nx=nx_s, ny=ny_s)
         geom = self._geometry(pass_)
-        model = self._sample
-        maps = model.column_maps(self._objects_for(pass_, raster), raster, geom)
-        if self._legacy:
-            if cfg.plasma_film_opd_nm > 0:
-                xmin, xmax, ymin, ymax = self._slide_bbox(pass_, raster, pad=raster.step)
-                texture, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax)
-                model.add_film(maps, raster, geom, texture, (ox, oy))
-        elif cfg.plasma_film_opd_nm > 0 or cfg.texture_scale > 0 or geom.stained:
+        maps = sample.column_maps(self._objects_for(pass_, raster), raster, geom)
+        if cfg.plasma_film_opd_nm > 0 or cfg.texture_scale > 0 or geom.stained:
             xmin, xmax, ymin, ymax = self._slide_bbox(pass_, raster, pad=raster.step)
-            texture, cells, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax)
-            model.add_film(maps, raster, geom, texture, (ox, oy), fine=cells)
+            texture, cells, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax, pass_=pass_)
+            sample.add_film(maps, raster, geom, texture, (ox, oy), fine=cells)
         spectra = []
         for lam_nm in cfg.wavelengths_nm:
-            t = model.transmittance(maps, lam_nm, stain_scale=geom.stain_scale)
+            t = sample.transmittance(maps, lam_nm, stain_scale=geom.stain_scale)
             max_freq = (self._max_sin + obj.na) / (lam_nm * 1e-3)
             spectra.append(
                 optics.sample_spectrum(t, grid, max_freq=max_freq, workers=self._workers)
@@ -680,7 +707,7 @@ class SimulatedMicroscope:
             x0=x_um - (wc - 1) / 2 * p, y0=y_um - (hc - 1) / 2 * p, step=p, nx=wc, ny=hc
         )
         with self._lock:
-            masks = self._sample.truth_masks(
+            masks = sample.truth_masks(
                 self._objects_for(pass_, raster), raster, self._geometry(pass_)
             )
         cam = self.profile.camera

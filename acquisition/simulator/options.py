@@ -2,7 +2,7 @@
 
 Example::
 
-    model: dry-mass            # the dry-mass simulator (docs/simulator.md); default: legacy
+    model: dry-mass            # optional: the only model (docs/simulator.md)
     wbc_per_field: 8
     max_translation_um: 30
     faults: {pls_shift_probability: 0.05}
@@ -71,10 +71,5 @@ def load_sim_options(path: str | Path | None) -> dict[str, Any]:
         out["device_faults"] = _build(DeviceFaults, data.pop("devices") or {}, f"{path}: devices")
     if "realtime" in data:
         out["realtime"] = bool(data.pop("realtime"))
-    if data.get("model") == "dry-mass":
-        # the dry-mass model starts from its recommended settings; the file overrides them
-        from acquisition.simulator.config import DRY_MASS_DEFAULTS
-
-        data = {**DRY_MASS_DEFAULTS, **data}
     out["config"] = _build(SimConfig, data, str(path))
     return out

@@ -112,21 +112,16 @@ def render_cells(
                 )
                 exposures[ch.name] = ms * (2.5 if ch.exposure_level == "high" else 1.0)
         stacks.append(
-            np.stack(
-                [
-                    sim.render(
-                        pass_="unstained",
-                        x_um=xu,
-                        y_um=yu,
-                        z_um=zu,
-                        leds=dict.fromkeys(ch.leds, 255),
-                        exposure_ms=exposures[ch.name],
-                        gain=1.0,
-                        width=crop,
-                        height=crop,
-                    )
-                    for ch in profile.stack
-                ]
+            sim.render_stack(
+                pass_="unstained",
+                x_um=xu,
+                y_um=yu,
+                z_um=zu,
+                width=crop,
+                height=crop,
+                exposures_ms=exposures,
+                brightness=255,
+                gain=1.0,
             )
         )
         if exp_s is None:
