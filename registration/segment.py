@@ -522,12 +522,20 @@ def _cells_in_region(
     # a cell = its nucleus fragments, the hull bridging joined fragments, and the paler body
     # around them (never farther than max_cell_radius_um from the nucleus)
     cell = nucleus.astype(np.uint8)
+    boxes = None
     for g in np.unique(mapping[1:]):
         members = np.flatnonzero(mapping == g)
         members = members[members > 0]
         if len(members) > 1:
-            ys, xs = np.nonzero(np.isin(comp, members))
-            hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32))
+            if boxes is None:
+                boxes = ndi.find_objects(comp)
+            # look only inside the members' joint bounding box, not the whole region
+            y0 = min(boxes[m - 1][0].start for m in members)
+            y1 = max(boxes[m - 1][0].stop for m in members)
+            x0 = min(boxes[m - 1][1].start for m in members)
+            x1 = max(boxes[m - 1][1].stop for m in members)
+            ys, xs = np.nonzero(np.isin(comp[y0:y1, x0:x1], members))
+            hull = cv2.convexHull(np.stack([xs + x0, ys + y0], axis=1).astype(np.int32))
             cv2.fillConvexPoly(cell, hull, 1)
     opened_body = cv2.morphologyEx(body.astype(np.uint8), cv2.MORPH_OPEN, _disk(0.4 / px))
     reach = (
