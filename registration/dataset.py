@@ -240,10 +240,18 @@ class DatasetWriter:
         return self.path
 
     def abort(self) -> None:
-        if not self._closed:
-            self._f.close()
-            self._closed = True
-        self.tmp.unlink(missing_ok=True)
+        try:
+            if not self._closed:
+                try:
+                    self._f.close()
+                except BaseException as err:
+                    # a close that flushes onto a full disk: quarantine, never touch again
+                    self._failed(err)
+                    if not self._closed:
+                        raise
+                self._closed = True
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> DatasetWriter:
         return self
