@@ -214,6 +214,7 @@ def _copy(
             provenance=provenance,
             software_version=software_version,
             written_by=written_by,
+            **first.layout(),
         )
         with writer:
             start = 0
