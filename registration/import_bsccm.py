@@ -3,7 +3,7 @@
 The Berkeley Single Cell Computational Microscopy dataset (Pinkard et al., Waller lab) holds
 white blood cells imaged under 23 LED-array illuminations (brightfield, darkfield rings, DPC
 halves, single LEDs) and up to 6 fluorescence channels, 128x128 ``uint16`` crops, with 3- and
-10-class cell-type labels. It is read through its own package (``pip install 'scope[bsccm]'``),
+10-class cell-type labels. It is read through its own package (``pip install 'scope-pls[bsccm]'``),
 whose reader expects, in the dataset folder:
 
 - ``BSCCM_global_metadata.json`` (``name``, ``led_array.channel_names``,
@@ -53,7 +53,7 @@ def _reader(root: str | Path) -> Any:
         from bsccm import BSCCM
     except ImportError:
         raise DatasetError(
-            "scope dataset import bsccm needs the bsccm package: pip install 'scope[bsccm]'"
+            "scope dataset import bsccm needs the bsccm package: pip install 'scope-pls[bsccm]'"
         ) from None
     folder = Path(root).expanduser()
     if not (folder / "BSCCM_global_metadata.json").is_file():

@@ -71,6 +71,9 @@ def describe_dataset(path: str | Path) -> DatasetDescription:
                 "n_channels": len(ds.channels),
                 "channels": [str(n) for n in ds.channels["name"]],
                 "input_shape": list(ds.inputs.shape),
+                "input_dtype": str(ds.inputs.dtype),
+                "targets": [str(n) for n in ds.target_channels["name"]],
+                "target_dtype": str(ds.targets.dtype),
                 "slides": {str(s): int(n) for s, n in zip(slides, n_per, strict=True)},
                 "splits": {s: int((cells["split"] == s).sum()) for s in SPLITS},
                 "splits_clean": {s: int(((cells["split"] == s) & clean).sum()) for s in SPLITS},
@@ -99,7 +102,12 @@ def render_description(info: dict[str, Any]) -> Any:
         f"{info['n_cells']} ({info['n_clean']} clean, "
         f"{info['n_flagged']} flagged, {info['n_highres']} with 100x)",
     )
-    head.add_row("inputs", " x ".join(str(x) for x in info["input_shape"]) + " uint8")
+    head.add_row(
+        "inputs",
+        " x ".join(str(x) for x in info["input_shape"]) + " " + info.get("input_dtype", "uint8"),
+    )
+    if "targets" in info:
+        head.add_row("targets", ", ".join(info["targets"]) + " " + info["target_dtype"])
     head.add_row(
         "channels",
         f"{info['n_channels']}: "

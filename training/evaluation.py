@@ -283,6 +283,7 @@ def evaluate(
         "dir": out_dir,
         **{m: mean.get(m) for m in METRIC_NAMES},
         "clinical": summary["clinical"],
+        "mae_per_channel": {t: mean[f"mae_{t}"] for t in data.spec.target_names if not rgb},
         "notes": notes,
     }
 

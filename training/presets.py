@@ -45,6 +45,8 @@ class TrainingPreset:
     discriminator: str = "vgg"
     #: ``relativistic`` (the thesis's paired RpGAN) or ``vanilla`` (pix2pix's cross-entropy)
     gan_loss: str = "relativistic"
+    #: U-Net only: batch-normalise the 1x1 bottleneck (pix2pix does not)
+    unet_innermost_norm: bool = True
 
     @property
     def gan(self) -> bool:
@@ -82,6 +84,7 @@ PRESETS: dict[str, TrainingPreset] = {
         generator="unet",
         discriminator="patch",
         gan_loss="vanilla",
+        unet_innermost_norm=False,
     ),
 }
 

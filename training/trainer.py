@@ -342,6 +342,8 @@ class Trainer:
             }
         else:
             gkw = {"crop_size": spec.crop_size, "features": config.features or 64}
+        if config.generator == "unet" and not self.preset.unet_innermost_norm:
+            gkw["innermost_norm"] = False
         if spec.out_channels != 3:  # absent for stains: checkpoints of RGB runs are unchanged
             gkw["out_channels"] = spec.out_channels
         self.model_info = model_info(
