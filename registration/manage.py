@@ -406,6 +406,16 @@ def _resplit(path, out, fractions, seed, by, block_um, software_version) -> Spli
     )
 
 
+def _grey_tiles(image: np.ndarray) -> list[np.ndarray]:
+    """``(h, w, c)`` of any dtype → ``c`` grey ``(h, w, 3) uint8`` tiles, each by its own max."""
+    out = []
+    for ch in np.moveaxis(np.asarray(image, np.float64), -1, 0):
+        top = max(float(ch.max()), 1.0)
+        grey = np.round(ch / top * 255.0).astype(np.uint8)
+        out.append(np.repeat(grey[..., None], 3, axis=-1))
+    return out
+
+
 def preview_grid(
     path: str | Path,
     out: str | Path,
@@ -435,14 +445,18 @@ def preview_grid(
         c = ds.crop_size
         scale = max(1, 96 // c)
         tiles = []
+        rgb = ds.rgb_stain_target and ds.input_components == 3
         for k in pick:
-            row = [
-                ds.inputs[k, bf],
-                ds.targets[k],
-                ds.targets_highres[k]
-                if cells["has_highres"][k]
-                else np.full((c, c, 3), 40, np.uint8),
-            ]
+            if rgb:
+                row = [
+                    ds.inputs[k, bf],
+                    ds.targets[k],
+                    ds.targets_highres[k]
+                    if cells["has_highres"][k]
+                    else np.full((c, c, 3), 40, np.uint8),
+                ]
+            else:  # mono inputs or k target channels: one grey tile per channel
+                row = _grey_tiles(ds.inputs[k, bf]) + _grey_tiles(ds.targets[k])
             tile = np.concatenate(
                 [np.pad(r, ((1, 1), (1, 1), (0, 0)), constant_values=255) for r in row], axis=1
             )
