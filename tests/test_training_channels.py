@@ -161,6 +161,12 @@ def test_pix2pix_trains_and_evaluates_on_bsccm(bsccm_dataset, tmp_path):
     assert set(doc["mean"]) >= {f"mae_{t}" for t in FLUOR}
     assert doc["clinical"] is None and "not a stained RGB image" in doc["notes"][0]
     assert (summary["dir"] / "best_8.png").is_file()
+    # whole-scan staining is for RGB stain models: a one-line refusal, not wrong colours
+    from training.errors import CheckpointError
+    from training.infer import load_generator
+
+    with pytest.raises(CheckpointError, match="RGB stain models only"):
+        load_generator(run, device="cpu")
 
 
 def test_simulated_fluorescence_target_trains_and_evaluates(tmp_path):
