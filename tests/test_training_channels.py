@@ -97,6 +97,11 @@ def test_bsccm_import_keeps_channels_dtype_and_labels(bsccm_dataset):
         assert not ds.rgb_stain_target
         assert list(ds.channels["kind"]) == ["brightfield", "darkfield", "pls", "pls"]
         assert math.isclose(float(ds.channels["theta_deg"][1]), 30.0, abs_tol=1e-6)
+        # stack presets work on the LED metadata: le36 keeps the 30° darkfield ring only
+        from hardware_profiles.presets import select_channels
+
+        assert select_channels(ds.channels, "le36") == [0, 1]
+        assert select_channels(ds.channels, "full") == [0, 1, 2, 3]
         assert list(ds.target_channels["wavelength_nm"]) == [436.0, 690.0]
         # the reader's values, unchanged (cell 3: the raw zarr array)
         root = bsccm_dataset.parent / "BSCCM-tiny"
