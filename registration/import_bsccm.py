@@ -145,6 +145,18 @@ def _as_stored(image: Any) -> np.ndarray:
     return np.clip(np.round(a.astype(np.float64)), 0, 65535).astype(np.uint16)
 
 
+def _cell(reader: Any, index: int, contrast: str, positions: Sequence[int]) -> np.ndarray:
+    """Channels ``positions`` of one cell's ``(n, h, w)`` array, read once.
+
+    ``reader.read_image(i, name)`` reads the cell's whole array for every channel asked; this
+    reads it once from the same place (``{data_path}/{contrast}/cell_{i}`` in the reader's
+    zarr store): once per cell instead of once per channel.
+    """
+    path = str(reader.index_dataframe.loc[index]["data_path"])
+    arr = np.asarray(reader.zarr_dataset[f"{path}/{contrast}/cell_{index}"][:])
+    return _as_stored(arr[list(positions)])
+
+
 def import_bsccm(
     root: str | Path,
     out: str | Path,
@@ -203,6 +215,8 @@ def import_bsccm(
     for s, a, b in zip(SPLITS, [0, *bounds[:-1]], bounds, strict=True):
         split[order[a:b]] = s
     frame = reader.index_dataframe
+    led_pos = [led_names.index(n) for n in chosen]
+    fl_pos = [fl_names.index(n) for n in fl]
     c = (h - 1) / 2
     provenance = {
         "source": "bsccm",
@@ -229,14 +243,9 @@ def import_bsccm(
     ) as writer:
         for a in range(0, len(indices), _CHUNK):
             part = indices[a : a + _CHUNK]
-            xs = np.stack(
-                [[_as_stored(reader.read_image(int(g), ch)) for ch in chosen] for g in part]
-            )[..., None]
+            xs = np.stack([_cell(reader, int(g), "led_array", led_pos) for g in part])[..., None]
             ys = np.stack(
-                [
-                    np.stack([_as_stored(reader.read_image(int(g), ch)) for ch in fl], -1)
-                    for g in part
-                ]
+                [np.moveaxis(_cell(reader, int(g), "fluor", fl_pos), 0, -1) for g in part]
             )
             rows = []
             for k, g in enumerate(part):
