@@ -71,6 +71,9 @@ def describe_dataset(path: str | Path) -> DatasetDescription:
                 "n_channels": len(ds.channels),
                 "channels": [str(n) for n in ds.channels["name"]],
                 "input_shape": list(ds.inputs.shape),
+                "input_dtype": str(ds.inputs.dtype),
+                "targets": [str(n) for n in ds.target_channels["name"]],
+                "target_dtype": str(ds.targets.dtype),
                 "slides": {str(s): int(n) for s, n in zip(slides, n_per, strict=True)},
                 "splits": {s: int((cells["split"] == s).sum()) for s in SPLITS},
                 "splits_clean": {s: int(((cells["split"] == s) & clean).sum()) for s in SPLITS},
@@ -99,7 +102,12 @@ def render_description(info: dict[str, Any]) -> Any:
         f"{info['n_cells']} ({info['n_clean']} clean, "
         f"{info['n_flagged']} flagged, {info['n_highres']} with 100x)",
     )
-    head.add_row("inputs", " x ".join(str(x) for x in info["input_shape"]) + " uint8")
+    head.add_row(
+        "inputs",
+        " x ".join(str(x) for x in info["input_shape"]) + " " + info.get("input_dtype", "uint8"),
+    )
+    if "targets" in info:
+        head.add_row("targets", ", ".join(info["targets"]) + " " + info["target_dtype"])
     head.add_row(
         "channels",
         f"{info['n_channels']}: "
@@ -214,6 +222,7 @@ def _copy(
             provenance=provenance,
             software_version=software_version,
             written_by=written_by,
+            **first.layout(),
         )
         with writer:
             start = 0
@@ -397,6 +406,16 @@ def _resplit(path, out, fractions, seed, by, block_um, software_version) -> Spli
     )
 
 
+def _grey_tiles(image: np.ndarray) -> list[np.ndarray]:
+    """``(h, w, c)`` of any dtype → ``c`` grey ``(h, w, 3) uint8`` tiles, each by its own max."""
+    out = []
+    for ch in np.moveaxis(np.asarray(image, np.float64), -1, 0):
+        top = max(float(ch.max()), 1.0)
+        grey = np.round(ch / top * 255.0).astype(np.uint8)
+        out.append(np.repeat(grey[..., None], 3, axis=-1))
+    return out
+
+
 def preview_grid(
     path: str | Path,
     out: str | Path,
@@ -426,14 +445,18 @@ def preview_grid(
         c = ds.crop_size
         scale = max(1, 96 // c)
         tiles = []
+        rgb = ds.rgb_stain_target and ds.input_components == 3
         for k in pick:
-            row = [
-                ds.inputs[k, bf],
-                ds.targets[k],
-                ds.targets_highres[k]
-                if cells["has_highres"][k]
-                else np.full((c, c, 3), 40, np.uint8),
-            ]
+            if rgb:
+                row = [
+                    ds.inputs[k, bf],
+                    ds.targets[k],
+                    ds.targets_highres[k]
+                    if cells["has_highres"][k]
+                    else np.full((c, c, 3), 40, np.uint8),
+                ]
+            else:  # mono inputs or k target channels: one grey tile per channel
+                row = _grey_tiles(ds.inputs[k, bf]) + _grey_tiles(ds.targets[k])
             tile = np.concatenate(
                 [np.pad(r, ((1, 1), (1, 1), (0, 0)), constant_values=255) for r in row], axis=1
             )

@@ -115,7 +115,7 @@ def clinical_rows(summaries: dict[str, dict[str, Any]]) -> tuple[list[str], list
     """Header and rows of a side-by-side table (model → evaluation ``summary.json``): every
     measure overall, nucleus IoU and lobe agreement per cell type, and the differential."""
     names = list(summaries)
-    clin = {n: s.get("clinical", {}) for n, s in summaries.items()}
+    clin = {n: s.get("clinical") or {} for n, s in summaries.items()}
     rows: list[list[str]] = []
     for label, key, pct in CLINICAL_ROWS:
         rows.append([label, *(_pm(clin[n].get("all", {}).get(key), pct) for n in names)])

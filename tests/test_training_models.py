@@ -115,7 +115,7 @@ def test_vgg_critic_flattens_4096_values_and_is_spectrally_normalised():
 
 
 def test_presets_resolve_to_the_thesis_settings():
-    assert list(PRESETS) == ["maeNET", "maePNET", "maePFNET", "maePF-RpGAN-SN"]
+    assert list(PRESETS) == ["maeNET", "maePNET", "maePFNET", "maePF-RpGAN-SN", "pix2pix"]
     expected = {
         "maeNET": (0.0, 0.0, 0.0),
         "maePNET": (0.0125, 0.0, 0.0),
@@ -132,6 +132,34 @@ def test_presets_resolve_to_the_thesis_settings():
         )
         assert (p.lr_g, p.lr_d, p.betas, p.batch_size) == (2e-4, 4e-4, (0.5, 0.9), 20)
         assert p.needs_init == (name == "maePF-RpGAN-SN")
+        assert (p.generator, p.discriminator, p.gan_loss) == ("rrdb", "vgg", "relativistic")
+
+
+def test_pix2pix_preset_has_the_published_defaults():
+    p = get_preset("pix2pix")
+    assert (p.weights.l1, p.weights.perceptual, p.weights.fourier, p.weights.gan) == (
+        100.0,
+        0.0,
+        0.0,
+        1.0,
+    )
+    assert (p.lr_g, p.lr_d, p.betas, p.batch_size) == (2e-4, 2e-4, (0.5, 0.999), 1)
+    assert (p.generator, p.discriminator, p.gan_loss) == ("unet", "patch", "vanilla")
+    assert not p.needs_vgg and not p.needs_init
+    # batch size 1 trains: the 1x1 bottleneck is not batch-normalised
+    gen = UNetGenerator(6, crop_size=32, features=4, out_channels=2, innermost_norm=False).train()
+    assert gen(torch.rand(1, 6, 32, 32)).shape == (1, 2, 32, 32)
+
+
+def test_vanilla_gan_losses_are_pix2pix_cross_entropy():
+    from training.losses import vanilla_discriminator_loss, vanilla_generator_loss
+
+    real, fake = torch.tensor([[2.0]]), torch.tensor([[-1.0]])
+    sig = torch.sigmoid
+    d = -(torch.log(sig(real)) + torch.log(1 - sig(fake))).mean() / 2
+    g = -torch.log(sig(fake)).mean()
+    assert torch.allclose(vanilla_discriminator_loss(real, fake), d)
+    assert torch.allclose(vanilla_generator_loss(real, fake), g)
 
 
 def test_rpgan_step_updates_generator_then_critic_as_the_formulas_say():

@@ -143,6 +143,11 @@ def stack_symmetries(
     led_sets: list[np.ndarray] = []
     for row in rows:
         ids = [int(v) for v in str(row["leds"]).split(",") if v.strip()]
+        if not ids:
+            raise TrainingError(
+                f"channel {str(row['name'])!r} records no LEDs (imported data), so augmentation "
+                "cannot check the LED symmetry; train without --augment"
+            )
         unknown = [i for i in ids if i not in dirs]
         if unknown:
             raise TrainingError(

@@ -128,8 +128,12 @@ def write_bioimageio(
 
     if not author.strip() or not cite.strip():
         raise TrainingError("a bioimage.io package needs --author NAME and --cite URL or DOI")
-    ckpt = load_checkpoint(resolve_checkpoint(run, checkpoint))
+    from training.checkpoint import require_rgb_stain_model
+
+    ckpt_path = resolve_checkpoint(run, checkpoint)
+    ckpt = load_checkpoint(ckpt_path)
     info = ckpt["model"]
+    require_rgb_stain_model(info, source=str(ckpt_path), what="the bioimage.io package")
     gen = generator_from_checkpoint(ckpt).float().eval()
     name = name or f"scope {Path(run).name} {info.get('stack')}"
     out = Path(out)

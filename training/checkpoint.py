@@ -123,6 +123,27 @@ def generator_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     return model.eval()
 
 
+def require_rgb_stain_model(info: dict[str, Any], *, source: str, what: str) -> None:
+    """One-line error unless the model maps RGB ``uint8`` stacks to a stained RGB image.
+
+    Models trained on ``k``-channel or ``uint16`` data (fluorescence targets, mono inputs)
+    carry their channel layout and scales in ``info``; whole-scan staining and the
+    bioimage.io package are written for RGB stains only.
+    """
+    if not info.get("rgb_target", True) or int(info.get("input_components", 3)) != 3:
+        targets = ", ".join(info.get("target_names", [])) or "non-RGB targets"
+        raise CheckpointError(
+            f"{source} predicts {targets} from {info.get('input_components')}-component "
+            f"images, not an RGB stain from RGB images; {what} supports RGB stain models only "
+            "(use scope evaluate for this model)"
+        )
+    scales = [*(info.get("input_scale") or []), *(info.get("target_scale") or [])]
+    if any(float(v) != 255.0 for v in scales):
+        raise CheckpointError(
+            f"{source} was trained on 16-bit data; {what} supports 8-bit RGB models only"
+        )
+
+
 def check_same_model(
     info: dict[str, Any], expected: dict[str, Any], *, source: str, what: str
 ) -> None:

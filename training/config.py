@@ -39,7 +39,7 @@ class TrainConfig(BaseModel):
         Run folder (``runs/NAME``): config, checkpoints, metrics, samples, report.
     preset
         Loss preset (:data:`training.presets.PRESETS`): ``maeNET``, ``maePNET``, ``maePFNET``,
-        ``maePF-RpGAN-SN``.
+        ``maePF-RpGAN-SN``, ``pix2pix``.
     stack
         Stack preset selecting the dataset's channels (``hardware_profiles.select_channels``).
     target
@@ -47,10 +47,12 @@ class TrainConfig(BaseModel):
     include_flagged
         Keep cells with QC flags (excluded by default).
     generator, blocks, features, growth
-        Generator architecture; ``features=None`` makes the RRDB's width its input channels
+        Generator architecture (``None``: the preset's, ``rrdb`` for the thesis presets and
+        ``unet`` for ``pix2pix``); ``features=None`` makes the RRDB's width its input channels
         (the thesis). For the U-Net, ``features`` is its first encoder width (default 64).
     discriminator
-        Critic of the GAN preset: ``vgg`` (thesis) or ``patch`` (conditional PatchGAN).
+        Critic of a GAN preset: ``vgg`` (thesis) or ``patch`` (conditional PatchGAN); ``None``
+        is the preset's.
     epochs, patience
         Maximum epochs; stop after ``patience`` epochs without a better validation loss
         (``None``: never stop early).
@@ -92,11 +94,11 @@ class TrainConfig(BaseModel):
     stack: str = "full-nohe"
     target: Literal["20x", "highres"] = "20x"
     include_flagged: bool = False
-    generator: Literal["rrdb", "unet"] = "rrdb"
+    generator: Literal["rrdb", "unet"] | None = None
     blocks: int = Field(4, ge=1, le=64)
     features: int | None = Field(None, ge=1)
     growth: int = Field(32, ge=1)
-    discriminator: Literal["vgg", "patch"] = "vgg"
+    discriminator: Literal["vgg", "patch"] | None = None
     epochs: int = Field(200, ge=1)
     patience: int | None = Field(10, ge=1)
     batch_size: int | None = Field(None, ge=1)

@@ -4,8 +4,10 @@ Cells stay on disk (one HDF5 chunk per cell) unless a cache is asked for; batche
 ``uint8`` and are normalised to [0, 1] on the training device (:func:`network_input`,
 :func:`network_target`), which moves 4x fewer bytes than float32.
 
-Layouts: a stack batch is ``(B, n_images, h, w, 3) uint8`` as on disk; the network sees
-``(B, 3·n_images, h, w)`` float, image-major (``[img0 R, img0 G, img0 B, img1 R, …]``).
+Layouts: a stack batch is ``(B, n_images, h, w, c_in)`` as on disk (``c_in`` 3 for RGB, 1
+for mono); the network sees ``(B, c_in·n_images, h, w)`` float, image-major (``[img0 R, img0
+G, img0 B, img1 R, …]``). Targets are ``(B, h, w, c_out)``. ``uint16`` data travels as
+``int32`` (torch lacks flips of ``uint16``) and is scaled per channel (:mod:`training.channels`).
 """
 
 from __future__ import annotations
@@ -54,10 +56,26 @@ class DataSpec:
     fingerprint: str
     #: position of the brightfield image within the stack (for grids and reports)
     brightfield_position: int = 0
+    #: ``c_in``: components per stack image (3 RGB, 1 mono)
+    input_components: int = 3
+    #: names of the target channels (``R, G, B`` for a stain)
+    target_names: tuple[str, ...] = ("R", "G", "B")
+    #: whether the target is a stained RGB image (perceptual loss, colour clinics)
+    rgb_target: bool = True
+    #: per network input channel / per target channel divisors (:mod:`training.channels`)
+    input_scale: tuple[float, ...] | None = None
+    target_scale: tuple[float, ...] | None = None
+    #: storage dtypes (``uint8`` or ``uint16``)
+    input_dtype: str = "uint8"
+    target_dtype: str = "uint8"
 
     @property
     def in_channels(self) -> int:
-        return 3 * len(self.channel_indices)
+        return self.input_components * len(self.channel_indices)
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.target_names)
 
 
 @dataclass
@@ -175,6 +193,8 @@ def open_training_data(
             s: np.flatnonzero(usable & (cells["split"] == s)).astype(np.int64) for s in SPLITS
         }
         profile = ds.profile
+        tds = ds.targets if target == "20x" else ds.targets_highres
+        in_scale, out_scale = _scales(ds, keep, tds, splits["train"])
         spec = DataSpec(
             path=Path(path),
             stack=stack,
@@ -185,14 +205,44 @@ def open_training_data(
             pixel_size_um=None if profile is None else float(profile.scan_objective.pixel_size_um),
             fingerprint=_fingerprint(ds),
             brightfield_position=[str(ds.channels["kind"][i]) for i in keep].index("brightfield"),
+            input_components=ds.input_components,
+            target_names=tuple(ds.target_names),
+            rgb_target=ds.rgb_stain_target,
+            input_scale=in_scale,
+            target_scale=out_scale,
+            input_dtype=str(ds.inputs.dtype),
+            target_dtype=str(tds.dtype),
         )
         return TrainingData(spec, cells, splits, n_flagged, n_no_hr)
+
+
+def _scales(
+    ds: Dataset, keep: Sequence[int], tds: Any, train_rows: np.ndarray
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel scales (255 for uint8; uint16 measured on the first training cells)."""
+    from training.channels import SCALE_CELLS, measure_scales
+
+    c_in, c_out = ds.input_components, tds.shape[-1]
+    n_in = c_in * len(keep)
+    if ds.inputs.dtype == np.uint8 and tds.dtype == np.uint8:
+        return (255.0,) * n_in, (255.0,) * c_out
+    rows = np.asarray(train_rows[:SCALE_CELLS], np.int64)
+    if len(rows) == 0:
+        rows = np.arange(min(len(ds), SCALE_CELLS))
+    inputs = np.stack([ds.inputs[int(r)][list(keep)] for r in rows])
+    targets = np.stack([tds[int(r)] for r in rows])
+    return measure_scales(inputs, targets)
+
+
+def _torch_dtype(dtype: str) -> Any:
+    """Storage dtype → the numpy dtype batches travel in (uint16 → int32: torch lacks ops)."""
+    return np.uint8 if dtype == "uint8" else np.int32
 
 
 class CellStream(torch.utils.data.Dataset):
     """Cells of one split read from the HDF5 file on demand (or from a RAM cache).
 
-    Items are ``(stack (n_images, h, w, 3) uint8, target (h, w, 3) uint8, row)``;
+    Items are ``(stack (n_images, h, w, c_in), target (h, w, c_out), row)``;
     :meth:`__getitems__` returns whole batches, so a :class:`torch.utils.data.DataLoader`
     with ``batch_sampler`` reads each batch in one call. The file is opened lazily in each
     worker process (h5py handles must not cross ``fork``).
@@ -215,8 +265,14 @@ class CellStream(torch.utils.data.Dataset):
         return self._ds
 
     def _load_all(self) -> tuple[np.ndarray, np.ndarray]:
-        c = self.spec.crop_size
-        need = len(self.rows) * (len(self._channels) + 1) * c * c * 3
+        c, sp = self.spec.crop_size, self.spec
+        per_cell = (
+            len(self._channels)
+            * sp.input_components
+            * np.dtype(_torch_dtype(sp.input_dtype)).itemsize
+            + sp.out_channels * np.dtype(_torch_dtype(sp.target_dtype)).itemsize
+        )
+        need = len(self.rows) * per_cell * c * c
         avail = available_memory_bytes()
         if need > 0.8 * avail:
             raise TrainingError(
@@ -230,8 +286,11 @@ class CellStream(torch.utils.data.Dataset):
         c = self.spec.crop_size
         n_ch = len(self._channels)
         all_channels = n_ch == ds.inputs.shape[1]
-        stacks = np.empty((len(rows), n_ch, c, c, 3), np.uint8)
-        targets = np.empty((len(rows), c, c, 3), np.uint8)
+        sp = self.spec
+        stacks = np.empty(
+            (len(rows), n_ch, c, c, sp.input_components), _torch_dtype(sp.input_dtype)
+        )
+        targets = np.empty((len(rows), c, c, sp.out_channels), _torch_dtype(sp.target_dtype))
         tds = ds.targets if self.spec.target == "20x" else ds.targets_highres
         for j, row in enumerate(rows):
             chunk = ds.inputs[int(row)]  # one HDF5 chunk: the cell's whole stack

@@ -130,11 +130,14 @@ class PatchDiscriminator(nn.Module):
 
 
 def build_discriminator(
-    arch: DiscriminatorArch, *, crop_size: int, condition_channels: int
+    arch: DiscriminatorArch, *, crop_size: int, condition_channels: int, image_channels: int = 3
 ) -> nn.Module:
-    """A critic by name: ``vgg`` (thesis) or ``patch`` (conditional PatchGAN)."""
+    """A critic by name: ``vgg`` (thesis) or ``patch`` (conditional PatchGAN).
+
+    ``image_channels`` is the target's channel count (3 for a stain, k for fluorescence).
+    """
     if arch == "vgg":
-        return VGGDiscriminator(crop_size=crop_size)
+        return VGGDiscriminator(crop_size=crop_size, in_channels=image_channels)
     if arch == "patch":
-        return PatchDiscriminator(condition_channels)
+        return PatchDiscriminator(condition_channels, in_channels=image_channels)
     raise ValueError(f"unknown discriminator {arch!r}; choose vgg or patch")

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from training.channels import scale_tensor
 from training.checkpoint import (
     check_same_model,
     generator_from_checkpoint,
@@ -137,6 +138,21 @@ def evaluate(
         target=info["target"],
         include_flagged=bool(cfg.get("include_flagged", False)),
     )
+    if "input_scale" in info:  # the run's own normalisation (uint16 scales are measured)
+        import dataclasses
+
+        data.spec = dataclasses.replace(
+            data.spec,
+            input_scale=tuple(info["input_scale"]),
+            target_scale=tuple(info["target_scale"]),
+        )
+    if list(info.get("target_names", ["R", "G", "B"])) != list(data.spec.target_names):
+        raise TrainingError(
+            f"{ckpt_path} predicts {', '.join(info.get('target_names', ['R', 'G', 'B']))} but "
+            f"{data_path} holds targets {', '.join(data.spec.target_names)}; evaluate on a "
+            "dataset with the run's target channels"
+        )
+    rgb = data.spec.rgb_target
     expected = {**info, "channel_names": list(data.spec.channel_names)}
     check_same_model(info, expected, source=str(ckpt_path), what=str(data_path))
     rows = data.indices(split)
@@ -148,7 +164,7 @@ def evaluate(
     weights = vgg_weights if vgg_weights is not None else cfg.get("vgg_weights")
     if weights is not None and not Path(weights).is_file():
         weights = None
-    wpath = find_vgg_weights(weights)
+    wpath = find_vgg_weights(weights) if rgb else None
     vgg = VGGFeatureExtractor(load_vgg19_features(wpath)).to(dev) if wpath else None
 
     stream = CellStream(data.spec, rows)
@@ -157,21 +173,35 @@ def evaluate(
         len(rows), batch_size=batch_size, seed=0, epoch=0, shuffle=False, every_cell=True
     )
     names = [m for m in METRIC_NAMES if m != "vgg" or vgg is not None]
+    names += [] if rgb else [f"mae_{t}" for t in data.spec.target_names]
     per_cell = {m: np.empty(len(rows), np.float64) for m in names}
-    labels = cell_types(data.cells)
-    clinical = ClinicalMeasures(len(rows), with_features=labels is not None)
+    labels = cell_types(data.cells) if rgb else None
+    clinical = ClinicalMeasures(len(rows), with_features=labels is not None) if rgb else None
+    in_scale = scale_tensor(data.spec.input_scale, dev)
+    out_scale = scale_tensor(data.spec.target_scale, dev)
     with _progress(progress, len(rows), f"evaluating {split}") as advance:
         for batch, (stack, target, _r) in zip(
             plan.batches, source.iterate(plan.batches), strict=True
         ):
-            pred = predict_cells(generator, stack, autocast=autocast)
-            metrics = image_metrics(pred, network_target(target), vgg=vgg)
+            pred = predict_cells(generator, stack, autocast=autocast, scale=in_scale)
+            y = network_target(target, scale=out_scale)
+            metrics = image_metrics(pred, y, vgg=vgg)
+            if not rgb:  # the error of each output channel on its own
+                err = (pred.float().clamp(0, 1) - y.float()).abs().mean(dim=(2, 3))
+                for k, t in enumerate(data.spec.target_names):
+                    metrics[f"mae_{t}"] = err[:, k]
             for m in names:
                 per_cell[m][batch] = metrics[m].double().cpu().numpy()
-            clinical.add(batch, to_uint8_image(pred), target.cpu().numpy())
+            if clinical is not None:
+                clinical.add(batch, to_uint8_image(pred), target.cpu().numpy())
             advance(len(batch))
     notes = []
-    if labels is None:
+    if not rgb:
+        notes.append(
+            f"targets are {len(data.spec.target_names)} channels, not a stained RGB image: "
+            "no VGG metric and no clinical (colour-stain) measures; mae_<channel> per channel"
+        )
+    elif labels is None:
         notes.append(NO_LABELS)
     else:
         notes.extend(_differential(clinical, data, labels, rows))
@@ -185,12 +215,11 @@ def evaluate(
         sorted_picks = np.sort(picks)
         stack, target, _r = next(source.iterate([sorted_picks]))
         sel = np.searchsorted(sorted_picks, picks)  # batches come sorted; restore rank order
-        pred = predict_cells(generator, stack, autocast=autocast)
-        bf = stack[:, data.spec.brightfield_position].cpu().numpy()
-        grid = cell_grid([bf[sel], to_uint8_image(pred)[sel], target.cpu().numpy()[sel]])
+        pred = predict_cells(generator, stack, autocast=autocast, scale=in_scale)
+        grid = cell_grid([r[sel] for r in _grid_rows(data.spec, stack, pred, target)])
         with atomic_output(out_dir / name, keep_suffix=True) as tmp:
             write_image(tmp, grid)
-    bad = clinical.hallucination_order()[:N_GRID]
+    bad = clinical.hallucination_order()[:N_GRID] if clinical is not None else []
     hall_png = out_dir / "hallucinations_8.png"
     hall_png.unlink(missing_ok=True)
     if len(bad):
@@ -210,7 +239,7 @@ def evaluate(
     stream.close()
 
     cells = data.cells
-    extra = clinical.columns(with_types=labels is not None)
+    extra = clinical.columns(with_types=labels is not None) if clinical is not None else {}
     _write_cells_csv(out_dir / "cells.csv", cells, rows, per_cell, names, extra=extra)
     _write_cells_csv(
         out_dir / "worst_100.csv",
@@ -236,7 +265,7 @@ def evaluate(
         "precision": "bf16" if bf16 else "fp32",
         "mean": mean,
         "std": std,
-        "clinical": clinical.summary(test_types),
+        "clinical": clinical.summary(test_types) if clinical is not None else None,
         "notes": notes,
         "ssim_definition": "11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, data range "
         "1.0, RGB mean (scikit-image gaussian_weights=True, use_sample_covariance=False)",
@@ -254,8 +283,25 @@ def evaluate(
         "dir": out_dir,
         **{m: mean.get(m) for m in METRIC_NAMES},
         "clinical": summary["clinical"],
+        "mae_per_channel": {t: mean[f"mae_{t}"] for t in data.spec.target_names if not rgb},
         "notes": notes,
     }
+
+
+def _grid_rows(spec: Any, stack: Any, pred: Any, target: Any) -> list[np.ndarray]:
+    """Picture rows (reference, prediction, target; k grey pairs for k channels)."""
+    from training.channels import grid_rows
+
+    bf, c = spec.brightfield_position, spec.input_components
+    ref_scale = None if spec.input_scale is None else spec.input_scale[bf * c : (bf + 1) * c]
+    return grid_rows(
+        stack[:, bf].cpu().numpy(),
+        to_uint8_image(pred),
+        target.cpu().numpy(),
+        rgb_target=spec.rgb_target,
+        reference_scale=ref_scale,
+        target_scale=spec.target_scale,
+    )
 
 
 NO_LABELS = (

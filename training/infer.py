@@ -26,7 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.checkpoint import generator_from_checkpoint, load_checkpoint, resolve_checkpoint
+from training.checkpoint import (
+    generator_from_checkpoint,
+    load_checkpoint,
+    require_rgb_stain_model,
+    resolve_checkpoint,
+)
 from training.device import (
     autocast_factory,
     available_memory_bytes,
@@ -257,7 +262,9 @@ def load_generator(
     precision: str = "auto",
 ) -> tuple[nn.Module, dict[str, Any], torch.device, bool]:
     """``(generator on device, checkpoint dict, device, bf16)`` for inference."""
-    ckpt = load_checkpoint(resolve_checkpoint(run_or_checkpoint, checkpoint))
+    path = resolve_checkpoint(run_or_checkpoint, checkpoint)
+    ckpt = load_checkpoint(path)
+    require_rgb_stain_model(ckpt["model"], source=str(path), what="staining scans")
     dev = resolve_device(device)
     bf16 = use_bf16(precision, dev, inference=True)
     gen = generator_from_checkpoint(ckpt).to(dev)

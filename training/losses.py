@@ -69,6 +69,20 @@ def rpgan_generator_loss(real_critic: torch.Tensor, fake_critic: torch.Tensor) -
     return F.softplus(-(fake_critic.float() - real_critic.float())).mean()
 
 
+def vanilla_discriminator_loss(
+    real_critic: torch.Tensor, fake_critic: torch.Tensor
+) -> torch.Tensor:
+    """pix2pix's ``−mean[log D(y) + log(1 − D(G(x)))]`` (logits; averaged over patches)."""
+    real, fake = real_critic.float(), fake_critic.float()
+    return 0.5 * (F.softplus(-real).mean() + F.softplus(fake).mean())
+
+
+def vanilla_generator_loss(real_critic: torch.Tensor, fake_critic: torch.Tensor) -> torch.Tensor:
+    """The non-saturating ``−mean log D(G(x))`` (``real_critic`` unused)."""
+    del real_critic
+    return F.softplus(-fake_critic.float()).mean()
+
+
 @dataclass(frozen=True)
 class LossWeights:
     """Weights of the generator objective ``L1 + λ1·perceptual + λ2·Fourier + λ3·GAN``."""

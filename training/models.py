@@ -191,7 +191,11 @@ class UNetGenerator(nn.Module):
     features
         Filters of the first encoder level; doubled per level up to ``8·features``.
     out_channels
-        3 for RGB. The output is ``(tanh + 1) / 2``, in [0, 1].
+        3 for RGB, ``k`` for ``k`` fluorescence channels. The output is ``(tanh + 1) / 2``,
+        in [0, 1].
+    innermost_norm
+        Batch-normalise the 1x1 bottleneck (the thesis's U-Net). Isola et al.'s innermost
+        block has no normalisation, which also lets it train with batch size 1 (``pix2pix``).
     """
 
     def __init__(
@@ -202,6 +206,7 @@ class UNetGenerator(nn.Module):
         reduced: int = 32,
         features: int = 64,
         out_channels: int = 3,
+        innermost_norm: bool = True,
     ) -> None:
         super().__init__()
         _check_positive(in_channels=in_channels, reduced=reduced, features=features)
@@ -213,7 +218,7 @@ class UNetGenerator(nn.Module):
         self.reducer = nn.Conv2d(in_channels, reduced, 1)
         widths = [min(features * 2**i, features * 8) for i in range(depth)]
         self.down = nn.ModuleList(
-            _Down(cin, cout, norm=i > 0)
+            _Down(cin, cout, norm=i > 0 and (innermost_norm or i < depth - 1))
             for i, (cin, cout) in enumerate(zip([reduced, *widths[:-1]], widths, strict=True))
         )
         skips = widths[:-1][::-1]

@@ -18,9 +18,13 @@ def predict_cells(
     *,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     channels_last: bool = False,
+    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Stained predictions ``(B, 3, h, w)`` float32 (not clipped) of ``(B, n, h, w, 3) uint8``."""
-    x = network_input(stack)
+    """Predictions ``(B, c_out, h, w)`` float32 (not clipped) of ``(B, n, h, w, c_in)`` cells.
+
+    ``scale``: the per-channel input scale the model was trained with (None: 255).
+    """
+    x = network_input(stack, scale=scale)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with autocast():

@@ -9,6 +9,12 @@
 
 All use Adam with betas (0.5, 0.9): generator lr 2e-4, discriminator lr 4e-4, both updated
 once per batch of 20.
+
+``pix2pix`` is Isola et al.'s conditional GAN ("Image-to-Image Translation with Conditional
+Adversarial Networks") with its published defaults: U-Net generator, conditional 70x70-style
+PatchGAN, the vanilla (cross-entropy) GAN loss plus 100·L1, Adam lr 2e-4 for both networks,
+betas (0.5, 0.999), batch size 1. It is the model of the BSCCM LED-array → fluorescence
+studies; it needs no VGG weights.
 """
 
 from __future__ import annotations
@@ -34,6 +40,13 @@ class TrainingPreset:
     batch_size: int = 20
     #: the generator must start from a trained (non-GAN) run (``--init-from``)
     needs_init: bool = False
+    #: default architectures (``--generator``/``--discriminator`` override them)
+    generator: str = "rrdb"
+    discriminator: str = "vgg"
+    #: ``relativistic`` (the thesis's paired RpGAN) or ``vanilla`` (pix2pix's cross-entropy)
+    gan_loss: str = "relativistic"
+    #: U-Net only: batch-normalise the 1x1 bottleneck (pix2pix does not)
+    unet_innermost_norm: bool = True
 
     @property
     def gan(self) -> bool:
@@ -59,6 +72,19 @@ PRESETS: dict[str, TrainingPreset] = {
         LossWeights(perceptual=0.0125, fourier=0.0125, gan=0.005),
         "maePFNET + 0.005·relativistic paired GAN, spectral-norm critic (thesis §3.4.1)",
         needs_init=True,
+    ),
+    "pix2pix": TrainingPreset(
+        "pix2pix",
+        LossWeights(l1=100.0, gan=1.0),
+        "U-Net + conditional PatchGAN, GAN + 100·L1 (Isola et al.; BSCCM fluorescence)",
+        lr_g=2e-4,
+        lr_d=2e-4,
+        betas=(0.5, 0.999),
+        batch_size=1,
+        generator="unet",
+        discriminator="patch",
+        gan_loss="vanilla",
+        unet_innermost_norm=False,
     ),
 }
 

@@ -64,6 +64,7 @@ def simulate_dataset(
     highres: bool = True,
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     on_cell: Callable[[int, int], None] | None = None,
+    target: str = "stain",
 ) -> Path:
     """Render a training dataset from the simulator.
 
@@ -87,6 +88,10 @@ def simulate_dataset(
         Train/val/test fractions.
     on_cell
         Progress callback ``(done, total)``.
+    target
+        ``stain`` (the stained 20x crop, RGB ``uint8``) or ``fluorescence``: one ``uint16``
+        nuclear-stain channel imaged in the unstained pass at the input's position
+        (:mod:`acquisition.simulator.fluorescence`; no stained pass, no 100x targets).
 
     Returns
     -------
@@ -96,6 +101,14 @@ def simulate_dataset(
     from acquisition.simulator.microscope import SimulatedMicroscope
     from registration.splits import default_split
 
+    if target not in ("stain", "fluorescence"):
+        raise TrainingError(f"unknown simulated target {target!r}; choose stain or fluorescence")
+    fluor = target == "fluorescence"
+    if fluor:
+        from acquisition.simulator.fluorescence import NUCLEAR_CHANNEL, nuclear_stain_field
+
+        highres = False
+        noise = np.random.default_rng([seed, 0xF1])
     prof = hp.load(profile) if isinstance(profile, str) else profile
     bf = next(ch for ch in prof.stack if ch.kind == "brightfield")
     bf_leds = dict.fromkeys(bf.leds, bf.brightness)
@@ -119,7 +132,17 @@ def simulate_dataset(
             stack = sim.render_stack(
                 pass_="unstained", x_um=xu, y_um=yu, z_um=zu, width=crop_size, height=crop_size
             )
-            if exp_s is None:
+            if fluor:
+                stained = nuclear_stain_field(
+                    sim,
+                    pass_="unstained",
+                    x_um=xu,
+                    y_um=yu,
+                    width=crop_size,
+                    height=crop_size,
+                    rng=noise,
+                )[..., None]
+            elif exp_s is None:
                 exp_s = sim.ideal_exposure_ms(
                     pass_="stained",
                     x_um=xs,
@@ -131,17 +154,18 @@ def simulate_dataset(
                     width=256,
                     height=256,
                 )
-            stained = sim.render(
-                pass_="stained",
-                x_um=xs,
-                y_um=ys,
-                z_um=sim.focus_z_um("stained", xs, ys),
-                leds=bf_leds,
-                exposure_ms=exp_s,
-                gain=bf.gain,
-                width=crop_size,
-                height=crop_size,
-            )
+            if not fluor:
+                stained = sim.render(
+                    pass_="stained",
+                    x_um=xs,
+                    y_um=ys,
+                    z_um=sim.focus_z_um("stained", xs, ys),
+                    leds=bf_leds,
+                    exposure_ms=exp_s,
+                    gain=bf.gain,
+                    width=crop_size,
+                    height=crop_size,
+                )
             high = np.zeros_like(stained)
             if highres and prof.highres_objective is not None:
                 a_h = sim.placement("highres")
@@ -184,8 +208,8 @@ def simulate_dataset(
                     "stained_y_px": c,
                     "x_um": xu,
                     "y_um": yu,
-                    "stained_x_um": xs,
-                    "stained_y_um": ys,
+                    "stained_x_um": xu if fluor else xs,
+                    "stained_y_um": yu if fluor else ys,
                     "coarse_score": 1.0,
                     "ssim": math.nan,
                     "has_highres": bool(highres),
@@ -211,12 +235,16 @@ def simulate_dataset(
     )
     for r, s in zip(rows, splits, strict=True):
         r["split"] = str(s)
+    layout: dict = {}
+    if fluor:
+        layout = {"target_channels": [NUCLEAR_CHANNEL], "target_dtype": np.uint16}
     with DatasetWriter(
         path,
         channels=prof.channel_table(),
         crop_size=crop_size,
         profile=prof,
-        provenance={"source": "simulator", "slides": list(slides), "seed": seed},
+        provenance={"source": "simulator", "slides": list(slides), "seed": seed, "target": target},
+        **layout,
     ) as writer:
         writer.add(np.stack(inputs), np.stack(targets), rows, targets_highres=np.stack(highs))
     return Path(path)

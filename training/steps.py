@@ -16,9 +16,22 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from training.losses import GeneratorLoss, rpgan_discriminator_loss, rpgan_generator_loss
+from training.losses import (
+    GeneratorLoss,
+    rpgan_discriminator_loss,
+    rpgan_generator_loss,
+    vanilla_discriminator_loss,
+    vanilla_generator_loss,
+)
 
 AutocastFactory = Callable[[], contextlib.AbstractContextManager]
+
+
+#: GAN objective → (generator loss, critic loss), both of ``(C(real), C(fake))``
+_GAN_LOSSES = {
+    "relativistic": (rpgan_generator_loss, rpgan_discriminator_loss),
+    "vanilla": (vanilla_generator_loss, vanilla_discriminator_loss),
+}
 
 
 def no_autocast() -> contextlib.AbstractContextManager:
@@ -82,8 +95,9 @@ def gan_step(
     *,
     scale: float = 1.0,
     autocast: AutocastFactory = no_autocast,
+    gan_loss: str = "relativistic",
 ) -> dict[str, torch.Tensor]:
-    """One relativistic paired GAN step: generator (critic frozen), then critic.
+    """One GAN step (relativistic paired, or pix2pix's ``vanilla``): generator, then critic.
 
     ``L_G = content + gan_weight · (−mean log σ(C(x_f) − C(x_r)))`` and
     ``L_D = −mean log σ(C(x_r) − C(x_f))`` with each real image paired with its own fake.
@@ -103,7 +117,8 @@ def gan_step(
         content, terms = content_loss(fake, y)
     with autocast():
         c_real, c_fake = critic_pair(plain_critic, y.to(fake.dtype), fake, x)
-    g_adv = rpgan_generator_loss(c_real, c_fake)
+    g_loss, d_loss_fn = _GAN_LOSSES[gan_loss]
+    g_adv = g_loss(c_real, c_fake)
     total = content + gan_weight * g_adv
     (total * scale).backward()
     opt_g.step()
@@ -113,7 +128,7 @@ def gan_step(
     opt_d.zero_grad(set_to_none=True)
     with autocast():
         c_real, c_fake = critic_pair(critic, y.to(fake.dtype), fake.detach(), x)
-    d_loss = rpgan_discriminator_loss(c_real, c_fake)
+    d_loss = d_loss_fn(c_real, c_fake)
     (d_loss * scale).backward()
     opt_d.step()
     return {"loss": total.detach(), **terms, "gan": g_adv.detach(), "d": d_loss.detach()}

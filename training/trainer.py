@@ -245,6 +245,10 @@ class Trainer:
             updates["lr"] = self.preset.lr_g
         if config.lr_d is None:
             updates["lr_d"] = self.preset.lr_d
+        if config.generator is None:
+            updates["generator"] = self.preset.generator
+        if config.discriminator is None:
+            updates["discriminator"] = self.preset.discriminator
         self.config = config = config.model_copy(update=updates)
 
         # -- device and numerics ------------------------------------------------------------
@@ -296,16 +300,30 @@ class Trainer:
             [s.name for s in self.augmenter.symmetries] if self.augmenter else ["identity"]
         )
 
+        from training.channels import scale_tensor
+
+        self.in_scale = scale_tensor(spec.input_scale, self.device)
+        self.out_scale = scale_tensor(spec.target_scale, self.device)
+
         # -- losses -------------------------------------------------------------------------
-        weights_path = find_vgg_weights(config.vgg_weights)
-        if self.preset.needs_vgg and weights_path is None:
+        #: said once at the start: a perceptual (VGG) term only means something on RGB stains
+        self.notes: list[str] = []
+        w = self.preset.weights
+        if not spec.rgb_target and w.perceptual > 0:
+            w = LossWeights(w.l1, 0.0, w.fourier, w.gan)
+            self.notes.append(
+                f"the targets are {spec.out_channels} channels ({', '.join(spec.target_names)}), "
+                f"not an RGB stain: preset {config.preset}'s perceptual (VGG) term is off"
+            )
+        self.weights = w
+        weights_path = find_vgg_weights(config.vgg_weights) if spec.rgb_target else None
+        if w.perceptual > 0 and weights_path is None:
             raise VggWeightsError(missing_weights_message(config.preset))
         self.vgg: VGGFeatureExtractor | None = None
         if weights_path is not None:
             self.vgg = VGGFeatureExtractor(load_vgg19_features(weights_path)).to(self.device)
             if self.channels_last:
                 self.vgg = self.vgg.to(memory_format=torch.channels_last)
-        w = self.preset.weights
         self.content_loss = GeneratorLoss(
             LossWeights(w.l1, w.perceptual, w.fourier, 0.0),
             PerceptualLoss(self.vgg) if (self.vgg is not None and w.perceptual > 0) else None,
@@ -324,6 +342,10 @@ class Trainer:
             }
         else:
             gkw = {"crop_size": spec.crop_size, "features": config.features or 64}
+        if config.generator == "unet" and not self.preset.unet_innermost_norm:
+            gkw["innermost_norm"] = False
+        if spec.out_channels != 3:  # absent for stains: checkpoints of RGB runs are unchanged
+            gkw["out_channels"] = spec.out_channels
         self.model_info = model_info(
             generator=config.generator,
             generator_kwargs=gkw,
@@ -334,11 +356,21 @@ class Trainer:
             crop_size=spec.crop_size,
             pixel_size_um=spec.pixel_size_um,
         )
+        self.model_info.update(
+            input_components=spec.input_components,
+            target_names=list(spec.target_names),
+            rgb_target=spec.rgb_target,
+            input_scale=None if spec.input_scale is None else list(spec.input_scale),
+            target_scale=None if spec.target_scale is None else list(spec.target_scale),
+        )
         self.generator = build_generator(config.generator, spec.in_channels, **gkw)
         self.critic: nn.Module | None = None
         if self.preset.gan:
             self.critic = build_discriminator(
-                config.discriminator, crop_size=spec.crop_size, condition_channels=spec.in_channels
+                config.discriminator,
+                crop_size=spec.crop_size,
+                condition_channels=spec.in_channels,
+                image_channels=spec.out_channels,
             )
         if resume_ckpt is None and config.init_from is None and config.generator == "rrdb":
             # start from the mean stained colour instead of black: otherwise a short training
@@ -401,14 +433,17 @@ class Trainer:
 
     # -- construction helpers ----------------------------------------------------------------
     def _mean_target_colour(self, max_cells: int = 512) -> np.ndarray:
-        """Mean RGB of the training targets in [0, 1] (up to ``max_cells`` evenly spread)."""
+        """Mean of each target channel, scaled, (up to ``max_cells`` evenly spread)."""
         rows = self.train_rows
         if len(rows) > max_cells:
             rows = rows[np.linspace(0, len(rows) - 1, max_cells).astype(np.int64)]
         with _open_dataset(self.data.spec.path) as ds:
             tds = ds.targets if self.data.spec.target == "20x" else ds.targets_highres
             targets = tds[np.unique(rows)]
-        return (targets.reshape(-1, 3).mean(axis=0) / 255.0).astype(np.float32)
+        c = targets.shape[-1]
+        scale = np.asarray(self.data.spec.target_scale or (255.0,) * c, np.float64)
+        mean = np.clip(targets.reshape(-1, c).mean(axis=0) / scale, 0.0, 1.0)
+        return mean.astype(np.float32)
 
     def _source(self, rows: np.ndarray, cache: str) -> BatchSource:
         stream = CellStream(self.data.spec, rows, cache=cache in ("ram", "device"))
@@ -472,7 +507,7 @@ class Trainer:
         if self.vgg is not None:
             cols.append("vgg")
         cols += ["lr", "train_l1"]
-        w = self.preset.weights
+        w = self.weights
         if w.perceptual > 0:
             cols.append("train_perceptual")
         if w.fourier > 0:
@@ -486,6 +521,8 @@ class Trainer:
     def run(self) -> RunResult:
         cfg = self.config
         if self.info.is_main:
+            for note in self.notes:
+                _console().print(f"note: {note}")
             self._write_config()
             write_status(
                 self.run_folder,
@@ -570,8 +607,8 @@ class Trainer:
         for k, (stack, target, rows) in enumerate(self.train_source.iterate(plan.batches)):
             if self.augmenter is not None:
                 stack, target = self.augmenter(stack, target, rows, epoch)
-            x = network_input(stack)
-            y = network_target(target)
+            x = network_input(stack, scale=self.in_scale)
+            y = network_target(target, scale=self.out_scale)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
                 y = y.contiguous(memory_format=torch.channels_last)
@@ -597,6 +634,7 @@ class Trainer:
                     y,
                     scale=plan.scales[k],
                     autocast=self.autocast,
+                    gan_loss=self.preset.gan_loss,
                 )
             b = x.shape[0]
             for key, value in terms.items():
@@ -648,9 +686,13 @@ class Trainer:
         sums = torch.zeros(len(names) + 1, dtype=torch.float64, device=self.device)
         for stack, target, _rows in self.val_source.iterate(plan.batches):
             pred = predict_cells(
-                self.generator, stack, autocast=self.autocast, channels_last=self.channels_last
+                self.generator,
+                stack,
+                autocast=self.autocast,
+                channels_last=self.channels_last,
+                scale=self.in_scale,
             )
-            y = network_target(target)
+            y = network_target(target, scale=self.out_scale)
             loss, _ = self.content_loss(pred, y)
             metrics = image_metrics(pred, y, vgg=self.vgg)
             b = pred.shape[0]
@@ -717,11 +759,32 @@ class Trainer:
         batch = next(self.val_source.iterate([self.sample_positions]))
         stack, target, _rows = batch
         pred = predict_cells(
-            self.generator, stack, autocast=self.autocast, channels_last=self.channels_last
+            self.generator,
+            stack,
+            autocast=self.autocast,
+            channels_last=self.channels_last,
+            scale=self.in_scale,
         )
-        bf = stack[:, self.data.spec.brightfield_position].cpu().numpy()
-        grid = cell_grid([bf, to_uint8_image(pred), target.cpu().numpy()])
+        grid = cell_grid(self._grid_rows(stack, pred, target))
         write_image(self.run_folder.sample_grid(epoch), grid)
+
+    def _grid_rows(
+        self, stack: torch.Tensor, pred: torch.Tensor, target: torch.Tensor
+    ) -> list[np.ndarray]:
+        from training.channels import grid_rows
+
+        spec = self.data.spec
+        bf, c = spec.brightfield_position, spec.input_components
+        return grid_rows(
+            stack[:, bf].cpu().numpy(),
+            to_uint8_image(pred),
+            target.cpu().numpy(),
+            rgb_target=spec.rgb_target,
+            reference_scale=None
+            if spec.input_scale is None
+            else spec.input_scale[bf * c : (bf + 1) * c],
+            target_scale=spec.target_scale,
+        )
 
     def _write_config(self) -> None:
         from scope._version import __version__ as scope_version

@@ -1,4 +1,5 @@
-"""`scope dataset info|merge|split|label`: inspect, combine, re-split and label datasets."""
+"""`scope dataset info|merge|split|label|simulate|import`: inspect, combine, re-split, label,
+simulate and import datasets."""
 
 from __future__ import annotations
 
@@ -157,6 +158,105 @@ def label(
         + ")",
         soft_wrap=True,
     )
+
+
+class SimTarget(StrEnum):
+    stain = "stain"
+    fluorescence = "fluorescence"
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@dataset_app.command("simulate")
+def simulate(
+    out: Annotated[Path, typer.Argument(help="The NAME.dataset.h5 to write.")],
+    target: Annotated[
+        SimTarget,
+        typer.Option(help="stain: stained RGB crops; fluorescence: a uint16 nuclear stain."),
+    ] = SimTarget.stain,
+    profile: Annotated[str, typer.Option(help="Hardware profile rendered.")] = "pls43",
+    cells: Annotated[int, typer.Option("--cells", min=3, help="White cells per slide.")] = 40,
+    slides: Annotated[int, typer.Option("--slides", min=1, help="Virtual slides.")] = 1,
+    crop_size: Annotated[int, typer.Option("--crop-size", min=16, help="Crop side, px.")] = 64,
+    seed: SeedOpt = 0,
+) -> None:
+    """A training dataset rendered by the simulator (no scan or registration needed)."""
+    from rich.console import Console
+
+    from training.simulated import simulate_dataset
+
+    path = simulate_dataset(
+        out,
+        profile=profile,
+        slides=tuple(f"sim-{k}" for k in range(slides)),
+        cells_per_slide=cells,
+        crop_size=crop_size,
+        seed=seed,
+        target=target.value,
+    )
+    Console().print(f"simulated {slides * cells} cells ({target.value} targets) into {path}")
+
+
+import_app = typer.Typer(no_args_is_help=True, help="Import public datasets (already downloaded).")
+
+
+@import_app.command("bsccm")
+def import_bsccm_cmd(
+    root: Annotated[Path, typer.Argument(help="The extracted BSCCM folder (e.g. BSCCM-tiny).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The NAME.dataset.h5 to write.")],
+    channels: Annotated[
+        str | None,
+        typer.Option(help="LED-array inputs, comma-separated (default all; Brightfield always)."),
+    ] = None,
+    targets: Annotated[
+        str | None, typer.Option(help="Fluorescence targets, comma-separated (default all).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Keep this many cells (seeded).")
+    ] = None,
+    antibodies: Annotated[
+        str | None, typer.Option(help="Only this antibody condition (e.g. all).")
+    ] = None,
+    fractions: FractionsOpt = "8:1:1",
+    seed: SeedOpt = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+) -> None:
+    """BSCCM (LED-array → fluorescence) through the bsccm package; scope never downloads."""
+    from rich.console import Console
+
+    from registration.dataset import DatasetError
+    from registration.import_bsccm import import_bsccm
+    from registration.splits import parse_fractions
+    from scope._version import __version__
+
+    if out.exists() and not force:
+        raise DatasetError(f"{out} already exists; pass --force to replace it")
+    path = import_bsccm(
+        root,
+        out,
+        channels=_names(channels),
+        targets=_names(targets),
+        limit=limit,
+        antibodies=antibodies,
+        seed=seed,
+        fractions=parse_fractions(fractions),
+        software_version=__version__,
+    )
+    from registration.dataset import Dataset
+
+    with Dataset(path) as ds:
+        counts = {s: int((ds.cells["split"] == s).sum()) for s in ("train", "val", "test")}
+        Console().print(
+            f"imported {len(ds)} BSCCM cells into {path}: {ds.inputs.shape[1]} LED-array "
+            f"channels → {', '.join(ds.target_names)}; "
+            + ", ".join(f"{k} {v}" for k, v in counts.items()),
+            soft_wrap=True,
+        )
+
+
+dataset_app.add_typer(import_app, name="import")
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ class Preset(StrEnum):
     maePNET = "maePNET"
     maePFNET = "maePFNET"
     maePF_RpGAN_SN = "maePF-RpGAN-SN"
+    pix2pix = "pix2pix"
 
 
 class Stack(StrEnum):
@@ -127,14 +128,16 @@ def train(
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Cells per step and process (preset: 20).")
     ] = None,
-    generator: Annotated[Generator | None, typer.Option(help="rrdb (thesis) or unet.")] = None,
+    generator: Annotated[
+        Generator | None, typer.Option(help="rrdb (thesis) or unet (preset's).")
+    ] = None,
     blocks: Annotated[int | None, typer.Option(min=1, help="RRDB blocks (4).")] = None,
     features: Annotated[
         int | None, typer.Option(min=1, help="Generator width (default: input channels).")
     ] = None,
     growth: Annotated[int | None, typer.Option(min=1, help="RRDB growth channels (32).")] = None,
     discriminator: Annotated[
-        Critic | None, typer.Option(help="GAN critic: vgg (thesis) or patch.")
+        Critic | None, typer.Option(help="GAN critic: vgg (thesis) or patch (preset's).")
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Generator learning rate (2e-4).")] = None,
     lr_d: Annotated[float | None, typer.Option(help="Critic learning rate (4e-4).")] = None,
@@ -288,7 +291,14 @@ def evaluate(
         )
         results.append(res)
         console.print(metrics_table(run, res))
-        console.print(clinical_table(res))
+        if res.get("clinical"):
+            console.print(clinical_table(res))
+        if res.get("mae_per_channel"):
+            console.print(
+                "MAE per channel: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in res["mae_per_channel"].items()),
+                soft_wrap=True,
+            )
         for note in res["notes"]:
             console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
         where = f"per-cell measures, grids and worst-100 list in {res['dir']}"
