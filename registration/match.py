@@ -605,14 +605,21 @@ def cells_csv_path(dataset_path: str | Path) -> Path:
 def write_cells_csv(
     path: Path, slide: str, x_um: np.ndarray, y_um: np.ndarray, ids: Iterable[str]
 ) -> Path:
-    """``cell_id,slide,x_um,y_um`` (stained-pass stage µm), written atomically."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8", newline="") as fh:
-        fh.write("cell_id,slide,x_um,y_um\n")
+    """``cell_id,slide,x_um,y_um`` (stained-pass stage µm), written atomically.
+
+    Written with the csv module, so a slide name holding a comma or a quote is quoted and
+    reads back whole (:func:`acquisition.positions.read_cells_csv`).
+    """
+    import csv
+
+    from acquisition.files import atomic_output
+
+    with atomic_output(path) as tmp, Path(tmp).open("w", encoding="utf-8", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["cell_id", "slide", "x_um", "y_um"])
         for cid, x, y in zip(ids, x_um, y_um, strict=True):
-            fh.write(f"{cid},{slide},{x:.3f},{y:.3f}\n")
-    os.replace(tmp, path)
-    return path
+            out.writerow([cid, slide, f"{x:.3f}", f"{y:.3f}"])
+    return Path(path)
 
 
 def _dedup(

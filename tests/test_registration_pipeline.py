@@ -362,3 +362,18 @@ def test_cli_match_info_and_errors(slide, tmp_path, capsys):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_cells_csv_round_trips_a_slide_name_with_a_comma_and_quotes(tmp_path):
+    from acquisition.files import file_kind
+    from acquisition.positions import read_cells_csv
+    from registration.match import write_cells_csv
+
+    slide = 'S1,patient 7 "B"'
+    path = write_cells_csv(
+        tmp_path / "d.cells.csv", slide, np.array([1.0, -2.5]), np.array([3.0, 4.25]), ["0", "1"]
+    )
+    ids, xy = read_cells_csv(path, slide=slide)
+    assert ids == ["0", "1"] and np.allclose(xy, [[1.0, 3.0], [-2.5, 4.25]])
+    assert file_kind(path) == "cells-csv"
+    assert [p.name for p in tmp_path.iterdir()] == ["d.cells.csv"]
