@@ -1,6 +1,6 @@
 """The scan file: ``<slide>.<pass>.scan.h5``, crash-safe and resumable.
 
-Layout (DESIGN.md "Files"). A scan survives ``kill -9`` at any moment because nothing a
+Layout: docs/formats.md. A scan survives ``kill -9`` at any moment because nothing a
 reader opens is ever written in place:
 
 - each field is written to ``<slide>.<pass>.fields/field_NNNNN.h5.partial``, flushed, fsynced
@@ -17,7 +17,7 @@ reader opens is ever written in place:
   done field's file (a cheap integrity check).
 
 HDF5's SWMR mode does not give this: a killed SWMR writer leaves a file that plain readers
-cannot open (STACK-NOTES.md).
+cannot open (docs/formats.md).
 """
 
 from __future__ import annotations
@@ -987,7 +987,7 @@ def pixel_to_stage(
     height: int,
     pixel_size_um: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """DESIGN.md convention: pixel (x, y) of a W x H frame → stage µm."""
+    """Pixel (x, y) of a W x H frame → stage µm (docs/formats.md, "Coordinates")."""
     x = field_x_um + (np.asarray(x_px, dtype=np.float64) - (width - 1) / 2) * pixel_size_um
     y = field_y_um + (np.asarray(y_px, dtype=np.float64) - (height - 1) / 2) * pixel_size_um
     return x, y

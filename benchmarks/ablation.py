@@ -3,7 +3,7 @@
 Renders a dataset from the simulated microscope (``training.simulated``: several virtual
 slides, split by slide), trains one model per stack preset with the same budget (network
 width, blocks, epochs, batch, seed) and evaluates each on the test split. Writes a markdown
-table (``--out``, default ``docs/ablation.md``) in the layout of REFERENCE.md's ablation
+table (``--out``, default ``docs/ablation.md``) in the layout of the thesis's (Wulff 2022) ablation
 table. The thesis found (validation, maePNET, 100x target): full-nohe SSIM 0.8660 against
 brightfield 0.8065.
 

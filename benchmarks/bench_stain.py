@@ -6,7 +6,7 @@ depend on them) and stains a random 1920x1200 field with :func:`training.infer.s
 (fully convolutional, tiled with exact halos). Prints a markdown table; ``--out`` also
 writes it to a file.
 
-Thesis reference (REFERENCE.md "Speed to beat"): one 64x64 crop at a time, a 1900x1200 field
+Thesis reference (Wulff 2022): one 64x64 crop at a time, a 1900x1200 field
 takes ≈ 77 s on an 8-core i9-11900K and ≈ 4 s on an RTX 2080 Ti. Targets: < 60 s on this
 2-core CPU, < 0.2 s on an H100.
 

@@ -10,7 +10,7 @@ Two measurements:
   file, reading cells from HDF5 (``--cache none``) or from memory, so data loading is
   included. The figure is ``cells_per_s`` of ``metrics.csv``.
 
-Target (REFERENCE.md): ≥ 1000 cells/s on an H100, so a 30,000-cell dataset takes minutes
+Target (the project's): ≥ 1000 cells/s on an H100, so a 30,000-cell dataset takes minutes
 per epoch instead of the thesis's 12–15 h per model on an RTX 2080 Ti.
 
 Examples::

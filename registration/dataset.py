@@ -2,7 +2,7 @@
 
 Written by ``scope match``, extended by ``scope match --highres``, merged and re-split by
 ``scope dataset``. Always written to a temporary file and renamed into place, so a failed or
-interrupted run never leaves a half-written dataset (DESIGN.md "Files").
+interrupted run never leaves a half-written dataset (docs/formats.md).
 
 - ``inputs``: ``(N, n_channels, h, w, c_in)`` crops, one chunk per cell (``c_in`` 3 for
   RGB cameras, 1 for monochrome ones);

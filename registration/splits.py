@@ -1,7 +1,8 @@
 """Train/val/test assignment that keeps correlated crops together.
 
 Neighbouring crops share pixels, stain and focus, so a validation crop next to a training crop
-flatters the model (seed 003: decorrelate validation from training by slide or region).
+flatters the model (Hassan et al., "Cross-modality transformations in biological microscopy
+enabled by deep learning": decorrelate validation from training by slide or region).
 
 - :func:`split_by_slide` — whole slides per split; used when a dataset holds ≥ 5 slides
   (:data:`MIN_SLIDES_BY_SLIDE`: with 3 or 4, one slide per held-out split would leave one or

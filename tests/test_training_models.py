@@ -15,7 +15,7 @@ from training.models import RRDBGenerator, UNetGenerator, count_parameters
 from training.presets import PRESETS, get_preset
 from training.steps import gan_step
 
-#: thesis Table 4.1 (le36-nohe: 29 images, REFERENCE.md) and Table A.1
+#: thesis Table 4.1 (le36-nohe: 29 images, Wulff 2022) and Table A.1
 THESIS_PARAMETERS = {
     "full": 13_021_833,
     "full-nohe": 6_515_463,

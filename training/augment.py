@@ -16,7 +16,8 @@ grid of ``grid9x9`` keeps all eight; ``pls43`` keeps only the identity and the m
 share just that axis).
 
 Coordinates: LED ``(x_mm, y_mm)`` and image pixels ``(x = column, y = row)`` are both stage
-axes (DESIGN.md "Files"), so a matrix acting on ``(x, y)`` acts on LEDs and pixels alike.
+axes (docs/formats.md, "Coordinates"), so a matrix acting on ``(x, y)`` acts on LEDs and
+pixels alike.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The training run folder (DESIGN.md "Files") and its small text files.
+"""The training run folder (docs/formats.md) and its small text files.
 
 ```
 runs/NAME/
