@@ -10,6 +10,9 @@ import pytest
 
 from scope.cli import main
 
+#: the end-to-end runs: `make test-fast` leaves them out, `make test` (CI) runs them
+pytestmark = pytest.mark.slow
+
 
 class _Images(HTMLParser):
     def __init__(self) -> None:

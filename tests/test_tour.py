@@ -22,6 +22,9 @@ from pathlib import Path
 
 import pytest
 
+#: the end-to-end runs: `make test-fast` leaves them out, `make test` (CI) runs them
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_LINES = ("git clone ", "make demo", "make test", "source .venv/bin/activate")
 SIM_CONFIG = "wbc_per_field: 60\nmax_translation_um: 20\n"
