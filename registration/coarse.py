@@ -400,9 +400,6 @@ class FieldGeometry:
         ) / self.pixel_size_um + c
 
 
-FIELD_STATUSES = ("inlier", "outlier", "weak")
-
-
 @dataclass(frozen=True)
 class SlideFit:
     """The slide's rigid motion between the passes, and how each field agrees with it.

@@ -468,7 +468,3 @@ class Dataset:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_dataset(path: str | Path) -> Dataset:
-    return Dataset(path)

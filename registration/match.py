@@ -23,7 +23,6 @@ Phases (each parallel over fields with ``workers`` processes where it reads imag
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import shutil
@@ -1113,13 +1112,3 @@ def _row(
         "qc_flags": join_flags(cm.flags),
         "split": split,
     }
-
-
-def summary_dict(summary: MatchSummary) -> dict[str, Any]:
-    """A JSON-friendly view of a :class:`MatchSummary`."""
-    d = asdict(summary)
-    d["dataset"] = str(summary.dataset)
-    d["cells_csv"] = str(summary.cells_csv)
-    t = summary.transform
-    d["transform"] = {"theta_deg": t.theta_deg, "tx_um": t.tx, "ty_um": t.ty}
-    return json.loads(json.dumps(d, default=float))

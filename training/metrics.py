@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -97,10 +95,3 @@ def image_metrics(
         ft = vgg(t).float()
         out["vgg"] = (fp - ft).abs().mean(dim=(1, 2, 3))
     return out
-
-
-def is_better(metric: str, a: float, b: float) -> bool:
-    """True when value ``a`` of ``metric`` is better than ``b`` (SSIM, PSNR: higher)."""
-    if math.isnan(b):
-        return not math.isnan(a)
-    return a > b if metric in ("ssim", "psnr") else a < b

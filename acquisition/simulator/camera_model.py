@@ -130,13 +130,6 @@ def expose(
     return cv2.convertScaleAbs(dn, alpha=1.0, beta=black_level_dn).reshape(shape)
 
 
-def noiseless_dn(
-    electrons: np.ndarray, *, gain: float, full_well_e: float, black_level_dn: float
-) -> np.ndarray:
-    """Mean DN (float32, unclipped above) of an electron image: what exposure targets use."""
-    return electrons * np.float32(255.0 / full_well_e * gain) + np.float32(black_level_dn)
-
-
 def to_camera_orientation(image: np.ndarray, camera: Camera) -> np.ndarray:
     """Turn a stage-aligned image into the orientation the camera delivers.
 
