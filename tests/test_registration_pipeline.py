@@ -131,11 +131,6 @@ def test_planted_faults_are_flagged(slide):
     assert e.one_pass_false_flags <= 0.05 * slide["summary"].n_cells
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the 100x matcher measures the dry-mass slide's magnification ratio about 1 % low "
-    "(-1.1 to -1.3 %; target 0.3 %), so some 100x placements are 2 px off: docs/simulator.md",
-)
 def test_highres_targets_match_the_truth(slide):
     hr = slide["hr"]
     assert hr.n_imaged == slide["summary"].n_cells
