@@ -74,7 +74,7 @@ class QcOptions:
     speck_gap_spread: float = 5.0
     speck_min_area_um2: float = 0.15
     ghost_fraction: float = 0.4
-    ghost_floor: float = 1.3
+    ghost_floor: float = 1.1
     dirt_od_min: float = 0.15
     max_saturated_fraction: float = 0.02
 
@@ -723,7 +723,7 @@ def one_pass_objects(
     return OnePass(bool(specks), bool(input_only), ratio, gap)
 
 
-def ghost_cells(ratios: np.ndarray, *, fraction: float = 0.4, floor: float = 1.3) -> np.ndarray:
+def ghost_cells(ratios: np.ndarray, *, fraction: float = 0.4, floor: float = 1.1) -> np.ndarray:
     """Which detections are artifacts taken for cells, from their nucleus edge ratios.
 
     Most detections on a slide are real WBCs, so the slide's median ratio says how clearly
