@@ -232,10 +232,15 @@ def _ratio_curve(
     keep = (dist >= opt.exclude_um).astype(np.float32)
     if keep.mean() < MIN_RATIO_AREA:
         return trials[:0], np.zeros(0)
+    # only the part of the stained field the search can reach
+    x0 = max(round(centre[0] - (tw - 1) / 2) - 4, 0)
+    y0 = max(round(centre[1] - (th - 1) / 2) - 4, 0)
+    part = stained[y0 : y0 + th + 8, x0 : x0 + tw + 8]
+    centre = (centre[0] - x0, centre[1] - y0)
     if stained.ndim == 3 and highres.ndim == 3:
-        s_feat, h_feat = chroma_channel(stained), chroma_channel(highres)
+        s_feat, h_feat = chroma_channel(part), chroma_channel(highres)
     else:
-        s_feat, h_feat = grey_channel(stained), grey_channel(highres)
+        s_feat, h_feat = grey_channel(part), grey_channel(highres)
     h_feat = _antialias(h_feat, r0)
     scores = [
         _masked_peak(s_feat, _to_grid(h_feat, r, size_wh, off), keep, centre, 3) for r in trials
