@@ -87,7 +87,7 @@ def step_timings(paths: dict, repeat: int = 3) -> dict:
     from registration.coarse import coarse_match, to_grey
     from registration.dataset import Dataset
     from registration.fine import FineMatchError, fine_match
-    from registration.highres import grey_channel, match_highres
+    from registration.highres import match_highres
     from registration.segment import segment_wbcs
 
     out: dict = {"coarse": [], "segment": [], "fine": [], "highres": []}
@@ -111,7 +111,6 @@ def step_timings(paths: dict, repeat: int = 3) -> dict:
                 segment_wbcs(b, pixel_size_um=p)
                 out["segment"].append(time.perf_counter() - t0)
             ga, gb = to_grey(a), to_grey(b)
-            sg = grey_channel(b)
             cx, cy = s.positions["x_um"][f], s.positions["y_um"][f]
             for k in np.flatnonzero(cells["position"] == f)[:10]:
                 sxy = (float(cells["stained_x_px"][k]), float(cells["stained_y_px"][k]))
@@ -132,7 +131,7 @@ def step_timings(paths: dict, repeat: int = 3) -> dict:
                 exp = ((hxy[j, 0] - cx) / p + (wid - 1) / 2, (hxy[j, 1] - cy) / p + (hgt - 1) / 2)
                 hr = h.image(j, 0)
                 t0 = time.perf_counter()
-                match_highres(sg, hr, exp, pixel_size_um=p, nominal_ratio=p / h.pixel_size_um)
+                match_highres(b, hr, exp, pixel_size_um=p, nominal_ratio=p / h.pixel_size_um)
                 out["highres"].append(time.perf_counter() - t0)
     return {k: float(np.median(v)) if v else float("nan") for k, v in out.items()}
 

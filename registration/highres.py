@@ -6,10 +6,14 @@ brightness-adjusted, blurred with a 9x9 Gaussian and filtered with a 7x7 Laplaci
 Laplacian-of-Gaussian is subtracted from the grey image, which restores dark rims at edges.
 The 20x stained image is then matched against it:
 
-1. **at 20x scale** — the enhanced 100x image is resampled onto the 20x grid at a trial
-   magnification ratio and slid over the stained field around the cell's expected place
-   (normalised correlation); trial ratios around the nominal one (5.0) give a correlation
-   curve whose parabola peak is the **measured ratio** (the thesis assumed exactly 5);
+1. **at 20x scale** — the enhanced 100x image is resampled onto the 20x grid at the nominal
+   magnification ratio (5.0) and slid over the stained field around the cell's expected place
+   (normalised correlation). The **measured ratio** (the thesis assumed exactly 5) is the
+   parabola peak of the correlation over trial ratios, measured on what both objectives show
+   alike (:func:`chroma_channel`: the stain's and haemoglobin's colour, not the colourless
+   phase rims, which differ between a dry 20x and an oiled 100x objective) and without the
+   imaged cell itself (``exclude_um`` around the frame's centre): the frame is centred on the
+   cell, so any difference in how large the cell looks would read as a scale;
 2. **at 100x** — the stained field is linearly upsampled by that ratio around the match and
    slid over the enhanced 100x image within a few 100x pixels, for sub-pixel precision;
 3. **resampling** — the 100x RGB image is averaged over the footprint of every 20x target
@@ -60,6 +64,9 @@ class HighresOptions:
         The LoG kernels (thesis: 9 and 7).
     refine_px
         Half-width of the 100x refinement search (100x pixels).
+    exclude_um
+        Radius (µm at the sample) around the 100x frame's centre — the imaged cell — left
+        out of the ratio measurement.
     """
 
     search_um: float = 10.0
@@ -70,6 +77,7 @@ class HighresOptions:
     gaussian_ksize: int = 9
     laplacian_ksize: int = 7
     refine_px: int = 8
+    exclude_um: float = 8.0
 
 
 def grey_channel(image: np.ndarray) -> np.ndarray:
@@ -81,6 +89,18 @@ def grey_channel(image: np.ndarray) -> np.ndarray:
     """
     image = np.asarray(image)
     return (image[..., 1] if image.ndim == 3 else image).astype(np.float32)
+
+
+def chroma_channel(image: np.ndarray) -> np.ndarray:
+    """``ln(red) − ln(green)`` as float32: the stained smear's colour, blind to grey losses.
+
+    Stains and haemoglobin absorb green far more than red; light lost to phase relief (the
+    dark rims a dry 20x objective shows around cells, which an oil-immersion 100x objective
+    barely shows) is nearly colourless and cancels in the difference. Both objectives show
+    this image alike, up to resolution.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    return (np.log(image[..., 0] + 1.0) - np.log(image[..., 1] + 1.0)).astype(np.float32)
 
 
 def enhance_highres(
@@ -183,6 +203,84 @@ def _match_window(
     )
 
 
+#: Least fraction of the matched region left once the imaged cell is excluded for a ratio.
+MIN_RATIO_AREA = 0.25
+
+
+def _ratio_curve(
+    stained: np.ndarray,
+    highres: np.ndarray,
+    centre: tuple[float, float],
+    size_wh: tuple[int, int],
+    off: tuple[float, float],
+    r0: float,
+    *,
+    pixel_size_um: float,
+    opt: HighresOptions,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(trial ratios, correlation peaks)`` of the region of ``size_wh`` matched at ``centre``.
+
+    Matched on :func:`chroma_channel` images (grey ones for a grey ``stained``), without the
+    disk of ``opt.exclude_um`` around the 100x frame's centre. Empty when too little is left
+    (:data:`MIN_RATIO_AREA`).
+    """
+    n = round(opt.scale_range / opt.scale_step)
+    trials = r0 * (1 + opt.scale_step * np.arange(-n, n + 1))
+    tw, th = size_wh
+    yy, xx = np.mgrid[:th, :tw].astype(np.float32)
+    dist = np.hypot(xx - ((tw - 1) / 2 - off[0]), yy - ((th - 1) / 2 - off[1])) * pixel_size_um
+    keep = (dist >= opt.exclude_um).astype(np.float32)
+    if keep.mean() < MIN_RATIO_AREA:
+        return trials[:0], np.zeros(0)
+    # only the part of the stained field the search can reach
+    x0 = max(round(centre[0] - (tw - 1) / 2) - 4, 0)
+    y0 = max(round(centre[1] - (th - 1) / 2) - 4, 0)
+    part = stained[y0 : y0 + th + 8, x0 : x0 + tw + 8]
+    centre = (centre[0] - x0, centre[1] - y0)
+    if stained.ndim == 3 and highres.ndim == 3:
+        s_feat, h_feat = chroma_channel(part), chroma_channel(highres)
+    else:
+        s_feat, h_feat = grey_channel(part), grey_channel(highres)
+    h_feat = _antialias(h_feat, r0)
+    scores = [
+        _masked_peak(s_feat, _to_grid(h_feat, r, size_wh, off), keep, centre, 3) for r in trials
+    ]
+    return trials, np.asarray(scores, dtype=np.float64)
+
+
+def _masked_peak(
+    image: np.ndarray,
+    template: np.ndarray,
+    mask: np.ndarray,
+    centre: tuple[float, float],
+    radius: int,
+) -> float:
+    """Peak height (parabola-interpolated) of ``template``'s masked correlation near ``centre``.
+
+    NaN when the search window leaves ``image`` or the peak lies on its border.
+    """
+    import cv2
+
+    th, tw = template.shape
+    x0 = round(centre[0] - (tw - 1) / 2) - radius
+    y0 = round(centre[1] - (th - 1) / 2) - radius
+    h, w = image.shape
+    if x0 < 0 or y0 < 0 or x0 + tw + 2 * radius > w or y0 + th + 2 * radius > h:
+        return float("nan")
+    window = np.ascontiguousarray(image[y0 : y0 + th + 2 * radius, x0 : x0 + tw + 2 * radius])
+    c = cv2.matchTemplate(window, template.astype(np.float32), cv2.TM_CCOEFF_NORMED, mask=mask)
+    c = np.nan_to_num(c, nan=-1.0)
+    iy, ix = np.unravel_index(int(np.argmax(c)), c.shape)
+    if iy in (0, c.shape[0] - 1) or ix in (0, c.shape[1] - 1):
+        return float("nan")
+    peak = float(c[iy, ix])
+    for a, b in ((c[iy, ix - 1], c[iy, ix + 1]), (c[iy - 1, ix], c[iy + 1, ix])):
+        den = float(a - 2 * peak + b)
+        if den < 0:
+            peak -= float(a - b) ** 2 / (8 * den)
+    return peak
+
+
 @dataclass(frozen=True)
 class HighresMatch:
     """Where a 100x frame sits on its 20x stained field.
@@ -202,7 +300,7 @@ class HighresMatch:
 
 
 def match_highres(
-    stained_grey: np.ndarray,
+    stained: np.ndarray,
     highres: np.ndarray,
     expected_xy: tuple[float, float],
     *,
@@ -215,8 +313,10 @@ def match_highres(
 
     Parameters
     ----------
-    stained_grey
-        ``(H, W) float32`` grey 20x stained field (:func:`grey_channel`).
+    stained
+        ``(H, W, 3) uint8`` RGB 20x stained field. A grey ``(H, W)`` field
+        (:func:`grey_channel`) works too, but then the ratio is measured on grey images,
+        where the objectives' different phase rims bias it.
     highres
         ``(Hh, Wh, 3) uint8`` RGB 100x frame.
     expected_xy
@@ -231,6 +331,8 @@ def match_highres(
     import cv2
 
     opt = options or HighresOptions()
+    stained = np.asarray(stained)
+    stained_grey = grey_channel(stained)
     enhanced = enhance_highres(
         highres, gaussian_ksize=opt.gaussian_ksize, laplacian_ksize=opt.laplacian_ksize
     )
@@ -268,26 +370,27 @@ def match_highres(
         )
     measured = float("nan")
     if ratio is None:
-        n = round(opt.scale_range / opt.scale_step)
-        trials = r0 * (1 + opt.scale_step * np.arange(-n, n + 1))
-        scores = np.array([_match_window(stained_grey, grid(r), tx, ty, 3)[0] for r in trials])
-        k = int(np.nanargmax(scores))
-        if not 0 < k < len(trials) - 1:
-            return HighresMatch(
-                tx - off[0],
-                ty - off[1],
-                float(trials[k]),
-                float(trials[k]),
-                float(scores[k]),
-                False,
-                "magnification ratio outside the search range",
-            )
-        a, b, c = scores[k - 1 : k + 2]
-        den = a - 2 * b + c
-        step = 0.5 * (a - c) / den if den < 0 else 0.0
-        measured = float(trials[k] * (1 + opt.scale_step * np.clip(step, -0.5, 0.5)))
-        r0 = measured
-        score, tx, ty, border = _match_window(stained_grey, grid(r0), tx, ty, 3)
+        trials, scores = _ratio_curve(
+            stained, highres, (tx, ty), (tw, th), off, r0, pixel_size_um=pixel_size_um, opt=opt
+        )
+        if np.isfinite(scores).any():  # else no ratio from this cell; position at r0
+            k = int(np.nanargmax(scores))
+            if not 0 < k < len(trials) - 1:
+                return HighresMatch(
+                    tx - off[0],
+                    ty - off[1],
+                    float(trials[k]),
+                    float(trials[k]),
+                    float(scores[k]),
+                    False,
+                    "magnification ratio outside the search range",
+                )
+            a, b, c = scores[k - 1 : k + 2]
+            den = a - 2 * b + c
+            step = 0.5 * (a - c) / den if den < 0 else 0.0
+            measured = float(trials[k] * (1 + opt.scale_step * np.clip(step, -0.5, 0.5)))
+            r0 = measured
+            score, tx, ty, border = _match_window(stained_grey, grid(r0), tx, ty, 3)
     cx, cy = tx - off[0], ty - off[1]
     # 2. at 100x: the stained field linearly upsampled by the ratio around the match
     pad = opt.refine_px
@@ -396,7 +499,7 @@ class _Job:
 def _highres_job(job: _Job) -> list[tuple[int, HighresMatch, np.ndarray | None]]:
     from registration.match import _scan
 
-    stained = grey_channel(_scan(job.stained).image(job.field, _bf(job.stained)))
+    stained = _scan(job.stained).image(job.field, _bf(job.stained))
     hr_scan = _scan(job.highres)
     out = []
     for row, j, ex, ey, ox, oy in job.items:

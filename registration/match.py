@@ -1055,6 +1055,7 @@ def _flag_misaligned(
         len(channels),
         tolerance_px=opt.qc.pair_tolerance_px,
         min_score=opt.qc.pair_min_score,
+        max_tolerance_px=opt.qc.pair_max_tolerance_px,
         same_direction=same_direction_pairs(channels, ch_pairs),
     )
     bad = np.where(judged[None, :], by_pairs, bad)

@@ -59,6 +59,7 @@ class QcOptions:
     pls_tolerance_px: float = 2.0
     darkfield_tolerance_px: float = 2.5
     pair_tolerance_px: float = 1.5
+    pair_max_tolerance_px: float = 3.0
     pair_min_score: float = 0.3
     pair_region_px: int = 512
     pls_tolerance_single_px: float = 4.5
@@ -73,7 +74,7 @@ class QcOptions:
     speck_gap_spread: float = 5.0
     speck_min_area_um2: float = 0.15
     ghost_fraction: float = 0.4
-    ghost_floor: float = 1.3
+    ghost_floor: float = 1.1
     dirt_od_min: float = 0.15
     max_saturated_fraction: float = 0.02
 
@@ -436,6 +437,7 @@ def misaligned_pairs(
     tolerance_px: float = 1.5,
     min_score: float = 0.3,
     same_direction: np.ndarray | None = None,
+    max_tolerance_px: float = 3.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which (field, channel) images moved against their neighbours.
 
@@ -460,7 +462,11 @@ def misaligned_pairs(
         objective's NA) correlate weakly and are left out. A pair's expected offset is its
         median over fields (zero with fewer than three); it departs when it misses that by
         more than ``tolerance_px`` (for a noisy pair, by more than four times its median
-        departure). A channel is misaligned when more than half of its trusted pairs depart:
+        departure). A pair whose tolerance grew beyond ``max_tolerance_px`` (ring neighbours
+        whose relief offsets wander from field to field) would miss a glitch of a few pixels,
+        so it cannot vouch for a channel: it counts only in the fields where it departs, and
+        a channel with no sharper pair is judged against brightfield instead. A channel is
+        misaligned when more than half of its counted trusted pairs depart:
         a glitched image breaks all its pairs, its neighbours keep their other ones; a
         channel with one pair shares the blame with its partner (the field is flagged either
         way).
@@ -497,15 +503,19 @@ def misaligned_pairs(
             typical = np.nanmedian(np.where(valid, res, np.nan), axis=0)
             tol = np.maximum(tol, _PAIR_SPREAD_FACTOR * np.nan_to_num(typical)[None, :])
     bad = valid & (res > tol)
+    # a pair so noisy that a glitch could hide in its tolerance cannot vouch for its
+    # channels: it counts only when it departs
+    sharp = tol[0] <= max(float(max_tolerance_px), float(tolerance_px))
     n_bad = np.zeros((n_f, n_channels))
     n_valid = np.zeros((n_f, n_channels))
     for p, (a, b) in enumerate(pairs):
         if not trusted[p]:
             continue
-        judged[[a, b]] = True
+        if sharp[p]:
+            judged[[a, b]] = True
         for c in (a, b):
             n_bad[:, c] += bad[:, p]
-            n_valid[:, c] += valid[:, p]
+            n_valid[:, c] += valid[:, p] & (sharp[p] | bad[:, p])
     return (n_bad > 0) & (n_bad > n_valid / 2), judged
 
 
@@ -713,7 +723,7 @@ def one_pass_objects(
     return OnePass(bool(specks), bool(input_only), ratio, gap)
 
 
-def ghost_cells(ratios: np.ndarray, *, fraction: float = 0.4, floor: float = 1.3) -> np.ndarray:
+def ghost_cells(ratios: np.ndarray, *, fraction: float = 0.4, floor: float = 1.1) -> np.ndarray:
     """Which detections are artifacts taken for cells, from their nucleus edge ratios.
 
     Most detections on a slide are real WBCs, so the slide's median ratio says how clearly

@@ -10,6 +10,7 @@ from scipy import ndimage as ndi
 from registration.highres import (
     HighresMatch,
     _laplacian_gain,
+    chroma_channel,
     enhance_highres,
     grey_channel,
     match_highres,
@@ -121,3 +122,50 @@ def test_log_subtraction_has_unit_laplacian_gain_and_darkens_edges():
     # unsharp: a dark band just inside the disc's edge, a light one just outside
     assert enh[50, 73] < enh[50, 50] - 0.05
     assert enh[50, 78] > enh[50, 95] + 0.05
+
+
+def _rimmed_pair(ratio, seed=3, size=(400, 640)):
+    """A 20x field whose cells wear colourless dark rims (phase relief seen by a dry objective)
+    and a big cell at the centre of the 100x frame, plus that frame without the rims."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    k = 2  # the sample is drawn 2x finer than the 20x grid
+    yy, xx = np.mgrid[: h * k, : w * k] / k
+    absorb = np.zeros((h * k, w * k))
+    rim = np.zeros_like(absorb)
+    cells = [(w / 2, h / 2, 22.0)] + [
+        (rng.uniform(0, w), rng.uniform(0, h), rng.uniform(9, 13)) for _ in range(220)
+    ]
+    for cx, cy, r in cells:
+        d = np.hypot(xx - cx, yy - cy)
+        absorb[d < r] = rng.uniform(0.5, 0.8)
+        rim[(d >= r - 1.5) & (d < r + 1.0)] = 0.35
+    # stain/haemoglobin: absorbs green 3x more than red; rims: the same loss in every colour
+    od = np.stack([absorb * 0.3, absorb, absorb * 0.6], axis=-1)
+    fine = 230.0 * np.exp(-od)
+    coarse = fine * np.exp(-rim)[..., None]
+    field = cv2.resize(ndi.gaussian_filter(coarse, (1.2 * k, 1.2 * k, 0)), (w, h), cv2.INTER_AREA)
+    sharp = np.clip(fine, 0, 255).astype(np.uint8)  # 2x finer than the 20x grid
+    # the 100x frame (centred on the big cell) from the rim-free sample
+    hr = _highres_of(sharp, (w * 2 - 1) / 2, (h * 2 - 1) / 2, ratio / 2)
+    return np.clip(field, 0, 255).astype(np.uint8), hr
+
+
+def test_ratio_is_measured_on_colour_without_the_imaged_cell():
+    """Colourless rims seen only at 20x and a big centred cell do not bias the ratio.
+
+    (The simulator's dry-mass slide, where grey matching was 1-3 % low, is checked in
+    test_registration_pipeline.py.)
+    """
+    field, hr = _rimmed_pair(5.03)
+    c = ((field.shape[1] - 1) / 2, (field.shape[0] - 1) / 2)
+    m = match_highres(field, hr, (c[0] + 4.0, c[1] - 3.0), pixel_size_um=0.293, nominal_ratio=5.0)
+    assert m.ok, m.reason
+    assert m.measured_ratio == pytest.approx(5.03, rel=0.003)
+
+
+def test_chroma_ignores_colourless_losses():
+    field = _field()
+    dimmed = (field * 0.6).astype(np.uint8)
+    a, b = chroma_channel(field), chroma_channel(dimmed)
+    assert np.abs(a - b)[field.min(-1) > 60].max() < 0.05

@@ -127,6 +127,24 @@ def test_misaligned_pairs_blames_the_glitched_image():
     assert not bad[np.arange(8) != 3].any()
 
 
+def test_a_noisy_pair_cannot_outvote_a_sharp_one():
+    """Channel 4's glitch breaks its sharp pair (3-4); its ring pair (4-5) wanders by 3-4 px
+    between fields, so its tolerance (4x its median departure) hides the glitch."""
+    offsets, scores, pairs = _pair_measurements(glitch=(5, 4, (0.0, 4.0)))
+    rng = np.random.default_rng(7)
+    noisy = np.array([(-4.0, 3.0)] * 8) + np.where(rng.random((8, 1)) < 0.5, 0.0, 3.5)
+    noisy[5] += (0.0, -4.0)  # channel 4 moved by the glitch
+    offsets = np.concatenate([offsets, noisy[:, None, :]], axis=1)
+    scores = np.concatenate([scores, np.full((8, 1), 0.45)], axis=1)
+    pairs = np.concatenate([pairs, [(4, 5)]])
+    bad, judged = misaligned_pairs(offsets, scores, pairs, 6)
+    assert bad[5, 4] and bad.any(1).tolist() == [f == 5 for f in range(8)]
+    assert not judged[5]  # only a noisy pair: left to the brightfield comparison
+    # counted as vouching (the former rule), the noisy pair outvotes the sharp one
+    old, _ = misaligned_pairs(offsets, scores, pairs, 6, max_tolerance_px=np.inf)
+    assert not old[5, 4]
+
+
 def test_misaligned_pairs_chain_end_and_clean_slide():
     offsets, scores, pairs = _pair_measurements(glitch=(5, 4, (0.0, 3.0)))
     bad, _ = misaligned_pairs(offsets, scores, pairs, 5)
