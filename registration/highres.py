@@ -28,7 +28,6 @@ leaves the 20x frame, or matches poorly keeps ``has_highres`` false.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -761,10 +760,3 @@ def _rewrite(
             ds.close()
     finally:
         ds.close()
-
-
-def describe_highres(summary: HighresSummary) -> str:
-    """One JSON line for logs."""
-    d = {k: v for k, v in asdict(summary).items() if k != "placements"}
-    d["dataset"] = str(summary.dataset)
-    return json.dumps(d, default=float)
