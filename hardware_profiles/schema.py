@@ -9,12 +9,21 @@ sample from polar angle ``theta`` (from the optical axis) and azimuth ``phi`` (f
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ChannelKind = Literal["brightfield", "pls", "darkfield"]
+
+class ChannelKind(StrEnum):
+    """What an image of the stack is, from its LED's angle against the objective's NA."""
+
+    BRIGHTFIELD = "brightfield"
+    PLS = "pls"  # one LED inside the brightfield cone: an oblique point light source
+    DARKFIELD = "darkfield"  # LEDs outside the cone: only scattered light reaches the camera
+
+
 ExposureLevel = Literal["single", "high", "low"]
 
 #: Tolerance (degrees) when a channel's declared kind is checked against its LED's angle.
