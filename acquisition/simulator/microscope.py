@@ -17,6 +17,7 @@ delivers (the profile's ``flip_x``/``flip_y``/``rotation_deg`` applied;
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
@@ -26,7 +27,7 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
-from acquisition.simulator import camera_model, optics, sample, smear
+from acquisition.simulator import camera_model, optics, sample, smear, spectra
 from acquisition.simulator.config import SimConfig, SimulatorError
 from acquisition.simulator.sample import Raster
 from acquisition.simulator.smear import MAX_OBJECT_EXTENT_UM, SmearObjects, seeded_rng
@@ -97,9 +98,16 @@ class SimulatedMicroscope:
         )
         self._leds = profile.led_array.by_id
         self._true_leds, self._led_gain = _true_leds(profile, self.config)
+        self._samples = {
+            colour: self._spectral_samples(colour)
+            for colour in sorted({led.color for led in self._true_leds.values()})
+        }
+        self._wavelengths = tuple(
+            sorted({lam for smp in self._samples.values() for lam in smp.wavelengths_nm})
+        )
         self._max_sin = max(
             math.hypot(*optics.led_direction(led)) for led in self._true_leds.values()
-        )
+        ) + self.config.led_size_mm / min(led.z_mm for led in self._true_leds.values())
         self._flats: dict[tuple[int, int], np.ndarray] = {}
         self._workers = _workers()
         self._lock = threading.RLock()
@@ -138,6 +146,12 @@ class SimulatedMicroscope:
         self._stain_scale = tuple(
             float((1.0 + cfg.stain_variation * x) * cfg.stain_strength) for x in v
         )
+
+    def _spectral_samples(self, colour: str) -> spectra.SpectralSamples:
+        cfg = self.config
+        if cfg.spectral_samples == 0:
+            return spectra.line_samples(colour, tuple(cfg.wavelengths_nm))
+        return spectra.spectral_samples(colour, int(cfg.spectral_samples))
 
     def _check_pass(self, pass_: str) -> None:
         if pass_ not in PASSES:
@@ -443,15 +457,10 @@ class SimulatedMicroscope:
             image = self._led_image(pass_, x_um, y_um, dz, led_id, wc, hc, shift)
             weight = flux * brightness / max_b * optics.led_irradiance(led)
             weight *= self._led_gain[led_id]
-            colour = optics.LED_COLOUR_WEIGHTS[led.color]
-            if colour[0] == colour[1] == colour[2]:
-                if total is None:
-                    total = cv2.multiply(image, weight * colour[0])
-                else:
-                    cv2.scaleAdd(image, weight * colour[0], total, dst=total)
+            if total is None:
+                total = cv2.multiply(image, weight)
             else:
-                term = image * (np.asarray(colour, np.float32) * np.float32(weight))
-                total = term if total is None else cv2.add(total, term, dst=total)
+                cv2.scaleAdd(image, weight, total, dst=total)
         return self._camera_response(total)
 
     def _camera_response(self, electrons: np.ndarray) -> np.ndarray:
@@ -513,7 +522,11 @@ class SimulatedMicroscope:
         hc: int,
         shift_px: tuple[float, float] | None,
     ) -> np.ndarray:
-        """Relative intensity ``(hc, wc, 3)`` of one LED (1 = glass in brightfield), cached."""
+        """Camera-channel intensity ``(hc, wc, 3)`` of one LED, cached.
+
+        Each of the LED colour's wavelength samples is imaged from its own point of the die
+        and added to R, G and B with its white-balanced weights (glass in brightfield = 1).
+        """
         key = (pass_, float(x_um), float(y_um), round(dz, 6), led_id, wc, hc, shift_px)
         cached = self._intensities.get(key)
         if cached is not None:
@@ -524,28 +537,38 @@ class SimulatedMicroscope:
         p = grid.pixel_um
         shift_um = (0.0, 0.0) if shift_px is None else (shift_px[0] * p, shift_px[1] * p)
         sa = self.config.scan_spherical_aberration_waves if pass_ != "highres" else 0.0
-        direction = optics.led_direction(self._true_leds[led_id])
-        image = np.empty((hc, wc, 3), np.float32)
-        for c, (lam_nm, spectrum) in enumerate(
-            zip(self.config.wavelengths_nm, spectra, strict=True)
-        ):
+        led = self._true_leds[led_id]
+        smp = self._samples[led.color]
+        size = self.config.led_size_mm
+        planes = [np.zeros((hc, wc), np.float32) for _ in range(3)]
+        for i, lam_nm in enumerate(smp.wavelengths_nm):
             lam = lam_nm * 1e-3
+            g = dataclasses.replace(
+                grid, field_oversample=optics.field_oversample(obj.na, grid.pixel_um, lam)
+            )
             box = optics.pupil(
-                grid,
+                g,
                 objective=obj,
                 wavelength_um=lam,
                 defocus_um=dz,
                 spherical_waves=sa,
                 shift_um=shift_um,
             )
-            image[:, :, c] = optics.led_intensity(
-                spectrum,
-                grid,
+            ex, ey = smp.emitter[i] * size
+            direction = optics.point_direction(led.x_mm + ex, led.y_mm + ey, led.z_mm)
+            intensity = optics.led_intensity(
+                spectra[lam_nm],
+                g,
                 direction=direction,
                 wavelength_um=lam,
                 pupil_box=box,
                 workers=self._workers,
             )
+            for c in range(3):
+                w = float(smp.weights[i, c])
+                if w > 1e-4:
+                    cv2.scaleAdd(intensity, w, planes[c], dst=planes[c])
+        image = cv2.merge(planes)
         image.setflags(write=False)
         budget = self.config.render_cache_mb * 2**20
         if image.nbytes <= budget:
@@ -563,7 +586,7 @@ class SimulatedMicroscope:
             return self._spectra[key]
         cfg = self.config
         obj = self.objective(pass_)
-        lam_min = min(cfg.wavelengths_nm) * 1e-3
+        lam_min = min(self._wavelengths) * 1e-3
         grid = optics.field_grid(
             x_um=float(x_um),
             y_um=float(y_um),
@@ -583,12 +606,12 @@ class SimulatedMicroscope:
             xmin, xmax, ymin, ymax = self._slide_bbox(pass_, raster, pad=raster.step)
             texture, cells, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax, pass_=pass_)
             sample.add_film(maps, raster, geom, texture, (ox, oy), fine=cells)
-        spectra = []
-        for lam_nm in cfg.wavelengths_nm:
+        spectra = {}
+        for lam_nm in self._wavelengths:
             t = sample.transmittance(maps, lam_nm, stain_scale=geom.stain_scale)
             max_freq = (self._max_sin + obj.na) / (lam_nm * 1e-3)
-            spectra.append(
-                optics.sample_spectrum(t, grid, max_freq=max_freq, workers=self._workers)
+            spectra[lam_nm] = optics.sample_spectrum(
+                t, grid, max_freq=max_freq, workers=self._workers
             )
             del t
         del maps
