@@ -218,6 +218,22 @@ class SimConfig:
         RMS error of each LED's true position (x, y, z), mm: the angle it lights from.
     vignetting
         Relative loss of light at the sensor's corners (a cos⁴-like radial falloff).
+    field_angle_tiles, field_angle_step
+        A point LED at a finite distance lights each point of the field from a slightly
+        different angle (about 0.011 in sine across a 20x pls43 frame). Frames are rendered
+        in up to ``field_angle_tiles`` tiles per axis, each with its own angles and
+        cross-faded, so that the sine varies by at most ``field_angle_step`` within a tile
+        (fewer tiles when it already does). 1: one angle per LED for the whole frame.
+    colour_correction
+        The camera applies its colour-correction matrix (:func:`.spectra.colour_correction`:
+        the 630/530/470 nm lines read as pure R, G, B, white stays white), as colour cameras
+        do; the spectral overlap it cannot undo for broadband light remains. Applied to the
+        photo-electrons before noise (a simplification: a camera applies it to the digitised
+        signal, amplifying the noise a little).
+    bayer
+        The sensor is a Bayer (RGGB) mosaic: each pixel records one colour, with its own
+        noise, and ``render`` returns the demosaiced ``(H, W, 3)`` frame (OpenCV's
+        edge-aware demosaicing). Off by default: every pixel records R, G and B.
     camera_crosstalk
         Extra fraction of each colour channel's signal that its neighbours record (R↔G↔B),
         on top of the overlap of the channels' spectral sensitivities (0 by default: the
@@ -276,6 +292,10 @@ class SimConfig:
     spectral_samples: int = 8
     wavelengths_nm: tuple[float, float, float] = (630.0, 530.0, 470.0)
     led_size_mm: float = 0.3
+    field_angle_tiles: int = 2
+    colour_correction: bool = True
+    bayer: bool = False
+    field_angle_step: float = 0.006
     scan_spherical_aberration_waves: float = 0.05
     highres_phase_factor: float = 0.3
     full_well_e: float = 10_000.0
@@ -375,6 +395,8 @@ class SimConfig:
                 f"monochromatic lines); got {self.spectral_samples!r}."
             )
         _check_range("SimConfig.led_size_mm", self.led_size_mm, 0.0, 5.0)
+        _check_range("SimConfig.field_angle_tiles", self.field_angle_tiles, 1, 8)
+        _check_range("SimConfig.field_angle_step", self.field_angle_step, 1e-4, 1.0)
         _check_range("SimConfig.highres_phase_factor", self.highres_phase_factor, 0.0, 1.0)
         _check_range("SimConfig.full_well_e", self.full_well_e, 1.0)
         _check_range("SimConfig.led_flux_e_per_ms_um2", self.led_flux_e_per_ms_um2, 0.0)

@@ -18,6 +18,7 @@ delivers (the profile's ``flip_x``/``flip_y``/``rotation_deg`` applied;
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import threading
@@ -301,14 +302,18 @@ class SimulatedMicroscope:
             int(width),
             int(height),
         )
-        frame = camera_model.expose(
-            electrons,
+        expose = dict(
             gain=gain,
             full_well_e=cfg.full_well_e,
             read_noise_e=cfg.read_noise_e,
             black_level_dn=cfg.black_level_dn,
             key=key,
         )
+        if cfg.bayer:
+            raw = camera_model.to_camera_orientation(electrons, self.profile.camera)
+            mosaic = camera_model.expose(camera_model.bayer_mosaic(raw), **expose)
+            return camera_model.demosaic(mosaic)
+        frame = camera_model.expose(electrons, **expose)
         return camera_model.to_camera_orientation(frame, self.profile.camera)
 
     def render_stack(
@@ -464,8 +469,14 @@ class SimulatedMicroscope:
         return self._camera_response(total)
 
     def _camera_response(self, electrons: np.ndarray) -> np.ndarray:
-        """Colour crosstalk and the sensor's flat field (vignetting, dust, pixel gains)."""
+        """Colour correction, extra crosstalk and the sensor's flat field (vignetting, dust,
+        pixel gains)."""
         cfg = self.config
+        if cfg.colour_correction and cfg.spectral_samples > 0:
+            white = "white" if "white" in self._samples else "rgb"
+            m = spectra.colour_correction(white).astype(np.float32)
+            electrons = cv2.transform(electrons, m)
+            cv2.max(electrons, 0.0, dst=electrons)
         x = cfg.camera_crosstalk
         if x > 0:
             mix = np.array(
@@ -532,6 +543,74 @@ class SimulatedMicroscope:
         if cached is not None:
             self._intensities.move_to_end(key)
             return cached
+        p = self.pixel_size_um(pass_)
+        tiles_x, tiles_y = self._angle_tiles(wc, hc, p)
+        if tiles_x * tiles_y == 1:
+            image = self._tile_image(pass_, x_um, y_um, dz, led_id, wc, hc, shift_px, (0.0, 0.0))
+        else:
+            image = np.zeros((hc, wc, 3), np.float32)
+            for (a, b, wx), (c, d, wy) in itertools.product(
+                _tile_spans(wc, tiles_x), _tile_spans(hc, tiles_y)
+            ):
+                # the tile's centre, stage µm, and its offset from the axis, mm
+                ux = ((a + b - 1) / 2 - (wc - 1) / 2) * p
+                uy = ((c + d - 1) / 2 - (hc - 1) / 2) * p
+                tile = self._tile_image(
+                    pass_,
+                    x_um + ux,
+                    y_um + uy,
+                    dz,
+                    led_id,
+                    b - a,
+                    d - c,
+                    shift_px,
+                    (ux * 1e-3, uy * 1e-3),
+                )
+                weight = (wy[:, None] * wx[None, :])[:, :, None]
+                image[c:d, a:b] += tile * weight
+        image.setflags(write=False)
+        budget = self.config.render_cache_mb * 2**20
+        if image.nbytes <= budget:
+            self._intensities[key] = image
+            self._intensity_bytes += image.nbytes
+            while self._intensity_bytes > budget:
+                _, old = self._intensities.popitem(last=False)
+                self._intensity_bytes -= old.nbytes
+        return image
+
+    def _angle_tiles(self, wc: int, hc: int, pixel_um: float) -> tuple[int, int]:
+        """Tiles per axis that keep each LED's angle within ``field_angle_step`` (sine) over a
+        tile, at most ``field_angle_tiles`` per axis."""
+        cfg = self.config
+        if cfg.field_angle_tiles <= 1:
+            return 1, 1
+        hw, hh = wc * pixel_um * 5e-4, hc * pixel_um * 5e-4  # half the field, mm
+        spread_x = spread_y = 0.0
+        for led in self._true_leds.values():
+            a = optics.point_direction(led.x_mm, led.y_mm, led.z_mm, -hw, -hh)
+            b = optics.point_direction(led.x_mm, led.y_mm, led.z_mm, hw, hh)
+            spread_x, spread_y = max(spread_x, abs(b[0] - a[0])), max(spread_y, abs(b[1] - a[1]))
+        step = cfg.field_angle_step
+        n = cfg.field_angle_tiles
+        return (
+            min(n, max(1, math.ceil(spread_x / step - 1e-9))),
+            min(n, max(1, math.ceil(spread_y / step - 1e-9))),
+        )
+
+    def _tile_image(
+        self,
+        pass_: str,
+        x_um: float,
+        y_um: float,
+        dz: float,
+        led_id: int,
+        wc: int,
+        hc: int,
+        shift_px: tuple[float, float] | None,
+        field_mm: tuple[float, float],
+    ) -> np.ndarray:
+        """One LED's ``(hc, wc, 3)`` image of a frame (or tile) centred on stage ``(x, y)``,
+        lit from the angle the LED has at ``field_mm`` from the optical axis."""
         grid, spectra = self._field_spectra(pass_, x_um, y_um, wc, hc)
         obj = self.objective(pass_)
         p = grid.pixel_um
@@ -555,7 +634,7 @@ class SimulatedMicroscope:
                 shift_um=shift_um,
             )
             ex, ey = smp.emitter[i] * size
-            direction = optics.point_direction(led.x_mm + ex, led.y_mm + ey, led.z_mm)
+            direction = optics.point_direction(led.x_mm + ex, led.y_mm + ey, led.z_mm, *field_mm)
             intensity = optics.led_intensity(
                 spectra[lam_nm],
                 g,
@@ -568,16 +647,7 @@ class SimulatedMicroscope:
                 w = float(smp.weights[i, c])
                 if w > 1e-4:
                     cv2.scaleAdd(intensity, w, planes[c], dst=planes[c])
-        image = cv2.merge(planes)
-        image.setflags(write=False)
-        budget = self.config.render_cache_mb * 2**20
-        if image.nbytes <= budget:
-            self._intensities[key] = image
-            self._intensity_bytes += image.nbytes
-            while self._intensity_bytes > budget:
-                _, old = self._intensities.popitem(last=False)
-                self._intensity_bytes -= old.nbytes
-        return image
+        return cv2.merge(planes)
 
     def _field_spectra(self, pass_: str, x_um: float, y_um: float, wc: int, hc: int):
         key = (pass_, float(x_um), float(y_um), wc, hc)
@@ -617,7 +687,8 @@ class SimulatedMicroscope:
         del maps
         value = (grid, spectra)
         self._spectra[key] = value
-        while len(self._spectra) > cfg.spectrum_cache_fields:
+        tiles = math.prod(self._angle_tiles(wc, hc, self.pixel_size_um(pass_)))
+        while len(self._spectra) > cfg.spectrum_cache_fields * tiles:
             self._spectra.popitem(last=False)
         return value
 
@@ -753,6 +824,31 @@ def _true_leds(profile: HardwareProfile, config: SimConfig):
         )
         gains[led_id] = float(1.0 + config.led_brightness_error * rng.uniform(-1.0, 1.0))
     return leds, gains
+
+
+#: Pixels over which neighbouring angle tiles cross-fade (each side of the boundary).
+TILE_BLEND_PX = 16
+
+
+def _tile_spans(n: int, tiles: int) -> list[tuple[int, int, np.ndarray]]:
+    """``tiles`` overlapping spans ``(start, stop, weight)`` of ``n`` pixels whose linear
+    cross-fades over ±:data:`TILE_BLEND_PX` at each boundary sum to 1 everywhere."""
+    if tiles == 1:
+        return [(0, n, np.ones(n, np.float32))]
+    bounds = [round(j * n / tiles) for j in range(tiles + 1)]
+    o = TILE_BLEND_PX
+    x = np.arange(n, dtype=np.float32) + 0.5
+    spans = []
+    for j in range(tiles):
+        w = np.ones(n, np.float32)
+        if j > 0:
+            w *= np.clip((x - (bounds[j] - o)) / (2 * o), 0.0, 1.0)
+        if j < tiles - 1:
+            w *= np.clip(((bounds[j + 1] + o) - x) / (2 * o), 0.0, 1.0)
+        start = max(0, bounds[j] - o) if j > 0 else 0
+        stop = min(n, bounds[j + 1] + o) if j < tiles - 1 else n
+        spans.append((start, stop, w[start:stop]))
+    return spans
 
 
 def _affine(theta: float, t: np.ndarray) -> np.ndarray:

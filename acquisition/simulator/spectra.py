@@ -27,6 +27,7 @@ green or blue die then reads mostly in its own channel and a little in its neigh
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -100,7 +101,7 @@ def _bins(density: np.ndarray, n: int) -> list[tuple[float, float]]:
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]))])
     cdf /= cdf[-1]
     edges = np.interp(np.linspace(0.0, 1.0, n + 1), cdf, _GRID)
-    return list(zip(edges[:-1], edges[1:], strict=True))
+    return list(itertools.pairwise(edges))
 
 
 def _sample_band(emit: np.ndarray, n: int) -> tuple[list[float], list[np.ndarray]]:
@@ -155,9 +156,7 @@ def spectral_samples(colour: str, samples: int) -> SpectralSamples:
     w.setflags(write=False)
     pts = _emitter_points(len(lams))
     pts.setflags(write=False)
-    return SpectralSamples(
-        wavelengths_nm=tuple(round(x, 3) for x in lams), weights=w, emitter=pts
-    )
+    return SpectralSamples(wavelengths_nm=tuple(round(x, 3) for x in lams), weights=w, emitter=pts)
 
 
 def line_samples(colour: str, wavelengths_nm: tuple[float, float, float]) -> SpectralSamples:
@@ -178,3 +177,30 @@ def line_samples(colour: str, wavelengths_nm: tuple[float, float, float]) -> Spe
             weights.append(np.eye(3)[c] * g)
     w = np.array(weights)
     return SpectralSamples(wavelengths_nm=tuple(lams), weights=w, emitter=np.zeros((len(lams), 2)))
+
+
+#: The lines a colour-corrected camera renders as pure R, G and B, nm.
+PRIMARIES_NM = (630.0, 530.0, 470.0)
+
+
+@lru_cache(maxsize=4)
+def colour_correction(reference: str = "white") -> np.ndarray:
+    """The camera's 3x3 colour-correction matrix ``M`` (corrected = ``M @ [R, G, B]``).
+
+    Cameras undo most of their channels' overlap with such a matrix (machine-vision colour
+    cameras offer one; consumer images always carry one), fitted so that light at the
+    :data:`PRIMARIES_NM` lines reads in its own channel only, and the instrument's white
+    (``reference``: ``white`` or ``rgb``) still reads 1 in every channel. Broadband light is
+    not fully unmixed: that residue is the spectral crosstalk.
+    """
+    ref = spectral_samples(reference, 24)  # the white balance of ``reference``
+    lam = np.asarray(PRIMARIES_NM)
+    q = camera_sensitivity(lam)  # (line, channel)
+    emit = emission(reference, _GRID)[:, None] * camera_sensitivity(_GRID)
+    gains = 1.0 / np.trapezoid(emit, _GRID, axis=0)
+    a = (q * gains[None, :]).T  # channel x line
+    inv = np.linalg.inv(a)
+    d = 1.0 / (inv @ ref.weights.sum(0))
+    m = d[:, None] * inv
+    m.setflags(write=False)
+    return m
