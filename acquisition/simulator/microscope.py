@@ -687,8 +687,8 @@ class SimulatedMicroscope:
         del maps
         value = (grid, spectra)
         self._spectra[key] = value
-        tiles = math.prod(self._angle_tiles(wc, hc, self.pixel_size_um(pass_)))
-        while len(self._spectra) > cfg.spectrum_cache_fields * tiles:
+        # a field is up to field_angle_tiles² tiles, each with its own spectra
+        while len(self._spectra) > cfg.spectrum_cache_fields * cfg.field_angle_tiles**2:
             self._spectra.popitem(last=False)
         return value
 
