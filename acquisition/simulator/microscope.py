@@ -35,6 +35,9 @@ from acquisition.simulator.smear import MAX_OBJECT_EXTENT_UM, SmearObjects, seed
 from hardware_profiles.schema import HardwareProfile, Objective
 
 PASSES = ("unstained", "stained", "highres")
+#: Refractive index of dried cell material (protein, haemoglobin) for the oblique-path
+#: correction: n ≈ 1 + κ·ρ ≈ 1.55 (docs/simulator.md, materials).
+DRY_INDEX = 1.55
 
 CELLS_DTYPE = np.dtype(
     [
@@ -611,7 +614,8 @@ class SimulatedMicroscope:
     ) -> np.ndarray:
         """One LED's ``(hc, wc, 3)`` image of a frame (or tile) centred on stage ``(x, y)``,
         lit from the angle the LED has at ``field_mm`` from the optical axis."""
-        grid, spectra = self._field_spectra(pass_, x_um, y_um, wc, hc)
+        oblique = self._oblique_group(pass_, led_id)
+        grid, spectra = self._field_spectra(pass_, x_um, y_um, wc, hc, oblique)
         obj = self.objective(pass_)
         p = grid.pixel_um
         shift_um = (0.0, 0.0) if shift_px is None else (shift_px[0] * p, shift_px[1] * p)
@@ -649,8 +653,17 @@ class SimulatedMicroscope:
                     cv2.scaleAdd(intensity, w, planes[c], dst=planes[c])
         return cv2.merge(planes)
 
-    def _field_spectra(self, pass_: str, x_um: float, y_um: float, wc: int, hc: int):
-        key = (pass_, float(x_um), float(y_um), wc, hc)
+    def _oblique_group(self, pass_: str, led_id: int) -> float:
+        """The sine (rounded to 0.02) whose oblique path the LED's sample spectra use, or 0
+        when the correction is off (``oblique_correction``; dry scan passes only)."""
+        if not self.config.oblique_correction or pass_ == "highres":
+            return 0.0
+        return round(math.hypot(*optics.led_direction(self._true_leds[led_id])) / 0.02) * 0.02
+
+    def _field_spectra(
+        self, pass_: str, x_um: float, y_um: float, wc: int, hc: int, oblique: float = 0.0
+    ):
+        key = (pass_, float(x_um), float(y_um), wc, hc, oblique)
         if key in self._spectra:
             self._spectra.move_to_end(key)
             return self._spectra[key]
@@ -678,7 +691,12 @@ class SimulatedMicroscope:
             sample.add_film(maps, raster, geom, texture, (ox, oy), fine=cells)
         spectra = {}
         for lam_nm in self._wavelengths:
-            t = sample.transmittance(maps, lam_nm, stain_scale=geom.stain_scale)
+            t = sample.transmittance(
+                maps,
+                lam_nm,
+                stain_scale=geom.stain_scale,
+                path_scale=optics.oblique_path(oblique, DRY_INDEX),
+            )
             max_freq = (self._max_sin + obj.na) / (lam_nm * 1e-3)
             spectra[lam_nm] = optics.sample_spectrum(
                 t, grid, max_freq=max_freq, workers=self._workers
@@ -687,8 +705,10 @@ class SimulatedMicroscope:
         del maps
         value = (grid, spectra)
         self._spectra[key] = value
-        # a field is up to field_angle_tiles² tiles, each with its own spectra
-        while len(self._spectra) > cfg.spectrum_cache_fields * cfg.field_angle_tiles**2:
+        # a field is up to field_angle_tiles² tiles, each with its own spectra (and, with
+        # the oblique correction, a few angle groups of them)
+        keep = cfg.spectrum_cache_fields * cfg.field_angle_tiles**2
+        while len(self._spectra) > keep * (3 if cfg.oblique_correction else 1):
             self._spectra.popitem(last=False)
         return value
 

@@ -52,6 +52,22 @@ def point_direction(
     return -dx / r, -dy / r
 
 
+def oblique_path(sine: float, index: float) -> tuple[float, float]:
+    """First-order oblique-path factors ``(phase, absorbance)`` of a thin layer of ``index``
+    lit from air at ``sine``, relative to normal incidence.
+
+    A layer of thickness d delays an oblique plane wave by ``d (sqrt(n² - s²) - sqrt(1 - s²))``
+    instead of ``d (n - 1)``, and absorbs along ``d / cos θ_t`` (``cos θ_t = sqrt(n² - s²)/n``).
+    The walk-off of the ray across the layer (d·tan θ_t, about 1 µm for a 2 µm cell at 57°)
+    is not modelled.
+    """
+    if sine <= 0.0:
+        return 1.0, 1.0
+    inner = math.sqrt(index * index - sine * sine)
+    phase = (inner - math.sqrt(max(0.0, 1.0 - sine * sine))) / (index - 1.0)
+    return phase, index / inner
+
+
 def led_irradiance(led: Led) -> float:
     """Irradiance at the sample relative to an LED on the axis at the reference distance.
 

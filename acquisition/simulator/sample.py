@@ -627,8 +627,13 @@ def transmittance(
     wavelength_nm: float,
     *,
     stain_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    path_scale: tuple[float, float] = (1.0, 1.0),
 ) -> np.ndarray:
-    """Complex transmittance ``(ny, nx) complex64`` of the column maps at one wavelength."""
+    """Complex transmittance ``(ny, nx) complex64`` of the column maps at one wavelength.
+
+    ``path_scale`` multiplies the phase and the absorbance (an oblique path through the
+    layer, :func:`~acquisition.simulator.optics.oblique_path`).
+    """
     lam_um = wavelength_nm * 1e-3
     absorb = maps["hb"] * np.float32(haemoglobin_absorption(wavelength_nm))
     absorb += maps["grey"]
@@ -639,9 +644,9 @@ def transmittance(
             ("eosin", "azure", "complex"), dye_absorption(wavelength_nm), stain_scale, strict=True
         ):
             absorb += maps[name] * np.float32(eps * k)
-    absorb *= np.float32(-0.5)
+    absorb *= np.float32(-0.5 * path_scale[1])
     amplitude = np.exp(absorb, out=absorb)
-    phase = maps["opd"] * np.float32(2 * math.pi / lam_um)
+    phase = maps["opd"] * np.float32(2 * math.pi / lam_um * path_scale[0])
     re, im = cv2.polarToCart(amplitude, phase)  # 8x faster than numpy's complex exp
     return cv2.merge([re, im]).view(np.complex64)[..., 0]
 
