@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import hardware_profiles
+from acquisition.simulator.camera_model import from_camera_orientation
 from acquisition.simulator.config import SimConfig
 from acquisition.simulator.microscope import SimulatedMicroscope
 
@@ -93,3 +94,98 @@ def test_the_removed_legacy_model_is_one_clear_error(tmp_path):
     assert len(str(err.value).splitlines()) == 1 and "was removed" in str(err.value)
     path.write_text("model: dry-mass\nwbc_per_field: 8\n", encoding="utf-8")
     assert load_sim_options(path)["config"] == SimConfig(wbc_per_field=8)
+
+
+def _edge_led_profile(sin_centre: float):
+    """pls43 with LED 5 moved so its light reaches the frame centre at sine ``sin_centre``
+    (along x), 20 mm below the sample."""
+    z = 20.0
+    x = -sin_centre * z / np.sqrt(1 - sin_centre**2)
+    data = PROFILE.model_dump()
+    for led in data["led_array"]["leds"]:
+        if led["id"] == 5:
+            led.update(x_mm=x, y_mm=0.0, z_mm=z)
+    return type(PROFILE).model_validate(data)
+
+
+def test_illumination_angle_varies_across_the_field_by_the_geometrys_amount():
+    """An LED whose light meets the frame centre just outside the objective's NA: a point
+    source 20 mm away lights the left quarter of a 1600 px frame (0.12 mm from the axis) at
+    a sine 0.005 smaller, inside the NA: brightfield glass there, dark glass on the right.
+    With one angle for the whole frame, the glass is dark everywhere."""
+    from acquisition.simulator import optics
+
+    na = PROFILE.scan_objective.na
+    profile = _edge_led_profile(na + 0.001)
+    exact = dict(led_position_error_mm=0.0, led_size_mm=0.0, spectral_samples=3)
+    # a sparse smear: glass far from cells (near the pupil's edge, cells ring far)
+    exact.update(rbc_coverage=0.0, wbc_per_field=0.0, platelets_per_field=0.0)
+    exact.update(smudge_per_field=0.0, dirt_per_field=0.0)
+    w, h = 1600, 96
+    p = PROFILE.scan_objective.pixel_size_um
+    led = profile.led_array.by_id[5]
+    left = optics.point_direction(led.x_mm, led.y_mm, led.z_mm, -w / 4 * p * 1e-3, 0.0)
+    right = optics.point_direction(led.x_mm, led.y_mm, led.z_mm, w / 4 * p * 1e-3, 0.0)
+    assert np.hypot(*left) < na < np.hypot(*right)
+    # d(sine)/du = (1 - sine²) / r for a shift u along the LED's azimuth
+    r = np.hypot(led.x_mm, led.z_mm)
+    assert np.hypot(*right) - np.hypot(*left) == pytest.approx(
+        (1 - na**2) * (w / 2 * p * 1e-3) / r, rel=0.02
+    )
+    images = {}
+    for tiles in (1, 2):
+        cfg = SimConfig(field_angle_tiles=tiles, field_angle_step=0.001, **exact)
+        m = SimulatedMicroscope(profile, slide="edge", seed=0, config=cfg)
+        assert m._angle_tiles(w, h, p)[0] == tiles
+        images[tiles] = m._led_image("unstained", 0.0, 0.0, 0.0, 5, w, h, None).sum(2) / 3
+        masks = m.masks(pass_="unstained", x_um=0.0, y_um=0.0, width=w, height=h)
+    glass = from_camera_orientation(~(masks["rbc"] | masks["wbc"]), PROFILE.camera)
+    q = w // 4
+    left_glass, right_glass = glass[:, :q], glass[:, -q:]
+    one, two = images[1], images[2]
+    l1, r1 = np.median(one[:, :q][left_glass]), np.median(one[:, -q:][right_glass])
+    l2, r2 = np.median(two[:, :q][left_glass]), np.median(two[:, -q:][right_glass])
+    assert 0.7 < l1 / r1 < 1.4  # one angle: both sides alike (scattered light only)
+    assert l2 > 0.8 and l2 > 3 * r2  # the left sees the direct beam
+
+
+def test_tile_cross_fades_sum_to_one():
+    from acquisition.simulator.microscope import _tile_spans
+
+    for n, tiles in ((800, 2), (1201, 3)):
+        total = np.zeros(n)
+        for a, b, w in _tile_spans(n, tiles):
+            total[a:b] += w
+        np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+def test_bayer_frame_demosaics_close_to_the_full_colour_frame_on_glass():
+    kw = dict(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0)
+    bf = PROFILE.stack[0]
+    frames = []
+    for bayer in (False, True):
+        m = SimulatedMicroscope(PROFILE, slide="bayer", seed=0, config=SimConfig(bayer=bayer, **kw))
+        frames.append(
+            m.render(
+                pass_="unstained",
+                x_um=0.0,
+                y_um=0.0,
+                z_um=m.focus_z_um("unstained", 0.0, 0.0),
+                leds=dict.fromkeys(bf.leds, bf.brightness),
+                exposure_ms=bf.exposure_ms,
+                gain=bf.gain,
+                width=320,
+                height=240,
+            )
+        )
+        masks = m.masks(pass_="unstained", x_um=0.0, y_um=0.0, width=320, height=240)
+    full, bayer = frames
+    assert bayer.shape == full.shape == (240, 320, 3) and bayer.dtype == np.uint8
+    from scipy import ndimage
+
+    glass = ndimage.binary_erosion(~(masks["rbc"] | masks["wbc"]), iterations=4)
+    assert glass.sum() > 2000
+    diff = np.abs(bayer[glass].astype(float).mean(0) - full[glass].astype(float).mean(0))
+    assert np.all(diff < 2.0), diff
+    # each pixel records one colour: the demosaiced frame is not the full-colour one
+    assert np.abs(bayer.astype(int) - full.astype(int)).mean() > 0.5

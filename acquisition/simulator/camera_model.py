@@ -130,6 +130,23 @@ def expose(
     return cv2.convertScaleAbs(dn, alpha=1.0, beta=black_level_dn).reshape(shape)
 
 
+def bayer_mosaic(image: np.ndarray) -> np.ndarray:
+    """The ``(H, W)`` RGGB Bayer mosaic of an ``(H, W, 3)`` image: R at even rows and
+    columns, B at odd rows and columns, G elsewhere (a copy)."""
+    mosaic = image[:, :, 1].copy()
+    mosaic[0::2, 0::2] = image[0::2, 0::2, 0]
+    mosaic[1::2, 1::2] = image[1::2, 1::2, 2]
+    return mosaic
+
+
+def demosaic(mosaic: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB from an RGGB mosaic (OpenCV's edge-aware demosaicing).
+
+    OpenCV names Bayer patterns from the second row and column, so RGGB is its ``BG``.
+    """
+    return cv2.cvtColor(mosaic, cv2.COLOR_BayerBG2RGB_EA)
+
+
 def to_camera_orientation(image: np.ndarray, camera: Camera) -> np.ndarray:
     """Turn a stage-aligned image into the orientation the camera delivers.
 

@@ -183,8 +183,16 @@ class SimConfig:
     stain_shrinkage
         Range of the linear scale of each cell after fixing and staining (shrinks about its
         own centre, so the centre's slide coordinate is unchanged).
+    spectral_samples
+        Wavelengths a white (phosphor) LED is imaged at; each narrow-band die (red, green,
+        blue, and the three of an RGB LED) gets a third of them, at least one
+        (:mod:`.spectra`). 0 selects the former monochromatic model: one line per channel at
+        ``wavelengths_nm``, each read by its own channel only.
     wavelengths_nm
-        Centre wavelengths of the camera's R, G and B channels, nm.
+        The three lines (R, G, B) of the monochromatic model (``spectral_samples: 0``), nm.
+    led_size_mm
+        Width of each LED's emitting die, mm: each wavelength sample leaves from its own point
+        of the die, so the illumination has a small spread of angles (partial coherence).
     scan_spherical_aberration_waves
         RMS primary spherical aberration of the dry scan objective imaging an uncovered smear
         (waves, Zernike Z11). It gives the 20x images their dark red-cell rims at best focus;
@@ -210,8 +218,31 @@ class SimConfig:
         RMS error of each LED's true position (x, y, z), mm: the angle it lights from.
     vignetting
         Relative loss of light at the sensor's corners (a cos⁴-like radial falloff).
+    field_angle_tiles, field_angle_step
+        A point LED at a finite distance lights each point of the field from a slightly
+        different angle (about 0.011 in sine across a 20x pls43 frame). Frames are rendered
+        in up to ``field_angle_tiles`` tiles per axis, each with its own angles and
+        cross-faded, so that the sine varies by at most ``field_angle_step`` within a tile
+        (fewer tiles when it already does). 1: one angle per LED for the whole frame.
+    colour_correction
+        The camera applies its colour-correction matrix (:func:`.spectra.colour_correction`:
+        the 630/530/470 nm lines read as pure R, G, B, white stays white), as colour cameras
+        do; the spectral overlap it cannot undo for broadband light remains. Applied to the
+        photo-electrons before noise (a simplification: a camera applies it to the digitised
+        signal, amplifying the noise a little).
+    oblique_correction
+        First-order oblique-path correction of the thin sample for each LED's angle (dry scan
+        passes): the layer's phase and absorbance scale with the path of a tilted ray through
+        it (:func:`.optics.oblique_path`; +38 % phase at 57°). Off by default; it renders the
+        sample once per LED ring (about 10x the sample work per field).
+    bayer
+        The sensor is a Bayer (RGGB) mosaic: each pixel records one colour, with its own
+        noise, and ``render`` returns the demosaiced ``(H, W, 3)`` frame (OpenCV's
+        edge-aware demosaicing). Off by default: every pixel records R, G and B.
     camera_crosstalk
-        Fraction of each colour channel's light that its neighbours record (R↔G↔B).
+        Extra fraction of each colour channel's signal that its neighbours record (R↔G↔B),
+        on top of the overlap of the channels' spectral sensitivities (0 by default: the
+        overlap is the crosstalk).
     fixed_pattern_noise
         RMS per-pixel gain variation of the sensor (photo-response non-uniformity).
     dust_spots
@@ -263,7 +294,14 @@ class SimConfig:
     stain_variation: float = 0.1
     stain_strength: float = 1.0
     stain_shrinkage: tuple[float, float] = (0.95, 0.99)
+    spectral_samples: int = 8
     wavelengths_nm: tuple[float, float, float] = (630.0, 530.0, 470.0)
+    led_size_mm: float = 0.3
+    field_angle_tiles: int = 2
+    colour_correction: bool = True
+    bayer: bool = False
+    oblique_correction: bool = False
+    field_angle_step: float = 0.006
     scan_spherical_aberration_waves: float = 0.05
     highres_phase_factor: float = 0.3
     full_well_e: float = 10_000.0
@@ -273,7 +311,7 @@ class SimConfig:
     led_brightness_error: float = 0.15
     led_position_error_mm: float = 0.3
     vignetting: float = 0.1
-    camera_crosstalk: float = 0.06
+    camera_crosstalk: float = 0.0
     fixed_pattern_noise: float = 0.01
     dust_spots: int = 4
     instrument_seed: int = 0
@@ -356,6 +394,15 @@ class SimConfig:
                 "SimConfig.wavelengths_nm must be three wavelengths (R, G, B) between 300 and "
                 f"1100 nm; got {self.wavelengths_nm}."
             )
+        _check_range("SimConfig.spectral_samples", self.spectral_samples, 0, 64)
+        if int(self.spectral_samples) != self.spectral_samples:
+            raise SimulatorError(
+                "SimConfig.spectral_samples must be a whole number of wavelengths (0: three "
+                f"monochromatic lines); got {self.spectral_samples!r}."
+            )
+        _check_range("SimConfig.led_size_mm", self.led_size_mm, 0.0, 5.0)
+        _check_range("SimConfig.field_angle_tiles", self.field_angle_tiles, 1, 8)
+        _check_range("SimConfig.field_angle_step", self.field_angle_step, 1e-4, 1.0)
         _check_range("SimConfig.highres_phase_factor", self.highres_phase_factor, 0.0, 1.0)
         _check_range("SimConfig.full_well_e", self.full_well_e, 1.0)
         _check_range("SimConfig.led_flux_e_per_ms_um2", self.led_flux_e_per_ms_um2, 0.0)

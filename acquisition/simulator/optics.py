@@ -42,6 +42,32 @@ def led_direction(led: Led) -> tuple[float, float]:
     return -led.x_mm / r, -led.y_mm / r
 
 
+def point_direction(
+    x_mm: float, y_mm: float, z_mm: float, u_mm: float = 0.0, v_mm: float = 0.0
+) -> tuple[float, float]:
+    """Transverse direction sines of the light from a point at ``(x, y, z)`` (mm, ``z`` below
+    the sample) reaching the sample at field position ``(u, v)`` (mm from the optical axis)."""
+    dx, dy = x_mm - u_mm, y_mm - v_mm
+    r = math.sqrt(dx * dx + dy * dy + z_mm * z_mm)
+    return -dx / r, -dy / r
+
+
+def oblique_path(sine: float, index: float) -> tuple[float, float]:
+    """First-order oblique-path factors ``(phase, absorbance)`` of a thin layer of ``index``
+    lit from air at ``sine``, relative to normal incidence.
+
+    A layer of thickness d delays an oblique plane wave by ``d (sqrt(n² - s²) - sqrt(1 - s²))``
+    instead of ``d (n - 1)``, and absorbs along ``d / cos θ_t`` (``cos θ_t = sqrt(n² - s²)/n``).
+    The walk-off of the ray across the layer (d·tan θ_t, about 1 µm for a 2 µm cell at 57°)
+    is not modelled.
+    """
+    if sine <= 0.0:
+        return 1.0, 1.0
+    inner = math.sqrt(index * index - sine * sine)
+    phase = (inner - math.sqrt(max(0.0, 1.0 - sine * sine))) / (index - 1.0)
+    return phase, index / inner
+
+
 def led_irradiance(led: Led) -> float:
     """Irradiance at the sample relative to an LED on the axis at the reference distance.
 
@@ -53,14 +79,21 @@ def led_irradiance(led: Led) -> float:
     return cos_t * cos_t * (REFERENCE_LED_DISTANCE_MM / r) ** 2
 
 
-#: Relative emission in (R, G, B) of each LED colour; white LEDs are white-balanced.
-LED_COLOUR_WEIGHTS = {
-    "white": (1.0, 1.0, 1.0),
-    "rgb": (1.0, 1.0, 1.0),
-    "red": (1.0, 0.0, 0.0),
-    "green": (0.0, 1.0, 0.0),
-    "blue": (0.0, 0.0, 1.0),
-}
+#: Fraction of the top of ``|E|²``'s band (2 NA/λ) allowed to alias when the camera samples
+#: it (see :func:`field_oversample`).
+ALIAS_TOLERANCE = 0.08
+
+
+def field_oversample(na: float, pixel_um: float, wavelength_um: float) -> int:
+    """Samples per camera pixel (per axis) that hold ``|E|²``'s bandwidth ``2 NA / λ``.
+
+    Frequencies in the top :data:`ALIAS_TOLERANCE` of the band may alias: there the pupil's
+    autocorrelation (the incoherent transfer) is below 3 %, and the pixel's area average
+    halves it again. This keeps a 20x NA 0.4 camera at one sample per pixel down to 435 nm
+    instead of doubling the grid (4x the work) for a white LED's blue pump.
+    """
+    need = 4.0 * na * pixel_um / wavelength_um * (1.0 - ALIAS_TOLERANCE)
+    return max(1, math.ceil(need - 1e-9))
 
 
 @dataclass(frozen=True)
@@ -120,7 +153,7 @@ def field_grid(
     The sample grid holds ``(max_sin + NA) / λ_min`` (every LED's shifted pupil) below its
     Nyquist frequency; the field grid holds ``|E|²``'s bandwidth ``2 NA / λ_min``.
     """
-    field_os = max(1, math.ceil(4.0 * na * pixel_um / min_wavelength_um - 1e-9))
+    field_os = field_oversample(na, pixel_um, min_wavelength_um)
     need = math.ceil(2.0 * pixel_um * (max_sin + na) / min_wavelength_um - 1e-9)
     oversample = field_os * max(1, math.ceil(need / field_os))
     margin = max(16, math.ceil(margin_um / pixel_um))

@@ -65,46 +65,50 @@ DEBRIS_MATERIAL = {
 }
 
 # --- dye uptake: peak absorbance (natural log) per unit of each stain field, per dye
-# (eosin, azure B, azure-eosin complex). Calibrated so the stained 20x images match the
-# per-structure absorbance of two real Romanowsky sets (benchmarks/bench_stain_calibration.py).
+# (eosin, azure B, azure-eosin complex). Calibrated so the stained 20x images, taken with
+# the spectral camera (white LED, broadband colour-corrected channels), match the
+# per-structure absorbance of two real Romanowsky sets (benchmarks/bench_stain_calibration.py;
+# refitted by a damped Gauss-Newton fit of one factor per dye and structure when the
+# monochromatic three-line camera was replaced: a broadband green channel needs more eosin
+# and less of the broad complex, which also darkens the red channel).
 #: Red cells: per pg/µm² of haemoglobin (eosin binds the haemoglobin).
-STAIN_RBC = (0.10, 0.0, 0.0)
+STAIN_RBC = (0.363, 0, 0)
 #: Platelets: per µm of the body and of its granulomere.
 STAIN_PLATELET = (0.05, 0.15, 0.35)
 #: DNA field: per µm of chromatin column (the nucleus column weighted by its clumps), by type.
-#: The azure–eosin complex dominates: purple nuclei.
+#: Eosin and the azure–eosin complex together: purple nuclei.
 STAIN_DNA = {
-    "neutrophil": (0.19, 0.15, 1.74),
-    "lymphocyte": (0.2, 0.1, 1.1),
-    "monocyte": (0.18, 0.1, 1.25),
-    "eosinophil": (0.18, 0.11, 1.25),
-    "basophil": (0.05, 0.08, 1.32),
+    "neutrophil": (0.899, 0.0727, 0.56),
+    "lymphocyte": (1.01, 0.139, 0.206),
+    "monocyte": (0.965, 0.044, 0.434),
+    "eosinophil": (0.959, 0.0577, 0.388),
+    "basophil": (0.71, 0.058, 0.45),
 }
 #: RNA field (basophilia of the cytoplasm) per µm of cytoplasm column, by type: azure only.
 STAIN_RNA = {
-    "neutrophil": 0.004,
-    "lymphocyte": 0.06,
-    "monocyte": 0.055,
-    "eosinophil": 0.004,
-    "basophil": 0.013,
+    "neutrophil": 0.00502,
+    "lymphocyte": 0.152,
+    "monocyte": 0.0173,
+    "eosinophil": 0.0102,
+    "basophil": 0.00797,
 }
 #: Protein field per pg/µm² of cytoplasm dry mass, by type: (eosin, azure, complex).
 STAIN_PROTEIN = {
-    "neutrophil": (0.05, 0.005, 1.0),
-    "lymphocyte": (0.023, 0.0, 0.35),
-    "monocyte": (0.02, 0.007, 0.35),
-    "eosinophil": (0.02, 0.003, 0.2),
-    "basophil": (0.017, 0.004, 0.8),
+    "neutrophil": (0.736, 0.00628, 0.306),
+    "lymphocyte": (0.138, 0, 0.165),
+    "monocyte": (0.0335, 0.00221, 0.298),
+    "eosinophil": (0.0208, 0.00762, 0.0372),
+    "basophil": (0.17, 0.00245, 0.33),
 }
 #: Granule field per µm of granule chord, by type: (eosin, azure, complex). Eosinophil
 #: granules take eosin, basophil granules the complex and azure (dark purple), monocyte and
 #: lymphocyte azurophil granules the complex (reddish purple), neutrophil granules faintly.
 STAIN_GRANULE = {
-    "neutrophil": (0.03, 0.003, 1.25),
-    "lymphocyte": (0.0, 0.03, 4.0),
-    "monocyte": (0.0, 0.03, 4.0),
-    "eosinophil": (1.0, 0.0, 0.0),
-    "basophil": (0.005, 0.12, 4.3),
+    "neutrophil": (0.442, 0.00377, 0.383),
+    "lymphocyte": (0, 0.076, 1.89),
+    "monocyte": (0, 0.00946, 3.41),
+    "eosinophil": (1.04, 0, 0),
+    "basophil": (0.06, 0.0736, 1.8),
 }
 #: Granules that show in phase (dense specific granules); azurophil granules of monocytes and
 #: lymphocytes are small and light: stain only.
@@ -623,8 +627,13 @@ def transmittance(
     wavelength_nm: float,
     *,
     stain_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    path_scale: tuple[float, float] = (1.0, 1.0),
 ) -> np.ndarray:
-    """Complex transmittance ``(ny, nx) complex64`` of the column maps at one wavelength."""
+    """Complex transmittance ``(ny, nx) complex64`` of the column maps at one wavelength.
+
+    ``path_scale`` multiplies the phase and the absorbance (an oblique path through the
+    layer, :func:`~acquisition.simulator.optics.oblique_path`).
+    """
     lam_um = wavelength_nm * 1e-3
     absorb = maps["hb"] * np.float32(haemoglobin_absorption(wavelength_nm))
     absorb += maps["grey"]
@@ -635,9 +644,9 @@ def transmittance(
             ("eosin", "azure", "complex"), dye_absorption(wavelength_nm), stain_scale, strict=True
         ):
             absorb += maps[name] * np.float32(eps * k)
-    absorb *= np.float32(-0.5)
+    absorb *= np.float32(-0.5 * path_scale[1])
     amplitude = np.exp(absorb, out=absorb)
-    phase = maps["opd"] * np.float32(2 * math.pi / lam_um)
+    phase = maps["opd"] * np.float32(2 * math.pi / lam_um * path_scale[0])
     re, im = cv2.polarToCart(amplitude, phase)  # 8x faster than numpy's complex exp
     return cv2.merge([re, im]).view(np.complex64)[..., 0]
 
