@@ -50,6 +50,8 @@ class DemoSize:
     batch_size: int
     growth: int = 32
     lr: float = 2e-4
+    #: wavelengths sampled per white LED (simulator default 8); the smoke test takes 3
+    spectral_samples: int | None = None
     #: train:val:test; a small demo keeps a fifth of its cells for the test comparison
     fractions: str = "8:1:1"
 
@@ -90,6 +92,7 @@ QUICK = DemoSize(
     growth=8,
     lr=1e-3,
     fractions="6:2:2",
+    spectral_samples=3,
 )
 
 PLS_STACK = "full-nohe"
@@ -204,7 +207,13 @@ class Demo:
             "# sees ~150 x 100 µm, so the slide is re-seated within +-20 µm between passes\n"
             "# (the default +-50 µm needs frames of at least 1280 x 800).\n"
             f"wbc_per_field: {self.size.wbc_per_field}\n"
-            "max_translation_um: 20\n",
+            "max_translation_um: 20\n"
+            + (
+                "# --quick: a smoke test; fewer wavelengths per white LED (default 8).\n"
+                f"spectral_samples: {self.size.spectral_samples}\n"
+                if self.size.spectral_samples
+                else ""
+            ),
             encoding="utf-8",
         )
         for k in range(1, self.n_slides + 1):
