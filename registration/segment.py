@@ -91,6 +91,7 @@ class WbcParams:
     min_cell_area_um2: float = 45.0
     min_nucleus_contrast: float = 1.35
     max_cell_area_um2: float = 450.0
+    coarse_um: float = 0.6
 
     def validate(self) -> None:
         for lo, hi, what in (
@@ -137,6 +138,7 @@ class WbcParams:
             "top_fraction",
             "top_contrast",
             "max_saturation_scale",
+            "coarse_um",
         ):
             value = getattr(self, name)
             if not value >= 0:
@@ -484,6 +486,71 @@ def _reconstruct(seed: np.ndarray, mask: np.ndarray) -> np.ndarray:
         cur = nxt
 
 
+def _drop_small(mask: np.ndarray, min_px: float) -> np.ndarray:
+    """``mask`` without its 8-connected components smaller than ``min_px`` pixels."""
+    import cv2
+
+    _, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_px
+    keep[0] = False
+    return keep[lab]
+
+
+def _candidates(
+    raw: np.ndarray, body: np.ndarray, px: float, p: WbcParams
+) -> list[tuple[int, int, int, int]]:
+    """``(x0, y0, x1, y1)`` pixel boxes of the objects that may be white cells.
+
+    Found on a coarse grid of about ``coarse_um`` per pixel (a cell is still 15 or more
+    pixels across there): the nucleus mask with specks, its cell bodies within reach, and
+    half of every size limit, so that the coarse search keeps every cell the full-resolution
+    pass can find and drops what cannot be one (platelets and specks without a body, red
+    cells without a nucleus-coloured part). At or below ``2 · px`` every nucleus fragment of
+    ``min_nucleus_area_um2`` is a candidate.
+    """
+    import cv2
+
+    f = int(p.coarse_um // px) if p.coarse_um > 0 else 1
+    if f < 2:
+        _, _, stats, _ = cv2.connectedComponentsWithStats(raw.astype(np.uint8), connectivity=8)
+        big = stats[1:, cv2.CC_STAT_AREA] >= p.min_nucleus_area_um2 / (px * px)
+        return [(x, y, x + bw, y + bh) for x, y, bw, bh in stats[1:, :4][big]]
+    h, w = raw.shape
+    hs, ws = -(-h // f), -(-w // f)
+    # the fraction of each coarse pixel that is nucleus (area pooling: exact areas) or body
+    pad = ((0, hs * f - h), (0, ws * f - w))
+    nuc_frac = cv2.resize(
+        np.pad(raw, pad).astype(np.float32), (ws, hs), interpolation=cv2.INTER_AREA
+    )
+    body_any = (
+        cv2.resize(np.pad(body, pad).astype(np.uint8), (ws, hs), interpolation=cv2.INTER_AREA)
+        > 0
+    )
+    cpx = px * f
+    nucleus = nuc_frac > 0
+    nucleus = cv2.morphologyEx(
+        nucleus.astype(np.uint8), cv2.MORPH_CLOSE, _disk(p.closing_um / cpx)
+    ).astype(bool)
+    reach = (
+        cv2.distanceTransform((~nucleus).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+        <= p.max_cell_radius_um / cpx + 1
+    )
+    cell = cv2.morphologyEx(
+        (nucleus | (body_any & reach)).astype(np.uint8), cv2.MORPH_CLOSE, _disk(p.closing_um / cpx)
+    )
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(cell, connectivity=8)
+    nuc_um2 = np.bincount(comp.ravel(), weights=nuc_frac.ravel(), minlength=n) * cpx * cpx
+    area_um2 = stats[:, cv2.CC_STAT_AREA] * cpx * cpx
+    ok = (nuc_um2 >= 0.5 * p.min_nucleus_area_um2) & (
+        (area_um2 >= 0.5 * p.min_cell_area_um2) | (nuc_um2 >= 0.5 * p.min_nucleus_alone_um2)
+    )
+    ok[0] = False
+    return [
+        (x * f, y * f, min((x + bw) * f, w), min((y + bh) * f, h))
+        for x, y, bw, bh in stats[:, :4][ok]
+    ]
+
+
 def _holes(mask: np.ndarray) -> np.ndarray:
     """``bool`` background pixels of ``mask`` (``uint8`` 0/1) that cannot reach its border
     (4-connected, as :func:`scipy.ndimage.binary_fill_holes`)."""
@@ -659,30 +726,26 @@ def segment_wbcs(
     px = float(pixel_size_um)
     px2 = px * px
     raw, body, balanced, hsv = _colour_maps(image, pixel_size_um=px, params=p, stain=stain)
-    # drop specks (noise, stray dye) before closing so they cannot bridge nuclei
-    _, raw_lab, stats, _ = cv2.connectedComponentsWithStats(raw.astype(np.uint8), connectivity=8)
-    keep = stats[:, cv2.CC_STAT_AREA] >= p.min_fragment_area_um2 / px2
-    keep[0] = False
-    raw = keep[raw_lab]
     h, w = raw.shape
     labels = np.zeros((h, w), dtype=np.int32)
     cell_labels = np.zeros((h, w), dtype=np.int32)
     centroids: list[tuple[float, float]] = []
     areas: list[float] = []
     nuc_areas: list[float] = []
-    # WBCs are sparse: work only in boxes around the nucleus fragments large enough to be
-    # (part of) a nucleus, grown by the reach of a cell body and merged where they overlap
+    # WBCs are sparse: work only in boxes around the candidate cells, grown by the reach of a
+    # cell body and merged where they overlap
     grow = int(np.ceil((p.max_cell_radius_um + 2 * p.closing_um + p.join_um) / px)) + 2
-    seeds = keep & (stats[:, cv2.CC_STAT_AREA] >= p.min_nucleus_area_um2 / px2)
     boxes = [
-        [max(x - grow, 0), max(y - grow, 0), min(x + bw + grow, w), min(y + bh + grow, h)]
-        for x, y, bw, bh in stats[1:, :4][seeds[1:]]
+        [max(x0 - grow, 0), max(y0 - grow, 0), min(x1 + grow, w), min(y1 + grow, h)]
+        for x0, y0, x1, y1 in _candidates(raw, body, px, p)
     ]
     for x0, y0, x1, y1 in _merge_boxes(boxes):
         sl = (slice(y0, y1), slice(x0, x1))
         # nucleus score (S + 255 − V) / 2: saturated and dark
         score = cv2.addWeighted(hsv[sl][..., 1], 0.5, 255 - hsv[sl][..., 2], 0.5, 0.0)
-        for (ys_, xs_), cell, nuc in _cells_in_region(raw[sl], body[sl], px, p, score):
+        # drop specks (noise, stray dye) before closing so they cannot bridge nuclei
+        nuc_mask = _drop_small(raw[sl], p.min_fragment_area_um2 / px2)
+        for (ys_, xs_), cell, nuc in _cells_in_region(nuc_mask, body[sl], px, p, score):
             ys, xs = np.nonzero(cell)
             k = len(centroids) + 1
             oy, ox = y0 + ys_.start, x0 + xs_.start
