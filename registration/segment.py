@@ -517,30 +517,35 @@ def _candidates(
         return [(x, y, x + bw, y + bh) for x, y, bw, bh in stats[1:, :4][big]]
     h, w = raw.shape
     hs, ws = -(-h // f), -(-w // f)
-    # the fraction of each coarse pixel that is nucleus (area pooling: exact areas) or body
-    pad = ((0, hs * f - h), (0, ws * f - w))
-    nuc_frac = cv2.resize(
-        np.pad(raw, pad).astype(np.float32), (ws, hs), interpolation=cv2.INTER_AREA
-    )
-    body_any = (
-        cv2.resize(np.pad(body, pad).astype(np.uint8), (ws, hs), interpolation=cv2.INTER_AREA)
-        > 0
-    )
+
+    def pooled(mask: np.ndarray) -> np.ndarray:  # mean of each f x f block, 0..255
+        m = cv2.copyMakeBorder(
+            mask.view(np.uint8) * np.uint8(255), 0, hs * f - h, 0, ws * f - w, cv2.BORDER_CONSTANT
+        )
+        return cv2.resize(m, (ws, hs), interpolation=cv2.INTER_AREA)
+
+    # the fraction of each coarse pixel that is nucleus (area pooling: areas stay exact) and
+    # whether any of it is cell body
+    nuc_frac = pooled(raw).astype(np.float32) / 255.0
+    body_any = pooled(body) > 0
     cpx = px * f
-    nucleus = nuc_frac > 0
     nucleus = cv2.morphologyEx(
-        nucleus.astype(np.uint8), cv2.MORPH_CLOSE, _disk(p.closing_um / cpx)
-    ).astype(bool)
+        (nuc_frac > 0).view(np.uint8), cv2.MORPH_CLOSE, _disk(p.closing_um / cpx)
+    )
     reach = (
-        cv2.distanceTransform((~nucleus).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+        cv2.distanceTransform(1 - nucleus, cv2.DIST_L2, cv2.DIST_MASK_5)
         <= p.max_cell_radius_um / cpx + 1
     )
     cell = cv2.morphologyEx(
-        (nucleus | (body_any & reach)).astype(np.uint8), cv2.MORPH_CLOSE, _disk(p.closing_um / cpx)
+        nucleus | (body_any & reach).view(np.uint8), cv2.MORPH_CLOSE, _disk(p.closing_um / cpx)
     )
-    n, comp, stats, _ = cv2.connectedComponentsWithStats(cell, connectivity=8)
-    nuc_um2 = np.bincount(comp.ravel(), weights=nuc_frac.ravel(), minlength=n) * cpx * cpx
-    area_um2 = stats[:, cv2.CC_STAT_AREA] * cpx * cpx
+    # fragments within joining distance of each other belong to one candidate (the lobes of
+    # a neutrophil), so that its box holds every fragment the fine pass may join to it
+    linked = cell | cv2.dilate(nucleus, _disk(p.join_um / cpx + 0.5))
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(linked, connectivity=8)
+    flat = comp.ravel()
+    nuc_um2 = np.bincount(flat, weights=nuc_frac.ravel(), minlength=n) * cpx * cpx
+    area_um2 = np.bincount(flat, weights=cell.ravel(), minlength=n) * cpx * cpx
     ok = (nuc_um2 >= 0.5 * p.min_nucleus_area_um2) & (
         (area_um2 >= 0.5 * p.min_cell_area_um2) | (nuc_um2 >= 0.5 * p.min_nucleus_alone_um2)
     )
@@ -734,7 +739,7 @@ def segment_wbcs(
     nuc_areas: list[float] = []
     # WBCs are sparse: work only in boxes around the candidate cells, grown by the reach of a
     # cell body and merged where they overlap
-    grow = int(np.ceil((p.max_cell_radius_um + 2 * p.closing_um + p.join_um) / px)) + 2
+    grow = int(np.ceil((2 * p.closing_um + p.join_um) / px)) + 2
     boxes = [
         [max(x0 - grow, 0), max(y0 - grow, 0), min(x1 + grow, w), min(y1 + grow, h)]
         for x0, y0, x1, y1 in _candidates(raw, body, px, p)
