@@ -339,7 +339,17 @@ def colour_masks(
 def _colour_maps(
     image: np.ndarray, *, pixel_size_um: float, params: WbcParams, stain=None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Nucleus and body masks, the white-balanced image and its HSV."""
+    """Nucleus and body masks (``bool``), the white-balanced image and its HSV."""
+    nucleus, body, balanced, hsv = _colour_maps_u8(
+        image, pixel_size_um=pixel_size_um, params=params, stain=stain
+    )
+    return nucleus > 0, body > 0, balanced, hsv
+
+
+def _colour_maps_u8(
+    image: np.ndarray, *, pixel_size_um: float, params: WbcParams, stain=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Nucleus and body masks (``uint8``, 0 or 255), the white-balanced image and its HSV."""
     import cv2
 
     balanced, hsv = _balanced_hsv(image, pixel_size_um=pixel_size_um, params=params)
@@ -350,7 +360,7 @@ def _colour_maps(
     def box(h_lo: float, h_hi: float, s_lo: float, v_hi: float) -> np.ndarray:
         lo = np.array([np.ceil(h_lo), np.ceil(s_lo), 0], dtype=np.uint8)
         hi = np.array([np.floor(h_hi), 255, np.floor(v_hi)], dtype=np.uint8)
-        return cv2.inRange(hsv, lo, hi).astype(bool)
+        return cv2.inRange(hsv, lo, hi)
 
     nucleus = box(b["hue_min"], b["hue_max"], b["saturation_min"], b["value_max"])
     if b["dark_hue_max"] > b["hue_max"]:
@@ -490,7 +500,9 @@ def _drop_small(mask: np.ndarray, min_px: float) -> np.ndarray:
     """``mask`` without its 8-connected components smaller than ``min_px`` pixels."""
     import cv2
 
-    _, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    _, lab, stats, _ = cv2.connectedComponentsWithStats(
+        mask if mask.dtype == np.uint8 else mask.view(np.uint8), connectivity=8
+    )
     keep = stats[:, cv2.CC_STAT_AREA] >= min_px
     keep[0] = False
     return keep[lab]
@@ -500,6 +512,8 @@ def _candidates(
     raw: np.ndarray, body: np.ndarray, px: float, p: WbcParams
 ) -> list[tuple[int, int, int, int]]:
     """``(x0, y0, x1, y1)`` pixel boxes of the objects that may be white cells.
+
+    ``raw`` and ``body`` are the nucleus and body colour masks (``uint8``, 0 or 255).
 
     Found on a coarse grid of about ``coarse_um`` per pixel (a cell is still 15 or more
     pixels across there): the nucleus mask with specks, its cell bodies within reach, and
@@ -512,17 +526,16 @@ def _candidates(
 
     f = int(p.coarse_um // px) if p.coarse_um > 0 else 1
     if f < 2:
-        _, _, stats, _ = cv2.connectedComponentsWithStats(raw.astype(np.uint8), connectivity=8)
+        _, _, stats, _ = cv2.connectedComponentsWithStats(raw, connectivity=8)
         big = stats[1:, cv2.CC_STAT_AREA] >= p.min_nucleus_area_um2 / (px * px)
         return [(x, y, x + bw, y + bh) for x, y, bw, bh in stats[1:, :4][big]]
     h, w = raw.shape
     hs, ws = -(-h // f), -(-w // f)
 
     def pooled(mask: np.ndarray) -> np.ndarray:  # mean of each f x f block, 0..255
-        m = cv2.copyMakeBorder(
-            mask.view(np.uint8) * np.uint8(255), 0, hs * f - h, 0, ws * f - w, cv2.BORDER_CONSTANT
-        )
-        return cv2.resize(m, (ws, hs), interpolation=cv2.INTER_AREA)
+        if hs * f > h or ws * f > w:
+            mask = cv2.copyMakeBorder(mask, 0, hs * f - h, 0, ws * f - w, cv2.BORDER_CONSTANT)
+        return cv2.resize(mask, (ws, hs), interpolation=cv2.INTER_AREA)
 
     # the fraction of each coarse pixel that is nucleus (area pooling: areas stay exact) and
     # whether any of it is cell body
@@ -543,9 +556,9 @@ def _candidates(
     # a neutrophil), so that its box holds every fragment the fine pass may join to it
     linked = cell | cv2.dilate(nucleus, _disk(p.join_um / cpx + 0.5))
     n, comp, stats, _ = cv2.connectedComponentsWithStats(linked, connectivity=8)
-    flat = comp.ravel()
-    nuc_um2 = np.bincount(flat, weights=nuc_frac.ravel(), minlength=n) * cpx * cpx
-    area_um2 = np.bincount(flat, weights=cell.ravel(), minlength=n) * cpx * cpx
+    inside = nuc_frac > 0
+    nuc_um2 = np.bincount(comp[inside], weights=nuc_frac[inside], minlength=n) * cpx * cpx
+    area_um2 = np.bincount(comp[cell > 0], minlength=n) * cpx * cpx
     ok = (nuc_um2 >= 0.5 * p.min_nucleus_area_um2) & (
         (area_um2 >= 0.5 * p.min_cell_area_um2) | (nuc_um2 >= 0.5 * p.min_nucleus_alone_um2)
     )
@@ -730,7 +743,7 @@ def segment_wbcs(
     p = make_params(params, **overrides)
     px = float(pixel_size_um)
     px2 = px * px
-    raw, body, balanced, hsv = _colour_maps(image, pixel_size_um=px, params=p, stain=stain)
+    raw, body, balanced, hsv = _colour_maps_u8(image, pixel_size_um=px, params=p, stain=stain)
     h, w = raw.shape
     labels = np.zeros((h, w), dtype=np.int32)
     cell_labels = np.zeros((h, w), dtype=np.int32)
@@ -750,7 +763,7 @@ def segment_wbcs(
         score = cv2.addWeighted(hsv[sl][..., 1], 0.5, 255 - hsv[sl][..., 2], 0.5, 0.0)
         # drop specks (noise, stray dye) before closing so they cannot bridge nuclei
         nuc_mask = _drop_small(raw[sl], p.min_fragment_area_um2 / px2)
-        for (ys_, xs_), cell, nuc in _cells_in_region(nuc_mask, body[sl], px, p, score):
+        for (ys_, xs_), cell, nuc in _cells_in_region(nuc_mask, body[sl] > 0, px, p, score):
             ys, xs = np.nonzero(cell)
             k = len(centroids) + 1
             oy, ox = y0 + ys_.start, x0 + xs_.start
@@ -774,7 +787,7 @@ def segment_wbcs(
         cell_labels,
         np.asarray(areas, dtype=np.float64),
         np.asarray(nuc_areas, dtype=np.float64),
-        raw,
+        raw > 0,
     )
 
 
