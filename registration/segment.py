@@ -92,6 +92,7 @@ class WbcParams:
     min_nucleus_contrast: float = 1.35
     max_cell_area_um2: float = 450.0
     coarse_um: float = 0.6
+    min_nucleus_dye_um2: float = 15.0
 
     def validate(self) -> None:
         for lo, hi, what in (
@@ -139,6 +140,7 @@ class WbcParams:
             "top_contrast",
             "max_saturation_scale",
             "coarse_um",
+            "min_nucleus_dye_um2",
         ):
             value = getattr(self, name)
             if not value >= 0:
@@ -774,6 +776,7 @@ def segment_wbcs(
             areas.append(float(cell.sum()) * px2)
             nuc_areas.append(float(nuc.sum()) * px2)
     keep_cells = _stand_out(labels, cell_labels, balanced, hsv, px, p)
+    keep_cells &= _enough_dye(labels, balanced, px, p.min_nucleus_dye_um2)
     if not keep_cells.all():
         remap = np.zeros(len(keep_cells) + 1, dtype=np.int32)
         remap[1:][keep_cells] = np.arange(1, int(keep_cells.sum()) + 1)
@@ -789,6 +792,31 @@ def segment_wbcs(
         np.asarray(nuc_areas, dtype=np.float64),
         raw > 0,
     )
+
+
+def nucleus_dye(labels: np.ndarray, balanced: np.ndarray, px: float) -> np.ndarray:
+    """``(N,)`` dye content of each labelled nucleus: its optical density against the glass,
+    summed over R, G and B and integrated over its area (µm²; ``balanced`` is white-balanced
+    so that the glass reads :data:`registration.stain_colour.GLASS_LEVEL`).
+
+    A nucleus holds a cell's DNA, and with it a fairly constant amount of the DNA-binding
+    dye; stain precipitate is a scatter of dye specks whose total is several times smaller.
+    """
+    from registration.stain_colour import GLASS_LEVEL
+
+    n = int(labels.max())
+    inside = labels > 0
+    v = np.maximum(balanced[inside].astype(np.float32), 1.0)
+    od = np.log10(GLASS_LEVEL**3 / (v[:, 0] * v[:, 1] * v[:, 2]))
+    return np.bincount(labels[inside], weights=od, minlength=n + 1)[1:] * px * px
+
+
+def _enough_dye(labels: np.ndarray, balanced: np.ndarray, px: float, limit: float) -> np.ndarray:
+    """``(N,) bool``: nuclei holding at least ``limit`` µm² of dye (:func:`nucleus_dye`)."""
+    n = int(labels.max())
+    if n == 0 or limit <= 0:
+        return np.ones(n, dtype=bool)
+    return nucleus_dye(labels, balanced, px) >= limit
 
 
 def _stand_out(
