@@ -92,7 +92,8 @@ class WbcParams:
     min_nucleus_contrast: float = 1.35
     max_cell_area_um2: float = 450.0
     coarse_um: float = 0.6
-    min_nucleus_dye_um2: float = 15.0
+    min_dye_fraction: float = 0.25
+    nucleus_dye_um2: float = 0.0
 
     def validate(self) -> None:
         for lo, hi, what in (
@@ -140,7 +141,8 @@ class WbcParams:
             "top_contrast",
             "max_saturation_scale",
             "coarse_um",
-            "min_nucleus_dye_um2",
+            "min_dye_fraction",
+            "nucleus_dye_um2",
         ):
             value = getattr(self, name)
             if not value >= 0:
@@ -197,6 +199,8 @@ class Segmentation:
         ``(N,) float64`` nucleus areas, µm².
     mask
         ``(H, W) bool`` the raw nucleus colour mask (before closing and size limits).
+    dye_um2
+        ``(N,) float64`` each nucleus's dye content (:func:`nucleus_dye`), µm².
     """
 
     centroids: np.ndarray
@@ -205,6 +209,7 @@ class Segmentation:
     areas_um2: np.ndarray
     nucleus_areas_um2: np.ndarray
     mask: np.ndarray
+    dye_um2: np.ndarray
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -776,7 +781,8 @@ def segment_wbcs(
             areas.append(float(cell.sum()) * px2)
             nuc_areas.append(float(nuc.sum()) * px2)
     keep_cells = _stand_out(labels, cell_labels, balanced, hsv, px, p)
-    keep_cells &= _enough_dye(labels, balanced, px, p.min_nucleus_dye_um2)
+    dye = nucleus_dye(labels, balanced, px)
+    keep_cells &= _enough_dye(dye, p)
     if not keep_cells.all():
         remap = np.zeros(len(keep_cells) + 1, dtype=np.int32)
         remap[1:][keep_cells] = np.arange(1, int(keep_cells.sum()) + 1)
@@ -784,6 +790,7 @@ def segment_wbcs(
         centroids = [c for c, k in zip(centroids, keep_cells, strict=True) if k]
         areas = [a for a, k in zip(areas, keep_cells, strict=True) if k]
         nuc_areas = [a for a, k in zip(nuc_areas, keep_cells, strict=True) if k]
+        dye = dye[keep_cells]
     return Segmentation(
         np.asarray(centroids, dtype=np.float64).reshape(-1, 2),
         labels,
@@ -791,6 +798,7 @@ def segment_wbcs(
         np.asarray(areas, dtype=np.float64),
         np.asarray(nuc_areas, dtype=np.float64),
         raw > 0,
+        dye,
     )
 
 
@@ -801,6 +809,7 @@ def nucleus_dye(labels: np.ndarray, balanced: np.ndarray, px: float) -> np.ndarr
 
     A nucleus holds a cell's DNA, and with it a fairly constant amount of the DNA-binding
     dye; stain precipitate is a scatter of dye specks whose total is several times smaller.
+    The ratio to the slide's typical nucleus does not depend on how strongly it is stained.
     """
     from registration.stain_colour import GLASS_LEVEL
 
@@ -811,12 +820,14 @@ def nucleus_dye(labels: np.ndarray, balanced: np.ndarray, px: float) -> np.ndarr
     return np.bincount(labels[inside], weights=od, minlength=n + 1)[1:] * px * px
 
 
-def _enough_dye(labels: np.ndarray, balanced: np.ndarray, px: float, limit: float) -> np.ndarray:
-    """``(N,) bool``: nuclei holding at least ``limit`` µm² of dye (:func:`nucleus_dye`)."""
-    n = int(labels.max())
-    if n == 0 or limit <= 0:
-        return np.ones(n, dtype=bool)
-    return nucleus_dye(labels, balanced, px) >= limit
+def _enough_dye(dye: np.ndarray, p: WbcParams) -> np.ndarray:
+    """``(N,) bool``: nuclei holding at least ``min_dye_fraction`` of the reference dye
+    content (``nucleus_dye_um2``, or the median over the image's cells when it has at least
+    three; with neither, all are kept)."""
+    ref = p.nucleus_dye_um2 or (float(np.median(dye)) if dye.size >= 3 else 0.0)
+    if p.min_dye_fraction <= 0 or ref <= 0:
+        return np.ones(dye.size, dtype=bool)
+    return dye >= p.min_dye_fraction * ref
 
 
 def _stand_out(
