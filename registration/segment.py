@@ -535,7 +535,8 @@ def _candidates(
     if f < 2:
         _, _, stats, _ = cv2.connectedComponentsWithStats(raw, connectivity=8)
         big = stats[1:, cv2.CC_STAT_AREA] >= p.min_nucleus_area_um2 / (px * px)
-        return [(x, y, x + bw, y + bh) for x, y, bw, bh in stats[1:, :4][big]]
+        r = int(np.ceil(p.max_cell_radius_um / px))  # a body reaches this far from its nucleus
+        return [(x - r, y - r, x + bw + r, y + bh + r) for x, y, bw, bh in stats[1:, :4][big]]
     h, w = raw.shape
     hs, ws = -(-h // f), -(-w // f)
 
