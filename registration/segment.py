@@ -765,6 +765,7 @@ def segment_wbcs(
         [max(x0 - grow, 0), max(y0 - grow, 0), min(x1 + grow, w), min(y1 + grow, h)]
         for x0, y0, x1, y1 in _candidates(raw, body, px, p)
     ]
+    cell_boxes: list[tuple[slice, slice]] = []
     for x0, y0, x1, y1 in _merge_boxes(boxes):
         sl = (slice(y0, y1), slice(x0, x1))
         # nucleus score (S + 255 − V) / 2: saturated and dark
@@ -781,13 +782,24 @@ def segment_wbcs(
             centroids.append((xs.mean() + ox, ys.mean() + oy))
             areas.append(float(cell.sum()) * px2)
             nuc_areas.append(float(nuc.sum()) * px2)
-    keep_cells = _stand_out(labels, cell_labels, balanced, hsv, px, p)
-    dye = nucleus_dye(labels, balanced, px)
+            cell_boxes.append(box)
+    # each nucleus's median saturation and dye, read inside its own box
+    nuc_sat = np.zeros(len(cell_boxes))
+    dye = np.zeros(len(cell_boxes))
+    for k, box in enumerate(cell_boxes, start=1):
+        nuc = labels[box] == k
+        if nuc.any():
+            nuc_sat[k - 1] = np.median(hsv[box][..., 1][nuc])
+            dye[k - 1] = _dye(balanced[box][nuc]).sum() * px2
+    keep_cells = _stand_out(nuc_sat, cell_labels, balanced, hsv, px, p)
     keep_cells &= _enough_dye(dye, p)
     if not keep_cells.all():
-        remap = np.zeros(len(keep_cells) + 1, dtype=np.int32)
-        remap[1:][keep_cells] = np.arange(1, int(keep_cells.sum()) + 1)
-        labels, cell_labels = remap[labels], remap[cell_labels]
+        new_k = np.zeros(len(keep_cells) + 1, dtype=np.int32)
+        new_k[1:][keep_cells] = np.arange(1, int(keep_cells.sum()) + 1)
+        # renumber inside each cell's box (new numbers never exceed old ones)
+        for k, box in enumerate(cell_boxes, start=1):
+            for lab in (labels[box], cell_labels[box]):
+                lab[lab == k] = new_k[k]
         centroids = [c for c, k in zip(centroids, keep_cells, strict=True) if k]
         areas = [a for a, k in zip(areas, keep_cells, strict=True) if k]
         nuc_areas = [a for a, k in zip(nuc_areas, keep_cells, strict=True) if k]
@@ -812,13 +824,19 @@ def nucleus_dye(labels: np.ndarray, balanced: np.ndarray, px: float) -> np.ndarr
     dye; stain precipitate is a scatter of dye specks whose total is several times smaller.
     The ratio to the slide's typical nucleus does not depend on how strongly it is stained.
     """
-    from registration.stain_colour import GLASS_LEVEL
-
     n = int(labels.max())
     inside = labels > 0
-    v = np.maximum(balanced[inside].astype(np.float32), 1.0)
-    od = np.log10(GLASS_LEVEL**3 / (v[:, 0] * v[:, 1] * v[:, 2]))
+    od = _dye(balanced[inside])
     return np.bincount(labels[inside], weights=od, minlength=n + 1)[1:] * px * px
+
+
+def _dye(rgb: np.ndarray) -> np.ndarray:
+    """``(n,)`` optical density (log10, summed over R, G, B) of white-balanced ``(n, 3)``
+    pixels against the glass."""
+    from registration.stain_colour import GLASS_LEVEL
+
+    v = np.maximum(rgb.astype(np.float32), 1.0)
+    return np.log10(GLASS_LEVEL**3 / (v[:, 0] * v[:, 1] * v[:, 2]))
 
 
 def _enough_dye(dye: np.ndarray, p: WbcParams) -> np.ndarray:
@@ -832,14 +850,15 @@ def _enough_dye(dye: np.ndarray, p: WbcParams) -> np.ndarray:
 
 
 def _stand_out(
-    labels: np.ndarray,
+    nuc_sat: np.ndarray,
     cell_labels: np.ndarray,
     balanced: np.ndarray,
     hsv: np.ndarray,
     px: float,
     p: WbcParams,
 ) -> np.ndarray:
-    """``(N,) bool``: cells whose nucleus is clearly more saturated than the other stain.
+    """``(N,) bool``: cells whose nucleus (median saturation ``nuc_sat``) is clearly more
+    saturated than the other stain.
 
     A nucleus is the most saturated thing on a smear; a red cell that a purplish stain
     pushed into the nucleus box is barely more saturated than the other red cells. The
@@ -851,11 +870,11 @@ def _stand_out(
 
     from registration.stain_colour import stained_mask
 
-    n = int(labels.max())
+    n = len(nuc_sat)
     keep = np.ones(n, dtype=bool)
     if n == 0 or p.min_nucleus_contrast <= 0:
         return keep
-    step = max(1, round(np.sqrt(labels.size / 120_000)))
+    step = max(1, round(np.sqrt(cell_labels.size / 120_000)))
     sub = (slice(None, None, step), slice(None, None, step))
     r = max(1, round(2.0 / px / step))
     near = cv2.dilate((cell_labels[sub] > 0).astype(np.uint8), _disk(r)) > 0
@@ -866,11 +885,6 @@ def _stand_out(
         return keep
     sat = hsv[..., 1]
     typical = float(np.median(sat[sub][other]))
-    inside = labels > 0
-    labs, vals = labels[inside], sat[inside]
-    order = np.argsort(labs, kind="stable")
-    groups = np.split(vals[order], np.cumsum(np.bincount(labs, minlength=n + 1)[1:])[:-1])
-    nuc_sat = np.array([np.median(g) if g.size else 0.0 for g in groups])
     keep[:] = nuc_sat >= p.min_nucleus_contrast * max(typical, 1.0)
     return keep
 

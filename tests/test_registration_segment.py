@@ -212,6 +212,11 @@ def test_precipitate_with_little_dye_is_not_a_cell():
     assert every.dye_um2.min() < 0.25 * np.median(every.dye_um2)
     kept = segment_wbcs(img, pixel_size_um=0.293)
     assert len(kept.centroids) == 3
+    for k, (x, y) in enumerate(kept.centroids):  # renumbered after the drop, consistently
+        ys, xs = np.nonzero(kept.cell_labels == k + 1)
+        assert np.allclose([xs.mean(), ys.mean()], [x, y])
+        assert ((kept.labels == k + 1) <= (kept.cell_labels == k + 1)).all()
+    assert kept.labels.max() == kept.cell_labels.max() == 3
     assert np.all(np.hypot(*(kept.centroids * 0.293 - 45).T) > 10)
     # a field with fewer than three cells has no median of its own: the slide's reference
     # (nucleus_dye_um2) decides, and without one the cell is kept
