@@ -19,7 +19,7 @@ scored on the other, both ways. Simulator: full 1920x1200 stained fields over se
 and stain batches, against the truth, and the time per field.
 
     .venv/bin/python benchmarks/bench_segmentation.py [--data DIR] [--fields N] [--step K]
-        [--tune-step K] [--out FILE]
+        [--tune-step K] [--no-holdout] [--against REV] [--out FILE]
 """
 
 from __future__ import annotations
@@ -167,7 +167,51 @@ def real_sets(data: Path, step: int = 1) -> list[str]:
     return rows
 
 
-def simulator(n_fields: int) -> list[str]:
+def _segment_at(rev: str):
+    """``segment_wbcs`` of ``registration/segment.py`` as of git revision ``rev``."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    src = subprocess.run(
+        ["git", "-C", str(root), "show", f"{rev}:registration/segment.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "segment_at_rev.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("segment_at_rev", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["segment_at_rev"] = module
+    spec.loader.exec_module(module)
+    return module.segment_wbcs
+
+
+def side_by_side(images: list, rev: str, rounds: int = 3, p: float = 0.293) -> list[str]:
+    """CPU time per field of this detector and of revision ``rev``'s, alternating on the same
+    images (a ratio that other jobs on the machine hardly move)."""
+    from registration.segment import segment_wbcs
+
+    funcs = {"this": segment_wbcs, rev: _segment_at(rev)}
+    cpu: dict[str, list[float]] = {k: [] for k in funcs}
+    for f in funcs.values():
+        f(images[0], pixel_size_um=p)  # imports, caches
+    for _ in range(rounds):
+        for img in images:
+            for name, f in funcs.items():
+                c0 = time.process_time()
+                f(img, pixel_size_um=p)
+                cpu[name].append(time.process_time() - c0)
+    a, b = np.median(cpu["this"]), np.median(cpu[rev])
+    return [
+        f"| CPU per field side by side, this / `{rev}` ({rounds} rounds, median) | "
+        f"{1000 * a:.0f} / {1000 * b:.0f} ms ({b / a:.2f}x) |",
+    ]
+
+
+def simulator(n_fields: int, against: str | None = None) -> list[str]:
     import hardware_profiles as hp
     from acquisition.simulator.config import SimConfig
     from acquisition.simulator.microscope import SimulatedMicroscope
@@ -178,7 +222,7 @@ def simulator(n_fields: int) -> list[str]:
     bf = prof.stack[0]
     w, h, p = 1920, 1200, 0.293
     tp = fn = fp = n_det = 0
-    times, cpu = [], []
+    times, cpu, images = [], [], []
     on: dict[str, int] = {}
     for k in range(n_fields):
         cfg = SimConfig(wbc_per_field=30.0, stain_variation=0.25)
@@ -195,6 +239,7 @@ def simulator(n_fields: int) -> list[str]:
             width=w,
             height=h,
         )
+        images.append(img)
         t0, c0 = time.perf_counter(), time.process_time()
         seg = segment_wbcs(img, pixel_size_um=p)
         times.append(time.perf_counter() - t0)
@@ -240,6 +285,7 @@ def simulator(n_fields: int) -> list[str]:
         f"| CPU time per field, median (all threads; robust to other load) | "
         f"{1000 * np.median(cpu):.0f} ms |",
         f"| load average while measuring | {os.getloadavg()[0]:.1f} |",
+        *(side_by_side(images, against) if against else []),
     ]
 
 
@@ -252,13 +298,18 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=1, help="score every STEP-th real image")
     ap.add_argument("--tune-step", type=int, default=4, help="tune on every K-th image")
     ap.add_argument("--no-holdout", action="store_true", help="skip the held-out tuning")
+    ap.add_argument(
+        "--against",
+        metavar="REV",
+        help="also time the detector of git revision REV side by side on the same fields",
+    )
     ap.add_argument("--out", help="also write the markdown table to this file")
     args = ap.parse_args()
     lines = [f"## WBC segmentation ({machine()})", ""]
     lines += real_sets(args.data, args.step)
     if not args.no_holdout:
         lines += holdout(args.data, args.tune_step, args.step)
-    lines += simulator(args.fields)
+    lines += simulator(args.fields, args.against)
     emit("\n".join(lines), args.out)
 
 
