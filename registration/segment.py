@@ -964,21 +964,40 @@ def overlay(image: np.ndarray, seg: Segmentation) -> np.ndarray:
 def slide_stain_of(
     images, *, pixel_size_um: float, params: WbcParams | None = None
 ):  # -> registration.stain_colour.StainStats
-    """The stain of a slide from some of its stained fields (an iterable of RGB images)."""
+    """The stain of a slide from some of its stained fields (an iterable of RGB images),
+    with the median dye content of the white cells found on them (the reference of the
+    dye rule for every field, :func:`for_slide`)."""
     from registration.stain_colour import slide_stain
 
     p = params or DEFAULT_PARAMS
-    return slide_stain(
-        [measure_stain(img, pixel_size_um=pixel_size_um, params=p) for img in images]
-    )
+    want_dye = p.min_dye_fraction > 0 and not p.nucleus_dye_um2
+    stats, dyes = [], []
+    for img in images:
+        stats.append(measure_stain(img, pixel_size_um=pixel_size_um, params=p))
+        if want_dye:
+            seg = segment_wbcs(
+                img, pixel_size_um=pixel_size_um, params=dataclasses.replace(p, min_dye_fraction=0)
+            )
+            dyes.append(seg.dye_um2)
+    slide = slide_stain(stats)
+    found = np.concatenate(dyes) if dyes else np.zeros(0)
+    if found.size >= 3:
+        slide = dataclasses.replace(slide, nucleus_dye=float(np.median(found)))
+    return slide
 
 
 def for_slide(params: WbcParams, stain) -> WbcParams:
     """``params`` with the slide's saturation scale fixed (every field then uses the same
     colour boxes: a field without a white cell cannot talk itself into one).
 
-    Unchanged when adaptation is off, a scale is already given, or the stain is unknown.
+    The scale is left alone when adaptation is off, a scale is already given, or the stain
+    is unknown. The slide's median nucleus dye (when measured) becomes ``nucleus_dye_um2`` unless one
+    is given: every field then drops precipitate against the same reference, fields with
+    fewer than three cells too.
     """
+    dye = getattr(stain, "nucleus_dye", float("nan"))
+    if params.min_dye_fraction > 0 and not params.nucleus_dye_um2 and np.isfinite(dye):
+        params = dataclasses.replace(params, nucleus_dye_um2=float(dye))
     if not params.adapt or params.saturation_scale or not np.isfinite(stain.saturation):
         return params
     k = stain.saturation_scale(params.reference_saturation, hi=params.max_saturation_scale)

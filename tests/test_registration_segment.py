@@ -224,3 +224,23 @@ def test_precipitate_with_little_dye_is_not_a_cell():
     assert len(segment_wbcs(crop, pixel_size_um=0.293).centroids) == 1
     ref = float(np.median(every.dye_um2))
     assert len(segment_wbcs(crop, pixel_size_um=0.293, nucleus_dye_um2=ref).centroids) == 0
+
+
+def test_the_slide_sets_the_dye_reference_for_every_field():
+    from registration.segment import for_slide, make_params, slide_stain_of
+
+    cells = [
+        {"x": 12.0, "y": 12.0, "r": 5.5, "blobs": [(0, 0, 3.2)]},
+        {"x": 48.0, "y": 12.0, "r": 5.5, "blobs": [(0, 0, 3.0)]},
+        {"x": 12.0, "y": 48.0, "r": 5.5, "blobs": [(-1.5, 0, 2.2), (1.5, 0.5, 2.2)]},
+    ]
+    full = _scene(0.293, cells, seed=5)
+    stain = slide_stain_of([full], pixel_size_um=0.293)
+    assert 20 < stain.nucleus_dye < 60
+    params = for_slide(make_params(), stain)
+    assert params.nucleus_dye_um2 == stain.nucleus_dye
+    # a field of the same slide with one cell is checked against the slide's reference
+    lone = full[:70, :70]
+    assert len(segment_wbcs(lone, pixel_size_um=0.293, params=params).centroids) == 1
+    assert for_slide(make_params(nucleus_dye_um2=5.0), stain).nucleus_dye_um2 == 5.0
+    assert np.isnan(slide_stain_of([full[:70, :70]], pixel_size_um=0.293).nucleus_dye)
