@@ -24,8 +24,14 @@ lilac or blue. The detector:
    at least ``min_nucleus_alone_um2`` (eosinophil bodies are red granules, not lilac) —
    platelets and stain specks are smaller than both;
 8. outlines each cell's nucleus by the cell's own Otsu threshold (saturated and dark), drops
-   nuclei hardly more saturated than the other stain of their hue (purplish red cells), and
-   returns the cells' centroids.
+   nuclei hardly more saturated than the other stain of their hue (purplish red cells),
+9. drops nuclei holding under ``min_dye_fraction`` of the slide's (or image's) median dye
+   content (:func:`nucleus_dye`: stain precipitate is a scatter of specks with little dye; a
+   nucleus holds a cell's DNA), and returns the cells' centroids.
+
+Steps 3–9 run at full resolution only in boxes around candidates found on a coarse grid of
+about ``coarse_um`` per pixel (:func:`_candidates`), which keeps every cell the full
+resolution pass finds.
 
 Every size is physical and converted with ``pixel_size_um``, so the same defaults work at 20x,
 100x or on another lab's camera; the colours adapt to the stain. ``docs/registration.md``
@@ -916,7 +922,8 @@ def find_wbcs(image: np.ndarray, *, pixel_size_um: float, **params: Any) -> np.n
         ``join_um``, ``max_nucleus_extent_um``, ``max_cell_radius_um``, ``rim_um``,
         ``split_prominence_um``, ``split_core_radius_um``, ``min_fragment_area_um2``,
         ``min_nucleus_area_um2``, ``min_nucleus_alone_um2``, ``min_cell_area_um2``,
-        ``max_cell_area_um2``.
+        ``max_cell_area_um2``; the dye rule ``min_dye_fraction``, ``nucleus_dye_um2``; the
+        coarse candidate search ``coarse_um`` (0: every nucleus fragment is a candidate).
 
     Returns
     -------
@@ -991,9 +998,9 @@ def for_slide(params: WbcParams, stain) -> WbcParams:
     colour boxes: a field without a white cell cannot talk itself into one).
 
     The scale is left alone when adaptation is off, a scale is already given, or the stain
-    is unknown. The slide's median nucleus dye (when measured) becomes ``nucleus_dye_um2`` unless one
-    is given: every field then drops precipitate against the same reference, fields with
-    fewer than three cells too.
+    is unknown. The slide's median nucleus dye (when measured) becomes ``nucleus_dye_um2``
+    unless one is given: every field then drops precipitate against the same reference,
+    fields with fewer than three cells too.
     """
     dye = getattr(stain, "nucleus_dye", float("nan"))
     if params.min_dye_fraction > 0 and not params.nucleus_dye_um2 and np.isfinite(dye):
