@@ -8,7 +8,10 @@ centroid lies in the expert cell), **precision** (those hits over the hits plus 
 detections, a second detection in the same cell counting as false; a detection outside the
 expert cell whose own cell touches the image border is left out and counted apart: the
 masks mark only the centred cell, and its neighbours cut by the border are real white cells
-that ``find_wbcs`` returns by design) and **nucleus IoU** against the expert nucleus.
+that ``find_wbcs`` returns by design), **nucleus IoU** against the expert nucleus, and the
+found cells' **nucleus dye** (integrated optical density) over the set's median: detection
+drops nuclei under ``min_dye_fraction`` of their slide's median (stain precipitate), so a
+set taken as one slide must keep every cell above it.
 
 Held-out tuning: the two stain-adaptation constants (``reference_saturation``,
 ``min_nucleus_contrast``) are picked on one set (the best worst-variation score) and
@@ -16,7 +19,7 @@ scored on the other, both ways. Simulator: full 1920x1200 stained fields over se
 and stain batches, against the truth, and the time per field.
 
     .venv/bin/python benchmarks/bench_segmentation.py [--data DIR] [--fields N] [--step K]
-        [--tune-step K] [--out FILE]
+        [--tune-step K] [--no-holdout] [--against REV] [--out FILE]
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, machine
 
+from registration.segment import DEFAULT_PARAMS
+
 SETS = {"set1-tecom-120px": 0.16, "set2-cellavision-300px": 0.08}
+#: the dye limit of detection (a nucleus holds at least this fraction of the slide's median)
+LIMIT = DEFAULT_PARAMS.min_dye_fraction
 #: the stain-adaptation constants tried in the held-out tuning
 GRID = {"reference_saturation": (35.0, 50.0, 65.0), "min_nucleus_contrast": (1.2, 1.35, 1.5)}
 
@@ -60,13 +67,16 @@ def score_crops(crops: list, pixel_size_um: float, params: dict) -> dict[str, di
     for _, img, mask in crops:
         h, w = mask.shape
         for name, varied in stain_variants(img, pixel_size_um=pixel_size_um).items():
-            a = acc.setdefault(name, {"n": 0, "hit": 0, "false": 0, "border": 0, "iou": []})
+            a = acc.setdefault(
+                name, {"n": 0, "hit": 0, "false": 0, "border": 0, "iou": [], "dye": []}
+            )
             seg = segment_wbcs(varied, pixel_size_um=pixel_size_um, **params)
             a["n"] += 1
             hit = False
             for k, (x, y) in enumerate(seg.centroids):
                 if mask[min(round(y), h - 1), min(round(x), w - 1)] > 0 and not hit:
                     hit = True
+                    a["dye"].append(seg.dye_um2[k])
                 elif mask[min(round(y), h - 1), min(round(x), w - 1)] > 0:
                     a["false"] += 1  # the cell split in two
                 else:
@@ -81,6 +91,8 @@ def score_crops(crops: list, pixel_size_um: float, params: dict) -> dict[str, di
             a["iou"].append((pred & nucleus).sum() / max((pred | nucleus).sum(), 1))
     for a in acc.values():
         a["recall"] = a["hit"] / max(a["n"], 1)
+        # nucleus dye of each found cell over the set's median (the set as one slide)
+        a["dye_ratio"] = np.asarray(a["dye"]) / max(float(np.median(a["dye"] or [1.0])), 1e-9)
         a["precision"] = a["hit"] / max(a["hit"] + a["false"], 1)
     return acc
 
@@ -95,13 +107,16 @@ def variation_table(name: str, pixel: float, acc: dict[str, dict]) -> list[str]:
     rows = [
         f"**{name}** ({pixel} µm/px, {acc['original']['n']} images), default parameters:",
         "",
-        "| variation | recall | precision | border-cut neighbours | nucleus IoU mean / median |",
-        "|---|---|---|---|---|",
+        "| variation | recall | precision | border-cut neighbours | nucleus IoU mean / median "
+        f"| nucleus dye / set median: lowest, cells under {LIMIT:g} |",
+        "|---|---|---|---|---|---|",
     ]
     for var, a in acc.items():
+        r = a["dye_ratio"]
         rows.append(
             f"| {var} | {a['recall']:.3f} | {a['precision']:.3f} | {a['border']} | "
-            f"{np.mean(a['iou']):.3f} / {np.median(a['iou']):.3f} |"
+            f"{np.mean(a['iou']):.3f} / {np.median(a['iou']):.3f} | "
+            f"{r.min() if r.size else float('nan'):.2f}, {int((r < LIMIT).sum())} |"
         )
     return [*rows, ""]
 
@@ -152,7 +167,51 @@ def real_sets(data: Path, step: int = 1) -> list[str]:
     return rows
 
 
-def simulator(n_fields: int) -> list[str]:
+def _segment_at(rev: str):
+    """``segment_wbcs`` of ``registration/segment.py`` as of git revision ``rev``."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    src = subprocess.run(
+        ["git", "-C", str(root), "show", f"{rev}:registration/segment.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "segment_at_rev.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("segment_at_rev", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["segment_at_rev"] = module
+    spec.loader.exec_module(module)
+    return module.segment_wbcs
+
+
+def side_by_side(images: list, rev: str, rounds: int = 3, p: float = 0.293) -> list[str]:
+    """CPU time per field of this detector and of revision ``rev``'s, alternating on the same
+    images (a ratio that other jobs on the machine hardly move)."""
+    from registration.segment import segment_wbcs
+
+    funcs = {"this": segment_wbcs, rev: _segment_at(rev)}
+    cpu: dict[str, list[float]] = {k: [] for k in funcs}
+    for f in funcs.values():
+        f(images[0], pixel_size_um=p)  # imports, caches
+    for _ in range(rounds):
+        for img in images:
+            for name, f in funcs.items():
+                c0 = time.process_time()
+                f(img, pixel_size_um=p)
+                cpu[name].append(time.process_time() - c0)
+    a, b = np.median(cpu["this"]), np.median(cpu[rev])
+    return [
+        f"| CPU per field side by side, this / `{rev}` ({rounds} rounds, median) | "
+        f"{1000 * a:.0f} / {1000 * b:.0f} ms ({b / a:.2f}x) |",
+    ]
+
+
+def simulator(n_fields: int, against: str | None = None) -> list[str]:
     import hardware_profiles as hp
     from acquisition.simulator.config import SimConfig
     from acquisition.simulator.microscope import SimulatedMicroscope
@@ -163,7 +222,7 @@ def simulator(n_fields: int) -> list[str]:
     bf = prof.stack[0]
     w, h, p = 1920, 1200, 0.293
     tp = fn = fp = n_det = 0
-    times, cpu = [], []
+    times, cpu, images = [], [], []
     on: dict[str, int] = {}
     for k in range(n_fields):
         cfg = SimConfig(wbc_per_field=30.0, stain_variation=0.25)
@@ -180,6 +239,7 @@ def simulator(n_fields: int) -> list[str]:
             width=w,
             height=h,
         )
+        images.append(img)
         t0, c0 = time.perf_counter(), time.process_time()
         seg = segment_wbcs(img, pixel_size_um=p)
         times.append(time.perf_counter() - t0)
@@ -225,6 +285,7 @@ def simulator(n_fields: int) -> list[str]:
         f"| CPU time per field, median (all threads; robust to other load) | "
         f"{1000 * np.median(cpu):.0f} ms |",
         f"| load average while measuring | {os.getloadavg()[0]:.1f} |",
+        *(side_by_side(images, against) if against else []),
     ]
 
 
@@ -237,13 +298,18 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=1, help="score every STEP-th real image")
     ap.add_argument("--tune-step", type=int, default=4, help="tune on every K-th image")
     ap.add_argument("--no-holdout", action="store_true", help="skip the held-out tuning")
+    ap.add_argument(
+        "--against",
+        metavar="REV",
+        help="also time the detector of git revision REV side by side on the same fields",
+    )
     ap.add_argument("--out", help="also write the markdown table to this file")
     args = ap.parse_args()
     lines = [f"## WBC segmentation ({machine()})", ""]
     lines += real_sets(args.data, args.step)
     if not args.no_holdout:
         lines += holdout(args.data, args.tune_step, args.step)
-    lines += simulator(args.fields)
+    lines += simulator(args.fields, args.against)
     emit("\n".join(lines), args.out)
 
 

@@ -24,8 +24,14 @@ lilac or blue. The detector:
    at least ``min_nucleus_alone_um2`` (eosinophil bodies are red granules, not lilac) —
    platelets and stain specks are smaller than both;
 8. outlines each cell's nucleus by the cell's own Otsu threshold (saturated and dark), drops
-   nuclei hardly more saturated than the other stain of their hue (purplish red cells), and
-   returns the cells' centroids.
+   nuclei hardly more saturated than the other stain of their hue (purplish red cells),
+9. drops nuclei holding under ``min_dye_fraction`` of the slide's (or image's) median dye
+   content (:func:`nucleus_dye`: stain precipitate is a scatter of specks with little dye; a
+   nucleus holds a cell's DNA), and returns the cells' centroids.
+
+Steps 3–9 run at full resolution only in boxes around candidates found on a coarse grid of
+about ``coarse_um`` per pixel (:func:`_candidates`), which keeps every cell the full
+resolution pass finds.
 
 Every size is physical and converted with ``pixel_size_um``, so the same defaults work at 20x,
 100x or on another lab's camera; the colours adapt to the stain. ``docs/registration.md``
@@ -91,6 +97,9 @@ class WbcParams:
     min_cell_area_um2: float = 45.0
     min_nucleus_contrast: float = 1.35
     max_cell_area_um2: float = 450.0
+    coarse_um: float = 0.6
+    min_dye_fraction: float = 0.25
+    nucleus_dye_um2: float = 0.0
 
     def validate(self) -> None:
         for lo, hi, what in (
@@ -137,6 +146,9 @@ class WbcParams:
             "top_fraction",
             "top_contrast",
             "max_saturation_scale",
+            "coarse_um",
+            "min_dye_fraction",
+            "nucleus_dye_um2",
         ):
             value = getattr(self, name)
             if not value >= 0:
@@ -193,6 +205,8 @@ class Segmentation:
         ``(N,) float64`` nucleus areas, µm².
     mask
         ``(H, W) bool`` the raw nucleus colour mask (before closing and size limits).
+    dye_um2
+        ``(N,) float64`` each nucleus's dye content (:func:`nucleus_dye`), µm².
     """
 
     centroids: np.ndarray
@@ -201,6 +215,7 @@ class Segmentation:
     areas_um2: np.ndarray
     nucleus_areas_um2: np.ndarray
     mask: np.ndarray
+    dye_um2: np.ndarray
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -337,7 +352,17 @@ def colour_masks(
 def _colour_maps(
     image: np.ndarray, *, pixel_size_um: float, params: WbcParams, stain=None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Nucleus and body masks, the white-balanced image and its HSV."""
+    """Nucleus and body masks (``bool``), the white-balanced image and its HSV."""
+    nucleus, body, balanced, hsv = _colour_maps_u8(
+        image, pixel_size_um=pixel_size_um, params=params, stain=stain
+    )
+    return nucleus > 0, body > 0, balanced, hsv
+
+
+def _colour_maps_u8(
+    image: np.ndarray, *, pixel_size_um: float, params: WbcParams, stain=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Nucleus and body masks (``uint8``, 0 or 255), the white-balanced image and its HSV."""
     import cv2
 
     balanced, hsv = _balanced_hsv(image, pixel_size_um=pixel_size_um, params=params)
@@ -348,7 +373,7 @@ def _colour_maps(
     def box(h_lo: float, h_hi: float, s_lo: float, v_hi: float) -> np.ndarray:
         lo = np.array([np.ceil(h_lo), np.ceil(s_lo), 0], dtype=np.uint8)
         hi = np.array([np.floor(h_hi), 255, np.floor(v_hi)], dtype=np.uint8)
-        return cv2.inRange(hsv, lo, hi).astype(bool)
+        return cv2.inRange(hsv, lo, hi)
 
     nucleus = box(b["hue_min"], b["hue_max"], b["saturation_min"], b["value_max"])
     if b["dark_hue_max"] > b["hue_max"]:
@@ -440,8 +465,6 @@ def _split_touching(
 ) -> list[np.ndarray]:
     """Split one cell mask (``bool`` crop) into round cells pressed together, if any."""
     import cv2
-    from skimage.morphology import reconstruction
-    from skimage.segmentation import watershed
 
     dist = cv2.distanceTransform(
         np.pad(obj, 1).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE
@@ -451,7 +474,7 @@ def _split_touching(
     # round cores: domes of the distance map at least core_radius_px deep that stand
     # prominence_px above the neck joining them; a dome is one marker however many equal
     # maxima its ridge has
-    dome = dist - reconstruction(dist - prominence_px, dist, method="dilation")
+    dome = dist - _reconstruct(dist - prominence_px, dist)
     n_domes, domes = cv2.connectedComponents((dome > 1e-3).astype(np.uint8), connectivity=8)
     markers = np.zeros(dist.shape, dtype=np.int32)
     n_markers = 0
@@ -462,8 +485,115 @@ def _split_touching(
             markers[inside] = n_markers
     if n_markers < 2:
         return [obj]
+    from skimage.segmentation import watershed
+
     parts = watershed(-dist, markers, mask=obj)
     return [parts == k for k in range(1, n_markers + 1)]
+
+
+def _reconstruct(seed: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Grey-level reconstruction by dilation of ``seed`` under ``mask`` (8-connected, as
+    ``skimage.morphology.reconstruction``): repeated 3x3 dilations clipped to ``mask`` until
+    nothing changes (a few dozen on a cell crop, far cheaper than the sorted-queue method)."""
+    import cv2
+
+    kernel = np.ones((3, 3), np.uint8)
+    cur = np.minimum(seed, mask).astype(np.float32)
+    mask = mask.astype(np.float32)
+    while True:
+        nxt = cur
+        for _ in range(4):
+            nxt = np.minimum(cv2.dilate(nxt, kernel), mask)
+        if np.array_equal(nxt, cur):
+            return nxt
+        cur = nxt
+
+
+def _drop_small(mask: np.ndarray, min_px: float) -> np.ndarray:
+    """``mask`` without its 8-connected components smaller than ``min_px`` pixels."""
+    import cv2
+
+    _, lab, stats, _ = cv2.connectedComponentsWithStats(
+        mask if mask.dtype == np.uint8 else mask.view(np.uint8), connectivity=8
+    )
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_px
+    keep[0] = False
+    return keep[lab]
+
+
+def _candidates(
+    raw: np.ndarray, body: np.ndarray, px: float, p: WbcParams
+) -> list[tuple[int, int, int, int]]:
+    """``(x0, y0, x1, y1)`` pixel boxes of the objects that may be white cells.
+
+    ``raw`` and ``body`` are the nucleus and body colour masks (``uint8``, 0 or 255).
+
+    Found on a coarse grid of about ``coarse_um`` per pixel (a cell is still 15 or more
+    pixels across there): the nucleus mask with specks, its cell bodies within reach, and
+    half of every size limit, so that the coarse search keeps every cell the full-resolution
+    pass can find and drops what cannot be one (platelets and specks without a body, red
+    cells without a nucleus-coloured part). At or below ``2 · px`` every nucleus fragment of
+    ``min_nucleus_area_um2`` is a candidate.
+    """
+    import cv2
+
+    f = int(p.coarse_um // px) if p.coarse_um > 0 else 1
+    if f < 2:
+        _, _, stats, _ = cv2.connectedComponentsWithStats(raw, connectivity=8)
+        big = stats[1:, cv2.CC_STAT_AREA] >= p.min_nucleus_area_um2 / (px * px)
+        r = int(np.ceil(p.max_cell_radius_um / px))  # a body reaches this far from its nucleus
+        return [(x - r, y - r, x + bw + r, y + bh + r) for x, y, bw, bh in stats[1:, :4][big]]
+    h, w = raw.shape
+    hs, ws = -(-h // f), -(-w // f)
+
+    def pooled(mask: np.ndarray) -> np.ndarray:  # mean of each f x f block, 0..255
+        if hs * f > h or ws * f > w:
+            mask = cv2.copyMakeBorder(mask, 0, hs * f - h, 0, ws * f - w, cv2.BORDER_CONSTANT)
+        return cv2.resize(mask, (ws, hs), interpolation=cv2.INTER_AREA)
+
+    # the fraction of each coarse pixel that is nucleus (area pooling: areas stay exact) and
+    # whether any of it is cell body
+    nuc_frac = pooled(raw).astype(np.float32) / 255.0
+    body_any = pooled(body) > 0
+    cpx = px * f
+    nucleus = cv2.morphologyEx(
+        (nuc_frac > 0).view(np.uint8), cv2.MORPH_CLOSE, _disk(p.closing_um / cpx)
+    )
+    reach = (
+        cv2.distanceTransform(1 - nucleus, cv2.DIST_L2, cv2.DIST_MASK_5)
+        <= p.max_cell_radius_um / cpx + 1
+    )
+    cell = cv2.morphologyEx(
+        nucleus | (body_any & reach).view(np.uint8), cv2.MORPH_CLOSE, _disk(p.closing_um / cpx)
+    )
+    # fragments within joining distance of each other belong to one candidate (the lobes of
+    # a neutrophil), so that its box holds every fragment the fine pass may join to it
+    linked = cell | cv2.dilate(nucleus, _disk(p.join_um / cpx + 0.5))
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(linked, connectivity=8)
+    inside = nuc_frac > 0
+    nuc_um2 = np.bincount(comp[inside], weights=nuc_frac[inside], minlength=n) * cpx * cpx
+    area_um2 = np.bincount(comp[cell > 0], minlength=n) * cpx * cpx
+    ok = (nuc_um2 >= 0.5 * p.min_nucleus_area_um2) & (
+        (area_um2 >= 0.5 * p.min_cell_area_um2) | (nuc_um2 >= 0.5 * p.min_nucleus_alone_um2)
+    )
+    ok[0] = False
+    return [
+        (x * f, y * f, min((x + bw) * f, w), min((y + bh) * f, h))
+        for x, y, bw, bh in stats[:, :4][ok]
+    ]
+
+
+def _holes(mask: np.ndarray) -> np.ndarray:
+    """``bool`` background pixels of ``mask`` (``uint8`` 0/1) that cannot reach its border
+    (4-connected, as :func:`scipy.ndimage.binary_fill_holes`)."""
+    import cv2
+
+    h, w = mask.shape
+    outside = np.zeros((h + 2, w + 2), dtype=np.uint8)
+    outside[1:-1, 1:-1] = mask
+    ff = np.zeros((h + 4, w + 4), dtype=np.uint8)
+    cv2.floodFill(outside, ff, (0, 0), 2, flags=4)
+    return outside[1:-1, 1:-1] == 0
 
 
 def _merge_boxes(boxes: list[list[int]]) -> list[list[int]]:
@@ -552,11 +682,22 @@ def _cells_in_region(
     min_nuc = p.min_nucleus_area_um2 / px2
     min_px, max_px = p.min_cell_area_um2 / px2, p.max_cell_area_um2 / px2
     alone_px = p.min_nucleus_alone_um2 / px2
+    # every piece of a cell holds at most the cell's nucleus pixels: a cell with fewer than
+    # min_nuc of them yields nothing (most bodies are red cells touching a purple speck)
+    nuc_count = np.bincount(cell_comp[nucleus], minlength=n_cells)
+    candidate = has_nucleus & (nuc_count >= min_nuc)
+    # holes are filled once for the region; only the cells bordering a hole are refilled one
+    # by one (a cell's own holes are holes of the region, and border one of its pixels)
+    with_hole = np.zeros(n_cells, dtype=bool)
+    holes = _holes(cell)
+    if holes.any():
+        ring = cv2.dilate(holes.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        with_hole[np.unique(cell_comp[ring & ~holes])] = True
     out = []
-    for lab, sl in ndi_find_objects(cell_comp):
-        if not has_nucleus[lab]:
-            continue
-        obj = ndi.binary_fill_holes(cell_comp[sl] == lab)
+    for lab, sl in ndi_find_objects(np.where(candidate[cell_comp], cell_comp, 0)):
+        obj = cell_comp[sl] == lab
+        if with_hole[lab]:
+            obj = ndi.binary_fill_holes(obj)
         pieces = (
             _split_touching(
                 obj,
@@ -616,31 +757,28 @@ def segment_wbcs(
     p = make_params(params, **overrides)
     px = float(pixel_size_um)
     px2 = px * px
-    raw, body, balanced, hsv = _colour_maps(image, pixel_size_um=px, params=p, stain=stain)
-    # drop specks (noise, stray dye) before closing so they cannot bridge nuclei
-    _, raw_lab, stats, _ = cv2.connectedComponentsWithStats(raw.astype(np.uint8), connectivity=8)
-    keep = stats[:, cv2.CC_STAT_AREA] >= p.min_fragment_area_um2 / px2
-    keep[0] = False
-    raw = keep[raw_lab]
+    raw, body, balanced, hsv = _colour_maps_u8(image, pixel_size_um=px, params=p, stain=stain)
     h, w = raw.shape
     labels = np.zeros((h, w), dtype=np.int32)
     cell_labels = np.zeros((h, w), dtype=np.int32)
     centroids: list[tuple[float, float]] = []
     areas: list[float] = []
     nuc_areas: list[float] = []
-    # WBCs are sparse: work only in boxes around the nucleus fragments large enough to be
-    # (part of) a nucleus, grown by the reach of a cell body and merged where they overlap
-    grow = int(np.ceil((p.max_cell_radius_um + 2 * p.closing_um + p.join_um) / px)) + 2
-    seeds = keep & (stats[:, cv2.CC_STAT_AREA] >= p.min_nucleus_area_um2 / px2)
+    # WBCs are sparse: work only in boxes around the candidate cells, grown by the reach of a
+    # cell body and merged where they overlap
+    grow = int(np.ceil((2 * p.closing_um + p.join_um) / px)) + 2
     boxes = [
-        [max(x - grow, 0), max(y - grow, 0), min(x + bw + grow, w), min(y + bh + grow, h)]
-        for x, y, bw, bh in stats[1:, :4][seeds[1:]]
+        [max(x0 - grow, 0), max(y0 - grow, 0), min(x1 + grow, w), min(y1 + grow, h)]
+        for x0, y0, x1, y1 in _candidates(raw, body, px, p)
     ]
+    cell_boxes: list[tuple[slice, slice]] = []
     for x0, y0, x1, y1 in _merge_boxes(boxes):
         sl = (slice(y0, y1), slice(x0, x1))
         # nucleus score (S + 255 − V) / 2: saturated and dark
         score = cv2.addWeighted(hsv[sl][..., 1], 0.5, 255 - hsv[sl][..., 2], 0.5, 0.0)
-        for (ys_, xs_), cell, nuc in _cells_in_region(raw[sl], body[sl], px, p, score):
+        # drop specks (noise, stray dye) before closing so they cannot bridge nuclei
+        nuc_mask = _drop_small(raw[sl], p.min_fragment_area_um2 / px2)
+        for (ys_, xs_), cell, nuc in _cells_in_region(nuc_mask, body[sl] > 0, px, p, score):
             ys, xs = np.nonzero(cell)
             k = len(centroids) + 1
             oy, ox = y0 + ys_.start, x0 + xs_.start
@@ -650,33 +788,83 @@ def segment_wbcs(
             centroids.append((xs.mean() + ox, ys.mean() + oy))
             areas.append(float(cell.sum()) * px2)
             nuc_areas.append(float(nuc.sum()) * px2)
-    keep_cells = _stand_out(labels, cell_labels, balanced, hsv, px, p)
+            cell_boxes.append(box)
+    # each nucleus's median saturation and dye, read inside its own box
+    nuc_sat = np.zeros(len(cell_boxes))
+    dye = np.zeros(len(cell_boxes))
+    for k, box in enumerate(cell_boxes, start=1):
+        nuc = labels[box] == k
+        if nuc.any():
+            nuc_sat[k - 1] = np.median(hsv[box][..., 1][nuc])
+            dye[k - 1] = _dye(balanced[box][nuc]).sum() * px2
+    keep_cells = _stand_out(nuc_sat, cell_labels, balanced, hsv, px, p)
+    keep_cells &= _enough_dye(dye, p)
     if not keep_cells.all():
-        remap = np.zeros(len(keep_cells) + 1, dtype=np.int32)
-        remap[1:][keep_cells] = np.arange(1, int(keep_cells.sum()) + 1)
-        labels, cell_labels = remap[labels], remap[cell_labels]
+        new_k = np.zeros(len(keep_cells) + 1, dtype=np.int32)
+        new_k[1:][keep_cells] = np.arange(1, int(keep_cells.sum()) + 1)
+        # renumber inside each cell's box (new numbers never exceed old ones)
+        for k, box in enumerate(cell_boxes, start=1):
+            for lab in (labels[box], cell_labels[box]):
+                lab[lab == k] = new_k[k]
         centroids = [c for c, k in zip(centroids, keep_cells, strict=True) if k]
         areas = [a for a, k in zip(areas, keep_cells, strict=True) if k]
         nuc_areas = [a for a, k in zip(nuc_areas, keep_cells, strict=True) if k]
+        dye = dye[keep_cells]
     return Segmentation(
         np.asarray(centroids, dtype=np.float64).reshape(-1, 2),
         labels,
         cell_labels,
         np.asarray(areas, dtype=np.float64),
         np.asarray(nuc_areas, dtype=np.float64),
-        raw,
+        raw > 0,
+        dye,
     )
 
 
+def nucleus_dye(labels: np.ndarray, balanced: np.ndarray, px: float) -> np.ndarray:
+    """``(N,)`` dye content of each labelled nucleus: its optical density against the glass,
+    summed over R, G and B and integrated over its area (µm²; ``balanced`` is white-balanced
+    so that the glass reads :data:`registration.stain_colour.GLASS_LEVEL`).
+
+    A nucleus holds a cell's DNA, and with it a fairly constant amount of the DNA-binding
+    dye; stain precipitate is a scatter of dye specks whose total is several times smaller.
+    The ratio to the slide's typical nucleus does not depend on how strongly it is stained.
+    """
+    n = int(labels.max())
+    inside = labels > 0
+    od = _dye(balanced[inside])
+    return np.bincount(labels[inside], weights=od, minlength=n + 1)[1:] * px * px
+
+
+def _dye(rgb: np.ndarray) -> np.ndarray:
+    """``(n,)`` optical density (log10, summed over R, G, B) of white-balanced ``(n, 3)``
+    pixels against the glass."""
+    from registration.stain_colour import GLASS_LEVEL
+
+    v = np.maximum(rgb.astype(np.float32), 1.0)
+    return np.log10(GLASS_LEVEL**3 / (v[:, 0] * v[:, 1] * v[:, 2]))
+
+
+def _enough_dye(dye: np.ndarray, p: WbcParams) -> np.ndarray:
+    """``(N,) bool``: nuclei holding at least ``min_dye_fraction`` of the reference dye
+    content (``nucleus_dye_um2``, or the median over the image's cells when it has at least
+    three; with neither, all are kept)."""
+    ref = p.nucleus_dye_um2 or (float(np.median(dye)) if dye.size >= 3 else 0.0)
+    if p.min_dye_fraction <= 0 or ref <= 0:
+        return np.ones(dye.size, dtype=bool)
+    return dye >= p.min_dye_fraction * ref
+
+
 def _stand_out(
-    labels: np.ndarray,
+    nuc_sat: np.ndarray,
     cell_labels: np.ndarray,
     balanced: np.ndarray,
     hsv: np.ndarray,
     px: float,
     p: WbcParams,
 ) -> np.ndarray:
-    """``(N,) bool``: cells whose nucleus is clearly more saturated than the other stain.
+    """``(N,) bool``: cells whose nucleus (median saturation ``nuc_sat``) is clearly more
+    saturated than the other stain.
 
     A nucleus is the most saturated thing on a smear; a red cell that a purplish stain
     pushed into the nucleus box is barely more saturated than the other red cells. The
@@ -688,11 +876,11 @@ def _stand_out(
 
     from registration.stain_colour import stained_mask
 
-    n = int(labels.max())
+    n = len(nuc_sat)
     keep = np.ones(n, dtype=bool)
     if n == 0 or p.min_nucleus_contrast <= 0:
         return keep
-    step = max(1, round(np.sqrt(labels.size / 120_000)))
+    step = max(1, round(np.sqrt(cell_labels.size / 120_000)))
     sub = (slice(None, None, step), slice(None, None, step))
     r = max(1, round(2.0 / px / step))
     near = cv2.dilate((cell_labels[sub] > 0).astype(np.uint8), _disk(r)) > 0
@@ -703,11 +891,6 @@ def _stand_out(
         return keep
     sat = hsv[..., 1]
     typical = float(np.median(sat[sub][other]))
-    inside = labels > 0
-    labs, vals = labels[inside], sat[inside]
-    order = np.argsort(labs, kind="stable")
-    groups = np.split(vals[order], np.cumsum(np.bincount(labs, minlength=n + 1)[1:])[:-1])
-    nuc_sat = np.array([np.median(g) if g.size else 0.0 for g in groups])
     keep[:] = nuc_sat >= p.min_nucleus_contrast * max(typical, 1.0)
     return keep
 
@@ -739,7 +922,8 @@ def find_wbcs(image: np.ndarray, *, pixel_size_um: float, **params: Any) -> np.n
         ``join_um``, ``max_nucleus_extent_um``, ``max_cell_radius_um``, ``rim_um``,
         ``split_prominence_um``, ``split_core_radius_um``, ``min_fragment_area_um2``,
         ``min_nucleus_area_um2``, ``min_nucleus_alone_um2``, ``min_cell_area_um2``,
-        ``max_cell_area_um2``.
+        ``max_cell_area_um2``; the dye rule ``min_dye_fraction``, ``nucleus_dye_um2``; the
+        coarse candidate search ``coarse_um`` (0: every nucleus fragment is a candidate).
 
     Returns
     -------
@@ -787,21 +971,40 @@ def overlay(image: np.ndarray, seg: Segmentation) -> np.ndarray:
 def slide_stain_of(
     images, *, pixel_size_um: float, params: WbcParams | None = None
 ):  # -> registration.stain_colour.StainStats
-    """The stain of a slide from some of its stained fields (an iterable of RGB images)."""
+    """The stain of a slide from some of its stained fields (an iterable of RGB images),
+    with the median dye content of the white cells found on them (the reference of the
+    dye rule for every field, :func:`for_slide`)."""
     from registration.stain_colour import slide_stain
 
     p = params or DEFAULT_PARAMS
-    return slide_stain(
-        [measure_stain(img, pixel_size_um=pixel_size_um, params=p) for img in images]
-    )
+    want_dye = p.min_dye_fraction > 0 and not p.nucleus_dye_um2
+    stats, dyes = [], []
+    for img in images:
+        stats.append(measure_stain(img, pixel_size_um=pixel_size_um, params=p))
+        if want_dye:
+            seg = segment_wbcs(
+                img, pixel_size_um=pixel_size_um, params=dataclasses.replace(p, min_dye_fraction=0)
+            )
+            dyes.append(seg.dye_um2)
+    slide = slide_stain(stats)
+    found = np.concatenate(dyes) if dyes else np.zeros(0)
+    if found.size >= 3:
+        slide = dataclasses.replace(slide, nucleus_dye=float(np.median(found)))
+    return slide
 
 
 def for_slide(params: WbcParams, stain) -> WbcParams:
     """``params`` with the slide's saturation scale fixed (every field then uses the same
     colour boxes: a field without a white cell cannot talk itself into one).
 
-    Unchanged when adaptation is off, a scale is already given, or the stain is unknown.
+    The scale is left alone when adaptation is off, a scale is already given, or the stain
+    is unknown. The slide's median nucleus dye (when measured) becomes ``nucleus_dye_um2``
+    unless one is given: every field then drops precipitate against the same reference,
+    fields with fewer than three cells too.
     """
+    dye = getattr(stain, "nucleus_dye", float("nan"))
+    if params.min_dye_fraction > 0 and not params.nucleus_dye_um2 and np.isfinite(dye):
+        params = dataclasses.replace(params, nucleus_dye_um2=float(dye))
     if not params.adapt or params.saturation_scale or not np.isfinite(stain.saturation):
         return params
     k = stain.saturation_scale(params.reference_saturation, hi=params.max_saturation_scale)

@@ -60,12 +60,16 @@ class StainStats:
     top_saturation
         The :data:`TOP_PERCENTILE` percentile of the blue-purple stained pixels' saturation:
         the nuclei where the image holds any, the most saturated red cells where not.
+    nucleus_dye
+        The median dye content (µm², ``registration.segment.nucleus_dye``) of the white
+        cells found on a slide's sampled fields; NaN when not measured or fewer than three.
     """
 
     saturation: float
     nucleus_hue: float
     stained_fraction: float
     top_saturation: float = float("nan")
+    nucleus_dye: float = float("nan")
 
     def saturation_scale(
         self, reference: float = REFERENCE_SATURATION, lo: float = 0.3, hi: float = 1.0
@@ -143,4 +147,5 @@ def slide_stain(stats: list[StainStats]) -> StainStats:
         med([s.nucleus_hue for s in stats]),
         med([s.stained_fraction for s in stats]),
         med([s.top_saturation for s in stats]),
+        med([s.nucleus_dye for s in stats]),
     )

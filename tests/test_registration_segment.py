@@ -146,3 +146,101 @@ def test_simulated_stained_field(pls43):
     assert inside.sum() >= 3
     assert (d[inside] <= radius[inside]).any(1).all()
     assert (d <= radius).any(0).all(), "a detection that is no WBC"
+
+
+def test_grey_reconstruction_matches_skimage():
+    import cv2
+    from skimage.morphology import reconstruction
+
+    from registration.segment import _reconstruct
+
+    rng = np.random.default_rng(1)
+    obj = np.zeros((70, 90), np.uint8)
+    for _ in range(4):
+        cv2.circle(
+            obj, tuple(int(v) for v in rng.integers(15, 60, 2)), int(rng.integers(8, 15)), 1, -1
+        )
+    dist = cv2.distanceTransform(obj, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    want = reconstruction(dist - 2.5, dist, method="dilation")
+    assert np.array_equal(_reconstruct(dist - 2.5, dist), want.astype(np.float32))
+
+
+def test_holes_match_scipy_fill_holes():
+    from scipy import ndimage as ndi
+
+    from registration.segment import _holes
+
+    rng = np.random.default_rng(2)
+    mask = (rng.random((60, 80)) < 0.55).astype(np.uint8)
+    want = ndi.binary_fill_holes(mask) & ~mask.astype(bool)
+    assert np.array_equal(_holes(mask), want)
+
+
+def test_coarse_candidate_search_finds_the_same_cells():
+    cells = [
+        NEUTROPHIL,
+        {"x": 12.0, "y": 14.0, "r": 5.0, "blobs": [(0, 0, 3.0)]},
+        {"x": 47.0, "y": 45.0, "r": 0, "blobs": [(-1.8, 0, 1.9), (1.8, 0, 1.9)]},
+    ]
+    img = _scene(0.293, cells)
+    fine = segment_wbcs(img, pixel_size_um=0.293, coarse_um=0.0)
+    coarse = segment_wbcs(img, pixel_size_um=0.293)
+    assert len(fine.centroids) == 3
+    order = np.lexsort(fine.centroids.T[::-1]), np.lexsort(coarse.centroids.T[::-1])
+    assert np.allclose(fine.centroids[order[0]], coarse.centroids[order[1]])
+    assert np.array_equal(fine.cell_labels > 0, coarse.cell_labels > 0)
+
+
+def test_precipitate_with_little_dye_is_not_a_cell():
+    """Faint dye specks on a pale lilac patch pass the colour boxes as a cell, but hold a
+    fraction of the dye of the slide's nuclei (a nucleus holds a cell's DNA): dropped."""
+    cells = [
+        {"x": 12.0, "y": 12.0, "r": 5.5, "blobs": [(0, 0, 3.2)]},
+        {"x": 48.0, "y": 12.0, "r": 5.5, "blobs": [(0, 0, 3.0)]},
+        {"x": 12.0, "y": 48.0, "r": 5.5, "blobs": [(-1.5, 0, 2.2), (1.5, 0.5, 2.2)]},
+    ]
+    rng = np.random.default_rng(4)
+    img = _scene(0.293, cells, seed=5).astype(np.float32)
+    n = img.shape[0]
+    yy, xx = (np.mgrid[:n, :n] + 0.5) * 0.293
+    img[np.hypot(xx - 45, yy - 45) < 4.5] = BODY
+    for dx, dy in rng.normal(0, 1.0, (20, 2)):  # 20 specks of 1 µm around (45, 45) µm
+        img[np.hypot(xx - 45 - dx, yy - 45 - dy) < 0.5] = (130, 100, 190)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    every = segment_wbcs(img, pixel_size_um=0.293, min_dye_fraction=0.0)
+    assert len(every.centroids) == 4  # without the dye rule the specks pass as a cell
+    assert every.dye_um2.min() < 0.25 * np.median(every.dye_um2)
+    kept = segment_wbcs(img, pixel_size_um=0.293)
+    assert len(kept.centroids) == 3
+    for k, (x, y) in enumerate(kept.centroids):  # renumbered after the drop, consistently
+        ys, xs = np.nonzero(kept.cell_labels == k + 1)
+        assert np.allclose([xs.mean(), ys.mean()], [x, y])
+        assert ((kept.labels == k + 1) <= (kept.cell_labels == k + 1)).all()
+    assert kept.labels.max() == kept.cell_labels.max() == 3
+    assert np.all(np.hypot(*(kept.centroids * 0.293 - 45).T) > 10)
+    # a field with fewer than three cells has no median of its own: the slide's reference
+    # (nucleus_dye_um2) decides, and without one the cell is kept
+    crop = img[102:, 102:]
+    assert len(segment_wbcs(crop, pixel_size_um=0.293).centroids) == 1
+    ref = float(np.median(every.dye_um2))
+    assert len(segment_wbcs(crop, pixel_size_um=0.293, nucleus_dye_um2=ref).centroids) == 0
+
+
+def test_the_slide_sets_the_dye_reference_for_every_field():
+    from registration.segment import for_slide, make_params, slide_stain_of
+
+    cells = [
+        {"x": 12.0, "y": 12.0, "r": 5.5, "blobs": [(0, 0, 3.2)]},
+        {"x": 48.0, "y": 12.0, "r": 5.5, "blobs": [(0, 0, 3.0)]},
+        {"x": 12.0, "y": 48.0, "r": 5.5, "blobs": [(-1.5, 0, 2.2), (1.5, 0.5, 2.2)]},
+    ]
+    full = _scene(0.293, cells, seed=5)
+    stain = slide_stain_of([full], pixel_size_um=0.293)
+    assert 20 < stain.nucleus_dye < 60
+    params = for_slide(make_params(), stain)
+    assert params.nucleus_dye_um2 == stain.nucleus_dye
+    # a field of the same slide with one cell is checked against the slide's reference
+    lone = full[:70, :70]
+    assert len(segment_wbcs(lone, pixel_size_um=0.293, params=params).centroids) == 1
+    assert for_slide(make_params(nucleus_dye_um2=5.0), stain).nucleus_dye_um2 == 5.0
+    assert np.isnan(slide_stain_of([full[:70, :70]], pixel_size_um=0.293).nucleus_dye)
