@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from acquisition.scanfile import ScanFile
-from benchmarks import bench_match_memory as bench
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_match_memory.py"
+_SPEC = importlib.util.spec_from_file_location("bench_match_memory", _PATH)
+bench = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(bench)
 
 
 @pytest.mark.slow
