@@ -245,7 +245,7 @@ def _run_scan(
         )
         notes.append(msg)
         note(msg)
-    rig.set_pass(plan.pass_)
+    rig.prepare_pass(plan.pass_)
 
     channels = plan.profile.stack
     if path.exists() and not resume:
@@ -387,11 +387,11 @@ def _run_scan(
             raise _disk_full_error(writer, path) from None
         raise
     seconds = time.perf_counter() - t0
-    if len(writer.done) == len(writer.positions) and rig.sim is not None:
-        truth = rig.sim.microscope.truth(
-            plan.pass_, [tuple(p[:2]) for p in writer.positions], frame_wh[0], frame_wh[1]
-        )
-        writer.set_truth(truth)
+    if len(writer.done) == len(writer.positions):
+        centres = [tuple(p[:2]) for p in writer.positions]
+        truth = rig.scan_truth(plan.pass_, centres, frame_wh[0], frame_wh[1])
+        if truth is not None:
+            writer.set_truth(truth)
     return ScanSummary(
         path=path,
         n_fields=len(writer.positions),

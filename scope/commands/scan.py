@@ -271,7 +271,7 @@ def scan(
         sim_realtime=sim_realtime,
         verify=verify,
     ) as rig:
-        rig.set_pass(pass_.value)
+        rig.prepare_pass(pass_.value)
         stage = rig.mm.read_stage()
         plan = plan_scan(
             slide=slide,
@@ -279,7 +279,7 @@ def scan(
             profile=prof,
             out=out,
             frame_wh=rig.mm.frame_size,
-            stage_xy=(0.0, 0.0) if rig.simulated else (stage.x_um, stage.y_um),
+            stage_xy=(stage.x_um, stage.y_um),
             stack=stack,
             grid=grid,
             region=region,
@@ -409,7 +409,7 @@ def calibrate(
         led_device=led_device,
         mm_port=mm_port,
     ) as rig:
-        rig.set_pass("unstained")
+        rig.prepare_pass("unstained")
         rig.mm.move_xy(x_um, y_um)
         rig.mm.wait_for_stages()
         if autofocus:
