@@ -25,6 +25,7 @@ from acquisition.files import (
     guard_space,
     is_disk_full,
 )
+from acquisition.geometry import FieldGeometry
 from acquisition.micromanager import CameraError
 from acquisition.positions import (
     check_field_count,
@@ -143,8 +144,9 @@ def brightfield_profile(profile: HardwareProfile, objective: str | None = None) 
 
 
 def field_of_view_um(profile: HardwareProfile, objective: str, frame_wh: tuple[int, int]):
+    """The field of view ``(width, height)`` in µm of ``frame_wh`` frames under ``objective``."""
     p = profile.optics.objectives[objective].pixel_size_um
-    return frame_wh[0] * p, frame_wh[1] * p
+    return FieldGeometry(frame_wh[0], frame_wh[1], p).size_um
 
 
 def _estimate_bytes(n_fields: int, n_channels: int, frame_wh: tuple[int, int], comp: str) -> int:

@@ -34,6 +34,7 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the filters for every reader)
 import numpy as np
 
+from acquisition.geometry import FieldGeometry
 from acquisition.scanjournal import Journal, quick_field_state, read_journal
 from acquisition.tables import (
     DEFAULT_COMPRESSION,
@@ -941,6 +942,12 @@ class ScanFile:
         """``(H, W)`` of the stored frames."""
         return tuple(self.images.shape[2:4])
 
+    @property
+    def geometry(self) -> FieldGeometry:
+        """Every field's frame geometry (stored frames are stage-aligned)."""
+        h, w = self.frame_shape
+        return FieldGeometry(w, h, self.pixel_size_um)
+
     def image(self, position: int, channel: int | str = 0) -> np.ndarray:
         """One ``(H, W, 3) uint8`` frame; ``channel`` by index or name."""
         if isinstance(channel, str):
@@ -995,10 +1002,9 @@ def pixel_to_stage(
     height: int,
     pixel_size_um: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel (x, y) of a W x H frame → stage µm (docs/formats.md, "Coordinates")."""
-    x = field_x_um + (np.asarray(x_px, dtype=np.float64) - (width - 1) / 2) * pixel_size_um
-    y = field_y_um + (np.asarray(y_px, dtype=np.float64) - (height - 1) / 2) * pixel_size_um
-    return x, y
+    """Pixel (x, y) of a W x H frame → stage µm (:meth:`FieldGeometry.pixel_to_stage`)."""
+    geometry = FieldGeometry(width, height, pixel_size_um)
+    return geometry.pixel_to_stage(x_px, y_px, field_x_um, field_y_um)
 
 
 def stage_to_pixel(
@@ -1011,7 +1017,6 @@ def stage_to_pixel(
     height: int,
     pixel_size_um: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`pixel_to_stage`."""
-    x = (np.asarray(x_um, dtype=np.float64) - field_x_um) / pixel_size_um + (width - 1) / 2
-    y = (np.asarray(y_um, dtype=np.float64) - field_y_um) / pixel_size_um + (height - 1) / 2
-    return x, y
+    """Inverse of :func:`pixel_to_stage` (:meth:`FieldGeometry.stage_to_pixel`)."""
+    geometry = FieldGeometry(width, height, pixel_size_um)
+    return geometry.stage_to_pixel(x_um, y_um, field_x_um, field_y_um)
