@@ -44,6 +44,7 @@ from acquisition.tables import (
     to_records,
     write_table,
 )
+from acquisition.vocabulary import PASSES, ChannelKind
 from hardware_profiles import HardwareProfile
 from hardware_profiles.errors import ScopeError
 from hardware_profiles.loader import parse as parse_profile
@@ -52,7 +53,6 @@ FORMAT = "scope-scan"
 #: The virtual dataset over every field file, in the fields folder (the index links to it).
 IMAGES_NAME = "images.h5"
 FORMAT_VERSION = 1
-PASSES = ("unstained", "stained", "highres")
 
 CHANNEL_FIELDS = [
     ("name", str),
@@ -966,7 +966,7 @@ class ScanFile:
         return self.images[position]
 
     def brightfield_index(self) -> int:
-        idx = np.flatnonzero(self.channels["kind"] == "brightfield")
+        idx = np.flatnonzero(self.channels["kind"] == ChannelKind.BRIGHTFIELD)
         if len(idx) == 0:
             raise ScanFileError(f"{self.path} has no brightfield channel")
         return int(idx[0])
