@@ -175,50 +175,22 @@ def plan_scan(
                     "--pass stained takes one brightfield image per field; drop --stack"
                 )
             prof = brightfield_profile(profile)
-            if given:
-                positions = _explicit_positions(
-                    grid,
-                    region,
-                    positions_csv,
-                    profile,
-                    objective,
-                    frame_wh,
-                    stage_xy,
-                    overlap,
-                    z_um,
-                    plan,
-                )
-            else:
-                source = positions_from or scan_path(out, slide, Pass.UNSTAINED)
-                if not Path(source).exists():
-                    raise ScanError(
-                        f"--pass stained images the unstained pass's positions, but {source} "
-                        "does not exist (scan --pass unstained first, or give --positions-from)"
-                    )
-                positions = (
-                    read_positions_csv(source)
-                    if str(source).endswith(".csv")
-                    else positions_from_scan(Path(source))
-                )
-                positions[:, 2] = z_um
         else:
             prof = stack_profile(profile, stack)
             if not given:
                 raise ScanError(
                     "--pass unstained needs --grid NXxNY, --region, --positions or --plan"
                 )
+        if given:
+            fov = field_of_view_um(profile, objective, frame_wh)
             positions = _explicit_positions(
-                grid,
-                region,
-                positions_csv,
-                profile,
-                objective,
-                frame_wh,
-                stage_xy,
-                overlap,
-                z_um,
-                plan,
-            )
+                grid, region, positions_csv, plan, fov=fov, stage_xy=stage_xy, overlap=overlap,
+                z_um=z_um,
+            )  # fmt: skip
+        else:  # the stained pass images the unstained pass's fields
+            source = positions_from or scan_path(out, slide, Pass.UNSTAINED)
+            positions = _unstained_positions(source)
+            positions[:, 2] = z_um
     if focus != "map" and np.isnan(positions[:, 2]).any():
         raise ScanError(
             "some fields have no z and the stage reports none (no focus drive?): give "
@@ -251,15 +223,14 @@ def _explicit_positions(
     grid: str | None,
     region: str | None,
     positions_csv: Path | None,
-    profile: HardwareProfile,
-    objective: str,
-    frame_wh: tuple[int, int],
+    plan: Path | None,
+    *,
+    fov: tuple[float, float],
     stage_xy: tuple[float, float],
     overlap: float,
     z_um: float,
-    plan: Path | None = None,
 ) -> np.ndarray:
-    fov = field_of_view_um(profile, objective, frame_wh)
+    """The fields of whichever of --plan, --grid, --region, --positions was given."""
     if plan:
         from acquisition.useq_plan import plan_positions, read_plan
 
@@ -274,6 +245,18 @@ def _explicit_positions(
     if region:
         return region_positions(parse_region(region), field_um=fov, overlap=overlap, z_um=z_um)
     return with_focus(read_positions_csv(positions_csv), z_um)
+
+
+def _unstained_positions(source: str | Path) -> np.ndarray:
+    """The fields of the unstained pass: its scan file, or a positions CSV."""
+    if not Path(source).exists():
+        raise ScanError(
+            f"--pass stained images the unstained pass's positions, but {source} "
+            "does not exist (scan --pass unstained first, or give --positions-from)"
+        )
+    if str(source).endswith(".csv"):
+        return read_positions_csv(source)
+    return positions_from_scan(Path(source))
 
 
 def with_focus(positions: np.ndarray, z_um: float) -> np.ndarray:

@@ -31,6 +31,7 @@ from pymmcore_plus.experimental.unicore import (
     pymm_property,
 )
 
+from acquisition.geometry import Orientation
 from acquisition.micromanager import device_orientation
 
 
@@ -152,9 +153,10 @@ class SimCamera(_SessionDevice, SimpleCameraDevice):
         self._gain = float(value)
 
     def sensor_shape(self) -> tuple[int, int, int]:
-        w, h = self.sim.sensor_wh
-        cam = self.sim.microscope.profile.camera
-        return (w, h, 3) if cam.rotation_deg in (90, 270) else (h, w, 3)
+        raw_w, raw_h = Orientation.of(self.sim.microscope.profile.camera).stage_size(
+            *self.sim.sensor_wh
+        )  # the sensor as mounted: a turned camera swaps the sides
+        return (raw_h, raw_w, 3)
 
     def dtype(self) -> Any:
         return np.uint8
