@@ -75,7 +75,12 @@ class ScanSummary:
 
 @dataclass
 class ScanEvents:
-    """Callbacks for progress displays (all optional)."""
+    """Callbacks for progress displays (all optional).
+
+    The libraries are moving to one progress protocol (``acquisition/progress.py``); when it
+    lands, ``on_start``/``on_field`` map onto its start/advance and ``on_note`` onto its
+    messages, and :class:`scope.progress.ScanProgress` renders it like any other stage.
+    """
 
     on_start: Callable[[int, int, int], None] | None = None  # fields, done, images per field
     on_image: Callable[[int, int, int], None] | None = None  # field, channel, bytes
