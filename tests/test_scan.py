@@ -110,6 +110,7 @@ def _spawn_scan(out: Path, *extra: str, grid: str = "2x2", stack: str = "le8") -
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # kills a real scan process at many moments (~50 s)
 def test_resume_after_sigkill_at_random_moments(tmp_path):
     """kill -9 at random moments (start-up, mid-field, mid-commit), resume until done."""
     ref = tmp_path / "ref"
@@ -414,6 +415,7 @@ def test_geometry_mismatch_is_refused(pls43, tmp_path):
         open_sim(pls43, SimOptions(sensor_wh=SENSOR_WH, firmware_leds=moved))
 
 
+@pytest.mark.slow  # focuses a tilted slide field by field (~90 s)
 def test_focus_map_recovers_the_tilted_surface(pls43, tmp_path):
     from acquisition.simulator.config import SimConfig
 
