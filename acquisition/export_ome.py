@@ -38,6 +38,7 @@ from acquisition.ome_image import (
     ome_xml,
     plain,
 )
+from acquisition.vocabulary import ChannelKind
 
 #: Marker in the root attributes of every OME-Zarr scope writes (replaced only when present).
 ZARR_MARKER = "scope-export"
@@ -118,7 +119,7 @@ def _multiscales(img: OmeImage) -> list[dict[str, Any]]:
 
 def _active_channel(img: OmeImage) -> int:
     kinds = [ch.get("kind") for ch in img.channels]
-    return kinds.index("brightfield") if "brightfield" in kinds else 0
+    return kinds.index(ChannelKind.BRIGHTFIELD) if ChannelKind.BRIGHTFIELD in kinds else 0
 
 
 def write_ome_zarr(

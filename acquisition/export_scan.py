@@ -9,7 +9,7 @@ import numpy as np
 
 from acquisition.export_ome import write
 from acquisition.ome_image import ExportError, OmeImage, Progress
-from acquisition.scanfile import ScanFile, pixel_to_stage
+from acquisition.scanfile import ScanFile
 
 #: Columns of a scan's channel table carried into the OME metadata of each channel.
 CHANNEL_COLUMNS = (
@@ -34,18 +34,15 @@ def scan_images(scan: ScanFile, fields: Sequence[int] | None = None) -> list[Ome
     problem = scan.integrity_problem()
     if problem:
         raise ExportError(problem)
-    h, w = scan.frame_shape
-    p = scan.pixel_size_um
+    geometry = scan.geometry
+    h, w, p = geometry.height, geometry.width, geometry.pixel_size_um
     table = scan.channels
     cols = [c for c in CHANNEL_COLUMNS if c in (table.dtype.names or ())]
     channels = [{"name": str(row["name"]), **{c: row[c] for c in cols}} for row in table]
     images = []
     for pos in todo:
         row = scan.positions[pos]
-        x0, y0 = pixel_to_stage(
-            0, 0, field_x_um=float(row["x_um"]), field_y_um=float(row["y_um"]),
-            width=w, height=h, pixel_size_um=p,
-        )  # fmt: skip
+        x0, y0 = geometry.pixel_to_stage(0, 0, float(row["x_um"]), float(row["y_um"]))
         images.append(
             OmeImage(
                 name=f"{scan.slide} {scan.pass_} field {pos}",

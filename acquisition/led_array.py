@@ -7,9 +7,10 @@ line (``pprops`` and ``pledpos`` print ``\n}`` with no newline, so their last li
 ``-==-``. JSON replies are parsed as JSON whatever their line layout; only a damaged reply
 (or ``pvals.a.b``, whose last row keeps its comma) is read row by row. Values are read at
 the board's ``bit_depth`` (8, or 16 on TLC5955 boards, where a level v reads back as v·257).
-The protocol parsing is pure functions (:func:`classify_line`, :func:`parse_props`,
-:func:`parse_positions`, :func:`parse_values`), tested on recorded replies; the transport is
-:class:`LedArray`. The 0.x-1.x firmware family (pyilluminate's) is refused in one line.
+The protocol parsing is pure functions in :mod:`acquisition.led_protocol`
+(:func:`classify_line`, :func:`parse_props`, :func:`parse_positions`, :func:`parse_values`),
+tested on recorded replies; this module is the serial transport, :class:`LedArray`. The
+0.x-1.x firmware family (pyilluminate's) is refused in one line.
 
 :class:`LedArray` lights channels with explicit ``l`` lists only (never ``bf``/``df``, whose
 patterns depend on the firmware's NA setting), splits lists longer than 64 bytes (older
@@ -34,44 +35,41 @@ Examples
 from __future__ import annotations
 
 import errno
-import json
 import numbers
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import serial
 
-from hardware_profiles.errors import ScopeError
+from acquisition.led_protocol import (
+    BIT_DEPTHS,
+    FIRMWARE_BUFFER_BYTES,
+    POSITION_RESOLUTION_MM,
+    TERMINATOR,
+    Garbled,
+    LedArrayError,
+    check_geometry,
+    classify_line,
+    expect_exactly,
+    expect_nothing,
+    l_commands,
+    parse_error,
+    parse_led_count,
+    parse_positions,
+    parse_props,
+    parse_values,
+    parse_version,
+    short_list,
+    to_level,
+    to_raw,
+)
 
 if TYPE_CHECKING:
     from hardware_profiles.schema import HardwareProfile
 
-#: Bytes of one command line (line ending excluded) the firmware's input buffer holds.
-FIRMWARE_BUFFER_BYTES = 64
-#: Resolution of the positions ``pledpos`` reports, mm.
-POSITION_RESOLUTION_MM = 0.01
-TERMINATOR = b"-==-"
-
 _T = TypeVar("_T")
-_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
-_ERROR_LINE = re.compile(r"ERROR\s*\[(\d+)\]\s*:\s*(.*)")
-#: Bit depths of Illuminate boards: 8 (sci.iris, ...), 16 (TLC5955 boards: sci.dome, ...).
-BIT_DEPTHS = (8, 16)
-_VALUE_ROW = re.compile(r'\s*"(\d+)"\s*:\s*\[(\d+(?:,\d+)*)\]\s*,?\s*')
-_NUMBER = r"\s*(-?\d+(?:\.\d+)?)\s*"
-_POSITION_ROW = re.compile(rf'\s*"(\d+)"\s*:\s*\[{_NUMBER},{_NUMBER},{_NUMBER}\]\s*,?\s*')
-_LED_COUNT_ROW = re.compile(r'\s*"led_count"\s*:\s*(\d+)\s*,?\s*')
-
-
-class LedArrayError(ScopeError):
-    """The LED array cannot be opened, does not answer, or answers wrongly.
-
-    The message names the port and the command, e.g. ``LED array on /dev/ttyACM0: no reply
-    to 'pledpos' within 2.0 s``.
-    """
 
 
 class _Rejected(LedArrayError):
@@ -80,10 +78,6 @@ class _Rejected(LedArrayError):
 
 # Failures of one exchange, handled (retried) inside the driver.
 class _NoReply(Exception):
-    pass
-
-
-class _Garbled(Exception):
     pass
 
 
@@ -109,189 +103,6 @@ def _open_failure(err: BaseException) -> str:
             reason += " (on Linux add yourself to the 'dialout' group and log in again)"
         return reason
     return str(err).splitlines()[0] if str(err) else type(err).__name__
-
-
-def _is_fuzzy(line: bytes, word: bytes, needed: int) -> bool:
-    return sum(a == b for a, b in zip(line, word, strict=False)) >= needed
-
-
-def _expect_exactly(text: str) -> Callable[[list[str]], None]:
-    def check(lines: list[str]) -> None:
-        if lines != [text]:
-            raise _Garbled(f"expected {text!r}, got {lines!r}")
-
-    return check
-
-
-def _expect_nothing(lines: list[str]) -> None:
-    if lines:
-        raise _Garbled(f"expected an empty reply, got {lines!r}")
-
-
-def _parse_version(lines: list[str]) -> str:
-    found = [m.group(0) for line in lines if (m := _VERSION.search(line))]
-    if len(found) != 1:
-        raise _Garbled(f"expected one version number, got {lines!r}")
-    return found[0]
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("a key appears twice")
-    return dict(pairs)
-
-
-def _json_object(lines: list[str]) -> dict[str, Any] | None:
-    """The reply as one JSON object whatever its line layout, or None when it is not one.
-
-    A key that appears twice (a garbled id colliding with a real one) makes it None too.
-    """
-    try:
-        obj = json.loads("\n".join(lines), object_pairs_hook=_unique_pairs)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def parse_props(lines: list[str]) -> dict[str, Any]:
-    """The ``pprops`` JSON object (one line or many, any whitespace)."""
-    obj = _json_object(lines)
-    if obj is None:
-        raise _Garbled("reply is not a JSON object")
-    return obj
-
-
-def parse_positions(lines: list[str]) -> dict[int, tuple[float, float, float]]:
-    """LED id -> (x, y, z) from a ``pledpos`` reply: the JSON table, or every readable row.
-
-    Rows are read one by one only when the reply is not JSON (a damaged reply).
-    """
-    obj = _json_object(lines)
-    if obj is not None:
-        try:
-            table = obj["led_position_list_cartesian"]
-            return {int(k): (float(v[0]), float(v[1]), float(v[2])) for k, v in table.items()}
-        except (TypeError, ValueError, IndexError, KeyError, AttributeError):
-            pass
-    rows = {}
-    for line in lines:
-        m = _POSITION_ROW.fullmatch(line)
-        if m is not None:
-            rows[int(m.group(1))] = (float(m.group(2)), float(m.group(3)), float(m.group(4)))
-    return rows
-
-
-def _parse_led_count(lines: list[str]) -> int:
-    obj = _json_object(lines)
-    if obj is not None and isinstance(obj.get("led_count"), int):
-        return obj["led_count"]
-    for line in lines:
-        m = _LED_COUNT_ROW.fullmatch(line)
-        if m is not None:
-            return int(m.group(1))
-    raise _Garbled("reply has no readable 'led_count'")
-
-
-def parse_values(lines: list[str], bit_depth: int = 8) -> dict[int, int]:
-    """LED id -> raw value (largest channel, 0 to 2**bit_depth - 1) from a ``pvals`` reply.
-
-    The reply is read as JSON; when it is not JSON (a damaged reply, or ``pvals.a.b``,
-    whose last row keeps its trailing comma) every well-formed row is read on its own, so
-    that a garbled row costs only that LED's reading; an id that appears twice is dropped.
-    A value above the bit depth's full scale is a garbled digit and is dropped too.
-    """
-    full = (1 << bit_depth) - 1
-    values: dict[int, int] = {}
-    obj = _json_object(lines)
-    table = obj.get("led_values") if obj is not None else None
-    if isinstance(table, dict):
-        for key, row in table.items():
-            if not (isinstance(row, list) and row and key.isdigit()):
-                continue
-            if not all(isinstance(v, int) and not isinstance(v, bool) for v in row):
-                continue
-            if max(row) <= full and min(row) >= 0:
-                values[int(key)] = max(row)
-    else:
-        doubled: set[int] = set()
-        for line in lines:
-            m = _VALUE_ROW.fullmatch(line)
-            if m is None:
-                continue
-            led = int(m.group(1))
-            if led in values:
-                doubled.add(led)
-            level = max(int(v) for v in m.group(2).split(","))
-            if level > full:
-                continue
-            values[led] = level
-        values = {k: v for k, v in values.items() if k not in doubled}
-    if not values:
-        raise _Garbled("reply has no LED value rows")
-    return values
-
-
-def to_raw(level: int, bit_depth: int) -> int:
-    """The value an 8-bit ``level`` is stored (and read back) as at ``bit_depth``: v·257 at 16."""
-    return level * ((1 << bit_depth) - 1) // 255
-
-
-def to_level(raw: int, bit_depth: int) -> int:
-    """An 8-bit level from a raw ``pvals`` value at ``bit_depth`` (nearest)."""
-    return round(raw * 255 / ((1 << bit_depth) - 1))
-
-
-def parse_error(line: str) -> str | None:
-    """The text of a firmware error line (``ERROR[16]: Invalid command.``, ``ERROR: ...``)."""
-    if _ERROR_LINE.fullmatch(line) or line.startswith(("ERROR ", "ERROR:")):
-        return line
-    return None
-
-
-def classify_line(raw: bytes) -> tuple[str, str]:
-    """One reply line (without its newline) -> ``(kind, text)``.
-
-    ``kind`` is ``"end"`` for the terminator (``text`` is what came before it on the same
-    line: ``pprops`` and ``pledpos`` end their JSON with ``}`` and no newline, so their last
-    line is ``}-==-``), ``"error"`` for a firmware error line, else ``"payload"``. Accepts
-    ``\r\n`` endings. Raises :class:`_Garbled` for a line that looks like a damaged
-    terminator or error line.
-    """
-    raw = raw.rstrip(b"\r")
-    if raw.endswith(TERMINATOR):
-        head = raw[: -len(TERMINATOR)]
-        if TERMINATOR in head or (head and set(head) <= set(b"-=")):
-            raise _Garbled(f"mangled terminator line {raw!r}")
-        return "end", head.decode("latin-1")
-    if (
-        TERMINATOR in raw
-        or (raw and set(raw) <= set(b"-="))
-        or (len(raw) >= 4 and _is_fuzzy(raw[-4:], TERMINATOR, 3))
-    ):
-        raise _Garbled(f"mangled terminator line {raw!r}")
-    text = raw.decode("latin-1")
-    if text.startswith("ERROR"):
-        if parse_error(text) is None:
-            raise _Garbled(f"mangled error line {text!r}")
-        return "error", text
-    # 4 of 5 letters of "ERROR" in place needs the E or the first R
-    if (raw[:1] == b"E" or raw[1:2] == b"R") and _is_fuzzy(raw[:5], b"ERROR", 4):
-        raise _Garbled(f"mangled error line {raw!r}")
-    return "payload", text
-
-
-def _l_commands(leds: Sequence[int], limit: int = FIRMWARE_BUFFER_BYTES) -> list[str]:
-    """``l`` commands lighting ``leds``, each at most ``limit`` bytes (the input buffer)."""
-    commands, current = [], "l"
-    for led in leds:
-        token = f".{led}"
-        if len(current) + len(token) > limit:
-            commands.append(current)
-            current = "l"
-        current += token
-    commands.append(current)
-    return commands
 
 
 class LedArray:
@@ -414,13 +225,13 @@ class LedArray:
         except _LinkLost as err:
             raise self._fail("machine", f"connection lost: {err}") from None
         self._exchange("machine", reconnect=False, strict=False)
-        version = self._exchange("version", _parse_version, reconnect=False)
+        version = self._exchange("version", parse_version, reconnect=False)
         if first:
             props = self._exchange("pprops", parse_props, reconnect=False)
             count = props.get("led_count")
         else:
             props = self.properties
-            count = self._exchange("pprops", _parse_led_count, reconnect=False, strict=False)
+            count = self._exchange("pprops", parse_led_count, reconnect=False, strict=False)
         if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
             raise self._fail("pprops", f"reply has no valid 'led_count' ({count!r})")
         if first:
@@ -440,8 +251,8 @@ class LedArray:
         self._geometry = geometry
         if int(props.get("color_channel_count", 1)) > 1:
             # full-scale white, so that every channel of a lit LED shows the brightness
-            self._exchange("sc.255.255.255", _expect_exactly("CO.255.255.255"), reconnect=False)
-        self._exchange("ac.0", _expect_exactly("AC.0"), reconnect=False)
+            self._exchange("sc.255.255.255", expect_exactly("CO.255.255.255"), reconnect=False)
+        self._exchange("ac.0", expect_exactly("AC.0"), reconnect=False)
         self._autoclear = False
 
     def _check_family(self, version: str, props: dict[str, Any]) -> None:
@@ -526,7 +337,7 @@ class LedArray:
                 break
         else:
             unread = sorted(set(self._geometry) - set(readings))
-            raise self._fail("pvals", f"no readable value for LEDs {_short_list(unread)}")
+            raise self._fail("pvals", f"no readable value for LEDs {short_list(unread)}")
         levels = {led: to_level(raw, self.bit_depth) for led, raw in readings.items()}
         return {led: level for led, level in levels.items() if level > 0}
 
@@ -589,7 +400,7 @@ class LedArray:
         unknown = [led for led in ids if led not in self._geometry]
         if unknown:
             raise LedArrayError(
-                f"LED array on {self.port}: cannot light LEDs {_short_list(unknown)} with 'l': "
+                f"LED array on {self.port}: cannot light LEDs {short_list(unknown)} with 'l': "
                 f"the array has ids {min(self._geometry)}-{max(self._geometry)}"
             )
         return ids
@@ -637,18 +448,18 @@ class LedArray:
                     self._autoclear = None  # make sure, since several LEDs disagree
                     rejected = self._correct(wrong, expected, round_index) or rejected
             else:
-                problem = f"no readable value for LEDs {_short_list(unread)}"
-        what = f"LEDs {_short_list(ids)} at {level}" if ids else "all LEDs off"
+                problem = f"no readable value for LEDs {short_list(unread)}"
+        what = f"LEDs {short_list(ids)} at {level}" if ids else "all LEDs off"
         cause = f"; last firmware error: {rejected}" if rejected else ""
         raise self._fail("pvals", f"{problem} after {rounds} read-backs to set {what}{cause}")
 
     def _send_pattern(self, ids: list[int], level: int) -> str:
         self._ensure_autoclear_off()
-        self._exchange("x", _expect_nothing)
+        self._exchange("x", expect_nothing)
         rejected = ""
         if ids:
             self._set_brightness(level)
-            for cmd in _l_commands(ids):
+            for cmd in l_commands(ids):
                 rejected = self._send_leds(cmd) or rejected
         return rejected
 
@@ -661,19 +472,19 @@ class LedArray:
         for target in sorted({expected.get(led, 0) for led in wrong}):
             self._set_brightness(target)
             leds = [led for led in wrong if expected.get(led, 0) == target]
-            for cmd in _l_commands(leds, limit):
+            for cmd in l_commands(leds, limit):
                 rejected = self._send_leds(cmd) or rejected
         return rejected
 
     def _ensure_autoclear_off(self) -> None:
         if self._autoclear is not False:
-            self._exchange("ac.0", _expect_exactly("AC.0"))
+            self._exchange("ac.0", expect_exactly("AC.0"))
             self._autoclear = False
 
     def _set_brightness(self, level: int) -> None:
         if self._brightness != level:
             self._brightness = None
-            self._exchange(f"sb.{level}", _expect_exactly(f"SB.{level}"))
+            self._exchange(f"sb.{level}", expect_exactly(f"SB.{level}"))
             self._brightness = level
 
     def _send_leds(self, cmd: str) -> str:
@@ -681,7 +492,7 @@ class LedArray:
         read-back (the firmware changes nothing on a rejected command) and returned."""
         try:
             # under verify a rejected list is retried, then left to the read-back
-            self._exchange(cmd, _expect_nothing, trusted=not self.verify)
+            self._exchange(cmd, expect_nothing, trusted=not self.verify)
         except _Rejected as err:
             if not self.verify:
                 raise
@@ -736,12 +547,12 @@ class LedArray:
                     if strict:
                         bad = [ln for ln in lines if not (ln.isascii() and ln.isprintable())]
                         if bad:
-                            raise _Garbled(f"unreadable line {bad[0]!r}")
+                            raise Garbled(f"unreadable line {bad[0]!r}")
                     return parse(lines) if parse is not None else lines
                 except _LinkLost as err:
                     failure = err
                     break
-                except (_NoReply, _Garbled, _FirmwareError) as err:
+                except (_NoReply, Garbled, _FirmwareError) as err:
                     failure = err
                 if isinstance(failure, _FirmwareError):
                     continue  # an error line ends the reply: nothing left to discard
@@ -816,7 +627,7 @@ class LedArray:
                 if error is not None:
                     if kind == "end" and not text:
                         raise _FirmwareError(error)  # an error followed by -==- (some builds)
-                    raise _Garbled(f"unexpected line {raw!r} after {error!r}")
+                    raise Garbled(f"unexpected line {raw!r} after {error!r}")
                 if kind == "error":
                     error = text  # a -==- may follow; silence ends the reply otherwise
                     continue
@@ -829,7 +640,7 @@ class LedArray:
                 raise _FirmwareError(error)
             if rx and now - last_byte > self._quiet_s:
                 # firmware ends every line at once: a stalled partial line lost its newline
-                raise _Garbled(f"unterminated line {bytes(rx)!r}")
+                raise Garbled(f"unterminated line {bytes(rx)!r}")
             if now - last_byte > self.timeout_s or now > hard_deadline:
                 raise _NoReply()
             if nudge_at is not None and now > nudge_at:
@@ -877,51 +688,19 @@ class LedArray:
         self._rx.clear()
 
 
-def check_geometry(
-    geometry: dict[int, tuple[float, float, float]],
-    profile: HardwareProfile,
-    fail: Callable[[str, str], LedArrayError],
-) -> None:
-    """Check that the firmware's LED table matches ``profile``'s.
-
-    The LED ids must be the same and every coordinate must agree within
-    ``0.01 mm + profile.led_array.geometry_tolerance_mm``.
-
-    Raises
-    ------
-    LedArrayError
-        Listing the first mismatching LEDs, firmware against profile.
-    """
-    leds = profile.led_array.leds
-    tolerance = POSITION_RESOLUTION_MM + profile.led_array.geometry_tolerance_mm
-    expected = {led.id for led in leds}
-    if set(geometry) != expected:
-        missing = sorted(expected - set(geometry))
-        extra = sorted(set(geometry) - expected)
-        parts = [f"{len(geometry)} LEDs reported, profile {profile.name!r} has {len(leds)}"]
-        if missing:
-            parts.append(f"missing ids {_short_list(missing)}")
-        if extra:
-            parts.append(f"unexpected ids {_short_list(extra)}")
-        raise fail("pledpos", "LED table does not match the profile: " + "; ".join(parts))
-    bad = []
-    for led in leds:
-        fx, fy, fz = geometry[led.id]
-        worst = max(abs(fx - led.x_mm), abs(fy - led.y_mm), abs(fz - led.z_mm))
-        if worst > tolerance + 1e-9:
-            bad.append(
-                f"LED {led.id} firmware ({fx:.2f}, {fy:.2f}, {fz:.2f}) vs profile "
-                f"({led.x_mm:.2f}, {led.y_mm:.2f}, {led.z_mm:.2f}) mm"
-            )
-    if bad:
-        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
-        raise fail(
-            "pledpos",
-            f"geometry differs from profile {profile.name!r} at {len(bad)} of {len(leds)} "
-            f"LEDs (tolerance {tolerance:.2f} mm): " + "; ".join(bad[:3]) + more,
-        )
-
-
-def _short_list(values: Sequence[int], limit: int = 8) -> str:
-    shown = ", ".join(str(v) for v in values[:limit])
-    return f"[{shown}{', ...' if len(values) > limit else ''}]"
+__all__ = [
+    "BIT_DEPTHS",
+    "FIRMWARE_BUFFER_BYTES",
+    "POSITION_RESOLUTION_MM",
+    "TERMINATOR",
+    "LedArray",
+    "LedArrayError",
+    "check_geometry",
+    "classify_line",
+    "parse_error",
+    "parse_positions",
+    "parse_props",
+    "parse_values",
+    "to_level",
+    "to_raw",
+]

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from acquisition.geometry import Orientation
 from hardware_profiles import Camera
 from hardware_profiles.errors import ScopeError
 
@@ -82,24 +83,12 @@ def to_rgb(img: np.ndarray, height: int, width: int, n_components: int) -> np.nd
 
 def canonical_orientation(img: np.ndarray, camera: Camera) -> np.ndarray:
     """Undo the camera's declared flip/rotation so x is right and y is down on the stage."""
-    if camera.rotation_deg:
-        img = np.rot90(img, k=-camera.rotation_deg // 90, axes=(0, 1))
-    if camera.flip_x:
-        img = img[:, ::-1]
-    if camera.flip_y:
-        img = img[::-1]
-    return np.ascontiguousarray(img)
+    return Orientation.of(camera).to_stage(img)
 
 
 def device_orientation(img: np.ndarray, camera: Camera) -> np.ndarray:
     """What a camera with the declared flip/rotation delivers (inverse of the above)."""
-    if camera.flip_y:
-        img = img[::-1]
-    if camera.flip_x:
-        img = img[:, ::-1]
-    if camera.rotation_deg:
-        img = np.rot90(img, k=camera.rotation_deg // 90, axes=(0, 1))
-    return np.ascontiguousarray(img)
+    return Orientation.of(camera).to_device(img)
 
 
 @dataclass
@@ -149,7 +138,7 @@ class MicroManagerRig:
         """``(width, height)`` of frames in the canonical orientation."""
         w = int(self.core.getImageWidth())
         h = int(self.core.getImageHeight())
-        return (h, w) if self.camera.rotation_deg in (90, 270) else (w, h)
+        return Orientation.of(self.camera).stage_size(w, h)
 
     def set_exposure(self, exposure_ms: float) -> float:
         """Set the exposure (ms) if it changed; return what the camera reports."""

@@ -23,7 +23,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from acquisition.micromanager import CameraError, MicroManagerRig
 from hardware_profiles import HardwareProfile
@@ -53,15 +53,37 @@ class SimOptions:
     verify: bool | None = None  # None: the profile's led_array.verify
 
 
+class RigHooks(Protocol):
+    """What a backend may add around a scan; the engine calls these whatever the backend.
+
+    A real microscope needs neither (the operator prepares each pass by hand, and nobody
+    knows the truth behind its images), so a :class:`Rig` without hooks does nothing here.
+    The simulator's session (:class:`acquisition.simulator.devices.SimSession`) provides both.
+    """
+
+    def prepare_pass(self, pass_: str) -> None:
+        """Stand in for the operator: put the slide of ``pass_`` under the objective, focused."""
+
+    def scan_truth(
+        self, pass_: str, centres: list[tuple[float, float]], width: int, height: int
+    ) -> dict | None:
+        """What a finished scan of ``pass_`` at ``centres`` (stage µm) truly shows, or None."""
+
+
 @dataclass
 class Rig:
-    """An open microscope: ``mm`` (camera, stages), ``leds`` (LED array), ``sim`` (or None)."""
+    """An open microscope: ``mm`` (camera, stages), ``leds`` (LED array), optional ``hooks``.
+
+    ``sim`` is the simulator's session when the images are simulated, for tests and
+    benchmarks to inspect (snap log, device time); the scan engine never reads it.
+    """
 
     mm: MicroManagerRig
     leds: Any  # acquisition.led_array.LedArray
     profile: HardwareProfile
     backend: str
     sim: Any = None  # acquisition.simulator.devices.SimSession
+    hooks: RigHooks | None = None
     _closers: list = field(default_factory=list)
 
     @property
@@ -69,20 +91,25 @@ class Rig:
         """Whether the images come from the simulator (then every file says so)."""
         return self.backend == "sim" or self.sim is not None
 
-    def set_pass(self, pass_: str) -> None:
-        """The simulator's stand-in for the operator preparing a pass by hand.
+    def prepare_pass(self, pass_: str) -> None:
+        """Get the slide ready for ``pass_`` before its first image.
 
         Between passes the operator stains the slide or changes objective, puts the slide back
-        and focuses on it. The simulator does the same: it switches the virtual slide to the
-        pass and moves the focus drive to the slide's focal plane under the current position.
-        Real hardware is left as the operator set it.
+        and focuses on it; on real hardware that has happened by hand, so this does nothing.
+        A backend that stands in for the operator (the simulator) does it through its hooks.
         """
-        if self.sim is None or (self.sim.pass_ == pass_ and self.sim.focused):
-            return
-        self.sim.pass_ = pass_
-        x, y = self.sim.xy_true
-        self.sim.z_um = float(self.sim.microscope.focus_z_um(pass_, x, y))
-        self.sim.focused = True
+        if self.hooks is not None:
+            self.hooks.prepare_pass(pass_)
+
+    set_pass = prepare_pass  # the name scripts and tests written before the hooks use
+
+    def scan_truth(
+        self, pass_: str, centres: list[tuple[float, float]], width: int, height: int
+    ) -> dict | None:
+        """Ground truth of a finished scan, when the backend knows it (else None)."""
+        if self.hooks is None:
+            return None
+        return self.hooks.scan_truth(pass_, centres, width, height)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -259,7 +286,15 @@ def open_sim(profile: HardwareProfile, options: SimOptions | None = None) -> Rig
             with contextlib.suppress(Exception):
                 c()
         raise
-    return Rig(mm=mm, leds=leds, profile=profile, backend="sim", sim=session, _closers=closers)
+    return Rig(
+        mm=mm,
+        leds=leds,
+        profile=profile,
+        backend="sim",
+        sim=session,
+        hooks=session,
+        _closers=closers,
+    )
 
 
 def _open_any_leds(core: Any, conn: Connection, profile: HardwareProfile, verify: bool) -> Any:

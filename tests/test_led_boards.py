@@ -10,7 +10,6 @@ import hardware_profiles
 from acquisition.led_array import (
     LedArray,
     LedArrayError,
-    _Garbled,
     classify_line,
     parse_positions,
     parse_props,
@@ -18,6 +17,7 @@ from acquisition.led_array import (
     to_level,
     to_raw,
 )
+from acquisition.led_protocol import Garbled
 from acquisition.simulator.firmware import IlluminateEmulator
 from scope.cli import app
 
@@ -98,7 +98,7 @@ def test_line_kinds(raw, kind):
 
 @pytest.mark.parametrize("raw", [b"-=-=-", b"}-=X-", b"ERRoR[16]: x", b"-==--==-"])
 def test_damaged_terminators_and_error_lines_are_garbled(raw):
-    with pytest.raises(_Garbled):
+    with pytest.raises(Garbled):
         classify_line(raw)
 
 

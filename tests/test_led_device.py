@@ -131,7 +131,7 @@ def test_a_scan_through_the_device_records_each_channels_leds_at_snap_time(tmp_p
     rig = open_sim(PROFILE, SimOptions(sensor_wh=SENSOR_WH, led_device=True))
     with rig:
         assert isinstance(rig.leds, DeviceLedArray)
-        rig.set_pass("unstained")
+        rig.prepare_pass("unstained")
         plan = plan_scan(
             slide="s1",
             pass_="unstained",

@@ -1032,6 +1032,7 @@ infer.stain_field = stain_field
     assert not list((tmp_path / "o").glob("*"))
 
 
+@pytest.mark.slow  # trains in a subprocess until the interrupt (~30 s each)
 @pytest.mark.parametrize("when", ["before-checkpoint", "after-checkpoint"])
 def test_ctrl_c_during_train(run, tmp_path, capsys, when):
     ds = next(run.parent.glob("*.dataset.h5"))

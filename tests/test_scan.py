@@ -110,6 +110,7 @@ def _spawn_scan(out: Path, *extra: str, grid: str = "2x2", stack: str = "le8") -
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # kills a real scan process at many moments (~50 s)
 def test_resume_after_sigkill_at_random_moments(tmp_path):
     """kill -9 at random moments (start-up, mid-field, mid-commit), resume until done."""
     ref = tmp_path / "ref"
@@ -377,8 +378,9 @@ def test_micromanager_backend_adapter_through_a_snake_case_core(pls43, reference
             profile=pls43,
             backend="micromanager",
             sim=sim_rig.sim,
+            hooks=sim_rig.hooks,
         )
-        rig.set_pass("unstained")  # the "operator" focuses
+        rig.prepare_pass("unstained")  # the "operator" focuses
         plan = plan_scan(
             slide="s1",
             pass_="unstained",
@@ -413,6 +415,7 @@ def test_geometry_mismatch_is_refused(pls43, tmp_path):
         open_sim(pls43, SimOptions(sensor_wh=SENSOR_WH, firmware_leds=moved))
 
 
+@pytest.mark.slow  # focuses a tilted slide field by field (~90 s)
 def test_focus_map_recovers_the_tilted_surface(pls43, tmp_path):
     from acquisition.simulator.config import SimConfig
 
@@ -459,3 +462,38 @@ def test_realtime_mode_sleeps_for_exposure(pls43, tmp_path):
         t0 = time.perf_counter()
         rig.mm.snap()
         assert time.perf_counter() - t0 >= 0.12
+
+
+def test_engine_calls_the_rigs_hooks_whatever_the_backend(pls43, tmp_path):
+    """The engine prepares the pass and asks for truth through the rig's hooks, never the
+    simulator: hooks a backend provides are called; a rig without hooks gets no truth."""
+    calls: list[tuple] = []
+
+    class Recorder:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def prepare_pass(self, pass_):
+            calls.append(("prepare", pass_))
+            self.inner.prepare_pass(pass_)
+
+        def scan_truth(self, pass_, centres, width, height):
+            calls.append(("truth", pass_, len(centres), width, height))
+            return self.inner.scan_truth(pass_, centres, width, height)
+
+    def plan(rig, out):
+        return plan_scan(
+            slide="s1", pass_="unstained", profile=pls43, out=out, frame_wh=rig.mm.frame_size,
+            stack="brightfield", grid="2x1", z_um=0.0,
+        )  # fmt: skip
+
+    with open_sim(pls43, SimOptions(slide="s1", seed=3, sensor_wh=SENSOR_WH)) as rig:
+        rig.hooks = Recorder(rig.hooks)
+        run_scan(plan(rig, tmp_path / "a"), rig)
+        assert calls == [("prepare", "unstained"), ("truth", "unstained", 2, *SENSOR_WH)]
+        with ScanFile(tmp_path / "a" / "s1.unstained.scan.h5") as sf:
+            assert sf.truth() is not None
+        rig.hooks = None  # a backend without hooks: same images, no truth
+        run_scan(plan(rig, tmp_path / "b"), rig)
+        with ScanFile(tmp_path / "b" / "s1.unstained.scan.h5") as sf:
+            assert sf.complete and sf.truth() is None

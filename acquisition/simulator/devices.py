@@ -31,6 +31,7 @@ from pymmcore_plus.experimental.unicore import (
     pymm_property,
 )
 
+from acquisition.geometry import Orientation
 from acquisition.micromanager import device_orientation
 
 
@@ -60,7 +61,7 @@ class SimSession:
     xy_requested: tuple[float, float] = (0.0, 0.0)
     z_um: float = 0.0
     snaps: int = 0
-    focused: bool = False  # whether the "operator" has focused this pass (Rig.set_pass)
+    focused: bool = False  # whether the "operator" has focused this pass (prepare_pass)
     device_seconds: float = 0.0  # time spent inside the simulated devices (benchmarks)
     snap_log: list = field(default_factory=list)  # LEDs the firmware showed at each snap
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -69,6 +70,27 @@ class SimSession:
         """Deterministic uniform draw in [0, 1) for a fault decision."""
         h = hashlib.blake2b(repr((self.faults.seed, *key)).encode(), digest_size=8).digest()
         return int.from_bytes(h, "little") / 2**64
+
+    # -- the hooks the scan engine calls on any rig (acquisition.rig.RigHooks) ---------------
+    def prepare_pass(self, pass_: str) -> None:
+        """The operator's part: switch the virtual slide to ``pass_`` and focus on it.
+
+        Between passes the operator stains the slide or changes objective, puts the slide
+        back and focuses; the session does the same, moving the focus drive to the slide's
+        focal plane under the current position (once per pass).
+        """
+        if self.pass_ == pass_ and self.focused:
+            return
+        self.pass_ = pass_
+        x, y = self.xy_true
+        self.z_um = float(self.microscope.focus_z_um(pass_, x, y))
+        self.focused = True
+
+    def scan_truth(
+        self, pass_: str, centres: list[tuple[float, float]], width: int, height: int
+    ) -> dict:
+        """The truth behind a finished scan (written into the scan file beside the images)."""
+        return self.microscope.truth(pass_, centres, width, height)
 
 
 _SESSIONS: dict[str, SimSession] = {}
@@ -131,9 +153,10 @@ class SimCamera(_SessionDevice, SimpleCameraDevice):
         self._gain = float(value)
 
     def sensor_shape(self) -> tuple[int, int, int]:
-        w, h = self.sim.sensor_wh
-        cam = self.sim.microscope.profile.camera
-        return (w, h, 3) if cam.rotation_deg in (90, 270) else (h, w, 3)
+        raw_w, raw_h = Orientation.of(self.sim.microscope.profile.camera).stage_size(
+            *self.sim.sensor_wh
+        )  # the sensor as mounted: a turned camera swaps the sides
+        return (raw_h, raw_w, 3)
 
     def dtype(self) -> Any:
         return np.uint8

@@ -9,17 +9,11 @@ from typing import Annotated
 
 import typer
 
+from acquisition.rig import BACKENDS
+from acquisition.vocabulary import ChannelKind, Pass
 
-class Pass(StrEnum):
-    unstained = "unstained"
-    stained = "stained"
-    highres = "highres"
-
-
-class BackendChoice(StrEnum):
-    sim = "sim"
-    mmcore = "mmcore"
-    micromanager = "micromanager"
+# the choices come from where they are defined: the rig's backends, the vocabulary's passes
+BackendChoice = StrEnum("BackendChoice", {b: b for b in BACKENDS})
 
 
 class Focus(StrEnum):
@@ -28,10 +22,11 @@ class Focus(StrEnum):
 
 
 _OPERATOR_STEPS = {
-    "unstained": "Put the UNSTAINED smear on the stage, 20x objective, monolayer region in view.",
-    "stained": "Stain the slide (Romanowsky), let it dry, and put it back on the stage with the "
+    Pass.UNSTAINED: "Put the UNSTAINED smear on the stage, 20x objective, monolayer region in "
+    "view.",
+    Pass.STAINED: "Stain the slide (Romanowsky), let it dry, and put it back on the stage with the "
     "20x objective: the same positions will be imaged.",
-    "highres": "Switch to the 100x oil objective and apply immersion oil: each matched white "
+    Pass.HIGHRES: "Switch to the 100x oil objective and apply immersion oil: each matched white "
     "blood cell will be imaged once.",
 }
 
@@ -271,7 +266,7 @@ def scan(
         sim_realtime=sim_realtime,
         verify=verify,
     ) as rig:
-        rig.set_pass(pass_.value)
+        rig.prepare_pass(pass_.value)
         stage = rig.mm.read_stage()
         plan = plan_scan(
             slide=slide,
@@ -279,7 +274,7 @@ def scan(
             profile=prof,
             out=out,
             frame_wh=rig.mm.frame_size,
-            stage_xy=(0.0, 0.0) if rig.simulated else (stage.x_um, stage.y_um),
+            stage_xy=(stage.x_um, stage.y_um),
             stack=stack,
             grid=grid,
             region=region,
@@ -409,13 +404,13 @@ def calibrate(
         led_device=led_device,
         mm_port=mm_port,
     ) as rig:
-        rig.set_pass("unstained")
+        rig.prepare_pass(Pass.UNSTAINED)
         rig.mm.move_xy(x_um, y_um)
         rig.mm.wait_for_stages()
         if autofocus:
             from acquisition.focus import focus_here
 
-            z = focus_here(rig, next(c for c in prof.stack if c.kind == "brightfield"))
+            z = focus_here(rig, next(c for c in prof.stack if c.kind == ChannelKind.BRIGHTFIELD))
             console.print(f"focused the reference field at z = {z:.2f} µm")
         new_profile, results = calibrate_profile(
             rig,
