@@ -688,12 +688,15 @@ def one_pass_objects(
     off_cells = (spot >= options.speck_contrast_dn) & dye & outside & ~input_dark
     specks |= _blobs(off_cells, speck_px).any()
     # on a cell: how much bluer than the nucleus its bluest dark dye speck is (slide-level
-    # outliers are flagged by blue_speck_cells)
+    # outliers are flagged by blue_speck_cells). The input cannot vouch for a speck here: a
+    # cell's own relief (its edge, nucleus outline, granules) puts an input dark spot within
+    # the 1 µm slack of 93-99 % of every cell body on the simulator, precipitate included,
+    # so the hue alone decides, as it was validated on real stains (against a flat input).
     gap = 0.0
     if nuclei.sum() >= min_px:
         hue = cv2.cvtColor(np.ascontiguousarray(target), cv2.COLOR_RGB2HSV)[..., 0]
         nucleus_hue = float(np.median(hue[nuclei]))
-        on_cells = (spot >= options.cell_speck_contrast_dn) & dye & ~input_dark
+        on_cells = (spot >= options.cell_speck_contrast_dn) & dye
         on_cells &= nuclei | cell_mask.astype(bool)
         n, lab = cv2.connectedComponents(on_cells.astype(np.uint8), connectivity=8)
         k = int(speck_px)
