@@ -73,7 +73,7 @@ class QcOptions:
     speck_gap_floor: float = 18.0
     speck_gap_spread: float = 5.0
     speck_min_area_um2: float = 0.15
-    ghost_fraction: float = 0.4
+    ghost_fraction: float = 0.0  # off: see ghost_cells
     ghost_floor: float = 1.1
     dirt_od_min: float = 0.15
     max_saturated_fraction: float = 0.02
@@ -726,14 +726,18 @@ def one_pass_objects(
     return OnePass(bool(specks), bool(input_only), ratio, gap)
 
 
-def ghost_cells(ratios: np.ndarray, *, fraction: float = 0.4, floor: float = 1.1) -> np.ndarray:
+def ghost_cells(ratios: np.ndarray, *, fraction: float = 0.0, floor: float = 1.1) -> np.ndarray:
     """Which detections are artifacts taken for cells, from their nucleus edge ratios.
 
-    Most detections on a slide are real WBCs, so the slide's median ratio says how clearly
-    this unstained scan shows nuclei (focus, stain-free contrast); a detection below
-    ``fraction`` of it, or below ``floor`` in any case, has no counterpart in the input.
-    Lymphocytes and eosinophils (nucleus filling the cell, granules hiding it) sit lowest
-    among real cells and are the ones sometimes flagged wrongly.
+    A detection with no counterpart in the unstained input has no outline there: the input's
+    edge strength along its nucleus outline is the crop's usual edge strength, a ratio of
+    about 1, however sharply the slide shows real nuclei. So a ratio below ``floor`` is a
+    ghost. ``fraction`` > 0 also flags ratios below that fraction of the slide's median (a
+    relative rule); it is off by default: on the two public stain sets it flagged 6.7 % and
+    7 % of the clean cells (monocytes, eosinophils, neutrophils whose granular cytoplasm
+    blurs a still clear outline, ratios 1.9-3.2 against a slide median near 8), while every
+    real cell there read at least 1.9, far above ``floor``, and on the simulator the slide
+    median stays below 2.75, where the relative rule never binds.
     """
     r = np.asarray(ratios, dtype=np.float64)
     ok = np.isfinite(r)
