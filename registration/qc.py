@@ -73,6 +73,7 @@ class QcOptions:
     speck_gap_floor: float = 18.0
     speck_gap_spread: float = 5.0
     speck_min_area_um2: float = 0.15
+    speck_explained_od: float = 0.3
     ghost_fraction: float = 0.0  # off: see ghost_cells
     ghost_floor: float = 1.1
     dirt_od_min: float = 0.15
@@ -688,15 +689,18 @@ def one_pass_objects(
     off_cells = (spot >= options.speck_contrast_dn) & dye & outside & ~input_dark
     specks |= _blobs(off_cells, speck_px).any()
     # on a cell: how much bluer than the nucleus its bluest dark dye speck is (slide-level
-    # outliers are flagged by blue_speck_cells). The input cannot vouch for a speck here: a
-    # cell's own relief (its edge, nucleus outline, granules) puts an input dark spot within
-    # the 1 µm slack of 93-99 % of every cell body on the simulator, precipitate included,
-    # so the hue alone decides, as it was validated on real stains (against a flat input).
+    # outliers are flagged by blue_speck_cells). The input's relief cannot vouch for a speck
+    # here: a cell's own edge, nucleus outline and granules put an input dark spot within
+    # the 1 µm slack of 93-99 % of every cell body on the simulator, precipitate included.
+    # Unstained cells are nearly transparent (input optical density under ~0.2), so only an
+    # absorbing object in the input (dirt in both passes) explains a speck on a cell.
     gap = 0.0
     if nuclei.sum() >= min_px:
         hue = cv2.cvtColor(np.ascontiguousarray(target), cv2.COLOR_RGB2HSV)[..., 0]
         nucleus_hue = float(np.median(hue[nuclei]))
-        on_cells = (spot >= options.cell_speck_contrast_dn) & dye
+        absorber = (od_u >= options.speck_explained_od).astype(np.uint8)
+        explained = cv2.dilate(absorber, kernel) > 0
+        on_cells = (spot >= options.cell_speck_contrast_dn) & dye & ~explained
         on_cells &= nuclei | cell_mask.astype(bool)
         n, lab = cv2.connectedComponents(on_cells.astype(np.uint8), connectivity=8)
         k = int(speck_px)
