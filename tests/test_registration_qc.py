@@ -232,8 +232,9 @@ def test_a_speck_on_a_cell_is_judged_by_its_hue_even_where_the_input_shows_relie
     """Precipitate beside the nucleus, where the unstained image shows the cell's own relief.
 
     A cell's edge, nucleus outline and granules are dark spots of the unstained image within
-    1 µm of nearly every pixel of the cell, so they cannot vouch for a speck on it; chromatin
-    that is as purple as its nucleus is not a blue speck either.
+    1 µm of nearly every pixel of the cell, so they cannot vouch for a speck on it; an object
+    that absorbs in the unstained image too can. Chromatin that is as purple as its nucleus
+    is not a blue speck either.
     """
     opt = QcOptions()
     target, body, nucleus = _stained_cell()
@@ -255,6 +256,11 @@ def test_a_speck_on_a_cell_is_judged_by_its_hue_even_where_the_input_shows_relie
     speck[(np.abs(r - 11) < 2) & (np.abs(yy - 32) < 2) & (xx < 32)] = (20, 30, 90)
     found = one_pass_objects(speck, unstained, body, nucleus, own_nucleus=nucleus, **kw)
     assert found.speck_gap > opt.speck_gap_floor
+    # the same speck over dirt that absorbs in the input too (an object in both passes)
+    dirty = unstained.copy()
+    dirty[(np.abs(r - 11) < 2) & (np.abs(yy - 32) < 2) & (xx < 32)] = 90
+    found = one_pass_objects(speck, dirty, body, nucleus, own_nucleus=nucleus, **kw)
+    assert found.speck_gap < opt.speck_gap_floor
     # a dark chromatin clump of the nucleus's own purple: no gap
     clump = target.copy()
     clump[30:34, 28:32] = (60, 20, 80)
