@@ -12,8 +12,13 @@ the object does to the image. A crop holds a *visible* object when at least
 faint one changes less (a water mark is nearly a pure phase film: it barely shows in a
 stained brightfield image, and a model cannot be misled by what it cannot see).
 
+The ghost check is audited cell by cell: each checked cell's nucleus edge ratio is recomputed
+as ``scope match`` computes it, and the truth says whether the detection is a WBC and whether
+another check flags it too. ``--real-only`` scores the colour checks on the public real stains
+(see :func:`real_colour_signals`), in seconds.
+
     .venv/bin/python benchmarks/bench_qc.py [--grid 4x3] [--sensor 1280x800] [--stack full]
-        [--seeds 1 2 3 4] [--keep DIR [--reuse]] [--out FILE]
+        [--seeds 1 2 3 4] [--keep DIR [--reuse]] [--out FILE] [--real-only]
 """
 
 from __future__ import annotations

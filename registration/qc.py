@@ -761,7 +761,8 @@ def blue_speck_cells(gaps: np.ndarray, *, floor: float = 18.0, spread: float = 5
     threshold is the slide's median plus ``spread`` robust deviations (1.4826 MAD), and at
     least ``floor`` hue units: on the two public stain sets this flags 2 % of the cells (with
     the adaptive WBC detection; 3.3 % with 4 deviations);
-    on the simulator it catches most precipitate lying on a cell.
+    on the simulator it catches the precipitate clusters lying on cells (their bluest specks
+    18.5-28 hue units bluer than the nucleus; clean cells there up to 16).
     """
     g = np.asarray(gaps, dtype=np.float64)
     ok = np.isfinite(g)
