@@ -12,8 +12,13 @@ the object does to the image. A crop holds a *visible* object when at least
 faint one changes less (a water mark is nearly a pure phase film: it barely shows in a
 stained brightfield image, and a model cannot be misled by what it cannot see).
 
+The ghost check is audited cell by cell: each checked cell's nucleus edge ratio is recomputed
+as ``scope match`` computes it, and the truth says whether the detection is a WBC and whether
+another check flags it too. ``--real-only`` scores the colour checks on the public real stains
+(see :func:`real_colour_signals`), in seconds.
+
     .venv/bin/python benchmarks/bench_qc.py [--grid 4x3] [--sensor 1280x800] [--stack full]
-        [--seeds 1 2 3 4] [--keep DIR [--reuse]] [--out FILE]
+        [--seeds 1 2 3 4] [--keep DIR [--reuse]] [--out FILE] [--real-only]
 """
 
 from __future__ import annotations
@@ -63,8 +68,9 @@ class Scores:
     clean_target: Tally = field(default_factory=Tally)  # flagged target_only_color, nothing there
     clean_input: Tally = field(default_factory=Tally)
     clean_cells: Tally = field(default_factory=Tally)  # any flag on a cell with no fault at all
-    ghosts: Tally = field(default_factory=Tally)  # detections that are no WBC, flagged
     precision: list = field(default_factory=list)
+    # per checked cell, for the ghost check: (seed, edge ratio, is a WBC, flagged otherwise)
+    ghost_audit: list = field(default_factory=list)
 
 
 def scan_slide(out: Path, *, seed: int, grid: str, sensor, stack: str, faults: bool) -> dict:
@@ -180,6 +186,7 @@ def score_slide(
             return frames[key]
 
         scores.cells += len(cells)
+        scores.ghost_audit += audit_ghosts(seed, fu, fs, ds, flags, set(e.no_wbc_rows))
         for k in range(len(cells)):
             fl = flags[k]
             if "near_edge" in fl:
@@ -226,93 +233,219 @@ def score_slide(
             pairs.append((seed, k, int(t_vis), int(u_vis), ",".join(sorted(fl))))
 
 
-def real_stain_specks(data: Path, pixel_size_um: float = 0.293) -> list[str]:
-    """How often the colour checks fire on real stained WBCs (false flags: they are clean).
+def audit_ghosts(seed: int, fu, fs, ds, flags: list[set], no_wbc: set[int]) -> list[tuple]:
+    """Each checked cell's nucleus edge ratio, whether it is a WBC, and whether any check
+    other than the ghost check flags it — recomputed as ``scope match`` computes them."""
+    from registration.match import _cut
+    from registration.qc import QcOptions, blue_speck_cells, image_noise, one_pass_objects
+    from registration.segment import background_colour, segment_wbcs
 
-    The public sets have no unstained pair and (as far as their experts noted) no
-    precipitate, so every flag is a false one. Each set is treated as one slide (the slide
-    checks compare a cell with its slide); images are resampled to the scan's pixel size.
-    The unstained input is stood in for by the stained image's grey for loose dye and ghosts
-    (on a clean cell every object of the stained image is in the unstained one too; but a
-    stained grey shows nuclei more clearly than an unstained image, so the ghost figure is
-    only indicative) and by a flat image for blue specks (nothing explained: strictest).
-    ``target_only_color`` is flagged by loose dye or dark dye specks the input does not
-    explain, a blue speck (:func:`registration.qc.blue_speck_cells`) or a ghost
-    (:func:`registration.qc.ghost_cells`, nucleus outline missing from the input).
+    cells, c, p = ds.cells, ds.crop_size, fs.pixel_size_um
+    bf = fu.brightfield_index()
+    opt = QcOptions()
+    rows, seen = [], {}
+    for k in range(len(cells)):
+        if "near_edge" in flags[k]:
+            continue
+        i = int(cells["position"][k])
+        if i not in seen:
+            st, un = fs.image(i, 0), fu.image(i, bf)
+            seen.clear()
+            seen[i] = (
+                segment_wbcs(st, pixel_size_um=p),
+                background_colour(st),
+                background_colour(un),
+                image_noise(un),
+            )
+        seg, bg_s, bg_u, noise = seen[i]
+        x0, y0 = (round(float(cells[n][k])) - c // 2 for n in ("stained_x_px", "stained_y_px"))
+        cx, cy = (round(float(cells[n][k])) for n in ("stained_x_px", "stained_y_px"))
+        h, w = seg.cell_labels.shape
+        own = int(seg.cell_labels[min(max(cy, 0), h - 1), min(max(cx, 0), w - 1)])
+        labels = _cut(seg.labels, x0, y0, c)
+        found = one_pass_objects(
+            ds.targets[k],
+            ds.inputs[k, bf],
+            _cut(seg.cell_labels, x0, y0, c) > 0,
+            labels > 0,
+            own_nucleus=(labels == own) if own else None,
+            target_background=bg_s,
+            input_background=bg_u,
+            input_noise=noise,
+            pixel_size_um=p,
+            options=opt,
+        )
+        others = (flags[k] - {"target_only_color"}) or found.target_only
+        rows.append([seed, found.edge_ratio, k not in no_wbc, bool(others), found.speck_gap])
+    gaps = np.array([r[4] for r in rows])
+    for r, speck in zip(
+        rows,
+        blue_speck_cells(gaps, floor=opt.speck_gap_floor, spread=opt.speck_gap_spread),
+        strict=True,
+    ):
+        r[3] = r[3] or bool(speck)
+    return [tuple(r[:4]) for r in rows]
+
+
+def ghost_rows(audit: list[tuple]) -> list[str]:
+    """Table rows: what the ghost check (edge ratio below ``ghost_floor``) catches."""
+    from registration.qc import QcOptions, ghost_cells
+
+    if not audit:
+        return []
+    seed = np.array([a[0] for a in audit])
+    ratio = np.array([a[1] for a in audit], dtype=np.float64)
+    wbc = np.array([a[2] for a in audit], dtype=bool)
+    other = np.array([a[3] for a in audit], dtype=bool)
+    opt = QcOptions()
+    ghost = np.zeros(len(audit), dtype=bool)
+    old = np.zeros(len(audit), dtype=bool)
+    for s in np.unique(seed):
+        m = seed == s  # one slide each
+        ghost[m] = ghost_cells(ratio[m], fraction=opt.ghost_fraction, floor=opt.ghost_floor)
+        old[m] = ghost_cells(ratio[m], fraction=0.4, floor=opt.ghost_floor)
+
+    def rng(x: np.ndarray) -> str:
+        x = x[np.isfinite(x)]
+        return f"{x.min():.2f}–{x.max():.2f}" if len(x) else "–"
+
+    t = Tally()
+    t.add(~wbc, ghost)
+    t_only = Tally()
+    t_only.add(~wbc & ~other, ghost)
+    f = Tally()
+    f.add(wbc, ghost)
+    f_only = Tally()
+    f_only.add(wbc & ~other, ghost)
+    return [
+        f"| detections that are no WBC → ghost (edge ratio < {opt.ghost_floor:g}) | {t} | all |",
+        f"| … of them flagged by no other check → ghost | {t_only} | |",
+        f"| WBCs → ghost (a false flag) | {f} | none |",
+        f"| … of them flagged by no other check | {f_only} | |",
+        f"| edge ratios: WBCs / no WBC | {rng(ratio[wbc])} / {rng(ratio[~wbc])} | |",
+        f"| ghost with the former relative rule (also < 0.4 x the slide median) | "
+        f"{int(old.sum())} (WBCs {int((old & wbc).sum())}) | |",
+    ]
+
+
+WBC_CLASSES = {1: "neutrophil", 2: "lymphocyte", 3: "monocyte", 4: "eosinophil", 5: "basophil"}
+
+
+def real_colour_signals(
+    data: Path, name: str, pixel: float, *, pixel_size_um: float = 0.293, step: int = 1
+) -> dict[str, np.ndarray] | None:
+    """What the colour checks measure on each real stained WBC of one public set.
+
+    Returns per-cell arrays ``loose`` (loose dye or dark specks, bool), ``gap``
+    (:attr:`registration.qc.OnePass.speck_gap`), ``ratio`` (nucleus edge ratio) and ``type``
+    (the set's class), or None when the set is not under ``data``. Images are resampled to
+    the scan's pixel size; every ``step``-th image is used.
+
+    The sets have no unstained pair and (as far as their experts noted) no precipitate, so
+    every flag is a false one. The unstained input is stood in for by the stained image's
+    grey for loose dye and ghosts (on a clean cell every object of the stained image is in
+    the unstained one too; but the stained grey outlines nuclei far more sharply than an
+    unstained image does) and by a flat image for blue specks (nothing explained: the
+    strictest case, and the one QC meets on a cell, where the input never vouches for a
+    speck).
     """
     import cv2
 
-    from registration.qc import (
-        QcOptions,
-        blue_speck_cells,
-        ghost_cells,
-        image_noise,
-        one_pass_objects,
-    )
+    from registration.qc import QcOptions, image_noise, one_pass_objects
     from registration.segment import segment_wbcs
 
-    rows = []
+    images = sorted((data / name / "images").glob("*.png"))[::step]
+    if not images:
+        return None
+    classes = {}
+    table = data / name / "classes.csv"
+    if table.exists():
+        for line in table.read_text().splitlines()[1:]:
+            i, c = line.split(",")[:2]
+            classes[int(i)] = WBC_CLASSES.get(int(c), "?")
     opt = QcOptions()
+    out: dict[str, list] = {"loose": [], "gap": [], "ratio": [], "type": []}
+    for f in images:
+        img = cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)
+        scale = pixel / pixel_size_um
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        seg = segment_wbcs(img, pixel_size_um=pixel_size_um)
+        bg = np.percentile(img.reshape(-1, 3), 95, axis=0)
+        grey = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        h, w = img.shape[:2]
+        centre = seg.cell_labels[h // 2, w // 2]  # the set's cell (centred)
+        own = seg.labels == centre if centre else None
+        found = one_pass_objects(
+            img,
+            grey,
+            seg.cell_labels > 0,
+            seg.labels > 0,
+            own_nucleus=own,
+            target_background=bg,
+            input_background=np.percentile(grey.reshape(-1, 3), 95, axis=0),
+            input_noise=image_noise(grey),
+            pixel_size_um=pixel_size_um,
+            options=opt,
+        )
+        flat = np.broadcast_to(bg.astype(np.uint8), img.shape).copy()
+        gap = one_pass_objects(
+            img,
+            flat,
+            seg.cell_labels > 0,
+            seg.labels > 0,
+            target_background=bg,
+            input_background=bg,
+            input_noise=2.0,
+            pixel_size_um=pixel_size_um,
+            options=opt,
+        ).speck_gap
+        out["loose"].append(found.target_only)
+        out["ratio"].append(found.edge_ratio)
+        out["gap"].append(gap)
+        out["type"].append(classes.get(int(f.stem), "?") if f.stem.isdigit() else "?")
+    return {
+        "loose": np.array(out["loose"], dtype=bool),
+        "gap": np.array(out["gap"], dtype=np.float64),
+        "ratio": np.array(out["ratio"], dtype=np.float64),
+        "type": np.array(out["type"]),
+    }
+
+
+def real_colour_flags(signals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The colour checks' verdicts on one real set (treated as one slide), per cell."""
+    from registration.qc import QcOptions, blue_speck_cells, ghost_cells
+
+    opt = QcOptions()
+    specks = blue_speck_cells(
+        signals["gap"], floor=opt.speck_gap_floor, spread=opt.speck_gap_spread
+    )
+    ghosts = ghost_cells(signals["ratio"], fraction=opt.ghost_fraction, floor=opt.ghost_floor)
+    loose = signals["loose"]
+    return {"loose": loose, "speck": specks, "ghost": ghosts, "any": loose | specks | ghosts}
+
+
+def real_stain_specks(data: Path, pixel_size_um: float = 0.293) -> list[str]:
+    """Table rows: how often the colour checks fire on real stained WBCs (all false flags).
+
+    See :func:`real_colour_signals`. ``target_only_color`` is flagged by loose dye or dark
+    dye specks the input does not explain, a blue speck
+    (:func:`registration.qc.blue_speck_cells`) or a ghost (:func:`registration.qc.ghost_cells`,
+    nucleus outline missing from the input).
+    """
+    rows = []
     for name, pixel in REAL_SETS.items():
-        images = sorted((data / name / "images").glob("*.png"))
-        if not images:
+        sig = real_colour_signals(data, name, pixel, pixel_size_um=pixel_size_um)
+        if sig is None:
             rows.append(f"| {name} | (not found under {data}) | | | | |")
             continue
-        gaps, ratios, loose = [], [], []
-        for f in images:
-            img = cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)
-            scale = pixel / pixel_size_um
-            img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            seg = segment_wbcs(img, pixel_size_um=pixel_size_um)
-            bg = np.percentile(img.reshape(-1, 3), 95, axis=0)
-            grey = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-            h, w = img.shape[:2]
-            centre = seg.cell_labels[h // 2, w // 2]  # the set's cell (centred)
-            own = seg.labels == centre if centre else None
-            found = one_pass_objects(
-                img,
-                grey,
-                seg.cell_labels > 0,
-                seg.labels > 0,
-                own_nucleus=own,
-                target_background=bg,
-                input_background=np.percentile(grey.reshape(-1, 3), 95, axis=0),
-                input_noise=image_noise(grey),
-                pixel_size_um=pixel_size_um,
-                options=opt,
-            )
-            ratios.append(found.edge_ratio)
-            loose.append(found.target_only)
-            # blue specks against a flat input (nothing explained: the strictest case; at
-            # 20x the unstained image does not show granules)
-            flat = np.broadcast_to(bg.astype(np.uint8), img.shape).copy()
-            gaps.append(
-                one_pass_objects(
-                    img,
-                    flat,
-                    seg.cell_labels > 0,
-                    seg.labels > 0,
-                    target_background=bg,
-                    input_background=bg,
-                    input_noise=2.0,
-                    pixel_size_um=pixel_size_um,
-                    options=opt,
-                ).speck_gap
-            )
-        specks = blue_speck_cells(
-            np.array(gaps), floor=opt.speck_gap_floor, spread=opt.speck_gap_spread
-        )
-        ghosts = ghost_cells(np.array(ratios), fraction=opt.ghost_fraction, floor=opt.ghost_floor)
-        loose_a = np.array(loose)
-        any_flag = specks | ghosts | loose_a
-        n = len(images)
+        fl = real_colour_flags(sig)
 
         def pct(x: np.ndarray) -> str:
             return f"{int(x.sum())} ({x.mean():.1%})"
 
         rows.append(
-            f"| {name} ({pixel} µm/px) | {n} | {pct(loose_a)} | {pct(specks)} | {pct(ghosts)} "
-            f"| {pct(any_flag)} |"
+            f"| {name} ({pixel} µm/px) | {len(fl['any'])} | {pct(fl['loose'])} | "
+            f"{pct(fl['speck'])} | {pct(fl['ghost'])} | {pct(fl['any'])} |"
         )
     return rows
 
@@ -392,6 +525,7 @@ def main() -> None:
         f"| crops with none → `input_only_object` | {s.clean_input} | none |",
         f"| cells with no planted fault → any flag but `near_edge` | {s.clean_cells} | few |",
         f"| WBC recall / precision over unflagged cells | {rec} / {prec} | ≥ 0.98 |",
+        *ghost_rows(s.ghost_audit),
         "",
         "Real stains (clean cells, no precipitate): cells the colour checks flag "
         "(`target_only_color`; wanted under 3 %; the unstained input is stood in for by the "

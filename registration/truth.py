@@ -44,6 +44,7 @@ class MatchEvaluation:
     one_pass: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind -> (n, flagged)
     one_pass_false_flags: int = 0
     one_pass_false_rows: list[int] = field(default_factory=list)  # dataset rows
+    no_wbc_rows: list[int] = field(default_factory=list)  # detections that are no WBC (rows)
 
 
 def _placed(a: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -198,6 +199,7 @@ def evaluate_match(
         one_pass=one_pass,
         one_pass_false_flags=int((one_pass_flags & ~has_object).sum()),
         one_pass_false_rows=[int(k) for k in np.flatnonzero(one_pass_flags & ~has_object)],
+        no_wbc_rows=[int(k) for k in np.flatnonzero(~true_det)],
     )
 
 

@@ -7,6 +7,9 @@ speck measurements with one outlier, crops with an object in one pass only.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -18,6 +21,7 @@ from registration.qc import (
     QcOptions,
     blue_speck_cells,
     channel_pairs,
+    ghost_cells,
     misaligned_pairs,
     one_pass_objects,
     pair_offset,
@@ -222,6 +226,74 @@ def test_one_pass_objects_finds_a_blue_speck_on_the_nucleus_and_lost_dirt():
     both[14:20, 40:46] = (90, 80, 95)
     found = one_pass_objects(both, dirty, body, nucleus, own_nucleus=nucleus, **kw)
     assert not found.input_only
+
+
+def test_a_speck_on_a_cell_is_judged_by_its_hue_even_where_the_input_shows_relief():
+    """Precipitate beside the nucleus, where the unstained image shows the cell's own relief.
+
+    A cell's edge, nucleus outline and granules are dark spots of the unstained image within
+    1 µm of nearly every pixel of the cell, so they cannot vouch for a speck on it; an object
+    that absorbs in the unstained image too can. Chromatin that is as purple as its nucleus
+    is not a blue speck either.
+    """
+    opt = QcOptions()
+    target, body, nucleus = _stained_cell()
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(xx - 32, yy - 32)
+    # unstained: flat cytoplasm with a dark relief ring at the nucleus outline and granules
+    unstained = np.full_like(target, 220)
+    unstained[(r > 10) & (r < 12)] = 200
+    unstained[(yy % 6 == 0) & (xx % 6 == 0) & body] = 195
+    kw = dict(
+        target_background=np.array([235, 232, 236]),
+        input_background=np.array([220, 220, 220]),
+        input_noise=1.0,
+        pixel_size_um=0.293,
+        options=opt,
+    )
+    # a blue speck on the nucleus outline: inside the input's relief
+    speck = target.copy()
+    speck[(np.abs(r - 11) < 2) & (np.abs(yy - 32) < 2) & (xx < 32)] = (20, 30, 90)
+    found = one_pass_objects(speck, unstained, body, nucleus, own_nucleus=nucleus, **kw)
+    assert found.speck_gap > opt.speck_gap_floor
+    # the same speck over dirt that absorbs in the input too (an object in both passes)
+    dirty = unstained.copy()
+    dirty[(np.abs(r - 11) < 2) & (np.abs(yy - 32) < 2) & (xx < 32)] = 90
+    found = one_pass_objects(speck, dirty, body, nucleus, own_nucleus=nucleus, **kw)
+    assert found.speck_gap < opt.speck_gap_floor
+    # a dark chromatin clump of the nucleus's own purple: no gap
+    clump = target.copy()
+    clump[30:34, 28:32] = (60, 20, 80)
+    found = one_pass_objects(clump, unstained, body, nucleus, own_nucleus=nucleus, **kw)
+    assert found.speck_gap < 5
+
+
+def test_ghost_cells_flag_only_detections_without_an_outline():
+    # a slide whose unstained scan outlines nuclei sharply (median ratio ~8): granular cells
+    # with a weaker but clear outline (2-3) are real; a detection at ~1 has no outline at all
+    ratios = np.array([8.0] * 40 + [2.2, 2.6, 3.0, 1.02, np.nan])
+    assert np.flatnonzero(ghost_cells(ratios)).tolist() == [43]
+    # the relative rule, when asked for, flags the granular cells too
+    assert ghost_cells(ratios, fraction=0.4)[40:43].all()
+    assert not ghost_cells(np.full(3, np.nan)).any()
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+needs_stains = pytest.mark.skipif(
+    not (SHARED / "data" / "wbc-stains").is_dir(),
+    reason="the public stained-WBC sets are not in ../shared/data/wbc-stains (a clone elsewhere)",
+)
+
+
+@needs_stains
+def test_colour_checks_together_flag_under_3_percent_of_real_clean_cells():
+    """Loose dye, blue specks and ghosts on the 400 real stained WBCs (no precipitate)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_qc import REAL_SETS, real_colour_flags, real_colour_signals
+
+    for name, pixel in REAL_SETS.items():
+        flags = real_colour_flags(real_colour_signals(SHARED / "data/wbc-stains", name, pixel))
+        assert flags["any"].mean() < 0.03, (name, {k: int(v.sum()) for k, v in flags.items()})
 
 
 def test_channel_aligner_grey_is_the_compared_region():
