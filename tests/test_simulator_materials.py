@@ -16,6 +16,7 @@ import pytest
 
 import hardware_profiles
 from acquisition.simulator import optics
+from acquisition.simulator.cells import make_white_cell
 from acquisition.simulator.config import WBC_TYPES, SimConfig
 from acquisition.simulator.microscope import SimulatedMicroscope
 from acquisition.simulator.sample import (
@@ -24,7 +25,7 @@ from acquisition.simulator.sample import (
     column_maps,
     haemoglobin_absorption,
 )
-from acquisition.simulator.smear import RBC_DTYPE, SmearObjects, make_white_cell
+from acquisition.simulator.smear import RBC_DTYPE, SmearObjects
 
 PROFILE = hardware_profiles.load("pls43")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wbc-stains"
@@ -84,7 +85,7 @@ def test_nucleus_optical_path_per_column_follows_nucleus_to_cytoplasm(ratio):
     # mass is conserved whatever the ratio
     assert maps["mass"].sum() * raster.step**2 == pytest.approx(cell.mass, rel=0.03)
     # optical path per µm of column: nucleus over cytoplasm
-    from acquisition.simulator.smear import cell_columns
+    from acquisition.simulator.cells import cell_columns
 
     g = raster.x0 + np.arange(raster.nx) * raster.step
     h_cell, h_nuc, _ = cell_columns(cell, g[None, :], g[:, None], raster.step)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from acquisition.vocabulary import CELL_TYPES
 from hardware_profiles.errors import ScopeError
 
-#: The five white-blood-cell types the virtual smear contains.
-WBC_TYPES: tuple[str, ...] = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
+#: The five white-blood-cell types the virtual smear contains (the shared vocabulary's).
+WBC_TYPES: tuple[str, ...] = CELL_TYPES
 
 #: Every ``type`` the ground truth can name.
 OBJECT_TYPES: tuple[str, ...] = (
@@ -199,9 +200,8 @@ class SimConfig:
         the oil objective has none.
     highres_phase_factor
         Optical path under immersion oil relative to air. For dried protein (n ≈ 1.55) it is
-        (1.55 - 1.515) / 0.55 ≈ 0.075; the default 0.3 was kept for the former grey 100x
-        scale measurement. registration.highres now measures the ratio on colour and is
-        within 0.12 % at 0.075 too (the pipeline test's slides, seeds 11 and 12).
+        (1.55 - 1.515) / 0.55 ≈ 0.075, the default (it was 0.3 while the 100x scale was
+        measured on grey images; registration.highres now measures it on colour).
     full_well_e
         Electrons that fill the 8-bit range at gain 1 (255 DN).
     read_noise_e
@@ -303,7 +303,7 @@ class SimConfig:
     oblique_correction: bool = False
     field_angle_step: float = 0.006
     scan_spherical_aberration_waves: float = 0.05
-    highres_phase_factor: float = 0.3
+    highres_phase_factor: float = 0.075
     full_well_e: float = 10_000.0
     read_noise_e: float = 6.0
     black_level_dn: float = 2.0

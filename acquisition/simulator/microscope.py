@@ -29,12 +29,13 @@ import cv2
 import numpy as np
 
 from acquisition.simulator import camera_model, optics, sample, smear, spectra
+from acquisition.simulator.cells import MAX_OBJECT_EXTENT_UM
 from acquisition.simulator.config import SimConfig, SimulatorError
 from acquisition.simulator.sample import Raster
-from acquisition.simulator.smear import MAX_OBJECT_EXTENT_UM, SmearObjects, seeded_rng
+from acquisition.simulator.smear import SmearObjects, seeded_rng
+from acquisition.vocabulary import PASSES  # re-exported: the simulator's passes
 from hardware_profiles.schema import HardwareProfile, Objective
 
-PASSES = ("unstained", "stained", "highres")
 #: Refractive index of dried cell material (protein, haemoglobin) for the oblique-path
 #: correction: n ≈ 1 + κ·ρ ≈ 1.55 (docs/simulator.md, materials).
 DRY_INDEX = 1.55

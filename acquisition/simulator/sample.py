@@ -23,14 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from acquisition.simulator.smear import (
-    FILM_STEP_UM,
-    Debris,
-    SmearObjects,
-    WhiteCell,
-    cell_columns,
-    nucleus_level,
-)
+from acquisition.simulator.cells import Debris, WhiteCell, cell_columns, nucleus_level
+from acquisition.simulator.smear import FILM_STEP_UM, SmearObjects
 
 MAP_NAMES = ("opd", "mass", "hb", "grey", "yellow", "eosin", "azure", "complex")
 MASK_NAMES = ("nucleus", "cytoplasm", "wbc", "rbc")
