@@ -15,7 +15,6 @@ reports the gain over both knobs; ``tests/test_simulator_null.py`` runs a small 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +74,7 @@ def render_cells(
     from acquisition.simulator.microscope import SimulatedMicroscope
 
     sim = SimulatedMicroscope(profile, slide=slide, seed=seed, config=config)
-    no_phase = dataclasses.replace(config, kappa_um3_per_pg=0.0, plasma_film_opd_nm=0.0)
+    no_phase = config.model_copy(update={"kappa_um3_per_pg": 0.0, "plasma_film_opd_nm": 0.0})
     absorb_sim = SimulatedMicroscope(profile, slide=slide, seed=seed, config=no_phase)
     found = white_cells(sim, n_cells, pass_="stained")
     cells = sorted(found, key=lambda r: int(r["id"]))[:n_cells]
