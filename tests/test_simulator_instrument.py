@@ -157,7 +157,7 @@ def test_illumination_angle_varies_across_the_field_by_the_geometrys_amount():
 
 
 def test_tile_cross_fades_sum_to_one():
-    from acquisition.simulator.microscope import _tile_spans
+    from acquisition.simulator.rendering import tile_spans as _tile_spans
 
     for n, tiles in ((800, 2), (1201, 3)):
         total = np.zeros(n)
