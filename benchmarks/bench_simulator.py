@@ -75,19 +75,9 @@ def exposures(profile_name: str, w: int, h: int, fields: int) -> str:
     glass: list[np.ndarray] = []
     for k in range(fields):
         x, y = 1000.0 * k, -700.0 * k
-        z = m.focus_z_um("unstained", x, y)
-        for ch in profile.stack:
-            frame = m.render(
-                pass_="unstained",
-                x_um=x,
-                y_um=y,
-                z_um=z,
-                leds=dict.fromkeys(ch.leds, ch.brightness),
-                exposure_ms=ch.exposure_ms,
-                gain=ch.gain,
-                width=w,
-                height=h,
-            )
+        # every channel at its own exposure and gain, in focus
+        frames = m.render_stack(pass_="unstained", x_um=x, y_um=y, width=w, height=h)
+        for ch, frame in zip(profile.stack, frames, strict=True):
             t = theta[ch.name]
             key = (str(ch.kind), str(ch.exposure_level), round(t) if t == t else -1)
             sat.setdefault(key, []).append(float((frame.max(axis=2) >= 255).mean() * 100))
