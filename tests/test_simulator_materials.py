@@ -18,13 +18,9 @@ import hardware_profiles
 from acquisition.simulator import optics
 from acquisition.simulator.cells import make_white_cell
 from acquisition.simulator.config import WBC_TYPES, SimConfig
+from acquisition.simulator.materials import haemoglobin_absorption
 from acquisition.simulator.microscope import SimulatedMicroscope
-from acquisition.simulator.sample import (
-    PassGeometry,
-    Raster,
-    column_maps,
-    haemoglobin_absorption,
-)
+from acquisition.simulator.sample import PassGeometry, Raster, column_maps
 from acquisition.simulator.smear import RBC_DTYPE, SmearObjects
 
 PROFILE = hardware_profiles.load("pls43")
