@@ -5,9 +5,13 @@ Renders every channel of the ``pls43`` stack in stack order at 1920 x 1200, as a
 also builds the slide's tiles, the second reuses the neighbouring ones. Then one highres
 (100x) brightfield frame. Prints a markdown table; ``--out FILE`` also writes it there.
 
+``--exposures PROFILE`` instead checks a profile's exposures: the share of saturated pixels
+per channel and the brightfield glass level, on a few fields.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_simulator.py [--out FILE] [--width W --height H]
+    .venv/bin/python benchmarks/bench_simulator.py --exposures pls43 --width 640 --height 400
 """
 
 from __future__ import annotations
@@ -54,12 +58,67 @@ def _field(
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+def exposures(profile_name: str, w: int, h: int, fields: int) -> str:
+    """Saturated share per channel and brightfield glass level at the profile's exposures.
+
+    Renders every channel of the profile's stack at its own exposure and gain on ``fields``
+    fields (1 mm apart) of the default slide; the saturated share is the percentage of pixels
+    with any of R, G, B at 255, the glass level the mean per channel of brightfield pixels that
+    are neither a red nor a white cell (from the simulator's truth masks).
+    """
+    import numpy as np
+
+    profile = hardware_profiles.load(profile_name)
+    m = SimulatedMicroscope(profile, slide="exposures", seed=0)
+    theta = {r["name"]: r["theta_deg"] for r in profile.channel_table()}
+    sat: dict[tuple, list[float]] = {}
+    glass: list[np.ndarray] = []
+    for k in range(fields):
+        x, y = 1000.0 * k, -700.0 * k
+        # every channel at its own exposure and gain, in focus
+        frames = m.render_stack(pass_="unstained", x_um=x, y_um=y, width=w, height=h)
+        for ch, frame in zip(profile.stack, frames, strict=True):
+            t = theta[ch.name]
+            key = (str(ch.kind), str(ch.exposure_level), round(t) if t == t else -1)
+            sat.setdefault(key, []).append(float((frame.max(axis=2) >= 255).mean() * 100))
+            if ch.kind == "brightfield":
+                mk = m.masks(pass_="unstained", x_um=x, y_um=y, width=w, height=h)
+                glass.append(frame[~(mk["rbc"] | mk["wbc"])].mean(axis=0))
+    rows = [
+        f"Exposures of `{profile_name}` on the simulator: {fields} fields of {w}x{h} px, "
+        "saturated = any of R, G, B at 255",
+        "",
+        "| channel | θ | images | saturated % (median) | saturated % (max) |",
+        "|---|---|---|---|---|",
+    ]
+    for (kind, level, t), vals in sat.items():
+        name = kind if level == "single" else f"{kind} {level}"
+        ang = "" if t < 0 else f"{t}°"
+        rows.append(f"| {name} | {ang} | {len(vals)} | {np.median(vals):.2f} | {max(vals):.2f} |")
+    if glass:
+        r, g, b = np.mean(glass, axis=0)
+        rows += ["", f"Brightfield glass (mean R/G/B): {r:.0f}/{g:.0f}/{b:.0f} DN"]
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1200)
+    parser.add_argument(
+        "--exposures",
+        metavar="PROFILE",
+        help="instead: saturated share per channel at PROFILE's exposures (e.g. pls43)",
+    )
+    parser.add_argument("--fields", type=int, default=3, help="fields for --exposures")
     args = parser.parse_args(argv)
+    if args.exposures:
+        text = exposures(args.exposures, args.width, args.height, args.fields)
+        print(text)
+        if args.out:
+            args.out.write_text(text)
+        return text
     w, h = args.width, args.height
 
     profile = hardware_profiles.load("pls43")

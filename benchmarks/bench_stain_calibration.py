@@ -24,8 +24,15 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from acquisition.simulator.absorbance import structure_absorbance
+from acquisition.simulator.crops import (
+    brightfield_channel,
+    brightfield_exposure_ms,
+    cell_stage_xy,
+    render_crop,
+    white_cells,
+)
+from acquisition.vocabulary import CELL_TYPES as WBC_TYPES
 
-WBC_TYPES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wbc-stains"
 SETS = ("set1-tecom-120px", "set2-cellavision-300px")
 
@@ -65,54 +72,24 @@ def simulated_absorbance(
     equal = tuple((t, 1.0) for t in WBC_TYPES)
     cfg = config or SimConfig(wbc_per_field=30.0, wbc_type_fractions=equal)
     sim = SimulatedMicroscope(prof, slide="stain-cal", seed=seed, config=cfg)
-    cam = prof.camera
-    p = prof.scan_objective.pixel_size_um
-    fw = cam.sensor_width_px * p
-    bf = next(ch for ch in prof.stack if ch.kind == "brightfield")
-    leds = dict.fromkeys(bf.leds, bf.brightness)
-    a_s = sim.placement("stained")
+    bf = brightfield_channel(prof)
     acc: dict[str, list] = {}
-    seen: set[int] = set()
     exp = None
-    k = 0
-    while len(seen) < n_cells and k < 200:
-        cells = sim.truth("stained", [(k * fw, 0.0)], cam.sensor_width_px, cam.sensor_height_px)
-        k += 1
-        for row in cells["cells"][np.isin(cells["cells"]["type"], WBC_TYPES)]:
-            if int(row["id"]) in seen or len(seen) >= n_cells:
-                continue
-            seen.add(int(row["id"]))
-            x, y = a_s[:, :2] @ [row["x_um"], row["y_um"]] + a_s[:, 2]
-            if exp is None:
-                exp = sim.ideal_exposure_ms(
-                    pass_="stained",
-                    x_um=x,
-                    y_um=y,
-                    leds=leds,
-                    gain=bf.gain,
-                    level=235,
-                    percentile=99.9,
-                    width=256,
-                    height=256,
-                )
-            img = sim.render_stack(
-                pass_="stained",
-                x_um=x,
-                y_um=y,
-                width=crop,
-                height=crop,
-                channels=[bf],
-                exposures_ms={bf.name: exp},
-            )[0]
-            ms = sim.masks(pass_="stained", x_um=x, y_um=y, width=crop, height=crop)
-            # the one centred cell, as in the real crops: other white cells are left out
-
-            lab, _ = ndimage.label(ms["wbc"])
-            own = lab == lab[crop // 2, crop // 2] if lab[crop // 2, crop // 2] else ms["wbc"]
-            nuc, cyt = ms["nucleus"] & own, ms["cytoplasm"] & own
-            bg = ~ms["wbc"]
-            for key, v in structure_absorbance(img, nuc, cyt, bg).items():
-                acc.setdefault("rbc" if key == "rbc" else f"{key}:{row['type']}", []).append(v)
+    for row in white_cells(sim, n_cells, pass_="stained", max_fields=200)[:n_cells]:
+        x, y = cell_stage_xy(sim, row, "stained")
+        if exp is None:
+            exp = brightfield_exposure_ms(sim, "stained", x, y, size=256)
+        img = render_crop(
+            sim, row, pass_="stained", size=crop, channels=[bf], exposures_ms={bf.name: exp}
+        )[0]
+        ms = sim.masks(pass_="stained", x_um=x, y_um=y, width=crop, height=crop)
+        # the one centred cell, as in the real crops: other white cells are left out
+        lab, _ = ndimage.label(ms["wbc"])
+        own = lab == lab[crop // 2, crop // 2] if lab[crop // 2, crop // 2] else ms["wbc"]
+        nuc, cyt = ms["nucleus"] & own, ms["cytoplasm"] & own
+        bg = ~ms["wbc"]
+        for key, v in structure_absorbance(img, nuc, cyt, bg).items():
+            acc.setdefault("rbc" if key == "rbc" else f"{key}:{row['type']}", []).append(v)
     return {k: np.median(np.array(v), axis=0) for k, v in acc.items()}
 
 

@@ -11,6 +11,9 @@ from acquisition.simulator.config import SimConfig
 from acquisition.simulator.microscope import SimulatedMicroscope
 
 PROFILE = hardware_profiles.load("pls43")
+#: Tests not about the spectrum sample each white LED at 3 wavelengths instead of 8 (the
+#: documented faster setting, docs/simulator.md "Performance").
+FAST = {"spectral_samples": 3}
 BF = dict.fromkeys(PROFILE.stack[0].leds, 255)
 
 
@@ -20,8 +23,8 @@ def _rate(config: SimConfig, slide: str = "inst", leds=None, size=(480, 300)) ->
 
 
 def test_vignetting_darkens_the_corners_of_a_full_frame():
-    flat = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0)
-    vig = SimConfig(vignetting=0.3, dust_spots=0, fixed_pattern_noise=0.0)
+    flat = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0, **FAST)
+    vig = SimConfig(vignetting=0.3, dust_spots=0, fixed_pattern_noise=0.0, **FAST)
     size = (PROFILE.camera.sensor_width_px // 4, PROFILE.camera.sensor_height_px // 4)
     ratio = _rate(vig, size=size).sum(2) / _rate(flat, size=size).sum(2)
     h, w = ratio.shape
@@ -33,8 +36,8 @@ def test_vignetting_darkens_the_corners_of_a_full_frame():
 
 
 def test_fixed_pattern_noise_is_the_same_on_every_slide():
-    cfg = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.02)
-    ref = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0)
+    cfg = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.02, **FAST)
+    ref = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0, **FAST)
     a = _rate(cfg, "a") / np.maximum(_rate(ref, "a"), 1e-6)
     b = _rate(cfg, "b") / np.maximum(_rate(ref, "b"), 1e-6)
     assert np.std(a) == pytest.approx(0.02, rel=0.15)
@@ -43,9 +46,9 @@ def test_fixed_pattern_noise_is_the_same_on_every_slide():
 
 def test_led_brightness_and_position_errors_belong_to_the_instrument():
     led = {20: 255}
-    one = SimConfig(instrument_seed=1)
-    other = SimConfig(instrument_seed=2)
-    exact = SimConfig(led_brightness_error=0.0, led_position_error_mm=0.0)
+    one = SimConfig(instrument_seed=1, **FAST)
+    other = SimConfig(instrument_seed=2, **FAST)
+    exact = SimConfig(led_brightness_error=0.0, led_position_error_mm=0.0, **FAST)
     m1 = SimulatedMicroscope(PROFILE, slide="x", seed=0, config=one)
     m1b = SimulatedMicroscope(PROFILE, slide="y", seed=5, config=one)
     m2 = SimulatedMicroscope(PROFILE, slide="x", seed=0, config=other)
@@ -69,8 +72,12 @@ def test_led_brightness_and_position_errors_belong_to_the_instrument():
 
 
 def test_colour_crosstalk_mixes_neighbouring_channels():
-    clean = SimConfig(camera_crosstalk=0.0, vignetting=0.0, dust_spots=0, fixed_pattern_noise=0)
-    mixed = SimConfig(camera_crosstalk=0.1, vignetting=0.0, dust_spots=0, fixed_pattern_noise=0)
+    clean = SimConfig(
+        camera_crosstalk=0.0, vignetting=0.0, dust_spots=0, fixed_pattern_noise=0, **FAST
+    )
+    mixed = SimConfig(
+        camera_crosstalk=0.1, vignetting=0.0, dust_spots=0, fixed_pattern_noise=0, **FAST
+    )
     m_c = SimulatedMicroscope(PROFILE, slide="xt", seed=0, config=clean)
     m_m = SimulatedMicroscope(PROFILE, slide="xt", seed=0, config=mixed)
     pls = {20: 255}
@@ -150,7 +157,7 @@ def test_illumination_angle_varies_across_the_field_by_the_geometrys_amount():
 
 
 def test_tile_cross_fades_sum_to_one():
-    from acquisition.simulator.microscope import _tile_spans
+    from acquisition.simulator.rendering import tile_spans as _tile_spans
 
     for n, tiles in ((800, 2), (1201, 3)):
         total = np.zeros(n)
@@ -160,7 +167,7 @@ def test_tile_cross_fades_sum_to_one():
 
 
 def test_bayer_frame_demosaics_close_to_the_full_colour_frame_on_glass():
-    kw = dict(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0)
+    kw = dict(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0, **FAST)
     bf = PROFILE.stack[0]
     frames = []
     for bayer in (False, True):

@@ -21,8 +21,13 @@ from acquisition.simulator.microscope import SimulatedMicroscope
 PROFILE = hardware_profiles.load("pls43")
 CHANNELS = {ch.name: ch for ch in PROFILE.stack}
 BF_LEDS = dict.fromkeys(CHANNELS["brightfield"].leds, 255)
+#: Tests not about the spectrum sample each white LED at 3 wavelengths instead of 8 (the
+#: documented faster setting, docs/simulator.md "Performance").
+FAST = {"spectral_samples": 3}
+FAST_CFG = SimConfig(**FAST)
 #: Many WBCs of every type so small frames hold several.
 DENSE = SimConfig(
+    **FAST,
     wbc_per_field=60.0,
     wbc_type_fractions=(
         ("neutrophil", 0.4),
@@ -68,10 +73,10 @@ def _snap(m, pass_, x, y, leds, exposure_ms, gain, w, h, dz=0.0):
 def test_same_slide_and_seed_give_identical_frames_in_a_new_instance():
     kwargs = dict(pass_="unstained", x_um=120.0, y_um=-40.0, z_um=1.0, leds={5: 255})
     kwargs |= dict(exposure_ms=30.0, gain=4.0, width=128, height=96)
-    a = SimulatedMicroscope(PROFILE, slide="d", seed=1).render(**kwargs)
-    b = SimulatedMicroscope(PROFILE, slide="d", seed=1).render(**kwargs)
-    other_seed = SimulatedMicroscope(PROFILE, slide="d", seed=2).render(**kwargs)
-    other_slide = SimulatedMicroscope(PROFILE, slide="e", seed=1).render(**kwargs)
+    a = SimulatedMicroscope(PROFILE, slide="d", seed=1, config=FAST_CFG).render(**kwargs)
+    b = SimulatedMicroscope(PROFILE, slide="d", seed=1, config=FAST_CFG).render(**kwargs)
+    other_seed = SimulatedMicroscope(PROFILE, slide="d", seed=2, config=FAST_CFG).render(**kwargs)
+    other_slide = SimulatedMicroscope(PROFILE, slide="e", seed=1, config=FAST_CFG).render(**kwargs)
     assert a.shape == (96, 128, 3) and a.dtype == np.uint8
     np.testing.assert_array_equal(a, b)
     assert np.mean(a != other_seed) > 0.5
@@ -422,8 +427,8 @@ def test_several_leds_add_incoherently(scope):
 # ---------------------------------------------------------------------- faults
 def test_pls_shift_fault_is_recorded_and_visible():
     faults = Faults(pls_shift_probability=1.0, pls_shift_px=(4.0, 6.0))
-    bad = SimulatedMicroscope(PROFILE, slide="f", seed=4, config=SimConfig(faults=faults))
-    good = SimulatedMicroscope(PROFILE, slide="f", seed=4)
+    bad = SimulatedMicroscope(PROFILE, slide="f", seed=4, config=SimConfig(faults=faults, **FAST))
+    good = SimulatedMicroscope(PROFILE, slide="f", seed=4, config=SimConfig(**FAST))
     fields = [(0.0, 0.0), (600.0, 0.0)]
     rows = bad.truth("unstained", fields, 160, 120)["faults"]
     single = {ch.leds[0] for ch in PROFILE.stack if ch.kind != "brightfield"}
@@ -445,8 +450,8 @@ def test_pls_shift_fault_is_recorded_and_visible():
 
 def test_one_pass_artifacts_and_dirt_are_recorded_and_visible():
     faults = Faults(stained_artifacts_per_field=40.0, unstained_dirt_per_field=40.0)
-    bad = SimulatedMicroscope(PROFILE, slide="a", seed=9, config=SimConfig(faults=faults))
-    good = SimulatedMicroscope(PROFILE, slide="a", seed=9)
+    bad = SimulatedMicroscope(PROFILE, slide="a", seed=9, config=SimConfig(faults=faults, **FAST))
+    good = SimulatedMicroscope(PROFILE, slide="a", seed=9, config=SimConfig(**FAST))
     for pass_, kind, other in (
         ("stained", "artifact", "unstained"),
         ("unstained", "dirt", "stained"),
@@ -510,7 +515,7 @@ def test_overlapping_queries_agree_on_the_same_cells(scope):
 
 def test_other_profiles_render_every_pass():
     grid = hardware_profiles.load("grid9x9")
-    m = SimulatedMicroscope(grid, slide="g", seed=1)
+    m = SimulatedMicroscope(grid, slide="g", seed=1, config=FAST_CFG)
     assert m.magnification_ratio() == pytest.approx(0.345 / 0.0863, rel=0.011)
     leds = dict.fromkeys(grid.stack[0].leds, 255)
     for pass_ in ("unstained", "stained", "highres"):

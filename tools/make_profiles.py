@@ -35,19 +35,21 @@ def _led(i: int, theta: float, phi: float, dist: float, on_plate_z: float | None
 
 
 # Exposures and gains from `scope calibrate --profile pls43 --sim-sensor 640x400
-# --max-exposure-ms 1000` on the simulator (medians over the five arms, rounded): brightfield
-# and low darkfield bring the brightest 0.1 % to 235 of 255, high darkfield burns 2 % of the
-# pixels. Darkfield light falls ~100x from 25° to 57°, so gain makes up the rest.
+# --max-exposure-ms 1000 --high-saturation 0.5` on the simulator's default (dry-mass, spectral)
+# model: medians over the five arms and two reference fields, rounded. Brightfield, pls and
+# low darkfield bring the brightest 0.1 % to 235 of 255; high darkfield saturates 0.5 % of the
+# pixels. Darkfield light falls ~190x from 25° to 57°, so gain makes up the rest. Brightfield
+# stays at 4 ms (calibration: 3.7 ms), which keeps glass near 209 DN and saturates < 0.5 %.
 BF_MS = 4.0
 HIGHRES_BF_MS = 110.0  # 100x: 25x smaller pixel area at the sample
-PLS_MS = {6: 28.0, 10: 33.0, 18: 29.0}
+PLS_MS = {6: 26.0, 10: 30.0, 18: 23.0}
 DF_MS = {  # theta: ((low ms, low gain), (high ms, high gain))
-    25: ((62.0, 1.0), (110.0, 1.0)),
-    30: ((170.0, 1.0), (400.0, 1.0)),
-    36: ((580.0, 1.0), (1000.0, 1.6)),
-    43: ((1000.0, 1.5), (1000.0, 5.0)),
-    50: ((1000.0, 3.4), (1000.0, 13.0)),
-    57: ((1000.0, 6.8), (1000.0, 28.0)),
+    25: ((34.0, 1.0), (43.0, 1.0)),
+    30: ((130.0, 1.0), (195.0, 1.0)),
+    36: ((640.0, 1.0), (1000.0, 1.4)),
+    43: ((1000.0, 1.4), (1000.0, 5.1)),
+    50: ((1000.0, 3.2), (1000.0, 11.0)),
+    57: ((1000.0, 6.5), (1000.0, 24.0)),
 }
 
 
@@ -160,6 +162,26 @@ def pls43() -> dict:
     }
 
 
+# grid9x9 exposures from `scope calibrate --profile grid9x9 --sim-sensor 640x400
+# --max-exposure-ms 1000` on the simulator's default model (one reference field; medians over
+# the LEDs at the same distance from the centre, keyed by that distance² in pitches²).
+GRID_BF_MS = 3.0
+GRID_PLS_MS = {0: 11.0, 1: 12.0, 2: 17.0, 4: 14.0}
+GRID_DF_MS = {  # distance² (pitches²): (ms, gain)
+    5: (18.0, 1.0),
+    8: (49.0, 1.0),
+    9: (78.0, 1.0),
+    10: (100.0, 1.0),
+    13: (280.0, 1.0),
+    16: (700.0, 1.0),
+    17: (880.0, 1.0),
+    18: (980.0, 1.0),
+    20: (1000.0, 1.6),
+    25: (1000.0, 2.6),
+    32: (1000.0, 4.3),
+}
+
+
 def grid9x9() -> dict:
     pitch, dist, na = 6.0, 50.0, 0.25
     leds, i = [], 0
@@ -181,13 +203,14 @@ def grid9x9() -> dict:
             "leds": bf_ids,
             "kind": "brightfield",
             "exposure_level": "single",
-            "exposure_ms": 2.0,
+            "exposure_ms": GRID_BF_MS,
             "gain": 1.0,
             "brightness": 255,
         }
     ]
     for led in sorted(leds, key=lambda led: (round(theta_of(led), 1), led["id"])):
         dark = math.sin(math.radians(theta_of(led))) > na
+        ring = round((led["x_mm"] ** 2 + led["y_mm"] ** 2) / pitch**2)
         if not dark:
             stack.append(
                 {
@@ -195,7 +218,7 @@ def grid9x9() -> dict:
                     "leds": [led["id"]],
                     "kind": "pls",
                     "exposure_level": "single",
-                    "exposure_ms": 2.0 * len(bf_ids),
+                    "exposure_ms": GRID_PLS_MS[ring],
                     "gain": 1.0,
                     "brightness": 255,
                 }
@@ -207,8 +230,8 @@ def grid9x9() -> dict:
                     "leds": [led["id"]],
                     "kind": "darkfield",
                     "exposure_level": "low",
-                    "exposure_ms": 100.0,
-                    "gain": 4.0,
+                    "exposure_ms": GRID_DF_MS[ring][0],
+                    "gain": GRID_DF_MS[ring][1],
                     "brightness": 255,
                 }
             )

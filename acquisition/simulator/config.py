@@ -1,19 +1,24 @@
 """Settings of the simulated microscope: the virtual slide, its passes, the camera and faults.
 
 Every knob has a documented default that gives a healthy slide on the ``pls43`` instrument;
-every fault is off unless asked for. Both classes are frozen dataclasses, so a configuration
-can key caches and be shared between threads.
+every fault is off unless asked for. Both classes are frozen pydantic models: the ranges
+live on the fields (``Field(ge=, le=)``), a bad value is one :class:`SimulatorError` line
+naming the key, and a configuration is hashable, so it can key caches and be shared between
+threads. ``--sim-config`` YAML files are read with the same models
+(:mod:`acquisition.simulator.options`).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from acquisition.vocabulary import CELL_TYPES
 from hardware_profiles.errors import ScopeError
 
-#: The five white-blood-cell types the virtual smear contains.
-WBC_TYPES: tuple[str, ...] = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
+#: The five white-blood-cell types the virtual smear contains (the shared vocabulary's).
+WBC_TYPES: tuple[str, ...] = CELL_TYPES
 
 #: Every ``type`` the ground truth can name.
 OBJECT_TYPES: tuple[str, ...] = (
@@ -40,14 +45,31 @@ class SimulatorError(ScopeError, ValueError):
     """The simulated microscope was asked for something it cannot do (bad pass, LED, size)."""
 
 
-def _check_range(name: str, value: float, low: float, high: float = math.inf) -> None:
-    if not (low <= value <= high) or math.isnan(value):
-        bound = f"at least {low}" if math.isinf(high) else f"between {low} and {high}"
-        raise SimulatorError(f"{name} must be {bound}; got {value!r}.")
+def one_line_error(model: str, err: ValidationError) -> str:
+    """The first problem of a pydantic validation error as one line naming the key."""
+    e = err.errors()[0]
+    key = ".".join(str(part) for part in (model, *e["loc"]))
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "value_error":  # our own checks name the key themselves
+        return msg
+    if e["type"] == "extra_forbidden":
+        return f"{key} is not a setting; see the knobs in docs/simulator.md."
+    return f"{key}: {msg[:1].lower()}{msg[1:]}; got {e['input']!r}."
 
 
-@dataclass(frozen=True)
-class Faults:
+class _Settings(BaseModel):
+    """A frozen settings model whose errors are one :class:`SimulatorError` line."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise SimulatorError(one_line_error(type(self).__name__, err)) from None
+
+
+class Faults(_Settings):
     """Faults planted in the simulated instrument and slide; every one is off by default.
 
     Attributes
@@ -66,26 +88,23 @@ class Faults:
         (blown away before staining). Half of them sit on or beside a white blood cell.
     """
 
-    pls_shift_probability: float = 0.0
+    pls_shift_probability: float = Field(0.0, ge=0.0, le=1.0)
     pls_shift_px: tuple[float, float] = (3.0, 8.0)
-    stained_artifacts_per_field: float = 0.0
-    unstained_dirt_per_field: float = 0.0
+    stained_artifacts_per_field: float = Field(0.0, ge=0.0)
+    unstained_dirt_per_field: float = Field(0.0, ge=0.0)
 
-    def __post_init__(self) -> None:
-        _check_range("Faults.pls_shift_probability", self.pls_shift_probability, 0.0, 1.0)
+    @model_validator(mode="after")
+    def _check(self) -> Faults:
         low, high = self.pls_shift_px
-        _check_range("Faults.pls_shift_px lower bound", low, 0.0)
-        if high < low:
-            raise SimulatorError(
-                "Faults.pls_shift_px must be (low, high) with low <= high; "
+        if not 0.0 <= low <= high:
+            raise ValueError(
+                "Faults.pls_shift_px must be (low, high) with 0 <= low <= high; "
                 f"got {self.pls_shift_px}."
             )
-        _check_range("Faults.stained_artifacts_per_field", self.stained_artifacts_per_field, 0.0)
-        _check_range("Faults.unstained_dirt_per_field", self.unstained_dirt_per_field, 0.0)
+        return self
 
 
-@dataclass(frozen=True)
-class SimConfig:
+class SimConfig(_Settings):
     """Everything about the simulated slide and instrument that is not in the hardware profile.
 
     Densities are given per scan field: a ``sensor_width_px x sensor_height_px`` frame of the
@@ -199,9 +218,8 @@ class SimConfig:
         the oil objective has none.
     highres_phase_factor
         Optical path under immersion oil relative to air. For dried protein (n ≈ 1.55) it is
-        (1.55 - 1.515) / 0.55 ≈ 0.075; the default 0.3 was kept for the former grey 100x
-        scale measurement. registration.highres now measures the ratio on colour and is
-        within 0.12 % at 0.075 too (the pipeline test's slides, seeds 11 and 12).
+        (1.55 - 1.515) / 0.55 ≈ 0.075, the default (it was 0.3 while the 100x scale was
+        measured on grey images; registration.highres now measures it on colour).
     full_well_e
         Electrons that fill the 8-bit range at gain 1 (255 DN).
     read_noise_e
@@ -263,166 +281,102 @@ class SimConfig:
     """
 
     model: str = "dry-mass"
-    wbc_per_field: float = 5.0
+    wbc_per_field: float = Field(5.0, ge=0.0, le=60.0)
     wbc_type_fractions: tuple[tuple[str, float], ...] = HEALTHY_DIFFERENTIAL
-    wbc_min_gap_um: float = 12.0
-    rbc_coverage: float = 0.6
-    rbc_hb_pg: float = 30.0
-    crenated_fraction: float = 0.0
-    kappa_um3_per_pg: float = 0.41
-    nucleus_to_cytoplasm: float = 1.2
-    stain_phase_coupling: float = 0.5
-    texture_scale: float = 1.0
-    stain_uptake_variation: float = 0.25
-    smudge_per_field: float = 0.3
-    precipitate_per_field: float = 0.3
-    background_stain: float = 0.03
-    cell_displacement_um: float = 0.3
-    cell_loss_fraction: float = 0.02
-    platelets_per_field: float = 100.0
-    dirt_per_field: float = 0.3
-    plasma_film_opd_nm: float = 4.0
-    film_pass_correlation: float = 1.0
-    max_translation_um: float = 50.0
-    max_rotation_deg: float = 0.3
-    highres_translation_um: float = 3.0
-    highres_rotation_deg: float = 0.02
-    magnification_error: float = 0.01
-    surface_tilt_um_per_mm: float = 1.0
-    surface_curvature_um: float = 0.5
-    focus_offset_um: float = 3.0
-    stain_variation: float = 0.1
-    stain_strength: float = 1.0
+    wbc_min_gap_um: float = Field(12.0, ge=0.0, le=100.0)
+    rbc_coverage: float = Field(0.6, ge=0.0, le=0.7)
+    rbc_hb_pg: float = Field(30.0, ge=1.0, le=60.0)
+    crenated_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    kappa_um3_per_pg: float = Field(0.41, ge=0.0, le=1.0)
+    nucleus_to_cytoplasm: float = Field(1.2, ge=0.3, le=3.0)
+    stain_phase_coupling: float = Field(0.5, ge=0.0, le=1.0)
+    texture_scale: float = Field(1.0, ge=0.0, le=5.0)
+    stain_uptake_variation: float = Field(0.25, ge=0.0, le=1.0)
+    smudge_per_field: float = Field(0.3, ge=0.0, le=50.0)
+    precipitate_per_field: float = Field(0.3, ge=0.0, le=200.0)
+    background_stain: float = Field(0.03, ge=0.0, le=2.0)
+    cell_displacement_um: float = Field(0.3, ge=0.0, le=5.0)
+    cell_loss_fraction: float = Field(0.02, ge=0.0, le=0.5)
+    platelets_per_field: float = Field(100.0, ge=0.0, le=2000.0)
+    dirt_per_field: float = Field(0.3, ge=0.0, le=200.0)
+    plasma_film_opd_nm: float = Field(4.0, ge=0.0, le=100.0)
+    film_pass_correlation: float = Field(1.0, ge=0.0, le=1.0)
+    max_translation_um: float = Field(50.0, ge=0.0)
+    max_rotation_deg: float = Field(0.3, ge=0.0)
+    highres_translation_um: float = Field(3.0, ge=0.0)
+    highres_rotation_deg: float = Field(0.02, ge=0.0)
+    magnification_error: float = Field(0.01, ge=0.0, le=0.2)
+    surface_tilt_um_per_mm: float = Field(1.0, ge=0.0)
+    surface_curvature_um: float = Field(0.5, ge=0.0)
+    focus_offset_um: float = Field(3.0, ge=0.0)
+    stain_variation: float = Field(0.1, ge=0.0, le=0.9)
+    stain_strength: float = Field(1.0, ge=0.0, le=5.0)
     stain_shrinkage: tuple[float, float] = (0.95, 0.99)
-    spectral_samples: int = 8
+    spectral_samples: int = Field(8, ge=0, le=64)
     wavelengths_nm: tuple[float, float, float] = (630.0, 530.0, 470.0)
-    led_size_mm: float = 0.3
-    field_angle_tiles: int = 2
+    led_size_mm: float = Field(0.3, ge=0.0, le=5.0)
+    field_angle_tiles: int = Field(2, ge=1, le=8)
     colour_correction: bool = True
     bayer: bool = False
     oblique_correction: bool = False
-    field_angle_step: float = 0.006
-    scan_spherical_aberration_waves: float = 0.05
-    highres_phase_factor: float = 0.3
-    full_well_e: float = 10_000.0
-    read_noise_e: float = 6.0
-    black_level_dn: float = 2.0
-    led_flux_e_per_ms_um2: float = 1_950.0
-    led_brightness_error: float = 0.15
-    led_position_error_mm: float = 0.3
-    vignetting: float = 0.1
-    camera_crosstalk: float = 0.0
-    fixed_pattern_noise: float = 0.01
-    dust_spots: int = 4
+    field_angle_step: float = Field(0.006, ge=1e-4, le=1.0)
+    scan_spherical_aberration_waves: float = Field(0.05, ge=0.0)
+    highres_phase_factor: float = Field(0.075, ge=0.0, le=1.0)
+    full_well_e: float = Field(10_000.0, ge=1.0)
+    read_noise_e: float = Field(6.0, ge=0.0)
+    black_level_dn: float = Field(2.0, ge=0.0)
+    led_flux_e_per_ms_um2: float = Field(1_950.0, ge=0.0)
+    led_brightness_error: float = Field(0.15, ge=0.0, le=0.9)
+    led_position_error_mm: float = Field(0.3, ge=0.0, le=5.0)
+    vignetting: float = Field(0.1, ge=0.0, le=0.9)
+    camera_crosstalk: float = Field(0.0, ge=0.0, le=0.3)
+    fixed_pattern_noise: float = Field(0.01, ge=0.0, le=0.2)
+    dust_spots: int = Field(4, ge=0, le=100)
     instrument_seed: int = 0
-    render_margin_um: float = 9.0
-    render_cache_mb: float = 400.0
-    spectrum_cache_fields: int = 2
-    faults: Faults = field(default_factory=Faults)
+    render_margin_um: float = Field(9.0, ge=0.0)
+    render_cache_mb: float = Field(400.0, ge=0.0)
+    spectrum_cache_fields: int = Field(2, ge=1)
+    faults: Faults = Field(default_factory=Faults)
 
     @classmethod
     def dry_mass(cls, **overrides) -> SimConfig:
         """The default configuration, overridden (kept for callers written before it was)."""
         return cls(**overrides)
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> SimConfig:
         if self.model == "legacy":
-            raise SimulatorError(
+            raise ValueError(
                 "SimConfig.model 'legacy' was removed; delete the model key or set it to "
                 "'dry-mass' (docs/simulator.md)."
             )
         if self.model != "dry-mass":
-            raise SimulatorError(f"SimConfig.model must be 'dry-mass'; got {self.model!r}.")
-        _check_range("SimConfig.wbc_per_field", self.wbc_per_field, 0.0, 60.0)
+            raise ValueError(f"SimConfig.model must be 'dry-mass'; got {self.model!r}.")
         names = [name for name, _ in self.wbc_type_fractions]
         unknown = sorted(set(names) - set(WBC_TYPES))
         if unknown:
-            raise SimulatorError(
+            raise ValueError(
                 f"SimConfig.wbc_type_fractions names unknown cell types {unknown}; "
                 f"use {', '.join(WBC_TYPES)}."
             )
         fractions = [f for _, f in self.wbc_type_fractions]
         if any(f < 0 for f in fractions) or sum(fractions) <= 0:
-            raise SimulatorError(
+            raise ValueError(
                 "SimConfig.wbc_type_fractions must be non-negative and not all zero; "
                 f"got {self.wbc_type_fractions}."
             )
-        _check_range("SimConfig.wbc_min_gap_um", self.wbc_min_gap_um, 0.0, 100.0)
-        _check_range("SimConfig.rbc_coverage", self.rbc_coverage, 0.0, 0.7)
-        _check_range("SimConfig.rbc_hb_pg", self.rbc_hb_pg, 1.0, 60.0)
-        _check_range("SimConfig.crenated_fraction", self.crenated_fraction, 0.0, 1.0)
-        _check_range("SimConfig.kappa_um3_per_pg", self.kappa_um3_per_pg, 0.0, 1.0)
-        _check_range("SimConfig.nucleus_to_cytoplasm", self.nucleus_to_cytoplasm, 0.3, 3.0)
-        _check_range("SimConfig.stain_phase_coupling", self.stain_phase_coupling, 0.0, 1.0)
-        _check_range("SimConfig.texture_scale", self.texture_scale, 0.0, 5.0)
-        _check_range("SimConfig.stain_uptake_variation", self.stain_uptake_variation, 0.0, 1.0)
-        _check_range("SimConfig.smudge_per_field", self.smudge_per_field, 0.0, 50.0)
-        _check_range("SimConfig.precipitate_per_field", self.precipitate_per_field, 0.0, 200.0)
-        _check_range("SimConfig.background_stain", self.background_stain, 0.0, 2.0)
-        _check_range("SimConfig.cell_displacement_um", self.cell_displacement_um, 0.0, 5.0)
-        _check_range("SimConfig.cell_loss_fraction", self.cell_loss_fraction, 0.0, 0.5)
-        _check_range("SimConfig.platelets_per_field", self.platelets_per_field, 0.0, 2000.0)
-        _check_range("SimConfig.dirt_per_field", self.dirt_per_field, 0.0, 200.0)
-        _check_range("SimConfig.plasma_film_opd_nm", self.plasma_film_opd_nm, 0.0, 100.0)
-        _check_range("SimConfig.film_pass_correlation", self.film_pass_correlation, 0.0, 1.0)
-        for name in (
-            "max_translation_um",
-            "max_rotation_deg",
-            "highres_translation_um",
-            "highres_rotation_deg",
-            "surface_tilt_um_per_mm",
-            "surface_curvature_um",
-            "focus_offset_um",
-            "scan_spherical_aberration_waves",
-            "read_noise_e",
-            "black_level_dn",
-        ):
-            _check_range(f"SimConfig.{name}", getattr(self, name), 0.0)
-        _check_range("SimConfig.magnification_error", self.magnification_error, 0.0, 0.2)
-        _check_range("SimConfig.stain_variation", self.stain_variation, 0.0, 0.9)
-        _check_range("SimConfig.stain_strength", self.stain_strength, 0.0, 5.0)
         low, high = self.stain_shrinkage
         if not 0.5 <= low <= high <= 1.0:
-            raise SimulatorError(
+            raise ValueError(
                 "SimConfig.stain_shrinkage must be (low, high) with 0.5 <= low <= high <= 1; "
                 f"got {self.stain_shrinkage}."
             )
-        if len(self.wavelengths_nm) != 3 or not all(
-            300.0 <= w <= 1100.0 for w in self.wavelengths_nm
-        ):
-            raise SimulatorError(
+        if not all(300.0 <= w <= 1100.0 for w in self.wavelengths_nm):
+            raise ValueError(
                 "SimConfig.wavelengths_nm must be three wavelengths (R, G, B) between 300 and "
                 f"1100 nm; got {self.wavelengths_nm}."
             )
-        _check_range("SimConfig.spectral_samples", self.spectral_samples, 0, 64)
-        if int(self.spectral_samples) != self.spectral_samples:
-            raise SimulatorError(
-                "SimConfig.spectral_samples must be a whole number of wavelengths (0: three "
-                f"monochromatic lines); got {self.spectral_samples!r}."
-            )
-        _check_range("SimConfig.led_size_mm", self.led_size_mm, 0.0, 5.0)
-        _check_range("SimConfig.field_angle_tiles", self.field_angle_tiles, 1, 8)
-        _check_range("SimConfig.field_angle_step", self.field_angle_step, 1e-4, 1.0)
-        _check_range("SimConfig.highres_phase_factor", self.highres_phase_factor, 0.0, 1.0)
-        _check_range("SimConfig.full_well_e", self.full_well_e, 1.0)
-        _check_range("SimConfig.led_flux_e_per_ms_um2", self.led_flux_e_per_ms_um2, 0.0)
-        _check_range("SimConfig.led_brightness_error", self.led_brightness_error, 0.0, 0.9)
-        _check_range("SimConfig.led_position_error_mm", self.led_position_error_mm, 0.0, 5.0)
-        _check_range("SimConfig.vignetting", self.vignetting, 0.0, 0.9)
-        _check_range("SimConfig.camera_crosstalk", self.camera_crosstalk, 0.0, 0.3)
-        _check_range("SimConfig.fixed_pattern_noise", self.fixed_pattern_noise, 0.0, 0.2)
-        _check_range("SimConfig.dust_spots", self.dust_spots, 0, 100)
-        _check_range("SimConfig.render_margin_um", self.render_margin_um, 0.0)
-        _check_range("SimConfig.render_cache_mb", self.render_cache_mb, 0.0)
-        if self.spectrum_cache_fields < 1:
-            raise SimulatorError(
-                f"SimConfig.spectrum_cache_fields must be at least 1; got "
-                f"{self.spectrum_cache_fields}."
-            )
-        if not isinstance(self.faults, Faults):
-            raise SimulatorError(
-                f"SimConfig.faults must be a Faults instance; got {type(self.faults).__name__}."
-            )
+        return self
 
     @property
     def wbc_type_probabilities(self) -> dict[str, float]:

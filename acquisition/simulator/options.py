@@ -27,6 +27,7 @@ class SimConfigError(ScopeError):
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """A dataclass of faults (serial link, devices) from a YAML mapping."""
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
@@ -48,7 +49,7 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
 
 def load_sim_options(path: str | Path | None) -> dict[str, Any]:
     """Parse a simulator YAML → ``config``, ``serial_faults``, ``device_faults``, ``realtime``."""
-    from acquisition.simulator.config import SimConfig
+    from acquisition.simulator.config import SimConfig, SimulatorError
     from acquisition.simulator.devices import DeviceFaults
     from acquisition.simulator.firmware import SerialFaults
 
@@ -71,5 +72,8 @@ def load_sim_options(path: str | Path | None) -> dict[str, Any]:
         out["device_faults"] = _build(DeviceFaults, data.pop("devices") or {}, f"{path}: devices")
     if "realtime" in data:
         out["realtime"] = bool(data.pop("realtime"))
-    out["config"] = _build(SimConfig, data, str(path))
+    try:  # the pydantic model checks keys, types and ranges (one line naming the key)
+        out["config"] = SimConfig(**data)
+    except SimulatorError as err:
+        raise SimConfigError(f"{path}: {err}") from None
     return out

@@ -15,13 +15,19 @@ reports the gain over both knobs; ``tests/test_simulator_null.py`` runs a small 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
-WBC_TYPES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
+from acquisition.simulator.crops import (
+    brightfield_channel,
+    brightfield_exposure_ms,
+    cell_stage_xy,
+    render_crop,
+    white_cells,
+)
+
 #: Local means (Gaussian σ, px) added to each pixel's features: the probe sees a cell's shape
 #: (where the rim is, how far the centre) from any channel, brightfield included.
 SCALES_PX = (1.5, 4.0, 8.0)
@@ -68,34 +74,17 @@ def render_cells(
     from acquisition.simulator.microscope import SimulatedMicroscope
 
     sim = SimulatedMicroscope(profile, slide=slide, seed=seed, config=config)
-    no_phase = dataclasses.replace(config, kappa_um3_per_pg=0.0, plasma_film_opd_nm=0.0)
+    no_phase = config.model_copy(update={"kappa_um3_per_pg": 0.0, "plasma_film_opd_nm": 0.0})
     absorb_sim = SimulatedMicroscope(profile, slide=slide, seed=seed, config=no_phase)
-    cam = profile.camera
-    p = profile.scan_objective.pixel_size_um
-    fw = cam.sensor_width_px * p
-    a_u, a_s = sim.placement("unstained"), sim.placement("stained")
-    bf = next(ch for ch in profile.stack if ch.kind == "brightfield")
-    bf_leds = dict.fromkeys(bf.leds, bf.brightness)
-    rows: dict[int, np.void] = {}
-    k = 0
-    while len(rows) < n_cells and k < 400:
-        t = sim.truth("stained", [(k * fw, 0.0)], cam.sensor_width_px, cam.sensor_height_px)
-        k += 1
-        for row in t["cells"][np.isin(t["cells"]["type"], WBC_TYPES)]:
-            rows.setdefault(int(row["id"]), row)
-    cells = [rows[i] for i in sorted(rows)[:n_cells]]
+    found = white_cells(sim, n_cells, pass_="stained")
+    cells = sorted(found, key=lambda r: int(r["id"]))[:n_cells]
+    bf = brightfield_channel(profile)
     stacks, targets, absorbs, masks = [], [], [], []
     exposures: dict[str, float] = {}
     exp_s = None
     for row in cells:
-        # unstained slide position: the stained one minus the staining move (the field is
-        # smooth, so evaluating it at the stained position is exact to a few nm)
-        dx, dy, _ = sim.staining_moves([row["id"]], [row["x_um"]], [row["y_um"]])
-        su = np.array([row["x_um"] - dx[0], row["y_um"] - dy[0]])
-        xu, yu = a_u[:, :2] @ su + a_u[:, 2]
-        xs, ys = a_s[:, :2] @ [row["x_um"], row["y_um"]] + a_s[:, 2]
-        zu = sim.focus_z_um("unstained", xu, yu)
         if not exposures:
+            xu, yu = cell_stage_xy(sim, row, "unstained")
             # each channel exposed as `scope calibrate` would for this model: the brightest
             # 0.1 % at 235 (high darkfield exposures 2.5x longer), whatever the profile says
             for ch in profile.stack:
@@ -112,44 +101,24 @@ def render_cells(
                 )
                 exposures[ch.name] = ms * (2.5 if ch.exposure_level == "high" else 1.0)
         stacks.append(
-            sim.render_stack(
+            render_crop(
+                sim,
+                row,
                 pass_="unstained",
-                x_um=xu,
-                y_um=yu,
-                z_um=zu,
-                width=crop,
-                height=crop,
+                size=crop,
                 exposures_ms=exposures,
                 brightness=255,
                 gain=1.0,
             )
         )
+        xs, ys = cell_stage_xy(sim, row, "stained")
         if exp_s is None:
-            exp_s = sim.ideal_exposure_ms(
-                pass_="stained",
-                x_um=xs,
-                y_um=ys,
-                leds=bf_leds,
-                gain=bf.gain,
-                level=235.0,
-                percentile=99.9,
-                width=128,
-                height=128,
-            )
+            exp_s = brightfield_exposure_ms(sim, "stained", xs, ys, size=128)
         for scope, out in ((sim, targets), (absorb_sim, absorbs)):
-            out.append(
-                scope.render(
-                    pass_="stained",
-                    x_um=xs,
-                    y_um=ys,
-                    z_um=sim.focus_z_um("stained", xs, ys),
-                    leds=bf_leds,
-                    exposure_ms=exp_s,
-                    gain=bf.gain,
-                    width=crop,
-                    height=crop,
-                )
+            crop_bf = render_crop(
+                scope, row, pass_="stained", size=crop, channels=[bf], exposures_ms={bf.name: exp_s}
             )
+            out.append(crop_bf[0])
         masks.append(sim.masks(pass_="stained", x_um=xs, y_um=ys, width=crop, height=crop)["wbc"])
     return CellCrops(
         stack=np.stack(stacks),

@@ -1,0 +1,429 @@
+"""Recipes for the smear's objects: white-cell morphology and its columns, and debris shapes.
+
+A white cell is drawn in its own frame (µm, before rotation): outline harmonics, nucleus lobes
+and indent, chromatin clumps, granules, compartment-blind sub-µm bodies and RNA patches, its
+dry mass per type and its per-cell stain uptake. :mod:`.smear` places these objects on the
+slide (tiling, point processes, what staining does); :mod:`.sample` turns them into optical
+path and stain maps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from acquisition.simulator.config import WBC_TYPES
+
+#: Largest distance from an object's centre to any part of it, µm (for tile queries).
+MAX_OBJECT_EXTENT_UM = 16.0
+
+#: Cell radius range (µm) per WBC type: smear diameters of 10-15 µm.
+WBC_RADIUS_UM = {
+    "neutrophil": (5.8, 7.0),
+    "lymphocyte": (5.0, 5.9),
+    "monocyte": (6.6, 7.5),
+    "eosinophil": (6.0, 7.0),
+    "basophil": (5.5, 6.5),
+}
+MEAN_WBC_RADIUS_UM = 6.3
+
+#: Dry mass range (pg) per WBC type at the type's mean radius, scaled with the cell's area.
+#: Wet volume times a dry-mass concentration of about 0.25 pg/fL: neutrophils ≈ 300 fL
+#: (Ting-Beall et al., Biophys. J. 1993: 299 ± 28 µm³), lymphocytes ≈ 200 fL, monocytes
+#: ≈ 400 fL, eosinophils and basophils between (estimates, not per-type measurements).
+WBC_DRY_MASS_PG = {
+    "neutrophil": (65.0, 85.0),
+    "lymphocyte": (38.0, 55.0),
+    "monocyte": (90.0, 125.0),
+    "eosinophil": (70.0, 95.0),
+    "basophil": (60.0, 80.0),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class WhiteCell:
+    """One white blood cell; shape parameters in its local frame (µm, before rotation).
+
+    Attributes
+    ----------
+    boundary
+        ``(n, 2)`` relative amplitude and phase of the cell outline's harmonics 2, 3, ...
+    lobes
+        ``(L, 5)`` nucleus lobes as ellipses ``(u, v, a, b, angle)``; thin ones are strands.
+    indent
+        ``(3,)`` circle ``(u, v, r)`` cut out of the nucleus (monocyte kidney), or empty.
+    clumps
+        ``(C, 4)`` chromatin clumps ``(u, v, sigma, amplitude)``.
+    granules
+        ``(G, 3)`` granules ``(u, v, radius)``.
+    mass
+        Dry mass, pg.
+    volume, nucleus_volume
+        Integrals (µm³) of the cell's and the nucleus's column maps (``thickness`` dome and
+        nucleus column), so the dry mass can be spread over them exactly.
+    uptake
+        ``(4,)`` per-cell dye uptake of the DNA, RNA, protein and granule fields (lognormal
+        about 1: the cell-to-cell variation of a real smear).
+    decoys
+        ``(D, 3)`` compartment-blind sub-µm bodies ``(u, v, radius)`` spread over the whole cell:
+        the phase texture a cell shows independently of its stain (see ``stain_phase_coupling``).
+    patches
+        ``(P, 4)`` ``(u, v, sigma, amplitude)`` of the cytoplasm's RNA patchiness (stain only).
+    """
+
+    id: int
+    type: str
+    x: float
+    y: float
+    radius: float
+    angle: float
+    thickness: float
+    nucleus_thickness: float
+    boundary: np.ndarray
+    lobes: np.ndarray
+    indent: np.ndarray
+    clumps: np.ndarray
+    granules: np.ndarray
+    shrink: float
+    mass: float = 0.0
+    volume: float = 1.0
+    nucleus_volume: float = 0.0
+    uptake: np.ndarray = field(default_factory=lambda: np.ones(4))
+    decoys: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    patches: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+
+
+@dataclass(frozen=True, eq=False)
+class Debris:
+    """Dirt or a stain artifact: a union of blobs ``(u, v, radius, height)`` in µm.
+
+    ``kind`` is ``particle`` or ``fibre`` (dirt), ``precipitate`` or ``watermark`` (artifact);
+    ``pass_`` is ``""`` when it is on the slide in every pass, else the one pass it is in.
+    """
+
+    id: int
+    type: str
+    kind: str
+    x: float
+    y: float
+    radius: float
+    angle: float
+    pass_: str
+    blobs: np.ndarray
+
+
+# ---------------------------------------------------------------------- shapes
+def debris_blobs(kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Blobs ``(u, v, radius, height)`` in µm making up one piece of debris."""
+    if kind == "particle":
+        n = rng.integers(3, 9)
+        size = rng.uniform(1.5, 4.5)
+        uv = rng.normal(0, size * 0.35, (n, 2))
+        r = rng.uniform(0.4, 1.0, n) * size * 0.6
+        h = r * rng.uniform(0.6, 1.0, n)
+    elif kind == "fibre":
+        n = rng.integers(12, 30)
+        length = rng.uniform(8.0, 24.0)
+        t = np.linspace(-0.5, 0.5, n) * length
+        bend = rng.uniform(-0.04, 0.04)
+        uv = np.column_stack([t, bend * t**2 + rng.normal(0, 0.1, n)])
+        r = np.full(n, rng.uniform(0.4, 0.9))
+        h = r
+    elif kind == "precipitate":
+        n = rng.integers(10, 40)
+        spread = rng.uniform(1.5, 5.0)
+        uv = rng.normal(0, spread * 0.45, (n, 2))
+        r = rng.uniform(0.2, 0.6, n)
+        h = r
+    elif kind == "smudge":
+        # a broken white cell: loose chromatin smeared into a lacy, flattened patch
+        n = rng.integers(25, 50)
+        size = rng.uniform(4.0, 7.0)
+        uv = rng.normal(0, size * 0.35, (n, 2)) * np.array([1.0, rng.uniform(0.4, 1.0)])
+        r = rng.uniform(0.5, 1.5, n)
+        h = r * rng.uniform(0.15, 0.35, n)
+    elif kind == "watermark":
+        n = rng.integers(6, 14)
+        size = rng.uniform(4.0, 9.0)
+        uv = rng.normal(0, size * 0.3, (n, 2))
+        r = rng.uniform(0.3, 0.6, n) * size
+        h = np.full(n, rng.uniform(0.15, 0.3))
+    else:
+        raise ValueError(f"unknown debris kind {kind!r}")
+    # keep debris within the extent the tile queries assume
+    scale = min(1.0, (MAX_OBJECT_EXTENT_UM - 1.0) / float(np.max(np.hypot(*uv.T) + r)))
+    return np.column_stack([uv * scale, r * scale, h]).astype(np.float64)
+
+
+def _place_in(
+    rng: np.random.Generator,
+    n: int,
+    radius: float,
+    accept,
+    *,
+    tries: int = 20,
+) -> np.ndarray:
+    """Up to ``n`` uniform points in a disc of ``radius`` for which ``accept(u, v)`` holds."""
+    pts = np.zeros((0, 2))
+    for _ in range(tries):
+        m = max(4 * n, 16)
+        r = radius * np.sqrt(rng.random(m))
+        a = rng.uniform(0, 2 * math.pi, m)
+        u, v = r * np.cos(a), r * np.sin(a)
+        ok = accept(u, v)
+        pts = np.vstack([pts, np.column_stack([u[ok], v[ok]])])
+        if len(pts) >= n:
+            break
+    return pts[:n]
+
+
+def nucleus_level(cell: WhiteCell, u: np.ndarray, v: np.ndarray, edge_um: float) -> np.ndarray:
+    """Soft nucleus indicator in [0, 1] at local points ``(u, v)`` (µm) of ``cell``.
+
+    The nucleus is the union of its lobe ellipses minus the indent circle; ``edge_um`` sets the
+    width of the soft edge (about one grid step, for anti-aliasing).
+    """
+    level = np.zeros(np.broadcast_shapes(np.shape(u), np.shape(v)), np.float32)
+    w = max(edge_um, 1e-3)
+    for cu, cv, a, b, ang in cell.lobes:
+        c, s = math.cos(ang), math.sin(ang)
+        du, dv = u - cu, v - cv
+        p = (c * du + s * dv) / a
+        q = (-s * du + c * dv) / b
+        sd = (np.sqrt(p * p + q * q) - 1.0) * min(a, b)
+        np.maximum(level, np.clip(0.5 - sd / w, 0.0, 1.0), out=level)
+    if cell.indent.size:
+        cu, cv, r = cell.indent
+        sd = np.hypot(u - cu, v - cv) - r
+        level = np.minimum(level, np.clip(0.5 + sd / w, 0.0, 1.0))
+    return level
+
+
+def outline_radius(cell: WhiteCell, psi: np.ndarray) -> np.ndarray:
+    """Radius of the cell outline (µm) at polar angle ``psi`` of the local frame."""
+    r = np.ones_like(psi)
+    for n, (amp, phase) in enumerate(cell.boundary, start=2):
+        r = r + amp * np.cos(n * psi + phase)
+    return cell.radius * r
+
+
+def make_white_cell(
+    type_: str,
+    *,
+    rng: np.random.Generator,
+    id: int,
+    x: float,
+    y: float,
+    radius: float,
+    shrink_range: tuple[float, float] = (0.95, 0.99),
+    uptake_variation: float = 0.25,
+    coupling: float = 1.0,
+) -> WhiteCell:
+    """Draw the morphology of one white blood cell of ``type_`` centred at slide ``(x, y)``.
+
+    Neutrophils get 2-5 lobes joined by thin strands and fine granules; lymphocytes a large
+    round nucleus with coarse chromatin and a thin rim of cytoplasm; monocytes a kidney-shaped
+    nucleus with lacy chromatin; eosinophils a bilobed nucleus and large packed granules;
+    basophils an irregular nucleus under dark granules.
+    """
+    if type_ not in WBC_TYPES:
+        raise ValueError(f"unknown white cell type {type_!r}; expected one of {WBC_TYPES}")
+    R = radius
+    boundary = np.column_stack([rng.normal(0, [0.03, 0.02, 0.012]), rng.uniform(0, 2 * math.pi, 3)])
+    lobes: list[tuple[float, float, float, float, float]] = []
+    indent = np.zeros(0)
+    thickness = rng.uniform(2.3, 2.8)
+    nuc_thick = 0.8 * thickness
+    if type_ == "neutrophil":
+        n_lobes = int(rng.choice([2, 3, 4, 5], p=[0.12, 0.45, 0.33, 0.10]))
+        arc_r = R * rng.uniform(0.35, 0.5)
+        spacing = rng.uniform(2.3, 2.8)
+        start = rng.uniform(0, 2 * math.pi)
+        step = spacing / arc_r * rng.choice([-1, 1])
+        centres = []
+        for k in range(n_lobes):
+            t = start + k * step + rng.normal(0, 0.12)
+            centres.append((arc_r * math.cos(t), arc_r * math.sin(t)))
+        centres = np.array(centres)
+        centres -= centres.mean(axis=0) * 0.6
+        for k, (cu, cv) in enumerate(centres):
+            a = rng.uniform(1.25, 1.6)
+            b = rng.uniform(0.9, 1.2)
+            t = start + k * step
+            lobes.append((cu, cv, a, b, t + math.pi / 2 + rng.normal(0, 0.3)))
+        for (u0, v0), (u1, v1) in itertools.pairwise(centres):
+            length = math.hypot(u1 - u0, v1 - v0)
+            lobes.append(
+                ((u0 + u1) / 2, (v0 + v1) / 2, length / 2, 0.28, math.atan2(v1 - v0, u1 - u0))
+            )
+        n_clumps, clump_sigma = 40, (0.25, 0.5)
+    elif type_ == "lymphocyte":
+        off = rng.normal(0, 0.08 * R, 2)
+        a, b = R * rng.uniform(0.76, 0.84), R * rng.uniform(0.70, 0.78)
+        lobes.append((off[0], off[1], a, b, rng.uniform(0, math.pi)))
+        if rng.random() < 0.3:
+            t = rng.uniform(0, 2 * math.pi)
+            d = 0.8 * R
+            indent = np.array([off[0] + d * math.cos(t), off[1] + d * math.sin(t), 0.22 * R])
+        thickness = rng.uniform(2.8, 3.3)
+        nuc_thick = 0.9 * thickness
+        n_clumps, clump_sigma = 45, (0.3, 0.6)
+    elif type_ == "monocyte":
+        a = R * rng.uniform(0.55, 0.65)
+        b = R * rng.uniform(0.42, 0.5)
+        ang = rng.uniform(0, 2 * math.pi)
+        normal = np.array([-math.sin(ang), math.cos(ang)])  # the minor axis: the indent side
+        centre = -0.12 * R * normal
+        lobes.append((centre[0], centre[1], a, b, ang))
+        cut = centre + b * rng.uniform(1.05, 1.3) * normal
+        indent = np.array([cut[0], cut[1], b * rng.uniform(0.55, 0.75)])
+        n_clumps, clump_sigma = 90, (0.15, 0.3)
+        nuc_thick = 0.75 * thickness
+    elif type_ == "eosinophil":
+        ang = rng.uniform(0, 2 * math.pi)
+        half = rng.uniform(1.6, 2.1)
+        c, s = math.cos(ang), math.sin(ang)
+        for sign in (-1, 1):
+            lobes.append(
+                (
+                    sign * half * c,
+                    sign * half * s,
+                    rng.uniform(1.5, 1.9),
+                    rng.uniform(1.15, 1.45),
+                    ang + math.pi / 2 + rng.normal(0, 0.3),
+                )
+            )
+        lobes.append((0.0, 0.0, half, 0.3, ang))
+        n_clumps, clump_sigma = 32, (0.25, 0.45)
+    else:  # basophil
+        ang = rng.uniform(0, 2 * math.pi)
+        c, s = math.cos(ang), math.sin(ang)
+        for sign in (-1, 1):
+            lobes.append(
+                (
+                    sign * 1.3 * c,
+                    sign * 1.3 * s,
+                    rng.uniform(1.7, 2.2),
+                    rng.uniform(1.4, 1.8),
+                    rng.uniform(0, math.pi),
+                )
+            )
+        n_clumps, clump_sigma = 28, (0.25, 0.45)
+        nuc_thick = 0.7 * thickness
+    lobes_arr = np.array(lobes, dtype=np.float64)
+    cell = WhiteCell(
+        id=id,
+        type=type_,
+        x=x,
+        y=y,
+        radius=R,
+        angle=float(rng.uniform(0, 2 * math.pi)),
+        thickness=thickness,
+        nucleus_thickness=nuc_thick,
+        boundary=boundary,
+        lobes=lobes_arr,
+        indent=indent,
+        clumps=np.zeros((0, 4)),
+        granules=np.zeros((0, 3)),
+        shrink=float(rng.uniform(*shrink_range)),
+    )
+
+    def in_nucleus(u, v):
+        return nucleus_level(cell, u, v, 0.05) > 0.5
+
+    def in_cytoplasm(u, v, margin=0.35):
+        psi = np.arctan2(v, u)
+        inside = np.hypot(u, v) < outline_radius(cell, psi) - margin
+        return inside & (nucleus_level(cell, u, v, 0.05) < 0.05)
+
+    pts = _place_in(rng, n_clumps, R, in_nucleus)
+    clumps = np.column_stack(
+        [pts, rng.uniform(*clump_sigma, len(pts)), rng.uniform(0.5, 1.0, len(pts))]
+    )
+    if type_ == "neutrophil":
+        pts = _place_in(rng, int(rng.integers(120, 200)), R, in_cytoplasm)
+        gran = np.column_stack([pts, rng.uniform(0.12, 0.2, len(pts))])
+    elif type_ == "eosinophil":
+        pts = _place_in(rng, int(rng.integers(110, 170)), R, lambda u, v: in_cytoplasm(u, v, 0.5))
+        gran = np.column_stack([pts, rng.uniform(0.33, 0.45, len(pts))])
+    elif type_ == "basophil":
+
+        def anywhere(u, v):
+            return np.hypot(u, v) < outline_radius(cell, np.arctan2(v, u)) - 0.5
+
+        pts = _place_in(rng, int(rng.integers(35, 70)), R, anywhere)
+        gran = np.column_stack([pts, rng.uniform(0.3, 0.55, len(pts))])
+    elif type_ == "monocyte":
+        pts = _place_in(rng, int(rng.integers(40, 80)), R, in_cytoplasm)
+        gran = np.column_stack([pts, rng.uniform(0.1, 0.18, len(pts))])
+    else:  # lymphocyte: a few azurophilic granules and organelles
+        pts = _place_in(rng, int(rng.integers(4, 14)), R, in_cytoplasm)
+        gran = np.column_stack([pts, rng.uniform(0.12, 0.2, len(pts))])
+    # compartment-blind sub-µm bodies (organelles, folds): the same density in every type
+    n_decoys = round(120 * (R / MEAN_WBC_RADIUS_UM) ** 2)
+    pts = _place_in(
+        rng, n_decoys, R, lambda u, v: np.hypot(u, v) < outline_radius(cell, np.arctan2(v, u)) - 0.3
+    )
+    decoys = np.column_stack([pts, rng.uniform(0.12, 0.3, len(pts))])
+    pts = _place_in(rng, 24, R, in_cytoplasm)
+    patches = np.column_stack(
+        [pts, rng.uniform(0.6, 1.4, len(pts)), rng.uniform(0.3, 1.0, len(pts))]
+    )
+    lo, hi = WBC_DRY_MASS_PG[type_]
+    mass = float(rng.uniform(lo, hi)) * (R / _mean_radius(type_)) ** 2
+    # the type's own dry-mass density only as far as the phase follows the stain: at
+    # coupling 0 every type has the common density (cells still vary one by one)
+    mass *= (_COMMON_DENSITY / _type_density(type_)) ** (1.0 - coupling)
+    uptake = np.exp(rng.normal(0.0, uptake_variation, 4) - uptake_variation**2 / 2)
+    cell = dataclasses.replace(
+        cell,
+        clumps=clumps.astype(np.float64),
+        granules=gran.astype(np.float64),
+        decoys=decoys.astype(np.float64),
+        patches=patches.astype(np.float64),
+        mass=mass,
+        uptake=uptake,
+    )
+    volume, nucleus_volume = cell_volumes(cell)
+    return dataclasses.replace(cell, volume=volume, nucleus_volume=nucleus_volume)
+
+
+def _mean_radius(type_: str) -> float:
+    lo, hi = WBC_RADIUS_UM[type_]
+    return (lo + hi) / 2
+
+
+def _type_density(type_: str) -> float:
+    """Mean dry mass per area of a type's cells (pg/µm² of the unit disc)."""
+    lo, hi = WBC_DRY_MASS_PG[type_]
+    return (lo + hi) / 2 / (math.pi * _mean_radius(type_) ** 2)
+
+
+_COMMON_DENSITY = float(np.mean([_type_density(t) for t in WBC_TYPES]))
+
+
+def cell_columns(cell: WhiteCell, u: np.ndarray, v: np.ndarray, edge_um: float):
+    """The smooth columns (µm) of a white cell at local points: ``(h_cell, h_nucleus, rho)``.
+
+    ``h_cell`` is a dome thickest at the centre, thinning towards the rim; ``h_nucleus`` the
+    part of that column the nucleus fills; ``rho`` the radius relative to the outline.
+    """
+    psi = np.arctan2(v, u)
+    rho = np.hypot(u, v) / outline_radius(cell, psi)
+    body = np.clip(1.0 - rho * rho, 0.0, None)
+    h_cell = (cell.thickness * body**0.6).astype(np.float32)
+    level = nucleus_level(cell, u, v, edge_um)
+    h_nuc = np.minimum(cell.nucleus_thickness * level, 0.95 * h_cell).astype(np.float32)
+    return h_cell, h_nuc, rho
+
+
+def cell_volumes(cell: WhiteCell, step: float = 0.1) -> tuple[float, float]:
+    """Integrals (µm³) of a cell's ``h_cell`` and ``h_nucleus`` columns (unshrunk)."""
+    reach = cell.radius * 1.15
+    g = np.arange(-reach, reach + step / 2, step, dtype=np.float32)
+    h_cell, h_nuc, _ = cell_columns(cell, g[None, :], g[:, None], step)
+    return float(h_cell.sum() * step * step), float(h_nuc.sum() * step * step)
