@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from acquisition.progress import Progress, or_null
 from training.checkpoint import (
     generator_from_checkpoint,
     load_checkpoint,
@@ -302,7 +303,7 @@ def stain_scan(
     blend: int = DEFAULT_BLEND,
     formats: Sequence[str] = ("png",),
     compile: bool = False,
-    progress: bool = True,
+    progress: Progress | None = None,
     on_field: Callable[[int, int], None] | None = None,
     skip_unreadable: bool = False,
     warn: Callable[[str], None] | None = None,
@@ -414,7 +415,7 @@ def stain_scan(
                     tile=tile,
                     halo=halo,
                     blend=blend,
-                    progress=progress,
+                    progress=or_null(progress),
                     on_field=on_field,
                 )
             )
@@ -461,7 +462,7 @@ class _StainJob:
     tile: int | None
     halo: int | None
     blend: int
-    progress: bool
+    progress: Progress
     on_field: Callable[[int, int], None] | None
 
 
@@ -542,28 +543,28 @@ def _stain_each(job: _StainJob, f: Any, written: list[Path]) -> None:
     images = f.create_dataset(
         "images", shape=(len(todo), hh, ww, 3), dtype=np.uint8, chunks=(1, hh, ww, 3)
     )
-    with _Bar(job.progress, len(todo)) as bar:
-        for k, pos in enumerate(todo):
-            guard_space(job.h5_path, 2 * hh * ww * 3)  # stop before HDF5 meets a full disk
-            stack = scan.images[pos, sorted_idx][inverse]  # h5py wants increasing indices
-            img = stain_field(
-                job.gen,
-                stack,
-                device=job.device,
-                bf16=job.bf16,
-                tile=job.tile,
-                halo=job.halo,
-                blend=job.blend,
-            )
-            images[k] = img
-            for fmt in job.formats:
-                target = job.out / f"field_{pos:05d}.{fmt}"
-                with atomic_output(target, keep_suffix=True) as part:
-                    write_scaled_image(part, img, scan.pixel_size_um)
-                written.append(target)
-            bar.advance()
-            if job.on_field is not None:
-                job.on_field(k + 1, len(todo))
+    job.progress.start("fields", len(todo), label="staining fields")
+    for k, pos in enumerate(todo):
+        guard_space(job.h5_path, 2 * hh * ww * 3)  # stop before HDF5 meets a full disk
+        stack = scan.images[pos, sorted_idx][inverse]  # h5py wants increasing indices
+        img = stain_field(
+            job.gen,
+            stack,
+            device=job.device,
+            bf16=job.bf16,
+            tile=job.tile,
+            halo=job.halo,
+            blend=job.blend,
+        )
+        images[k] = img
+        for fmt in job.formats:
+            target = job.out / f"field_{pos:05d}.{fmt}"
+            with atomic_output(target, keep_suffix=True) as part:
+                write_scaled_image(part, img, scan.pixel_size_um)
+            written.append(target)
+        job.progress.advance("fields")
+        if job.on_field is not None:
+            job.on_field(k + 1, len(todo))
 
 
 def _positions_table(scan: Any, todo: list[int]) -> np.ndarray:
@@ -576,29 +577,3 @@ def _positions_table(scan: Any, todo: list[int]) -> np.ndarray:
     for col in ("x_um", "y_um", "z_um"):
         table[col] = scan.positions[col][todo]
     return table
-
-
-class _Bar:
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled = enabled
-        self.total = total
-        self._p: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _Bar:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self._p = Progress(console=Console(stderr=True))
-            self._p.__enter__()
-            self._task = self._p.add_task("staining fields", total=self.total)
-        return self
-
-    def advance(self) -> None:
-        if self._p is not None:
-            self._p.update(self._task, advance=1)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._p is not None:
-            self._p.__exit__(*exc)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from acquisition.progress import NO_PROGRESS, Progress, or_null
 from training import distributed as dist_utils
 from training.augment import Augmenter, stack_symmetries
 from training.checkpoint import (
@@ -54,6 +55,7 @@ from training.data import (
 )
 from training.device import autocast_factory, describe_device, resolve_device, use_bf16
 from training.discriminators import build_discriminator
+from training.epoch_progress import EpochProgress
 from training.errors import CheckpointError, TrainingError, VggWeightsError
 from training.losses import GeneratorLoss, LossWeights, PerceptualLoss
 from training.metrics import image_metrics
@@ -117,7 +119,7 @@ class RunResult:
 def train(
     config: TrainConfig | dict[str, Any],
     *,
-    progress: bool = True,
+    progress: Progress | None = None,
     on_step: Callable[[StepEvent], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     command: list[str] | None = None,
@@ -131,7 +133,8 @@ def train(
         configuration is used and only explicitly given fields may change (``epochs``,
         ``patience``, ``workers``, ``cache``, ``device``, ``compile``, paths).
     progress
-        Show a rich progress display (rank 0 only).
+        Where to report epochs, steps and notes (rank 0 only; the CLI passes its rich
+        display); None shows nothing.
     on_step, on_epoch
         Callbacks after every step (:class:`StepEvent`) and epoch (the metrics row).
     command
@@ -196,7 +199,7 @@ class Trainer:
         config: TrainConfig,
         info: dist_utils.DistInfo,
         *,
-        progress: bool,
+        progress: Progress | None,
         on_step: Callable[[StepEvent], None] | None,
         on_epoch: Callable[[dict[str, Any]], None] | None,
         command: list[str],
@@ -206,7 +209,9 @@ class Trainer:
         self.on_step = on_step
         self.on_epoch = on_epoch
         self.command = command
-        self.progress_enabled = progress and info.is_main
+        # float(loss) for the display syncs the device: only when something shows it
+        self.show_steps = progress is not None and info.is_main
+        self.progress = or_null(progress) if info.is_main else NO_PROGRESS
         self._sources: list[BatchSource] = []
         self._streams: list[CellStream] = []
         self._dist_ready = False
@@ -224,7 +229,7 @@ class Trainer:
             # the run died before its first checkpoint: nothing to resume, start it afresh
             if info.is_main:
                 self.run_folder.clear_unfinished()
-                _console().print(
+                self.progress.note(
                     f"{self.run_folder.path} holds a run that stopped before its first "
                     "checkpoint; starting it afresh"
                 )
@@ -522,7 +527,7 @@ class Trainer:
         cfg = self.config
         if self.info.is_main:
             for note in self.notes:
-                _console().print(f"note: {note}")
+                self.progress.note(f"note: {note}")
             self._write_config()
             write_status(
                 self.run_folder,
@@ -534,34 +539,34 @@ class Trainer:
             )
         stopped_early = bool(cfg.patience and self.bad_epochs >= cfg.patience)
         if stopped_early and self.info.is_main:
-            _console().print(
+            self.progress.note(
                 f"{self.run_folder.path} stopped early at epoch {self.epoch} (no better "
                 f"validation loss for {self.bad_epochs} epochs); raise --patience to go on"
             )
-        with _Progress(self.progress_enabled) as bar:
-            while not stopped_early and self.epoch < cfg.epochs:
-                epoch = self.epoch + 1
-                row = self._train_epoch(epoch, bar)
-                row.update(self._validate())
-                for sched in (self.sched_g, self.sched_d):
-                    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                        sched.step(row["val_loss"])
-                    elif sched is not None:
-                        sched.step()
-                improved = row["val_loss"] < self.best_val
-                if improved:
-                    self.best_val, self.best_epoch, self.bad_epochs = row["val_loss"], epoch, 0
-                else:
-                    self.bad_epochs += 1
-                self.epoch = epoch
-                self.history.append(row)
-                if self.info.is_main:
-                    self._save_epoch(row, improved)
-                    bar.epoch_done(row, self.best_epoch)
-                dist_utils.barrier(self.info)
-                if self.on_epoch is not None:
-                    self.on_epoch(row)
-                stopped_early = bool(cfg.patience and self.bad_epochs >= cfg.patience)
+        bar = EpochProgress(self.progress)
+        while not stopped_early and self.epoch < cfg.epochs:
+            epoch = self.epoch + 1
+            row = self._train_epoch(epoch, bar)
+            row.update(self._validate())
+            for sched in (self.sched_g, self.sched_d):
+                if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    sched.step(row["val_loss"])
+                elif sched is not None:
+                    sched.step()
+            improved = row["val_loss"] < self.best_val
+            if improved:
+                self.best_val, self.best_epoch, self.bad_epochs = row["val_loss"], epoch, 0
+            else:
+                self.bad_epochs += 1
+            self.epoch = epoch
+            self.history.append(row)
+            if self.info.is_main:
+                self._save_epoch(row, improved)
+                bar.epoch_done(row, self.best_epoch)
+            dist_utils.barrier(self.info)
+            if self.on_epoch is not None:
+                self.on_epoch(row)
+            stopped_early = bool(cfg.patience and self.bad_epochs >= cfg.patience)
         if self.info.is_main:
             state = "stopped-early" if stopped_early else "finished"
             write_status(
@@ -585,7 +590,7 @@ class Trainer:
             history=list(self.history),
         )
 
-    def _train_epoch(self, epoch: int, bar: _Progress) -> dict[str, Any]:
+    def _train_epoch(self, epoch: int, bar: EpochProgress) -> dict[str, Any]:
         cfg = self.config
         plan = plan_epoch(
             len(self.train_rows),
@@ -604,6 +609,7 @@ class Trainer:
         bar.start_epoch(epoch, cfg.epochs, steps)
         t0 = time.perf_counter()
         refresh = max(1, steps // 100)
+        shown = 0
         for k, (stack, target, rows) in enumerate(self.train_source.iterate(plan.batches)):
             if self.augmenter is not None:
                 stack, target = self.augmenter(stack, target, rows, epoch)
@@ -643,9 +649,10 @@ class Trainer:
             n_local += b
             if self.on_step is not None:
                 self.on_step(StepEvent(epoch, k + 1, steps, n_local))
-            if bar.enabled and ((k + 1) % refresh == 0 or k + 1 == steps):
+            if self.show_steps and ((k + 1) % refresh == 0 or k + 1 == steps):
                 cells = n_local * self.info.world_size
-                bar.step(k + 1, float(terms["loss"]), cells / (time.perf_counter() - t0))
+                bar.step(k + 1 - shown, float(terms["loss"]), cells / (time.perf_counter() - t0))
+                shown = k + 1
         keys = sorted(sums)
         packed = torch.stack(
             [sums[key].float() for key in keys] + [torch.tensor(float(n_local), device=self.device)]
@@ -859,86 +866,3 @@ def _open_dataset(path: Path) -> Any:
     from registration.dataset import Dataset
 
     return Dataset(path)
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)
-
-
-class _Progress:
-    """rich progress: epochs overall and steps of the current epoch (losses, cells/s, ETA)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._progress: Any = None
-        self._epochs: Any = None
-        self._steps: Any = None
-        self._epoch_seconds: list[float] = []
-        self._total = 0
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=_console(),
-            )
-            self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
-        if not self.enabled:
-            return
-        p = self._progress
-        if self._epochs is None:
-            self._epochs = p.add_task("epochs", total=epochs, completed=epoch - 1, info="")
-        p.update(self._epochs, total=epochs)
-        self._total = epochs
-        if self._steps is not None:
-            p.remove_task(self._steps)
-        self._steps = p.add_task(f"epoch {epoch}", total=steps, info="")
-
-    def step(self, step: int, loss: float, cells_per_s: float) -> None:
-        if self.enabled:
-            self._progress.update(
-                self._steps, completed=step, info=f"loss {loss:.4f}  {cells_per_s:,.0f} cells/s"
-            )
-
-    def epoch_done(self, row: dict[str, Any], best_epoch: int) -> None:
-        if not self.enabled:
-            return
-        self._progress.update(
-            self._epochs,
-            advance=1,
-            info=f"val {row['val_loss']:.4f}  SSIM {row['ssim']:.4f}  best epoch {best_epoch}",
-        )
-        # the ETA in the printed line too: the live bar is not drawn without a terminal
-        self._epoch_seconds.append(float(row.get("seconds", 0.0)))
-        left = max(0, self._total - int(row["epoch"]))
-        eta = left * float(np.median(self._epoch_seconds[-5:]))
-        self._progress.console.print(
-            f"epoch {int(row['epoch'])}/{self._total}: train {row['train_loss']:.4f}  "
-            f"val {row['val_loss']:.4f}  SSIM {row['ssim']:.4f}  PSNR {row['psnr']:.2f}  "
-            f"MAE {row['mae']:.4f}  {row['cells_per_s']:,.0f} cells/s  "
-            f"ETA {int(eta) // 60}:{int(eta) % 60:02d}"
-        )

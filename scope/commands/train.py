@@ -177,6 +177,7 @@ def train(
     """Train a virtual-staining network on a dataset (multi-GPU: run under torchrun)."""
     from rich.console import Console
 
+    from scope.progress import RichProgress
     from training import train as run_training
     from training.config import TrainConfig
 
@@ -221,9 +222,10 @@ def train(
 
         board = TensorBoardLog(out)
     try:
-        result = run_training(
-            config, progress=not quiet, command=_command_line(values), on_epoch=board
-        )
+        with RichProgress(bars=not quiet) as progress:
+            result = run_training(
+                config, progress=progress, command=_command_line(values), on_epoch=board
+            )
     except KeyboardInterrupt:
         run = RunFolder(out)
         if run.last.is_file():
@@ -268,6 +270,7 @@ def evaluate(
 
     from hardware_profiles.errors import ScopeError
     from scope.evaluate_report import clinical_table, metrics_table, over_runs_table
+    from scope.progress import RichProgress
     from training import evaluate as run_evaluation
 
     if out is not None and len(runs) > 1:
@@ -277,18 +280,19 @@ def evaluate(
         console = Console(width=200)  # a label is never wrapped in logs and pipes
     results = []
     for run in runs:
-        res = run_evaluation(
-            run,
-            split=split.value,
-            dataset=dataset,
-            checkpoint=checkpoint.value,
-            out=out,
-            device=device.value,
-            precision=precision.value,
-            batch_size=batch_size,
-            vgg_weights=vgg_weights,
-            progress=not quiet,
-        )
+        with RichProgress(bars=not quiet) as progress:
+            res = run_evaluation(
+                run,
+                split=split.value,
+                dataset=dataset,
+                checkpoint=checkpoint.value,
+                out=out,
+                device=device.value,
+                precision=precision.value,
+                batch_size=batch_size,
+                vgg_weights=vgg_weights,
+                progress=progress,
+            )
         results.append(res)
         console.print(metrics_table(run, res))
         if res.get("clinical"):
@@ -353,6 +357,7 @@ def stain(
     from rich.console import Console
 
     from hardware_profiles.errors import ScopeError
+    from scope.progress import RichProgress
     from training import stain_scan
 
     pos = None
@@ -368,25 +373,26 @@ def stain(
 
     if note := simulated_note(scan):
         Console().print(f"[yellow]{note}[/]", soft_wrap=True)
-    path = stain_scan(
-        run,
-        scan,
-        out,
-        positions=pos,
-        checkpoint=checkpoint.value,
-        device=device.value,
-        precision=precision.value,
-        tile=tile,
-        halo=halo,
-        blend=blend,
-        formats=fmts,
-        compile=compile_,
-        progress=not quiet,
-        skip_unreadable=skip_missing,
-        warn=lambda line: Console(stderr=True).print(f"[yellow]warning:[/] {line}"),
-        force=force,
-        engine=engine.value,
-    )
+    with RichProgress(bars=not quiet) as progress:
+        path = stain_scan(
+            run,
+            scan,
+            out,
+            positions=pos,
+            checkpoint=checkpoint.value,
+            device=device.value,
+            precision=precision.value,
+            tile=tile,
+            halo=halo,
+            blend=blend,
+            formats=fmts,
+            compile=compile_,
+            progress=progress,
+            skip_unreadable=skip_missing,
+            warn=lambda line: Console(stderr=True).print(f"[yellow]warning:[/] {line}"),
+            force=force,
+            engine=engine.value,
+        )
     Console().print(f"stained fields written to {out} ({path.name})")
 
 
