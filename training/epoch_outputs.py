@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from acquisition.vocabulary import Split
 from training.checkpoint import save_checkpoint
 from training.data import to_uint8_image
 from training.device import describe_device
@@ -117,7 +118,7 @@ def write_run_config(t: Trainer) -> None:
             "fingerprint": spec.fingerprint,
             "train_cells": len(t.train_rows),
             "val_cells": len(t.val_rows),
-            "test_cells": len(t.data.splits.get("test", [])),
+            "test_cells": len(t.data.splits.get(Split.TEST, [])),
             "excluded_flagged": t.data.excluded_flagged,
             "excluded_no_highres": t.data.excluded_no_highres,
             "augmentation": t.symmetry_names,

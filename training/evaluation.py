@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from acquisition.progress import Progress, or_null
+from acquisition.vocabulary import Split
 from training.channels import scale_tensor
 from training.checkpoint import (
     check_same_model,
@@ -75,7 +76,7 @@ def _table_md(name: str, mean: dict[str, float]) -> str:
 def evaluate(
     run_dir: str | Path,
     *,
-    split: str = "test",
+    split: str = Split.TEST,
     dataset: str | Path | None = None,
     checkpoint: str = "best",
     out: str | Path | None = None,
@@ -324,7 +325,7 @@ def _differential(
     """Train the type classifier on labelled training targets; notes on what it could do."""
     from registration.dataset import Dataset
 
-    train = data.splits.get("train", np.empty(0, np.int64))
+    train = data.splits.get(Split.TRAIN, np.empty(0, np.int64))
     train = train[[bool(labels[r]) for r in train]] if len(train) else train
     if len(train) < MIN_LABELLED or len({labels[r] for r in train}) < 2:
         return [

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from acquisition.progress import NO_PROGRESS, Progress, or_null
+from acquisition.vocabulary import Split
 from training import distributed as dist_utils
 from training.augment import Augmenter, stack_symmetries
 from training.build import (
@@ -220,8 +221,8 @@ class Trainer:
                 f"{config.dataset} is not the dataset {self.run_folder.path} was trained on "
                 "(its cells or channels differ); resume needs the same file"
             )
-        self.train_rows = self.data.indices("train")
-        self.val_rows = self.data.indices("val")
+        self.train_rows = self.data.indices(Split.TRAIN)
+        self.val_rows = self.data.indices(Split.VAL)
         if len(self.train_rows) < self.info.world_size:
             raise TrainingError(
                 f"{len(self.train_rows)} training cells cannot be shared by "
