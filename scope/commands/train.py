@@ -9,28 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
-
-class Preset(StrEnum):
-    maeNET = "maeNET"
-    maePNET = "maePNET"
-    maePFNET = "maePFNET"
-    maePF_RpGAN_SN = "maePF-RpGAN-SN"
-    pix2pix = "pix2pix"
-
-
-class Stack(StrEnum):
-    full = "full"
-    full_nohe = "full-nohe"
-    le36 = "le36"
-    le36_nohe = "le36-nohe"
-    le18 = "le18"
-    le8 = "le8"
-    brightfield = "brightfield"
-
-
-class Target(StrEnum):
-    x20 = "20x"
-    highres = "highres"
+from hardware_profiles.presets import PRESETS as STACK_PRESETS
+from scope.options import model_options, with_options
+from training.config import TrainConfig
+from training.presets import PRESETS as TRAINING_PRESETS
 
 
 class Device(StrEnum):
@@ -43,28 +25,6 @@ class Precision(StrEnum):
     auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
-
-
-class Generator(StrEnum):
-    rrdb = "rrdb"
-    unet = "unet"
-
-
-class Critic(StrEnum):
-    vgg = "vgg"
-    patch = "patch"
-
-
-class Schedule(StrEnum):
-    constant = "constant"
-    cosine = "cosine"
-    plateau = "plateau"
-
-
-class Cache(StrEnum):
-    none = "none"
-    ram = "ram"
-    device = "device"
 
 
 class Split(StrEnum):
@@ -110,60 +70,24 @@ def _command_line(values: dict[str, Any]) -> list[str]:
     return cmd
 
 
+TRAIN_OPTIONS = model_options(
+    TrainConfig,
+    [
+        "preset", "stack", "target", "include_flagged", "epochs", "patience", "batch_size",
+        "generator", "blocks", "features", "growth", "discriminator", "lr", "lr_d",
+        "lr_schedule", "augment", "device", "precision", "compile", "workers", "cache", "seed",
+        "resume", "vgg_weights", "init_from", "samples",
+    ],
+    choices={"preset": TRAINING_PRESETS, "stack": STACK_PRESETS},
+    flags={"include_flagged": "--include-flagged/--exclude-flagged", "resume": "--resume"},
+    unset=True,  # only the options given are passed on: resume tells them from saved ones
+)  # fmt: skip
+
+
+@with_options(TRAIN_OPTIONS)
 def train(
     dataset: Annotated[Path, typer.Argument(help="Dataset file (.dataset.h5).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder, e.g. runs/NAME.")],
-    preset: Annotated[
-        Preset | None, typer.Option(help="Loss preset (default maePFNET; needs VGG19 weights).")
-    ] = None,
-    stack: Annotated[Stack | None, typer.Option(help="Stack preset (default full-nohe).")] = None,
-    target: Annotated[Target | None, typer.Option(help="20x or highres (default 20x).")] = None,
-    include_flagged: Annotated[
-        bool | None, typer.Option("--include-flagged/--exclude-flagged", help="QC-flagged cells.")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs (200).")] = None,
-    patience: Annotated[
-        int | None, typer.Option(min=1, help="Early-stopping patience in epochs (10).")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Cells per step and process (preset: 20).")
-    ] = None,
-    generator: Annotated[
-        Generator | None, typer.Option(help="rrdb (thesis) or unet (preset's).")
-    ] = None,
-    blocks: Annotated[int | None, typer.Option(min=1, help="RRDB blocks (4).")] = None,
-    features: Annotated[
-        int | None, typer.Option(min=1, help="Generator width (default: input channels).")
-    ] = None,
-    growth: Annotated[int | None, typer.Option(min=1, help="RRDB growth channels (32).")] = None,
-    discriminator: Annotated[
-        Critic | None, typer.Option(help="GAN critic: vgg (thesis) or patch (preset's).")
-    ] = None,
-    lr: Annotated[float | None, typer.Option(help="Generator learning rate (2e-4).")] = None,
-    lr_d: Annotated[float | None, typer.Option(help="Critic learning rate (4e-4).")] = None,
-    lr_schedule: Annotated[Schedule | None, typer.Option(help="Learning-rate schedule.")] = None,
-    augment: Annotated[
-        bool | None,
-        typer.Option("--augment/--no-augment", help="Flips/rotations that respect the LEDs."),
-    ] = None,
-    device: Annotated[Device | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    precision: Annotated[Precision | None, typer.Option(help="auto, fp32 or bf16.")] = None,
-    compile_: Annotated[
-        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the generator.")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(min=0, help="Data-loading processes.")] = None,
-    cache: Annotated[Cache | None, typer.Option(help="Keep cells in ram or on the device.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (0).")] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out (or extend it).")
-    ] = False,
-    vgg_weights: Annotated[
-        Path | None, typer.Option(help="torchvision VGG19 ImageNet weights (.pth).")
-    ] = None,
-    init_from: Annotated[
-        Path | None, typer.Option(help="Run or checkpoint whose generator starts this run.")
-    ] = None,
-    samples: Annotated[int | None, typer.Option(min=0, help="Cells in sample grids (8).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     log: Annotated[
         Log,
@@ -173,44 +97,16 @@ def train(
             "grids in RUN/tensorboard/).",
         ),
     ] = Log.csv,
+    **options: Any,
 ) -> None:
     """Train a virtual-staining network on a dataset (multi-GPU: run under torchrun)."""
+    # every option but these is a field of training.config.TrainConfig (TRAIN_OPTIONS)
     from rich.console import Console
 
     from scope.progress import RichProgress
     from training import train as run_training
-    from training.config import TrainConfig
 
-    given = {
-        "dataset": dataset,
-        "out": out,
-        "preset": preset,
-        "stack": stack,
-        "target": target,
-        "include_flagged": include_flagged,
-        "epochs": epochs,
-        "patience": patience,
-        "batch_size": batch_size,
-        "generator": generator,
-        "blocks": blocks,
-        "features": features,
-        "growth": growth,
-        "discriminator": discriminator,
-        "lr": lr,
-        "lr_d": lr_d,
-        "lr_schedule": lr_schedule,
-        "augment": augment,
-        "device": device,
-        "precision": precision,
-        "compile": compile_,
-        "workers": workers,
-        "cache": cache,
-        "seed": seed,
-        "resume": resume,
-        "vgg_weights": vgg_weights,
-        "init_from": init_from,
-        "samples": samples,
-    }
+    given = {"dataset": dataset, "out": out, **options}
     from acquisition.files import Interrupted
     from training.run import RunFolder, read_status
 
