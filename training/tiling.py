@@ -28,8 +28,7 @@ from training.device import (
     resident_bytes,
 )
 from training.models import RRDBGenerator
-
-DEFAULT_BLEND = 16
+from training.options import DEFAULT_BLEND
 
 
 def _starts(length: int, core: int, blend: int) -> list[int]:

@@ -12,36 +12,8 @@ import typer
 from hardware_profiles.presets import PRESETS as STACK_PRESETS
 from scope.options import model_options, with_options
 from training.config import TrainConfig
+from training.options import EvaluateOptions, StainOptions
 from training.presets import PRESETS as TRAINING_PRESETS
-
-
-class Device(StrEnum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Precision(StrEnum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
-class Split(StrEnum):
-    train = "train"
-    val = "val"
-    test = "test"
-
-
-class Checkpoint(StrEnum):
-    best = "best"
-    last = "last"
-
-
-class Engine(StrEnum):
-    auto = "auto"
-    torch = "torch"
-    onnx = "onnx"
 
 
 class Log(StrEnum):
@@ -145,21 +117,19 @@ def train(
         )
 
 
+EVALUATE_OPTIONS = model_options(
+    EvaluateOptions,
+    ["split", "dataset", "checkpoint", "out", "device", "precision", "batch_size", "vgg_weights"],
+)
+
+
+@with_options(EVALUATE_OPTIONS)
 def evaluate(
     runs: Annotated[
         list[Path], typer.Argument(help="Run folder(s); several: also mean ± spread over runs.")
     ],
-    split: Annotated[Split, typer.Option(help="Dataset split to evaluate.")] = Split.test,
-    dataset: Annotated[Path | None, typer.Option(help="Dataset file (default: the run's).")] = None,
-    checkpoint: Annotated[Checkpoint, typer.Option(help="best or last.")] = Checkpoint.best,
-    out: Annotated[Path | None, typer.Option(help="Output folder (RUN/eval/SPLIT).")] = None,
-    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
-    precision: Annotated[Precision, typer.Option(help="auto, fp32 or bf16.")] = Precision.auto,
-    batch_size: Annotated[int, typer.Option(min=1, help="Cells per forward pass.")] = 64,
-    vgg_weights: Annotated[
-        Path | None, typer.Option(help="VGG19 weights for the VGG metric.")
-    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    **options: Any,
 ) -> None:
     """Pixel metrics (Table 4.2), morphology agreement, tolerance level, cell-type agreement."""
     from rich.console import Console
@@ -169,7 +139,8 @@ def evaluate(
     from scope.progress import RichProgress
     from training import evaluate as run_evaluation
 
-    if out is not None and len(runs) > 1:
+    opts = EvaluateOptions(**{k: _value(v) for k, v in options.items()})
+    if opts.out is not None and len(runs) > 1:
         raise ScopeError("--out names one folder: evaluate one run with it, or drop --out")
     console = Console()
     if not console.is_terminal:
@@ -177,18 +148,7 @@ def evaluate(
     results = []
     for run in runs:
         with RichProgress(bars=not quiet) as progress:
-            res = run_evaluation(
-                run,
-                split=split.value,
-                dataset=dataset,
-                checkpoint=checkpoint.value,
-                out=out,
-                device=device.value,
-                precision=precision.value,
-                batch_size=batch_size,
-                vgg_weights=vgg_weights,
-                progress=progress,
-            )
+            res = run_evaluation(run, **dict(opts), progress=progress)
         results.append(res)
         console.print(metrics_table(run, res))
         if res.get("clinical"):
@@ -207,6 +167,14 @@ def evaluate(
         console.print(over_runs_table(runs, results))
 
 
+STAIN_OPTIONS = model_options(
+    StainOptions,
+    ["checkpoint", "device", "precision", "tile", "halo", "blend", "compile", "engine"],
+    flags={"compile": "--compile"},
+)
+
+
+@with_options(STAIN_OPTIONS)
 def stain(
     run: Annotated[Path, typer.Argument(help="Run folder (or checkpoint file).")],
     scan: Annotated[Path, typer.Argument(help="Unstained scan file (.scan.h5).")],
@@ -214,23 +182,10 @@ def stain(
     positions: Annotated[
         str | None, typer.Option(help="Fields to stain, e.g. 0,3,5 (default: all acquired).")
     ] = None,
-    checkpoint: Annotated[Checkpoint, typer.Option(help="best or last.")] = Checkpoint.best,
-    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
-    precision: Annotated[
-        Precision, typer.Option(help="auto (bf16 on GPUs and AMX CPUs), fp32, bf16.")
-    ] = Precision.auto,
-    tile: Annotated[int | None, typer.Option(min=16, help="Tile core size in pixels.")] = None,
-    halo: Annotated[
-        int | None, typer.Option(min=0, help="Context around tiles (default: exact).")
-    ] = None,
-    blend: Annotated[int, typer.Option(min=0, help="Tile overlap blended, pixels.")] = 16,
     image_format: Annotated[
         list[ImageFormat] | None,
         typer.Option("--format", help="Per-field images: png, tif or none (repeatable)."),
     ] = None,
-    compile_: Annotated[
-        bool, typer.Option("--compile", help="torch.compile the generator (many fields).")
-    ] = False,
     skip_missing: Annotated[
         bool,
         typer.Option(
@@ -241,13 +196,7 @@ def stain(
         bool, typer.Option("--force", help="Replace stain output written by another command.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
-    engine: Annotated[
-        Engine,
-        typer.Option(
-            help="torch, onnx (onnxruntime on the CPU; exports RUN to ONNX once, cached in "
-            "RUN/export/) or auto (the faster for the device)."
-        ),
-    ] = Engine.auto,
+    **options: Any,
 ) -> None:
     """Virtually stain whole unstained fields: images per field plus one HDF5 file."""
     from rich.console import Console
@@ -269,25 +218,19 @@ def stain(
 
     if note := simulated_note(scan):
         Console().print(f"[yellow]{note}[/]", soft_wrap=True)
+    opts = StainOptions(**{k: _value(v) for k, v in options.items()})
     with RichProgress(bars=not quiet) as progress:
         path = stain_scan(
             run,
             scan,
             out,
             positions=pos,
-            checkpoint=checkpoint.value,
-            device=device.value,
-            precision=precision.value,
-            tile=tile,
-            halo=halo,
-            blend=blend,
             formats=fmts,
-            compile=compile_,
             progress=progress,
             skip_unreadable=skip_missing,
-            warn=lambda line: Console(stderr=True).print(f"[yellow]warning:[/] {line}"),
+            warn=lambda line: progress.note(f"warning: {line}", warning=True),
             force=force,
-            engine=engine.value,
+            **dict(opts),
         )
     Console().print(f"stained fields written to {out} ({path.name})")
 
