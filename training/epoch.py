@@ -17,7 +17,6 @@ from training import distributed as dist_utils
 from training.data import network_input, network_target, plan_epoch
 from training.epoch_progress import EpochProgress
 from training.metrics import image_metrics
-from training.predict import predict_cells
 from training.steps import gan_step, generator_step
 
 if TYPE_CHECKING:
@@ -141,13 +140,7 @@ def validate(t: Trainer) -> dict[str, float]:
         names.append("vgg")
     sums = torch.zeros(len(names) + 1, dtype=torch.float64, device=t.device)
     for stack, target, _rows in t.val_source.iterate(plan.batches):
-        pred = predict_cells(
-            t.generator,
-            stack,
-            autocast=t.autocast,
-            channels_last=t.channels_last,
-            scale=t.in_scale,
-        )
+        pred = t.predict(stack)
         y = network_target(target, scale=t.out_scale)
         loss, _ = t.content_loss(pred, y)
         metrics = image_metrics(pred, y, vgg=t.vgg)

@@ -16,7 +16,6 @@ from training.checkpoint import save_checkpoint
 from training.data import to_uint8_image
 from training.device import describe_device
 from training.models import count_parameters
-from training.predict import predict_cells
 from training.resume import checkpoint_payload
 from training.run import now_iso, read_config, write_config, write_metrics, write_status
 from training.samples import cell_grid, write_image
@@ -67,13 +66,7 @@ def sample_positions(n_val: int, samples: int) -> np.ndarray:
 def sample_grid(t: Trainer, epoch: int) -> None:
     """The grid of input, prediction and target of the sample cells for ``epoch``."""
     stack, target, _rows = next(t.val_source.iterate([t.sample_positions]))
-    pred = predict_cells(
-        t.generator,
-        stack,
-        autocast=t.autocast,
-        channels_last=t.channels_last,
-        scale=t.in_scale,
-    )
+    pred = t.predict(stack)
     grid = cell_grid(_grid_rows(t, stack, pred, target))
     write_image(t.run_folder.sample_grid(epoch), grid)
 

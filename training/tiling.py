@@ -57,25 +57,23 @@ def tile_plan(
     height: int, width: int, *, tile: int, blend: int
 ) -> list[tuple[int, int, int, int, np.ndarray]]:
     """Cores ``(y0, y1, x0, x1, weight)`` covering an image; ``weight`` is ``(h, w)`` float32."""
-    ys = _starts(height, tile, blend)
-    xs = _starts(width, tile, blend)
-    plan = []
-    for i, y0 in enumerate(ys):
-        y1 = min(height, y0 + tile)
-        wy = _ramp(
-            y1 - y0,
-            (ys[i - 1] + tile - y0) if i > 0 else 0,
-            (y1 - ys[i + 1]) if i + 1 < len(ys) else 0,
-        )
-        for j, x0 in enumerate(xs):
-            x1 = min(width, x0 + tile)
-            wx = _ramp(
-                x1 - x0,
-                (xs[j - 1] + tile - x0) if j > 0 else 0,
-                (x1 - xs[j + 1]) if j + 1 < len(xs) else 0,
-            )
-            plan.append((y0, y1, x0, x1, np.outer(wy, wx)))
-    return plan
+    return [
+        (y0, y1, x0, x1, np.outer(wy, wx))
+        for y0, y1, wy in _cores(height, tile, blend)
+        for x0, x1, wx in _cores(width, tile, blend)
+    ]
+
+
+def _cores(length: int, tile: int, blend: int) -> list[tuple[int, int, np.ndarray]]:
+    """Cores ``(start, end, weights)`` along one axis, ramped where neighbours overlap."""
+    starts = _starts(length, tile, blend)
+    cores = []
+    for i, a in enumerate(starts):
+        b = min(length, a + tile)
+        lo = (starts[i - 1] + tile - a) if i > 0 else 0
+        hi = (b - starts[i + 1]) if i + 1 < len(starts) else 0
+        cores.append((a, b, _ramp(b - a, lo, hi)))
+    return cores
 
 
 def _plain(generator: nn.Module) -> nn.Module:

@@ -58,6 +58,7 @@ from training.epoch import StepEvent, train_epoch, validate
 from training.epoch_outputs import sample_positions, save_epoch, write_run_config, write_state
 from training.epoch_progress import EpochProgress
 from training.errors import TrainingError
+from training.predict import predict_cells
 from training.presets import get_preset
 from training.resume import open_run, restore_state
 from training.run import RunFolder
@@ -341,6 +342,16 @@ class Trainer:
             best_val_loss=self.best_val,
             stopped_early=stopped_early,
             history=list(self.history),
+        )
+
+    def predict(self, stack: torch.Tensor) -> torch.Tensor:
+        """The generator's output for a batch of uint8 stacks (as in validation)."""
+        return predict_cells(
+            self.generator,
+            stack,
+            autocast=self.autocast,
+            channels_last=self.channels_last,
+            scale=self.in_scale,
         )
 
     def mark_interrupted(self) -> None:
