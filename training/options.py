@@ -12,9 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from acquisition.vocabulary import Split
-
-#: Tile overlap blended, in pixels (the default of :func:`training.tiling.stain_field`).
-DEFAULT_BLEND = 16
+from training.defaults import DEFAULT_BLEND
 
 
 class InferenceOptions(BaseModel):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.defaults import DEFAULT_BLEND
 from training.device import (
     autocast_factory,
     available_memory_bytes,
@@ -28,7 +29,6 @@ from training.device import (
     resident_bytes,
 )
 from training.models import RRDBGenerator
-from training.options import DEFAULT_BLEND
 
 
 def _starts(length: int, core: int, blend: int) -> list[int]:
