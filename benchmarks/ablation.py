@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import hardware_profiles as hp
+    from scope.progress import RichProgress
     from training import evaluate, simulate_dataset, train
     from training.models import RRDBGenerator, count_parameters
     from training.run import read_metrics
@@ -205,10 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             "patience": args.epochs,
         }
         if not run.exists():
-            train(cfg, progress=True)
+            train(cfg, progress=RichProgress())
         history = read_metrics(run / "metrics.csv")
         train_s = sum(r["seconds"] for r in history)
-        metrics = evaluate(run, split="test", device=args.device, progress=False)
+        metrics = evaluate(run, split="test", device=args.device, progress=None)
         summary = json.loads((metrics["dir"] / "summary.json").read_text())
         seeded.setdefault(stack, []).append((summary, metrics["dir"]))
         if seed != args.seed:

@@ -4,7 +4,7 @@
 
 A thesis-sized RRDB generator (``features = in_channels``, 4 blocks, growth 32, reflect
 padding; random weights: the speed does not depend on them) stains one 1920x1200 field of
-``--images`` RGB stack images with :func:`training.infer.stain_field`, the code
+``--images`` RGB stack images with :func:`training.tiling.stain_field`, the code
 ``scope stain`` runs, once per engine after a warm-up pass. Both engines use the same tiling
 (the default for the free memory) and the threads torch uses (``OMP_NUM_THREADS``).
 ``--engine auto`` picks the faster on the CPU (``training.export_onnx.CPU_DEFAULT_ENGINE``).

@@ -2,7 +2,7 @@
 
 Builds the thesis's 4-block RRDB generator for a stack preset of ``pls43`` (``full-nohe``:
 44 images, 132 input channels, 6,515,463 parameters; weights untrained — speed does not
-depend on them) and stains a random 1920x1200 field with :func:`training.infer.stain_field`
+depend on them) and stains a random 1920x1200 field with :func:`training.tiling.stain_field`
 (fully convolutional, tiled with exact halos). Prints a markdown table; ``--out`` also
 writes it to a file.
 
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU time / threads ({threads}) is the wall time the field would take with the "
         "threads' cores to itself: a figure robust to other processes sharing the machine. "
         "Peak memory is the process's resident peak on a CPU (target ≤ 4 GiB at the default "
-        "tile, `training.infer.CPU_MEMORY_LIMIT`), allocated GPU memory on a GPU.",
+        "tile, `training.tiling.CPU_MEMORY_LIMIT`), allocated GPU memory on a GPU.",
         "",
     ]
     text = "\n".join(lines)

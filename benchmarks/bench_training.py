@@ -140,7 +140,7 @@ def _pipeline_row(args, device):
                 "samples": 0,
                 "vgg_weights": _random_vgg(Path(tmp)) if args.preset[0] != "maeNET" else None,
             },
-            progress=False,
+            progress=None,
         )
         row = result.history[0]
         return row["cells_per_s"], row["seconds"]

@@ -13,7 +13,7 @@ random weights: speed does not depend on them).
 - correctness: a 256x256 crop stained on the device (bf16 when it is the device's default)
   and on the CPU in fp32; the mean and max absolute differences must stay within bf16
   tolerance (fails the run otherwise);
-- stain: :func:`training.infer.stain_field` of a 1920x1200 field (host uint8 stack in, host
+- stain: :func:`training.tiling.stain_field` of a 1920x1200 field (host uint8 stack in, host
   uint8 image out), eager and ``torch.compile``\\ d; median of the timed repeats;
 - train: :func:`training.steps.generator_step` on device-resident batches of 64x64 cells,
   presets maeNET (L1) and maePFNET (+ VGG19 perceptual + Fourier), eager and compiled;

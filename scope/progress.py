@@ -1,8 +1,13 @@
-"""rich renderings shared by the commands: scan progress and summary tables."""
+"""rich renderings shared by the commands: the progress display and summary tables.
+
+:class:`RichProgress` is the one rich implementation of the libraries' progress protocol
+(:class:`acquisition.progress.Progress`); commands build one and pass it to the library call.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -14,6 +19,78 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+
+class RichProgress:
+    """Named rich bars with a one-line detail, elapsed time and ETA, on stderr.
+
+    Implements :class:`acquisition.progress.Progress`; use it as a context manager (or call
+    :meth:`close`). Notes are printed above the bars, so they also reach a log file. With
+    ``bars=False`` (a command's ``--quiet``) only the notes are printed.
+    """
+
+    def __init__(
+        self, console: Console | None = None, *, bars: bool = True, transient: bool = False
+    ) -> None:
+        self.console = console if console is not None else stderr_console()
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=transient,
+        )
+        self._tasks: dict[str, Any] = {}
+        self._bars = bars
+        self._closed = False
+        if bars:
+            self._progress.start()
+
+    def start(
+        self, key: str, total: int | None, *, label: str | None = None, done: int = 0
+    ) -> None:
+        if not self._bars:
+            return
+        description = label if label is not None else key
+        if key in self._tasks:
+            self._progress.reset(
+                self._tasks[key], total=total, completed=done, description=description, info=""
+            )
+        else:
+            self._tasks[key] = self._progress.add_task(
+                description, total=total, completed=done, info=""
+            )
+
+    def advance(self, key: str, n: int = 1, *, info: str | None = None) -> None:
+        if not self._bars:
+            return
+        if key not in self._tasks:
+            self.start(key, None)
+        fields = {} if info is None else {"info": info}
+        self._progress.update(self._tasks[key], advance=n, **fields)
+
+    def note(self, text: str, *, warning: bool = False) -> None:
+        self.console.print(text, style="yellow" if warning else None, markup=False)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._bars:
+                self._progress.stop()
+
+    def __enter__(self) -> RichProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def stderr_console() -> Console:
+    """The console progress and notes go to (stderr, so stdout stays the command's output)."""
+    return Console(stderr=True, highlight=False)
 
 
 def human_bytes(n: float) -> str:

@@ -84,7 +84,7 @@ def test_stain_with_onnx_equals_pytorch_and_caches_the_export(run, scan, tmp_pat
     outs = {}
     for engine in ("torch", "onnx"):
         h5 = stain_scan(run, scan, tmp_path / engine, formats=(), engine=engine, device="cpu",
-                        precision="fp32", tile=32, progress=False)  # fmt: skip
+                        precision="fp32", tile=32, progress=None)  # fmt: skip
         with h5py.File(h5, "r") as f:
             outs[engine] = f["images"][()].astype(int)
     assert outs["torch"].shape == (2, *HW, 3)
@@ -94,7 +94,7 @@ def test_stain_with_onnx_equals_pytorch_and_caches_the_export(run, scan, tmp_pat
     cached = run / "export" / "best.onnx"
     stamp = cached.stat().st_mtime_ns
     stain_scan(run, scan, tmp_path / "again", formats=(), engine="onnx", device="cpu",
-               progress=False)  # fmt: skip
+               progress=None)  # fmt: skip
     assert cached.stat().st_mtime_ns == stamp  # reused, not exported again
 
 

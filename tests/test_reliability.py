@@ -1037,16 +1037,16 @@ infer.stain_field = stain_field
 def test_ctrl_c_during_train(run, tmp_path, capsys, when):
     ds = next(run.parent.glob("*.dataset.h5"))
     # before: at the start of the first epoch; after: once epoch 1's checkpoint is saved
-    method = "_train_epoch" if when == "before-checkpoint" else "_save_epoch"
+    method = "train_epoch" if when == "before-checkpoint" else "save_epoch"
     order = "interrupt()\n    out = real" if when == "before-checkpoint" else "out = real"
     hook = """
 from training import trainer
-real = trainer.Trainer.METHOD
+real = trainer.METHOD
 def hooked(self, *a, **k):
     ORDER(self, *a, **k)
     interrupt()
     return out
-trainer.Trainer.METHOD = hooked
+trainer.METHOD = hooked
 """.replace("METHOD", method).replace("ORDER", order)
     r = tmp_path / "r"
     argv = ["train", str(ds), "--out", str(r), "--epochs", "2", *TINY]

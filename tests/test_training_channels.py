@@ -147,7 +147,7 @@ def test_pix2pix_trains_and_evaluates_on_bsccm(bsccm_dataset, tmp_path):
             "device": "cpu",
             **TINY,
         },
-        progress=False,
+        progress=None,
     )
     assert result.epochs_done == 2
     cfg = json.loads(json.dumps(result.history[-1]))
@@ -160,7 +160,7 @@ def test_pix2pix_trains_and_evaluates_on_bsccm(bsccm_dataset, tmp_path):
     assert info["target_names"] == FLUOR
     # uint16 scales measured on the training cells: far below 65535, above the background
     assert all(400 < s < 65535 for s in info["target_scale"])
-    summary = evaluate(run, split="test", device="cpu", progress=False)
+    summary = evaluate(run, split="test", device="cpu", progress=None)
     assert summary["cells"] > 0 and 0 <= summary["mae"] <= 1
     doc = json.loads((summary["dir"] / "summary.json").read_text())
     assert set(doc["mean"]) >= {f"mae_{t}" for t in FLUOR}
@@ -203,10 +203,10 @@ def test_simulated_fluorescence_target_trains_and_evaluates(tmp_path):
             "blocks": 1,
             **TINY,
         },
-        progress=False,
+        progress=None,
     )
     assert "train_perceptual" not in result.history[-1]
-    summary = evaluate(run, split="val", device="cpu", progress=False)
+    summary = evaluate(run, split="val", device="cpu", progress=None)
     assert summary["cells"] > 0 and summary["vgg"] is None
 
 

@@ -18,7 +18,7 @@ from training.checkpoint import load_checkpoint
 SCRIPT = """
 import json, sys
 from training import train
-train(json.loads(sys.argv[1]), progress=False)
+train(json.loads(sys.argv[1]), progress=None)
 """
 
 
@@ -77,7 +77,7 @@ def test_two_gloo_processes_equal_one_process_with_the_global_batch(tmp_path, pl
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    single = train({**cfg, "out": tmp_path / "one", "batch_size": 6}, progress=False)
+    single = train({**cfg, "out": tmp_path / "one", "batch_size": 6}, progress=None)
     a = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
     b = load_checkpoint(single.last_checkpoint)
     assert a["epoch"] == b["epoch"] == 2

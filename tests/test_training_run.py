@@ -26,14 +26,59 @@ def dataset(tmp_path_factory):
     return simulate_dataset(path, slides=("sim-a",), cells_per_slide=30, crop_size=32, seed=0)
 
 
+class RecordedProgress:
+    """A :class:`acquisition.progress.Progress` that keeps every call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def start(self, key, total, *, label=None, done=0):
+        self.calls.append(("start", key, total, label, done))
+
+    def advance(self, key, n=1, *, info=None):
+        self.calls.append(("advance", key, n, info))
+
+    def note(self, text, *, warning=False):
+        self.calls.append(("note", text))
+
+    def close(self):
+        self.calls.append(("close",))
+
+
 @pytest.fixture(scope="module")
-def trained(dataset, tmp_path_factory):
+def recorded():
+    return RecordedProgress()
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory, recorded):
     out = tmp_path_factory.mktemp("runs") / "le18"
     result = train(
         {"dataset": dataset, "out": out, "preset": "maeNET", "stack": "le18", "epochs": 4, **TINY},
-        progress=False,
+        progress=recorded,
     )
     return result
+
+
+def test_training_reports_through_the_progress_protocol(trained, recorded):
+    from acquisition.progress import Progress
+
+    assert isinstance(recorded, Progress)
+    calls = recorded.calls
+    assert calls[0] == ("start", "epochs", 4, None, 0)
+    epochs = [c for c in calls if c[:2] == ("advance", "epochs")]
+    assert len(epochs) == 4 and all(c[2] == 1 and "SSIM" in c[3] for c in epochs)
+    # every epoch restarts the steps bar, and its steps add up to the epoch's batches
+    starts = [c for c in calls if c[:2] == ("start", "steps")]
+    assert [c[3] for c in starts] == [f"epoch {e}" for e in range(1, 5)]
+    for k, start in enumerate(starts):
+        i = calls.index(start)
+        end = calls.index(epochs[k])
+        steps = [c for c in calls[i:end] if c[:2] == ("advance", "steps")]
+        assert sum(c[2] for c in steps) == start[2] and "loss" in steps[-1][3]
+    lines = [c[1] for c in calls if c[0] == "note"]
+    assert [line.split(":")[0] for line in lines] == [f"epoch {e}/4" for e in range(1, 5)]
+    assert ("close",) not in calls  # the caller owns the display and closes it
 
 
 def test_simulated_dataset_is_a_real_dataset_file(dataset):
@@ -89,7 +134,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(dataset, tmp_pa
         "augment": True,
         **TINY,
     }
-    whole = train({**cfg, "out": tmp_path / "whole"}, progress=False)
+    whole = train({**cfg, "out": tmp_path / "whole"}, progress=None)
 
     class Interrupt(Exception):
         pass
@@ -99,10 +144,10 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(dataset, tmp_pa
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train({**cfg, "out": tmp_path / "cut"}, progress=False, on_step=stop_mid_epoch)
+        train({**cfg, "out": tmp_path / "cut"}, progress=None, on_step=stop_mid_epoch)
     assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["epoch"] == 1
     assert describe_run(tmp_path / "cut")["state"] == "interrupted"
-    resumed = train({"dataset": dataset, "out": tmp_path / "cut", "resume": True}, progress=False)
+    resumed = train({"dataset": dataset, "out": tmp_path / "cut", "resume": True}, progress=None)
     a = load_checkpoint(whole.last_checkpoint)
     b = load_checkpoint(resumed.last_checkpoint)
     for key, value in a["generator"].items():
@@ -110,21 +155,21 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(dataset, tmp_pa
     assert [r["val_loss"] for r in whole.history] == [r["val_loss"] for r in resumed.history]
     # a finished run extends to more epochs
     longer = train(
-        {"dataset": dataset, "out": tmp_path / "cut", "resume": True, "epochs": 4}, progress=False
+        {"dataset": dataset, "out": tmp_path / "cut", "resume": True, "epochs": 4}, progress=None
     )
     assert longer.epochs_done == 4 and len(longer.history) == 4
     with pytest.raises(TrainingError, match=r"other options.*--stack le8 → le18"):
         train(
             {"dataset": dataset, "out": tmp_path / "cut", "resume": True, "stack": "le18"},
-            progress=False,
+            progress=None,
         )
 
 
 def test_run_folder_mistakes_are_clear_errors(dataset, trained, tmp_path):
     with pytest.raises(TrainingError, match="already holds a run; pass --resume"):
-        train({"dataset": dataset, "out": trained.run_dir, "preset": "maeNET"}, progress=False)
+        train({"dataset": dataset, "out": trained.run_dir, "preset": "maeNET"}, progress=None)
     with pytest.raises(TrainingError, match="nothing to resume"):
-        train({"dataset": dataset, "out": tmp_path / "new", "resume": True}, progress=False)
+        train({"dataset": dataset, "out": tmp_path / "new", "resume": True}, progress=None)
     with pytest.raises(TrainingError, match="starts from a trained maePFNET"):
         train(
             {
@@ -133,7 +178,7 @@ def test_run_folder_mistakes_are_clear_errors(dataset, trained, tmp_path):
                 "preset": "maePF-RpGAN-SN",
                 "vgg_weights": _vgg_file(tmp_path),
             },
-            progress=False,
+            progress=None,
         )
     with pytest.raises(CheckpointError, match="another stack than this run: 14 images"):
         train(
@@ -145,7 +190,7 @@ def test_run_folder_mistakes_are_clear_errors(dataset, trained, tmp_path):
                 "init_from": trained.run_dir,
                 **TINY,
             },
-            progress=False,
+            progress=None,
         )
 
 
@@ -154,7 +199,7 @@ def test_a_perceptual_preset_without_vgg_weights_stops_with_instructions(
 ):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
     with pytest.raises(VggWeightsError, match=r"maePFNET.*--vgg-weights PATH"):
-        train({"dataset": dataset, "out": tmp_path / "p", "preset": "maePFNET"}, progress=False)
+        train({"dataset": dataset, "out": tmp_path / "p", "preset": "maePFNET"}, progress=None)
     assert not (tmp_path / "p" / "checkpoints").exists()
 
 
@@ -172,7 +217,7 @@ def test_gan_preset_trains_from_a_maepfnet_run(dataset, tmp_path):
     vgg = _vgg_file(tmp_path)
     small = {**TINY, "stack": "brightfield", "epochs": 1, "vgg_weights": vgg}
     base = train(
-        {"dataset": dataset, "out": tmp_path / "pf", "preset": "maePFNET", **small}, progress=False
+        {"dataset": dataset, "out": tmp_path / "pf", "preset": "maePFNET", **small}, progress=None
     )
     assert {"train_perceptual", "train_fourier", "vgg"} <= set(base.history[0])
     gan = train(
@@ -183,7 +228,7 @@ def test_gan_preset_trains_from_a_maepfnet_run(dataset, tmp_path):
             "init_from": base.run_dir,
             **small,
         },
-        progress=False,
+        progress=None,
     )
     row = gan.history[0]
     assert np.isfinite(row["train_gan"]) and np.isfinite(row["train_d"])
@@ -192,7 +237,7 @@ def test_gan_preset_trains_from_a_maepfnet_run(dataset, tmp_path):
 
 
 def test_evaluate_writes_table_cells_grids_and_worst_list(trained):
-    res = evaluate(trained.run_dir, split="test", progress=False)
+    res = evaluate(trained.run_dir, split="test", progress=None)
     out = res["dir"]
     for name in (
         "summary.json",
@@ -305,7 +350,7 @@ def test_stain_writes_fields_and_hdf5_equal_to_a_single_pass(trained, pls43, tmp
         formats=("png", "tif"),
         tile=48,
         precision="fp32",
-        progress=False,
+        progress=None,
     )
     assert sorted(p.name for p in (tmp_path / "out").glob("field_*")) == [
         "field_00000.png",
@@ -336,9 +381,9 @@ def test_stain_writes_fields_and_hdf5_equal_to_a_single_pass(trained, pls43, tmp
 def test_stain_rejects_a_scan_without_the_model_stack(trained, pls43, tmp_path):
     scan = _write_scan(tmp_path / "bf.unstained.scan.h5", pls43, stack_preset="le8", frames=1)
     with pytest.raises(TrainingError, match=r"lacks 10 of the model's 14 stack images"):
-        stain_scan(trained.run_dir, scan, tmp_path / "out", progress=False)
+        stain_scan(trained.run_dir, scan, tmp_path / "out", progress=None)
     with pytest.raises(CheckpointError, match="does not exist"):
-        stain_scan(tmp_path / "no-run", scan, tmp_path / "out", progress=False)
+        stain_scan(tmp_path / "no-run", scan, tmp_path / "out", progress=None)
 
 
 def test_cli_commands_print_one_line_errors(dataset, trained, tmp_path, capsys):

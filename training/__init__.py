@@ -19,7 +19,7 @@ _EXPORTS = {
     "describe_run": "training.run",
     "evaluate": "training.evaluation",
     "simulate_dataset": "training.simulated",
-    "stain_field": "training.infer",
+    "stain_field": "training.tiling",
     "stain_scan": "training.infer",
     "train": "training.trainer",
     "write_report": "training.report",

@@ -88,35 +88,57 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: Path
-    out: Path
-    preset: str = "maePFNET"
-    stack: str = "full-nohe"
-    target: Literal["20x", "highres"] = "20x"
-    include_flagged: bool = False
-    generator: Literal["rrdb", "unet"] | None = None
-    blocks: int = Field(4, ge=1, le=64)
-    features: int | None = Field(None, ge=1)
-    growth: int = Field(32, ge=1)
-    discriminator: Literal["vgg", "patch"] | None = None
-    epochs: int = Field(200, ge=1)
-    patience: int | None = Field(10, ge=1)
-    batch_size: int | None = Field(None, ge=1)
-    lr: float | None = Field(None, gt=0)
-    lr_d: float | None = Field(None, gt=0)
-    lr_schedule: Literal["constant", "cosine", "plateau"] = "constant"
-    augment: bool = False
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    channels_last: bool | None = None
-    compile: bool = False
-    workers: int | None = Field(None, ge=0)
-    cache: Literal["none", "ram", "device"] = "none"
-    seed: int = 0
-    resume: bool = False
-    vgg_weights: Path | None = None
-    init_from: Path | None = None
-    samples: int = Field(8, ge=0, le=64)
+    dataset: Path = Field(description="Dataset file (.dataset.h5).")
+    out: Path = Field(description="Run folder, e.g. runs/NAME.")
+    preset: str = Field("maePFNET", description="Loss preset (maePFNET needs VGG19 weights).")
+    stack: str = Field("full-nohe", description="Stack preset: the dataset channels used.")
+    target: Literal["20x", "highres"] = Field("20x", description="20x or highres crops.")
+    include_flagged: bool = Field(False, description="Keep QC-flagged cells.")
+    generator: Literal["rrdb", "unet"] | None = Field(
+        None, description="rrdb (thesis) or unet (default: the preset's)."
+    )
+    blocks: int = Field(4, ge=1, le=64, description="RRDB blocks.")
+    features: int | None = Field(
+        None, ge=1, description="Generator width (default: input channels)."
+    )
+    growth: int = Field(32, ge=1, description="RRDB growth channels.")
+    discriminator: Literal["vgg", "patch"] | None = Field(
+        None, description="GAN critic: vgg (thesis) or patch (default: the preset's)."
+    )
+    epochs: int = Field(200, ge=1, description="Maximum epochs.")
+    patience: int | None = Field(10, ge=1, description="Early-stopping patience in epochs.")
+    batch_size: int | None = Field(
+        None, ge=1, description="Cells per step and process (default: the preset's, 20)."
+    )
+    lr: float | None = Field(
+        None, gt=0, description="Generator learning rate (default: the preset's, 2e-4)."
+    )
+    lr_d: float | None = Field(
+        None, gt=0, description="Critic learning rate (default: the preset's, 4e-4)."
+    )
+    lr_schedule: Literal["constant", "cosine", "plateau"] = Field(
+        "constant", description="Learning-rate schedule."
+    )
+    augment: bool = Field(False, description="Flips/rotations that respect the LEDs.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto, cpu or cuda.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto, fp32 or bf16.")
+    channels_last: bool | None = Field(
+        None, description="Channels-last memory format (default: on with bf16)."
+    )
+    compile: bool = Field(False, description="torch.compile the generator.")
+    workers: int | None = Field(
+        None, ge=0, description="Data-loading processes (default: up to 8 on CUDA, 0 on CPU)."
+    )
+    cache: Literal["none", "ram", "device"] = Field(
+        "none", description="Keep cells in ram or on the device."
+    )
+    seed: int = Field(0, description="Random seed.")
+    resume: bool = Field(False, description="Continue the run in --out (or extend it).")
+    vgg_weights: Path | None = Field(None, description="torchvision VGG19 ImageNet weights (.pth).")
+    init_from: Path | None = Field(
+        None, description="Run or checkpoint whose generator starts this run."
+    )
+    samples: int = Field(8, ge=0, le=64, description="Cells in sample grids.")
 
     @field_validator("preset")
     @classmethod

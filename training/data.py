@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from acquisition.vocabulary import SPLITS, Split
 from hardware_profiles.presets import PresetError, select_channels
-from registration.dataset import SPLITS, Dataset
+from registration.dataset import Dataset
 from training.device import available_memory_bytes as available_memory_bytes
 from training.errors import TrainingError
 from training.tensors import network_input as network_input  # re-exported
@@ -194,7 +195,7 @@ def open_training_data(
         }
         profile = ds.profile
         tds = ds.targets if target == "20x" else ds.targets_highres
-        in_scale, out_scale = _scales(ds, keep, tds, splits["train"])
+        in_scale, out_scale = _scales(ds, keep, tds, splits[Split.TRAIN])
         spec = DataSpec(
             path=Path(path),
             stack=stack,

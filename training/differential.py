@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from acquisition.vocabulary import CELL_TYPES
 from training.morphology import CellMorphology, optical_density
 
-TYPES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
+TYPES = CELL_TYPES  # the differential count's order
 MIN_TARGET_ACCURACY = 0.95
 FEATURE_NAMES = (
     "nucleus_fraction",

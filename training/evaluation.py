@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from acquisition.progress import Progress, or_null
+from acquisition.vocabulary import Split
 from training.channels import scale_tensor
 from training.checkpoint import (
     check_same_model,
@@ -74,7 +76,7 @@ def _table_md(name: str, mean: dict[str, float]) -> str:
 def evaluate(
     run_dir: str | Path,
     *,
-    split: str = "test",
+    split: str = Split.TEST,
     dataset: str | Path | None = None,
     checkpoint: str = "best",
     out: str | Path | None = None,
@@ -82,7 +84,7 @@ def evaluate(
     precision: str = "auto",
     batch_size: int = 64,
     vgg_weights: str | Path | None = None,
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's generator on one split of its dataset.
 
@@ -179,22 +181,21 @@ def evaluate(
     clinical = ClinicalMeasures(len(rows), with_features=labels is not None) if rgb else None
     in_scale = scale_tensor(data.spec.input_scale, dev)
     out_scale = scale_tensor(data.spec.target_scale, dev)
-    with _progress(progress, len(rows), f"evaluating {split}") as advance:
-        for batch, (stack, target, _r) in zip(
-            plan.batches, source.iterate(plan.batches), strict=True
-        ):
-            pred = predict_cells(generator, stack, autocast=autocast, scale=in_scale)
-            y = network_target(target, scale=out_scale)
-            metrics = image_metrics(pred, y, vgg=vgg)
-            if not rgb:  # the error of each output channel on its own
-                err = (pred.float().clamp(0, 1) - y.float()).abs().mean(dim=(2, 3))
-                for k, t in enumerate(data.spec.target_names):
-                    metrics[f"mae_{t}"] = err[:, k]
-            for m in names:
-                per_cell[m][batch] = metrics[m].double().cpu().numpy()
-            if clinical is not None:
-                clinical.add(batch, to_uint8_image(pred), target.cpu().numpy())
-            advance(len(batch))
+    progress = or_null(progress)
+    progress.start("cells", len(rows), label=f"evaluating {split}")
+    for batch, (stack, target, _r) in zip(plan.batches, source.iterate(plan.batches), strict=True):
+        pred = predict_cells(generator, stack, autocast=autocast, scale=in_scale)
+        y = network_target(target, scale=out_scale)
+        metrics = image_metrics(pred, y, vgg=vgg)
+        if not rgb:  # the error of each output channel on its own
+            err = (pred.float().clamp(0, 1) - y.float()).abs().mean(dim=(2, 3))
+            for k, t in enumerate(data.spec.target_names):
+                metrics[f"mae_{t}"] = err[:, k]
+        for m in names:
+            per_cell[m][batch] = metrics[m].double().cpu().numpy()
+        if clinical is not None:
+            clinical.add(batch, to_uint8_image(pred), target.cpu().numpy())
+        progress.advance("cells", len(batch))
     notes = []
     if not rgb:
         notes.append(
@@ -324,7 +325,7 @@ def _differential(
     """Train the type classifier on labelled training targets; notes on what it could do."""
     from registration.dataset import Dataset
 
-    train = data.splits.get("train", np.empty(0, np.int64))
+    train = data.splits.get(Split.TRAIN, np.empty(0, np.int64))
     train = train[[bool(labels[r]) for r in train]] if len(train) else train
     if len(train) < MIN_LABELLED or len({labels[r] for r in train}) < 2:
         return [
@@ -386,26 +387,3 @@ def _write_cells_csv(
             metrics = [f"{per_cell[m][i]:.6g}" for m in names]
             prefix = [rank, r] if order is not None else [r]
             w.writerow([*prefix, *values, *metrics, *(extra[k][i] for k in extra)])
-
-
-class _progress:
-    def __init__(self, enabled: bool, total: int, label: str) -> None:
-        self.enabled = enabled
-        self.total = total
-        self.label = label
-        self._p: Any = None
-
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import Progress
-
-        self._p = Progress(console=Console(stderr=True))
-        self._p.__enter__()
-        task = self._p.add_task(self.label, total=self.total)
-        return lambda n: self._p.update(task, advance=n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._p is not None:
-            self._p.__exit__(*exc)

@@ -8,7 +8,7 @@ width)``. The opset and the stack channel names are recorded in the model's meta
 ``scope stain --engine onnx`` needs only the run: :func:`cached_onnx` reuses
 ``RUN/export/<checkpoint>.onnx`` while the checkpoint is unchanged, else exports it again.
 :class:`OnnxGenerator` wraps an onnxruntime session behind the generator interface that
-:func:`training.infer.stain_field` tiles, so both engines share the tiling and blending.
+:func:`training.tiling.stain_field` tiles, so both engines share the tiling and blending.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def cached_onnx(run_dir: str | Path, checkpoint: str = "best", *, opset: int = D
 
 
 class OnnxGenerator(nn.Module):
-    """An onnxruntime session that :func:`training.infer.stain_field` calls like a generator.
+    """An onnxruntime session that :func:`training.tiling.stain_field` calls like a generator.
 
     ``_orig_mod`` holds the PyTorch generator for its architecture only (receptive radius,
     input channels: the tiling), as for a ``torch.compile`` wrapper; it never computes.

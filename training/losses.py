@@ -16,12 +16,11 @@ the trainer can log each one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.loss_weights import LossWeights
 from training.vgg import VGGFeatureExtractor
 
 
@@ -81,16 +80,6 @@ def vanilla_generator_loss(real_critic: torch.Tensor, fake_critic: torch.Tensor)
     """The non-saturating ``−mean log D(G(x))`` (``real_critic`` unused)."""
     del real_critic
     return F.softplus(-fake_critic.float()).mean()
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """Weights of the generator objective ``L1 + λ1·perceptual + λ2·Fourier + λ3·GAN``."""
-
-    l1: float = 1.0
-    perceptual: float = 0.0
-    fourier: float = 0.0
-    gan: float = 0.0
 
 
 class GeneratorLoss(nn.Module):

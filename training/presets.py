@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from training.errors import TrainingError
-from training.losses import LossWeights
+from training.loss_weights import LossWeights
 
 ADAM_BETAS = (0.5, 0.9)
 

@@ -20,11 +20,11 @@ import cv2
 import numpy as np
 
 import hardware_profiles as hp
+from acquisition.vocabulary import CELL_TYPES
 from hardware_profiles import HardwareProfile
 from registration.dataset import DatasetWriter
 from training.errors import TrainingError
 
-WBC_TYPES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 _BF_LEVEL, _BF_PERCENTILE = 235.0, 99.9
 
 
@@ -45,7 +45,7 @@ def _find_wbcs(sim, profile: HardwareProfile, n: int, *, max_fields: int = 400) 
         fields = [((k + j) % cols * fw, (k + j) // cols * fh) for j in range(cols)]
         k += cols
         cells = sim.truth("unstained", fields, cam.sensor_width_px, cam.sensor_height_px)["cells"]
-        for row in cells[np.isin(cells["type"], WBC_TYPES)]:
+        for row in cells[np.isin(cells["type"], CELL_TYPES)]:
             found.setdefault(int(row["id"]), row)
     if len(found) < n:
         raise TrainingError(f"the simulated slide yielded only {len(found)} of {n} WBCs")

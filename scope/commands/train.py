@@ -9,79 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
-
-class Preset(StrEnum):
-    maeNET = "maeNET"
-    maePNET = "maePNET"
-    maePFNET = "maePFNET"
-    maePF_RpGAN_SN = "maePF-RpGAN-SN"
-    pix2pix = "pix2pix"
-
-
-class Stack(StrEnum):
-    full = "full"
-    full_nohe = "full-nohe"
-    le36 = "le36"
-    le36_nohe = "le36-nohe"
-    le18 = "le18"
-    le8 = "le8"
-    brightfield = "brightfield"
-
-
-class Target(StrEnum):
-    x20 = "20x"
-    highres = "highres"
-
-
-class Device(StrEnum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Precision(StrEnum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
-class Generator(StrEnum):
-    rrdb = "rrdb"
-    unet = "unet"
-
-
-class Critic(StrEnum):
-    vgg = "vgg"
-    patch = "patch"
-
-
-class Schedule(StrEnum):
-    constant = "constant"
-    cosine = "cosine"
-    plateau = "plateau"
-
-
-class Cache(StrEnum):
-    none = "none"
-    ram = "ram"
-    device = "device"
-
-
-class Split(StrEnum):
-    train = "train"
-    val = "val"
-    test = "test"
-
-
-class Checkpoint(StrEnum):
-    best = "best"
-    last = "last"
-
-
-class Engine(StrEnum):
-    auto = "auto"
-    torch = "torch"
-    onnx = "onnx"
+from hardware_profiles.presets import PRESETS as STACK_PRESETS
+from scope.options import model_options, with_options
+from training.config import TrainConfig
+from training.options import EvaluateOptions, StainOptions
+from training.presets import PRESETS as TRAINING_PRESETS
 
 
 class Log(StrEnum):
@@ -110,60 +42,24 @@ def _command_line(values: dict[str, Any]) -> list[str]:
     return cmd
 
 
+TRAIN_OPTIONS = model_options(
+    TrainConfig,
+    [
+        "preset", "stack", "target", "include_flagged", "epochs", "patience", "batch_size",
+        "generator", "blocks", "features", "growth", "discriminator", "lr", "lr_d",
+        "lr_schedule", "augment", "device", "precision", "compile", "workers", "cache", "seed",
+        "resume", "vgg_weights", "init_from", "samples",
+    ],
+    choices={"preset": TRAINING_PRESETS, "stack": STACK_PRESETS},
+    flags={"include_flagged": "--include-flagged/--exclude-flagged", "resume": "--resume"},
+    unset=True,  # only the options given are passed on: resume tells them from saved ones
+)  # fmt: skip
+
+
+@with_options(TRAIN_OPTIONS)
 def train(
     dataset: Annotated[Path, typer.Argument(help="Dataset file (.dataset.h5).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder, e.g. runs/NAME.")],
-    preset: Annotated[
-        Preset | None, typer.Option(help="Loss preset (default maePFNET; needs VGG19 weights).")
-    ] = None,
-    stack: Annotated[Stack | None, typer.Option(help="Stack preset (default full-nohe).")] = None,
-    target: Annotated[Target | None, typer.Option(help="20x or highres (default 20x).")] = None,
-    include_flagged: Annotated[
-        bool | None, typer.Option("--include-flagged/--exclude-flagged", help="QC-flagged cells.")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs (200).")] = None,
-    patience: Annotated[
-        int | None, typer.Option(min=1, help="Early-stopping patience in epochs (10).")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Cells per step and process (preset: 20).")
-    ] = None,
-    generator: Annotated[
-        Generator | None, typer.Option(help="rrdb (thesis) or unet (preset's).")
-    ] = None,
-    blocks: Annotated[int | None, typer.Option(min=1, help="RRDB blocks (4).")] = None,
-    features: Annotated[
-        int | None, typer.Option(min=1, help="Generator width (default: input channels).")
-    ] = None,
-    growth: Annotated[int | None, typer.Option(min=1, help="RRDB growth channels (32).")] = None,
-    discriminator: Annotated[
-        Critic | None, typer.Option(help="GAN critic: vgg (thesis) or patch (preset's).")
-    ] = None,
-    lr: Annotated[float | None, typer.Option(help="Generator learning rate (2e-4).")] = None,
-    lr_d: Annotated[float | None, typer.Option(help="Critic learning rate (4e-4).")] = None,
-    lr_schedule: Annotated[Schedule | None, typer.Option(help="Learning-rate schedule.")] = None,
-    augment: Annotated[
-        bool | None,
-        typer.Option("--augment/--no-augment", help="Flips/rotations that respect the LEDs."),
-    ] = None,
-    device: Annotated[Device | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    precision: Annotated[Precision | None, typer.Option(help="auto, fp32 or bf16.")] = None,
-    compile_: Annotated[
-        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the generator.")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(min=0, help="Data-loading processes.")] = None,
-    cache: Annotated[Cache | None, typer.Option(help="Keep cells in ram or on the device.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (0).")] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out (or extend it).")
-    ] = False,
-    vgg_weights: Annotated[
-        Path | None, typer.Option(help="torchvision VGG19 ImageNet weights (.pth).")
-    ] = None,
-    init_from: Annotated[
-        Path | None, typer.Option(help="Run or checkpoint whose generator starts this run.")
-    ] = None,
-    samples: Annotated[int | None, typer.Option(min=0, help="Cells in sample grids (8).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     log: Annotated[
         Log,
@@ -173,43 +69,16 @@ def train(
             "grids in RUN/tensorboard/).",
         ),
     ] = Log.csv,
+    **options: Any,
 ) -> None:
     """Train a virtual-staining network on a dataset (multi-GPU: run under torchrun)."""
+    # every option but these is a field of training.config.TrainConfig (TRAIN_OPTIONS)
     from rich.console import Console
 
+    from scope.progress import RichProgress
     from training import train as run_training
-    from training.config import TrainConfig
 
-    given = {
-        "dataset": dataset,
-        "out": out,
-        "preset": preset,
-        "stack": stack,
-        "target": target,
-        "include_flagged": include_flagged,
-        "epochs": epochs,
-        "patience": patience,
-        "batch_size": batch_size,
-        "generator": generator,
-        "blocks": blocks,
-        "features": features,
-        "growth": growth,
-        "discriminator": discriminator,
-        "lr": lr,
-        "lr_d": lr_d,
-        "lr_schedule": lr_schedule,
-        "augment": augment,
-        "device": device,
-        "precision": precision,
-        "compile": compile_,
-        "workers": workers,
-        "cache": cache,
-        "seed": seed,
-        "resume": resume,
-        "vgg_weights": vgg_weights,
-        "init_from": init_from,
-        "samples": samples,
-    }
+    given = {"dataset": dataset, "out": out, **options}
     from acquisition.files import Interrupted
     from training.run import RunFolder, read_status
 
@@ -221,9 +90,10 @@ def train(
 
         board = TensorBoardLog(out)
     try:
-        result = run_training(
-            config, progress=not quiet, command=_command_line(values), on_epoch=board
-        )
+        with RichProgress(bars=not quiet) as progress:
+            result = run_training(
+                config, progress=progress, command=_command_line(values), on_epoch=board
+            )
     except KeyboardInterrupt:
         run = RunFolder(out)
         if run.last.is_file():
@@ -247,48 +117,38 @@ def train(
         )
 
 
+EVALUATE_OPTIONS = model_options(
+    EvaluateOptions,
+    ["split", "dataset", "checkpoint", "out", "device", "precision", "batch_size", "vgg_weights"],
+)
+
+
+@with_options(EVALUATE_OPTIONS)
 def evaluate(
     runs: Annotated[
         list[Path], typer.Argument(help="Run folder(s); several: also mean ± spread over runs.")
     ],
-    split: Annotated[Split, typer.Option(help="Dataset split to evaluate.")] = Split.test,
-    dataset: Annotated[Path | None, typer.Option(help="Dataset file (default: the run's).")] = None,
-    checkpoint: Annotated[Checkpoint, typer.Option(help="best or last.")] = Checkpoint.best,
-    out: Annotated[Path | None, typer.Option(help="Output folder (RUN/eval/SPLIT).")] = None,
-    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
-    precision: Annotated[Precision, typer.Option(help="auto, fp32 or bf16.")] = Precision.auto,
-    batch_size: Annotated[int, typer.Option(min=1, help="Cells per forward pass.")] = 64,
-    vgg_weights: Annotated[
-        Path | None, typer.Option(help="VGG19 weights for the VGG metric.")
-    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    **options: Any,
 ) -> None:
     """Pixel metrics (Table 4.2), morphology agreement, tolerance level, cell-type agreement."""
     from rich.console import Console
 
     from hardware_profiles.errors import ScopeError
     from scope.evaluate_report import clinical_table, metrics_table, over_runs_table
+    from scope.progress import RichProgress
     from training import evaluate as run_evaluation
 
-    if out is not None and len(runs) > 1:
+    opts = EvaluateOptions(**{k: _value(v) for k, v in options.items()})
+    if opts.out is not None and len(runs) > 1:
         raise ScopeError("--out names one folder: evaluate one run with it, or drop --out")
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)  # a label is never wrapped in logs and pipes
     results = []
     for run in runs:
-        res = run_evaluation(
-            run,
-            split=split.value,
-            dataset=dataset,
-            checkpoint=checkpoint.value,
-            out=out,
-            device=device.value,
-            precision=precision.value,
-            batch_size=batch_size,
-            vgg_weights=vgg_weights,
-            progress=not quiet,
-        )
+        with RichProgress(bars=not quiet) as progress:
+            res = run_evaluation(run, **dict(opts), progress=progress)
         results.append(res)
         console.print(metrics_table(run, res))
         if res.get("clinical"):
@@ -307,6 +167,14 @@ def evaluate(
         console.print(over_runs_table(runs, results))
 
 
+STAIN_OPTIONS = model_options(
+    StainOptions,
+    ["checkpoint", "device", "precision", "tile", "halo", "blend", "compile", "engine"],
+    flags={"compile": "--compile"},
+)
+
+
+@with_options(STAIN_OPTIONS)
 def stain(
     run: Annotated[Path, typer.Argument(help="Run folder (or checkpoint file).")],
     scan: Annotated[Path, typer.Argument(help="Unstained scan file (.scan.h5).")],
@@ -314,23 +182,10 @@ def stain(
     positions: Annotated[
         str | None, typer.Option(help="Fields to stain, e.g. 0,3,5 (default: all acquired).")
     ] = None,
-    checkpoint: Annotated[Checkpoint, typer.Option(help="best or last.")] = Checkpoint.best,
-    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
-    precision: Annotated[
-        Precision, typer.Option(help="auto (bf16 on GPUs and AMX CPUs), fp32, bf16.")
-    ] = Precision.auto,
-    tile: Annotated[int | None, typer.Option(min=16, help="Tile core size in pixels.")] = None,
-    halo: Annotated[
-        int | None, typer.Option(min=0, help="Context around tiles (default: exact).")
-    ] = None,
-    blend: Annotated[int, typer.Option(min=0, help="Tile overlap blended, pixels.")] = 16,
     image_format: Annotated[
         list[ImageFormat] | None,
         typer.Option("--format", help="Per-field images: png, tif or none (repeatable)."),
     ] = None,
-    compile_: Annotated[
-        bool, typer.Option("--compile", help="torch.compile the generator (many fields).")
-    ] = False,
     skip_missing: Annotated[
         bool,
         typer.Option(
@@ -341,18 +196,13 @@ def stain(
         bool, typer.Option("--force", help="Replace stain output written by another command.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
-    engine: Annotated[
-        Engine,
-        typer.Option(
-            help="torch, onnx (onnxruntime on the CPU; exports RUN to ONNX once, cached in "
-            "RUN/export/) or auto (the faster for the device)."
-        ),
-    ] = Engine.auto,
+    **options: Any,
 ) -> None:
     """Virtually stain whole unstained fields: images per field plus one HDF5 file."""
     from rich.console import Console
 
     from hardware_profiles.errors import ScopeError
+    from scope.progress import RichProgress
     from training import stain_scan
 
     pos = None
@@ -368,25 +218,20 @@ def stain(
 
     if note := simulated_note(scan):
         Console().print(f"[yellow]{note}[/]", soft_wrap=True)
-    path = stain_scan(
-        run,
-        scan,
-        out,
-        positions=pos,
-        checkpoint=checkpoint.value,
-        device=device.value,
-        precision=precision.value,
-        tile=tile,
-        halo=halo,
-        blend=blend,
-        formats=fmts,
-        compile=compile_,
-        progress=not quiet,
-        skip_unreadable=skip_missing,
-        warn=lambda line: Console(stderr=True).print(f"[yellow]warning:[/] {line}"),
-        force=force,
-        engine=engine.value,
-    )
+    opts = StainOptions(**{k: _value(v) for k, v in options.items()})
+    with RichProgress(bars=not quiet) as progress:
+        path = stain_scan(
+            run,
+            scan,
+            out,
+            positions=pos,
+            formats=fmts,
+            progress=progress,
+            skip_unreadable=skip_missing,
+            warn=lambda line: progress.note(f"warning: {line}", warning=True),
+            force=force,
+            **dict(opts),
+        )
     Console().print(f"stained fields written to {out} ({path.name})")
 
 
