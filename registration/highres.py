@@ -37,6 +37,13 @@ from typing import Any
 import numpy as np
 
 from hardware_profiles.errors import ScopeError
+from registration.correlate import (
+    centred_window,
+    correlation,
+    match_peak,
+    parabola_height,
+    parabola_vertex,
+)
 
 
 class HighresError(ScopeError):
@@ -180,26 +187,14 @@ def _match_window(
 
     Returns ``(score, centre_x, centre_y, on_border)``; ``nan`` score outside the frame.
     """
-    import cv2
-
-    from registration.fine import parabola_peak
-
-    th, tw = template.shape
-    x0 = round(cx - (tw - 1) / 2) - radius
-    y0 = round(cy - (th - 1) / 2) - radius
-    h, w = stained.shape
-    if x0 < 0 or y0 < 0 or x0 + tw + 2 * radius > w or y0 + th + 2 * radius > h:
+    at = centred_window(stained.shape, template.shape[::-1], (cx, cy), radius)
+    if at is None:
         return float("nan"), cx, cy, True
+    x0, y0 = at
+    th, tw = template.shape
     window = stained[y0 : y0 + th + 2 * radius, x0 : x0 + tw + 2 * radius]
-    c = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
-    iy, ix, ox, oy = parabola_peak(c)
-    border = ix in (0, c.shape[1] - 1) or iy in (0, c.shape[0] - 1)
-    return (
-        float(c[iy, ix]),
-        x0 + ix + ox + (tw - 1) / 2,
-        y0 + iy + oy + (th - 1) / 2,
-        bool(border),
-    )
+    p = match_peak(window, template)
+    return p.score, x0 + p.x + (tw - 1) / 2, y0 + p.y + (th - 1) / 2, p.on_border
 
 
 #: Least fraction of the matched region left once the imaged cell is excluded for a ratio.
@@ -258,26 +253,18 @@ def _masked_peak(
 
     NaN when the search window leaves ``image`` or the peak lies on its border.
     """
-    import cv2
-
-    th, tw = template.shape
-    x0 = round(centre[0] - (tw - 1) / 2) - radius
-    y0 = round(centre[1] - (th - 1) / 2) - radius
-    h, w = image.shape
-    if x0 < 0 or y0 < 0 or x0 + tw + 2 * radius > w or y0 + th + 2 * radius > h:
+    at = centred_window(image.shape, template.shape[::-1], centre, radius)
+    if at is None:
         return float("nan")
+    x0, y0 = at
+    th, tw = template.shape
     window = np.ascontiguousarray(image[y0 : y0 + th + 2 * radius, x0 : x0 + tw + 2 * radius])
-    c = cv2.matchTemplate(window, template.astype(np.float32), cv2.TM_CCOEFF_NORMED, mask=mask)
+    c = correlation(window, template.astype(np.float32), mask=mask)
     c = np.nan_to_num(c, nan=-1.0)
     iy, ix = np.unravel_index(int(np.argmax(c)), c.shape)
     if iy in (0, c.shape[0] - 1) or ix in (0, c.shape[1] - 1):
         return float("nan")
-    peak = float(c[iy, ix])
-    for a, b in ((c[iy, ix - 1], c[iy, ix + 1]), (c[iy - 1, ix], c[iy + 1, ix])):
-        den = float(a - 2 * peak + b)
-        if den < 0:
-            peak -= float(a - b) ** 2 / (8 * den)
-    return peak
+    return parabola_height(c, int(iy), int(ix))
 
 
 @dataclass(frozen=True)
@@ -384,10 +371,8 @@ def match_highres(
                     False,
                     "magnification ratio outside the search range",
                 )
-            a, b, c = scores[k - 1 : k + 2]
-            den = a - 2 * b + c
-            step = 0.5 * (a - c) / den if den < 0 else 0.0
-            measured = float(trials[k] * (1 + opt.scale_step * np.clip(step, -0.5, 0.5)))
+            step = parabola_vertex(*scores[k - 1 : k + 2])
+            measured = float(trials[k] * (1 + opt.scale_step * step))
             r0 = measured
             score, tx, ty, border = _match_window(stained_grey, grid(r0), tx, ty, 3)
     cx, cy = tx - off[0], ty - off[1]
@@ -412,14 +397,10 @@ def match_highres(
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    c = cv2.matchTemplate(up, crop, cv2.TM_CCOEFF_NORMED)
-    from registration.fine import parabola_peak
-
-    iy, ix, ox, oy = parabola_peak(c)
-    fine_score = float(c[iy, ix])
+    p = match_peak(up, crop)
+    fine_score, on_border = p.score, p.on_border
     # the crop matched at up-offset (pad + d): the 100x content sits d 100x-px further on
-    dx_h, dy_h = ix + ox - pad, iy + oy - pad
-    on_border = ix in (0, c.shape[1] - 1) or iy in (0, c.shape[0] - 1)
+    dx_h, dy_h = p.x - pad, p.y - pad
     x, y = cx + dx_h / r0, cy + dy_h / r0
     ok = fine_score >= opt.min_score and not on_border
     reason = (

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from registration.correlate import correlation, match_peak, parabola_peak
+
 FLAG_ORDER = (
     "pls_misaligned",
     "low_ssim",
@@ -145,10 +147,6 @@ class ChannelAligner:
         relief makes some channels bistable), that one too (else NaN); ``score`` is the best
         peak's correlation.
         """
-        import cv2
-
-        from registration.fine import parabola_peak
-
         out = np.full((2, 2), np.nan)
         g = self.grey(image) if grey is None else grey
         dark = kind == "darkfield"
@@ -160,7 +158,7 @@ class ChannelAligner:
         tpl = probe[r:-r, r:-r]
         if float(tpl.std()) == 0.0:
             return out, 0.0
-        c = cv2.matchTemplate(reference, tpl, cv2.TM_CCOEFF_NORMED)
+        c = correlation(reference, tpl)
         iy, ix, ox, oy = parabola_peak(c)
         best = float(c[iy, ix])
         out[0] = (r - ix - ox, r - iy - oy)
@@ -180,10 +178,6 @@ class ChannelAligner:
         return out, best
 
     def _halves_agree(self, probe: np.ndarray, reference: np.ndarray, offset: np.ndarray) -> bool:
-        import cv2
-
-        from registration.fine import parabola_peak
-
         r = self.search
         w = probe.shape[1]
         found = []
@@ -194,9 +188,8 @@ class ChannelAligner:
             tpl = p[r:-r, r:-r]
             if float(tpl.std()) == 0.0:
                 return True
-            c = cv2.matchTemplate(ref, tpl, cv2.TM_CCOEFF_NORMED)
-            iy, ix, ox, oy = parabola_peak(c)
-            found.append((r - ix - ox, r - iy - oy))
+            p = match_peak(ref, tpl)
+            found.append((r - p.x, r - p.y))
         a, b = np.asarray(found)
         return bool(np.hypot(*(a - b)) <= HALVES_AGREE_PX)
 
@@ -369,19 +362,14 @@ def pair_offset(a: np.ndarray, b: np.ndarray, *, search_px: int = 16) -> tuple[n
     Both are blurred grey images of the same region (:meth:`ChannelAligner.grey`); the
     score is the normalised correlation peak (NaN offsets when ``b`` is flat).
     """
-    import cv2
-
-    from registration.fine import parabola_peak
-
     r = int(search_px)
     if min(a.shape) <= 2 * r + 8:
         return np.full(2, np.nan), float("nan")
     tpl = b[r:-r, r:-r]
     if float(tpl.std()) == 0.0 or float(a.std()) == 0.0:
         return np.full(2, np.nan), 0.0
-    c = cv2.matchTemplate(a, tpl, cv2.TM_CCOEFF_NORMED)
-    iy, ix, ox, oy = parabola_peak(c)
-    return np.array([r - ix - ox, r - iy - oy]), float(c[iy, ix])
+    p = match_peak(a, tpl)
+    return np.array([r - p.x, r - p.y]), p.score
 
 
 class PairMeasurer:
