@@ -15,8 +15,11 @@ target, dirt present only in the input, and true mismatches. The checks here cat
     of per-channel systematic offsets and per-ring radial/tangential shifts
     (:func:`misaligned_channels`). All cells of such a field are flagged.
 ``low_ssim``
-    The fine match is unreliable: SSIM below ``min_ssim``, the peak on the border of the
-    search window, or a match that disagrees with the slide's rigid motion.
+    The fine match is unreliable: SSIM below ``min_ssim`` or the peak on the border of the
+    search window.
+``fine_residual``
+    The fine match lies more than ``max_fine_residual_px`` from the slide's rigid motion
+    refitted from all fine matches.
 ``target_only_color``
     Dye in the target where the input shows no object at all (stain precipitate, dirt
     picked up during staining), dark dye specks off the cells or — compared with the whole
@@ -39,17 +42,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from acquisition.vocabulary import QC_FLAGS
 from registration.correlate import correlation, match_peak, parabola_peak
 
-FLAG_ORDER = (
-    "pls_misaligned",
-    "low_ssim",
-    "target_only_color",
-    "input_only_object",
-    "saturated_target",
-    "coarse_outlier",
-    "near_edge",
-)
+FLAG_ORDER = QC_FLAGS  # the order flags are written in
 
 
 @dataclass(frozen=True)
