@@ -121,3 +121,15 @@ def match_field_cells(cache: ScanCache, job: FineJob) -> list[CellMatch]:
             )
         )
     return out
+
+
+def stage_xy(pair: ScanPair, cells: list[CellMatch], *, stained: bool) -> np.ndarray:
+    """``(n, 2)`` stage µm of the cells in the stained (or the unstained) pass."""
+    g = pair.geometry
+    if stained:
+        return np.array(
+            [g.to_stage(np.array(cm.stained_xy), pair.centres_stained[cm.field]) for cm in cells]
+        ).reshape(-1, 2)
+    return np.array(
+        [g.to_stage(np.array(cm.unstained_xy), pair.centres_unstained[cm.field]) for cm in cells]
+    ).reshape(-1, 2)

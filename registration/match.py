@@ -27,11 +27,10 @@ Each phase lives in its own module (:mod:`registration.survey`, :mod:`registrati
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,20 +38,19 @@ from typing import Any
 import numpy as np
 
 from acquisition.vocabulary import Pass
-from registration.cell_match import CellMatch, FineJob, match_field_cells
+from registration.cell_match import CellMatch, FineJob, match_field_cells, stage_xy
 from registration.cells_csv import cells_csv_path, write_cells_csv
 from registration.coarse import (
     DEFAULT_MARGIN_UM,
-    FieldGeometry,
-    RegistrationError,
     RigidTransform,
     SlideFit,
     fit_slide_transform,
 )
-from registration.crops import ExtractJob, FieldCrops, extract_field
+from registration.crops import ExtractJob, extract_field
 from registration.detection_report import detection_warnings, per_field_line
+from registration.match_output import MatchOutput, write_dataset
 from registration.parallel import Progress, run_tasks
-from registration.qc import QcOptions, channel_pairs, join_flags
+from registration.qc import QcOptions, channel_pairs
 from registration.scan_pair import MatchError, ScanPair, open_pair
 from registration.scans import ScanCache, sha256_file
 from registration.segment import WbcParams, for_slide, slide_stain_of
@@ -63,7 +61,7 @@ from registration.slide_qc import (
     refit_cells,
     same_slide_check,
 )
-from registration.splits import DEFAULT_BLOCK_UM, DEFAULT_FRACTIONS, default_split
+from registration.splits import DEFAULT_BLOCK_UM, DEFAULT_FRACTIONS
 from registration.survey import FieldSurvey, SurveyJob, survey_field
 
 __all__ = [
@@ -279,7 +277,7 @@ def _match_scans(
         # 4. refit, flag disagreeing matches, dedup
         fit, cells = refit_cells(fit, cells, pair, opt)
         notes += same_slide_check(fit.status, cells, opt, pair, force)
-        stained_stage = _stage_xy(pair, cells, stained=True)
+        stained_stage = stage_xy(pair, cells, stained=True)
         n_found = len(cells)
         keep = dedup_cells(cells, stained_stage, pair, opt.dedup_um)
         cells, stained_stage = [cells[k] for k in keep], stained_stage[keep]
@@ -290,24 +288,12 @@ def _match_scans(
             cells,
             stained_stage,
             surveys,
-            _Output(out, channels, profile_json, simulated, hashes, software_version),
+            MatchOutput(out, channels, profile_json, simulated, hashes, software_version),
             fit,
             opt,
         )
     ordered = [cells[k] for k in order]
     return _summary(pair, out, ordered, surveys, fit, (n_blank, n_found, n_misaligned), notes, t0)
-
-
-@dataclass(frozen=True)
-class _Output:
-    """What the dataset's header records beside the crops."""
-
-    path: Path
-    channels: np.ndarray
-    profile_json: str
-    simulated: bool
-    hashes: dict[str, str]
-    software_version: str
 
 
 def _check_surveys(
@@ -337,25 +323,13 @@ def _check_surveys(
     return len(blank), [per_field_line(counts), *detection_warnings(counts, stain)]
 
 
-def _stage_xy(pair: ScanPair, cells: list[CellMatch], *, stained: bool) -> np.ndarray:
-    """``(n, 2)`` stage µm of the cells in the stained (or the unstained) pass."""
-    g = pair.geometry
-    if stained:
-        return np.array(
-            [g.to_stage(np.array(cm.stained_xy), pair.centres_stained[cm.field]) for cm in cells]
-        ).reshape(-1, 2)
-    return np.array(
-        [g.to_stage(np.array(cm.unstained_xy), pair.centres_unstained[cm.field]) for cm in cells]
-    ).reshape(-1, 2)
-
-
 def _extract_and_write(
     run: Callable,
     pair: ScanPair,
     cells: list[CellMatch],
     stained_stage: np.ndarray,
     surveys: list[FieldSurvey],
-    output: _Output,
+    output: MatchOutput,
     fit: SlideFit,
     opt: MatchOptions,
 ) -> tuple[list[int], int]:
@@ -398,103 +372,12 @@ def _extract_and_write(
             for k, fl in zip(by_field[fc.index], fc.flags, strict=True):
                 cells[k].flags = fl
         order = [k for fc in crops for k in by_field[fc.index]]
-        _write(run, pair, cells, stained_stage, surveys, crops, by_field, order, output, fit, opt)
+        write_dataset(
+            run, pair, cells, stained_stage, surveys, crops, by_field, order, output, fit, opt
+        )
         return order, n_misaligned
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
-
-
-def _write(
-    run: Callable,
-    pair: ScanPair,
-    cells: list[CellMatch],
-    stained_stage: np.ndarray,
-    surveys: list[FieldSurvey],
-    crops: list[FieldCrops],
-    by_field: dict[int, list[int]],
-    order: list[int],
-    output: _Output,
-    fit: SlideFit,
-    opt: MatchOptions,
-) -> None:
-    """The dataset from the spilled crops, then the cells CSV renamed into place beside it."""
-    from registration.dataset import DatasetWriter
-
-    progress = run.keywords["progress"]
-    unstained_stage = _stage_xy(pair, cells, stained=False)
-    # the split once every flag is known: each split gets unflagged cells
-    split = default_split(
-        unstained_stage[:, 0],
-        unstained_stage[:, 1],
-        [pair.slide] * len(cells),
-        crop_um=opt.crop_size * pair.pixel_size_um,
-        block_um=opt.block_um,
-        fractions=opt.fractions,
-        seed=opt.seed,
-        by="blocks",
-        usable=[not cm.flags for cm in cells],
-    )
-    out = output.path
-    out.parent.mkdir(parents=True, exist_ok=True)
-    writer = DatasetWriter(
-        out,
-        channels=output.channels,
-        crop_size=opt.crop_size,
-        profile=output.profile_json or None,
-        provenance=_provenance(pair, output, fit, opt),
-        compression=opt.compression,
-        software_version=output.software_version,
-        written_by="scope match",
-    )
-    csv_path = cells_csv_path(out)
-    # ids: the row index in this dataset; the CSV is renamed into place only after
-    # the dataset commits, and removed if anything fails
-    tmp_csv = write_cells_csv(
-        csv_path.with_name(csv_path.name + f".tmp{os.getpid()}"),
-        pair.slide,
-        stained_stage[order, 0],
-        stained_stage[order, 1],
-        (str(k) for k in range(len(cells))),
-    )
-    types = _truth_types(pair, stained_stage) if output.simulated else None
-    try:
-        with writer:
-            if progress:
-                progress("write", 0, len(crops))
-            for n_done, fc in enumerate(crops, start=1):
-                with np.load(fc.spill) as data:
-                    rows = [
-                        _row(pair, cells[k], pair.geometry, split[k], surveys)
-                        for k in by_field[fc.index]
-                    ]
-                    if types is not None:
-                        for row, k in zip(rows, by_field[fc.index], strict=True):
-                            row["type"] = types[k]
-                    writer.add(data["inputs"], data["targets"], rows)
-                if progress:
-                    progress("write", n_done, len(crops))
-        os.replace(tmp_csv, csv_path)
-    finally:
-        tmp_csv.unlink(missing_ok=True)
-
-
-def _provenance(pair: ScanPair, output: _Output, fit: SlideFit, opt: MatchOptions) -> dict:
-    return {
-        "unstained": {"path": pair.unstained, "sha256_index": output.hashes["unstained"]},
-        "stained": {"path": pair.stained, "sha256_index": output.hashes["stained"]},
-        "options": asdict(opt),
-        "slide_transform": {
-            "theta_deg": fit.transform.theta_deg,
-            "tx_um": fit.transform.tx,
-            "ty_um": fit.transform.ty,
-            "matrix": fit.transform.matrix.tolist(),
-            "rms_px": fit.rms_px,
-            "meaning": "stained-pass stage µm -> unstained-pass stage µm",
-        },
-        "field_status": [str(x) for x in fit.status],
-        "software_version": output.software_version,
-        "simulated": output.simulated,
-    }
 
 
 def _summary(
@@ -538,45 +421,3 @@ def _summary(
         seconds=time.perf_counter() - t0,
         notes=notes,
     )
-
-
-def _truth_types(pair: ScanPair, stained_stage: np.ndarray) -> np.ndarray | None:
-    """The simulator's WBC type of each matched cell (None when the scan has no truth)."""
-    from registration.truth import truth_types
-
-    try:
-        return truth_types(
-            {pair.slide: pair.stained},
-            np.full(len(stained_stage), pair.slide),
-            stained_stage[:, 0],
-            stained_stage[:, 1],
-        )
-    except RegistrationError:
-        return None
-
-
-def _row(
-    pair: ScanPair, cm: CellMatch, g: FieldGeometry, split: str, surveys: list[FieldSurvey]
-) -> dict[str, Any]:
-    su = g.to_stage(np.array(cm.unstained_xy), pair.centres_unstained[cm.field])
-    ss = g.to_stage(np.array(cm.stained_xy), pair.centres_stained[cm.field])
-    coarse = surveys[cm.field].coarse
-    return {
-        "slide": pair.slide,
-        "position": cm.field,
-        "x_px": cm.unstained_xy[0],
-        "y_px": cm.unstained_xy[1],
-        "stained_x_px": cm.stained_xy[0],
-        "stained_y_px": cm.stained_xy[1],
-        "x_um": su[0],
-        "y_um": su[1],
-        "stained_x_um": ss[0],
-        "stained_y_um": ss[1],
-        "coarse_score": coarse.score if coarse is not None else float("nan"),
-        "ssim": cm.ssim,
-        "has_highres": False,
-        "highres_score": float("nan"),
-        "highres_scale": float("nan"),
-        "qc_flags": join_flags(cm.flags),
-        "split": split,
-    }
