@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from hardware_profiles.errors import ScopeError
 from registration.correlate import (
@@ -48,8 +49,7 @@ class HighresError(ScopeError):
     """The highres scan cannot be matched to the dataset."""
 
 
-@dataclass(frozen=True)
-class HighresOptions:
+class HighresOptions(BaseModel):
     """Knobs of the 100x matching.
 
     Attributes
@@ -65,7 +65,7 @@ class HighresOptions:
     min_score
         Correlation (at 100x) below which a cell gets no 100x target.
     gaussian_ksize, laplacian_ksize
-        The LoG kernels (thesis: 9 and 7).
+        The LoG kernels (thesis: 9 and 7; odd).
     refine_px
         Half-width of the 100x refinement search (100x pixels).
     exclude_um
@@ -73,15 +73,17 @@ class HighresOptions:
         out of the ratio measurement.
     """
 
-    search_um: float = 10.0
-    scale_range: float = 0.025
-    scale_step: float = 0.005
-    context_um: float = 70.0
-    min_score: float = 0.4
-    gaussian_ksize: int = 9
-    laplacian_ksize: int = 7
-    refine_px: int = 8
-    exclude_um: float = 8.0
+    model_config = ConfigDict(frozen=True)
+
+    search_um: float = Field(10.0, gt=0, allow_inf_nan=False)
+    scale_range: float = Field(0.025, ge=0, lt=0.5)
+    scale_step: float = Field(0.005, gt=0)
+    context_um: float = Field(70.0, gt=0, allow_inf_nan=False)
+    min_score: float = Field(0.4, ge=-1, le=1)
+    gaussian_ksize: int = Field(9, ge=1)
+    laplacian_ksize: int = Field(7, ge=1, le=31)
+    refine_px: int = Field(8, ge=1)
+    exclude_um: float = Field(8.0, ge=0, allow_inf_nan=False)
 
 
 def grey_channel(image: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -243,7 +243,7 @@ def add_highres(
         "ratio": ratio,
         "ratio_spread": spread,
         "nominal_ratio": nominal,
-        "options": asdict(opt),
+        "options": opt.model_dump(),
         "software_version": software_version,
     }
     from acquisition.files import WriteLock

@@ -30,12 +30,13 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from acquisition.vocabulary import Pass
 from registration.cell_match import CellMatch, FineJob, match_field_cells, stage_xy
@@ -77,8 +78,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class MatchOptions:
+class MatchOptions(BaseModel):
     """Every knob of :func:`match_scans` (defaults reproduce the thesis where it has one).
 
     Attributes
@@ -105,38 +105,43 @@ class MatchOptions:
         Lossless filter of the dataset's image arrays.
     wbc, qc
         Segmentation parameters and QC thresholds.
+
+    A pydantic model: a value out of range is refused when the options are made, with a
+    ``ValidationError`` naming the field (the CLI prints it as one line); :meth:`validate`
+    checks the nested parameter sets.
     """
 
-    crop_size: int = 64
-    search_px: int = 5
-    margin_um: float = DEFAULT_MARGIN_UM
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    crop_size: int = Field(64, ge=16, multiple_of=2)
+    search_px: int = Field(5, ge=1, le=32)
+    margin_um: float = Field(DEFAULT_MARGIN_UM, gt=0, allow_inf_nan=False)
     min_coarse_score: float = 0.05
     min_distinctness: float = 0.15
-    outlier_px: float = 5.0
-    dedup_um: float = 5.0
+    outlier_px: float = Field(5.0, gt=0)
+    dedup_um: float = Field(5.0, gt=0)
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
-    block_um: float = DEFAULT_BLOCK_UM
+    block_um: float = Field(DEFAULT_BLOCK_UM, ge=1.0)
     seed: int = 0
-    workers: int = 1
+    workers: int = Field(1, ge=1)
     skip_blank: bool = False
     compression: str = "blosc2-lz4"
-    wbc: WbcParams = field(default_factory=WbcParams)
-    qc: QcOptions = field(default_factory=QcOptions)
+    wbc: WbcParams = Field(default_factory=WbcParams)
+    qc: QcOptions = Field(default_factory=QcOptions)
 
-    def validate(self) -> None:
-        if self.crop_size < 16 or self.crop_size % 2:
-            raise MatchError(f"crop_size must be an even number ≥ 16; got {self.crop_size}.")
-        if not 1 <= self.search_px <= 32:
-            raise MatchError(f"search_px must lie in [1, 32]; got {self.search_px}.")
-        if self.workers < 1:
-            raise MatchError(f"workers must be ≥ 1; got {self.workers}.")
-        if self.dedup_um <= 0 or self.outlier_px <= 0:
-            raise MatchError("dedup_um and outlier_px must be positive.")
+    def validate(self) -> None:  # type: ignore[override]  # pydantic's classmethod is deprecated
+        """Check the nested parameter sets (the model's own fields are checked when made)."""
         if not (math.isfinite(self.qc.min_ssim) and -1.0 <= self.qc.min_ssim <= 1.0):
             raise MatchError(f"--min-ssim must lie in [-1, 1], got {self.qc.min_ssim}")
-        if not (math.isfinite(self.margin_um) and self.margin_um > 0):
-            raise MatchError(f"--margin-um must be a positive number, got {self.margin_um}")
         self.wbc.validate()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every option as plain values (the dataset's provenance records it)."""
+        return {
+            **self.model_dump(exclude={"wbc", "qc"}),
+            "wbc": asdict(self.wbc),
+            "qc": asdict(self.qc),
+        }
 
 
 @dataclass
@@ -245,7 +250,7 @@ def _match_scans(
             pixel_size_um=pair.pixel_size_um,
             params=opt.wbc,
         )
-        opt = replace(opt, wbc=for_slide(opt.wbc, stain))
+        opt = opt.model_copy(update={"wbc": for_slide(opt.wbc, stain)})
         # 1. survey
         jobs = [SurveyJob(pair, i, opt.margin_um, opt.wbc) for i in range(pair.n_fields)]
         surveys = list(run(survey_field, jobs, phase="survey"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,7 +118,7 @@ def _provenance(pair: ScanPair, output: MatchOutput, fit: SlideFit, opt: MatchOp
     return {
         "unstained": {"path": pair.unstained, "sha256_index": output.hashes["unstained"]},
         "stained": {"path": pair.stained, "sha256_index": output.hashes["stained"]},
-        "options": asdict(opt),
+        "options": opt.as_dict(),
         "slide_transform": {
             "theta_deg": fit.transform.theta_deg,
             "tx_um": fit.transform.tx,

@@ -8,7 +8,6 @@ at most ±30 µm here; test_registration_coarse.py checks the default ±50 µm o
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import sys
@@ -297,7 +296,7 @@ def test_blank_field_can_be_skipped(slide, tmp_path):
 
 
 def test_workers_give_the_same_dataset(slide, tmp_path):
-    opt = dataclasses.replace(MatchOptions(), workers=1)
+    opt = MatchOptions(workers=1)
     s = match_scans(slide["unstained"], slide["stained"], tmp_path / "w1.dataset.h5", options=opt)
     with Dataset(s.dataset) as a, Dataset(slide["summary"].dataset) as b:
         assert np.array_equal(a.cells["qc_flags"], b.cells["qc_flags"])
