@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -47,12 +47,45 @@ class HighresSummary:
     placements: dict[int, tuple[int, float, float]] = field(default_factory=dict, repr=False)
 
 
+class _Shot(NamedTuple):
+    """One imaged cell: its dataset row, its 100x frame, where the frame's centre should sit
+    on the stained field (px) and the top-left of the cell's 20x crop."""
+
+    row: int
+    frame: int
+    expected_x: float
+    expected_y: float
+    crop_x: int
+    crop_y: int
+
+
+@dataclass(frozen=True)
+class _ScanFacts:
+    """What the 100x step needs of one scan, read once with the file closed again."""
+
+    path: str
+    slide: str
+    pixel_size_um: float
+    frame_hw: tuple[int, int]
+    centres: np.ndarray  # (n, 2) stage µm of the brightfield frames
+
+    @classmethod
+    def of(cls, scan: Any) -> _ScanFacts:
+        """The facts of an open :class:`acquisition.scanfile.ScanFile`."""
+        centres = brightfield_centres(scan)
+        return cls(
+            str(scan.path.resolve()), scan.slide, scan.pixel_size_um, scan.frame_shape, centres
+        )
+
+
 @dataclass(frozen=True)
 class _Job:
+    """One stained field's imaged cells, matched at ``ratio`` (None: measure it)."""
+
     stained: str
     highres: str
     field: int
-    items: tuple[tuple[int, int, float, float, int, int], ...]  # row, hr index, ex, ey, ox, oy
+    items: tuple[_Shot, ...]
     pixel_size_um: float
     nominal_ratio: float
     crop_size: int
@@ -64,12 +97,12 @@ def _highres_job(cache: ScanCache, job: _Job) -> list[tuple[int, HighresMatch, n
     stained = cache.scan(job.stained).image(job.field, cache.brightfield(job.stained))
     hr_scan = cache.scan(job.highres)
     out = []
-    for row, j, ex, ey, ox, oy in job.items:
-        hr = hr_scan.image(j, cache.brightfield(job.highres))
+    for shot in job.items:
+        hr = hr_scan.image(shot.frame, cache.brightfield(job.highres))
         m = match_highres(
             stained,
             hr,
-            (ex, ey),
+            (shot.expected_x, shot.expected_y),
             pixel_size_um=job.pixel_size_um,
             nominal_ratio=job.nominal_ratio,
             ratio=job.ratio,
@@ -77,8 +110,8 @@ def _highres_job(cache: ScanCache, job: _Job) -> list[tuple[int, HighresMatch, n
         )
         target = None
         if job.ratio is not None and m.ok:
-            target = resample_target(hr, m, (ox, oy), job.crop_size)
-        out.append((row, m, target))
+            target = resample_target(hr, m, (shot.crop_x, shot.crop_y), job.crop_size)
+        out.append((shot.row, m, target))
     return out
 
 
@@ -119,9 +152,6 @@ def add_highres(
         For a scan of another pass or slide, an incomplete scan, a missing stained scan, or
         a scan that imaged none of the dataset's cells. Nothing is written then.
     """
-    from scipy.spatial import cKDTree
-
-    from acquisition.scanfile import ScanFile
     from registration.dataset import Dataset
 
     opt = options or HighresOptions()
@@ -137,68 +167,25 @@ def add_highres(
         cells = ds.cells.copy()
         provenance = ds.provenance
         crop = ds.crop_size
-    with ScanFile(highres) as hr:
-        if hr.pass_ != Pass.HIGHRES:
-            raise HighresError(f"{hr.path} is a {hr.pass_!r} scan, not a highres one")
-        hr.verify()
-        if not hr.complete:
-            raise HighresError(
-                f"{hr.path} is incomplete ({len(hr.done)} of {hr.n_positions} cells imaged); "
-                "finish it with `scope scan ... --resume` first"
-            )
-        slide = hr.slide
-        hr_pixel = hr.pixel_size_um
-        hr_xy = brightfield_centres(hr)
-        hr_path = str(hr.path.resolve())
-        hr_hash = sha256_file(hr.path)
+    hr = _highres_facts(highres)
+    hr_hash = sha256_file(hr.path)
+    slide = hr.slide
     rows = np.flatnonzero(cells["slide"] == slide)
     if len(rows) == 0:
         raise HighresError(
             f"the highres scan is of slide {slide!r}; the dataset holds slides "
             f"{sorted(set(cells['slide']))}"
         )
-    if stained is None:
-        stained = (provenance.get("stained") or {}).get("path")
-        if not stained:
-            raise HighresError(
-                f"{dataset} does not record its stained scan (a merged dataset?); pass it "
-                "with --stained"
-            )
-    stained = Path(stained)
-    if not stained.is_file():
-        raise HighresError(
-            f"the stained scan {stained} is not there any more; pass its new place with --stained"
-        )
-    with ScanFile(stained) as st:
-        if st.pass_ != Pass.STAINED or st.slide != slide:
-            raise HighresError(
-                f"{stained} is slide {st.slide!r} pass {st.pass_!r}; expected the stained scan "
-                f"of slide {slide!r}"
-            )
-        p20 = st.pixel_size_um
-        h20, w20 = st.frame_shape
-        st_centres = brightfield_centres(st)
-        st_path = str(st.path.resolve())
-    nominal = p20 / hr_pixel
-    # each highres frame was taken at one cell's stained-pass stage position
-    cell_xy = np.stack([cells["stained_x_um"][rows], cells["stained_y_um"][rows]], axis=1)
-    dist, nearest = cKDTree(hr_xy).query(cell_xy, k=1)
-    imaged = dist <= 1.0
-    if not imaged.any():
+    st = _stained_facts(stained, provenance, dataset, slide)
+    p20 = st.pixel_size_um
+    nominal = p20 / hr.pixel_size_um
+    by_field, n_imaged = _shots_by_field(cells, rows, hr, st, crop)
+    if not n_imaged:
         raise HighresError(
             f"{highres} imaged none of the dataset's {len(rows)} cells of slide {slide!r} "
             "(positions differ by more than 1 µm): was it scanned from this dataset's cells.csv?"
         )
-    from registration.fine import crop_origin
-
-    by_field: dict[int, list[tuple[int, int, float, float, int, int]]] = {}
-    for k, j, ok in zip(rows, nearest, imaged, strict=True):
-        if not ok:
-            continue
-        f = int(cells["position"][k])
-        ex, ey = (hr_xy[j] - st_centres[f]) / p20 + [(w20 - 1) / 2, (h20 - 1) / 2]
-        ox, oy = crop_origin(float(cells["stained_x_px"][k]), float(cells["stained_y_px"][k]), crop)
-        by_field.setdefault(f, []).append((int(k), int(j), float(ex), float(ey), ox, oy))
+    st_path, hr_path = st.path, hr.path
 
     def jobs(ratio: float | None) -> list[_Job]:
         return [
@@ -216,30 +203,13 @@ def add_highres(
         spread = float(1.4826 * np.median(np.abs(ratios - ratio))) if len(ratios) else float("nan")
         per_cell = {row: m.measured_ratio for row, m, _ in measured}
         final = [r for res in run(_highres_job, jobs(ratio), phase="targets") for r in res]
-    targets: dict[int, np.ndarray] = {}
-    scores: dict[int, float] = {}
-    reasons: dict[str, int] = {}
-    placements: dict[int, tuple[int, float, float]] = {}
-    hr_index = {item[0]: item[1] for items in by_field.values() for item in items}
-    for row, m, target in final:
-        scores[row] = m.score
-        placements[row] = (hr_index[row], m.x, m.y)
-        if m.ok and target is not None:
-            targets[row] = target
-        else:
-            why = m.reason or "footprint leaves the 100x frame"
-            reasons[why] = reasons.get(why, 0) + 1
-    new_cells = cells.copy()
-    for row in scores:
-        new_cells["highres_score"][row] = scores[row]
-        # the cell's own ratio only where its 100x target is used
-        new_cells["highres_scale"][row] = per_cell[row] if row in targets else float("nan")
-        new_cells["has_highres"][row] = row in targets
+    hr_index = {shot.row: shot.frame for shots in by_field.values() for shot in shots}
+    new_cells, targets, scores, reasons, placements = _results(cells, final, per_cell, hr_index)
     provenance = dict(provenance)
-    provenance["highres"] = {
+    provenance[Pass.HIGHRES] = {
         "path": hr_path,
         "sha256_index": hr_hash,
-        "stained": st_path,
+        Pass.STAINED: st_path,
         "ratio": ratio,
         "ratio_spread": spread,
         "nominal_ratio": nominal,
@@ -254,7 +224,7 @@ def add_highres(
     return HighresSummary(
         dataset=out,
         n_cells=len(rows),
-        n_imaged=int(imaged.sum()),
+        n_imaged=n_imaged,
         n_matched=len(targets),
         ratio=ratio,
         ratio_spread=spread,
@@ -264,6 +234,105 @@ def add_highres(
         seconds=time.perf_counter() - t0,
         placements=placements,
     )
+
+
+def _results(
+    cells: np.ndarray,
+    final: list[tuple[int, HighresMatch, np.ndarray | None]],
+    per_cell: dict[int, float],
+    hr_index: dict[int, int],
+) -> tuple[np.ndarray, dict, dict, dict[str, int], dict]:
+    """The cells table with the 100x columns filled in, and what the summary reports:
+    ``(cells, targets by row, scores by row, reasons for no target, placements by row)``."""
+    targets: dict[int, np.ndarray] = {}
+    scores: dict[int, float] = {}
+    reasons: dict[str, int] = {}
+    placements: dict[int, tuple[int, float, float]] = {}
+    for row, m, target in final:
+        scores[row] = m.score
+        placements[row] = (hr_index[row], m.x, m.y)
+        if m.ok and target is not None:
+            targets[row] = target
+        else:
+            why = m.reason or "footprint leaves the 100x frame"
+            reasons[why] = reasons.get(why, 0) + 1
+    new_cells = cells.copy()
+    for row in scores:
+        new_cells["highres_score"][row] = scores[row]
+        # the cell's own ratio only where its 100x target is used
+        new_cells["highres_scale"][row] = per_cell[row] if row in targets else float("nan")
+        new_cells["has_highres"][row] = row in targets
+    return new_cells, targets, scores, reasons, placements
+
+
+def _highres_facts(highres: str | Path) -> _ScanFacts:
+    """The highres scan's facts; refuses a scan of another pass or an incomplete one."""
+    from acquisition.scanfile import ScanFile
+
+    with ScanFile(highres) as hr:
+        if hr.pass_ != Pass.HIGHRES:
+            raise HighresError(f"{hr.path} is a {hr.pass_!r} scan, not a highres one")
+        hr.verify()
+        if not hr.complete:
+            raise HighresError(
+                f"{hr.path} is incomplete ({len(hr.done)} of {hr.n_positions} cells imaged); "
+                "finish it with `scope scan ... --resume` first"
+            )
+        return _ScanFacts.of(hr)
+
+
+def _stained_facts(
+    stained: str | Path | None, provenance: dict[str, Any], dataset: Path, slide: str
+) -> _ScanFacts:
+    """The stained scan's facts (``stained``, or the one the dataset's provenance records)."""
+    from acquisition.scanfile import ScanFile
+
+    if stained is None:
+        stained = (provenance.get(Pass.STAINED) or {}).get("path")
+        if not stained:
+            raise HighresError(
+                f"{dataset} does not record its stained scan (a merged dataset?); pass it "
+                "with --stained"
+            )
+    stained = Path(stained)
+    if not stained.is_file():
+        raise HighresError(
+            f"the stained scan {stained} is not there any more; pass its new place with --stained"
+        )
+    with ScanFile(stained) as st:
+        if st.pass_ != Pass.STAINED or st.slide != slide:
+            raise HighresError(
+                f"{stained} is slide {st.slide!r} pass {st.pass_!r}; expected the stained scan "
+                f"of slide {slide!r}"
+            )
+        return _ScanFacts.of(st)
+
+
+def _shots_by_field(
+    cells: np.ndarray, rows: np.ndarray, hr: _ScanFacts, st: _ScanFacts, crop: int
+) -> tuple[dict[int, list[_Shot]], int]:
+    """The imaged cells of ``rows`` grouped by stained field, and how many there are.
+
+    Each highres frame was taken at one cell's stained-pass stage position: a cell is imaged
+    when a frame's centre lies within 1 µm of it.
+    """
+    from scipy.spatial import cKDTree
+
+    from registration.fine import crop_origin
+
+    cell_xy = np.stack([cells["stained_x_um"][rows], cells["stained_y_um"][rows]], axis=1)
+    dist, nearest = cKDTree(hr.centres).query(cell_xy, k=1)
+    imaged = dist <= 1.0
+    h20, w20 = st.frame_hw
+    by_field: dict[int, list[_Shot]] = {}
+    for k, j, ok in zip(rows, nearest, imaged, strict=True):
+        if not ok:
+            continue
+        f = int(cells["position"][k])
+        ex, ey = (hr.centres[j] - st.centres[f]) / st.pixel_size_um + [(w20 - 1) / 2, (h20 - 1) / 2]
+        ox, oy = crop_origin(float(cells["stained_x_px"][k]), float(cells["stained_y_px"][k]), crop)
+        by_field.setdefault(f, []).append(_Shot(int(k), int(j), float(ex), float(ey), ox, oy))
+    return by_field, int(imaged.sum())
 
 
 def rewrite_dataset(

@@ -236,7 +236,7 @@ def _match_scans(
         channels = u.channels.copy()
         profile_json = str(u.attrs.get("profile", ""))
         simulated = bool(u.simulated or s.simulated)  # carried into the dataset's provenance
-        hashes = {"unstained": sha256_file(u.path), "stained": sha256_file(s.path)}
+        hashes = {Pass.UNSTAINED: sha256_file(u.path), Pass.STAINED: sha256_file(s.path)}
     finally:
         u.close()
         s.close()

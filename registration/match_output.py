@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from acquisition.vocabulary import Pass
 from registration.cell_match import CellMatch, stage_xy
 from registration.cells_csv import cells_csv_path, write_cells_csv
 from registration.coarse import FieldGeometry, RegistrationError, SlideFit
@@ -116,8 +117,8 @@ def write_dataset(
 
 def _provenance(pair: ScanPair, output: MatchOutput, fit: SlideFit, opt: MatchOptions) -> dict:
     return {
-        "unstained": {"path": pair.unstained, "sha256_index": output.hashes["unstained"]},
-        "stained": {"path": pair.stained, "sha256_index": output.hashes["stained"]},
+        Pass.UNSTAINED: {"path": pair.unstained, "sha256_index": output.hashes[Pass.UNSTAINED]},
+        Pass.STAINED: {"path": pair.stained, "sha256_index": output.hashes[Pass.STAINED]},
         "options": opt.as_dict(),
         "slide_transform": {
             "theta_deg": fit.transform.theta_deg,
