@@ -49,6 +49,7 @@ class QcFlag(StrEnum):
 
     PLS_MISALIGNED = "pls_misaligned"  # a PLS image moved against the others (loose slide)
     LOW_SSIM = "low_ssim"  # the fine match's best score is too low
+    FINE_RESIDUAL = "fine_residual"  # the fine match departs from the refitted slide transform
     TARGET_ONLY_COLOR = "target_only_color"  # stain colour with no object in the input
     INPUT_ONLY_OBJECT = "input_only_object"  # an object in the input missing from the target
     SATURATED_TARGET = "saturated_target"  # the stained crop clips

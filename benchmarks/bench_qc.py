@@ -119,8 +119,9 @@ def score_slide(
     work: Path, seed: int, args: argparse.Namespace, scores: Scores, pairs: list
 ) -> None:
     from acquisition.scanfile import ScanFile
+    from registration.crops import cut as _cut
     from registration.dataset import Dataset
-    from registration.match import MatchOptions, _cut, match_scans
+    from registration.match import MatchOptions, match_scans
     from registration.truth import evaluate_match
 
     sensor = tuple(int(v) for v in args.sensor.lower().split("x"))

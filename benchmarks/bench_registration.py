@@ -140,7 +140,7 @@ def highres_accuracy(paths: dict, workers: int) -> tuple[object, list[float], fl
     from acquisition.scanfile import ScanFile
     from registration.coarse import RigidTransform
     from registration.dataset import Dataset
-    from registration.highres import add_highres
+    from registration.highres_dataset import add_highres
 
     t0 = time.perf_counter()
     hr = add_highres(paths["summary"].dataset, paths["highres"], workers=workers)

@@ -5,7 +5,7 @@ Light on import: the public functions are loaded from their modules on first use
 
 - :func:`find_wbcs` — WBC centroids in a stained image (:mod:`registration.segment`);
 - :func:`match_scans` — ``scope match`` (:mod:`registration.match`);
-- :func:`add_highres` — ``scope match --highres`` (:mod:`registration.highres`);
+- :func:`add_highres` — ``scope match --highres`` (:mod:`registration.highres_dataset`);
 - :func:`merge_datasets`, :func:`resplit_dataset`, :func:`describe_dataset`,
   :func:`preview_grid` — ``scope dataset`` (:mod:`registration.manage`);
 - :func:`evaluate_match` — a dataset against the simulator's truth (:mod:`registration.truth`).
@@ -21,7 +21,7 @@ _EXPORTS = {
     "MatchOptions": "registration.match",
     "QcOptions": "registration.qc",
     "WbcParams": "registration.segment",
-    "add_highres": "registration.highres",
+    "add_highres": "registration.highres_dataset",
     "describe_dataset": "registration.manage",
     "evaluate_match": "registration.truth",
     "find_wbcs": "registration.segment",

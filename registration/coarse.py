@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hardware_profiles.errors import ScopeError
+from registration.correlate import correlation, parabola_offsets
 
 #: The thesis's margin: 264 px at 0.293 µm/px — the largest re-placement the search absorbs.
 DEFAULT_MARGIN_UM = 77.0
@@ -157,19 +158,6 @@ def margin_px(
     )
 
 
-def _parabola_peak(c: np.ndarray, y: int, x: int) -> tuple[float, float]:
-    """Sub-pixel offset of the maximum at ``(y, x)`` of ``c`` (parabola in x and in y)."""
-
-    def one(a: float, b: float, d: float) -> float:
-        den = a - 2 * b + d
-        return 0.0 if den >= 0 else float(np.clip(0.5 * (a - d) / den, -0.5, 0.5))
-
-    h, w = c.shape
-    ox = one(c[y, x - 1], c[y, x], c[y, x + 1]) if 0 < x < w - 1 else 0.0
-    oy = one(c[y - 1, x], c[y, x], c[y + 1, x]) if 0 < y < h - 1 else 0.0
-    return ox, oy
-
-
 def _second_peak(c: np.ndarray, y: int, x: int, radius: int) -> float:
     c2 = c.copy()
     c2[max(0, y - radius) : y + radius + 1, max(0, x - radius) : x + radius + 1] = -np.inf
@@ -259,7 +247,7 @@ def coarse_match(
         ]
     else:
         f, eu_s, tpl_s, ms = 1, eu, template, m
-    corr = cv2.matchTemplate(eu_s, tpl_s, cv2.TM_CCOEFF_NORMED)
+    corr = correlation(eu_s, tpl_s)
     _, peak, _, (px, py) = cv2.minMaxLoc(corr)
     second = _second_peak(corr, py, px, radius=max(2, round(3.0 / (pixel_size_um * f))))
     distinct = 0.0 if peak <= 0 or not np.isfinite(second) else max(0.0, 1.0 - second / peak)
@@ -316,9 +304,9 @@ def _local_match(
     if cx1 - cx0 < tw + 2 or cy1 - cy0 < th + 2:
         return float("nan"), 0.0, 0.0
     window = image[cy0:cy1, cx0:cx1]
-    c = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
+    c = correlation(window, template)
     _, peak, _, (px, py) = cv2.minMaxLoc(c)
-    ox, oy = _parabola_peak(c, py, px)
+    ox, oy = parabola_offsets(c, py, px)
     return float(peak), float(cx0 + px + ox), float(cy0 + py + oy)
 
 

@@ -52,6 +52,7 @@ SPLITS = ("train", "val", "test")
 QC_FLAGS = (
     "pls_misaligned",
     "low_ssim",
+    "fine_residual",
     "target_only_color",
     "input_only_object",
     "saturated_target",

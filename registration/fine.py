@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hardware_profiles.errors import ScopeError
+from registration.correlate import surface_peak
 
 WIN_SIZE = 7
 K1, K2 = 0.01, 0.03
@@ -97,24 +98,6 @@ def ssim_surface(
     vxy = cov_norm * (uxy - ux * uy)
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     return s.mean(axis=(-2, -1))
-
-
-def parabola_peak(surface: np.ndarray) -> tuple[int, int, float, float]:
-    """Integer peak ``(iy, ix)`` of ``surface`` and its sub-pixel offsets ``(ox, oy)``.
-
-    The offsets come from a parabola through the peak and its two neighbours along each axis
-    (0 on the border, clipped to ±0.5).
-    """
-    iy, ix = np.unravel_index(int(np.argmax(surface)), surface.shape)
-
-    def one(a: float, b: float, c: float) -> float:
-        den = a - 2 * b + c
-        return 0.0 if den >= 0 else float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
-
-    h, w = surface.shape
-    ox = one(surface[iy, ix - 1], surface[iy, ix], surface[iy, ix + 1]) if 0 < ix < w - 1 else 0.0
-    oy = one(surface[iy - 1, ix], surface[iy, ix], surface[iy + 1, ix]) if 0 < iy < h - 1 else 0.0
-    return int(iy), int(ix), ox, oy
 
 
 @dataclass(frozen=True)
@@ -201,11 +184,9 @@ def fine_match(
         )
     template = stained_grey[sy0 : sy0 + crop_size, sx0 : sx0 + crop_size]
     surface = ssim_surface(unstained_grey[y0:y1, x0:x1], template)
-    iy, ix, ox, oy = parabola_peak(surface)
-    n = 2 * search_px + 1
-    on_border = ix in (0, n - 1) or iy in (0, n - 1)
-    cx, cy = x0 + ix, y0 + iy  # integer top-left of the best unstained crop
+    peak = surface_peak(surface)
+    cx, cy = x0 + peak.ix, y0 + peak.iy  # integer top-left of the best unstained crop
     # displacement of the crop (sub-pixel) carries the stained point along
-    x = stained_xy[0] + (cx + ox - sx0)
-    y = stained_xy[1] + (cy + oy - sy0)
-    return FineMatch(float(x), float(y), float(surface[iy, ix]), bool(on_border), int(cx), int(cy))
+    x = stained_xy[0] + (cx + peak.ox - sx0)
+    y = stained_xy[1] + (cy + peak.oy - sy0)
+    return FineMatch(float(x), float(y), peak.score, peak.on_border, int(cx), int(cy))

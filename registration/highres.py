@@ -20,31 +20,36 @@ The 20x stained image is then matched against it:
    pixel (supersampled box filter = area averaging), giving a target on exactly the grid of
    the 20x crop.
 
-:func:`add_highres` runs this for every cell of a dataset that the highres scan imaged and
-writes a new dataset (temporary file renamed into place) with ``targets_highres``,
-``has_highres``, ``highres_score`` and ``highres_scale``. A cell whose 100x image is missing,
-leaves the 20x frame, or matches poorly keeps ``has_highres`` false.
+:func:`registration.highres_dataset.add_highres` runs this for every cell of a dataset that
+the highres scan imaged and writes a new dataset (temporary file renamed into place) with
+``targets_highres``, ``has_highres``, ``highres_score`` and ``highres_scale``. A cell whose
+100x image is missing, leaves the 20x frame, or matches poorly keeps ``has_highres`` false
+and a NaN ``highres_scale``.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from hardware_profiles.errors import ScopeError
+from registration.correlate import (
+    centred_window,
+    correlation,
+    match_peak,
+    parabola_height,
+    parabola_vertex,
+)
 
 
 class HighresError(ScopeError):
     """The highres scan cannot be matched to the dataset."""
 
 
-@dataclass(frozen=True)
-class HighresOptions:
+class HighresOptions(BaseModel):
     """Knobs of the 100x matching.
 
     Attributes
@@ -60,7 +65,7 @@ class HighresOptions:
     min_score
         Correlation (at 100x) below which a cell gets no 100x target.
     gaussian_ksize, laplacian_ksize
-        The LoG kernels (thesis: 9 and 7).
+        The LoG kernels (thesis: 9 and 7; odd).
     refine_px
         Half-width of the 100x refinement search (100x pixels).
     exclude_um
@@ -68,15 +73,17 @@ class HighresOptions:
         out of the ratio measurement.
     """
 
-    search_um: float = 10.0
-    scale_range: float = 0.025
-    scale_step: float = 0.005
-    context_um: float = 70.0
-    min_score: float = 0.4
-    gaussian_ksize: int = 9
-    laplacian_ksize: int = 7
-    refine_px: int = 8
-    exclude_um: float = 8.0
+    model_config = ConfigDict(frozen=True)
+
+    search_um: float = Field(10.0, gt=0, allow_inf_nan=False)
+    scale_range: float = Field(0.025, ge=0, lt=0.5)
+    scale_step: float = Field(0.005, gt=0)
+    context_um: float = Field(70.0, gt=0, allow_inf_nan=False)
+    min_score: float = Field(0.4, ge=-1, le=1)
+    gaussian_ksize: int = Field(9, ge=1)
+    laplacian_ksize: int = Field(7, ge=1, le=31)
+    refine_px: int = Field(8, ge=1)
+    exclude_um: float = Field(8.0, ge=0, allow_inf_nan=False)
 
 
 def grey_channel(image: np.ndarray) -> np.ndarray:
@@ -136,20 +143,20 @@ def _laplacian_gain(ksize: int) -> float:
 
 
 def _to_grid(
-    enhanced: np.ndarray,
+    smoothed: np.ndarray,
     ratio: float,
     size_wh: tuple[int, int],
     offset: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
     """The enhanced 100x image resampled onto a 20x grid of ``size_wh``.
 
-    The grid is centred ``offset`` (20x px) away from the 100x frame's centre.
+    The grid is centred ``offset`` (20x px) away from the 100x frame's centre. ``smoothed``
+    must already be smoothed over one 20x pixel (:func:`_antialias`); it is sampled as is.
     """
     import cv2
 
-    hh, wh = enhanced.shape
+    hh, wh = smoothed.shape
     tw, th = size_wh
-    blurred = cv2.GaussianBlur(enhanced, (0, 0), 0.35 * ratio)  # ~ the box of one 20x pixel
     m = np.array(
         [
             [ratio, 0, (wh - 1) / 2 + ratio * (offset[0] - (tw - 1) / 2)],
@@ -158,7 +165,7 @@ def _to_grid(
         dtype=np.float64,
     )
     return cv2.warpAffine(
-        blurred,
+        smoothed,
         m,
         (tw, th),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -180,26 +187,14 @@ def _match_window(
 
     Returns ``(score, centre_x, centre_y, on_border)``; ``nan`` score outside the frame.
     """
-    import cv2
-
-    from registration.fine import parabola_peak
-
-    th, tw = template.shape
-    x0 = round(cx - (tw - 1) / 2) - radius
-    y0 = round(cy - (th - 1) / 2) - radius
-    h, w = stained.shape
-    if x0 < 0 or y0 < 0 or x0 + tw + 2 * radius > w or y0 + th + 2 * radius > h:
+    at = centred_window(stained.shape, template.shape[::-1], (cx, cy), radius)
+    if at is None:
         return float("nan"), cx, cy, True
+    x0, y0 = at
+    th, tw = template.shape
     window = stained[y0 : y0 + th + 2 * radius, x0 : x0 + tw + 2 * radius]
-    c = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
-    iy, ix, ox, oy = parabola_peak(c)
-    border = ix in (0, c.shape[1] - 1) or iy in (0, c.shape[0] - 1)
-    return (
-        float(c[iy, ix]),
-        x0 + ix + ox + (tw - 1) / 2,
-        y0 + iy + oy + (th - 1) / 2,
-        bool(border),
-    )
+    p = match_peak(window, template)
+    return p.score, x0 + p.x + (tw - 1) / 2, y0 + p.y + (th - 1) / 2, p.on_border
 
 
 #: Least fraction of the matched region left once the imaged cell is excluded for a ratio.
@@ -258,26 +253,18 @@ def _masked_peak(
 
     NaN when the search window leaves ``image`` or the peak lies on its border.
     """
-    import cv2
-
-    th, tw = template.shape
-    x0 = round(centre[0] - (tw - 1) / 2) - radius
-    y0 = round(centre[1] - (th - 1) / 2) - radius
-    h, w = image.shape
-    if x0 < 0 or y0 < 0 or x0 + tw + 2 * radius > w or y0 + th + 2 * radius > h:
+    at = centred_window(image.shape, template.shape[::-1], centre, radius)
+    if at is None:
         return float("nan")
+    x0, y0 = at
+    th, tw = template.shape
     window = np.ascontiguousarray(image[y0 : y0 + th + 2 * radius, x0 : x0 + tw + 2 * radius])
-    c = cv2.matchTemplate(window, template.astype(np.float32), cv2.TM_CCOEFF_NORMED, mask=mask)
+    c = correlation(window, template.astype(np.float32), mask=mask)
     c = np.nan_to_num(c, nan=-1.0)
     iy, ix = np.unravel_index(int(np.argmax(c)), c.shape)
     if iy in (0, c.shape[0] - 1) or ix in (0, c.shape[1] - 1):
         return float("nan")
-    peak = float(c[iy, ix])
-    for a, b in ((c[iy, ix - 1], c[iy, ix + 1]), (c[iy - 1, ix], c[iy + 1, ix])):
-        den = float(a - 2 * peak + b)
-        if den < 0:
-            peak -= float(a - b) ** 2 / (8 * den)
-    return peak
+    return parabola_height(c, int(iy), int(ix))
 
 
 @dataclass(frozen=True)
@@ -384,10 +371,8 @@ def match_highres(
                     False,
                     "magnification ratio outside the search range",
                 )
-            a, b, c = scores[k - 1 : k + 2]
-            den = a - 2 * b + c
-            step = 0.5 * (a - c) / den if den < 0 else 0.0
-            measured = float(trials[k] * (1 + opt.scale_step * np.clip(step, -0.5, 0.5)))
+            step = parabola_vertex(*scores[k - 1 : k + 2])
+            measured = float(trials[k] * (1 + opt.scale_step * step))
             r0 = measured
             score, tx, ty, border = _match_window(stained_grey, grid(r0), tx, ty, 3)
     cx, cy = tx - off[0], ty - off[1]
@@ -412,14 +397,10 @@ def match_highres(
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    c = cv2.matchTemplate(up, crop, cv2.TM_CCOEFF_NORMED)
-    from registration.fine import parabola_peak
-
-    iy, ix, ox, oy = parabola_peak(c)
-    fine_score = float(c[iy, ix])
+    p = match_peak(up, crop)
+    fine_score, on_border = p.score, p.on_border
     # the crop matched at up-offset (pad + d): the 100x content sits d 100x-px further on
-    dx_h, dy_h = ix + ox - pad, iy + oy - pad
-    on_border = ix in (0, c.shape[1] - 1) or iy in (0, c.shape[0] - 1)
+    dx_h, dy_h = p.x - pad, p.y - pad
     x, y = cx + dx_h / r0, cy + dy_h / r0
     ok = fine_score >= opt.min_score and not on_border
     reason = (
@@ -461,302 +442,3 @@ def resample_target(
     samples = cv2.remap(region, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     avg = samples.reshape(size, k, size, k, 3).mean(axis=(1, 3))
     return np.clip(np.round(avg), 0, 255).astype(np.uint8)
-
-
-# -- the dataset step: scope match --highres ------------------------------------------------------
-@dataclass
-class HighresSummary:
-    """What :func:`add_highres` did."""
-
-    dataset: Path
-    n_cells: int  # cells of the slide in the dataset
-    n_imaged: int  # of them, imaged by the highres scan
-    n_matched: int  # with a usable 100x target
-    ratio: float  # magnification ratio used (median of the cells' measurements)
-    ratio_spread: float  # robust spread (MAD·1.4826) of the per-cell ratios
-    nominal_ratio: float
-    median_score: float
-    reasons: dict[str, int]
-    seconds: float
-    #: row -> (highres frame index, x, y): stained-frame pixel of each matched frame's centre
-    placements: dict[int, tuple[int, float, float]] = field(default_factory=dict, repr=False)
-
-
-@dataclass(frozen=True)
-class _Job:
-    stained: str
-    highres: str
-    field: int
-    items: tuple[tuple[int, int, float, float, int, int], ...]  # row, hr index, ex, ey, ox, oy
-    pixel_size_um: float
-    nominal_ratio: float
-    crop_size: int
-    ratio: float | None
-    options: HighresOptions
-
-
-def _highres_job(job: _Job) -> list[tuple[int, HighresMatch, np.ndarray | None]]:
-    from registration.match import _scan
-
-    stained = _scan(job.stained).image(job.field, _bf(job.stained))
-    hr_scan = _scan(job.highres)
-    out = []
-    for row, j, ex, ey, ox, oy in job.items:
-        hr = hr_scan.image(j, _bf(job.highres))
-        m = match_highres(
-            stained,
-            hr,
-            (ex, ey),
-            pixel_size_um=job.pixel_size_um,
-            nominal_ratio=job.nominal_ratio,
-            ratio=job.ratio,
-            options=job.options,
-        )
-        target = None
-        if job.ratio is not None and m.ok:
-            target = resample_target(hr, m, (ox, oy), job.crop_size)
-        out.append((row, m, target))
-    return out
-
-
-_BF: dict[str, int] = {}
-
-
-def _bf(path: str) -> int:
-    from registration.match import _scan
-
-    if path not in _BF:
-        _BF[path] = _scan(path).brightfield_index()
-    return _BF[path]
-
-
-def add_highres(
-    dataset: str | Path,
-    highres: str | Path,
-    *,
-    out: str | Path | None = None,
-    stained: str | Path | None = None,
-    options: HighresOptions | None = None,
-    workers: int = 1,
-    progress: Any = None,
-    software_version: str = "",
-    force: bool = False,
-) -> HighresSummary:
-    """Add 100x targets to the cells of ``dataset`` that ``highres`` imaged.
-
-    Parameters
-    ----------
-    dataset
-        A dataset written by ``scope match``.
-    highres
-        ``<slide>.highres.scan.h5``: one 100x frame per cell, taken at the positions of the
-        dataset's ``cells.csv`` (stained-pass stage µm).
-    out
-        Where to write the result; default: replace ``dataset`` (atomically).
-    stained
-        The stained scan the dataset was matched from; default: the path its provenance
-        records.
-    options
-        :class:`HighresOptions`.
-    workers
-        Processes matching fields' cells in parallel.
-
-    Raises
-    ------
-    HighresError
-        For a scan of another pass or slide, an incomplete scan, a missing stained scan, or
-        a scan that imaged none of the dataset's cells. Nothing is written then.
-    """
-    from scipy.spatial import cKDTree
-
-    from acquisition.scanfile import ScanFile
-    from registration.dataset import Dataset
-    from registration.match import _close_cached, _run, _sha256
-
-    opt = options or HighresOptions()
-    t0 = time.perf_counter()
-    dataset = Path(dataset)
-    out = Path(out) if out is not None else dataset
-    if out.resolve() != dataset.resolve():
-        from acquisition.files import check_target, guard_output
-
-        guard_output(out)
-        check_target(out, "scope-dataset", command="scope match --highres", force=force)
-    with Dataset(dataset) as ds:
-        cells = ds.cells.copy()
-        provenance = ds.provenance
-        crop = ds.crop_size
-    with ScanFile(highres) as hr:
-        if hr.pass_ != "highres":
-            raise HighresError(f"{hr.path} is a {hr.pass_!r} scan, not a highres one")
-        hr.verify()
-        if not hr.complete:
-            raise HighresError(
-                f"{hr.path} is incomplete ({len(hr.done)} of {hr.n_positions} cells imaged); "
-                "finish it with `scope scan ... --resume` first"
-            )
-        slide = hr.slide
-        hr_pixel = hr.pixel_size_um
-        hr_xy = _centres(hr)
-        hr_path = str(hr.path.resolve())
-        hr_hash = _sha256(hr.path)
-    rows = np.flatnonzero(cells["slide"] == slide)
-    if len(rows) == 0:
-        raise HighresError(
-            f"the highres scan is of slide {slide!r}; the dataset holds slides "
-            f"{sorted(set(cells['slide']))}"
-        )
-    if stained is None:
-        stained = (provenance.get("stained") or {}).get("path")
-        if not stained:
-            raise HighresError(
-                f"{dataset} does not record its stained scan (a merged dataset?); pass it "
-                "with --stained"
-            )
-    stained = Path(stained)
-    if not stained.is_file():
-        raise HighresError(
-            f"the stained scan {stained} is not there any more; pass its new place with --stained"
-        )
-    with ScanFile(stained) as st:
-        if st.pass_ != "stained" or st.slide != slide:
-            raise HighresError(
-                f"{stained} is slide {st.slide!r} pass {st.pass_!r}; expected the stained scan "
-                f"of slide {slide!r}"
-            )
-        p20 = st.pixel_size_um
-        h20, w20 = st.frame_shape
-        st_centres = _centres(st)
-        st_path = str(st.path.resolve())
-    nominal = p20 / hr_pixel
-    # each highres frame was taken at one cell's stained-pass stage position
-    cell_xy = np.stack([cells["stained_x_um"][rows], cells["stained_y_um"][rows]], axis=1)
-    dist, nearest = cKDTree(hr_xy).query(cell_xy, k=1)
-    imaged = dist <= 1.0
-    if not imaged.any():
-        raise HighresError(
-            f"{highres} imaged none of the dataset's {len(rows)} cells of slide {slide!r} "
-            "(positions differ by more than 1 µm): was it scanned from this dataset's cells.csv?"
-        )
-    from registration.fine import crop_origin
-
-    by_field: dict[int, list[tuple[int, int, float, float, int, int]]] = {}
-    for k, j, ok in zip(rows, nearest, imaged, strict=True):
-        if not ok:
-            continue
-        f = int(cells["position"][k])
-        ex, ey = (hr_xy[j] - st_centres[f]) / p20 + [(w20 - 1) / 2, (h20 - 1) / 2]
-        ox, oy = crop_origin(float(cells["stained_x_px"][k]), float(cells["stained_y_px"][k]), crop)
-        by_field.setdefault(f, []).append((int(k), int(j), float(ex), float(ey), ox, oy))
-
-    def jobs(ratio: float | None) -> list[_Job]:
-        return [
-            _Job(st_path, hr_path, f, tuple(items), p20, nominal, crop, ratio, opt)
-            for f, items in sorted(by_field.items())
-        ]
-
-    try:
-        measured = [
-            r for res in _run(_highres_job, jobs(None), workers, progress, "scale") for r in res
-        ]
-        ratios = np.array(
-            [m.measured_ratio for _, m, _ in measured if m.ok and math.isfinite(m.measured_ratio)]
-        )
-        ratio = float(np.median(ratios)) if len(ratios) else nominal
-        spread = float(1.4826 * np.median(np.abs(ratios - ratio))) if len(ratios) else float("nan")
-        per_cell = {row: m.measured_ratio for row, m, _ in measured}
-        final = [
-            r for res in _run(_highres_job, jobs(ratio), workers, progress, "targets") for r in res
-        ]
-    finally:
-        _close_cached()
-    targets: dict[int, np.ndarray] = {}
-    scores: dict[int, float] = {}
-    reasons: dict[str, int] = {}
-    placements: dict[int, tuple[int, float, float]] = {}
-    hr_index = {item[0]: item[1] for items in by_field.values() for item in items}
-    for row, m, target in final:
-        scores[row] = m.score
-        placements[row] = (hr_index[row], m.x, m.y)
-        if m.ok and target is not None:
-            targets[row] = target
-        else:
-            why = m.reason or "footprint leaves the 100x frame"
-            reasons[why] = reasons.get(why, 0) + 1
-    new_cells = cells.copy()
-    for row in scores:
-        new_cells["highres_score"][row] = scores[row]
-        new_cells["highres_scale"][row] = per_cell.get(row, float("nan"))
-        new_cells["has_highres"][row] = row in targets
-    provenance = dict(provenance)
-    provenance["highres"] = {
-        "path": hr_path,
-        "sha256_index": hr_hash,
-        "stained": st_path,
-        "ratio": ratio,
-        "ratio_spread": spread,
-        "nominal_ratio": nominal,
-        "options": asdict(opt),
-        "software_version": software_version,
-    }
-    from acquisition.files import WriteLock
-
-    with WriteLock(out):
-        _rewrite(dataset, out, new_cells, targets, provenance, software_version)
-    good = [scores[r] for r in targets]
-    return HighresSummary(
-        dataset=out,
-        n_cells=len(rows),
-        n_imaged=int(imaged.sum()),
-        n_matched=len(targets),
-        ratio=ratio,
-        ratio_spread=spread,
-        nominal_ratio=nominal,
-        median_score=float(np.median(good)) if good else float("nan"),
-        reasons=reasons,
-        seconds=time.perf_counter() - t0,
-        placements=placements,
-    )
-
-
-def _centres(scan: Any) -> np.ndarray:
-    from registration.match import _field_centres
-
-    return _field_centres(scan, scan.brightfield_index())
-
-
-def _rewrite(
-    src: Path,
-    out: Path,
-    cells: np.ndarray,
-    highres_targets: dict[int, np.ndarray],
-    provenance: dict[str, Any],
-    software_version: str,
-    batch: int = 64,
-) -> None:
-    """Copy ``src`` to ``out`` (temporary file + rename) with new cells and 100x targets."""
-    from registration.dataset import Dataset, DatasetWriter, cell_rows
-
-    ds = Dataset(src)
-    try:
-        writer = DatasetWriter(
-            out,
-            channels=ds.channels,
-            crop_size=ds.crop_size,
-            profile=ds.attrs.get("profile") or None,
-            provenance=provenance,
-            software_version=software_version or str(ds.attrs.get("software_version", "")),
-            written_by="scope match --highres",
-        )
-        with writer:
-            rows = cell_rows(cells)
-            for a in range(0, len(rows), batch):
-                b = min(a + batch, len(rows))
-                hr = np.asarray(ds.targets_highres[a:b])
-                for k in range(a, b):
-                    if k in highres_targets:
-                        hr[k - a] = highres_targets[k]
-                writer.add(ds.inputs[a:b], ds.targets[a:b], rows[a:b], targets_highres=hr)
-            ds.close()
-    finally:
-        ds.close()

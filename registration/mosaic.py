@@ -12,8 +12,11 @@ one neighbour is exact, a window straddling two carries at most half a pixel of 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+
+from registration.coarse import to_grey
 
 
 class FieldMosaic:
@@ -122,3 +125,19 @@ class FieldMosaic:
             img = image_of(home)
             out = np.zeros((h, w, *img.shape[2:]), dtype=img.dtype)
         return out, bool(covered.all())
+
+
+class NeighbourImages:
+    """``image_of(field)`` for :meth:`FieldMosaic.cut`: one channel, each field read once."""
+
+    def __init__(
+        self, scan: Any, home: int, channel: int, home_image: np.ndarray, *, grey: bool = False
+    ) -> None:
+        self.scan, self.channel, self.grey = scan, channel, grey
+        self.images = {home: home_image}
+
+    def __call__(self, j: int) -> np.ndarray:
+        if j not in self.images:
+            img = self.scan.image(j, self.channel)
+            self.images[j] = to_grey(img) if self.grey else img
+        return self.images[j]

@@ -15,8 +15,11 @@ target, dirt present only in the input, and true mismatches. The checks here cat
     of per-channel systematic offsets and per-ring radial/tangential shifts
     (:func:`misaligned_channels`). All cells of such a field are flagged.
 ``low_ssim``
-    The fine match is unreliable: SSIM below ``min_ssim``, the peak on the border of the
-    search window, or a match that disagrees with the slide's rigid motion.
+    The fine match is unreliable: SSIM below ``min_ssim`` or the peak on the border of the
+    search window.
+``fine_residual``
+    The fine match lies more than ``max_fine_residual_px`` from the slide's rigid motion
+    refitted from all fine matches.
 ``target_only_color``
     Dye in the target where the input shows no object at all (stain precipitate, dirt
     picked up during staining), dark dye specks off the cells or — compared with the whole
@@ -39,15 +42,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FLAG_ORDER = (
-    "pls_misaligned",
-    "low_ssim",
-    "target_only_color",
-    "input_only_object",
-    "saturated_target",
-    "coarse_outlier",
-    "near_edge",
-)
+from acquisition.vocabulary import QC_FLAGS
+from registration.correlate import correlation, match_peak, parabola_peak
+
+FLAG_ORDER = QC_FLAGS  # the order flags are written in
 
 
 @dataclass(frozen=True)
@@ -146,10 +144,6 @@ class ChannelAligner:
         relief makes some channels bistable), that one too (else NaN); ``score`` is the best
         peak's correlation.
         """
-        import cv2
-
-        from registration.fine import parabola_peak
-
         out = np.full((2, 2), np.nan)
         g = self.grey(image) if grey is None else grey
         dark = kind == "darkfield"
@@ -161,7 +155,7 @@ class ChannelAligner:
         tpl = probe[r:-r, r:-r]
         if float(tpl.std()) == 0.0:
             return out, 0.0
-        c = cv2.matchTemplate(reference, tpl, cv2.TM_CCOEFF_NORMED)
+        c = correlation(reference, tpl)
         iy, ix, ox, oy = parabola_peak(c)
         best = float(c[iy, ix])
         out[0] = (r - ix - ox, r - iy - oy)
@@ -181,10 +175,6 @@ class ChannelAligner:
         return out, best
 
     def _halves_agree(self, probe: np.ndarray, reference: np.ndarray, offset: np.ndarray) -> bool:
-        import cv2
-
-        from registration.fine import parabola_peak
-
         r = self.search
         w = probe.shape[1]
         found = []
@@ -195,9 +185,8 @@ class ChannelAligner:
             tpl = p[r:-r, r:-r]
             if float(tpl.std()) == 0.0:
                 return True
-            c = cv2.matchTemplate(ref, tpl, cv2.TM_CCOEFF_NORMED)
-            iy, ix, ox, oy = parabola_peak(c)
-            found.append((r - ix - ox, r - iy - oy))
+            p = match_peak(ref, tpl)
+            found.append((r - p.x, r - p.y))
         a, b = np.asarray(found)
         return bool(np.hypot(*(a - b)) <= HALVES_AGREE_PX)
 
@@ -370,19 +359,14 @@ def pair_offset(a: np.ndarray, b: np.ndarray, *, search_px: int = 16) -> tuple[n
     Both are blurred grey images of the same region (:meth:`ChannelAligner.grey`); the
     score is the normalised correlation peak (NaN offsets when ``b`` is flat).
     """
-    import cv2
-
-    from registration.fine import parabola_peak
-
     r = int(search_px)
     if min(a.shape) <= 2 * r + 8:
         return np.full(2, np.nan), float("nan")
     tpl = b[r:-r, r:-r]
     if float(tpl.std()) == 0.0 or float(a.std()) == 0.0:
         return np.full(2, np.nan), 0.0
-    c = cv2.matchTemplate(a, tpl, cv2.TM_CCOEFF_NORMED)
-    iy, ix, ox, oy = parabola_peak(c)
-    return np.array([r - ix - ox, r - iy - oy]), float(c[iy, ix])
+    p = match_peak(a, tpl)
+    return np.array([r - p.x, r - p.y]), p.score
 
 
 class PairMeasurer:

@@ -7,13 +7,8 @@ import pytest
 from scipy import ndimage as ndi
 from skimage.metrics import structural_similarity
 
-from registration.fine import (
-    FineMatchError,
-    crop_origin,
-    fine_match,
-    parabola_peak,
-    ssim_surface,
-)
+from registration.correlate import parabola_peak
+from registration.fine import FineMatchError, crop_origin, fine_match, ssim_surface
 
 
 def _texture(shape, seed=0):

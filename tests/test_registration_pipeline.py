@@ -23,7 +23,7 @@ from acquisition.scanfile import ScanFile, ScanWriter
 from acquisition.simulator.config import Faults, SimConfig
 from registration.coarse import RigidTransform
 from registration.dataset import Dataset, DatasetWriter
-from registration.highres import add_highres
+from registration.highres_dataset import add_highres
 from registration.manage import (
     DatasetOperationError,
     describe_dataset,
@@ -153,10 +153,8 @@ def test_highres_targets_match_the_truth(slide):
         assert max(errors) <= 1.0
         k = int(np.flatnonzero(cells["has_highres"])[0])
         assert ds.targets_highres[k].std() > 5  # an image, not zeros
-        assert np.all(
-            np.isnan(cells["highres_scale"][~cells["has_highres"]])
-            | ~cells["has_highres"][~cells["has_highres"]]
-        )
+        # a scale only where a 100x target is used: unmatched and unimaged cells have none
+        assert np.isnan(cells["highres_scale"][~cells["has_highres"]]).all()
         assert 4.9 < np.median(cells["highres_scale"][cells["has_highres"]]) < 5.1
 
 
@@ -299,7 +297,7 @@ def test_blank_field_can_be_skipped(slide, tmp_path):
 
 
 def test_workers_give_the_same_dataset(slide, tmp_path):
-    opt = dataclasses.replace(MatchOptions(), workers=1)
+    opt = MatchOptions(workers=1)
     s = match_scans(slide["unstained"], slide["stained"], tmp_path / "w1.dataset.h5", options=opt)
     with Dataset(s.dataset) as a, Dataset(slide["summary"].dataset) as b:
         assert np.array_equal(a.cells["qc_flags"], b.cells["qc_flags"])
@@ -366,3 +364,29 @@ def test_cells_csv_round_trips_a_slide_name_with_a_comma_and_quotes(tmp_path):
     assert ids == ["0", "1"] and np.allclose(xy, [[1.0, 3.0], [-2.5, 4.25]])
     assert file_kind(path) == "cells-csv"
     assert [p.name for p in tmp_path.iterdir()] == ["d.cells.csv"]
+
+
+def test_a_cell_without_a_100x_target_has_no_scale(slide, tmp_path, monkeypatch):
+    """A cell whose ratio was measured but whose target match fails keeps a NaN scale."""
+    import registration.highres_dataset as hd
+
+    real = hd.match_highres
+    measured, refused = set(), []
+
+    def weak_final_match(*args, ratio=None, **kw):
+        m = real(*args, ratio=ratio, **kw)
+        if ratio is None and np.isfinite(m.measured_ratio):  # the scale pass
+            measured.add(args[2])
+        elif ratio is not None and m.ok and args[2] in measured and not refused:
+            refused.append(args[2])  # the target pass: refuse one cell with a measured ratio
+            return dataclasses.replace(m, ok=False, reason="weak correlation")
+        return m
+
+    monkeypatch.setattr(hd, "match_highres", weak_final_match)
+    hr = add_highres(slide["summary"].dataset, slide["highres"], out=tmp_path / "w.dataset.h5")
+    assert refused and hr.reasons.get("weak correlation", 0) >= 1
+    with Dataset(hr.dataset) as ds:
+        cells = ds.cells
+    assert hr.n_matched == int(cells["has_highres"].sum()) == slide["hr"].n_matched - 1
+    assert np.isnan(cells["highres_scale"][~cells["has_highres"]]).all()
+    assert np.isfinite(cells["highres_scale"][cells["has_highres"]]).any()

@@ -911,7 +911,8 @@ def _pair():
 
 
 def test_same_slide_check_refuses_an_implausible_fit():
-    from registration.match import MatchError, MatchOptions, _same_slide_check
+    from registration.match import MatchError, MatchOptions
+    from registration.slide_qc import same_slide_check as _same_slide_check
 
     status = np.array(["outlier"] * 6 + ["inlier"] * 2)
     pair = type("P", (), {"unstained": "a.unstained.scan.h5", "stained": "a.stained.scan.h5"})
@@ -926,7 +927,8 @@ def test_same_slide_check_refuses_an_implausible_fit():
 
 
 def test_same_slide_check_only_warns_on_thin_evidence_and_passes_good_fits():
-    from registration.match import MatchOptions, _same_slide_check
+    from registration.match import MatchOptions
+    from registration.slide_qc import same_slide_check as _same_slide_check
 
     pair = type("P", (), {"unstained": "a", "stained": "b"})
     bad = np.array(["outlier"] * 4)
@@ -1003,11 +1005,11 @@ storage.StorageThread.commit = commit
 def test_ctrl_c_during_match(pair, tmp_path):
     hook = """
 from registration import match
-real = match._extract
-def extract(args):
+real = match.extract_field
+def extract(cache, job):
     interrupt()
-    return real(args)
-match._extract = extract
+    return real(cache, job)
+match.extract_field = extract
 """
     argv = ["match", str(pair["unstained"]), str(pair["stained"])]
     proc = interrupt_at(hook, [*argv, "--out", str(tmp_path / "m.dataset.h5")], tmp_path)

@@ -198,7 +198,7 @@ def match(
                 "with --highres give exactly one dataset: scope match --highres "
                 "HIGHRES.scan.h5 NAME.dataset.h5"
             )
-        from registration.highres import add_highres
+        from registration.highres_dataset import add_highres
 
         with PhaseProgress(console) as progress:
             summary = add_highres(
