@@ -11,7 +11,12 @@ import torch.nn.functional as F
 import hardware_profiles as hp
 from training.discriminators import PatchDiscriminator, VGGDiscriminator
 from training.losses import GeneratorLoss, LossWeights
-from training.models import RRDBGenerator, UNetGenerator, count_parameters
+from training.models import (
+    ResidualDenseBlock,
+    RRDBGenerator,
+    UNetGenerator,
+    count_parameters,
+)
 from training.presets import PRESETS, get_preset
 from training.steps import gan_step
 
@@ -68,6 +73,25 @@ def test_rrdb_output_has_no_border_on_a_uniform_field():
     with torch.no_grad():
         old = legacy(x)[0]
     assert (old[:, 0, :] - old[:, 20, 24, None]).abs().amax().item() > 1e-3
+
+
+@pytest.mark.parametrize("padding", ["reflect", "replicate"])
+def test_dense_block_pads_each_feature_once_with_the_same_result(padding):
+    """Padding x, x1 … x4 once each equals padding every concatenation (values and grads)."""
+    torch.manual_seed(0)
+    block = ResidualDenseBlock(12, 8, padding).double()
+    x = torch.rand(2, 12, 9, 7, dtype=torch.double, requires_grad=True)
+    fast = block(x.clone())
+    (g_fast,) = torch.autograd.grad(fast.square().sum(), x)
+    b = block  # the per-convolution path: every module convolution mirrors its own input
+    x1 = b.lrelu(b.conv1(x))
+    x2 = b.lrelu(b.conv2(torch.cat((x, x1), 1)))
+    x3 = b.lrelu(b.conv3(torch.cat((x, x1, x2), 1)))
+    x4 = b.lrelu(b.conv4(torch.cat((x, x1, x2, x3), 1)))
+    ref = b.conv5(torch.cat((x, x1, x2, x3, x4), 1)) * 0.2 + x
+    (g_ref,) = torch.autograd.grad(ref.square().sum(), x)
+    assert torch.allclose(fast, ref, atol=1e-12)
+    assert torch.allclose(g_fast, g_ref, atol=1e-12)
 
 
 def test_checkpoints_without_padding_keep_zero_padding():

@@ -21,6 +21,7 @@ import math
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 #: ESRGAN: "empirically, scaling the residual by 0.2 stabilises training without BN".
@@ -62,6 +63,7 @@ class ResidualDenseBlock(nn.Module):
 
     def __init__(self, features: int, growth: int, padding: str = DEFAULT_PADDING) -> None:
         super().__init__()
+        self.padding = padding
         self.conv1 = _conv3(features, growth, padding)
         self.conv2 = _conv3(features + growth, growth, padding)
         self.conv3 = _conv3(features + 2 * growth, growth, padding)
@@ -71,13 +73,33 @@ class ResidualDenseBlock(nn.Module):
         _init_scaled([self.conv1, self.conv2, self.conv3, self.conv4, self.conv5], INIT_SCALE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = self.lrelu(self.conv1(x))
-        x2 = self.lrelu(self.conv2(torch.cat((x, x1), 1)))
-        x3 = self.lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
-        x4 = self.lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
-        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+        if self.padding == "zeros":  # the convolutions pad inside cuDNN/oneDNN: nothing to share
+            x1 = self.lrelu(self.conv1(x))
+            x2 = self.lrelu(self.conv2(torch.cat((x, x1), 1)))
+            x3 = self.lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
+            x4 = self.lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
+            x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+        else:
+            x5 = self._forward_padded_once(x)
         # in place: a convolution's backward needs its input, not its output
         return x5.mul_(RESIDUAL_SCALE).add_(x)
+
+    def _forward_padded_once(self, x: torch.Tensor) -> torch.Tensor:
+        """The same block with each feature map mirrored once instead of once per convolution.
+
+        Reflection (or replication) acts on each channel alone, so the padded concatenation
+        equals the concatenation of padded features: padding ``x, x1 … x4`` once each moves
+        ``features + 4·growth`` channels per pixel instead of the ``5·features + 10·growth``
+        that five ``padding_mode`` convolutions pad (3.8x fewer at the thesis width), and the
+        mirror's backward shrinks alike. The convolutions then run unpadded on the
+        concatenation. Outputs equal the per-convolution path's.
+        """
+        feats = [F.pad(x, (1, 1, 1, 1), mode=self.padding)]
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
+            inp = feats[0] if len(feats) == 1 else torch.cat(feats, 1)
+            out = self.lrelu(F.conv2d(inp, conv.weight, conv.bias))
+            feats.append(F.pad(out, (1, 1, 1, 1), mode=self.padding))
+        return F.conv2d(torch.cat(feats, 1), self.conv5.weight, self.conv5.bias)
 
 
 class RRDB(nn.Module):
