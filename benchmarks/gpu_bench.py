@@ -87,8 +87,8 @@ def correctness(args, device: torch.device, bf16: bool) -> dict:
     stack = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     ref_gen = _generator(n, args.blocks, torch.device("cpu"), False).eval()
     ref = stain_field(ref_gen, stack, device="cpu", bf16=False, dtype=np.float32)
-    gen = _generator(n, args.blocks, device, bf16).eval()
-    out = stain_field(gen, stack, device=device, bf16=bf16, dtype=np.float32)
+    gen = _generator(n, args.blocks, device, args.cl).eval()
+    out = stain_field(gen, stack, device=device, bf16=bf16, channels_last=args.cl, dtype=np.float32)
     diff = np.abs(out - ref)
     ok = diff.mean() <= TOLERANCE["mean"] and diff.max() <= TOLERANCE["max"]
     return {"size": size, "mean": float(diff.mean()), "max": float(diff.max()), "ok": bool(ok)}
@@ -98,18 +98,21 @@ def stain(args, device: torch.device, bf16: bool) -> list[dict]:
     w, h = (96, 64) if args.quick else (1920, 1200)
     rng = np.random.default_rng(0)
     stack = rng.integers(0, 256, (args.images, h, w, 3), dtype=np.uint8)
-    gen = _generator(args.images, args.blocks, device, bf16).eval()
+    gen = _generator(args.images, args.blocks, device, args.cl).eval()
     rows = []
     for compiled in (False, True) if args.compile else (False,):
         model = _compile(gen) if compiled else gen
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
-        stain_field(model, stack, device=device, bf16=bf16)  # warm-up: kernels, compilation
+        # warm-up: kernels, compilation
+        stain_field(model, stack, device=device, bf16=bf16, channels_last=args.cl)
         _sync(device)
         first = time.perf_counter() - t0
         times = _timed(
-            lambda model=model: stain_field(model, stack, device=device, bf16=bf16),
+            lambda model=model: stain_field(
+                model, stack, device=device, bf16=bf16, channels_last=args.cl
+            ),
             device,
             args.repeats,
         )
@@ -140,7 +143,7 @@ def train(args, device: torch.device, bf16: bool) -> list[dict]:
     rows = []
     g = torch.Generator().manual_seed(0)
     dtype = torch.bfloat16 if bf16 else torch.float32
-    fmt = torch.channels_last if bf16 else torch.contiguous_format
+    fmt = torch.channels_last if args.cl else torch.contiguous_format
     losses = {}
     for preset, weights in (
         ("maeNET", LossWeights()),
@@ -152,17 +155,17 @@ def train(args, device: torch.device, bf16: bool) -> list[dict]:
             for p in feats.parameters():
                 p.requires_grad_(False)
             vgg = VGGFeatureExtractor(feats).to(device)
-            if bf16:
+            if args.cl:
                 vgg = vgg.to(memory_format=torch.channels_last)
             perceptual = PerceptualLoss(vgg)
         losses[preset] = GeneratorLoss(weights, perceptual).to(device)
     # one compiled generator, at the largest batch only: each new shape would compile again
     runs = [(False, b) for b in args.batch_size]
-    if args.compile:
+    if args.compile and args.compile_train:
         runs.append((True, max(args.batch_size)))
     for compiled, batch in runs:
         stack, target = _batch(batch, args.images, size, device, g)
-        gen = _generator(args.images, args.blocks, device, bf16).train()
+        gen = _generator(args.images, args.blocks, device, args.cl).train()
         opt = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.9))
         model = _compile(gen) if compiled else gen
         for preset, loss in losses.items():
@@ -247,14 +250,18 @@ def report(args, device, bf16, corr, st, tr, ld, wall_s) -> str:
         f"RRDB {args.blocks} blocks, {args.images} images "
         f"({count_parameters(RRDBGenerator(3 * args.images, blocks=args.blocks)):,} parameters)"
     )
-    cmd = "python benchmarks/gpu_bench.py" + "".join(
-        f" {a}" for a in sys.argv[1:] if not a.startswith("--out") and "docs/" not in a
-    )
+    shown, skip = [], False
+    for a in sys.argv[1:]:  # the command as run, without where it wrote
+        if not (skip or a.startswith("--out")):
+            shown.append(a)
+        skip = a == "--out"
+    cmd = " ".join(["python benchmarks/gpu_bench.py", *shown])
     lines = [
         f"### GPU path: {name}",
         "",
         f"Device: **{name}**, torch {torch.__version__}, {'bf16' if bf16 else 'fp32'}"
-        f"{', channels_last' if bf16 else ''}; {net}; synthetic tensors of the real shapes. "
+        f", {'channels_last' if args.cl else 'contiguous (NCHW)'}; {net}; "
+        "synthetic tensors of the real shapes. "
         f"Command: `{cmd}` ({wall_s:.0f} s in all).",
         "",
         "| measure | value | first call (s) | target |",
@@ -289,7 +296,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
     ap.add_argument("--quick", action="store_true", help="tiny network and sizes (tests)")
     ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument(
+        "--no-compile-train",
+        dest="compile_train",
+        action="store_false",
+        help="compile the stain pass only (training compiles take minutes and gained nothing)",
+    )
     ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    ap.add_argument(
+        "--memory-format",
+        choices=["auto", "channels_last", "contiguous"],
+        default="auto",
+        help="layout of activations (auto: channels_last with bf16, as the trainer does)",
+    )
     ap.add_argument("--batch-size", type=int, nargs="+", default=None)
     ap.add_argument("--repeats", type=int, default=None, help="timed stain repeats")
     ap.add_argument("--steps", type=int, default=None, help="timed training steps")
@@ -311,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     else:
         bf16 = args.precision == "bf16"
+    args.cl = bf16 if args.memory_format == "auto" else args.memory_format == "channels_last"
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     t0 = time.perf_counter()
