@@ -40,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from training.device import default_channels_last
 from training.infer import stain_field
 from training.losses import GeneratorLoss, LossWeights, PerceptualLoss
 from training.models import RRDBGenerator, count_parameters
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-format",
         choices=["auto", "channels_last", "contiguous"],
         default="auto",
-        help="layout of activations (auto: channels_last with bf16, as the trainer does)",
+        help="layout of activations (auto: as the trainer and scope stain choose)",
     )
     ap.add_argument("--batch-size", type=int, nargs="+", default=None)
     ap.add_argument("--repeats", type=int, default=None, help="timed stain repeats")
@@ -330,7 +331,11 @@ def main(argv: list[str] | None = None) -> int:
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     else:
         bf16 = args.precision == "bf16"
-    args.cl = bf16 if args.memory_format == "auto" else args.memory_format == "channels_last"
+    args.cl = (
+        default_channels_last(device, bf16)
+        if args.memory_format == "auto"
+        else args.memory_format == "channels_last"
+    )
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     t0 = time.perf_counter()

@@ -411,11 +411,14 @@ def test_cli_commands_print_one_line_errors(dataset, trained, tmp_path, capsys):
             "1",
             "--features",
             "4",
+            "--channels-last",
             "--quiet",
         ]
     )
     assert code == 0
-    assert (tmp_path / "c" / "config.yaml").read_text().count("scope train") == 1
+    config = (tmp_path / "c" / "config.yaml").read_text()
+    assert config.count("scope train") == 1
+    assert "channels_last: true" in config
     code = cli.main(["evaluate", str(tmp_path / "c"), "--split", "val", "--quiet"])
     assert code == 0
     capsys.readouterr()

@@ -67,7 +67,7 @@ class TrainConfig(BaseModel):
         Geometry-aware flips/rotations that map the LED set onto itself (``training.augment``).
     device, precision, channels_last, compile
         ``auto`` picks CUDA when present; bf16 autocast on CUDA and on CPUs with AMX/AVX-512
-        bf16; channels-last memory format (default on with bf16); ``torch.compile``.
+        bf16; channels-last activations (default on for bf16 on a CPU only); ``torch.compile``.
     workers
         Data-loading processes (``None``: up to 8 on CUDA, 0 on CPU).
     cache
@@ -123,7 +123,7 @@ class TrainConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto, cpu or cuda.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto, fp32 or bf16.")
     channels_last: bool | None = Field(
-        None, description="Channels-last memory format (default: on with bf16)."
+        None, description="Channels-last activations (default: on for bf16 on a CPU, off on CUDA)."
     )
     compile: bool = Field(False, description="torch.compile the generator.")
     workers: int | None = Field(

@@ -24,7 +24,7 @@ from training.checkpoint import (
     require_rgb_stain_model,
     resolve_checkpoint,
 )
-from training.device import resolve_device, use_bf16
+from training.device import default_channels_last, resolve_device, use_bf16
 from training.errors import TrainingError
 from training.tiling import (  # noqa: F401  (public names, kept here too)
     CPU_MEMORY_LIMIT,
@@ -55,7 +55,7 @@ def load_generator(
     dev = resolve_device(device)
     bf16 = use_bf16(precision, dev, inference=True)
     gen = generator_from_checkpoint(ckpt).to(dev)
-    if bf16:
+    if default_channels_last(dev, bf16):
         gen = gen.to(memory_format=torch.channels_last)
     return gen, ckpt, dev, bf16
 

@@ -24,6 +24,7 @@ from training.defaults import DEFAULT_BLEND
 from training.device import (
     autocast_factory,
     available_memory_bytes,
+    default_channels_last,
     keep_freed_memory,
     release_freed_memory,
     resident_bytes,
@@ -163,7 +164,7 @@ def stain_field(
     stack
         ``(n_images, H, W, 3) uint8``: the model's stack channels of one unstained field.
     device, bf16, channels_last
-        Where and how to compute (``channels_last`` defaults to ``bf16``).
+        Where and how to compute (``channels_last``: :func:`training.device.default_channels_last`).
     tile
         Core size in pixels (default: :func:`default_tile`).
     halo
@@ -200,7 +201,7 @@ def stain_field(
     if is_unet and (h < tile or w < tile):
         raise ValueError(f"the U-Net stains windows of {tile} px; the field is {w}x{h}")
     blend = min(blend, tile // 2) if not is_unet else max(blend, tile // 4)
-    cl = bf16 if channels_last is None else channels_last
+    cl = default_channels_last(device, bf16) if channels_last is None else channels_last
     autocast = autocast_factory(device, bf16)
     in_dtype = torch.bfloat16 if bf16 else torch.float32
     if device.type == "cpu":

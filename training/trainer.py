@@ -53,7 +53,12 @@ from training.data import (
     TrainingData,
     open_training_data,
 )
-from training.device import autocast_factory, resolve_device, use_bf16
+from training.device import (
+    autocast_factory,
+    default_channels_last,
+    resolve_device,
+    use_bf16,
+)
 from training.epoch import StepEvent, train_epoch, validate
 from training.epoch_outputs import sample_positions, save_epoch, write_run_config, write_state
 from training.epoch_progress import EpochProgress
@@ -201,7 +206,11 @@ class Trainer:
         self.device = resolve_device(config.device, local_rank=info.local_rank)
         self.bf16 = use_bf16(config.precision, self.device, inference=False)
         self.autocast = autocast_factory(self.device, self.bf16)
-        self.channels_last = config.channels_last if config.channels_last is not None else self.bf16
+        self.channels_last = (
+            config.channels_last
+            if config.channels_last is not None
+            else default_channels_last(self.device, self.bf16)
+        )
         self.workers = data_workers(config, self.device)
         dist_utils.setup(info, self.device)
         self._dist_ready = info.enabled

@@ -47,11 +47,15 @@ TRAIN_OPTIONS = model_options(
     [
         "preset", "stack", "target", "include_flagged", "epochs", "patience", "batch_size",
         "generator", "blocks", "features", "growth", "discriminator", "lr", "lr_d",
-        "lr_schedule", "augment", "device", "precision", "compile", "workers", "cache", "seed",
-        "resume", "vgg_weights", "init_from", "samples",
+        "lr_schedule", "augment", "device", "precision", "channels_last", "compile", "workers",
+        "cache", "seed", "resume", "vgg_weights", "init_from", "samples",
     ],
     choices={"preset": TRAINING_PRESETS, "stack": STACK_PRESETS},
-    flags={"include_flagged": "--include-flagged/--exclude-flagged", "resume": "--resume"},
+    flags={
+        "include_flagged": "--include-flagged/--exclude-flagged",
+        "resume": "--resume",
+        "channels_last": "--channels-last/--no-channels-last",
+    },
     unset=True,  # only the options given are passed on: resume tells them from saved ones
 )  # fmt: skip
 
