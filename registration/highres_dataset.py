@@ -357,6 +357,7 @@ def rewrite_dataset(
             provenance=provenance,
             software_version=software_version or str(ds.attrs.get("software_version", "")),
             written_by="scope match --highres",
+            **ds.layout(),
         )
         with writer:
             rows = cell_rows(cells)

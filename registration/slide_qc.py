@@ -55,10 +55,11 @@ def dedup_cells(
         ssim = cm.ssim if math.isfinite(cm.ssim) else -2.0
         return (QcFlag.NEAR_EDGE not in cm.flags, -len(cm.flags), edge, ssim)
 
-    keep = []
-    for lab in np.unique(labels):
-        members = np.flatnonzero(labels == lab)
-        keep.append(max(members, key=quality))
+    # group the members of each cluster with one stable sort (ascending index within a
+    # cluster, so ties keep the first detection): linear in the cells after the sort
+    order = np.argsort(labels, kind="stable")
+    starts = np.flatnonzero(np.diff(labels[order], prepend=-1))
+    keep = [max(members, key=quality) for members in np.split(order, starts[1:])]
     return np.sort(np.asarray(keep, dtype=np.int64))
 
 
