@@ -50,8 +50,9 @@ from registration.coarse import (
 from registration.crops import ExtractJob, extract_field
 from registration.detection_report import detection_warnings, per_field_line
 from registration.match_output import MatchOutput, write_dataset
+from registration.neighbour_pairs import channel_pairs
 from registration.parallel import Progress, run_tasks
-from registration.qc import QcOptions, channel_pairs
+from registration.qc import QcOptions
 from registration.scan_pair import MatchError, ScanPair, open_pair
 from registration.scans import ScanCache, sha256_file
 from registration.segment import WbcParams, for_slide, slide_stain_of
@@ -130,9 +131,8 @@ class MatchOptions(BaseModel):
     qc: QcOptions = Field(default_factory=QcOptions)
 
     def validate(self) -> None:  # type: ignore[override]  # pydantic's classmethod is deprecated
-        """Check the nested parameter sets (the model's own fields are checked when made)."""
-        if not (math.isfinite(self.qc.min_ssim) and -1.0 <= self.qc.min_ssim <= 1.0):
-            raise MatchError(f"--min-ssim must lie in [-1, 1], got {self.qc.min_ssim}")
+        """Check the segmentation parameters (a dataclass; the pydantic fields, ``qc``
+        included, are checked when made)."""
         self.wbc.validate()
 
     def as_dict(self) -> dict[str, Any]:
@@ -140,7 +140,7 @@ class MatchOptions(BaseModel):
         return {
             **self.model_dump(exclude={"wbc", "qc"}),
             "wbc": asdict(self.wbc),
-            "qc": asdict(self.qc),
+            "qc": self.qc.model_dump(),
         }
 
 

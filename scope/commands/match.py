@@ -184,8 +184,6 @@ def match(
     [bold]scope match --highres HIGHRES.scan.h5 NAME.dataset.h5[/]: matches each cell's 100x
     image to its 20x crop, measures the magnification ratio and adds 100x targets.
     """
-    import dataclasses
-
     from rich.console import Console
 
     from hardware_profiles.errors import ScopeError
@@ -245,7 +243,7 @@ def match(
         block_um=block_um,
         workers=workers,
         skip_blank=skip_blank,
-        qc=dataclasses.replace(QcOptions(), min_ssim=min_ssim),
+        qc=QcOptions(min_ssim=min_ssim),
     )
     from acquisition.files import Interrupted
 
