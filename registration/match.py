@@ -41,21 +41,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from acquisition.vocabulary import Pass
 from registration.cell_match import CellMatch, FineJob, match_field_cells, stage_xy
 from registration.cells_csv import cells_csv_path, write_cells_csv
-from registration.coarse import (
-    DEFAULT_MARGIN_UM,
-    RigidTransform,
-    SlideFit,
-    fit_slide_transform,
-)
+from registration.coarse import DEFAULT_MARGIN_UM
 from registration.crops import ExtractJob, extract_field
 from registration.detection_report import detection_warnings, per_field_line
 from registration.match_output import MatchOutput, write_dataset
 from registration.neighbour_pairs import channel_pairs
 from registration.parallel import Progress, run_tasks
 from registration.qc import QcOptions
+from registration.rigid import RigidTransform
 from registration.scan_pair import MatchError, ScanPair, open_pair
 from registration.scans import ScanCache, sha256_file
 from registration.segment import WbcParams, for_slide, slide_stain_of
+from registration.slide_fit import SlideFit, fit_slide_transform
 from registration.slide_qc import (
     dedup_cells,
     flag_misaligned,

@@ -18,10 +18,11 @@ import numpy as np
 from acquisition.vocabulary import Pass
 from registration.cell_match import CellMatch, stage_xy
 from registration.cells_csv import cells_csv_path, write_cells_csv
-from registration.coarse import FieldGeometry, RegistrationError, SlideFit
 from registration.crops import FieldCrops
+from registration.errors import RegistrationError
 from registration.qc import join_flags
 from registration.scan_pair import ScanPair
+from registration.slide_fit import PairGeometry, SlideFit
 from registration.splits import default_split
 from registration.survey import FieldSurvey
 
@@ -150,7 +151,7 @@ def _truth_types(pair: ScanPair, stained_stage: np.ndarray) -> np.ndarray | None
 
 
 def _row(
-    pair: ScanPair, cm: CellMatch, g: FieldGeometry, split: str, surveys: list[FieldSurvey]
+    pair: ScanPair, cm: CellMatch, g: PairGeometry, split: str, surveys: list[FieldSurvey]
 ) -> dict[str, Any]:
     su = g.to_stage(np.array(cm.unstained_xy), pair.centres_unstained[cm.field])
     ss = g.to_stage(np.array(cm.stained_xy), pair.centres_stained[cm.field])

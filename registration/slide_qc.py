@@ -22,11 +22,12 @@ import numpy as np
 from acquisition.vocabulary import ChannelKind, QcFlag
 from registration.cell_match import CellMatch
 from registration.channel_alignment import misaligned_channels
-from registration.coarse import SlideFit, robust_fit_rigid
 from registration.crop_checks import blue_speck_cells, ghost_cells
 from registration.crops import FieldCrops
 from registration.neighbour_pairs import misaligned_pairs, same_direction_pairs
+from registration.rigid import robust_fit_rigid
 from registration.scan_pair import MatchError, ScanPair
+from registration.slide_fit import SlideFit
 
 
 def dedup_cells(

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from registration.coarse import RegistrationError, RigidTransform, stage_transform_between
+from registration.errors import RegistrationError
+from registration.rigid import RigidTransform, stage_transform_between
 
 WBC_TYPES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 
