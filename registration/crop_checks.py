@@ -3,18 +3,16 @@
 :func:`one_pass_objects` looks at one cell (``input_only_object``, ``target_only_color``
 directly, and the figures the slide-level checks need); :func:`ghost_cells` and
 :func:`blue_speck_cells` decide over a whole slide; :func:`saturated_fraction` feeds
-``saturated_target``. The thresholds are :class:`registration.qc.QcOptions`.
+``saturated_target``. The thresholds are :class:`registration.qc_options.QcOptions`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from registration.qc import QcOptions
+from registration.qc_options import QcOptions
 
 
 def optical_density(image: np.ndarray, background: np.ndarray) -> np.ndarray:

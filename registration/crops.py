@@ -18,7 +18,7 @@ from registration.channel_alignment import ChannelAligner, central_region
 from registration.crop_checks import image_noise, one_pass_objects, saturated_fraction
 from registration.mosaic import FieldMosaic, NeighbourImages
 from registration.neighbour_pairs import PairMeasurer
-from registration.qc import QcOptions
+from registration.qc_options import QcOptions
 from registration.scan_pair import ScanPair
 from registration.scans import ScanCache
 from registration.segment import WbcParams, segment_wbcs
