@@ -99,30 +99,21 @@ class DatasetWriter:
         write_table(self._f, "channels", self.channels)
         write_table(self._f, "target_channels", self.target_channels)
         opts = compression_options(compression)
-        self._inputs = self._f.create_dataset(
-            "inputs",
-            shape=(0, n_ch, c, c, ci),
-            maxshape=(None, n_ch, c, c, ci),
-            dtype=self.input_dtype,
-            chunks=(1, n_ch, c, c, ci),
-            **opts,
-        )
-        self._targets = self._f.create_dataset(
-            "targets",
-            shape=(0, c, c, co),
-            maxshape=(None, c, c, co),
-            dtype=self.target_dtype,
-            chunks=(1, c, c, co),
-            **opts,
-        )
-        self._highres = self._f.create_dataset(
-            "targets_highres",
-            shape=(0, c, c, co),
-            maxshape=(None, c, c, co),
-            dtype=self.target_dtype,
-            chunks=(1, c, c, co),
-            **opts,
-        )
+
+        def images(name: str, cell_shape: tuple[int, ...], dtype: np.dtype) -> h5py.Dataset:
+            """An extensible array of one chunk per cell."""
+            return self._f.create_dataset(
+                name,
+                shape=(0, *cell_shape),
+                maxshape=(None, *cell_shape),
+                dtype=dtype,
+                chunks=(1, *cell_shape),
+                **opts,
+            )
+
+        self._inputs = images("inputs", (n_ch, c, c, ci), self.input_dtype)
+        self._targets = images("targets", (c, c, co), self.target_dtype)
+        self._highres = images("targets_highres", (c, c, co), self.target_dtype)
         self._cells: list[dict[str, Any]] = []
         self._closed = False
 
