@@ -86,12 +86,18 @@ def test_registration_reports_through_the_progress_protocol(tmp_path):
         def close(self):
             pass
 
-    rec = Recorder()
-    assert isinstance(rec, Progress)
-    with ScanCache() as cache:
-        out = list(run_tasks(_square, [1, 2, 3], cache=cache, progress=rec, phase="fine"))
-    assert out == [1, 4, 9]
-    assert rec.calls == [("start", "fine", 3, PHASE_LABELS["fine"])] + [("advance", "fine", 1)] * 3
+    for workers in (1, 2):  # in this process, and in a pool
+        rec = Recorder()
+        assert isinstance(rec, Progress)
+        with ScanCache() as cache:
+            out = list(
+                run_tasks(
+                    _square, [1, 2, 3], cache=cache, workers=workers, progress=rec, phase="fine"
+                )
+            )
+        assert out == [1, 4, 9]
+        start = ("start", "fine", 3, PHASE_LABELS["fine"])
+        assert rec.calls == [start] + [("advance", "fine", 1)] * 3
 
 
 def _square(cache, job):
