@@ -237,7 +237,7 @@ def score_slide(
 def audit_ghosts(seed: int, fu, fs, ds, flags: list[set], no_wbc: set[int]) -> list[tuple]:
     """Each checked cell's nucleus edge ratio, whether it is a WBC, and whether any check
     other than the ghost check flags it — recomputed as ``scope match`` computes them."""
-    from registration.match import _cut
+    from registration.crops import cut as _cut
     from registration.qc import QcOptions, blue_speck_cells, image_noise, one_pass_objects
     from registration.segment import background_colour, segment_wbcs
 

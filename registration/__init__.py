@@ -6,8 +6,9 @@ Light on import: the public functions are loaded from their modules on first use
 - :func:`find_wbcs` — WBC centroids in a stained image (:mod:`registration.segment`);
 - :func:`match_scans` — ``scope match`` (:mod:`registration.match`);
 - :func:`add_highres` — ``scope match --highres`` (:mod:`registration.highres_dataset`);
-- :func:`merge_datasets`, :func:`resplit_dataset`, :func:`describe_dataset`,
-  :func:`preview_grid` — ``scope dataset`` (:mod:`registration.manage`);
+- :func:`merge_datasets`, :func:`resplit_dataset` — ``scope dataset merge|split``
+  (:mod:`registration.manage`); :func:`describe_dataset`, :func:`preview_grid` —
+  ``scope dataset info`` (:mod:`registration.dataset_info`);
 - :func:`evaluate_match` — a dataset against the simulator's truth (:mod:`registration.truth`).
 """
 
@@ -18,17 +19,16 @@ from typing import Any
 
 _EXPORTS = {
     "HighresOptions": "registration.highres",
-    "MatchOptions": "registration.match",
-    "QcOptions": "registration.qc",
+    "MatchOptions": "registration.match_options",
+    "QcOptions": "registration.qc_options",
     "WbcParams": "registration.segment",
     "add_highres": "registration.highres_dataset",
-    "describe_dataset": "registration.manage",
+    "describe_dataset": "registration.dataset_info",
     "evaluate_match": "registration.truth",
     "find_wbcs": "registration.segment",
     "match_scans": "registration.match",
     "merge_datasets": "registration.manage",
-    "preview_grid": "registration.manage",
-    "render_description": "registration.manage",
+    "preview_grid": "registration.dataset_info",
     "resplit_dataset": "registration.manage",
     "segment_wbcs": "registration.segment",
 }

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from acquisition.vocabulary import QcFlag
-from registration.coarse import SlideFit, to_grey
+from registration.coarse import to_grey
 from registration.fine import FineMatchError, crop_origin, fine_match
 from registration.mosaic import FieldMosaic, NeighbourImages
 from registration.scan_pair import ScanPair
 from registration.scans import ScanCache
+from registration.slide_fit import SlideFit
 
 
 @dataclass

@@ -7,11 +7,9 @@ search runs at half resolution over the whole margin, then at full resolution ar
 peak, with a parabola through the peak for sub-pixel precision; the template is then cut into
 tiles matched locally, so each field also yields point pairs that carry rotation.
 
-Beyond the thesis: the slide moved as one rigid body between the passes, so
-:func:`fit_slide_transform` fits one rotation + translation (stained-pass stage µm →
-unstained-pass stage µm) to the tile pairs of every field, robustly; fields whose own match
-disagrees with it are marked ``outlier``, fields whose own correlation is weak ``weak`` (they
-are rescued by the fit). :meth:`SlideFit.predict` then seeds every cell's fine search.
+Beyond the thesis: the slide moved as one rigid body between the passes, so one rigid
+transform is fitted to the tiles of every field (:mod:`registration.slide_fit`, with the
+transforms in :mod:`registration.rigid`).
 
 Conventions: a displacement ``(dx, dy)`` means stained pixel ``(x, y)`` shows what unstained
 pixel ``(x + dx, y + dy)`` shows (same field).
@@ -24,87 +22,38 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hardware_profiles.errors import ScopeError
 from registration.correlate import correlation, parabola_offsets
+from registration.errors import RegistrationError
+from registration.rigid import (
+    RigidTransform,
+    fit_rigid,
+    robust_fit_rigid,
+    stage_transform_between,
+)
+from registration.slide_fit import PairGeometry, SlideFit, fit_slide_transform
+
+__all__ = [
+    "DEFAULT_MARGIN_UM",
+    "CoarseMatch",
+    "PairGeometry",
+    "RegistrationError",
+    "RigidTransform",
+    "SlideFit",
+    "coarse_match",
+    "edge_map",
+    "fit_rigid",
+    "fit_slide_transform",
+    "margin_px",
+    "robust_fit_rigid",
+    "stage_transform_between",
+    "to_grey",
+]
 
 #: The thesis's margin: 264 px at 0.293 µm/px — the largest re-placement the search absorbs.
 DEFAULT_MARGIN_UM = 77.0
 MAX_MARGIN_FRACTION = 0.4
 #: Smallest side of a tile matched on its own (px).
 MIN_TILE_PX = 160
-
-
-class RegistrationError(ScopeError):
-    """Two passes cannot be registered (no field matched, inputs unusable)."""
-
-
-# -- rigid transforms -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RigidTransform:
-    """``dst = R(theta) · src + t`` in the plane (µm or pixels)."""
-
-    theta_rad: float = 0.0
-    tx: float = 0.0
-    ty: float = 0.0
-
-    @property
-    def theta_deg(self) -> float:
-        return math.degrees(self.theta_rad)
-
-    @property
-    def matrix(self) -> np.ndarray:
-        """``(2, 3)`` affine matrix."""
-        c, s = math.cos(self.theta_rad), math.sin(self.theta_rad)
-        return np.array([[c, -s, self.tx], [s, c, self.ty]])
-
-    @classmethod
-    def from_matrix(cls, m: np.ndarray) -> RigidTransform:
-        """The rigid part of a ``(2, 3)`` affine matrix (rotation from its first column)."""
-        m = np.asarray(m, dtype=np.float64)
-        return cls(math.atan2(m[1, 0], m[0, 0]), float(m[0, 2]), float(m[1, 2]))
-
-    def apply(self, points: np.ndarray) -> np.ndarray:
-        """Map ``(N, 2)`` points."""
-        p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        m = self.matrix
-        return p @ m[:, :2].T + m[:, 2]
-
-    def inverse(self) -> RigidTransform:
-        c, s = math.cos(self.theta_rad), math.sin(self.theta_rad)
-        tx = -(c * self.tx + s * self.ty)
-        ty = -(-s * self.tx + c * self.ty)
-        return RigidTransform(-self.theta_rad, tx, ty)
-
-    def compose(self, other: RigidTransform) -> RigidTransform:
-        """``self ∘ other`` (apply ``other`` first)."""
-        m = self.matrix
-        o = other.matrix
-        full = m[:, :2] @ o
-        full[:, 2] += m[:, 2]
-        return RigidTransform.from_matrix(full)
-
-
-def fit_rigid(
-    src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None
-) -> RigidTransform:
-    """Weighted least-squares rotation + translation ``dst ≈ R src + t`` (2-D Kabsch).
-
-    With a single point (or all points coincident) the rotation is 0.
-    """
-    src = np.asarray(src, dtype=np.float64).reshape(-1, 2)
-    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, dtype=np.float64)
-    w = w / w.sum()
-    cs = (w[:, None] * src).sum(0)
-    cd = (w[:, None] * dst).sum(0)
-    a = src - cs
-    b = dst - cd
-    num = (w * (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])).sum()
-    den = (w * (a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1])).sum()
-    theta = math.atan2(num, den) if (abs(num) + abs(den)) > 1e-12 else 0.0
-    r = RigidTransform(theta).matrix[:, :2]
-    t = cd - r @ cs
-    return RigidTransform(theta, float(t[0]), float(t[1]))
 
 
 # -- per-field edge correlation -------------------------------------------------------------------
@@ -308,213 +257,3 @@ def _local_match(
     _, peak, _, (px, py) = cv2.minMaxLoc(c)
     ox, oy = parabola_offsets(c, py, px)
     return float(peak), float(cx0 + px + ox), float(cy0 + py + oy)
-
-
-# -- one rigid transform for the whole slide ------------------------------------------------------
-def robust_fit_rigid(
-    src: np.ndarray,
-    dst: np.ndarray,
-    weights: np.ndarray | None = None,
-    *,
-    min_threshold: float,
-    n_sigma: float = 3.0,
-    max_iter: int = 10,
-    n_trials: int = 300,
-    seed: int = 0,
-) -> tuple[RigidTransform, np.ndarray, np.ndarray]:
-    """:func:`fit_rigid` that ignores outlying pairs (least median of squares, then refits).
-
-    Candidate transforms from random pairs of points are scored by their median squared
-    residual; the best one picks the inliers — residual at most
-    ``max(min_threshold, n_sigma · σ)``, σ its robust scale — and the transform is refitted on
-    them until the inliers stop changing. Up to half the pairs may be outliers (a slipped
-    field, a wrong match). Returns ``(transform, inlier mask, residuals)``.
-    """
-    src = np.asarray(src, dtype=np.float64).reshape(-1, 2)
-    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, dtype=np.float64)
-    n = len(src)
-    best = fit_rigid(src, dst, w)
-    if n >= 3:
-        rng = np.random.default_rng(seed)
-        best_med = np.inf
-        pairs = rng.integers(0, n, size=(n_trials, 2))
-        for a, b in pairs:
-            if a == b or np.allclose(src[a], src[b]):
-                continue
-            cand = fit_rigid(src[[a, b]], dst[[a, b]])
-            med = float(np.median(np.sum((cand.apply(src) - dst) ** 2, axis=1)))
-            if med < best_med:
-                best, best_med = cand, med
-        sigma = 1.4826 * (1 + 5 / max(n - 2, 1)) * math.sqrt(best_med)
-    else:
-        sigma = 0.0
-    transform = best
-    res = np.linalg.norm(transform.apply(src) - dst, axis=1)
-    keep = res <= max(min_threshold, n_sigma * sigma)
-    for _ in range(max_iter):
-        if keep.sum() == 0:
-            keep = np.ones(n, dtype=bool)
-        transform = fit_rigid(src[keep], dst[keep], w[keep])
-        res = np.linalg.norm(transform.apply(src) - dst, axis=1)
-        sigma = 1.4826 * float(np.median(res[keep]))
-        new = res <= max(min_threshold, n_sigma * sigma)
-        if np.array_equal(new, keep):
-            break
-        keep = new
-    return transform, keep, res
-
-
-@dataclass(frozen=True)
-class FieldGeometry:
-    """Where each field of the two passes was taken: frame size, pixel size, stage centres."""
-
-    width: int
-    height: int
-    pixel_size_um: float
-    stained_centres_um: np.ndarray  # (n_fields, 2)
-    unstained_centres_um: np.ndarray  # (n_fields, 2)
-
-    def to_stage(self, xy_px: np.ndarray, centre_um: np.ndarray) -> np.ndarray:
-        c = np.array([(self.width - 1) / 2, (self.height - 1) / 2])
-        return (
-            np.asarray(centre_um) + (np.asarray(xy_px, dtype=np.float64) - c) * self.pixel_size_um
-        )
-
-    def to_pixel(self, xy_um: np.ndarray, centre_um: np.ndarray) -> np.ndarray:
-        c = np.array([(self.width - 1) / 2, (self.height - 1) / 2])
-        return (
-            np.asarray(xy_um, dtype=np.float64) - np.asarray(centre_um)
-        ) / self.pixel_size_um + c
-
-
-@dataclass(frozen=True)
-class SlideFit:
-    """The slide's rigid motion between the passes, and how each field agrees with it.
-
-    Attributes
-    ----------
-    transform
-        Stained-pass stage µm → unstained-pass stage µm.
-    status
-        Per field: ``inlier`` (its own match agrees), ``outlier`` (a reliable match that
-        disagrees: a stage slip or a wrong match; its own offset is kept as a correction),
-        ``weak`` (its own correlation too weak; rescued by the fit).
-    residual_px
-        Per field, median distance (px) between its own tile matches and the fit.
-    correction_px
-        ``(n_fields, 2)`` shift added to the fit's prediction in that field (outliers only).
-    rms_px
-        Root-mean-square residual of the pairs kept by the fit (px).
-    """
-
-    transform: RigidTransform
-    geometry: FieldGeometry
-    status: np.ndarray
-    residual_px: np.ndarray
-    correction_px: np.ndarray
-    rms_px: float
-    n_pairs: int
-
-    def predict(self, field_index: int, stained_xy_px: np.ndarray) -> np.ndarray:
-        """Unstained-frame pixels ``(N, 2)`` of stained-frame pixels of one field."""
-        g = self.geometry
-        stage_s = g.to_stage(np.reshape(stained_xy_px, (-1, 2)), g.stained_centres_um[field_index])
-        stage_u = self.transform.apply(stage_s)
-        return (
-            g.to_pixel(stage_u, g.unstained_centres_um[field_index])
-            + self.correction_px[field_index]
-        )
-
-
-def fit_slide_transform(
-    matches: list[CoarseMatch | None],
-    geometry: FieldGeometry,
-    *,
-    min_score: float = 0.05,
-    min_distinctness: float = 0.15,
-    outlier_px: float = 3.0,
-) -> SlideFit:
-    """Fit one rigid transform to the coarse matches of every field.
-
-    Parameters
-    ----------
-    matches
-        One :class:`CoarseMatch` per field (``None`` for a field not matched, e.g. blank).
-    geometry
-        Frame size, pixel size and the stage centres of each field in both passes.
-    min_score, min_distinctness
-        A field's own match counts only when its peak score and distinctness reach these.
-    outlier_px
-        A reliable field whose tiles sit farther than this (median, px) from the fit is an
-        ``outlier``; pairs farther than this (or 3 σ) are excluded from the fit.
-
-    Raises
-    ------
-    RegistrationError
-        When no field has a reliable match.
-    """
-    n = len(matches)
-    p = geometry.pixel_size_um
-    reliable = np.array(
-        [
-            m is not None and m.reliable(min_score=min_score, min_distinctness=min_distinctness)
-            for m in matches
-        ]
-    )
-    if not reliable.any():
-        raise RegistrationError(
-            "no field could be matched between the unstained and stained passes (edge "
-            "correlation too weak everywhere): are these scans of the same slide and region?"
-        )
-    src, dst, w, owner = [], [], [], []
-    centre = np.array([(geometry.width - 1) / 2, (geometry.height - 1) / 2])
-    for i, m in enumerate(matches):
-        if not reliable[i]:
-            continue
-        pairs = m.tiles
-        if len(pairs) == 0:
-            pairs = np.array([[*centre, centre[0] + m.dx_px, centre[1] + m.dy_px, m.score]])
-        src.append(geometry.to_stage(pairs[:, :2], geometry.stained_centres_um[i]))
-        dst.append(geometry.to_stage(pairs[:, 2:4], geometry.unstained_centres_um[i]))
-        w.append(np.clip(pairs[:, 4], 1e-3, None))
-        owner.append(np.full(len(pairs), i))
-    src_a, dst_a = np.concatenate(src), np.concatenate(dst)
-    w_a, owner_a = np.concatenate(w), np.concatenate(owner)
-    transform, keep, res = robust_fit_rigid(src_a, dst_a, w_a, min_threshold=outlier_px * p)
-    res_px = res / p
-    status = np.array(["weak"] * n, dtype=object)
-    residual = np.full(n, np.nan)
-    correction = np.zeros((n, 2))
-    for i in range(n):
-        if not reliable[i]:
-            continue
-        sel = owner_a == i
-        residual[i] = float(np.median(res_px[sel]))
-        if residual[i] > outlier_px:
-            status[i] = "outlier"
-            predicted = geometry.to_pixel(
-                transform.apply(src_a[sel]), geometry.unstained_centres_um[i]
-            )
-            measured = geometry.to_pixel(dst_a[sel], geometry.unstained_centres_um[i])
-            correction[i] = np.median(measured - predicted, axis=0)
-        else:
-            status[i] = "inlier"
-    rms = float(np.sqrt(np.mean(res_px[keep] ** 2))) if keep.any() else float("nan")
-    return SlideFit(
-        transform, geometry, status.astype(str), residual, correction, rms, int(keep.sum())
-    )
-
-
-def stage_transform_between(
-    unstained_slide_to_stage: np.ndarray, stained_slide_to_stage: np.ndarray
-) -> RigidTransform:
-    """Stained-pass stage → unstained-pass stage from the two placements (``(2, 3)`` each)."""
-
-    def full(m: np.ndarray) -> np.ndarray:
-        out = np.eye(3)
-        out[:2] = np.asarray(m, dtype=np.float64)
-        return out
-
-    composed = full(unstained_slide_to_stage) @ np.linalg.inv(full(stained_slide_to_stage))
-    return RigidTransform.from_matrix(composed[:2])

@@ -14,16 +14,11 @@ import numpy as np
 
 from acquisition.vocabulary import ChannelKind, QcFlag
 from registration.cell_match import CellMatch
+from registration.channel_alignment import ChannelAligner, central_region
+from registration.crop_checks import image_noise, one_pass_objects, saturated_fraction
 from registration.mosaic import FieldMosaic, NeighbourImages
-from registration.qc import (
-    ChannelAligner,
-    PairMeasurer,
-    QcOptions,
-    central_region,
-    image_noise,
-    one_pass_objects,
-    saturated_fraction,
-)
+from registration.neighbour_pairs import PairMeasurer
+from registration.qc_options import QcOptions
 from registration.scan_pair import ScanPair
 from registration.scans import ScanCache
 from registration.segment import WbcParams, segment_wbcs
@@ -36,11 +31,11 @@ class FieldCrops:
     spill: str  # .npz with inputs (n, C, c, c, 3), targets (n, c, c, 3)
     offsets: np.ndarray  # (C, 2 candidates, 2)
     scores: np.ndarray  # (C,)
-    pair_offsets: np.ndarray  # (P, 2) channel pairs (qc.channel_pairs)
+    pair_offsets: np.ndarray  # (P, 2) channel pairs (neighbour_pairs.channel_pairs)
     pair_scores: np.ndarray  # (P,)
     flags: list[set[str]]
-    edge_ratios: np.ndarray  # (n,) nucleus outline in the input (qc.ghost_cells)
-    speck_gaps: np.ndarray  # (n,) bluest speck on the cell (qc.blue_speck_cells)
+    edge_ratios: np.ndarray  # (n,) nucleus outline in the input (crop_checks.ghost_cells)
+    speck_gaps: np.ndarray  # (n,) bluest speck on the cell (crop_checks.blue_speck_cells)
 
 
 def cut(image: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
@@ -68,7 +63,7 @@ class ExtractJob:
     qc: QcOptions
     spill_dir: str
     kinds: np.ndarray  # (C,) channel kinds
-    channel_pairs: np.ndarray  # (P, 2) qc.channel_pairs
+    channel_pairs: np.ndarray  # (P, 2) neighbour_pairs.channel_pairs
 
 
 def extract_field(cache: ScanCache, job: ExtractJob) -> FieldCrops:
@@ -95,7 +90,7 @@ def extract_field(cache: ScanCache, job: ExtractJob) -> FieldCrops:
     mosaic = FieldMosaic(pair.centres_unstained, pair.width, pair.height, pair.pixel_size_um)
     aligner = ChannelAligner(bf, region_px=job.qc.pls_region_px, search_px=job.qc.pls_search_px)
     # every single-LED image is measured against the brightfield image and against its
-    # neighbours (qc.channel_pairs)
+    # neighbours (neighbour_pairs.channel_pairs)
     pairs = PairMeasurer(ch_pairs, search_px=job.qc.pls_search_px)
     sub = central_region(bf[aligner.region].shape[:2], job.qc.pair_region_px)
     for ch in range(n_ch):

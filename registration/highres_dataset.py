@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from acquisition.progress import Progress, or_null
 from acquisition.vocabulary import Pass
 from registration.highres import (
     HighresError,
@@ -123,7 +124,7 @@ def add_highres(
     stained: str | Path | None = None,
     options: HighresOptions | None = None,
     workers: int = 1,
-    progress: Any = None,
+    progress: Progress | None = None,
     software_version: str = "",
     force: bool = False,
 ) -> HighresSummary:
@@ -145,6 +146,8 @@ def add_highres(
         :class:`HighresOptions`.
     workers
         Processes matching fields' cells in parallel.
+    progress
+        Where the two phases report (:class:`acquisition.progress.Progress`).
 
     Raises
     ------
@@ -194,7 +197,7 @@ def add_highres(
         ]
 
     with ScanCache() as cache:
-        run = partial(run_tasks, cache=cache, workers=workers, progress=progress)
+        run = partial(run_tasks, cache=cache, workers=workers, progress=or_null(progress))
         measured = [r for res in run(_highres_job, jobs(None), phase="scale") for r in res]
         ratios = np.array(
             [m.measured_ratio for _, m, _ in measured if m.ok and math.isfinite(m.measured_ratio)]
@@ -342,31 +345,21 @@ def rewrite_dataset(
     highres_targets: dict[int, np.ndarray],
     provenance: dict[str, Any],
     software_version: str,
-    batch: int = 64,
 ) -> None:
-    """Copy ``src`` to ``out`` (temporary file + rename) with new cells and 100x targets."""
-    from registration.dataset import Dataset, DatasetWriter, cell_rows
+    """Copy ``src`` to ``out`` (temporary file + rename, in ``src``'s layout) with new cells
+    and 100x targets."""
+    from registration.dataset import Dataset
+    from registration.dataset_copy import copy_with_cells
 
-    ds = Dataset(src)
-    try:
-        writer = DatasetWriter(
-            out,
-            channels=ds.channels,
-            crop_size=ds.crop_size,
-            profile=ds.attrs.get("profile") or None,
-            provenance=provenance,
-            software_version=software_version or str(ds.attrs.get("software_version", "")),
-            written_by="scope match --highres",
-        )
-        with writer:
-            rows = cell_rows(cells)
-            for a in range(0, len(rows), batch):
-                b = min(a + batch, len(rows))
-                hr = np.asarray(ds.targets_highres[a:b])
-                for k in range(a, b):
-                    if k in highres_targets:
-                        hr[k - a] = highres_targets[k]
-                writer.add(ds.inputs[a:b], ds.targets[a:b], rows[a:b], targets_highres=hr)
-            ds.close()
-    finally:
-        ds.close()
+    if not software_version:
+        with Dataset(src) as ds:
+            software_version = str(ds.attrs.get("software_version", ""))
+    copy_with_cells(
+        [src],
+        out,
+        cells,
+        provenance=provenance,
+        software_version=software_version,
+        written_by="scope match --highres",
+        highres_targets=highres_targets,
+    )

@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from registration.dataset import SPLITS, DatasetError, DatasetWriter
+from acquisition.vocabulary import SPLITS, ChannelKind
+from registration.dataset import DatasetError, DatasetWriter
 
 LABEL_FIELDS = [("bsccm_class3", np.int64), ("bsccm_class10", np.int64)]
 CLASS3_NAMES = ("lymphocyte", "granulocyte", "monocyte")
@@ -79,7 +80,7 @@ def led_channel_row(name: str) -> dict[str, Any]:
     row: dict[str, Any] = {
         "name": name,
         "leds": "",
-        "kind": "pls",
+        "kind": ChannelKind.PLS,
         "exposure_level": "single",
         "theta_deg": math.nan,
         "phi_deg": math.nan,
@@ -89,10 +90,10 @@ def led_channel_row(name: str) -> dict[str, Any]:
     }
     low = name.lower()
     if low == "brightfield":
-        row["kind"] = "brightfield"
+        row["kind"] = ChannelKind.BRIGHTFIELD
         row["theta_deg"] = 0.0
     elif m := re.match(r"df_(\d+)", low):
-        row["kind"] = "darkfield"
+        row["kind"] = ChannelKind.DARKFIELD
         na = int(m.group(1)) / 100.0
         if na < 1.0:
             row["theta_deg"] = math.degrees(math.asin(na))

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from acquisition.vocabulary import CELL_TYPES
 from registration.dataset import DatasetError
-
-WBC_TYPES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 
 
 def with_type_column(cells: np.ndarray, types: np.ndarray | None = None) -> np.ndarray:
@@ -60,10 +59,10 @@ def read_labels(path: str | Path, n_cells: int) -> dict[int, str]:
                     f"{path} line {line}: row {row} is outside the dataset's 0–{n_cells - 1}"
                 )
             t = rec["type"].lower()
-            if t and t not in WBC_TYPES:
+            if t and t not in CELL_TYPES:
                 raise DatasetError(
                     f"{path} line {line}: unknown type {rec['type']!r}; use one of "
-                    f"{', '.join(WBC_TYPES)} (or leave it empty)"
+                    f"{', '.join(CELL_TYPES)} (or leave it empty)"
                 )
             out[row] = t
     return out
@@ -83,7 +82,8 @@ def label_dataset(path: str | Path, labels_csv: str | Path) -> LabelSummary:
     """
     from acquisition.files import WriteLock
     from registration.dataset import Dataset
-    from registration.manage import _copy, written_by_of
+    from registration.dataset_copy import copy_with_cells
+    from registration.manage import written_by_of
 
     path = Path(path)
     with Dataset(path) as ds:
@@ -96,7 +96,7 @@ def label_dataset(path: str | Path, labels_csv: str | Path) -> LabelSummary:
         types[row] = t
     cells = with_type_column(cells, types)
     with WriteLock(path):
-        _copy(
+        copy_with_cells(
             [path],
             path,
             cells,

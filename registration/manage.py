@@ -1,12 +1,12 @@
-"""``scope dataset {info, merge, split}``: describe, combine and re-split dataset files.
+"""``scope dataset {merge, split}``: combine dataset files and assign splits afresh.
 
-Every writer goes through :class:`registration.dataset.DatasetWriter` (temporary file renamed
-at the end), so a failed merge or split leaves the existing files untouched.
+Both write through :func:`registration.dataset_copy.copy_with_cells` (a temporary file renamed
+at the end, in the source's layout), so a failed merge or split leaves the existing files
+untouched. ``scope dataset info`` is :mod:`registration.dataset_info`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from acquisition.vocabulary import SPLITS
 from hardware_profiles.errors import ScopeError
-from registration.qc import FLAG_ORDER
+from registration.dataset_copy import copy_with_cells
 from registration.splits import (
     DEFAULT_BLOCK_UM,
     DEFAULT_FRACTIONS,
-    SPLITS,
     default_split,
     split_mode,
 )
@@ -27,114 +27,6 @@ from registration.splits import (
 
 class DatasetOperationError(ScopeError):
     """Datasets cannot be merged or re-split as asked."""
-
-
-def _flags(cells: np.ndarray) -> list[set[str]]:
-    return [{f for f in str(s).split(",") if f} for s in cells["qc_flags"]]
-
-
-class DatasetDescription(dict):
-    """A dict (JSON-friendly) that rich prints as tables (:func:`render_description`)."""
-
-    def __rich__(self) -> Any:
-        return render_description(self)
-
-
-def describe_dataset(path: str | Path) -> DatasetDescription:
-    """What a dataset file holds: a JSON-friendly dict that rich prints as tables.
-
-    Keys: ``path``, ``n_cells``, ``crop_size``, ``n_channels``, ``channels`` (names),
-    ``input_shape``, ``slides`` (slide → cells), ``splits`` (split → cells), ``splits_clean``
-    (unflagged cells per split), ``flags`` (flag → cells), ``n_flagged``, ``n_clean``,
-    ``n_highres``, ``median_ssim``, ``median_highres_scale``, ``slide_transform``,
-    ``software_version``.
-    """
-    from registration.dataset import Dataset
-
-    with Dataset(path) as ds:
-        cells = ds.cells
-        flags = _flags(cells)
-        counts = dict.fromkeys(FLAG_ORDER, 0)
-        for fl in flags:
-            for f in fl:
-                counts[f] = counts.get(f, 0) + 1
-        clean = np.array([not f for f in flags], dtype=bool)
-        slides, n_per = np.unique(cells["slide"], return_counts=True)
-        ssim = cells["ssim"][np.isfinite(cells["ssim"])]
-        scale = cells["highres_scale"][cells["has_highres"] & np.isfinite(cells["highres_scale"])]
-        prov = ds.provenance
-        return DatasetDescription(
-            {
-                "path": str(ds.path),
-                "n_cells": len(cells),
-                "crop_size": ds.crop_size,
-                "n_channels": len(ds.channels),
-                "channels": [str(n) for n in ds.channels["name"]],
-                "input_shape": list(ds.inputs.shape),
-                "input_dtype": str(ds.inputs.dtype),
-                "targets": [str(n) for n in ds.target_channels["name"]],
-                "target_dtype": str(ds.targets.dtype),
-                "slides": {str(s): int(n) for s, n in zip(slides, n_per, strict=True)},
-                "splits": {s: int((cells["split"] == s).sum()) for s in SPLITS},
-                "splits_clean": {s: int(((cells["split"] == s) & clean).sum()) for s in SPLITS},
-                "flags": counts,
-                "n_flagged": int((~clean).sum()),
-                "n_clean": int(clean.sum()),
-                "n_highres": int(cells["has_highres"].sum()),
-                "median_ssim": float(np.median(ssim)) if len(ssim) else float("nan"),
-                "median_highres_scale": float(np.median(scale)) if len(scale) else float("nan"),
-                "slide_transform": prov.get("slide_transform"),
-                "software_version": str(ds.attrs.get("software_version", "")),
-            }
-        )
-
-
-def render_description(info: dict[str, Any]) -> Any:
-    """A rich renderable (tables) of :func:`describe_dataset`'s dict."""
-    from rich.console import Group
-    from rich.table import Table
-
-    head = Table(title=f"dataset {info['path']}", show_header=False)
-    head.add_column("", style="bold")
-    head.add_column("")
-    head.add_row(
-        "cells",
-        f"{info['n_cells']} ({info['n_clean']} clean, "
-        f"{info['n_flagged']} flagged, {info['n_highres']} with 100x)",
-    )
-    head.add_row(
-        "inputs",
-        " x ".join(str(x) for x in info["input_shape"]) + " " + info.get("input_dtype", "uint8"),
-    )
-    if "targets" in info:
-        head.add_row("targets", ", ".join(info["targets"]) + " " + info["target_dtype"])
-    head.add_row(
-        "channels",
-        f"{info['n_channels']}: "
-        + ", ".join(info["channels"][:6])
-        + (" ..." if info["n_channels"] > 6 else ""),
-    )
-    head.add_row("slides", ", ".join(f"{s} ({n})" for s, n in info["slides"].items()))
-    head.add_row(
-        "splits",
-        ", ".join(f"{s} {info['splits'][s]} ({info['splits_clean'][s]} clean)" for s in SPLITS),
-    )
-    head.add_row("median SSIM", f"{info['median_ssim']:.3f}")
-    if info["n_highres"]:
-        head.add_row("100x scale", f"{info['median_highres_scale']:.4f}")
-    t = info.get("slide_transform")
-    if t:
-        head.add_row(
-            "slide moved",
-            f"{t['theta_deg']:+.4f}°, ({t['tx_um']:+.2f}, "
-            f"{t['ty_um']:+.2f}) µm (fit rms {t['rms_px']:.2f} px)",
-        )
-    flags = Table(title="QC flags (cells; a cell may carry several)")
-    flags.add_column("flag")
-    flags.add_column("cells", justify="right")
-    for f, n in info["flags"].items():
-        flags.add_row(f, str(n))
-    return Group(head, flags)
 
 
 def _check_same_channels(
@@ -197,53 +89,6 @@ def _split_for(
     return split, mode
 
 
-def _copy(
-    sources: Sequence[Path],
-    out: Path,
-    cells: np.ndarray,
-    *,
-    provenance: dict[str, Any],
-    software_version: str,
-    written_by: str,
-    batch: int = 64,
-) -> None:
-    """Stream the image arrays of ``sources`` (in order) into ``out`` with new ``cells``."""
-    from registration.dataset import Dataset, DatasetWriter, cell_rows
-
-    rows = cell_rows(cells)
-    opened = [Dataset(p) for p in sources]
-    try:
-        first = opened[0]
-        writer = DatasetWriter(
-            out,
-            channels=first.channels,
-            crop_size=first.crop_size,
-            profile=first.attrs.get("profile") or None,
-            provenance=provenance,
-            software_version=software_version,
-            written_by=written_by,
-            **first.layout(),
-        )
-        with writer:
-            start = 0
-            for ds in opened:
-                n = len(ds)
-                for a in range(0, n, batch):
-                    b = min(a + batch, n)
-                    writer.add(
-                        ds.inputs[a:b],
-                        ds.targets[a:b],
-                        rows[start + a : start + b],
-                        targets_highres=ds.targets_highres[a:b],
-                    )
-                start += n
-            for ds in opened:
-                ds.close()
-    finally:
-        for ds in opened:
-            ds.close()
-
-
 def merge_datasets(
     paths: Sequence[str | Path],
     out: str | Path,
@@ -304,7 +149,7 @@ def _merge(paths, out, fractions, seed, by, block_um, software_version) -> Split
         "merged_from": provs,
         "split": {"by": mode, "fractions": list(fractions), "seed": seed, "block_um": block_um},
     }
-    _copy(
+    copy_with_cells(
         paths,
         out,
         cells,
@@ -391,7 +236,7 @@ def _resplit(path, out, fractions, seed, by, block_um, software_version) -> Spli
         "seed": seed,
         "block_um": block_um,
     }
-    _copy(
+    copy_with_cells(
         [path],
         out,
         cells,
@@ -404,90 +249,3 @@ def _resplit(path, out, fractions, seed, by, block_um, software_version) -> Spli
     return SplitSummary(
         out, mode, {s: int((cells["split"] == s).sum()) for s in SPLITS}, len(set(cells["slide"]))
     )
-
-
-def _grey_tiles(image: np.ndarray) -> list[np.ndarray]:
-    """``(h, w, c)`` of any dtype → ``c`` grey ``(h, w, 3) uint8`` tiles, each by its own max."""
-    out = []
-    for ch in np.moveaxis(np.asarray(image, np.float64), -1, 0):
-        top = max(float(ch.max()), 1.0)
-        grey = np.round(ch / top * 255.0).astype(np.uint8)
-        out.append(np.repeat(grey[..., None], 3, axis=-1))
-    return out
-
-
-def preview_grid(
-    path: str | Path,
-    out: str | Path,
-    *,
-    n: int = 24,
-    seed: int = 0,
-    include_flagged: bool = True,
-) -> Path:
-    """Save a PNG grid: per cell, input brightfield | stained target | 100x target.
-
-    A red frame marks flagged cells, with the first flag written under it. ``n`` cells are
-    drawn at random (seeded), flagged ones included unless ``include_flagged`` is false.
-    """
-    import cv2
-
-    from registration.dataset import Dataset
-
-    with Dataset(path) as ds:
-        cells = ds.cells
-        if len(cells) == 0:
-            raise DatasetOperationError(f"{path} holds no cells to show")
-        flags = _flags(cells)
-        pool = np.arange(len(cells)) if include_flagged else np.flatnonzero([not f for f in flags])
-        rng = np.random.default_rng(seed)
-        pick = np.sort(rng.choice(pool, size=min(n, len(pool)), replace=False))
-        bf = int(np.flatnonzero(ds.channels["kind"] == "brightfield")[0])
-        c = ds.crop_size
-        scale = max(1, 96 // c)
-        tiles = []
-        rgb = ds.rgb_stain_target and ds.input_components == 3
-        for k in pick:
-            if rgb:
-                row = [
-                    ds.inputs[k, bf],
-                    ds.targets[k],
-                    ds.targets_highres[k]
-                    if cells["has_highres"][k]
-                    else np.full((c, c, 3), 40, np.uint8),
-                ]
-            else:  # mono inputs or k target channels: one grey tile per channel
-                row = _grey_tiles(ds.inputs[k, bf]) + _grey_tiles(ds.targets[k])
-            tile = np.concatenate(
-                [np.pad(r, ((1, 1), (1, 1), (0, 0)), constant_values=255) for r in row], axis=1
-            )
-            tile = cv2.resize(tile, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-            label = np.full((14, tile.shape[1], 3), 255, np.uint8)
-            text = f"#{k} " + (sorted(flags[k])[0] if flags[k] else f"ssim {cells['ssim'][k]:.2f}")
-            cv2.putText(
-                label,
-                text,
-                (2, 11),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.35,
-                (200, 0, 0) if flags[k] else (0, 0, 0),
-                1,
-            )
-            tile = np.concatenate([tile, label], axis=0)
-            if flags[k]:
-                cv2.rectangle(tile, (0, 0), (tile.shape[1] - 1, tile.shape[0] - 1), (220, 0, 0), 2)
-            tiles.append(np.pad(tile, ((3, 3), (3, 3), (0, 0)), constant_values=255))
-    cols = 4
-    while len(tiles) % cols:
-        tiles.append(np.full_like(tiles[0], 255))
-    grid = np.concatenate(
-        [np.concatenate(tiles[i : i + cols], axis=1) for i in range(0, len(tiles), cols)], axis=0
-    )
-    from acquisition.files import check_target, guard_output, write_image
-
-    out = guard_output(out, option="--grid")
-    check_target(out, "image", command="scope dataset info", option="--grid")
-    return write_image(out, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-
-
-def description_json(path: str | Path) -> str:
-    return json.dumps(describe_dataset(path), indent=2, default=float)

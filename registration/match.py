@@ -30,31 +30,28 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from acquisition.progress import Progress, or_null
 from acquisition.vocabulary import Pass
 from registration.cell_match import CellMatch, FineJob, match_field_cells, stage_xy
 from registration.cells_csv import cells_csv_path, write_cells_csv
-from registration.coarse import (
-    DEFAULT_MARGIN_UM,
-    RigidTransform,
-    SlideFit,
-    fit_slide_transform,
-)
 from registration.crops import ExtractJob, extract_field
 from registration.detection_report import detection_warnings, per_field_line
+from registration.match_options import MatchOptions
 from registration.match_output import MatchOutput, write_dataset
-from registration.parallel import Progress, run_tasks
-from registration.qc import QcOptions, channel_pairs
+from registration.neighbour_pairs import channel_pairs
+from registration.parallel import run_tasks
+from registration.rigid import RigidTransform
 from registration.scan_pair import MatchError, ScanPair, open_pair
 from registration.scans import ScanCache, sha256_file
-from registration.segment import WbcParams, for_slide, slide_stain_of
+from registration.segment import for_slide, slide_stain_of
+from registration.slide_fit import SlideFit, fit_slide_transform
 from registration.slide_qc import (
     dedup_cells,
     flag_misaligned,
@@ -62,7 +59,6 @@ from registration.slide_qc import (
     refit_cells,
     same_slide_check,
 )
-from registration.splits import DEFAULT_BLOCK_UM, DEFAULT_FRACTIONS
 from registration.survey import FieldSurvey, SurveyJob, survey_field
 
 __all__ = [
@@ -76,72 +72,6 @@ __all__ = [
     "open_pair",
     "write_cells_csv",
 ]
-
-
-class MatchOptions(BaseModel):
-    """Every knob of :func:`match_scans` (defaults reproduce the thesis where it has one).
-
-    Attributes
-    ----------
-    crop_size
-        Side of the square crops, px (thesis: 64).
-    search_px
-        Half-width of the fine SSIM search, px (thesis: ±5).
-    margin_um
-        Coarse search margin, µm (thesis: 264 px at 0.293 µm/px); capped at 40 % of the frame.
-    min_coarse_score, min_distinctness
-        A field's own coarse match counts for the fit only above these.
-    outlier_px
-        A field whose own match sits farther than this from the slide transform is an outlier.
-    dedup_um
-        Detections closer than this on the slide (stained pass) are one cell.
-    fractions, block_um, seed
-        The default split: train/val/test fractions, spatial block size (µm), seed.
-    workers
-        Processes reading and matching fields in parallel.
-    skip_blank
-        Match around blank fields instead of stopping with an error.
-    compression
-        Lossless filter of the dataset's image arrays.
-    wbc, qc
-        Segmentation parameters and QC thresholds.
-
-    A pydantic model: a value out of range is refused when the options are made, with a
-    ``ValidationError`` naming the field (the CLI prints it as one line); :meth:`validate`
-    checks the nested parameter sets.
-    """
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-
-    crop_size: int = Field(64, ge=16, multiple_of=2)
-    search_px: int = Field(5, ge=1, le=32)
-    margin_um: float = Field(DEFAULT_MARGIN_UM, gt=0, allow_inf_nan=False)
-    min_coarse_score: float = 0.05
-    min_distinctness: float = 0.15
-    outlier_px: float = Field(5.0, gt=0)
-    dedup_um: float = Field(5.0, gt=0)
-    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
-    block_um: float = Field(DEFAULT_BLOCK_UM, ge=1.0)
-    seed: int = 0
-    workers: int = Field(1, ge=1)
-    skip_blank: bool = False
-    compression: str = "blosc2-lz4"
-    wbc: WbcParams = Field(default_factory=WbcParams)
-    qc: QcOptions = Field(default_factory=QcOptions)
-
-    def validate(self) -> None:  # type: ignore[override]  # pydantic's classmethod is deprecated
-        """Check the nested parameter sets (the model's own fields are checked when made)."""
-        if not (math.isfinite(self.qc.min_ssim) and -1.0 <= self.qc.min_ssim <= 1.0):
-            raise MatchError(f"--min-ssim must lie in [-1, 1], got {self.qc.min_ssim}")
-        self.wbc.validate()
-
-    def as_dict(self) -> dict[str, Any]:
-        """Every option as plain values (the dataset's provenance records it)."""
-        return {
-            **self.model_dump(exclude={"wbc", "qc"}),
-            "wbc": asdict(self.wbc),
-            "qc": asdict(self.qc),
-        }
 
 
 @dataclass
@@ -187,7 +117,7 @@ def match_scans(
     options
         :class:`MatchOptions`.
     progress
-        Optional ``progress(phase, done, total)`` callback.
+        Where the phases report (:class:`acquisition.progress.Progress`; one bar per phase).
 
     force
         Replace an ``out`` written by another command (``scope match --highres``, a merge),
@@ -212,7 +142,9 @@ def match_scans(
     clean_stale(out.parent)
     with WriteLock(out):
         try:
-            return _match_scans(unstained, stained, out, opt, progress, software_version, force)
+            return _match_scans(
+                unstained, stained, out, opt, or_null(progress), software_version, force
+            )
         except OSError as err:
             from acquisition.files import disk_full, is_disk_full
 
@@ -226,7 +158,7 @@ def _match_scans(
     stained: str | Path,
     out: Path,
     opt: MatchOptions,
-    progress: Progress | None,
+    progress: Progress,
     software_version: str,
     force: bool,
 ) -> MatchSummary:
@@ -289,6 +221,7 @@ def _match_scans(
         # 5. extract, 6. slide-level flags, the split and the write
         order, n_misaligned = _extract_and_write(
             run,
+            progress,
             pair,
             cells,
             stained_stage,
@@ -330,6 +263,7 @@ def _check_surveys(
 
 def _extract_and_write(
     run: Callable,
+    progress: Progress,
     pair: ScanPair,
     cells: list[CellMatch],
     stained_stage: np.ndarray,
@@ -378,7 +312,7 @@ def _extract_and_write(
                 cells[k].flags = fl
         order = [k for fc in crops for k in by_field[fc.index]]
         write_dataset(
-            run, pair, cells, stained_stage, surveys, crops, by_field, order, output, fit, opt
+            progress, pair, cells, stained_stage, surveys, crops, by_field, order, output, fit, opt
         )
         return order, n_misaligned
     finally:

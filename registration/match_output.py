@@ -8,25 +8,27 @@ end) and renames ``NAME.cells.csv`` into place only after the dataset commits.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from acquisition.progress import Progress
 from acquisition.vocabulary import Pass
 from registration.cell_match import CellMatch, stage_xy
 from registration.cells_csv import cells_csv_path, write_cells_csv
-from registration.coarse import FieldGeometry, RegistrationError, SlideFit
 from registration.crops import FieldCrops
+from registration.errors import RegistrationError
+from registration.parallel import start_phase
 from registration.qc import join_flags
 from registration.scan_pair import ScanPair
+from registration.slide_fit import PairGeometry, SlideFit
 from registration.splits import default_split
 from registration.survey import FieldSurvey
 
 if TYPE_CHECKING:
-    from registration.match import MatchOptions
+    from registration.match_options import MatchOptions
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class MatchOutput:
 
 
 def write_dataset(
-    run: Callable,
+    progress: Progress,
     pair: ScanPair,
     cells: list[CellMatch],
     stained_stage: np.ndarray,
@@ -57,7 +59,6 @@ def write_dataset(
     """The dataset from the spilled crops, then the cells CSV renamed into place beside it."""
     from registration.dataset import DatasetWriter
 
-    progress = run.keywords["progress"]
     unstained_stage = stage_xy(pair, cells, stained=False)
     # the split once every flag is known: each split gets unflagged cells
     split = default_split(
@@ -96,9 +97,8 @@ def write_dataset(
     types = _truth_types(pair, stained_stage) if output.simulated else None
     try:
         with writer:
-            if progress:
-                progress("write", 0, len(crops))
-            for n_done, fc in enumerate(crops, start=1):
+            start_phase(progress, "write", len(crops))
+            for fc in crops:
                 with np.load(fc.spill) as data:
                     rows = [
                         _row(pair, cells[k], pair.geometry, split[k], surveys)
@@ -108,8 +108,7 @@ def write_dataset(
                         for row, k in zip(rows, by_field[fc.index], strict=True):
                             row["type"] = types[k]
                     writer.add(data["inputs"], data["targets"], rows)
-                if progress:
-                    progress("write", n_done, len(crops))
+                progress.advance("write")
         os.replace(tmp_csv, csv_path)
     finally:
         tmp_csv.unlink(missing_ok=True)
@@ -150,7 +149,7 @@ def _truth_types(pair: ScanPair, stained_stage: np.ndarray) -> np.ndarray | None
 
 
 def _row(
-    pair: ScanPair, cm: CellMatch, g: FieldGeometry, split: str, surveys: list[FieldSurvey]
+    pair: ScanPair, cm: CellMatch, g: PairGeometry, split: str, surveys: list[FieldSurvey]
 ) -> dict[str, Any]:
     su = g.to_stage(np.array(cm.unstained_xy), pair.centres_unstained[cm.field])
     ss = g.to_stage(np.array(cm.stained_xy), pair.centres_stained[cm.field])

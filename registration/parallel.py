@@ -3,7 +3,8 @@
 A step is a module-level function ``fn(cache, job)`` taking a :class:`~registration.scans.
 ScanCache` and one job (a picklable dataclass). :func:`run_tasks` calls it in this process
 with the caller's cache, or in a process pool where each worker opens its own cache, closed
-when the worker exits.
+when the worker exits. It reports through the libraries' progress protocol
+(:class:`acquisition.progress.Progress`): one bar per phase, advanced per job.
 """
 
 from __future__ import annotations
@@ -12,13 +13,21 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import TypeVar
 
+from acquisition.progress import NO_PROGRESS, Progress
 from registration.scans import ScanCache
 
 J = TypeVar("J")
 R = TypeVar("R")
 
-#: ``progress(phase, done, total)``
-Progress = Callable[[str, int, int], None]
+#: What a progress display shows for each phase of ``scope match`` (and ``--highres``).
+PHASE_LABELS = {
+    "survey": "coarse match + WBC detection",
+    "fine": "fine match (SSIM)",
+    "extract": "crops + QC",
+    "write": "writing dataset",
+    "scale": "100x: magnification",
+    "targets": "100x: targets",
+}
 
 #: this worker process's cache (set by :func:`_start_worker`; never used in the parent)
 _worker_cache: ScanCache | None = None
@@ -43,19 +52,17 @@ def run_tasks(
     *,
     cache: ScanCache,
     workers: int = 1,
-    progress: Progress | None = None,
+    progress: Progress = NO_PROGRESS,
     phase: str = "",
 ) -> Iterator[R]:
     """Results of ``fn(cache, job)`` over ``jobs`` in order, in a process pool when
-    ``workers > 1``; ``progress(phase, done, total)`` after each."""
+    ``workers > 1``; bar ``phase`` of ``progress`` advances after each."""
     total = len(jobs)
-    if progress:
-        progress(phase, 0, total)
+    start_phase(progress, phase, total)
     if workers <= 1 or total <= 1:
-        for k, job in enumerate(jobs):
+        for job in jobs:
             yield fn(cache, job)
-            if progress:
-                progress(phase, k + 1, total)
+            progress.advance(phase)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -68,10 +75,14 @@ def run_tasks(
         mp_context=mp.get_context(method),
         initializer=_start_worker,
     ) as pool:
-        for k, r in enumerate(pool.map(partial(_in_worker, fn), jobs)):
+        for r in pool.map(partial(_in_worker, fn), jobs):
             yield r
-            if progress:
-                progress(phase, k + 1, total)
+            progress.advance(phase)
 
 
-__all__ = ["Progress", "run_tasks"]
+def start_phase(progress: Progress, phase: str, total: int) -> None:
+    """Open bar ``phase`` (labelled from :data:`PHASE_LABELS`) at 0 of ``total``."""
+    progress.start(phase, total, label=PHASE_LABELS.get(phase, phase))
+
+
+__all__ = ["PHASE_LABELS", "Progress", "run_tasks", "start_phase"]

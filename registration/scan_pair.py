@@ -15,8 +15,8 @@ import numpy as np
 
 from acquisition.vocabulary import Pass
 from hardware_profiles.errors import ScopeError
-from registration.coarse import FieldGeometry
 from registration.scans import field_centres
+from registration.slide_fit import PairGeometry
 
 
 class MatchError(ScopeError):
@@ -40,8 +40,8 @@ class ScanPair:
     centres_stained: np.ndarray
 
     @property
-    def geometry(self) -> FieldGeometry:
-        return FieldGeometry(
+    def geometry(self) -> PairGeometry:
+        return PairGeometry(
             self.width,
             self.height,
             self.pixel_size_um,

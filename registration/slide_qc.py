@@ -21,16 +21,13 @@ import numpy as np
 
 from acquisition.vocabulary import ChannelKind, QcFlag
 from registration.cell_match import CellMatch
-from registration.coarse import SlideFit, robust_fit_rigid
+from registration.channel_alignment import misaligned_channels
+from registration.crop_checks import blue_speck_cells, ghost_cells
 from registration.crops import FieldCrops
-from registration.qc import (
-    blue_speck_cells,
-    ghost_cells,
-    misaligned_channels,
-    misaligned_pairs,
-    same_direction_pairs,
-)
+from registration.neighbour_pairs import misaligned_pairs, same_direction_pairs
+from registration.rigid import robust_fit_rigid
 from registration.scan_pair import MatchError, ScanPair
+from registration.slide_fit import SlideFit
 
 
 def dedup_cells(
@@ -55,10 +52,11 @@ def dedup_cells(
         ssim = cm.ssim if math.isfinite(cm.ssim) else -2.0
         return (QcFlag.NEAR_EDGE not in cm.flags, -len(cm.flags), edge, ssim)
 
-    keep = []
-    for lab in np.unique(labels):
-        members = np.flatnonzero(labels == lab)
-        keep.append(max(members, key=quality))
+    # group the members of each cluster with one stable sort (ascending index within a
+    # cluster, so ties keep the first detection): linear in the cells after the sort
+    order = np.argsort(labels, kind="stable")
+    starts = np.flatnonzero(np.diff(labels[order], prepend=-1))
+    keep = [max(members, key=quality) for members in np.split(order, starts[1:])]
     return np.sort(np.asarray(keep, dtype=np.int64))
 
 

@@ -25,9 +25,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from acquisition.vocabulary import SPLITS
 from hardware_profiles.errors import ScopeError
 
-SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 DEFAULT_BLOCK_UM = 400.0
 #: Fewest slides for a split by whole slides (``by="auto"`` picks blocks below this).

@@ -84,17 +84,25 @@ def _command():
                 continue
 
             def finite(ctx, value, _param=param, _process=param.process_value):
-                value = _process(ctx, value)
+                # before the conversion, whose range check would misreport a NaN
                 values = value if isinstance(value, list | tuple) else [value]
                 for v in values:
-                    if isinstance(v, float) and not math.isfinite(v):
+                    if isinstance(v, float | str) and not math.isfinite(_as_float(v)):
                         raise UsageProblem(
-                            f"{_option_name(_param)} must be a finite number, got {v}"
+                            f"{_option_name(_param)} must be a finite number, got {float(v)}"
                         )
-                return value
+                return _process(ctx, value)
 
             param.process_value = finite
     return command
+
+
+def _as_float(value: float | str) -> float:
+    """``value`` as a float; 0 for text that is no number (the conversion reports it)."""
+    try:
+        return float(value)
+    except ValueError:
+        return 0.0
 
 
 def _option_name(param) -> str:

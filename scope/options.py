@@ -37,9 +37,10 @@ def model_options(
     """typer parameters for the fields ``names`` of ``model``.
 
     ``choices`` gives the allowed values of ``str`` fields checked against a table (e.g. the
-    presets); ``Literal`` fields get theirs from the type. ``flags`` spells a bool option
-    (default ``--name/--no-name``). With ``unset`` every option defaults to None ("not
-    given", the model's default applies) and the help says the model's default.
+    presets); ``Literal`` fields get theirs from the type. ``flags`` spells an option's names,
+    space-separated (e.g. ``"--workers -j"``; a bool's default is ``--name/--no-name``). With
+    ``unset`` every option defaults to None ("not given", the model's default applies) and the
+    help says the model's default.
     """
     return [
         _parameter(model, name, (choices or {}).get(name), (flags or {}).get(name), unset)
@@ -67,10 +68,10 @@ def _parameter(
             kwargs["min"] = bound.ge
         elif isinstance(bound, annotated_types.Le):
             kwargs["max"] = bound.le
-    decls = []
-    if base is bool:
+    decls = flag.split() if flag else []
+    if base is bool and not decls:
         dash = name.replace("_", "-")
-        decls = [flag or f"--{dash}/--no-{dash}"]
+        decls = [f"--{dash}/--no-{dash}"]
     option = typer.Option(*decls, **kwargs)
     value = None if unset else (base(default) if isinstance(base, type(StrEnum)) else default)
     annotation = Annotated[base | None if value is None else base, option]  # type: ignore[operator]

@@ -9,7 +9,7 @@ import pytest
 
 from registration.coarse import (
     CoarseMatch,
-    FieldGeometry,
+    PairGeometry,
     RegistrationError,
     RigidTransform,
     coarse_match,
@@ -77,7 +77,7 @@ def test_default_replacements_are_recovered_on_1280x800(pls43, seed):
     unstained, stained = (_field(sim, q, bf, w, h) for q in ("unstained", "stained"))
     m = coarse_match(unstained, stained, pixel_size_um=p)
     truth = stage_transform_between(sim.placement("unstained"), sim.placement("stained"))
-    geo = FieldGeometry(w, h, p, np.zeros((1, 2)), np.zeros((1, 2)))
+    geo = PairGeometry(w, h, p, np.zeros((1, 2)), np.zeros((1, 2)))
     centre = np.array([(w - 1) / 2, (h - 1) / 2])
     expected = geo.to_pixel(truth.apply(geo.to_stage(centre, [0, 0])), [0, 0])[0] - centre
     assert np.hypot(m.dx_px - expected[0], m.dy_px - expected[1]) <= 1.0
@@ -113,7 +113,7 @@ def test_slide_fit_flags_outliers_and_rescues_weak_fields():
     rng = np.random.default_rng(1)
     truth = RigidTransform(math.radians(0.25), -31.0, 44.0)
     centres = np.array([[x, y] for x in (-600.0, 0.0, 600.0) for y in (-350.0, 350.0)])
-    geo = FieldGeometry(1920, 1200, 0.293, centres, centres)
+    geo = PairGeometry(1920, 1200, 0.293, centres, centres)
     matches = [_synthetic_match(truth, geo, i, noise=0.2, rng=rng) for i in range(6)]
     matches[2] = _synthetic_match(truth, geo, 2, shift=(12.0, -9.0))  # a stage slip
     matches[4] = CoarseMatch(0.0, 0.0, 0.01, 0.02, np.zeros((0, 5)), 263)  # an empty field
@@ -130,7 +130,7 @@ def test_slide_fit_flags_outliers_and_rescues_weak_fields():
 
 
 def test_no_reliable_field_is_an_error():
-    geo = FieldGeometry(640, 400, 0.293, np.zeros((2, 2)), np.zeros((2, 2)))
+    geo = PairGeometry(640, 400, 0.293, np.zeros((2, 2)), np.zeros((2, 2)))
     weak = CoarseMatch(0.0, 0.0, 0.01, 0.0, np.zeros((0, 5)), 160)
     with pytest.raises(RegistrationError, match="no field could be matched"):
         fit_slide_transform([weak, None], geo)

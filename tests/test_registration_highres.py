@@ -9,13 +9,13 @@ from scipy import ndimage as ndi
 
 from registration.highres import (
     HighresMatch,
-    _laplacian_gain,
     chroma_channel,
     enhance_highres,
     grey_channel,
     match_highres,
     resample_target,
 )
+from registration.highres_images import laplacian_gain
 
 
 def _field(shape=(400, 640), seed=0):
@@ -113,7 +113,7 @@ def test_log_subtraction_has_unit_laplacian_gain_and_darkens_edges():
     n = 41
     yy, xx = np.mgrid[:n, :n].astype(np.float32) - n // 2
     q = 0.5 * (xx * xx + yy * yy)
-    lap = cv2.Laplacian(q, cv2.CV_32F, ksize=7)[n // 2, n // 2] / _laplacian_gain(7)
+    lap = cv2.Laplacian(q, cv2.CV_32F, ksize=7)[n // 2, n // 2] / laplacian_gain(7)
     assert lap == pytest.approx(2.0, rel=1e-4)
     disc = np.full((101, 101, 3), 230, np.uint8)
     cv2.circle(disc, (50, 50), 25, (150, 150, 150), -1)

@@ -21,18 +21,14 @@ from acquisition.rig import SimOptions, open_sim
 from acquisition.scan import plan_scan, run_scan
 from acquisition.scanfile import ScanFile, ScanWriter
 from acquisition.simulator.config import Faults, SimConfig
+from acquisition.vocabulary import CELL_TYPES
 from registration.coarse import RigidTransform
 from registration.dataset import Dataset, DatasetWriter
+from registration.dataset_info import describe_dataset, preview_grid
 from registration.highres_dataset import add_highres
-from registration.manage import (
-    DatasetOperationError,
-    describe_dataset,
-    merge_datasets,
-    preview_grid,
-    resplit_dataset,
-)
+from registration.manage import DatasetOperationError, merge_datasets, resplit_dataset
 from registration.match import MatchError, MatchOptions, match_scans
-from registration.truth import WBC_TYPES, evaluate_match
+from registration.truth import evaluate_match
 
 SENSOR = (640, 400)
 CONFIG = SimConfig(
@@ -90,7 +86,7 @@ def test_dataset_layout_and_cells_csv(slide):
         assert prov["unstained"]["path"].endswith("s1.unstained.scan.h5")
         # simulated scans: the simulator's WBC type of each cell is copied in (for evaluate)
         types = set(cells["type"])
-        assert types - {""} and types <= {"", *WBC_TYPES}, types
+        assert types - {""} and types <= {"", *CELL_TYPES}, types
         assert (cells["type"] != "").mean() >= 0.9
     lines = s.cells_csv.read_text().splitlines()
     assert lines[0] == "cell_id,slide,x_um,y_um" and len(lines) == n + 1

@@ -31,7 +31,8 @@ needs_data = pytest.mark.skipif(
 def _field(pls43, *, seed: int, wbc: float, w: int = 640, h: int = 400, stain: float = 1.0):
     from acquisition.simulator.config import SimConfig
     from acquisition.simulator.microscope import SimulatedMicroscope
-    from registration.truth import WBC_TYPES, _placed
+    from acquisition.vocabulary import CELL_TYPES
+    from registration.truth import placed
 
     # no smudge cells: broken white cells are nuclear material, which a colour detector finds
     # by design (docs/registration.md), and these fields must hold white cells or none
@@ -52,8 +53,8 @@ def _field(pls43, *, seed: int, wbc: float, w: int = 640, h: int = 400, stain: f
         height=h,
     )
     truth = sim.truth("stained", [(0.0, 0.0)], w, h)
-    cells = truth["cells"][np.isin(truth["cells"]["type"], WBC_TYPES)]
-    xy = _placed(truth["slide_to_stage"], cells["x_um"], cells["y_um"]) / 0.293
+    cells = truth["cells"][np.isin(truth["cells"]["type"], CELL_TYPES)]
+    xy = placed(truth["slide_to_stage"], cells["x_um"], cells["y_um"]) / 0.293
     xy += [(w - 1) / 2, (h - 1) / 2]
     return img, xy, cells["radius_um"] / 0.293
 

@@ -52,12 +52,8 @@ def info(
     from rich.console import Console
 
     from acquisition.scanfile import simulated_note
-    from registration.manage import (
-        describe_dataset,
-        description_json,
-        preview_grid,
-        render_description,
-    )
+    from registration.dataset_info import describe_dataset, description_json, preview_grid
+    from scope.dataset_tables import render_description
 
     console = Console()
     if note := simulated_note(path):

@@ -39,8 +39,9 @@ def info(
         console.print(describe_scan(path))
     elif kind == "scope-dataset":
         from registration import describe_dataset
+        from scope.dataset_tables import render_description
 
-        console.print(describe_dataset(path))
+        console.print(render_description(describe_dataset(path)))
     elif kind == "scope-stained":
         from scope.describe import describe_stained
 

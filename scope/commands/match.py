@@ -3,55 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, Any
 
 import typer
 
+from registration.match_options import MatchOptions
+from registration.qc_options import QcOptions
+from scope.options import model_options, with_options
 
-class PhaseProgress:
-    """A rich progress bar per pipeline phase, fed by ``progress(phase, done, total)``."""
-
-    LABELS: ClassVar[dict[str, str]] = {
-        "survey": "coarse match + WBC detection",
-        "fine": "fine match (SSIM)",
-        "extract": "crops + QC",
-        "write": "writing dataset",
-        "scale": "100x: magnification",
-        "targets": "100x: targets",
-    }
-
-    def __init__(self, console) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("[bold]{task.description:<28}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("fields"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        )
-        self.tasks: dict[str, int] = {}
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        if phase not in self.tasks:
-            self.tasks[phase] = self.progress.add_task(self.LABELS.get(phase, phase), total=total)
-        self.progress.update(self.tasks[phase], completed=done, total=total)
-
-    def __enter__(self) -> PhaseProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+#: Options taken from the models: choices, ranges, defaults and help in one place.
+MATCH_OPTIONS = [
+    *model_options(MatchOptions, ["workers"], flags={"workers": "--workers -j"}),
+    *model_options(MatchOptions, ["crop_size", "search_px", "margin_um"]),
+    *model_options(QcOptions, ["min_ssim"]),
+    *model_options(MatchOptions, ["seed"]),
+]
+SPLIT_OPTIONS = model_options(MatchOptions, ["block_um"])
+BLANK_OPTIONS = model_options(MatchOptions, ["skip_blank"], flags={"skip_blank": "--skip-blank"})
 
 
 def _summary_table(s):
@@ -106,6 +74,7 @@ def _highres_table(s):
     return t
 
 
+@with_options([*MATCH_OPTIONS, *SPLIT_OPTIONS, *BLANK_OPTIONS])
 def match(
     files: Annotated[
         list[Path],
@@ -133,27 +102,7 @@ def match(
             "--stained", help="With --highres: the stained scan, if it moved since scope match."
         ),
     ] = None,
-    workers: Annotated[
-        int, typer.Option("--workers", "-j", min=1, help="Processes working on fields in parallel.")
-    ] = 1,
-    crop_size: Annotated[int, typer.Option("--crop-size", min=16, help="Crop side, px.")] = 64,
-    search_px: Annotated[
-        int, typer.Option("--search-px", min=1, max=32, help="Fine search half-width, px.")
-    ] = 5,
-    margin_um: Annotated[
-        float,
-        typer.Option(
-            "--margin-um", min=1.0, help="Coarse search margin, µm (capped at 40 % of the frame)."
-        ),
-    ] = 77.0,
-    min_ssim: Annotated[
-        float, typer.Option("--min-ssim", help="Flag fine matches below this SSIM.")
-    ] = 0.2,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the default split.")] = 0,
     fractions: Annotated[str, typer.Option("--fractions", help="train:val:test.")] = "8:1:1",
-    block_um: Annotated[
-        float, typer.Option("--block-um", min=1.0, help="Spatial block of the default split, µm.")
-    ] = 400.0,
     wbc_param: Annotated[
         list[str] | None,
         typer.Option(
@@ -162,9 +111,6 @@ def match(
             "--param; see docs/registration.md).",
         ),
     ] = None,
-    skip_blank: Annotated[
-        bool, typer.Option("--skip-blank", help="Match around blank fields instead of stopping.")
-    ] = False,
     force: Annotated[
         bool,
         typer.Option(
@@ -173,6 +119,7 @@ def match(
             "targets), and match scans that do not look like one slide.",
         ),
     ] = False,
+    **options: Any,
 ) -> None:
     """Register scans into a dataset of matched cell crops (and add 100x targets).
 
@@ -184,12 +131,11 @@ def match(
     [bold]scope match --highres HIGHRES.scan.h5 NAME.dataset.h5[/]: matches each cell's 100x
     image to its 20x crop, measures the magnification ratio and adds 100x targets.
     """
-    import dataclasses
-
     from rich.console import Console
 
     from hardware_profiles.errors import ScopeError
     from scope._version import __version__
+    from scope.progress import RichProgress
 
     console = Console()
     if highres is not None:
@@ -200,13 +146,13 @@ def match(
             )
         from registration.highres_dataset import add_highres
 
-        with PhaseProgress(console) as progress:
+        with RichProgress(console) as progress:
             summary = add_highres(
                 files[0],
                 highres,
                 out=out,
                 stained=stained,
-                workers=workers,
+                workers=options["workers"],
                 progress=progress,
                 software_version=__version__,
                 force=force,
@@ -217,8 +163,7 @@ def match(
         raise ScopeError(
             "give two scans: scope match UNSTAINED.scan.h5 STAINED.scan.h5 --out NAME.dataset.h5"
         )
-    from registration.match import MatchOptions, match_scans
-    from registration.qc import QcOptions
+    from registration.match import match_scans
     from registration.splits import parse_fractions
 
     unstained, stained_scan = files
@@ -235,27 +180,22 @@ def match(
     from registration.segment import make_params
     from scope.commands.segment import parse_wbc_params
 
-    options = MatchOptions(
+    qc = QcOptions(min_ssim=options.pop("min_ssim"))
+    match_options = MatchOptions(
         wbc=make_params(**parse_wbc_params(wbc_param)),
-        crop_size=crop_size,
-        search_px=search_px,
-        margin_um=margin_um,
-        seed=seed,
         fractions=parse_fractions(fractions),
-        block_um=block_um,
-        workers=workers,
-        skip_blank=skip_blank,
-        qc=dataclasses.replace(QcOptions(), min_ssim=min_ssim),
+        qc=qc,
+        **options,
     )
     from acquisition.files import Interrupted
 
     try:
-        with PhaseProgress(console) as progress:
+        with RichProgress(console) as progress:
             summary = match_scans(
                 unstained,
                 stained_scan,
                 out,
-                options=options,
+                options=match_options,
                 progress=progress,
                 software_version=__version__,
                 force=force,
