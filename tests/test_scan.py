@@ -497,3 +497,41 @@ def test_engine_calls_the_rigs_hooks_whatever_the_backend(pls43, tmp_path):
         run_scan(plan(rig, tmp_path / "b"), rig)
         with ScanFile(tmp_path / "b" / "s1.unstained.scan.h5") as sf:
             assert sf.complete and sf.truth() is None
+
+
+def test_engine_reports_through_the_progress_protocol(pls43, tmp_path):
+    """Bars of fields and images with their totals, one advance per frame and per field,
+    the MB/s detail on the images bar, and notes as plain lines."""
+    from acquisition.progress import NullProgress, Progress
+    from acquisition.scan import FIELDS_BAR, IMAGES_BAR
+
+    class Recorder(NullProgress):
+        def __init__(self) -> None:
+            self.starts: list[tuple] = []
+            self.advances: list[tuple] = []
+            self.notes: list[str] = []
+
+        def start(self, key, total, *, label=None, done=0):
+            self.starts.append((key, total, done))
+
+        def advance(self, key, n=1, *, info=None):
+            self.advances.append((key, n, info))
+
+        def note(self, text, *, warning=False):
+            self.notes.append(text)
+
+    progress = Recorder()
+    assert isinstance(progress, Progress)
+    with open_sim(pls43, SimOptions(slide="s1", seed=3, sensor_wh=SENSOR_WH)) as rig:
+        plan = plan_scan(
+            slide="s1", pass_="unstained", profile=pls43, out=tmp_path,
+            frame_wh=rig.mm.frame_size, stack="le8", grid="2x1", z_um=0.0,
+        )  # fmt: skip
+        summary = run_scan(plan, rig, progress=progress)
+    n_channels = len(plan.profile.stack)
+    assert progress.starts == [(FIELDS_BAR, 2, 0), (IMAGES_BAR, 2 * n_channels, 0)]
+    images = [a for a in progress.advances if a[0] == IMAGES_BAR]
+    fields = [a for a in progress.advances if a[0] == FIELDS_BAR]
+    assert len(images) == summary.n_images == 2 * n_channels and len(fields) == 2
+    assert all(n == 1 and info.endswith(" MB/s") for _, n, info in images)
+    assert any("the camera delivers 256x160 frames" in note for note in progress.notes)

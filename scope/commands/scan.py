@@ -242,7 +242,7 @@ def scan(
     from acquisition.scan import estimate_scan_bytes, plan_scan, run_scan
     from acquisition.tables import compression_options
     from scope._version import __version__
-    from scope.progress import ScanProgress, scan_summary_table
+    from scope.progress import RichProgress, scan_summary_table
 
     console = Console()
     check_slide_name(slide)
@@ -301,9 +301,9 @@ def scan(
             f"{need / 1e9:.2f} GB on disk"
             + (" — SIMULATED data, not a real slide" if rig.simulated else "")
         )
-        with ScanProgress(console) as progress:
+        with RichProgress() as progress:
             summary = run_scan(
-                plan, rig, resume=resume, events=progress.events, software_version=__version__
+                plan, rig, resume=resume, progress=progress, software_version=__version__
             )
     console.print(scan_summary_table(summary))
     if summary.failed:
