@@ -301,7 +301,7 @@ def scan(
             f"{need / 1e9:.2f} GB on disk"
             + (" — SIMULATED data, not a real slide" if rig.simulated else "")
         )
-        with RichProgress() as progress:
+        with RichProgress(console) as progress:  # stdout, as the scan's other output
             summary = run_scan(
                 plan, rig, resume=resume, progress=progress, software_version=__version__
             )
