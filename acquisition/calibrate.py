@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from acquisition.vocabulary import ChannelKind
 from hardware_profiles import Channel, HardwareProfile
 from hardware_profiles.errors import ScopeError
 
@@ -81,7 +82,7 @@ def calibrate_channel(
     extrapolated from it, not from zero.
     """
     cam = profile.camera
-    high = channel.kind == "darkfield" and channel.exposure_level == "high"
+    high = channel.kind == ChannelKind.DARKFIELD and channel.exposure_level == "high"
     q = 100.0 - targets.high_saturation_percent if high else targets.percentile
     goal = 255.0 if high else targets.level
     gain = cam.neutral_gain

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from acquisition.vocabulary import ChannelKind
+
 if TYPE_CHECKING:
     from scope.demo import Demo
 
@@ -39,9 +41,9 @@ def field_images(demo: Demo, folder: Path) -> list[tuple[str, str]]:
             for i, (k, lvl) in enumerate(
                 zip(sf.channels["kind"], sf.channels["exposure_level"], strict=True)
             )
-            if k == "darkfield" and lvl != "high"
+            if k == ChannelKind.DARKFIELD and lvl != "high"
         ]
-        oblique = [i for i, k in enumerate(sf.channels["kind"]) if k == "pls"]
+        oblique = [i for i, k in enumerate(sf.channels["kind"]) if k == ChannelKind.PLS]
         picks = [(bf, f"field 0 of {slide}, unstained, brightfield")]
         if oblique:
             i = oblique[-1]
