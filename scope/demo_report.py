@@ -18,7 +18,7 @@ from scope.demo_figures import (
     type_grid,
 )
 from scope.demo_sizes import PLS_STACK
-from scope.demo_summary import model_rows, verdict
+from scope.demo_summary import model_rows, registration_rows, verdict
 
 if TYPE_CHECKING:
     from scope.demo import Demo
@@ -97,19 +97,7 @@ def write_report(demo: Demo) -> Path:
     side = side_by_side(demo, folder)
     by_type = type_grid(demo, folder)
 
-    reg_rows = [
-        [
-            r["slide"],
-            str(r["truth_wbc"]),
-            str(r["found"]),
-            f"{r['recall']:.3f}",
-            f"{r['precision']:.3f}",
-            f"{r['fine_median_px']:.2f}",
-            f"{r['fine_p99_px']:.2f}",
-            f"{r['transform_error_px']:.2f}",
-        ]
-        for r in res.registration
-    ]
+    reg_rows = registration_rows(res)
     models = model_rows(res)
     step_rows = [[s.name, f"{s.seconds:.1f} s"] for s in res.steps]
     comp_rows = []

@@ -35,6 +35,24 @@ def model_rows(result: DemoResult) -> list[list[str]]:
     return rows
 
 
+def registration_rows(result: DemoResult, *, unit: str = "") -> list[list[str]]:
+    """slide, WBCs (truth), found, recall, precision, median, p99 and slide-fit errors (px,
+    followed by ``unit``) — for the summary and the report."""
+    return [
+        [
+            r["slide"],
+            str(r["truth_wbc"]),
+            str(r["found"]),
+            f"{r['recall']:.3f}",
+            f"{r['precision']:.3f}",
+            f"{r['fine_median_px']:.2f}{unit}",
+            f"{r['fine_p99_px']:.2f}{unit}",
+            f"{r['transform_error_px']:.2f}{unit}",
+        ]
+        for r in result.registration
+    ]
+
+
 def summary_tables(result: DemoResult) -> list[Table]:
     """The end-of-demo tables: registration vs truth, models, steps and files."""
     reg = Table(title="registration against the simulator's truth")
@@ -49,17 +67,8 @@ def summary_tables(result: DemoResult) -> list[Table]:
         "slide fit error",
     ):
         reg.add_column(col, justify="right" if col != "slide" else "left")
-    for r in result.registration:
-        reg.add_row(
-            r["slide"],
-            str(r["truth_wbc"]),
-            str(r["found"]),
-            f"{r['recall']:.3f}",
-            f"{r['precision']:.3f}",
-            f"{r['fine_median_px']:.2f} px",
-            f"{r['fine_p99_px']:.2f} px",
-            f"{r['transform_error_px']:.2f} px",
-        )
+    for row in registration_rows(result, unit=" px"):
+        reg.add_row(*row)
     models = Table(title="virtual staining, test split (20x target)")
     for col in ("model", "stack", "cells", "SSIM", "PSNR", "MAE"):
         models.add_column(col, justify="right" if col not in ("model", "stack") else "left")
