@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,7 +144,7 @@ def _run_scan(
     pending = writer.pending
     if done_before and pending:
         note(f"resuming: {done_before} of {len(writer.positions)} fields already done")
-    z_plan = _focus_plan(plan, rig, writer, pending, note)
+    z_plan = _focus_plan(plan, rig, writer, pending, progress)
     n_fields = len(writer.positions)
     progress.start(FIELDS_BAR, n_fields, done=done_before)
     progress.start(IMAGES_BAR, (n_fields - done_before) * len(plan.profile.stack))
@@ -219,7 +218,7 @@ def _open_writer(
 
 
 def _focus_plan(
-    plan: ScanPlan, rig: Rig, writer: ScanWriter, pending: list[int], note: Callable[[str], None]
+    plan: ScanPlan, rig: Rig, writer: ScanWriter, pending: list[int], progress: Progress
 ) -> np.ndarray:
     """Each field's z: the planned one, or the focus map's for pending fields (``--focus map``)."""
     z_plan = writer.positions[:, 2].copy()
@@ -227,9 +226,9 @@ def _focus_plan(
         from acquisition.focus import focus_map
 
         bf = next(c for c in plan.profile.stack if c.kind == ChannelKind.BRIGHTFIELD)
-        z_all, refs = focus_map(rig, writer.positions, bf)
+        z_all, refs = focus_map(rig, writer.positions, bf, progress=progress)
         z_plan[pending] = z_all[pending]
-        note(
+        progress.note(
             f"focus map from {len(refs)} reference fields: z {z_all.min():.1f}…{z_all.max():.1f} µm"
         )
     elif plan.focus not in ("none", "map"):

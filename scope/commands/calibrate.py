@@ -83,7 +83,7 @@ def calibrate(
     from acquisition.scan import stack_profile
     from hardware_profiles.errors import ScopeError
     from hardware_profiles.loader import dump
-    from scope.progress import calibration_table
+    from scope.progress import RichProgress, calibration_table
 
     console = Console()
     prof = hp.load(profile)
@@ -120,15 +120,10 @@ def calibrate(
 
             z = focus_here(rig, next(c for c in prof.stack if c.kind == ChannelKind.BRIGHTFIELD))
             console.print(f"focused the reference field at z = {z:.2f} µm")
-        new_profile, results = calibrate_profile(
-            rig,
-            prof,
-            targets=targets,
-            only=names,
-            on_result=lambda r: console.print(
-                f"  {r.name}: {r.exposure_ms:.3g} ms, gain {r.gain:.3g}"
-            ),
-        )
+        with RichProgress(console) as progress:  # stdout, as the command's other output
+            new_profile, results = calibrate_profile(
+                rig, prof, targets=targets, only=names, progress=progress
+            )
     dump(new_profile, out)
     console.print(calibration_table(results))
     console.print(f"wrote {out}")
