@@ -263,9 +263,6 @@ class LedArray(IlluminateLink):
         self._autoclear = self._brightness = None
         return self._exchange(cmd, trusted=False)
 
-    def __enter__(self) -> LedArray:
-        return self
-
     def __repr__(self) -> str:
         return (
             f"LedArray(port={self.port!r}, firmware={self.firmware_version!r}, "

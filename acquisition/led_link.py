@@ -14,7 +14,7 @@ import errno
 import os
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import serial
 
@@ -121,7 +121,7 @@ class IlluminateLink:
                 pass
             self._link = None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
