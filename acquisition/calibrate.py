@@ -16,13 +16,18 @@ exposure and extrapolated, then checked. Where the exposure would exceed
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from acquisition.progress import NO_PROGRESS, Progress
+from acquisition.vocabulary import ChannelKind
 from hardware_profiles import Channel, HardwareProfile
 from hardware_profiles.errors import ScopeError
+
+#: The progress bar of channels calibrated.
+CHANNELS_BAR = "channels"
 
 
 class CalibrationError(ScopeError):
@@ -81,7 +86,7 @@ def calibrate_channel(
     extrapolated from it, not from zero.
     """
     cam = profile.camera
-    high = channel.kind == "darkfield" and channel.exposure_level == "high"
+    high = channel.kind == ChannelKind.DARKFIELD and channel.exposure_level == "high"
     q = 100.0 - targets.high_saturation_percent if high else targets.percentile
     goal = 255.0 if high else targets.level
     gain = cam.neutral_gain
@@ -157,12 +162,17 @@ def calibrate_profile(
     *,
     targets: CalibrationTargets | None = None,
     only: Iterable[str] | None = None,
-    on_result: Callable[[ChannelCalibration], None] | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> tuple[HardwareProfile, list[ChannelCalibration]]:
-    """Calibrate the profile's channels (or those named in ``only``) → new profile, results."""
+    """Calibrate the profile's channels (or those named in ``only``) → new profile, results.
+
+    ``progress`` gets a bar of channels and a note per channel calibrated.
+    """
     targets = targets or CalibrationTargets()
     wanted = set(only) if only is not None else None
     black = black_level(rig, profile)
+    n_todo = sum(1 for ch in profile.stack if wanted is None or ch.name in wanted)
+    progress.start(CHANNELS_BAR, n_todo)
     results: list[ChannelCalibration] = []
     stack = []
     for ch in profile.stack:
@@ -171,7 +181,7 @@ def calibrate_profile(
             continue
         res = calibrate_channel(rig, ch, targets=targets, profile=profile, black=black)
         results.append(res)
-        if on_result:
-            on_result(res)
+        progress.note(f"  {res.name}: {res.exposure_ms:.3g} ms, gain {res.gain:.3g}")
+        progress.advance(CHANNELS_BAR)
         stack.append(ch.model_copy(update={"exposure_ms": res.exposure_ms, "gain": res.gain}))
     return profile.with_stack(stack), results

@@ -13,8 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from acquisition.progress import NO_PROGRESS, Progress
 from hardware_profiles import Channel
 from hardware_profiles.errors import ScopeError
+
+#: The progress bar of reference fields focused by :func:`focus_map`.
+FOCUS_BAR = "focus"
 
 
 class FocusError(ScopeError):
@@ -185,13 +189,15 @@ def focus_map(
     *,
     per_side: int = 3,
     search_um: float = 15.0,
-    on_reference: Callable[[FocusResult], None] | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> tuple[np.ndarray, list[FocusResult]]:
     """Autofocus reference fields, fit the surface, return Z for every position.
 
-    ``rig`` is an open :class:`acquisition.rig.Rig`; ``channel`` the brightfield channel.
+    ``rig`` is an open :class:`acquisition.rig.Rig`; ``channel`` the brightfield channel;
+    ``progress`` gets a bar of reference fields focused.
     """
     refs = reference_indices(positions, per_side=per_side)
+    progress.start(FOCUS_BAR, len(refs), label="focus map")
     rig.leds.light(channel.leds, channel.brightness)
     rig.mm.set_exposure(channel.exposure_ms)
     rig.mm.set_gain(channel.gain)
@@ -210,8 +216,7 @@ def focus_map(
             z, s = autofocus(snap_at, z_start_um=float(z0), search_um=search_um)
             res = FocusResult(float(x), float(y), z, s)
             results.append(res)
-            if on_reference is not None:
-                on_reference(res)
+            progress.advance(FOCUS_BAR, info=f"z {z:.1f} µm")
     finally:
         rig.leds.clear()
     fit = SurfaceFit(

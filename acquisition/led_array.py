@@ -9,8 +9,10 @@ line (``pprops`` and ``pledpos`` print ``\n}`` with no newline, so their last li
 the board's ``bit_depth`` (8, or 16 on TLC5955 boards, where a level v reads back as v·257).
 The protocol parsing is pure functions in :mod:`acquisition.led_protocol`
 (:func:`classify_line`, :func:`parse_props`, :func:`parse_positions`, :func:`parse_values`),
-tested on recorded replies; this module is the serial transport, :class:`LedArray`. The
-0.x-1.x firmware family (pyilluminate's) is refused in one line.
+tested on recorded replies; the serial exchange (retries, resynchronising, reconnecting) is
+:class:`acquisition.led_link.IlluminateLink`; this module is the array, :class:`LedArray`:
+handshake, geometry and lighting. The 0.x-1.x firmware family (pyilluminate's) is refused in
+one line.
 
 :class:`LedArray` lights channels with explicit ``l`` lists only (never ``bf``/``df``, whose
 patterns depend on the firmware's NA setting), splits lists longer than 64 bytes (older
@@ -19,10 +21,8 @@ off, and by default reads the LED values back (``pvals``) after every change, co
 stray or missing LEDs until the firmware reports exactly the requested pattern: a dropped or
 garbled byte never leaves a wrong LED lit unnoticed.
 
-Every reply is checked. A reply that does not parse or carries an unexpected line is a
-garbled exchange and is retried; silence is retried after a resynchronising newline; after
-``retries`` failures the port is closed, reopened and the handshake redone once before
-:class:`LedArrayError` is raised. Every error names the port and the command.
+Every reply is checked and every error names the port and the command (see
+:mod:`acquisition.led_link`).
 
 Examples
 --------
@@ -34,22 +34,18 @@ Examples
 
 from __future__ import annotations
 
-import errno
 import numbers
-import os
-import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-import serial
-
+from acquisition.led_link import IlluminateLink, LinkLost, Rejected
 from acquisition.led_protocol import (
     BIT_DEPTHS,
     FIRMWARE_BUFFER_BYTES,
     POSITION_RESOLUTION_MM,
     TERMINATOR,
-    Garbled,
     LedArrayError,
+    check_family,
     check_geometry,
     classify_line,
     expect_exactly,
@@ -69,43 +65,8 @@ from acquisition.led_protocol import (
 if TYPE_CHECKING:
     from hardware_profiles.schema import HardwareProfile
 
-_T = TypeVar("_T")
 
-
-class _Rejected(LedArrayError):
-    """The firmware answered a command with an error line, every time it was sent."""
-
-
-# Failures of one exchange, handled (retried) inside the driver.
-class _NoReply(Exception):
-    pass
-
-
-class _FirmwareError(Exception):
-    pass
-
-
-class _LinkLost(Exception):
-    pass
-
-
-def _seconds(t: float) -> str:
-    return f"{t:.1f}" if round(t, 1) == t else f"{t:g}"
-
-
-def _open_failure(err: BaseException) -> str:
-    code = getattr(err, "errno", None)
-    if code in (errno.EAGAIN, errno.EWOULDBLOCK) or "exclusively lock" in str(err):
-        return "the port is in use by another program (scope, Micro-Manager or a terminal)"
-    if isinstance(code, int) and code > 0:
-        reason = os.strerror(code)
-        if code == errno.EACCES:
-            reason += " (on Linux add yourself to the 'dialout' group and log in again)"
-        return reason
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
-
-
-class LedArray:
+class LedArray(IlluminateLink):
     """An Illuminate LED array on a serial port. Create it with :meth:`LedArray.open`.
 
     Attributes
@@ -125,30 +86,16 @@ class LedArray:
     def __init__(
         self, port: str, *, baudrate: int, timeout_s: float, retries: int, verify: bool
     ) -> None:
-        if not isinstance(port, str) or not port:
-            raise LedArrayError(f"cannot open LED array port {port!r}: not a device path or URL")
-        if not timeout_s > 0:
-            raise ValueError(f"timeout_s must be positive, got {timeout_s}.")
-        if retries < 0:
-            raise ValueError(f"retries must be >= 0, got {retries}.")
-        self.port = port
-        self.baudrate = int(baudrate)
-        self.timeout_s = float(timeout_s)
-        self.retries = int(retries)
+        super().__init__(port, baudrate=baudrate, timeout_s=timeout_s, retries=retries)
         self.verify = bool(verify)
         self.firmware_version = ""
         self.led_count = 0
         self.device_name = ""
         self.properties: dict[str, Any] = {}
-        self._link: serial.SerialBase | None = None
-        self._closed = False
-        self._rx = bytearray()
         self._geometry: dict[int, tuple[float, float, float]] = {}
         self.bit_depth = 8
         self._autoclear: bool | None = None  # what the firmware was last told, if known
         self._brightness: int | None = None
-        self._poll_s = min(0.02, self.timeout_s / 4)
-        self._quiet_s = min(0.02, self.timeout_s / 4)
 
     # ----------------------------------------------------------------------------- opening
     @classmethod
@@ -189,30 +136,6 @@ class LedArray:
             raise
         return array
 
-    def _connect(self) -> None:
-        try:
-            if "://" in self.port:
-                link = serial.serial_for_url(
-                    self.port,
-                    baudrate=self.baudrate,
-                    timeout=self._poll_s,
-                    write_timeout=self.timeout_s,
-                )
-            else:
-                link = serial.Serial(
-                    self.port,
-                    self.baudrate,
-                    timeout=self._poll_s,
-                    write_timeout=self.timeout_s,
-                    exclusive=True,
-                )
-        except (serial.SerialException, OSError, ValueError) as err:
-            raise LedArrayError(
-                f"cannot open LED array port {self.port!r}: {_open_failure(err)}"
-            ) from None
-        self._link = link
-        self._rx.clear()
-
     def _handshake(self, *, first: bool) -> None:
         """Machine mode, ``version``, ``pprops``, ``pledpos``, autoclear off.
 
@@ -222,7 +145,7 @@ class LedArray:
         self._autoclear = self._brightness = None
         try:
             self._resync(send_newline=True)  # ends a half-written line a previous program left
-        except _LinkLost as err:
+        except LinkLost as err:
             raise self._fail("machine", f"connection lost: {err}") from None
         self._exchange("machine", reconnect=False, strict=False)
         version = self._exchange("version", parse_version, reconnect=False)
@@ -235,7 +158,7 @@ class LedArray:
         if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
             raise self._fail("pprops", f"reply has no valid 'led_count' ({count!r})")
         if first:
-            self._check_family(version, props)
+            check_family(version, props, self._fail)
         geometry = self._read_geometry(count)
         if not first and (
             version != self.firmware_version
@@ -254,28 +177,6 @@ class LedArray:
             self._exchange("sc.255.255.255", expect_exactly("CO.255.255.255"), reconnect=False)
         self._exchange("ac.0", expect_exactly("AC.0"), reconnect=False)
         self._autoclear = False
-
-    def _check_family(self, version: str, props: dict[str, Any]) -> None:
-        """Refuse, in one line, firmware whose protocol scope does not speak.
-
-        The 0.x-1.x family (the one pyilluminate drives) scales colours to
-        ``interface_bit_depth``, has no brightness after 1.21 and reports ``pledpos`` z in cm;
-        scope speaks Illuminate 2.x (sci-microscopy/illuminate).
-        """
-        major = int(version.split(".")[0])
-        if major < 2 or "interface_bit_depth" in props:
-            raise self._fail(
-                "version",
-                f"firmware Illuminate {version} is of the 0.x-1.x family (colours scaled to "
-                "interface_bit_depth, pledpos z in cm), which scope does not drive: flash "
-                "Illuminate 2.x from sci-microscopy/illuminate",
-            )
-        depth = props.get("bit_depth", 8)
-        if depth not in BIT_DEPTHS:
-            raise self._fail(
-                "pprops",
-                f"the board reports bit_depth {depth!r}; scope reads 8- and 16-bit boards only",
-            )
 
     def _read_geometry(self, count: int) -> dict[int, tuple[float, float, float]]:
         """LED positions from ``pledpos``, each confirmed by two identical readings.
@@ -361,25 +262,6 @@ class LedArray:
         # a raw command may change the autoclear or brightness state behind our back
         self._autoclear = self._brightness = None
         return self._exchange(cmd, trusted=False)
-
-    def close(self) -> None:
-        """Close the serial port (the LEDs keep their state); the array cannot be used after."""
-        self._closed = True
-        self._close_link()
-
-    def _close_link(self) -> None:
-        if self._link is not None:
-            try:
-                self._link.close()
-            except (serial.SerialException, OSError):
-                pass
-            self._link = None
-
-    def __enter__(self) -> LedArray:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (
@@ -493,7 +375,7 @@ class LedArray:
         try:
             # under verify a rejected list is retried, then left to the read-back
             self._exchange(cmd, expect_nothing, trusted=not self.verify)
-        except _Rejected as err:
+        except Rejected as err:
             if not self.verify:
                 raise
             return str(err)
@@ -514,178 +396,6 @@ class LedArray:
             ):
                 break
         return seen, sorted(set(self._geometry) - set(seen))
-
-    # ----------------------------------------------------------------------------- exchanges
-    def _fail(self, cmd: str, detail: str) -> LedArrayError:
-        return LedArrayError(f"LED array on {self.port}: {cmd!r}: {detail}")
-
-    def _exchange(
-        self,
-        cmd: str,
-        parse: Callable[[list[str]], _T] | None = None,
-        *,
-        reconnect: bool = True,
-        strict: bool = True,
-        trusted: bool = True,
-    ) -> Any:
-        """Send ``cmd``, return ``parse(payload)`` (or the payload), retrying failures.
-
-        ``strict`` rejects payload lines with non-ASCII or control characters; lenient
-        parsers (``pvals``) see them and skip what they cannot read. A ``trusted`` command
-        is one the driver built and knows valid, so a firmware error means a corrupted
-        line and is handled like a garbled reply; an untrusted (raw) command that the
-        firmware rejects on every attempt is reported without reconnecting.
-        """
-        if self._closed:
-            raise LedArrayError(f"LED array on {self.port}: {cmd!r}: the array has been closed")
-        reconnected = False
-        while True:
-            failure: Exception | None = None
-            for _ in range(self.retries + 1):
-                try:
-                    lines = self._transact(cmd)
-                    if strict:
-                        bad = [ln for ln in lines if not (ln.isascii() and ln.isprintable())]
-                        if bad:
-                            raise Garbled(f"unreadable line {bad[0]!r}")
-                    return parse(lines) if parse is not None else lines
-                except _LinkLost as err:
-                    failure = err
-                    break
-                except (_NoReply, Garbled, _FirmwareError) as err:
-                    failure = err
-                if isinstance(failure, _FirmwareError):
-                    continue  # an error line ends the reply: nothing left to discard
-                try:
-                    self._resync(send_newline=isinstance(failure, _NoReply))
-                except _LinkLost as err:
-                    failure = err
-                    break
-            rejected = isinstance(failure, _FirmwareError) and not trusted
-            if rejected or not reconnect or reconnected:
-                raise self._describe(cmd, failure, reconnected)
-            self._reconnect(cmd, failure)
-            reconnected = True
-
-    def _describe(self, cmd: str, failure: Exception | None, reconnected: bool) -> LedArrayError:
-        tries = f"{self.retries + 1} attempts" + (", reconnected once" if reconnected else "")
-        if isinstance(failure, _NoReply):
-            return LedArrayError(
-                f"LED array on {self.port}: no reply to {cmd!r} within "
-                f"{_seconds(self.timeout_s)} s ({tries})"
-            )
-        if isinstance(failure, _FirmwareError):
-            return _Rejected(f"LED array on {self.port}: {cmd!r} failed ({tries}): {failure}")
-        if isinstance(failure, _LinkLost):
-            return LedArrayError(
-                f"LED array on {self.port}: connection lost during {cmd!r}: {failure}"
-            )
-        detail = str(failure)
-        detail = detail if len(detail) <= 160 else detail[:157] + "..."
-        return LedArrayError(
-            f"LED array on {self.port}: garbled reply to {cmd!r} ({tries}): {detail}"
-        )
-
-    def _reconnect(self, cmd: str, failure: Exception | None) -> None:
-        self._close_link()
-        try:
-            self._connect()
-            self._handshake(first=False)
-        except LedArrayError as err:
-            raise LedArrayError(
-                f"{self._describe(cmd, failure, reconnected=False)}; reconnecting failed: {err}"
-            ) from None
-
-    def _transact(self, cmd: str) -> list[str]:
-        link = self._link
-        if link is None:
-            raise _LinkLost("the port is closed")
-        try:
-            link.reset_input_buffer()
-            self._rx.clear()
-            link.write(cmd.encode("ascii") + b"\n")
-        except serial.SerialTimeoutException:
-            raise _NoReply("write timed out") from None
-        except (serial.SerialException, OSError) as err:
-            raise _LinkLost(str(err) or type(err).__name__) from None
-        return self._read_reply()
-
-    def _read_reply(self) -> list[str]:
-        """Payload lines up to ``-==-`` (or an error line); raises on silence or garbage."""
-        assert self._link is not None
-        lines: list[str] = []
-        error: str | None = None
-        rx = self._rx
-        last_byte = time.monotonic()
-        hard_deadline = last_byte + 20 * self.timeout_s
-        nudge_at: float | None = last_byte + self.timeout_s / 4
-        while True:
-            while (end := rx.find(b"\n")) >= 0:
-                raw = bytes(rx[:end])
-                del rx[: end + 1]
-                kind, text = classify_line(raw)
-                if error is not None:
-                    if kind == "end" and not text:
-                        raise _FirmwareError(error)  # an error followed by -==- (some builds)
-                    raise Garbled(f"unexpected line {raw!r} after {error!r}")
-                if kind == "error":
-                    error = text  # a -==- may follow; silence ends the reply otherwise
-                    continue
-                if text or kind == "payload":
-                    lines.append(text)
-                if kind == "end":
-                    return lines
-            now = time.monotonic()
-            if error is not None and not rx and now - last_byte > self._quiet_s:
-                raise _FirmwareError(error)
-            if rx and now - last_byte > self._quiet_s:
-                # firmware ends every line at once: a stalled partial line lost its newline
-                raise Garbled(f"unterminated line {bytes(rx)!r}")
-            if now - last_byte > self.timeout_s or now > hard_deadline:
-                raise _NoReply()
-            if nudge_at is not None and now > nudge_at:
-                # Silence so far: if the command's newline was lost, the firmware is still
-                # waiting for it. An extra newline completes it; an empty line is ignored.
-                nudge_at = None
-                self._write(b"\n")
-            try:
-                waiting = self._link.in_waiting
-                chunk = self._link.read(waiting or 1)
-            except (serial.SerialException, OSError) as err:
-                raise _LinkLost(str(err) or type(err).__name__) from None
-            if chunk:
-                rx += chunk
-                last_byte = time.monotonic()
-                nudge_at = None
-
-    def _write(self, data: bytes) -> None:
-        assert self._link is not None
-        try:
-            self._link.write(data)
-        except serial.SerialTimeoutException:
-            raise _NoReply("write timed out") from None
-        except (serial.SerialException, OSError) as err:
-            raise _LinkLost(str(err) or type(err).__name__) from None
-
-    def _resync(self, *, send_newline: bool) -> None:
-        """Discard whatever the firmware still sends; optionally end a half-received line."""
-        link = self._link
-        if link is None:
-            raise _LinkLost("the port is closed")
-        try:
-            if send_newline:
-                link.write(b"\n")
-            quiet_since = time.monotonic()
-            stop = quiet_since + self.timeout_s
-            while time.monotonic() - quiet_since < self._quiet_s and time.monotonic() < stop:
-                if link.read(link.in_waiting or 1):
-                    quiet_since = time.monotonic()
-            link.reset_input_buffer()
-        except serial.SerialTimeoutException:
-            pass
-        except (serial.SerialException, OSError) as err:
-            raise _LinkLost(str(err) or type(err).__name__) from None
-        self._rx.clear()
 
 
 __all__ = [

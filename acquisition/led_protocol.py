@@ -274,6 +274,32 @@ def check_geometry(
         )
 
 
+def check_family(
+    version: str, props: dict[str, Any], fail: Callable[[str, str], LedArrayError]
+) -> None:
+    """Refuse, in one line, firmware whose protocol scope does not speak.
+
+    The 0.x-1.x family (the one pyilluminate drives) scales colours to
+    ``interface_bit_depth``, has no brightness after 1.21 and reports ``pledpos`` z in cm;
+    scope speaks Illuminate 2.x (sci-microscopy/illuminate). ``fail(command, detail)`` builds
+    the error (the driver's names its port).
+    """
+    major = int(version.split(".")[0])
+    if major < 2 or "interface_bit_depth" in props:
+        raise fail(
+            "version",
+            f"firmware Illuminate {version} is of the 0.x-1.x family (colours scaled to "
+            "interface_bit_depth, pledpos z in cm), which scope does not drive: flash "
+            "Illuminate 2.x from sci-microscopy/illuminate",
+        )
+    depth = props.get("bit_depth", 8)
+    if depth not in BIT_DEPTHS:
+        raise fail(
+            "pprops",
+            f"the board reports bit_depth {depth!r}; scope reads 8- and 16-bit boards only",
+        )
+
+
 def short_list(values: Sequence[int], limit: int = 8) -> str:
     shown = ", ".join(str(v) for v in values[:limit])
     return f"[{shown}{', ...' if len(values) > limit else ''}]"

@@ -1,30 +1,25 @@
-"""The scan engine behind ``scope scan``.
+"""The scan engine behind ``scope scan``: :func:`run_scan`.
 
-For each pending field: move, settle, read the stage back; for each stack channel light its
-LEDs, set exposure and gain, snap, and hand the frame to the storage thread; then commit the
-field. A field is marked done only after its file is durable (see :mod:`acquisition.scanfile`),
-so a scan interrupted at any moment resumes without re-imaging finished fields.
+It checks the plan, opens (or resumes) the scan file after checking the disk holds it, runs
+the focus map, hands the field loop (:mod:`acquisition.acquire`: move, light, snap, store) a
+storage thread, and writes the simulator's truth when the backend provides one. A field is
+marked done only after its file is durable (see :mod:`acquisition.scanfile`), so a scan
+interrupted at any moment resumes without re-imaging finished fields. Progress goes to an
+:class:`acquisition.progress.Progress` (bars :data:`FIELDS_BAR` and :data:`IMAGES_BAR`, notes).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from acquisition.files import (
-    WriteLock,
-    check_slide_name,
-    check_space,
-    clean_stale,
-    guard_space,
-    is_disk_full,
-)
-from acquisition.micromanager import CameraError
+from acquisition.acquire import FIELDS_BAR, IMAGES_BAR, ScanInterrupted, acquire
+from acquisition.files import WriteLock, check_slide_name, check_space, clean_stale
+from acquisition.progress import NO_PROGRESS, Progress
 from acquisition.rig import Rig
 from acquisition.scan_plan import (
     MAX_EXPOSURE_MS,
@@ -47,12 +42,6 @@ _EXPECTED_RATIO = {"none": 1.0, "lz4": 1.0}
 _DEFAULT_RATIO = 1.2
 
 
-class ScanInterrupted(ScanError):
-    """Ctrl-C: the current field was abandoned, finished fields are safe."""
-
-    exit_code = 130
-
-
 @dataclass
 class ScanSummary:
     path: Path
@@ -71,21 +60,6 @@ class ScanSummary:
     @property
     def complete(self) -> bool:
         return self.done_before + self.done_now == self.n_fields
-
-
-@dataclass
-class ScanEvents:
-    """Callbacks for progress displays (all optional).
-
-    The libraries are moving to one progress protocol (``acquisition/progress.py``); when it
-    lands, ``on_start``/``on_field`` map onto its start/advance and ``on_note`` onto its
-    messages, and :class:`scope.progress.ScanProgress` renders it like any other stage.
-    """
-
-    on_start: Callable[[int, int, int], None] | None = None  # fields, done, images per field
-    on_image: Callable[[int, int, int], None] | None = None  # field, channel, bytes
-    on_field: Callable[[int, str], None] | None = None  # field, status
-    on_note: Callable[[str], None] | None = None
 
 
 def _estimate_bytes(n_fields: int, n_channels: int, frame_wh: tuple[int, int], comp: str) -> int:
@@ -120,10 +94,13 @@ def run_scan(
     rig: Rig,
     *,
     resume: bool = False,
-    events: ScanEvents | None = None,
+    progress: Progress = NO_PROGRESS,
     software_version: str = "",
 ) -> ScanSummary:
     """Acquire every pending field of ``plan`` with ``rig``; returns a summary.
+
+    ``progress`` gets the bars :data:`FIELDS_BAR` and :data:`IMAGES_BAR` and the notes
+    (frame size, resuming, focus map, failed fields).
 
     Raises :class:`ScanInterrupted` on Ctrl-C (after abandoning the current field and
     storing every finished one).
@@ -135,7 +112,9 @@ def run_scan(
     plan.out.mkdir(parents=True, exist_ok=True)
     clean_stale(plan.out)
     with WriteLock(plan.path, what=f"scan {plan.path}"):
-        return _run_scan(plan, rig, resume=resume, events=events, software_version=software_version)
+        return _run_scan(
+            plan, rig, resume=resume, progress=progress, software_version=software_version
+        )
 
 
 def _pending_count(path: Path, n: int, resume: bool) -> int:
@@ -151,11 +130,10 @@ def _run_scan(
     rig: Rig,
     *,
     resume: bool,
-    events: ScanEvents | None,
+    progress: Progress,
     software_version: str,
 ) -> ScanSummary:
-    ev = events or ScanEvents()
-    note = ev.on_note or (lambda _msg: None)
+    note = progress.note
     frame_wh = rig.mm.frame_size
     notes = _frame_size_notes(plan, frame_wh)
     for msg in notes:
@@ -166,12 +144,13 @@ def _run_scan(
     pending = writer.pending
     if done_before and pending:
         note(f"resuming: {done_before} of {len(writer.positions)} fields already done")
-    z_plan = _focus_plan(plan, rig, writer, pending, note)
-    if ev.on_start:
-        ev.on_start(len(writer.positions), done_before, len(plan.profile.stack))
+    z_plan = _focus_plan(plan, rig, writer, pending, progress)
+    n_fields = len(writer.positions)
+    progress.start(FIELDS_BAR, n_fields, done=done_before)
+    progress.start(IMAGES_BAR, (n_fields - done_before) * len(plan.profile.stack))
     storage = StorageThread(writer)
     t0 = time.perf_counter()
-    failed = _acquire(plan, rig, writer, storage, z_plan, frame_wh, ev, note)
+    failed = acquire(plan, rig, writer, storage, z_plan, frame_wh, progress)
     seconds = time.perf_counter() - t0
     if len(writer.done) == len(writer.positions):
         centres = [tuple(p[:2]) for p in writer.positions]
@@ -239,7 +218,7 @@ def _open_writer(
 
 
 def _focus_plan(
-    plan: ScanPlan, rig: Rig, writer: ScanWriter, pending: list[int], note: Callable[[str], None]
+    plan: ScanPlan, rig: Rig, writer: ScanWriter, pending: list[int], progress: Progress
 ) -> np.ndarray:
     """Each field's z: the planned one, or the focus map's for pending fields (``--focus map``)."""
     z_plan = writer.positions[:, 2].copy()
@@ -247,9 +226,9 @@ def _focus_plan(
         from acquisition.focus import focus_map
 
         bf = next(c for c in plan.profile.stack if c.kind == ChannelKind.BRIGHTFIELD)
-        z_all, refs = focus_map(rig, writer.positions, bf)
+        z_all, refs = focus_map(rig, writer.positions, bf, progress=progress)
         z_plan[pending] = z_all[pending]
-        note(
+        progress.note(
             f"focus map from {len(refs)} reference fields: z {z_all.min():.1f}…{z_all.max():.1f} µm"
         )
     elif plan.focus not in ("none", "map"):
@@ -257,136 +236,11 @@ def _focus_plan(
     return z_plan
 
 
-def _image_field(
-    rig: Rig, plan: ScanPlan, storage: StorageThread, i: int, xyz: tuple, ev: ScanEvents
-) -> float:
-    """Move to field ``i``, take every channel, hand the frames to storage; the stage's z."""
-    x, y, z = xyz
-    rig.mm.move_xy(x, y)
-    rig.mm.move_z(z)
-    rig.mm.wait_for_stages()
-    stage = rig.mm.read_stage()
-    for c, ch in enumerate(plan.profile.stack):
-        rig.leds.light(ch.leds, ch.brightness)
-        exposure = rig.mm.set_exposure(ch.exposure_ms)
-        gain = rig.mm.set_gain(ch.gain)
-        image = rig.mm.snap()
-        meta = {
-            "exposure_ms": exposure,
-            "gain": gain,
-            "stage_x_um": stage.x_um,
-            "stage_y_um": stage.y_um,
-            "stage_z_um": stage.z_um,
-            "time": time.time(),
-        }
-        storage.frame(i, c, image, meta)
-        if ev.on_image:
-            ev.on_image(i, c, image.nbytes)
-    rig.leds.clear()
-    return stage.z_um
-
-
-def _acquire(
-    plan: ScanPlan,
-    rig: Rig,
-    writer: ScanWriter,
-    storage: StorageThread,
-    z_plan: np.ndarray,
-    frame_wh: tuple[int, int],
-    ev: ScanEvents,
-    note: Callable[[str], None],
-) -> list[int]:
-    """Image every pending field and close the storage thread; the fields that failed.
-
-    On any exception the field in progress is abandoned and every finished one stays saved.
-    """
-    path = plan.path
-    field_bytes = len(plan.profile.stack) * frame_wh[0] * frame_wh[1] * 3
-    failed: list[int] = []
-    current: int | None = None
-    consecutive_failures = 0
-    try:
-        for i in writer.pending:
-            current = i
-            x, y, _ = writer.positions[i]
-            guard_space(path, field_bytes)  # stop before HDF5 can meet a full disk
-            try:
-                z_um = _image_field(rig, plan, storage, i, (x, y, z_plan[i]), ev)
-            except CameraError as err:
-                storage.fail(i)
-                failed.append(i)
-                consecutive_failures += 1
-                note(f"field {i} failed: {err}")
-                if ev.on_field:
-                    ev.on_field(i, "failed")
-                if consecutive_failures >= 3:
-                    raise ScanError(
-                        f"3 fields in a row failed (last: {err}); stopping. Finished fields "
-                        "are saved: fix the camera and run again with --resume"
-                    ) from None
-                continue
-            storage.commit(i, z_um=z_um)
-            consecutive_failures = 0
-            current = None
-            if ev.on_field:
-                ev.on_field(i, "done")
-    except KeyboardInterrupt:
-        if current is not None:
-            storage.abandon(current)
-        storage.close()
-        try:
-            rig.leds.clear()
-        except Exception:
-            pass
-        raise ScanInterrupted(
-            f"interrupted: {len(writer.done)} of {len(writer.positions)} fields are saved in "
-            f"{path}; run the same command with --resume to continue"
-        ) from None
-    except BaseException as err:
-        _stop_storage(storage, current, err, writer, path)
-        raise
-    try:
-        storage.close()
-    except BaseException as err:
-        if is_disk_full(err):
-            raise _disk_full_error(writer, path) from None
-        raise
-    return failed
-
-
-def _stop_storage(
-    storage: StorageThread, current: int | None, err: BaseException, writer: ScanWriter, path
-) -> None:
-    """After an error: abandon the field in progress, close storage; a full disk says so."""
-    if current is not None:
-        try:
-            storage.abandon(current)
-        except BaseException:
-            pass
-    try:
-        storage.close()
-    except BaseException as storage_err:
-        err = storage_err if is_disk_full(storage_err) else err
-        if not is_disk_full(err):
-            raise
-    if is_disk_full(err):
-        raise _disk_full_error(writer, path) from None
-
-
-def _disk_full_error(writer: ScanWriter, path: Path) -> ScanError:
-    for partial in writer.fields_dir.glob("*.partial"):
-        partial.unlink(missing_ok=True)
-    return ScanError(
-        f"the disk holding {path.parent} is full: {len(writer.done)} of "
-        f"{len(writer.positions)} fields are saved in {path}; free some space and run the "
-        "same command with --resume"
-    )
-
-
 __all__ = [
+    "FIELDS_BAR",
+    "IMAGES_BAR",
     "MAX_EXPOSURE_MS",
     "ScanError",
-    "ScanEvents",
     "ScanInterrupted",
     "ScanPlan",
     "ScanSummary",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +15,18 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the filters for every reader)
 import numpy as np
 
+from acquisition.fieldwriter import FieldData, FieldWriter
+from acquisition.scan_index import ensure_images_file, fill_index, write_index_file
 from acquisition.scan_layout import (
-    CHANNEL_FIELDS,
     FORMAT,
     FORMAT_VERSION,
     FRAME_DTYPE,
-    FRAME_FIELDS,
     IMAGES_NAME,
     POSITION_FIELDS,
-    TRUTH_CELL_FIELDS,
-    TRUTH_FAULT_FIELDS,
     ScanFileError,
     check_positions,
     field_name,
     fields_dir,
-    fsync_dir,
     fsync_path,
     now_iso,
 )
@@ -39,105 +35,8 @@ from acquisition.tables import (
     DEFAULT_COMPRESSION,
     compression_options,
     h5_dtype,
-    to_records,
-    write_table,
 )
 from hardware_profiles import HardwareProfile
-
-
-@dataclass(frozen=True)
-class FieldData:
-    """What a finished field file holds."""
-
-    index: int
-    z_um: float
-    acquired_at: str
-    frames: np.ndarray  # FRAME_FIELDS rows
-    file_bytes: int = 0  # size of the committed field file (a cheap integrity check)
-
-
-class FieldWriter:
-    """Writes one field's images to a ``.partial`` file; :meth:`commit` makes it durable.
-
-    Frames arrive one channel at a time (``add``). The writer is used from a single thread
-    (the scan's storage thread), so HDF5 compression never runs on the acquisition thread.
-    """
-
-    def __init__(self, scan: ScanWriter, index: int, shape_hw: tuple[int, int]) -> None:
-        self._scan = scan
-        self.index = index
-        self.final_path = scan.fields_dir / field_name(index)
-        self.partial_path = self.final_path.with_suffix(".h5.partial")
-        n_channels = len(scan.channels)
-        h, w = shape_hw
-        self._file = h5py.File(self.partial_path, "w")
-        self._images = self._file.create_dataset(
-            "images",
-            shape=(n_channels, h, w, 3),
-            dtype=np.uint8,
-            chunks=(1, h, w, 3),
-            **compression_options(scan.compression),
-        )
-        self._frames: list[dict[str, Any]] = []
-        self._written: set[int] = set()
-        self._broken = False  # a write met a full disk: HDF5 must not touch the file again
-
-    def _failed(self, err: BaseException) -> None:
-        from acquisition.files import is_disk_full, quarantine
-
-        if is_disk_full(err) and not self._broken:
-            self._broken = True
-            quarantine(self._file, self._images)
-
-    def add(self, channel: int, image: np.ndarray, frame: dict[str, Any]) -> None:
-        """Store the image of stack channel ``channel`` with its ``frames`` row."""
-        expected = self._images.shape[1:]
-        if image.shape != expected or image.dtype != np.uint8:
-            raise ScanFileError(
-                f"field {self.index} channel {channel}: image {image.shape} {image.dtype} does "
-                f"not match the scan's frame shape {expected} uint8"
-            )
-        try:
-            self._images[channel] = image
-        except BaseException as err:
-            self._failed(err)
-            raise
-        self._written.add(channel)
-        self._frames.append({"position": self.index, "channel": channel, **frame})
-
-    def commit(self, *, z_um: float) -> FieldData:
-        """Close, fsync and rename the field file into place. Returns what it holds."""
-        missing = sorted(set(range(len(self._scan.channels))) - self._written)
-        if missing:
-            raise ScanFileError(f"field {self.index}: channels {missing} were never stored")
-        acquired_at = now_iso()
-        frames = to_records(self._frames, FRAME_FIELDS)
-        try:
-            self._file.create_dataset("frames", data=frames)
-            self._file.attrs["z_um"] = z_um
-            self._file.attrs["acquired_at"] = acquired_at
-            self._file.close()
-        except BaseException as err:
-            self._failed(err)
-            self.abandon()
-            raise
-        fsync_path(self.partial_path)
-        size = self.partial_path.stat().st_size
-        os.replace(self.partial_path, self.final_path)
-        fsync_dir(self.final_path.parent)
-        return FieldData(self.index, z_um, acquired_at, frames, size)
-
-    def abandon(self) -> None:
-        """Drop an unfinished field (Ctrl-C mid-field, a camera error): nothing is kept."""
-        try:
-            if not self._broken:
-                self._file.close()
-        except BaseException as err:
-            self._failed(err)
-            if not self._broken:
-                raise
-        finally:
-            self.partial_path.unlink(missing_ok=True)
 
 
 class ScanWriter:
@@ -462,7 +361,7 @@ class ScanWriter:
         rows["file_bytes"] = self.file_bytes
         frames = self._frames_table()
         try:
-            self._write_index_file(tmp, rows, frames)
+            write_index_file(tmp, lambda f: self._fill_index(f, rows, frames))
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -490,106 +389,27 @@ class ScanWriter:
         self._frames_cache = (keys, table)
         return table
 
-    def _write_index_file(self, tmp: Path, rows: np.ndarray, frames: np.ndarray) -> None:
-        from acquisition.files import close_h5, is_disk_full, quarantine
-
-        f = h5py.File(tmp, "w")
-        try:
-            self._fill_index(f, rows, frames)
-        except BaseException as err:
-            if is_disk_full(err):
-                quarantine(f)
-            else:
-                f.close()
-            raise
-        close_h5(f)
-
     def _ensure_images_file(self) -> None:
-        """Write ``<fields>/images.h5`` once per writer: the virtual dataset over every field.
-
-        It maps each position to its field file whether or not it exists yet (HDF5 reads a
-        missing source as the fill value, zeros), so it never changes while the scan runs
-        and the index only links to it: a rebuild then costs no per-field HDF5 mapping.
-        """
+        """``<fields>/images.h5`` once per writer (see :func:`ensure_images_file`)."""
         h, w = self.frame_hw
         shape = (len(self.positions), len(self.channels), h, w, 3)
-        if self._images_shape == shape:
-            return
-        path = self.fields_dir / IMAGES_NAME
-        if _images_file_maps(path, shape):  # a resumed scan's: already right
+        if self._images_shape != shape:
+            ensure_images_file(self.fields_dir, shape)
             self._images_shape = shape
-            return
-        tmp = path.with_name(f"{IMAGES_NAME}.tmp{os.getpid()}")
-        try:
-            with h5py.File(tmp, "w") as g:
-                _write_images_vds(g, shape, [(i, field_name(i)) for i in range(shape[0])])
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_path(tmp)
-        os.replace(tmp, path)
-        self._images_shape = shape
 
     def _fill_index(self, f: h5py.File, rows: np.ndarray, frames: np.ndarray) -> None:
         done = self.done
-        for k, v in self._attrs.items():
-            f.attrs[k] = v
-        f.attrs["n_done"] = len(done)
-        f.attrs["complete"] = len(done) == len(self.positions)
-        f.attrs["updated"] = now_iso()
-        write_table(f, "channels", to_records(self.channels, CHANNEL_FIELDS))
-        f.create_dataset("positions", data=rows, maxshape=(None,))
-        f.create_dataset("frames", data=frames, maxshape=(None,))
+        attrs = {
+            **self._attrs,
+            "n_done": len(done),
+            "complete": len(done) == len(self.positions),
+            "updated": now_iso(),
+        }
+        images = None
         if self.frame_hw is not None:
             self._ensure_images_file()
-            f["images"] = h5py.ExternalLink(f"{self.fields_dir.name}/{IMAGES_NAME}", "/images")
-        if self.truth is not None:
-            _write_truth(f, self.truth)
+            images = f"{self.fields_dir.name}/{IMAGES_NAME}"
+        fill_index(f, attrs, self.channels, rows, frames, images=images, truth=self.truth)
 
 
-def _images_file_maps(path: Path, shape: tuple[int, ...]) -> bool:
-    """Whether ``path`` holds the virtual ``images`` of this shape, one mapping per field."""
-    try:
-        with h5py.File(path, "r") as g:
-            ds = g["images"]
-            return (
-                ds.shape == shape
-                and ds.is_virtual
-                and ds.id.get_create_plist().get_virtual_count() == shape[0]
-            )
-    except (OSError, KeyError, ValueError):
-        return False
-
-
-def _write_images_vds(f: h5py.File, shape: tuple[int, ...], sources: list) -> None:
-    """``images``: a virtual dataset mapping field ``i`` to ``images`` of its own file.
-
-    ``sources`` lists ``(i, relative path)``. HDF5's low-level calls directly: h5py's
-    ``VirtualLayout`` spends ~0.1 ms of Python per mapping, which adds up at 10,000 fields.
-    """
-    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    dcpl.set_layout(h5py.h5d.VIRTUAL)
-    dcpl.set_fill_value(np.array([0], dtype=np.uint8))
-    vspace = h5py.h5s.create_simple(shape)
-    src = h5py.h5s.create_simple(shape[1:])
-    count = (1, *shape[1:])
-    for i, rel in sources:
-        vspace.select_hyperslab((i, 0, 0, 0, 0), count)
-        dcpl.set_virtual(vspace, rel.encode(), b"images", src)
-    tid = h5py.h5t.py_create(np.dtype(np.uint8), logical=1)
-    h5py.h5d.create(f.id, b"images", tid, h5py.h5s.create_simple(shape), dcpl=dcpl).close()
-
-
-def _write_truth(f: h5py.File, truth: dict[str, Any]) -> None:
-    g = f.create_group("truth")
-    g.attrs["slide_to_stage"] = np.asarray(truth["slide_to_stage"], dtype=np.float64)
-    if truth.get("magnification_ratio") is not None:
-        g.attrs["magnification_ratio"] = float(truth["magnification_ratio"])
-    for key, fields in (("cells", TRUTH_CELL_FIELDS), ("faults", TRUTH_FAULT_FIELDS)):
-        table = truth.get(key)
-        if table is None:
-            table = np.empty(0, dtype=[(n, "U1" if t is str else t) for n, t in fields])
-        rows = [{n: table[n][i] for n, _ in fields} for i in range(len(table))]
-        write_table(g, key, to_records(rows, fields))
-    for k, v in (truth.get("attrs") or {}).items():
-        g.attrs[k] = v
+__all__ = ["FieldData", "FieldWriter", "ScanWriter"]

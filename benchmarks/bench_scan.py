@@ -36,8 +36,9 @@ from benchmarks._common import emit, machine, rss_mb
 
 def overhead(quick: bool) -> dict:
     import hardware_profiles as hp
+    from acquisition.progress import NullProgress
     from acquisition.rig import SimOptions, open_sim
-    from acquisition.scan import ScanEvents, plan_scan, run_scan
+    from acquisition.scan import IMAGES_BAR, plan_scan, run_scan
 
     profile = hp.load("pls43")
     per_frame: list[float] = []
@@ -56,15 +57,16 @@ def overhead(quick: bool) -> dict:
         )
         marks: list[tuple[float, float]] = []
 
-        def on_image(_f: int, _c: int, _n: int) -> None:
-            marks.append((time.perf_counter(), rig.sim.device_seconds))
-
-        def on_field(_f: int, _s: str) -> None:
-            marks.append((float("nan"), 0.0))  # field boundary: moves are not frame overhead
+        class Marks(NullProgress):
+            def advance(self, key: str, n: int = 1, *, info: str | None = None) -> None:
+                if key == IMAGES_BAR:
+                    marks.append((time.perf_counter(), rig.sim.device_seconds))
+                else:  # field boundary: moves are not frame overhead
+                    marks.append((float("nan"), 0.0))
 
         t0 = time.perf_counter()
         start = (t0, rig.sim.device_seconds)
-        summary = run_scan(plan, rig, events=ScanEvents(on_image=on_image, on_field=on_field))
+        summary = run_scan(plan, rig, progress=Marks())
         wall = time.perf_counter() - t0
         prev = start
         for mark in marks:
@@ -147,8 +149,9 @@ def storage(quick: bool) -> list[dict]:
 
 def memory(quick: bool) -> list[tuple[int, float]]:
     import hardware_profiles as hp
+    from acquisition.progress import NullProgress
     from acquisition.rig import SimOptions, open_sim
-    from acquisition.scan import ScanEvents, plan_scan, run_scan
+    from acquisition.scan import FIELDS_BAR, plan_scan, run_scan
 
     profile = hp.load("pls43")
     samples: list[tuple[int, float]] = []
@@ -166,10 +169,12 @@ def memory(quick: bool) -> list[tuple[int, float]]:
             grid="6x1" if quick else "8x3",
         )
 
-        def on_field(i: int, _s: str) -> None:
-            samples.append((len(samples) + 1, rss_mb()))
+        class PerField(NullProgress):
+            def advance(self, key: str, n: int = 1, *, info: str | None = None) -> None:
+                if key == FIELDS_BAR:
+                    samples.append((len(samples) + 1, rss_mb()))
 
-        run_scan(plan, rig, events=ScanEvents(on_field=on_field))
+        run_scan(plan, rig, progress=PerField())
     return samples
 
 

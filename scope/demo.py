@@ -9,8 +9,11 @@ simulator's truth), and ``scope stain`` of one field. Every step runs the real c
 in-process with its progress display, and is numbered and timed; the end prints a summary
 table and writes ``report.html``.
 
-Sizes: the default fits in about five minutes on two CPU cores; ``--full`` is the long
-version (larger fields, bigger network, 30 epochs); ``--quick`` is a smoke test for CI.
+The steps are reported through the libraries' progress protocol
+(:class:`acquisition.progress.Progress`) as notes — a numbered header, the command line, a
+tick with the time — so each command's own progress bars show between them. Sizes
+(``--quick``, ``--full``) are in :mod:`scope.demo_sizes`, the closing tables and verdict in
+:mod:`scope.demo_summary`, the HTML page in :mod:`scope.demo_report`.
 """
 
 from __future__ import annotations
@@ -23,80 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.rule import Rule
-from rich.table import Table
 
+from acquisition.progress import NO_PROGRESS, Progress
 from hardware_profiles.errors import ScopeError
+from scope.demo_sizes import FIVE_MINUTES, FULL, PLS_STACK, PROFILE, QUICK, DemoSize
+from scope.demo_summary import comparison_table, model_rows, summary_tables, verdict
 
 
 class DemoError(ScopeError):
     """A demo step failed."""
-
-
-EPOCHS_DEFAULT = 10
-
-
-@dataclass(frozen=True)
-class DemoSize:
-    """How big the demo is: fields per slide, camera, training budget."""
-
-    grid: str
-    sensor: str
-    highres_sensor: str
-    wbc_per_field: float
-    epochs: int
-    blocks: int
-    features: int
-    batch_size: int
-    growth: int = 32
-    lr: float = 2e-4
-    #: wavelengths sampled per white LED (simulator default 8); the smoke test takes 3
-    spectral_samples: int | None = None
-    #: train:val:test; a small demo keeps a fifth of its cells for the test comparison
-    fractions: str = "8:1:1"
-
-
-FULL = DemoSize(
-    grid="4x3",
-    sensor="640x400",
-    highres_sensor="480x480",
-    wbc_per_field=60,
-    epochs=30,
-    blocks=2,
-    features=32,
-    batch_size=16,
-)
-#: the default: about five minutes on two idle CPU cores (measured: README, "Two commands")
-FIVE_MINUTES = DemoSize(
-    grid="3x2",
-    sensor="640x400",
-    highres_sensor="480x480",
-    wbc_per_field=60,
-    epochs=EPOCHS_DEFAULT,
-    blocks=1,
-    features=16,
-    batch_size=16,
-    growth=16,
-    lr=1e-3,
-    fractions="6:2:2",
-)
-QUICK = DemoSize(
-    grid="3x2",
-    sensor="640x400",
-    highres_sensor="480x480",
-    wbc_per_field=60,
-    epochs=2,
-    blocks=1,
-    features=8,
-    batch_size=16,
-    growth=8,
-    lr=1e-3,
-    fractions="6:2:2",
-    spectral_samples=3,
-)
-
-PLS_STACK = "full-nohe"
-PROFILE = "pls43"
 
 
 @dataclass
@@ -132,7 +70,9 @@ class Demo:
         full: bool = False,
         device: str = "auto",
         console: Console | None = None,
+        progress: Progress = NO_PROGRESS,
     ) -> None:
+        """``progress`` gets the steps (as notes); ``console`` the comparison table."""
         if slides < 1:
             raise DemoError(f"--slides must be at least 1, got {slides}")
         if quick and full:
@@ -143,6 +83,7 @@ class Demo:
         self.n_slides = slides
         self.device = device
         self.console = console or Console()
+        self.progress = progress
         self.result = DemoResult(out=self.out)
         self.scans = self.out / "scans"
         self.data = self.out / "data"
@@ -154,34 +95,26 @@ class Demo:
     def _cli(self, name: str, args: list[str]) -> None:
         from scope.cli import main
 
-        self._header(name)
-        self.console.print(f"[dim]$ scope {' '.join(args)}[/]")
-        t0 = time.perf_counter()
-        code = main(args)
-        dt = time.perf_counter() - t0
-        self.result.steps.append(StepTime(name, dt))
-        if code != 0:
-            raise DemoError(f"step '{name}' failed (exit {code}); its message is above")
-        self.console.print(f"[green]✓[/] {name} [dim]({dt:.1f} s)[/]")
+        def run() -> None:
+            self.progress.note(f"$ scope {' '.join(args)}")
+            code = main(args)
+            if code != 0:
+                raise DemoError(f"step '{name}' failed (exit {code}); its message is above")
 
-    def _header(self, name: str) -> None:
-        k = len(self.result.steps) + 1
-        elapsed = time.perf_counter() - self._t_start
-        self.console.print(
-            Rule(
-                f"[bold cyan]step {k}/{self._n_steps}: {name}[/] "
-                f"[dim]({int(elapsed) // 60}:{int(elapsed) % 60:02d} so far)[/]",
-                align="left",
-            )
-        )
+        self._timed(name, run)
 
     def _timed(self, name: str, fn: Callable[[], Any]) -> Any:
-        self._header(name)
+        """Run step ``name``: a numbered header, ``fn()``, a tick with its time."""
+        k = len(self.result.steps) + 1
+        elapsed = int(time.perf_counter() - self._t_start)
+        self.progress.note(
+            f"── step {k}/{self._n_steps}: {name} ({elapsed // 60}:{elapsed % 60:02d} so far)"
+        )
         t0 = time.perf_counter()
         value = fn()
         dt = time.perf_counter() - t0
         self.result.steps.append(StepTime(name, dt))
-        self.console.print(f"[green]✓[/] {name} [dim]({dt:.1f} s)[/]")
+        self.progress.note(f"✓ {name} ({dt:.1f} s)")
         return value
 
     # -- the pipeline -----------------------------------------------------------------------
@@ -393,100 +326,19 @@ class Demo:
         return rows
 
 
-def model_rows(result: DemoResult) -> list[list[str]]:
-    """model, stack, test cells, SSIM, PSNR, MAE — for the summary and the report."""
-    rows = []
-    for name, stack in (("pls", PLS_STACK), ("brightfield", "brightfield")):
-        m = result.metrics.get(name, {})
-        mean = m.get("mean", m)
-        rows.append(
-            [
-                name,
-                stack,
-                str(m.get("cells", "")),
-                f"{mean.get('ssim', float('nan')):.4f}",
-                f"{mean.get('psnr', float('nan')):.2f}",
-                f"{mean.get('mae', float('nan')):.4f}",
-            ]
-        )
-    return rows
-
-
-def summary_tables(result: DemoResult) -> list[Table]:
-    """The end-of-demo tables: registration vs truth, models, steps and files."""
-    reg = Table(title="registration against the simulator's truth")
-    for col in (
-        "slide",
-        "WBCs (truth)",
-        "found",
-        "recall",
-        "precision",
-        "median error",
-        "p99 error",
-        "slide fit error",
-    ):
-        reg.add_column(col, justify="right" if col != "slide" else "left")
-    for r in result.registration:
-        reg.add_row(
-            r["slide"],
-            str(r["truth_wbc"]),
-            str(r["found"]),
-            f"{r['recall']:.3f}",
-            f"{r['precision']:.3f}",
-            f"{r['fine_median_px']:.2f} px",
-            f"{r['fine_p99_px']:.2f} px",
-            f"{r['transform_error_px']:.2f} px",
-        )
-    models = Table(title="virtual staining, test split (20x target)")
-    for col in ("model", "stack", "cells", "SSIM", "PSNR", "MAE"):
-        models.add_column(col, justify="right" if col not in ("model", "stack") else "left")
-    for row in model_rows(result):
-        models.add_row(*row)
-    steps = Table(title=f"steps ({result.total_seconds:.0f} s in all)")
-    steps.add_column("step")
-    steps.add_column("time", justify="right")
-    for s in result.steps:
-        steps.add_row(s.name, f"{s.seconds:.1f} s")
-    return [reg, models, steps]
-
-
-def comparison_table(comp: Any) -> Table:
-    """PLS vs brightfield SSIM per cell type, with the 95 % bootstrap interval of the gap."""
-    t = Table(title="test SSIM, PLS vs brightfield (paired over the same cells)")
-    for col in ("cells", "n", "PLS", "brightfield", "PLS − bf", "95 % interval", "verdict"):
-        t.add_column(col, justify="left" if col in ("cells", "verdict") else "right")
-    for c in [comp.overall, *comp.by_type]:
-        t.add_row(
-            c.label,
-            str(c.n),
-            f"{c.pls:.3f}",
-            f"{c.brightfield:.3f}",
-            f"{c.diff:+.3f}",
-            f"[{c.lo:+.3f}, {c.hi:+.3f}]",
-            c.verdict(),
-        )
-    return t
-
-
-def verdict(result: DemoResult) -> str:
-    """One honest sentence: did the PLS model beat the brightfield baseline on test SSIM?"""
-    comp = result.comparison
-    if comp is None:
-        return "The models were not compared."
-    c = comp.overall
-    gap = (
-        f"test SSIM {c.pls:.3f} vs {c.brightfield:.3f} over {c.n} test cells, difference "
-        f"{c.diff:+.3f} (95 % bootstrap interval {c.lo:+.3f} to {c.hi:+.3f})"
-    )
-    if not c.significant:
-        return (
-            f"No significant difference between the PLS model ({PLS_STACK}) and the "
-            f"brightfield-only baseline: {gap}. The interval includes zero, so this run "
-            "cannot tell them apart; `scope demo --full` and docs/benchmarks.md train at a "
-            "useful size."
-        )
-    better = "beats" if c.diff > 0 else "loses to"
-    return (
-        f"The PLS model ({PLS_STACK}) {better} the brightfield-only baseline with the same "
-        f"data and training budget: {gap}."
-    )
+__all__ = [
+    "FIVE_MINUTES",
+    "FULL",
+    "PLS_STACK",
+    "PROFILE",
+    "QUICK",
+    "Demo",
+    "DemoError",
+    "DemoResult",
+    "DemoSize",
+    "StepTime",
+    "comparison_table",
+    "model_rows",
+    "summary_tables",
+    "verdict",
+]

@@ -96,8 +96,9 @@ def compare_runs(
     result = DemoComparison(compare("all test cells", ssim_a, ssim_b))
     if not stained_scans or not rows:
         return result
+    from acquisition.vocabulary import CELL_TYPES
     from registration.coarse import RegistrationError
-    from registration.truth import WBC_TYPES, truth_types
+    from registration.truth import truth_types
 
     try:
         types = truth_types(
@@ -109,7 +110,7 @@ def compare_runs(
     except RegistrationError:
         return result
     result.types = {r: str(t) for r, t in zip(rows, types, strict=True)}
-    for t in (*WBC_TYPES, ""):
+    for t in (*CELL_TYPES, ""):
         sel = types == t
         if sel.any():
             result.by_type.append(compare(t or "unknown", ssim_a[sel], ssim_b[sel]))

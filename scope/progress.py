@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.console import Console
@@ -99,60 +98,6 @@ def human_bytes(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1000
     return f"{n:.1f} TB"
-
-
-class ScanProgress:
-    """Fields and images bars with MB/s and ETA, fed by :class:`acquisition.scan.ScanEvents`."""
-
-    def __init__(self, console: Console) -> None:
-        from acquisition.scan import ScanEvents
-
-        self.console = console
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self._fields = None
-        self._images = None
-        self._bytes = 0
-        self._t0 = time.perf_counter()
-        self.events = ScanEvents(
-            on_start=self._start, on_image=self._image, on_field=self._field, on_note=self._note
-        )
-
-    def __enter__(self) -> ScanProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def _start(self, n_fields: int, done: int, per_field: int) -> None:
-        self._t0 = time.perf_counter()
-        self._fields = self.progress.add_task("fields", total=n_fields, completed=done, rate="")
-        self._images = self.progress.add_task(
-            "images", total=(n_fields - done) * per_field, rate=""
-        )
-
-    def _image(self, field: int, channel: int, nbytes: int) -> None:
-        self._bytes += nbytes
-        dt = max(time.perf_counter() - self._t0, 1e-6)
-        self.progress.update(self._images, advance=1, rate=f"{self._bytes / dt / 1e6:.0f} MB/s")
-
-    def _field(self, field: int, status: str) -> None:
-        if status == "done":
-            self.progress.update(self._fields, advance=1)
-        else:
-            self.progress.console.print(f"[yellow]field {field} {status}[/]")
-
-    def _note(self, msg: str) -> None:
-        self.progress.console.print(f"[cyan]note:[/] {msg}")
 
 
 def scan_summary_table(summary) -> Table:

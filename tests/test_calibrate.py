@@ -7,10 +7,19 @@ import pytest
 import hardware_profiles as hp
 from acquisition.calibrate import CalibrationTargets, calibrate_profile
 from acquisition.focus import focus_here
+from acquisition.progress import NullProgress
 from acquisition.rig import SimOptions, open_sim
 from scope.cli import main
 
 SENSOR = (256, 160)
+
+
+class Notes(NullProgress):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def note(self, text: str, *, warning: bool = False) -> None:
+        self.lines.append(text)
 
 
 def test_calibration_recovers_ideal_exposures(pls43):
@@ -18,11 +27,15 @@ def test_calibration_recovers_ideal_exposures(pls43):
     targets = CalibrationTargets()
     with open_sim(pls43, SimOptions(slide="cal", seed=2, sensor_wh=SENSOR)) as rig:
         focus_here(rig, pls43.stack[0])
-        new, results = calibrate_profile(rig, pls43, targets=targets, only=names)
+        notes = Notes()
+        new, results = calibrate_profile(rig, pls43, targets=targets, only=names, progress=notes)
         micro = rig.sim.microscope
         z = rig.mm.read_stage().z_um
         assert abs(z - micro.focus_z_um("unstained", 0.0, 0.0)) < 1.0
         assert {r.name for r in results} == names
+        assert notes.lines == [
+            f"  {r.name}: {r.exposure_ms:.3g} ms, gain {r.gain:.3g}" for r in results
+        ]
         for r in results:
             ch = next(c for c in pls43.stack if c.name == r.name)
             high = r.exposure_level == "high"

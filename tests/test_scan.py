@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from acquisition.progress import NullProgress
 from acquisition.rig import SimOptions, open_sim
 from acquisition.scan import ScanError, plan_scan, run_scan
 from acquisition.scanfile import ScanFile, fields_dir
@@ -416,6 +417,24 @@ def test_geometry_mismatch_is_refused(pls43, tmp_path):
 
 
 @pytest.mark.slow  # focuses a tilted slide field by field (~90 s)
+class RecordingProgress(NullProgress):
+    """A progress that records what the engine reports."""
+
+    def __init__(self) -> None:
+        self.starts: list[tuple] = []
+        self.advances: list[tuple] = []
+        self.notes: list[str] = []
+
+    def start(self, key, total, *, label=None, done=0):
+        self.starts.append((key, total, done))
+
+    def advance(self, key, n=1, *, info=None):
+        self.advances.append((key, n, info))
+
+    def note(self, text, *, warning=False):
+        self.notes.append(text)
+
+
 def test_focus_map_recovers_the_tilted_surface(pls43, tmp_path):
     from acquisition.simulator.config import SimConfig
 
@@ -434,7 +453,8 @@ def test_focus_map_recovers_the_tilted_surface(pls43, tmp_path):
             region="-500,-300,500,300",
         )  # fields spread over ~1 x 0.6 mm
         plan.positions = plan.positions[::4]  # every 4th field is enough for the test
-        summary = run_scan(plan, rig)
+        progress = RecordingProgress()
+        summary = run_scan(plan, rig, progress=progress)
         truth_z = np.array(
             [rig.sim.microscope.focus_z_um("unstained", x, y) for x, y, _ in plan.positions]
         )
@@ -443,6 +463,13 @@ def test_focus_map_recovers_the_tilted_surface(pls43, tmp_path):
     dof = 0.55 / 0.4**2  # λ/NA² at 550 nm
     assert np.abs(z - truth_z).max() <= dof / 2, (z, truth_z)
     assert np.ptp(truth_z) > dof, "the test slide should need focusing"
+    # the reference fields are reported on their own bar before the fields and images
+    from acquisition.focus import FOCUS_BAR
+
+    (key, n_refs, _), *_ = progress.starts
+    assert key == FOCUS_BAR and n_refs >= 3
+    assert sum(a[0] == FOCUS_BAR for a in progress.advances) == n_refs
+    assert any(n.startswith(f"focus map from {n_refs} reference fields") for n in progress.notes)
 
 
 def test_highres_needs_cells(pls43, tmp_path):
@@ -497,3 +524,26 @@ def test_engine_calls_the_rigs_hooks_whatever_the_backend(pls43, tmp_path):
         run_scan(plan(rig, tmp_path / "b"), rig)
         with ScanFile(tmp_path / "b" / "s1.unstained.scan.h5") as sf:
             assert sf.complete and sf.truth() is None
+
+
+def test_engine_reports_through_the_progress_protocol(pls43, tmp_path):
+    """Bars of fields and images with their totals, one advance per frame and per field,
+    the MB/s detail on the images bar, and notes as plain lines."""
+    from acquisition.progress import Progress
+    from acquisition.scan import FIELDS_BAR, IMAGES_BAR
+
+    progress = RecordingProgress()
+    assert isinstance(progress, Progress)
+    with open_sim(pls43, SimOptions(slide="s1", seed=3, sensor_wh=SENSOR_WH)) as rig:
+        plan = plan_scan(
+            slide="s1", pass_="unstained", profile=pls43, out=tmp_path,
+            frame_wh=rig.mm.frame_size, stack="le8", grid="2x1", z_um=0.0,
+        )  # fmt: skip
+        summary = run_scan(plan, rig, progress=progress)
+    n_channels = len(plan.profile.stack)
+    assert progress.starts == [(FIELDS_BAR, 2, 0), (IMAGES_BAR, 2 * n_channels, 0)]
+    images = [a for a in progress.advances if a[0] == IMAGES_BAR]
+    fields = [a for a in progress.advances if a[0] == FIELDS_BAR]
+    assert len(images) == summary.n_images == 2 * n_channels and len(fields) == 2
+    assert all(n == 1 and info.endswith(" MB/s") for _, n, info in images)
+    assert any("the camera delivers 256x160 frames" in note for note in progress.notes)

@@ -6,6 +6,7 @@ stays instant; library code is imported inside the command functions.
 
 import scope.help_format  # noqa: F401  (flags without "<bool>" in --help)
 from scope.commands import (
+    calibrate,
     dataset,
     demo,
     export,
@@ -18,4 +19,16 @@ from scope.commands import (
     train,
 )
 
-COMMAND_MODULES = [scan, led, match, dataset, segment, train, export, demo, profiles, info]
+COMMAND_MODULES = [
+    scan,
+    calibrate,
+    led,
+    match,
+    dataset,
+    segment,
+    train,
+    export,
+    demo,
+    profiles,
+    info,
+]

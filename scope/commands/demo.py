@@ -33,10 +33,23 @@ def demo(
     """Run scan → stain-rescan → match → 100x → train → evaluate → stain on the simulator."""
     from rich.console import Console
 
-    from scope.demo import Demo, summary_tables, verdict
+    from scope.demo import Demo
+    from scope.demo_summary import summary_tables, verdict
+    from scope.progress import RichProgress
 
     console = Console()
-    result = Demo(out, slides=slides, quick=quick, full=full, device=device, console=console).run()
+    # notes only: each step's command draws its own bars, and one live display at a time
+    with RichProgress(console, bars=False) as progress:
+        demo_run = Demo(
+            out,
+            slides=slides,
+            quick=quick,
+            full=full,
+            device=device,
+            console=console,
+            progress=progress,
+        )
+        result = demo_run.run()
     for table in summary_tables(result):
         console.print(table)
     console.print(f"[bold]{verdict(result)}[/]")

@@ -1,19 +1,28 @@
-"""`scope scan` and `scope calibrate`."""
+"""`scope scan`: the unstained PLS stack, the stained rescan, or the 100x cells."""
 
 from __future__ import annotations
 
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from acquisition.rig import BACKENDS
-from acquisition.vocabulary import ChannelKind, Pass
-
-# the choices come from where they are defined: the rig's backends, the vocabulary's passes
-BackendChoice = StrEnum("BackendChoice", {b: b for b in BACKENDS})
+from acquisition.vocabulary import Pass
+from scope.commands.rig_options import (
+    BackendChoice,
+    BackendOpt,
+    LedDeviceOpt,
+    LedPortOpt,
+    MmConfigOpt,
+    MmPortOpt,
+    SeedOpt,
+    SensorOpt,
+    SimCfgOpt,
+    VerifyOpt,
+    confirm_ready,
+    open_rig_from_options,
+)
 
 
 class Focus(StrEnum):
@@ -29,133 +38,6 @@ _OPERATOR_STEPS = {
     Pass.HIGHRES: "Switch to the 100x oil objective and apply immersion oil: each matched white "
     "blood cell will be imaged once.",
 }
-
-BackendOpt = Annotated[
-    BackendChoice | None,
-    typer.Option(
-        "--backend",
-        help="sim (built-in simulator), mmcore (a "
-        "Micro-Manager .cfg via pymmcore-plus) or micromanager "
-        "(running Micro-Manager via pycromanager) [default: the profile's connection.backend].",
-        show_default=False,
-    ),
-]
-MmConfigOpt = Annotated[
-    Path | None, typer.Option("--mm-config", help="Micro-Manager configuration (mmcore).")
-]
-LedPortOpt = Annotated[
-    str | None, typer.Option("--led-port", help="LED array serial port or pyserial URL.")
-]
-LedDeviceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--led-device",
-        help="The LED array as a Micro-Manager device (its label, e.g. LedArray), instead of "
-        "--led-port.",
-    ),
-]
-MmPortOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--mm-port", help="Micro-Manager ZMQ server port [default: 4827].", show_default=False
-    ),
-]
-VerifyOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--verify/--no-verify",
-        help="Read every LED pattern back before imaging [default: the profile's "
-        "led_array.verify, on].",
-        show_default=False,
-    ),
-]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Simulator: virtual slide seed.")]
-SensorOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--sim-sensor",
-        help="Simulator: camera size WxH (default: $SCOPE_SIM_SENSOR, else the profile's).",
-    ),
-]
-SimCfgOpt = Annotated[
-    Path | None, typer.Option("--sim-config", help="Simulator knobs and faults (YAML).")
-]
-
-
-def _sensor(text: str | None) -> tuple[int, int] | None:
-    from hardware_profiles.errors import ScopeError
-
-    if text is None:
-        # tests and the README tour run small frames without changing the commands shown
-        text = os.environ.get("SCOPE_SIM_SENSOR") or None
-    if text is None:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ScopeError(f"--sim-sensor must look like WxH (e.g. 640x400), got {text!r}") from None
-    if w < 64 or h < 64:
-        raise ScopeError(f"--sim-sensor {text!r} is too small (at least 64x64)")
-    return w, h
-
-
-def open_rig_from_options(
-    backend: BackendChoice | None,
-    profile,
-    *,
-    slide: str,
-    seed: int,
-    sim_sensor: str | None,
-    sim_config: Path | None,
-    mm_config: Path | None,
-    led_port: str | None,
-    mm_port: int | None,
-    sim_realtime: bool = False,
-    led_device: str | None = None,
-    verify: bool | None = None,
-):
-    from acquisition.rig import SimOptions, open_rig
-    from acquisition.simulator.options import load_sim_options
-
-    sim = None
-    chosen = backend.value if backend is not None else profile.connection.backend
-    if chosen == "sim":
-        # tests and the README tour: a denser smear without changing the commands shown
-        opts = load_sim_options(sim_config or os.environ.get("SCOPE_SIM_CONFIG") or None)
-        sim = SimOptions(
-            slide=slide,
-            seed=seed,
-            sensor_wh=_sensor(sim_sensor),
-            realtime=opts.pop("realtime", False) or sim_realtime,
-            **opts,
-        )
-    return open_rig(
-        chosen,
-        profile,
-        sim=sim,
-        mm_config=mm_config,
-        led_port=led_port,
-        led_device=led_device,
-        mm_port=mm_port,
-        verify=verify,
-    )
-
-
-def _ready() -> bool:
-    """Ask "Ready?"; without a terminal to answer, say how to run unattended."""
-    import sys
-
-    from hardware_profiles.errors import ScopeError
-
-    try:
-        return typer.confirm("Ready?", default=True)
-    except typer.Abort:
-        if not sys.stdin.isatty():
-            raise ScopeError(
-                "no answer to 'Ready?' (no terminal on standard input): pass --yes to run "
-                "without asking"
-            ) from None
-        raise
 
 
 def scan(
@@ -242,7 +124,7 @@ def scan(
     from acquisition.scan import estimate_scan_bytes, plan_scan, run_scan
     from acquisition.tables import compression_options
     from scope._version import __version__
-    from scope.progress import ScanProgress, scan_summary_table
+    from scope.progress import RichProgress, scan_summary_table
 
     console = Console()
     check_slide_name(slide)
@@ -250,7 +132,7 @@ def scan(
     prof = hp.load(profile)
     if not yes:
         console.print(f"[bold]{pass_.value} pass[/]: {_OPERATOR_STEPS[pass_.value]}")
-        if not _ready():
+        if not confirm_ready():
             raise typer.Abort()
     with open_rig_from_options(
         backend,
@@ -301,9 +183,9 @@ def scan(
             f"{need / 1e9:.2f} GB on disk"
             + (" — SIMULATED data, not a real slide" if rig.simulated else "")
         )
-        with ScanProgress(console) as progress:
+        with RichProgress(console) as progress:  # stdout, as the scan's other output
             summary = run_scan(
-                plan, rig, resume=resume, events=progress.events, software_version=__version__
+                plan, rig, resume=resume, progress=progress, software_version=__version__
             )
     console.print(scan_summary_table(summary))
     if summary.failed:
@@ -315,117 +197,5 @@ def scan(
         )
 
 
-def calibrate(
-    profile: Annotated[str, typer.Option("--profile", help="Hardware profile to start from.")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the calibrated profile.")],
-    backend: BackendOpt = BackendChoice.sim,
-    stack: Annotated[str | None, typer.Option("--stack", help="Only these channels.")] = None,
-    level: Annotated[
-        float,
-        typer.Option(
-            "--level",
-            min=50,
-            max=254,
-            help="Target level (0-255) of the "
-            "brightest 0.1 % for brightfield, pls and low darkfield.",
-        ),
-    ] = 235.0,
-    high_saturation: Annotated[
-        float,
-        typer.Option(
-            "--high-saturation",
-            min=0.01,
-            max=50.0,
-            help="Percent of pixels to saturate in high-exposure darkfield images.",
-        ),
-    ] = 2.0,
-    max_exposure_ms: Annotated[
-        float,
-        typer.Option(
-            "--max-exposure-ms", min=0.1, help="Longest exposure allowed; gain makes up the rest."
-        ),
-    ] = 2000.0,
-    x_um: Annotated[float, typer.Option("--x-um", help="Stage X of the reference field.")] = 0.0,
-    y_um: Annotated[float, typer.Option("--y-um", help="Stage Y of the reference field.")] = 0.0,
-    autofocus: Annotated[
-        bool,
-        typer.Option(
-            "--autofocus/--no-autofocus",
-            help="Focus the reference field first (brightfield, software autofocus).",
-        ),
-    ] = True,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing profile file at --out.")
-    ] = False,
-    seed: SeedOpt = 0,
-    sim_sensor: SensorOpt = None,
-    sim_config: SimCfgOpt = None,
-    mm_config: MmConfigOpt = None,
-    led_port: LedPortOpt = None,
-    led_device: LedDeviceOpt = None,
-    mm_port: MmPortOpt = None,
-) -> None:
-    """Find each channel's exposure (and gain) on a reference field; write a new profile."""
-    from rich.console import Console
-
-    import hardware_profiles as hp
-    from acquisition.calibrate import CalibrationTargets, calibrate_profile
-    from acquisition.files import check_target, guard_output
-    from acquisition.scan import stack_profile
-    from hardware_profiles.errors import ScopeError
-    from hardware_profiles.loader import dump
-    from scope.progress import calibration_table
-
-    console = Console()
-    prof = hp.load(profile)
-    guard_output(out)
-    if out.exists() and not force:
-        raise ScopeError(f"{out} exists; choose another --out or pass --force to replace it")
-    check_target(out, "profile", command="scope calibrate", force=force)
-    if not yes:
-        console.print("Put an UNSTAINED smear under the 20x objective, monolayer in view.")
-        if not _ready():
-            raise typer.Abort()
-    chosen = stack_profile(prof, stack)
-    names = {c.name for c in chosen.stack}
-    targets = CalibrationTargets(
-        level=level, high_saturation_percent=high_saturation, max_exposure_ms=max_exposure_ms
-    )
-    with open_rig_from_options(
-        backend,
-        prof,
-        slide="calibration",
-        seed=seed,
-        sim_sensor=sim_sensor,
-        sim_config=sim_config,
-        mm_config=mm_config,
-        led_port=led_port,
-        led_device=led_device,
-        mm_port=mm_port,
-    ) as rig:
-        rig.prepare_pass(Pass.UNSTAINED)
-        rig.mm.move_xy(x_um, y_um)
-        rig.mm.wait_for_stages()
-        if autofocus:
-            from acquisition.focus import focus_here
-
-            z = focus_here(rig, next(c for c in prof.stack if c.kind == ChannelKind.BRIGHTFIELD))
-            console.print(f"focused the reference field at z = {z:.2f} µm")
-        new_profile, results = calibrate_profile(
-            rig,
-            prof,
-            targets=targets,
-            only=names,
-            on_result=lambda r: console.print(
-                f"  {r.name}: {r.exposure_ms:.3g} ms, gain {r.gain:.3g}"
-            ),
-        )
-    dump(new_profile, out)
-    console.print(calibration_table(results))
-    console.print(f"wrote {out}")
-
-
 def register(app: typer.Typer) -> None:
     app.command("scan")(scan)
-    app.command("calibrate")(calibrate)
