@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from acquisition.simulator.cells import Debris, WhiteCell, cell_columns, nucleus_level
+from acquisition.simulator.cells import WhiteCell, cell_columns, nucleus_level
+from acquisition.simulator.debris import Debris
 from acquisition.simulator.materials import (  # the materials the maps are made of
     CRENATED_EDGE_UM,
     CRENATION_AMPLITUDE,

@@ -33,12 +33,11 @@ from scipy.spatial import cKDTree
 from acquisition.simulator.cells import (
     MEAN_WBC_RADIUS_UM,
     WBC_RADIUS_UM,
-    Debris,
     WhiteCell,
-    debris_blobs,
     make_white_cell,
 )
 from acquisition.simulator.config import WBC_TYPES, SimConfig
+from acquisition.simulator.debris import Debris, debris_blobs
 
 #: Side of a generation tile, µm.
 TILE_UM = 256.0
