@@ -6,11 +6,14 @@ maps.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from acquisition.simulator.cells import MAX_OBJECT_EXTENT_UM
+from acquisition.simulator.cells import MAX_OBJECT_EXTENT_UM, WhiteCell
+from acquisition.simulator.film import TILE_UM
+from acquisition.simulator.seeding import object_id
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,3 +75,55 @@ def debris_blobs(kind: str, rng: np.random.Generator) -> np.ndarray:
     # keep debris within the extent the tile queries assume
     scale = min(1.0, (MAX_OBJECT_EXTENT_UM - 1.0) / float(np.max(np.hypot(*uv.T) + r)))
     return np.column_stack([uv * scale, r * scale, h]).astype(np.float64)
+
+
+def scatter_debris(
+    rng: np.random.Generator,
+    ix: int,
+    iy: int,
+    code: str,
+    type_: str,
+    pass_: str,
+    mean: float,
+    wbcs: tuple[WhiteCell, ...],
+    near: float,
+    kind: str | None = None,
+) -> list[Debris]:
+    """A Poisson number (``mean``) of debris pieces in tile ``(ix, iy)``, ids of class ``code``.
+
+    A fraction ``near`` lies on or beside a white cell of ``wbcs``; ``kind`` fixes the recipe
+    (else dirt is a fibre or a particle, an artifact a precipitate or a watermark); ``pass_``
+    is ``""`` (every pass) or the one pass the pieces are in.
+    """
+    n = rng.poisson(mean)
+    out = []
+    for i in range(n):
+        if wbcs and rng.random() < near:
+            w = wbcs[rng.integers(len(wbcs))]
+            ang = rng.uniform(0, 2 * math.pi)
+            dist = w.radius * rng.uniform(0.2, 1.3)
+            x, y = w.x + dist * math.cos(ang), w.y + dist * math.sin(ang)
+        else:
+            x, y = (ix + rng.random()) * TILE_UM, (iy + rng.random()) * TILE_UM
+        if kind is not None:
+            this = kind
+        elif type_ == "dirt":
+            this = "fibre" if rng.random() < 0.3 else "particle"
+        else:
+            this = "precipitate" if rng.random() < 0.6 else "watermark"
+        blobs = debris_blobs(this, rng)
+        extent = float(np.max(np.hypot(blobs[:, 0], blobs[:, 1]) + blobs[:, 2]))
+        out.append(
+            Debris(
+                id=object_id(code, ix, iy, i),
+                type=type_,
+                kind=this,
+                x=x,
+                y=y,
+                radius=extent,
+                angle=float(rng.uniform(0, 2 * math.pi)),
+                pass_=pass_,
+                blobs=blobs,
+            )
+        )
+    return out

@@ -30,7 +30,8 @@ from acquisition.simulator.cells import MAX_OBJECT_EXTENT_UM
 from acquisition.simulator.config import SimConfig, SimulatorError
 from acquisition.simulator.rendering import FieldRenderer
 from acquisition.simulator.sample import Raster
-from acquisition.simulator.smear import SmearObjects, seeded_rng
+from acquisition.simulator.seeding import seeded_rng
+from acquisition.simulator.smear_objects import SmearObjects
 from acquisition.vocabulary import PASSES  # re-exported: the simulator's passes
 from hardware_profiles.schema import HardwareProfile, Objective
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from acquisition.simulator import camera_model, optics, sample, spectra
 from acquisition.simulator.sample import Raster
-from acquisition.simulator.smear import seeded_rng
+from acquisition.simulator.seeding import seeded_rng
 
 #: Refractive index of dried cell material (protein, haemoglobin) for the oblique-path
 #: correction: n ≈ 1 + κ·ρ ≈ 1.55 (docs/simulator.md, materials).

@@ -25,6 +25,7 @@ import numpy as np
 
 from acquisition.simulator.cells import WhiteCell, cell_columns, nucleus_level
 from acquisition.simulator.debris import Debris
+from acquisition.simulator.film import FILM_STEP_UM
 from acquisition.simulator.materials import (  # the materials the maps are made of
     CRENATED_EDGE_UM,
     CRENATION_AMPLITUDE,
@@ -44,7 +45,7 @@ from acquisition.simulator.materials import (  # the materials the maps are made
     haemoglobin_absorption,
     yellow_absorption,
 )
-from acquisition.simulator.smear import FILM_STEP_UM, SmearObjects
+from acquisition.simulator.smear_objects import SmearObjects
 
 MAP_NAMES = ("opd", "mass", "hb", "grey", "yellow", "eosin", "azure", "complex")
 MASK_NAMES = ("nucleus", "cytoplasm", "wbc", "rbc")
