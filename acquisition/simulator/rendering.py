@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import cv2
 import numpy as np
 
+from acquisition.geometry import FieldGeometry
 from acquisition.simulator import camera_model, optics, sample, spectra
 from acquisition.simulator.sample import Raster
 from acquisition.simulator.seeding import seeded_rng
@@ -146,12 +147,12 @@ class FieldRenderer:
             image = self._tile_image(pass_, x_um, y_um, dz, led_id, wc, hc, shift_px, (0.0, 0.0))
         else:
             image = np.zeros((hc, wc, 3), np.float32)
+            frame = FieldGeometry(wc, hc, p)
             for (a, b, wx), (c, d, wy) in itertools.product(
                 tile_spans(wc, tiles_x), tile_spans(hc, tiles_y)
             ):
-                # the tile's centre, stage µm, and its offset from the axis, mm
-                ux = ((a + b - 1) / 2 - (wc - 1) / 2) * p
-                uy = ((c + d - 1) / 2 - (hc - 1) / 2) * p
+                # the tile's centre: its offset from the field centre, µm (and mm off the axis)
+                ux, uy = map(float, frame.pixel_to_stage((a + b - 1) / 2, (c + d - 1) / 2, 0, 0))
                 tile = self._tile_image(
                     pass_,
                     x_um + ux,
@@ -278,7 +279,7 @@ class FieldRenderer:
         ny_s, nx_s = grid.sample_shape
         raster = Raster(x0=grid.x0, y0=grid.y0, step=grid.sample_step_um, nx=nx_s, ny=ny_s)
         geom = self._geometry(pass_)
-        maps = sample.column_maps(self._objects_for(pass_, raster), raster, geom)
+        maps = sample.column_maps(self.objects_for(pass_, raster), raster, geom)
         if cfg.plasma_film_opd_nm > 0 or cfg.texture_scale > 0 or geom.stained:
             xmin, xmax, ymin, ymax = self._slide_bbox(pass_, raster, pad=raster.step)
             texture, cells, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax, pass_=pass_)
