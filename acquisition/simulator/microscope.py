@@ -18,7 +18,6 @@ delivers (the profile's ``flip_x``/``flip_y``/``rotation_deg`` applied;
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -29,21 +28,14 @@ from acquisition.geometry import FieldGeometry
 from acquisition.simulator import camera_model, optics, sample, smear, spectra
 from acquisition.simulator.cells import MAX_OBJECT_EXTENT_UM
 from acquisition.simulator.config import SimConfig, SimulatorError
-from acquisition.simulator.rendering import FieldRenderer
+from acquisition.simulator.rendering import FieldRenderer, cpu_workers
+from acquisition.simulator.requests import check_camera, check_leds, check_pass
 from acquisition.simulator.sample import Raster
-from acquisition.simulator.seeding import seeded_rng
-from acquisition.simulator.slide_state import SlideState, true_leds
+from acquisition.simulator.slide_state import SlideState, planted_pls_shift, true_leds
 from acquisition.simulator.smear_objects import SmearObjects
 from acquisition.simulator.truth import CELLS_DTYPE, FAULTS_DTYPE, scan_truth
 from acquisition.vocabulary import PASSES  # re-exported: the simulator's passes
 from hardware_profiles.schema import HardwareProfile, Objective
-
-
-def _workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class SimulatedMicroscope(FieldRenderer):
@@ -78,7 +70,6 @@ class SimulatedMicroscope(FieldRenderer):
         self.smear = smear.VirtualSmear(
             slide=self.slide, seed=self.seed, config=self.config, field_area_um2=field_area
         )
-        self._leds = profile.led_array.by_id
         self._true_leds, self._led_gain = true_leds(profile, self.config)
         self._samples = {
             colour: self._spectral_samples(colour)
@@ -91,7 +82,7 @@ class SimulatedMicroscope(FieldRenderer):
             math.hypot(*optics.led_direction(led)) for led in self._true_leds.values()
         ) + self.config.led_size_mm / min(led.z_mm for led in self._true_leds.values())
         self._flats: dict[tuple[int, int], np.ndarray] = {}
-        self._workers = _workers()
+        self._workers = cpu_workers()
         self._lock = threading.RLock()
         self._spectra: OrderedDict[tuple, tuple] = OrderedDict()
         self._intensities: OrderedDict[tuple, np.ndarray] = OrderedDict()
@@ -109,16 +100,6 @@ class SimulatedMicroscope(FieldRenderer):
             return spectra.line_samples(colour, tuple(cfg.wavelengths_nm))
         return spectra.spectral_samples(colour, int(cfg.spectral_samples))
 
-    def check_pass(self, pass_: str) -> None:
-        """Raise :class:`SimulatorError` unless this instrument can image ``pass_``."""
-        if pass_ not in PASSES:
-            raise SimulatorError(f"unknown pass {pass_!r}; expected one of {', '.join(PASSES)}.")
-        if pass_ == "highres" and self.profile.highres_objective is None:
-            raise SimulatorError(
-                f"profile {self.profile.name!r} has no highres objective, so it cannot image "
-                "the highres pass."
-            )
-
     def _geometry(self, pass_: str):
         return sample.PassGeometry(
             placement=self._placements[pass_],
@@ -135,12 +116,12 @@ class SimulatedMicroscope(FieldRenderer):
     # ------------------------------------------------------------------ public geometry
     def placement(self, pass_: str) -> np.ndarray:
         """Where the slide sits in ``pass_``: 2x3 float64 ``A``, ``stage = A @ [sx, sy, 1]`` µm."""
-        self.check_pass(pass_)
+        check_pass(self.profile, pass_)
         return self._placements[pass_].copy()
 
     def objective(self, pass_: str) -> Objective:
         """The objective that images ``pass_``: the scan objective, or the highres one."""
-        self.check_pass(pass_)
+        check_pass(self.profile, pass_)
         if pass_ == "highres":
             return self.profile.highres_objective
         return self.profile.scan_objective
@@ -151,7 +132,7 @@ class SimulatedMicroscope(FieldRenderer):
         The scan objective's is the profile's; the highres one's is the scan pixel size over
         the true magnification ratio (the profile's highres value is only nominal).
         """
-        self.check_pass(pass_)
+        check_pass(self.profile, pass_)
         scan = self.profile.scan_objective.pixel_size_um
         return scan / self._ratio if pass_ == "highres" else scan
 
@@ -173,7 +154,7 @@ class SimulatedMicroscope(FieldRenderer):
         The slide surface is a gentle tilted plane with a slight paraboloid sag about the slide
         origin; each pass adds its own offset (the slide re-seated, another objective).
         """
-        self.check_pass(pass_)
+        check_pass(self.profile, pass_)
         sx, sy = self._to_slide(pass_, np.float64(x_um), np.float64(y_um))
         cfg = self.config
         height = self._tilt[0] * sx + self._tilt[1] * sy
@@ -186,19 +167,7 @@ class SimulatedMicroscope(FieldRenderer):
         Applies to the unstained pass only. Image content moves by ``(+dx, +dy)`` in the
         stage-aligned frame against brightfield. Keyed by the field centre rounded to 1 µm.
         """
-        faults = self.config.faults
-        if faults.pls_shift_probability <= 0:
-            return None
-        rng = seeded_rng(
-            self.slide, self.seed, "pls-shift", round(float(x_um)), round(float(y_um)), int(led)
-        )
-        hit, mag, ang = rng.random(3)
-        if hit >= faults.pls_shift_probability:
-            return None
-        lo, hi = faults.pls_shift_px
-        mag = lo + (hi - lo) * mag
-        ang *= 2 * math.pi
-        return (mag * math.cos(ang), mag * math.sin(ang))
+        return planted_pls_shift(self.slide, self.seed, self.config.faults, x_um, y_um, led)
 
     # ------------------------------------------------------------------ rendering
     def render(
@@ -232,9 +201,11 @@ class SimulatedMicroscope(FieldRenderer):
 
         Deterministic: the same arguments give the same frame in every process.
         """
-        self.check_pass(pass_)
-        lit = self.check_leds(leds)
-        self.check_camera(exposure_ms=exposure_ms, gain=gain, width=width, height=height)
+        check_pass(self.profile, pass_)
+        lit = check_leds(self.profile, leds)
+        check_camera(
+            self.profile.camera, exposure_ms=exposure_ms, gain=gain, width=width, height=height
+        )
         cfg = self.config
         wc, hc = camera_model.stage_aligned_size(width, height, self.profile.camera)
         with self._lock:
@@ -334,9 +305,9 @@ class SimulatedMicroscope(FieldRenderer):
         unsaturated signal (plus black level): e.g. ``percentile=99.9, level=235`` for a
         brightfield channel, ``percentile=100 - p, level=255`` for ``p`` % burned pixels.
         """
-        self.check_pass(pass_)
-        lit = self.check_leds(leds)
-        self.check_camera(exposure_ms=1.0, gain=gain, width=width, height=height)
+        check_pass(self.profile, pass_)
+        lit = check_leds(self.profile, leds)
+        check_camera(self.profile.camera, exposure_ms=1.0, gain=gain, width=width, height=height)
         if not 0.0 <= percentile <= 100.0:
             raise SimulatorError(f"percentile must be between 0 and 100; got {percentile!r}.")
         black = self.config.black_level_dn
@@ -358,38 +329,6 @@ class SimulatedMicroscope(FieldRenderer):
                 f"{sorted(lit)}; no exposure reaches level {level}."
             )
         return (level - black) / q
-
-    def check_leds(self, leds: Mapping[int, int]) -> dict[int, int]:
-        """The lit LEDs of ``leds`` (id -> brightness > 0); raise on an unknown id or level."""
-        max_b = self.profile.led_array.max_brightness
-        lit = {}
-        for led, value in leds.items():
-            if led not in self._leds:
-                raise SimulatorError(
-                    f"LED {led} is not on the {self.profile.name!r} array "
-                    f"(ids 0..{max(self._leds)})."
-                )
-            if not 0 <= value <= max_b:
-                raise SimulatorError(
-                    f"LED {led} brightness must be between 0 and {max_b}; got {value!r}."
-                )
-            if value > 0:
-                lit[int(led)] = int(value)
-        return lit
-
-    def check_camera(self, *, exposure_ms: float, gain: float, width: int, height: int) -> None:
-        """Raise :class:`SimulatorError` on camera settings this profile's camera cannot take."""
-        cam = self.profile.camera
-        if not exposure_ms > 0 or not math.isfinite(exposure_ms):
-            raise SimulatorError(f"exposure must be a positive number of ms; got {exposure_ms!r}.")
-        if not cam.gain_min <= gain <= cam.gain_max:
-            raise SimulatorError(
-                f"gain must be between {cam.gain_min} and {cam.gain_max} for camera "
-                f"{cam.name!r}; got {gain!r}."
-            )
-        for name, value in (("width", width), ("height", height)):
-            if int(value) != value or not 8 <= value <= 16384:
-                raise SimulatorError(f"frame {name} must be 8..16384 pixels; got {value!r}.")
 
     def _to_slide(self, pass_: str, x: np.ndarray, y: np.ndarray):
         a = self._placements[pass_]
@@ -428,9 +367,13 @@ class SimulatedMicroscope(FieldRenderer):
         Keys: ``nucleus``, ``cytoplasm`` (WBC minus nucleus), ``wbc``, ``rbc`` (red cells
         outside white cells). Pixels are sampled at their centres.
         """
-        self.check_pass(pass_)
-        self.check_camera(
-            exposure_ms=1.0, gain=self.profile.camera.neutral_gain, width=width, height=height
+        check_pass(self.profile, pass_)
+        check_camera(
+            self.profile.camera,
+            exposure_ms=1.0,
+            gain=self.profile.camera.neutral_gain,
+            width=width,
+            height=height,
         )
         frame = FieldGeometry.from_raw(
             width, height, self.pixel_size_um(pass_), self.profile.camera

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 from collections.abc import Mapping
 
 import cv2
@@ -26,6 +27,14 @@ from acquisition.simulator.seeding import seeded_rng
 #: Refractive index of dried cell material (protein, haemoglobin) for the oblique-path
 #: correction: n ≈ 1 + κ·ρ ≈ 1.55 (docs/simulator.md, materials).
 DRY_INDEX = 1.55
+
+
+def cpu_workers() -> int:
+    """CPU cores this process may use (the FFT workers of a render)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class FieldRenderer:

@@ -2,8 +2,8 @@
 
 Per slide (``slide``, ``seed``): where the slide sits on the stage in each pass (a small rigid
 move between passes), the focus offset of each pass, the surface tilt, the true highres
-magnification and the slide's stain strength. Per instrument (profile name and
-``instrument_seed``): where each LED really is and how bright it really is.
+magnification, the slide's stain strength and the planted PLS shifts. Per instrument
+(profile name and ``instrument_seed``): where each LED really is and how bright it is.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from acquisition.simulator.config import SimConfig
+from acquisition.simulator.config import Faults, SimConfig
 from acquisition.simulator.seeding import seeded_rng
 from acquisition.vocabulary import PASSES
 from hardware_profiles.schema import HardwareProfile, Led
@@ -83,6 +83,24 @@ def true_leds(
         )
         gains[led_id] = float(1.0 + config.led_brightness_error * rng.uniform(-1.0, 1.0))
     return leds, gains
+
+
+def planted_pls_shift(
+    slide: str, seed: int, faults: Faults, x_um: float, y_um: float, led: int
+) -> tuple[float, float] | None:
+    """The planted shift ``(dx, dy)`` (camera px) of LED ``led`` alone at the field centred on
+    stage ``(x_um, y_um)``, if ``faults`` plant one there (keyed by the centre rounded to 1 µm).
+    """
+    if faults.pls_shift_probability <= 0:
+        return None
+    rng = seeded_rng(slide, seed, "pls-shift", round(float(x_um)), round(float(y_um)), int(led))
+    hit, mag, ang = rng.random(3)
+    if hit >= faults.pls_shift_probability:
+        return None
+    lo, hi = faults.pls_shift_px
+    mag = lo + (hi - lo) * mag
+    ang *= 2 * math.pi
+    return (mag * math.cos(ang), mag * math.sin(ang))
 
 
 def affine(theta: float, t: np.ndarray) -> np.ndarray:

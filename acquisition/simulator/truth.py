@@ -11,6 +11,7 @@ import numpy as np
 
 from acquisition.geometry import FieldGeometry
 from acquisition.simulator.raster import Raster
+from acquisition.simulator.requests import check_camera, check_pass
 
 if TYPE_CHECKING:
     from acquisition.simulator.microscope import SimulatedMicroscope
@@ -57,9 +58,13 @@ def scan_truth(
         (:data:`FAULTS_DTYPE`) of planted ``pls_shift`` faults, one row per field and
         single-LED stack channel LED that is shifted (stage-aligned pixels).
     """
-    sim.check_pass(pass_)
-    sim.check_camera(
-        exposure_ms=1.0, gain=sim.profile.camera.neutral_gain, width=width, height=height
+    check_pass(sim.profile, pass_)
+    check_camera(
+        sim.profile.camera,
+        exposure_ms=1.0,
+        gain=sim.profile.camera.neutral_gain,
+        width=width,
+        height=height,
     )
     frame = FieldGeometry.from_raw(width, height, sim.pixel_size_um(pass_), sim.profile.camera)
     wc, hc, p = frame.width, frame.height, frame.pixel_size_um
