@@ -10,7 +10,7 @@ threads. ``--sim-config`` YAML files are read with the same models
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -57,8 +57,12 @@ def one_line_error(model: str, err: ValidationError) -> str:
     return f"{key}: {msg[:1].lower()}{msg[1:]}; got {e['input']!r}."
 
 
-class _Settings(BaseModel):
-    """A frozen settings model whose errors are one :class:`SimulatorError` line."""
+class Settings(BaseModel):
+    """A frozen settings model whose errors are one :class:`SimulatorError` line.
+
+    Every option set of the simulator is one (:class:`SimConfig`, :class:`Faults`, the serial
+    link's and the devices' faults), so code and ``--sim-config`` YAML share its checks.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -68,8 +72,24 @@ class _Settings(BaseModel):
         except ValidationError as err:
             raise SimulatorError(one_line_error(type(self).__name__, err)) from None
 
+    @classmethod
+    def from_section(cls, data: Any, section: str) -> Self:
+        """The settings of a ``--sim-config`` section; an error names the key as
+        ``section.key`` (the YAML's spelling) instead of ``ClassName.key``."""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise SimulatorError(f"{section} must be a mapping of settings; got {data!r}.")
+        try:
+            return cls(**data)
+        except SimulatorError as err:
+            message = str(err).removeprefix(f"{cls.__name__}.")
+            raise SimulatorError(
+                f"{section}.{message}" if message != str(err) else message
+            ) from None
 
-class Faults(_Settings):
+
+class Faults(Settings):
     """Faults planted in the simulated instrument and slide; every one is off by default.
 
     Attributes
@@ -104,7 +124,7 @@ class Faults(_Settings):
         return self
 
 
-class SimConfig(_Settings):
+class SimConfig(Settings):
     """Everything about the simulated slide and instrument that is not in the hardware profile.
 
     Densities are given per scan field: a ``sensor_width_px x sensor_height_px`` frame of the
