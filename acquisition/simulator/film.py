@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from acquisition.simulator.config import SimConfig
-from acquisition.simulator.seeding import seeded_rng
+from acquisition.simulator.seeding import SlideStreams
 
 #: Side of a generation tile, µm (shared with :mod:`.smear`'s object tiles).
 TILE_UM = 256.0
@@ -21,15 +21,11 @@ CELL_TEXTURE_UM = 0.15
 
 
 class PlasmaFilm:
-    """The film of one slide (``slide``, ``seed``) under ``config``."""
+    """The film of one slide (its random ``streams``) under ``config``."""
 
-    def __init__(self, *, slide: str, seed: int, config: SimConfig) -> None:
-        self.slide = str(slide)
-        self.seed = int(seed)
+    def __init__(self, streams: SlideStreams, config: SimConfig) -> None:
+        self._rng = streams.rng
         self.config = config
-
-    def _rng(self, *parts: object) -> np.random.Generator:
-        return seeded_rng(self.slide, self.seed, *parts)
 
     def texture(
         self, xmin: float, xmax: float, ymin: float, ymax: float, *, pass_: str = "unstained"

@@ -24,12 +24,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from acquisition.geometry import FieldGeometry
 from acquisition.simulator import camera_model, optics, sample, smear, spectra
 from acquisition.simulator.cells import MAX_OBJECT_EXTENT_UM
 from acquisition.simulator.config import SimConfig, SimulatorError
 from acquisition.simulator.rendering import FieldRenderer, cpu_workers
-from acquisition.simulator.requests import check_camera, check_leds, check_pass
+from acquisition.simulator.requests import check_camera, check_frame, check_leds, check_pass
 from acquisition.simulator.sample import Raster
 from acquisition.simulator.slide_state import SlideState, planted_pls_shift, true_leds
 from acquisition.simulator.smear_objects import SmearObjects
@@ -367,17 +366,7 @@ class SimulatedMicroscope(FieldRenderer):
         Keys: ``nucleus``, ``cytoplasm`` (WBC minus nucleus), ``wbc``, ``rbc`` (red cells
         outside white cells). Pixels are sampled at their centres.
         """
-        check_pass(self.profile, pass_)
-        check_camera(
-            self.profile.camera,
-            exposure_ms=1.0,
-            gain=self.profile.camera.neutral_gain,
-            width=width,
-            height=height,
-        )
-        frame = FieldGeometry.from_raw(
-            width, height, self.pixel_size_um(pass_), self.profile.camera
-        )
+        frame = check_frame(self.profile, pass_, width, height, self.pixel_size_um(pass_))
         x0, y0 = frame.pixel_to_stage(0.0, 0.0, x_um, y_um)  # the first pixel's centre
         raster = Raster(
             x0=float(x0), y0=float(y0), step=frame.pixel_size_um, nx=frame.width, ny=frame.height

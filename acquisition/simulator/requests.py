@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from acquisition.geometry import FieldGeometry
 from acquisition.simulator.config import SimulatorError
 from acquisition.vocabulary import PASSES
 from hardware_profiles.schema import Camera, HardwareProfile
@@ -58,3 +59,14 @@ def check_camera(
     for name, value in (("width", width), ("height", height)):
         if int(value) != value or not 8 <= value <= 16384:
             raise SimulatorError(f"frame {name} must be 8..16384 pixels; got {value!r}.")
+
+
+def check_frame(
+    profile: HardwareProfile, pass_: str, width: int, height: int, pixel_size_um: float
+) -> FieldGeometry:
+    """Check ``pass_`` and a raw ``width x height`` frame size; the stage-aligned geometry of
+    such a frame with pixels of ``pixel_size_um``."""
+    check_pass(profile, pass_)
+    cam = profile.camera
+    check_camera(cam, exposure_ms=1.0, gain=cam.neutral_gain, width=width, height=height)
+    return FieldGeometry.from_raw(width, height, pixel_size_um, cam)

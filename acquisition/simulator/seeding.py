@@ -8,6 +8,7 @@ Everything random on the slide comes from a generator keyed by ``(slide, seed, l
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,6 +35,19 @@ def seeded_rng(slide: str, seed: int, *parts: object) -> np.random.Generator:
     key = repr((str(slide), int(seed), *parts)).encode()
     digest = hashlib.blake2b(key, digest_size=16).digest()
     return np.random.default_rng(int.from_bytes(digest, "little"))
+
+
+@dataclass(frozen=True)
+class SlideStreams:
+    """The random streams of one slide: :meth:`rng` with the same labels gives the same
+    generator in every process and call order."""
+
+    slide: str
+    seed: int
+
+    def rng(self, *parts: object) -> np.random.Generator:
+        """The generator labelled ``parts`` on this slide."""
+        return seeded_rng(self.slide, self.seed, *parts)
 
 
 def hash_uniform(keys: np.ndarray, stream: int) -> np.ndarray:

@@ -42,7 +42,7 @@ from acquisition.simulator.red_cells import (
     pack_red_cells,
     shape_red_cells,
 )
-from acquisition.simulator.seeding import object_id, seeded_rng
+from acquisition.simulator.seeding import SlideStreams, object_id, seeded_rng
 from acquisition.simulator.smear_objects import PLATELET_DTYPE, RBC_DTYPE, SmearObjects
 from acquisition.simulator.staining_moves import StainingMoves
 
@@ -91,8 +91,9 @@ class VirtualSmear:
         area = math.pi * d * d
         target = config.wbc_per_field / field_area_um2
         self._wbc_parent_density = -math.log(max(1e-9, 1.0 - min(target * area, 0.95))) / area
-        self.moves = StainingMoves(slide=self.slide, seed=self.seed, config=config)
-        self.film = PlasmaFilm(slide=self.slide, seed=self.seed, config=config)
+        self.streams = SlideStreams(self.slide, self.seed)
+        self.moves = StainingMoves(self.streams, config)
+        self.film = PlasmaFilm(self.streams, config)
         cov_rng = seeded_rng(self.slide, self.seed, "coverage")
         self._coverage_waves = cov_rng.uniform(
             [0.0, 0.0, 0.0, 0.0], [2 * math.pi, 2 * math.pi, 2 * math.pi, 2 * math.pi]
@@ -161,7 +162,7 @@ class VirtualSmear:
         return value
 
     def _rng(self, *parts: object) -> np.random.Generator:
-        return seeded_rng(self.slide, self.seed, *parts)
+        return self.streams.rng(*parts)
 
     def _tile(self, ix: int, iy: int) -> _Tile:
         return self._cached("tile", (ix, iy), self._make_tile)

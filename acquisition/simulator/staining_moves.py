@@ -14,20 +14,16 @@ import math
 import numpy as np
 
 from acquisition.simulator.config import SimConfig
-from acquisition.simulator.seeding import hash_normal, hash_uniform, seeded_rng
+from acquisition.simulator.seeding import SlideStreams, hash_normal, hash_uniform
 from acquisition.simulator.smear_objects import SmearObjects
 
 
 class StainingMoves:
-    """The staining moves of one slide (``slide``, ``seed``) under ``config``."""
+    """The staining moves of one slide (its random ``streams``) under ``config``."""
 
-    def __init__(self, *, slide: str, seed: int, config: SimConfig) -> None:
-        self.slide = str(slide)
-        self.seed = int(seed)
+    def __init__(self, streams: SlideStreams, config: SimConfig) -> None:
+        self._rng = streams.rng
         self.config = config
-
-    def _rng(self, *parts: object) -> np.random.Generator:
-        return seeded_rng(self.slide, self.seed, *parts)
 
     def pass_offsets(
         self, ids: np.ndarray, x: np.ndarray, y: np.ndarray

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from acquisition.geometry import FieldGeometry
 from acquisition.simulator.raster import Raster
-from acquisition.simulator.requests import check_camera, check_pass
+from acquisition.simulator.requests import check_frame
 
 if TYPE_CHECKING:
     from acquisition.simulator.microscope import SimulatedMicroscope
@@ -58,15 +57,7 @@ def scan_truth(
         (:data:`FAULTS_DTYPE`) of planted ``pls_shift`` faults, one row per field and
         single-LED stack channel LED that is shifted (stage-aligned pixels).
     """
-    check_pass(sim.profile, pass_)
-    check_camera(
-        sim.profile.camera,
-        exposure_ms=1.0,
-        gain=sim.profile.camera.neutral_gain,
-        width=width,
-        height=height,
-    )
-    frame = FieldGeometry.from_raw(width, height, sim.pixel_size_um(pass_), sim.profile.camera)
+    frame = check_frame(sim.profile, pass_, width, height, sim.pixel_size_um(pass_))
     wc, hc, p = frame.width, frame.height, frame.pixel_size_um
     half_w, half_h = (size / 2 for size in frame.size_um)
     stained = pass_ != "unstained"
