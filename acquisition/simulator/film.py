@@ -11,6 +11,7 @@ import numpy as np
 
 from acquisition.simulator.config import SimConfig
 from acquisition.simulator.seeding import SlideStreams
+from acquisition.vocabulary import Pass
 
 #: Side of a generation tile, µm (shared with :mod:`.smear`'s object tiles).
 TILE_UM = 256.0
@@ -28,7 +29,7 @@ class PlasmaFilm:
         self.config = config
 
     def texture(
-        self, xmin: float, xmax: float, ymin: float, ymax: float, *, pass_: str = "unstained"
+        self, xmin: float, xmax: float, ymin: float, ymax: float, *, pass_: str = Pass.UNSTAINED
     ) -> tuple[np.ndarray, np.ndarray, float, float]:
         """Optical-path texture (µm) of the dried plasma film over a slide rectangle.
 
@@ -56,7 +57,7 @@ class PlasmaFilm:
         noise = self._tiled_noise("film", region)
         film = noise
         c = self.config.film_pass_correlation
-        if pass_ != "unstained" and c < 1.0:
+        if pass_ != Pass.UNSTAINED and c < 1.0:
             own = self._tiled_noise("film-stained", region)
             film = noise * np.float32(c) + own * np.float32(math.sqrt(1.0 - c * c))
         fine = cv2.GaussianBlur(film, (0, 0), 0.3 / step)

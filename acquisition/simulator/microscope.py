@@ -33,7 +33,7 @@ from acquisition.simulator.sample import Raster
 from acquisition.simulator.slide_state import SlideState, planted_pls_shift, true_leds
 from acquisition.simulator.smear_objects import SmearObjects
 from acquisition.simulator.truth import CELLS_DTYPE, FAULTS_DTYPE, scan_truth
-from acquisition.vocabulary import PASSES  # re-exported: the simulator's passes
+from acquisition.vocabulary import PASSES, Pass  # re-exported: the simulator's passes
 from hardware_profiles.schema import HardwareProfile, Objective
 
 
@@ -102,8 +102,8 @@ class SimulatedMicroscope(FieldRenderer):
     def _geometry(self, pass_: str):
         return sample.PassGeometry(
             placement=self._placements[pass_],
-            stained=pass_ != "unstained",
-            phase_factor=self.config.highres_phase_factor if pass_ == "highres" else 1.0,
+            stained=pass_ != Pass.UNSTAINED,
+            phase_factor=self.config.highres_phase_factor if pass_ == Pass.HIGHRES else 1.0,
             stain_scale=self._stain_scale,
             kappa=self.config.kappa_um3_per_pg,
             nucleus_to_cytoplasm=self.config.nucleus_to_cytoplasm,
@@ -121,7 +121,7 @@ class SimulatedMicroscope(FieldRenderer):
     def objective(self, pass_: str) -> Objective:
         """The objective that images ``pass_``: the scan objective, or the highres one."""
         check_pass(self.profile, pass_)
-        if pass_ == "highres":
+        if pass_ == Pass.HIGHRES:
             return self.profile.highres_objective
         return self.profile.scan_objective
 
@@ -133,7 +133,7 @@ class SimulatedMicroscope(FieldRenderer):
         """
         check_pass(self.profile, pass_)
         scan = self.profile.scan_objective.pixel_size_um
-        return scan / self._ratio if pass_ == "highres" else scan
+        return scan / self._ratio if pass_ == Pass.HIGHRES else scan
 
     def magnification_ratio(self) -> float:
         """Scan pixel size over the true highres pixel size (near 5 for ``pls43``)."""

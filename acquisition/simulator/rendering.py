@@ -23,6 +23,7 @@ from acquisition.geometry import FieldGeometry
 from acquisition.simulator import camera_model, optics, sample, spectra
 from acquisition.simulator.sample import Raster
 from acquisition.simulator.seeding import seeded_rng
+from acquisition.vocabulary import Pass
 
 #: Refractive index of dried cell material (protein, haemoglobin) for the oblique-path
 #: correction: n ≈ 1 + κ·ρ ≈ 1.55 (docs/simulator.md, materials).
@@ -61,7 +62,7 @@ class FieldRenderer:
         max_b = self.profile.led_array.max_brightness
         flux = cfg.led_flux_e_per_ms_um2 * p * p * exposure_ms
         shift = None
-        if pass_ == "unstained" and len(lit) == 1:
+        if pass_ == Pass.UNSTAINED and len(lit) == 1:
             shift = self.pls_shift_px(x_um, y_um, next(iter(lit)))
         total = None
         for led_id, brightness in lit.items():
@@ -223,7 +224,7 @@ class FieldRenderer:
         obj = self.objective(pass_)
         p = grid.pixel_um
         shift_um = (0.0, 0.0) if shift_px is None else (shift_px[0] * p, shift_px[1] * p)
-        sa = self.config.scan_spherical_aberration_waves if pass_ != "highres" else 0.0
+        sa = self.config.scan_spherical_aberration_waves if pass_ != Pass.HIGHRES else 0.0
         led = self._true_leds[led_id]
         smp = self._samples[led.color]
         size = self.config.led_size_mm
@@ -260,7 +261,7 @@ class FieldRenderer:
     def _oblique_group(self, pass_: str, led_id: int) -> float:
         """The sine (rounded to 0.02) whose oblique path the LED's sample spectra use, or 0
         when the correction is off (``oblique_correction``; dry scan passes only)."""
-        if not self.config.oblique_correction or pass_ == "highres":
+        if not self.config.oblique_correction or pass_ == Pass.HIGHRES:
             return 0.0
         return round(math.hypot(*optics.led_direction(self._true_leds[led_id])) / 0.02) * 0.02
 

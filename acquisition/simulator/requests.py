@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from acquisition.geometry import FieldGeometry
 from acquisition.simulator.config import SimulatorError
-from acquisition.vocabulary import PASSES
+from acquisition.vocabulary import PASSES, Pass
 from hardware_profiles.schema import Camera, HardwareProfile
 
 
@@ -19,7 +19,7 @@ def check_pass(profile: HardwareProfile, pass_: str) -> None:
     """Raise unless the instrument ``profile`` describes can image ``pass_``."""
     if pass_ not in PASSES:
         raise SimulatorError(f"unknown pass {pass_!r}; expected one of {', '.join(PASSES)}.")
-    if pass_ == "highres" and profile.highres_objective is None:
+    if pass_ == Pass.HIGHRES and profile.highres_objective is None:
         raise SimulatorError(
             f"profile {profile.name!r} has no highres objective, so it cannot image "
             "the highres pass."

@@ -15,7 +15,7 @@ import numpy as np
 
 from acquisition.simulator.config import Faults, SimConfig
 from acquisition.simulator.seeding import seeded_rng
-from acquisition.vocabulary import PASSES
+from acquisition.vocabulary import PASSES, Pass
 from hardware_profiles.schema import HardwareProfile, Led
 
 
@@ -44,9 +44,9 @@ class SlideState:
         theta_s, t_s = theta_u + rot * u[3], t_u + trans * u[4:6]
         theta_h, t_h = theta_s + hrot * u[6], t_s + htrans * u[7:9]
         placements = {
-            "unstained": affine(theta_u, t_u),
-            "stained": affine(theta_s, t_s),
-            "highres": affine(theta_h, t_h),
+            Pass.UNSTAINED: affine(theta_u, t_u),
+            Pass.STAINED: affine(theta_s, t_s),
+            Pass.HIGHRES: affine(theta_h, t_h),
         }
         for a in placements.values():
             a.setflags(write=False)

@@ -45,6 +45,7 @@ from acquisition.simulator.red_cells import (
 from acquisition.simulator.seeding import SlideStreams, object_id, seeded_rng
 from acquisition.simulator.smear_objects import PLATELET_DTYPE, RBC_DTYPE, SmearObjects
 from acquisition.simulator.staining_moves import StainingMoves
+from acquisition.vocabulary import Pass
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class VirtualSmear:
             wbcs=wbcs,
             debris=debris,
         )
-        return self.moves.apply(objects) if pass_ != "unstained" else objects
+        return self.moves.apply(objects) if pass_ != Pass.UNSTAINED else objects
 
     def pass_offsets(
         self, ids: np.ndarray, x: np.ndarray, y: np.ndarray
@@ -142,7 +143,7 @@ class VirtualSmear:
         return self.moves.pass_offsets(ids, x, y)
 
     def film_texture(
-        self, xmin: float, xmax: float, ymin: float, ymax: float, *, pass_: str = "unstained"
+        self, xmin: float, xmax: float, ymin: float, ymax: float, *, pass_: str = Pass.UNSTAINED
     ) -> tuple[np.ndarray, np.ndarray, float, float]:
         """The plasma film over a slide rectangle; see :meth:`.film.PlasmaFilm.texture`."""
         return self.film.texture(xmin, xmax, ymin, ymax, pass_=pass_)
@@ -281,11 +282,12 @@ class VirtualSmear:
         plt = plt[ok]
 
         # (class code, truth type, pass, mean per field, fraction near a WBC, recipe)
+        u, s, f = Pass.UNSTAINED, Pass.STAINED, cfg.faults
         kinds = (
             ("dirt", "dirt", "", cfg.dirt_per_field, 0.0, None),
-            ("dirt1", "dirt", "unstained", cfg.faults.unstained_dirt_per_field, 0.5, None),
-            ("artifact", "artifact", "stained", cfg.faults.stained_artifacts_per_field, 0.5, None),
-            ("precipitate", "artifact", "stained", cfg.precipitate_per_field, 0.0, "precipitate"),
+            ("dirt1", "dirt", u, f.unstained_dirt_per_field, 0.5, None),
+            ("artifact", "artifact", s, f.stained_artifacts_per_field, 0.5, None),
+            ("precipitate", "artifact", s, cfg.precipitate_per_field, 0.0, "precipitate"),
             ("smudge", "smudge", "", cfg.smudge_per_field, 0.0, "smudge"),
         )
         debris: list[Debris] = []

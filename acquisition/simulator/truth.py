@@ -11,6 +11,7 @@ import numpy as np
 
 from acquisition.simulator.raster import Raster
 from acquisition.simulator.requests import check_frame
+from acquisition.vocabulary import ChannelKind, Pass
 
 if TYPE_CHECKING:
     from acquisition.simulator.microscope import SimulatedMicroscope
@@ -60,7 +61,7 @@ def scan_truth(
     frame = check_frame(sim.profile, pass_, width, height, sim.pixel_size_um(pass_))
     wc, hc, p = frame.width, frame.height, frame.pixel_size_um
     half_w, half_h = (size / 2 for size in frame.size_um)
-    stained = pass_ != "unstained"
+    stained = pass_ != Pass.UNSTAINED
     a = sim.placement(pass_)
     centres = np.asarray(fields, dtype=np.float64).reshape(-1, 2)
     parts: dict[int, tuple] = {}
@@ -92,8 +93,10 @@ def scan_truth(
         cells[i] = (oid, t, x, y, r, ps)
 
     faults = []
-    if pass_ == "unstained":
-        single = sorted({ch.leds[0] for ch in sim.profile.stack if ch.kind != "brightfield"})
+    if pass_ == Pass.UNSTAINED:
+        single = sorted(
+            {ch.leds[0] for ch in sim.profile.stack if ch.kind != ChannelKind.BRIGHTFIELD}
+        )
         for fx, fy in fields:
             for led in single:
                 shift = sim.pls_shift_px(fx, fy, led)
@@ -101,7 +104,7 @@ def scan_truth(
                     faults.append(("pls_shift", fx, fy, str(led), shift[0], shift[1]))
     return {
         "slide_to_stage": a,
-        "magnification_ratio": sim.magnification_ratio() if pass_ == "highres" else None,
+        "magnification_ratio": sim.magnification_ratio() if pass_ == Pass.HIGHRES else None,
         "cells": cells,
         "faults": np.array(faults, FAULTS_DTYPE),
     }
