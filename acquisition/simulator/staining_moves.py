@@ -9,6 +9,7 @@ them to every region it hands out for a stained pass.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -58,22 +59,20 @@ class StainingMoves:
         lost = hash_uniform(keys, 5) < cfg.cell_loss_fraction
         return dx, dy, lost
 
-    @property
+    @functools.cached_property
     def _staining_modes(self) -> np.ndarray:
         """Modes ``(kx, ky, ax, ay, phase)`` of the staining field, unit RMS of 0.6 overall."""
-        if not hasattr(self, "_modes"):
-            rng = self._rng("staining-field")
-            n = 6
-            lam = rng.uniform(40.0, 150.0, n)
-            ang = rng.uniform(0, 2 * np.pi, n)
-            k = 2 * np.pi / lam
-            a = rng.normal(0.0, 1.0, (n, 2))
-            # RMS of |D| = sqrt(sum(|a|²)/2) -> scale to 0.6
-            a *= 0.6 / math.sqrt(float(np.sum(a * a)) / 2)
-            self._modes = np.column_stack(
-                [k * np.cos(ang), k * np.sin(ang), a[:, 0], a[:, 1], rng.uniform(0, 2 * np.pi, n)]
-            )
-        return self._modes
+        rng = self._rng("staining-field")
+        n = 6
+        lam = rng.uniform(40.0, 150.0, n)
+        ang = rng.uniform(0, 2 * np.pi, n)
+        k = 2 * np.pi / lam
+        a = rng.normal(0.0, 1.0, (n, 2))
+        # RMS of |D| = sqrt(sum(|a|²)/2) -> scale to 0.6
+        a *= 0.6 / math.sqrt(float(np.sum(a * a)) / 2)
+        return np.column_stack(
+            [k * np.cos(ang), k * np.sin(ang), a[:, 0], a[:, 1], rng.uniform(0, 2 * np.pi, n)]
+        )
 
     def apply(self, objects: SmearObjects) -> SmearObjects:
         """``objects`` (unstained positions) as the stained slide holds them: moved, some lost."""
