@@ -10,12 +10,10 @@ threads. ``--sim-config`` YAML files are read with the same models
 
 from __future__ import annotations
 
-from typing import Any, Self
+from pydantic import Field, model_validator
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
+from acquisition.simulator.settings import Settings, SimulatorError, one_line_error
 from acquisition.vocabulary import CELL_TYPES
-from hardware_profiles.errors import ScopeError
 
 #: The five white-blood-cell types the virtual smear contains (the shared vocabulary's).
 WBC_TYPES: tuple[str, ...] = CELL_TYPES
@@ -39,54 +37,6 @@ HEALTHY_DIFFERENTIAL: tuple[tuple[str, float], ...] = (
     ("eosinophil", 0.04),
     ("basophil", 0.01),
 )
-
-
-class SimulatorError(ScopeError, ValueError):
-    """The simulated microscope was asked for something it cannot do (bad pass, LED, size)."""
-
-
-def one_line_error(model: str, err: ValidationError) -> str:
-    """The first problem of a pydantic validation error as one line naming the key."""
-    e = err.errors()[0]
-    key = ".".join(str(part) for part in (model, *e["loc"]))
-    msg = e["msg"].removeprefix("Value error, ")
-    if e["type"] == "value_error":  # our own checks name the key themselves
-        return msg
-    if e["type"] == "extra_forbidden":
-        return f"{key} is not a setting; see the knobs in docs/simulator.md."
-    return f"{key}: {msg[:1].lower()}{msg[1:]}; got {e['input']!r}."
-
-
-class Settings(BaseModel):
-    """A frozen settings model whose errors are one :class:`SimulatorError` line.
-
-    Every option set of the simulator is one (:class:`SimConfig`, :class:`Faults`, the serial
-    link's and the devices' faults), so code and ``--sim-config`` YAML share its checks.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as err:
-            raise SimulatorError(one_line_error(type(self).__name__, err)) from None
-
-    @classmethod
-    def from_section(cls, data: Any, section: str) -> Self:
-        """The settings of a ``--sim-config`` section; an error names the key as
-        ``section.key`` (the YAML's spelling) instead of ``ClassName.key``."""
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise SimulatorError(f"{section} must be a mapping of settings; got {data!r}.")
-        try:
-            return cls(**data)
-        except SimulatorError as err:
-            message = str(err).removeprefix(f"{cls.__name__}.")
-            raise SimulatorError(
-                f"{section}.{message}" if message != str(err) else message
-            ) from None
 
 
 class Faults(Settings):
@@ -406,3 +356,16 @@ class SimConfig(Settings):
         for name, f in self.wbc_type_fractions:
             probs[name] += f / total
         return probs
+
+
+#: Names other modules import from here (the settings base lives in :mod:`.settings`).
+__all__ = [
+    "HEALTHY_DIFFERENTIAL",
+    "OBJECT_TYPES",
+    "WBC_TYPES",
+    "Faults",
+    "Settings",
+    "SimConfig",
+    "SimulatorError",
+    "one_line_error",
+]

@@ -34,7 +34,7 @@ from pymmcore_plus.experimental.unicore import (
 
 from acquisition.geometry import Orientation
 from acquisition.micromanager import device_orientation
-from acquisition.simulator.config import Settings
+from acquisition.simulator.settings import Settings
 
 
 class DeviceFaults(Settings):

@@ -51,9 +51,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from acquisition.simulator.config import Settings
 from acquisition.simulator.illuminate_firmware import IlluminateFirmware
 from acquisition.simulator.illuminate_protocol import INPUT_BUFFER_BYTES, TERMINATOR
+from acquisition.simulator.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
