@@ -246,7 +246,7 @@ def test_garbled_and_delayed_replies():
 
 
 def test_configuration_is_validated():
-    with pytest.raises(ValueError, match="drop_probability must lie in"):
+    with pytest.raises(ValueError, match=r"SerialFaults.drop_probability: input should be less"):
         SerialFaults(drop_probability=1.5)
     with pytest.raises(ValueError, match="unique"):
         IlluminateEmulator([LEDS[0], LEDS[0]])

@@ -103,6 +103,47 @@ def test_the_removed_legacy_model_is_one_clear_error(tmp_path):
     assert load_sim_options(path)["config"] == SimConfig(wbc_per_field=8)
 
 
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("serial: {drop_probability: 1.5}", "serial.drop_probability: input should be less"),
+        ("serial: {drop_prob: 0.1}", "serial.drop_prob is not a setting"),
+        ("devices: {stage_error_um: -2}", "devices.stage_error_um: input should be greater"),
+        ("devices: {camera_timeout: 0.1}", "devices.camera_timeout is not a setting"),
+        ("devices: [1, 2]", "devices must be a mapping of settings"),
+    ],
+)
+def test_sim_config_fault_sections_are_checked_by_their_models(tmp_path, yaml_text, expected):
+    from acquisition.simulator.options import SimConfigError, load_sim_options
+
+    path = tmp_path / "faults.yaml"
+    path.write_text(yaml_text + "\n", encoding="utf-8")
+    with pytest.raises(SimConfigError) as err:
+        load_sim_options(path)
+    assert len(str(err.value).splitlines()) == 1
+    assert str(err.value).startswith(f"{path}: {expected}")
+
+
+def test_sim_config_fault_sections_build_the_same_models_as_code(tmp_path):
+    from acquisition.simulator.devices import DeviceFaults
+    from acquisition.simulator.firmware import SerialFaults
+    from acquisition.simulator.options import load_sim_options
+
+    path = tmp_path / "faults.yaml"
+    path.write_text(
+        "serial: {drop_probability: 0.01, reply_delay_s: 0.2, seed: 4}\n"
+        "devices: {stage_error_um: 2.0, stage_reports_truth: false}\n"
+        "serial_faults_are_not_top_level: 1\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(Exception, match="serial_faults_are_not_top_level is not a setting"):
+        load_sim_options(path)
+    path.write_text(path.read_text().splitlines()[0] + "\n" + "devices:\n", encoding="utf-8")
+    opts = load_sim_options(path)
+    assert opts["serial_faults"] == SerialFaults(drop_probability=0.01, reply_delay_s=0.2, seed=4)
+    assert opts["device_faults"] == DeviceFaults()  # an empty section: every fault off
+
+
 def _edge_led_profile(sin_centre: float):
     """pls43 with LED 5 moved so its light reaches the frame centre at sine ``sin_centre``
     (along x), 20 mm below the sample."""

@@ -1,4 +1,5 @@
-"""The simulated camera: photo-electrons to 8-bit RGB, and the mounting orientation.
+"""The simulated camera: photo-electrons to 8-bit RGB, and the mounting orientation
+(the one convention of :mod:`acquisition.geometry`).
 
 Signal chain per pixel and colour: ``e`` photo-electrons (clipped at the full well), shot
 noise (Gaussian approximation, variance ``e``), read noise (``read_noise_e`` RMS), all
@@ -20,6 +21,7 @@ import threading
 import cv2
 import numpy as np
 
+from acquisition.geometry import Orientation
 from hardware_profiles.schema import Camera
 
 _POOL_SEED = 20220601
@@ -148,38 +150,17 @@ def demosaic(mosaic: np.ndarray) -> np.ndarray:
 
 
 def to_camera_orientation(image: np.ndarray, camera: Camera) -> np.ndarray:
-    """Turn a stage-aligned image into the orientation the camera delivers.
-
-    The raw frame is the stage-aligned frame mirrored left-right when ``flip_x``, upside down
-    when ``flip_y``, then rotated by ``rotation_deg`` counter-clockwise as displayed
-    (``numpy.rot90``). :func:`from_camera_orientation` undoes it.
-    """
-    out = image
-    if camera.flip_x:
-        out = out[:, ::-1]
-    if camera.flip_y:
-        out = out[::-1]
-    k = camera.rotation_deg // 90
-    if k:
-        out = np.rot90(out, k)
-    return np.ascontiguousarray(out)
+    """Turn a stage-aligned image into the orientation the camera delivers
+    (:meth:`acquisition.geometry.Orientation.to_device`); :func:`from_camera_orientation`
+    undoes it."""
+    return Orientation.of(camera).to_device(image)
 
 
 def from_camera_orientation(image: np.ndarray, camera: Camera) -> np.ndarray:
     """Inverse of :func:`to_camera_orientation`: a raw frame back to the stage orientation."""
-    out = image
-    k = camera.rotation_deg // 90
-    if k:
-        out = np.rot90(out, -k)
-    if camera.flip_y:
-        out = out[::-1]
-    if camera.flip_x:
-        out = out[:, ::-1]
-    return np.ascontiguousarray(out)
+    return Orientation.of(camera).to_stage(image)
 
 
 def stage_aligned_size(width: int, height: int, camera: Camera) -> tuple[int, int]:
     """``(width, height)`` of the stage-aligned image behind a raw ``width x height`` frame."""
-    if camera.rotation_deg in (90, 270):
-        return height, width
-    return width, height
+    return Orientation.of(camera).stage_size(width, height)

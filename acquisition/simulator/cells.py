@@ -1,22 +1,23 @@
-"""Recipes for the smear's objects: white-cell morphology and its columns, and debris shapes.
+"""White-cell recipes: morphology per type, dry mass, stain uptake and the cell's columns.
 
 A white cell is drawn in its own frame (µm, before rotation): outline harmonics, nucleus lobes
 and indent, chromatin clumps, granules, compartment-blind sub-µm bodies and RNA patches, its
-dry mass per type and its per-cell stain uptake. :mod:`.smear` places these objects on the
-slide (tiling, point processes, what staining does); :mod:`.sample` turns them into optical
-path and stain maps.
+dry mass per type and its per-cell stain uptake. :mod:`.smear` places these cells on the
+slide (tiling, point processes), :mod:`.staining_moves` moves them through staining,
+:mod:`.cell_maps` draws them into optical path and stain maps; debris recipes are in
+:mod:`.debris`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from acquisition.simulator.config import WBC_TYPES
+from acquisition.simulator.nuclei import NUCLEI
 
 #: Largest distance from an object's centre to any part of it, µm (for tile queries).
 MAX_OBJECT_EXTENT_UM = 16.0
@@ -97,68 +98,6 @@ class WhiteCell:
     patches: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
 
 
-@dataclass(frozen=True, eq=False)
-class Debris:
-    """Dirt or a stain artifact: a union of blobs ``(u, v, radius, height)`` in µm.
-
-    ``kind`` is ``particle`` or ``fibre`` (dirt), ``precipitate`` or ``watermark`` (artifact);
-    ``pass_`` is ``""`` when it is on the slide in every pass, else the one pass it is in.
-    """
-
-    id: int
-    type: str
-    kind: str
-    x: float
-    y: float
-    radius: float
-    angle: float
-    pass_: str
-    blobs: np.ndarray
-
-
-# ---------------------------------------------------------------------- shapes
-def debris_blobs(kind: str, rng: np.random.Generator) -> np.ndarray:
-    """Blobs ``(u, v, radius, height)`` in µm making up one piece of debris."""
-    if kind == "particle":
-        n = rng.integers(3, 9)
-        size = rng.uniform(1.5, 4.5)
-        uv = rng.normal(0, size * 0.35, (n, 2))
-        r = rng.uniform(0.4, 1.0, n) * size * 0.6
-        h = r * rng.uniform(0.6, 1.0, n)
-    elif kind == "fibre":
-        n = rng.integers(12, 30)
-        length = rng.uniform(8.0, 24.0)
-        t = np.linspace(-0.5, 0.5, n) * length
-        bend = rng.uniform(-0.04, 0.04)
-        uv = np.column_stack([t, bend * t**2 + rng.normal(0, 0.1, n)])
-        r = np.full(n, rng.uniform(0.4, 0.9))
-        h = r
-    elif kind == "precipitate":
-        n = rng.integers(10, 40)
-        spread = rng.uniform(1.5, 5.0)
-        uv = rng.normal(0, spread * 0.45, (n, 2))
-        r = rng.uniform(0.2, 0.6, n)
-        h = r
-    elif kind == "smudge":
-        # a broken white cell: loose chromatin smeared into a lacy, flattened patch
-        n = rng.integers(25, 50)
-        size = rng.uniform(4.0, 7.0)
-        uv = rng.normal(0, size * 0.35, (n, 2)) * np.array([1.0, rng.uniform(0.4, 1.0)])
-        r = rng.uniform(0.5, 1.5, n)
-        h = r * rng.uniform(0.15, 0.35, n)
-    elif kind == "watermark":
-        n = rng.integers(6, 14)
-        size = rng.uniform(4.0, 9.0)
-        uv = rng.normal(0, size * 0.3, (n, 2))
-        r = rng.uniform(0.3, 0.6, n) * size
-        h = np.full(n, rng.uniform(0.15, 0.3))
-    else:
-        raise ValueError(f"unknown debris kind {kind!r}")
-    # keep debris within the extent the tile queries assume
-    scale = min(1.0, (MAX_OBJECT_EXTENT_UM - 1.0) / float(np.max(np.hypot(*uv.T) + r)))
-    return np.column_stack([uv * scale, r * scale, h]).astype(np.float64)
-
-
 def _place_in(
     rng: np.random.Generator,
     n: int,
@@ -211,6 +150,45 @@ def outline_radius(cell: WhiteCell, psi: np.ndarray) -> np.ndarray:
     return cell.radius * r
 
 
+#: Granules per type: (count range, cytoplasm margin µm or None = anywhere in the cell with a
+#: 0.5 µm margin, radius range µm). Lymphocytes: a few azurophilic granules and organelles.
+_GRANULES = {
+    "neutrophil": ((120, 200), 0.35, (0.12, 0.2)),
+    "eosinophil": ((110, 170), 0.5, (0.33, 0.45)),
+    "basophil": ((35, 70), None, (0.3, 0.55)),
+    "monocyte": ((40, 80), 0.35, (0.1, 0.18)),
+    "lymphocyte": ((4, 14), 0.35, (0.12, 0.2)),
+}
+
+
+def _within(cell: WhiteCell, margin: float):
+    """Points of ``cell`` more than ``margin`` µm inside its outline."""
+
+    def accept(u, v):
+        return np.hypot(u, v) < outline_radius(cell, np.arctan2(v, u)) - margin
+
+    return accept
+
+
+def _in_cytoplasm(cell: WhiteCell, margin: float):
+    """Points of ``cell``'s cytoplasm more than ``margin`` µm inside its outline."""
+
+    def accept(u, v):
+        psi = np.arctan2(v, u)
+        inside = np.hypot(u, v) < outline_radius(cell, psi) - margin
+        return inside & (nucleus_level(cell, u, v, 0.05) < 0.05)
+
+    return accept
+
+
+def _granules(cell: WhiteCell, rng: np.random.Generator) -> np.ndarray:
+    """``(G, 3)`` granules ``(u, v, radius)`` of the cell's type."""
+    (lo, hi), margin, radius = _GRANULES[cell.type]
+    accept = _within(cell, 0.5) if margin is None else _in_cytoplasm(cell, margin)
+    pts = _place_in(rng, int(rng.integers(lo, hi)), cell.radius, accept)
+    return np.column_stack([pts, rng.uniform(*radius, len(pts))])
+
+
 def make_white_cell(
     type_: str,
     *,
@@ -234,87 +212,7 @@ def make_white_cell(
         raise ValueError(f"unknown white cell type {type_!r}; expected one of {WBC_TYPES}")
     R = radius
     boundary = np.column_stack([rng.normal(0, [0.03, 0.02, 0.012]), rng.uniform(0, 2 * math.pi, 3)])
-    lobes: list[tuple[float, float, float, float, float]] = []
-    indent = np.zeros(0)
-    thickness = rng.uniform(2.3, 2.8)
-    nuc_thick = 0.8 * thickness
-    if type_ == "neutrophil":
-        n_lobes = int(rng.choice([2, 3, 4, 5], p=[0.12, 0.45, 0.33, 0.10]))
-        arc_r = R * rng.uniform(0.35, 0.5)
-        spacing = rng.uniform(2.3, 2.8)
-        start = rng.uniform(0, 2 * math.pi)
-        step = spacing / arc_r * rng.choice([-1, 1])
-        centres = []
-        for k in range(n_lobes):
-            t = start + k * step + rng.normal(0, 0.12)
-            centres.append((arc_r * math.cos(t), arc_r * math.sin(t)))
-        centres = np.array(centres)
-        centres -= centres.mean(axis=0) * 0.6
-        for k, (cu, cv) in enumerate(centres):
-            a = rng.uniform(1.25, 1.6)
-            b = rng.uniform(0.9, 1.2)
-            t = start + k * step
-            lobes.append((cu, cv, a, b, t + math.pi / 2 + rng.normal(0, 0.3)))
-        for (u0, v0), (u1, v1) in itertools.pairwise(centres):
-            length = math.hypot(u1 - u0, v1 - v0)
-            lobes.append(
-                ((u0 + u1) / 2, (v0 + v1) / 2, length / 2, 0.28, math.atan2(v1 - v0, u1 - u0))
-            )
-        n_clumps, clump_sigma = 40, (0.25, 0.5)
-    elif type_ == "lymphocyte":
-        off = rng.normal(0, 0.08 * R, 2)
-        a, b = R * rng.uniform(0.76, 0.84), R * rng.uniform(0.70, 0.78)
-        lobes.append((off[0], off[1], a, b, rng.uniform(0, math.pi)))
-        if rng.random() < 0.3:
-            t = rng.uniform(0, 2 * math.pi)
-            d = 0.8 * R
-            indent = np.array([off[0] + d * math.cos(t), off[1] + d * math.sin(t), 0.22 * R])
-        thickness = rng.uniform(2.8, 3.3)
-        nuc_thick = 0.9 * thickness
-        n_clumps, clump_sigma = 45, (0.3, 0.6)
-    elif type_ == "monocyte":
-        a = R * rng.uniform(0.55, 0.65)
-        b = R * rng.uniform(0.42, 0.5)
-        ang = rng.uniform(0, 2 * math.pi)
-        normal = np.array([-math.sin(ang), math.cos(ang)])  # the minor axis: the indent side
-        centre = -0.12 * R * normal
-        lobes.append((centre[0], centre[1], a, b, ang))
-        cut = centre + b * rng.uniform(1.05, 1.3) * normal
-        indent = np.array([cut[0], cut[1], b * rng.uniform(0.55, 0.75)])
-        n_clumps, clump_sigma = 90, (0.15, 0.3)
-        nuc_thick = 0.75 * thickness
-    elif type_ == "eosinophil":
-        ang = rng.uniform(0, 2 * math.pi)
-        half = rng.uniform(1.6, 2.1)
-        c, s = math.cos(ang), math.sin(ang)
-        for sign in (-1, 1):
-            lobes.append(
-                (
-                    sign * half * c,
-                    sign * half * s,
-                    rng.uniform(1.5, 1.9),
-                    rng.uniform(1.15, 1.45),
-                    ang + math.pi / 2 + rng.normal(0, 0.3),
-                )
-            )
-        lobes.append((0.0, 0.0, half, 0.3, ang))
-        n_clumps, clump_sigma = 32, (0.25, 0.45)
-    else:  # basophil
-        ang = rng.uniform(0, 2 * math.pi)
-        c, s = math.cos(ang), math.sin(ang)
-        for sign in (-1, 1):
-            lobes.append(
-                (
-                    sign * 1.3 * c,
-                    sign * 1.3 * s,
-                    rng.uniform(1.7, 2.2),
-                    rng.uniform(1.4, 1.8),
-                    rng.uniform(0, math.pi),
-                )
-            )
-        n_clumps, clump_sigma = 28, (0.25, 0.45)
-        nuc_thick = 0.7 * thickness
-    lobes_arr = np.array(lobes, dtype=np.float64)
+    nucleus = NUCLEI[type_](rng, R, rng.uniform(2.3, 2.8))
     cell = WhiteCell(
         id=id,
         type=type_,
@@ -322,11 +220,11 @@ def make_white_cell(
         y=y,
         radius=R,
         angle=float(rng.uniform(0, 2 * math.pi)),
-        thickness=thickness,
-        nucleus_thickness=nuc_thick,
+        thickness=nucleus.thickness,
+        nucleus_thickness=nucleus.nucleus_thickness,
         boundary=boundary,
-        lobes=lobes_arr,
-        indent=indent,
+        lobes=np.array(nucleus.lobes, dtype=np.float64),
+        indent=nucleus.indent,
         clumps=np.zeros((0, 4)),
         granules=np.zeros((0, 3)),
         shrink=float(rng.uniform(*shrink_range)),
@@ -335,41 +233,15 @@ def make_white_cell(
     def in_nucleus(u, v):
         return nucleus_level(cell, u, v, 0.05) > 0.5
 
-    def in_cytoplasm(u, v, margin=0.35):
-        psi = np.arctan2(v, u)
-        inside = np.hypot(u, v) < outline_radius(cell, psi) - margin
-        return inside & (nucleus_level(cell, u, v, 0.05) < 0.05)
-
-    pts = _place_in(rng, n_clumps, R, in_nucleus)
-    clumps = np.column_stack(
-        [pts, rng.uniform(*clump_sigma, len(pts)), rng.uniform(0.5, 1.0, len(pts))]
-    )
-    if type_ == "neutrophil":
-        pts = _place_in(rng, int(rng.integers(120, 200)), R, in_cytoplasm)
-        gran = np.column_stack([pts, rng.uniform(0.12, 0.2, len(pts))])
-    elif type_ == "eosinophil":
-        pts = _place_in(rng, int(rng.integers(110, 170)), R, lambda u, v: in_cytoplasm(u, v, 0.5))
-        gran = np.column_stack([pts, rng.uniform(0.33, 0.45, len(pts))])
-    elif type_ == "basophil":
-
-        def anywhere(u, v):
-            return np.hypot(u, v) < outline_radius(cell, np.arctan2(v, u)) - 0.5
-
-        pts = _place_in(rng, int(rng.integers(35, 70)), R, anywhere)
-        gran = np.column_stack([pts, rng.uniform(0.3, 0.55, len(pts))])
-    elif type_ == "monocyte":
-        pts = _place_in(rng, int(rng.integers(40, 80)), R, in_cytoplasm)
-        gran = np.column_stack([pts, rng.uniform(0.1, 0.18, len(pts))])
-    else:  # lymphocyte: a few azurophilic granules and organelles
-        pts = _place_in(rng, int(rng.integers(4, 14)), R, in_cytoplasm)
-        gran = np.column_stack([pts, rng.uniform(0.12, 0.2, len(pts))])
+    n, sigma = nucleus.n_clumps, nucleus.clump_sigma
+    pts = _place_in(rng, n, R, in_nucleus)
+    clumps = np.column_stack([pts, rng.uniform(*sigma, len(pts)), rng.uniform(0.5, 1.0, len(pts))])
+    gran = _granules(cell, rng)
     # compartment-blind sub-µm bodies (organelles, folds): the same density in every type
     n_decoys = round(120 * (R / MEAN_WBC_RADIUS_UM) ** 2)
-    pts = _place_in(
-        rng, n_decoys, R, lambda u, v: np.hypot(u, v) < outline_radius(cell, np.arctan2(v, u)) - 0.3
-    )
+    pts = _place_in(rng, n_decoys, R, _within(cell, 0.3))
     decoys = np.column_stack([pts, rng.uniform(0.12, 0.3, len(pts))])
-    pts = _place_in(rng, 24, R, in_cytoplasm)
+    pts = _place_in(rng, 24, R, _in_cytoplasm(cell, 0.35))
     patches = np.column_stack(
         [pts, rng.uniform(0.6, 1.4, len(pts)), rng.uniform(0.3, 1.0, len(pts))]
     )

@@ -10,12 +10,10 @@ threads. ``--sim-config`` YAML files are read with the same models
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import Field, model_validator
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
+from acquisition.simulator.settings import Settings, SimulatorError, one_line_error
 from acquisition.vocabulary import CELL_TYPES
-from hardware_profiles.errors import ScopeError
 
 #: The five white-blood-cell types the virtual smear contains (the shared vocabulary's).
 WBC_TYPES: tuple[str, ...] = CELL_TYPES
@@ -41,35 +39,7 @@ HEALTHY_DIFFERENTIAL: tuple[tuple[str, float], ...] = (
 )
 
 
-class SimulatorError(ScopeError, ValueError):
-    """The simulated microscope was asked for something it cannot do (bad pass, LED, size)."""
-
-
-def one_line_error(model: str, err: ValidationError) -> str:
-    """The first problem of a pydantic validation error as one line naming the key."""
-    e = err.errors()[0]
-    key = ".".join(str(part) for part in (model, *e["loc"]))
-    msg = e["msg"].removeprefix("Value error, ")
-    if e["type"] == "value_error":  # our own checks name the key themselves
-        return msg
-    if e["type"] == "extra_forbidden":
-        return f"{key} is not a setting; see the knobs in docs/simulator.md."
-    return f"{key}: {msg[:1].lower()}{msg[1:]}; got {e['input']!r}."
-
-
-class _Settings(BaseModel):
-    """A frozen settings model whose errors are one :class:`SimulatorError` line."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as err:
-            raise SimulatorError(one_line_error(type(self).__name__, err)) from None
-
-
-class Faults(_Settings):
+class Faults(Settings):
     """Faults planted in the simulated instrument and slide; every one is off by default.
 
     Attributes
@@ -104,7 +74,7 @@ class Faults(_Settings):
         return self
 
 
-class SimConfig(_Settings):
+class SimConfig(Settings):
     """Everything about the simulated slide and instrument that is not in the hardware profile.
 
     Densities are given per scan field: a ``sensor_width_px x sensor_height_px`` frame of the
@@ -386,3 +356,16 @@ class SimConfig(_Settings):
         for name, f in self.wbc_type_fractions:
             probs[name] += f / total
         return probs
+
+
+#: Names other modules import from here (the settings base lives in :mod:`.settings`).
+__all__ = [
+    "HEALTHY_DIFFERENTIAL",
+    "OBJECT_TYPES",
+    "WBC_TYPES",
+    "Faults",
+    "Settings",
+    "SimConfig",
+    "SimulatorError",
+    "one_line_error",
+]

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from acquisition.vocabulary import CELL_TYPES, Pass
+from acquisition.vocabulary import CELL_TYPES, ChannelKind, Pass
 
 #: Brightfield exposure target: the brightest 0.1 % of pixels at 235 of 255 (as ``scope
 #: calibrate`` sets it).
@@ -58,7 +58,7 @@ def cell_stage_xy(sim, row, pass_: str, *, row_pass: str = Pass.STAINED) -> tupl
 
 def brightfield_channel(profile):
     """The profile's (first) brightfield stack channel."""
-    return next(ch for ch in profile.stack if ch.kind == "brightfield")
+    return next(ch for ch in profile.stack if ch.kind == ChannelKind.BRIGHTFIELD)
 
 
 def brightfield_exposure_ms(sim, pass_: str, x_um: float, y_um: float, *, size: int) -> float:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 from pymmcore_plus.experimental.unicore import (
     SimpleCameraDevice,
     StageDevice,
@@ -33,15 +34,30 @@ from pymmcore_plus.experimental.unicore import (
 
 from acquisition.geometry import Orientation
 from acquisition.micromanager import device_orientation
+from acquisition.simulator.settings import Settings
 
 
-@dataclass(frozen=True)
-class DeviceFaults:
-    """Camera and stage faults of the simulated devices (all off by default)."""
+class DeviceFaults(Settings):
+    """Camera and stage faults of the simulated devices (all off by default).
 
-    camera_timeout_probability: float = 0.0
-    stage_error_um: float = 0.0  # a requested XY move lands up to this far off
-    stage_reports_truth: bool = True  # False: the stage reports the requested position
+    The ``devices:`` section of ``--sim-config`` (a pydantic model: ranges on the fields, a
+    bad value is one line naming the key).
+
+    Attributes
+    ----------
+    camera_timeout_probability
+        Probability that a snap times out (the camera delivers no frame).
+    stage_error_um
+        A requested XY move lands up to this far off (µm).
+    stage_reports_truth
+        Whether the stage reports where it really is (else the requested position).
+    seed
+        Seed of the fault draws.
+    """
+
+    camera_timeout_probability: float = Field(0.0, ge=0.0, le=1.0)
+    stage_error_um: float = Field(0.0, ge=0.0)
+    stage_reports_truth: bool = True
     seed: int = 0
 
 

@@ -47,11 +47,13 @@ import select
 import threading
 import time
 import tty
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from pydantic import Field
 
 from acquisition.simulator.illuminate_firmware import IlluminateFirmware
 from acquisition.simulator.illuminate_protocol import INPUT_BUFFER_BYTES, TERMINATOR
+from acquisition.simulator.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -61,9 +63,11 @@ if TYPE_CHECKING:
 __all__ = ["INPUT_BUFFER_BYTES", "TERMINATOR", "IlluminateEmulator", "SerialFaults"]
 
 
-@dataclass(frozen=True)
-class SerialFaults:
+class SerialFaults(Settings):
     """Faults injected on the emulated serial link; all off by default, seeded, deterministic.
+
+    The ``serial:`` section of ``--sim-config`` (a pydantic model: ranges on the fields, a bad
+    value is one line naming the key).
 
     Attributes
     ----------
@@ -77,18 +81,10 @@ class SerialFaults:
         Seed of the fault generators: the same host traffic meets the same faults.
     """
 
-    drop_probability: float = 0.0
-    garble_probability: float = 0.0
-    reply_delay_s: float = 0.0
+    drop_probability: float = Field(0.0, ge=0.0, le=1.0)
+    garble_probability: float = Field(0.0, ge=0.0, le=1.0)
+    reply_delay_s: float = Field(0.0, ge=0.0)
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("drop_probability", "garble_probability"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"SerialFaults.{name} must lie in [0, 1], got {value}.")
-        if not self.reply_delay_s >= 0.0:
-            raise ValueError(f"SerialFaults.reply_delay_s must be >= 0, got {self.reply_delay_s}.")
 
 
 class IlluminateEmulator(IlluminateFirmware):

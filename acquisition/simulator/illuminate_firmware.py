@@ -2,9 +2,10 @@
 
 :class:`IlluminateFirmware` answers one command line at a time (:meth:`~IlluminateFirmware.reply`)
 as the firmware does: it parses the line with :mod:`.illuminate_protocol`, validates the
-command completely, changes its LED state and returns the reply text. The device that serves
-it on a pseudo-terminal is :class:`~acquisition.simulator.firmware.IlluminateEmulator`; the
-protocol and the choices made where the firmware is silent are described there.
+command completely, changes its LED state and returns the reply text; what its query commands
+print is in :mod:`.illuminate_printers`. The device that serves it on a pseudo-terminal is
+:class:`~acquisition.simulator.firmware.IlluminateEmulator`; the protocol and the choices
+made where the firmware is silent are described there.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from acquisition.simulator import illuminate_printers as printers
 from acquisition.simulator.illuminate_protocol import (
     ERROR_ARGUMENT_COUNT,
     ERROR_ARGUMENT_RANGE,
@@ -27,7 +29,6 @@ from acquisition.simulator.illuminate_protocol import (
     PRINTING_STYLES,
     TERMINATOR,
     VERSION,
-    WAVELENGTHS_NM,
     CommandError,
     Reply,
     error_line,
@@ -220,17 +221,7 @@ class IlluminateFirmware:
 
     def _cmd_about(self, args: list[str]) -> Reply:
         self._no_args(args)
-        rule = "=" * 100
-        return Reply(
-            [
-                rule,
-                f"  {self.device_name} LED Array Controller",
-                f"  Illuminate r{self.firmware_version} | Serial Number: 0001 | "
-                "Part Number: 0001 | Teensy MAC address: MAC: 04:e9:e5:00:00:01",
-                "  For help, type ?",
-                rule,
-            ]
-        )
+        return Reply(printers.about_lines(self.device_name, self.firmware_version))
 
     def _cmd_reset(self, args: list[str]) -> Reply:
         self._no_args(args)
@@ -380,77 +371,26 @@ class IlluminateFirmware:
 
     def _cmd_pvals(self, args: list[str]) -> Reply:
         span = self._index_range(args)
-        last = len(self._ids) - 1
-        text = '{\n    "led_values" : {\n'
-        table = {}
-        for i in span:
-            values = [self._raw_value(v) for v in self._values[i]]
-            table[str(self._ids[i])] = values
-            # the firmware compares with the LED count, not the range's end (its quirk)
-            end = "], \n" if i != last else "] \n"
-            text += f'        "{self._ids[i]}" : [' + ",".join(map(str, values)) + end
-        text += "    }\n}\n"
-        return self._json_reply({"led_values": table}, text)
+        return self._json_reply(
+            *printers.led_values(self._ids, self._values, span, self._raw_value)
+        )
 
     def _cmd_pledpos(self, args: list[str]) -> Reply:
         span = self._index_range(args)
-        positions = self._positions_mm()
-        text = '{\n    "led_position_list_cartesian" : {\n'
-        table = {}
-        for i in span:
-            x, y, z = positions[i]
-            table[str(self._ids[i])] = [round(x, 2), round(y, 2), round(z, 2)]
-            end = "],\n" if i != span[-1] else "]\n"
-            text += f'        "{self._ids[i]}" : [' + f"{x:02.2f}, {y:02.2f}, {z:02.2f}" + end
-        text += "    }\n}"  # no newline: the terminator follows on this line
-        return self._json_reply({"led_position_list_cartesian": table}, text)
+        return self._json_reply(*printers.led_positions(self._ids, self._positions_mm(), span))
 
     def _cmd_pledposna(self, args: list[str]) -> Reply:
         span = self._index_range(args)
-        positions = self._positions_mm()
-        text = '{\n    "led_position_list_na" : {\n'
-        table = {}
-        for i in span:
-            x, y, z = positions[i]
-            r = math.sqrt(x * x + y * y + z * z)
-            table[str(self._ids[i])] = [round(x / r, 3), round(y / r, 3)]
-            end = "],\n" if i != span[-1] else "]\n"
-            text += f'        "{self._ids[i]}" : [' + f"{x / r:01.3f}, {y / r:01.3f}" + end
-        text += "    }\n}"
-        return self._json_reply({"led_position_list_na": table}, text)
+        return self._json_reply(*printers.led_positions_na(self._ids, self._positions_mm(), span))
 
     def _cmd_pprops(self, args: list[str]) -> Reply:
         self._no_args(args)
-        props = {
-            "device_name": self.device_name,
-            "led_count": len(self._ids),
-            "color_channels": list(self._channels),
-            "color_channel_center_wavelengths": {c: WAVELENGTHS_NM[c] for c in self._channels},
-            "trigger_input_count": 1,
-            "trigger_output_count": 1,
-            "bit_depth": self.bit_depth,
-            "serial_number": 1,
-            "color_channel_count": len(self._channels),
-            "part_number": 1,
-            "mac_address": "04:e9:e5:00:00:01",
-            "interface_version": float(".".join(self.firmware_version.split(".")[:2])),
-        }
-        channels = ", ".join(f'"{c}"' for c in self._channels)
-        wavelengths = ", ".join(f'"{c}" : {WAVELENGTHS_NM[c]:.3f}' for c in self._channels)
-        text = (
-            "{\n"
-            f'    "device_name" : "{self.device_name}",\n'
-            f'    "led_count" : {len(self._ids)},\n'
-            f'    "color_channels" : [{channels}],\n'
-            f'    "color_channel_center_wavelengths" : {{{wavelengths}}},\n'
-            '    "trigger_input_count" : 1,\n'
-            '    "trigger_output_count" : 1,\n'
-            f'    "bit_depth" : {self.bit_depth},\n'
-            '    "serial_number" : 1,\n'
-            f'    "color_channel_count" : {len(self._channels)},\n'
-            '    "part_number" : 1,\n'
-            '    "mac_address" : "04:e9:e5:00:00:01",\n'
-            f'    "interface_version" : {props["interface_version"]}\n'
-            "}"  # no newline: the firmware prints "\n}" and then the terminator
+        return self._json_reply(
+            *printers.properties(
+                self.device_name,
+                len(self._ids),
+                self._channels,
+                self.bit_depth,
+                self.firmware_version,
+            )
         )
-        return self._json_reply(props, text)

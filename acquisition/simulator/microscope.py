@@ -18,7 +18,6 @@ delivers (the profile's ``flip_x``/``flip_y``/``rotation_deg`` applied;
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -28,39 +27,14 @@ import numpy as np
 from acquisition.simulator import camera_model, optics, sample, smear, spectra
 from acquisition.simulator.cells import MAX_OBJECT_EXTENT_UM
 from acquisition.simulator.config import SimConfig, SimulatorError
-from acquisition.simulator.rendering import FieldRenderer
+from acquisition.simulator.rendering import FieldRenderer, cpu_workers
+from acquisition.simulator.requests import check_camera, check_frame, check_leds, check_pass
 from acquisition.simulator.sample import Raster
-from acquisition.simulator.smear import SmearObjects, seeded_rng
-from acquisition.vocabulary import PASSES  # re-exported: the simulator's passes
+from acquisition.simulator.slide_state import SlideState, planted_pls_shift, true_leds
+from acquisition.simulator.smear_objects import SmearObjects
+from acquisition.simulator.truth import CELLS_DTYPE, FAULTS_DTYPE, scan_truth
+from acquisition.vocabulary import PASSES, Pass  # re-exported: the simulator's passes
 from hardware_profiles.schema import HardwareProfile, Objective
-
-CELLS_DTYPE = np.dtype(
-    [
-        ("id", "i8"),
-        ("type", "U10"),
-        ("x_um", "f8"),
-        ("y_um", "f8"),
-        ("radius_um", "f8"),
-        ("pass", "U10"),
-    ]
-)
-FAULTS_DTYPE = np.dtype(
-    [
-        ("kind", "U16"),
-        ("x_um", "f8"),
-        ("y_um", "f8"),
-        ("leds", "U64"),
-        ("dx_px", "f8"),
-        ("dy_px", "f8"),
-    ]
-)
-
-
-def _workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class SimulatedMicroscope(FieldRenderer):
@@ -95,8 +69,7 @@ class SimulatedMicroscope(FieldRenderer):
         self.smear = smear.VirtualSmear(
             slide=self.slide, seed=self.seed, config=self.config, field_area_um2=field_area
         )
-        self._leds = profile.led_array.by_id
-        self._true_leds, self._led_gain = _true_leds(profile, self.config)
+        self._true_leds, self._led_gain = true_leds(profile, self.config)
         self._samples = {
             colour: self._spectral_samples(colour)
             for colour in sorted({led.color for led in self._true_leds.values()})
@@ -108,43 +81,17 @@ class SimulatedMicroscope(FieldRenderer):
             math.hypot(*optics.led_direction(led)) for led in self._true_leds.values()
         ) + self.config.led_size_mm / min(led.z_mm for led in self._true_leds.values())
         self._flats: dict[tuple[int, int], np.ndarray] = {}
-        self._workers = _workers()
+        self._workers = cpu_workers()
         self._lock = threading.RLock()
         self._spectra: OrderedDict[tuple, tuple] = OrderedDict()
         self._intensities: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._intensity_bytes = 0
-        self._draw_slide_state()
-
-    # ------------------------------------------------------------------ slide state
-    def _draw_slide_state(self) -> None:
-        cfg = self.config
-        u = seeded_rng(self.slide, self.seed, "placement").uniform(-1.0, 1.0, 16)
-        rot, trans = math.radians(cfg.max_rotation_deg), cfg.max_translation_um
-        hrot, htrans = math.radians(cfg.highres_rotation_deg), cfg.highres_translation_um
-        theta_u, t_u = rot * u[0], trans * u[1:3]
-        theta_s, t_s = theta_u + rot * u[3], t_u + trans * u[4:6]
-        theta_h, t_h = theta_s + hrot * u[6], t_s + htrans * u[7:9]
-        self._placements = {
-            "unstained": _affine(theta_u, t_u),
-            "stained": _affine(theta_s, t_s),
-            "highres": _affine(theta_h, t_h),
-        }
-        for a in self._placements.values():
-            a.setflags(write=False)
-        hi = self.profile.highres_objective
-        scan = self.profile.scan_objective
-        nominal = scan.pixel_size_um / hi.pixel_size_um if hi is not None else 1.0
-        self._ratio = nominal * (1.0 + cfg.magnification_error * u[9])
-        self._z_offset = {p: cfg.focus_offset_um * u[10 + i] for i, p in enumerate(PASSES)}
-        tilt_dir = math.pi * u[13]
-        self._tilt = (
-            cfg.surface_tilt_um_per_mm * 1e-3 * math.cos(tilt_dir),
-            cfg.surface_tilt_um_per_mm * 1e-3 * math.sin(tilt_dir),
-        )
-        v = seeded_rng(self.slide, self.seed, "stain").uniform(-1.0, 1.0, 3)
-        self._stain_scale = tuple(
-            float((1.0 + cfg.stain_variation * x) * cfg.stain_strength) for x in v
-        )
+        state = SlideState.draw(profile, self.config, slide=self.slide, seed=self.seed)
+        self._placements = state.placements
+        self._ratio = state.magnification_ratio
+        self._z_offset = state.focus_offset_um
+        self._tilt = state.tilt
+        self._stain_scale = state.stain_scale
 
     def _spectral_samples(self, colour: str) -> spectra.SpectralSamples:
         cfg = self.config
@@ -152,20 +99,11 @@ class SimulatedMicroscope(FieldRenderer):
             return spectra.line_samples(colour, tuple(cfg.wavelengths_nm))
         return spectra.spectral_samples(colour, int(cfg.spectral_samples))
 
-    def _check_pass(self, pass_: str) -> None:
-        if pass_ not in PASSES:
-            raise SimulatorError(f"unknown pass {pass_!r}; expected one of {', '.join(PASSES)}.")
-        if pass_ == "highres" and self.profile.highres_objective is None:
-            raise SimulatorError(
-                f"profile {self.profile.name!r} has no highres objective, so it cannot image "
-                "the highres pass."
-            )
-
     def _geometry(self, pass_: str):
         return sample.PassGeometry(
             placement=self._placements[pass_],
-            stained=pass_ != "unstained",
-            phase_factor=self.config.highres_phase_factor if pass_ == "highres" else 1.0,
+            stained=pass_ != Pass.UNSTAINED,
+            phase_factor=self.config.highres_phase_factor if pass_ == Pass.HIGHRES else 1.0,
             stain_scale=self._stain_scale,
             kappa=self.config.kappa_um3_per_pg,
             nucleus_to_cytoplasm=self.config.nucleus_to_cytoplasm,
@@ -177,13 +115,13 @@ class SimulatedMicroscope(FieldRenderer):
     # ------------------------------------------------------------------ public geometry
     def placement(self, pass_: str) -> np.ndarray:
         """Where the slide sits in ``pass_``: 2x3 float64 ``A``, ``stage = A @ [sx, sy, 1]`` µm."""
-        self._check_pass(pass_)
+        check_pass(self.profile, pass_)
         return self._placements[pass_].copy()
 
     def objective(self, pass_: str) -> Objective:
         """The objective that images ``pass_``: the scan objective, or the highres one."""
-        self._check_pass(pass_)
-        if pass_ == "highres":
+        check_pass(self.profile, pass_)
+        if pass_ == Pass.HIGHRES:
             return self.profile.highres_objective
         return self.profile.scan_objective
 
@@ -193,9 +131,9 @@ class SimulatedMicroscope(FieldRenderer):
         The scan objective's is the profile's; the highres one's is the scan pixel size over
         the true magnification ratio (the profile's highres value is only nominal).
         """
-        self._check_pass(pass_)
+        check_pass(self.profile, pass_)
         scan = self.profile.scan_objective.pixel_size_um
-        return scan / self._ratio if pass_ == "highres" else scan
+        return scan / self._ratio if pass_ == Pass.HIGHRES else scan
 
     def magnification_ratio(self) -> float:
         """Scan pixel size over the true highres pixel size (near 5 for ``pls43``)."""
@@ -215,7 +153,7 @@ class SimulatedMicroscope(FieldRenderer):
         The slide surface is a gentle tilted plane with a slight paraboloid sag about the slide
         origin; each pass adds its own offset (the slide re-seated, another objective).
         """
-        self._check_pass(pass_)
+        check_pass(self.profile, pass_)
         sx, sy = self._to_slide(pass_, np.float64(x_um), np.float64(y_um))
         cfg = self.config
         height = self._tilt[0] * sx + self._tilt[1] * sy
@@ -228,19 +166,7 @@ class SimulatedMicroscope(FieldRenderer):
         Applies to the unstained pass only. Image content moves by ``(+dx, +dy)`` in the
         stage-aligned frame against brightfield. Keyed by the field centre rounded to 1 µm.
         """
-        faults = self.config.faults
-        if faults.pls_shift_probability <= 0:
-            return None
-        rng = seeded_rng(
-            self.slide, self.seed, "pls-shift", round(float(x_um)), round(float(y_um)), int(led)
-        )
-        hit, mag, ang = rng.random(3)
-        if hit >= faults.pls_shift_probability:
-            return None
-        lo, hi = faults.pls_shift_px
-        mag = lo + (hi - lo) * mag
-        ang *= 2 * math.pi
-        return (mag * math.cos(ang), mag * math.sin(ang))
+        return planted_pls_shift(self.slide, self.seed, self.config.faults, x_um, y_um, led)
 
     # ------------------------------------------------------------------ rendering
     def render(
@@ -274,9 +200,11 @@ class SimulatedMicroscope(FieldRenderer):
 
         Deterministic: the same arguments give the same frame in every process.
         """
-        self._check_pass(pass_)
-        lit = self._check_leds(leds)
-        self._check_camera(exposure_ms=exposure_ms, gain=gain, width=width, height=height)
+        check_pass(self.profile, pass_)
+        lit = check_leds(self.profile, leds)
+        check_camera(
+            self.profile.camera, exposure_ms=exposure_ms, gain=gain, width=width, height=height
+        )
         cfg = self.config
         wc, hc = camera_model.stage_aligned_size(width, height, self.profile.camera)
         with self._lock:
@@ -376,9 +304,9 @@ class SimulatedMicroscope(FieldRenderer):
         unsaturated signal (plus black level): e.g. ``percentile=99.9, level=235`` for a
         brightfield channel, ``percentile=100 - p, level=255`` for ``p`` % burned pixels.
         """
-        self._check_pass(pass_)
-        lit = self._check_leds(leds)
-        self._check_camera(exposure_ms=1.0, gain=gain, width=width, height=height)
+        check_pass(self.profile, pass_)
+        lit = check_leds(self.profile, leds)
+        check_camera(self.profile.camera, exposure_ms=1.0, gain=gain, width=width, height=height)
         if not 0.0 <= percentile <= 100.0:
             raise SimulatorError(f"percentile must be between 0 and 100; got {percentile!r}.")
         black = self.config.black_level_dn
@@ -401,36 +329,6 @@ class SimulatedMicroscope(FieldRenderer):
             )
         return (level - black) / q
 
-    def _check_leds(self, leds: Mapping[int, int]) -> dict[int, int]:
-        max_b = self.profile.led_array.max_brightness
-        lit = {}
-        for led, value in leds.items():
-            if led not in self._leds:
-                raise SimulatorError(
-                    f"LED {led} is not on the {self.profile.name!r} array "
-                    f"(ids 0..{max(self._leds)})."
-                )
-            if not 0 <= value <= max_b:
-                raise SimulatorError(
-                    f"LED {led} brightness must be between 0 and {max_b}; got {value!r}."
-                )
-            if value > 0:
-                lit[int(led)] = int(value)
-        return lit
-
-    def _check_camera(self, *, exposure_ms: float, gain: float, width: int, height: int) -> None:
-        cam = self.profile.camera
-        if not exposure_ms > 0 or not math.isfinite(exposure_ms):
-            raise SimulatorError(f"exposure must be a positive number of ms; got {exposure_ms!r}.")
-        if not cam.gain_min <= gain <= cam.gain_max:
-            raise SimulatorError(
-                f"gain must be between {cam.gain_min} and {cam.gain_max} for camera "
-                f"{cam.name!r}; got {gain!r}."
-            )
-        for name, value in (("width", width), ("height", height)):
-            if int(value) != value or not 8 <= value <= 16384:
-                raise SimulatorError(f"frame {name} must be 8..16384 pixels; got {value!r}.")
-
     def _to_slide(self, pass_: str, x: np.ndarray, y: np.ndarray):
         a = self._placements[pass_]
         dx, dy = x - a[0, 2], y - a[1, 2]
@@ -444,7 +342,8 @@ class SimulatedMicroscope(FieldRenderer):
         sx, sy = self._to_slide(pass_, cx.ravel(), cy.ravel())
         return sx.min(), sx.max(), sy.min(), sy.max()
 
-    def _objects_for(self, pass_: str, raster: Raster) -> SmearObjects:
+    def objects_for(self, pass_: str, raster: Raster) -> SmearObjects:
+        """The smear's objects that can reach ``raster`` (stage grid) in ``pass_``."""
         bbox = self._slide_bbox(pass_, raster, pad=MAX_OBJECT_EXTENT_UM + raster.step)
         return self.smear.objects_in(*bbox, pass_=pass_)
 
@@ -455,71 +354,9 @@ class SimulatedMicroscope(FieldRenderer):
         width: int,
         height: int,
     ) -> dict:
-        """Ground truth of a scan of ``pass_`` at these field centres (stage µm).
-
-        Returns
-        -------
-        dict
-            ``slide_to_stage``: 2x3 placement; ``magnification_ratio``: float for the highres
-            pass, else None; ``cells``: structured array (:data:`CELLS_DTYPE`: ``id``,
-            ``type``, ``x_um``/``y_um`` in slide coordinates, ``radius_um`` in this pass,
-            ``pass`` = "" or the one pass the object is in) of every object present in this
-            pass whose centre falls in any field; ``faults``: structured array
-            (:data:`FAULTS_DTYPE`) of planted ``pls_shift`` faults, one row per field and
-            single-LED stack channel LED that is shifted (stage-aligned pixels).
-        """
-        self._check_pass(pass_)
-        self._check_camera(
-            exposure_ms=1.0, gain=self.profile.camera.neutral_gain, width=width, height=height
-        )
-        wc, hc = camera_model.stage_aligned_size(width, height, self.profile.camera)
-        p = self.pixel_size_um(pass_)
-        half_w, half_h = wc * p / 2, hc * p / 2
-        stained = pass_ != "unstained"
-        a = self._placements[pass_]
-        centres = np.asarray(fields, dtype=np.float64).reshape(-1, 2)
-        parts: dict[int, tuple] = {}
-
-        def inside(x, y) -> np.ndarray:
-            sx = a[0, 0] * x + a[0, 1] * y + a[0, 2]
-            sy = a[1, 0] * x + a[1, 1] * y + a[1, 2]
-            dx = np.abs(np.asarray(sx)[..., None] - centres[:, 0])
-            dy = np.abs(np.asarray(sy)[..., None] - centres[:, 1])
-            return np.any((dx <= half_w) & (dy <= half_h), axis=-1)
-
-        for fx, fy in centres:
-            raster = Raster(x0=fx - half_w, y0=fy - half_h, step=p, nx=wc, ny=hc)
-            objects = self._objects_for(pass_, raster)
-            for type_, recs in (("rbc", objects.rbcs), ("platelet", objects.platelets)):
-                recs = recs[inside(recs["x"], recs["y"])]
-                radius = recs["radius"] * (recs["shrink"] if stained else 1.0)
-                for rec, r in zip(recs, radius, strict=True):
-                    parts[int(rec["id"])] = (type_, rec["x"], rec["y"], float(r), "")
-            for cell in objects.wbcs:
-                if inside(cell.x, cell.y):
-                    r = cell.radius * (cell.shrink if stained else 1.0)
-                    parts[cell.id] = (cell.type, cell.x, cell.y, r, "")
-            for d in objects.debris:
-                if inside(d.x, d.y):
-                    parts[d.id] = (d.type, d.x, d.y, d.radius, d.pass_)
-        cells = np.zeros(len(parts), CELLS_DTYPE)
-        for i, (oid, (t, x, y, r, ps)) in enumerate(sorted(parts.items())):
-            cells[i] = (oid, t, x, y, r, ps)
-
-        faults = []
-        if pass_ == "unstained":
-            single = sorted({ch.leds[0] for ch in self.profile.stack if ch.kind != "brightfield"})
-            for fx, fy in fields:
-                for led in single:
-                    shift = self.pls_shift_px(fx, fy, led)
-                    if shift is not None:
-                        faults.append(("pls_shift", fx, fy, str(led), shift[0], shift[1]))
-        return {
-            "slide_to_stage": self.placement(pass_),
-            "magnification_ratio": self.magnification_ratio() if pass_ == "highres" else None,
-            "cells": cells,
-            "faults": np.array(faults, FAULTS_DTYPE),
-        }
+        """Ground truth of a scan of ``pass_`` at these field centres (stage µm); see
+        :func:`acquisition.simulator.truth.scan_truth`."""
+        return scan_truth(self, pass_, fields, width, height)
 
     def masks(
         self, *, pass_: str, x_um: float, y_um: float, width: int, height: int
@@ -529,41 +366,18 @@ class SimulatedMicroscope(FieldRenderer):
         Keys: ``nucleus``, ``cytoplasm`` (WBC minus nucleus), ``wbc``, ``rbc`` (red cells
         outside white cells). Pixels are sampled at their centres.
         """
-        self._check_pass(pass_)
-        self._check_camera(
-            exposure_ms=1.0, gain=self.profile.camera.neutral_gain, width=width, height=height
-        )
-        wc, hc = camera_model.stage_aligned_size(width, height, self.profile.camera)
-        p = self.pixel_size_um(pass_)
+        frame = check_frame(self.profile, pass_, width, height, self.pixel_size_um(pass_))
+        x0, y0 = frame.pixel_to_stage(0.0, 0.0, x_um, y_um)  # the first pixel's centre
         raster = Raster(
-            x0=x_um - (wc - 1) / 2 * p, y0=y_um - (hc - 1) / 2 * p, step=p, nx=wc, ny=hc
+            x0=float(x0), y0=float(y0), step=frame.pixel_size_um, nx=frame.width, ny=frame.height
         )
         with self._lock:
             masks = sample.truth_masks(
-                self._objects_for(pass_, raster), raster, self._geometry(pass_)
+                self.objects_for(pass_, raster), raster, self._geometry(pass_)
             )
         cam = self.profile.camera
         return {k: camera_model.to_camera_orientation(v, cam) for k, v in masks.items()}
 
 
-def _true_leds(profile: HardwareProfile, config: SimConfig):
-    """Where each LED really is and how bright it really is (fixed per instrument).
-
-    Returns ``({id: Led}, {id: brightness factor})``: positions off by
-    ``led_position_error_mm`` RMS per axis, brightness by ``U(±led_brightness_error)``.
-    """
-    rng = seeded_rng("instrument:" + profile.name, config.instrument_seed, "leds")
-    leds, gains = {}, {}
-    for led_id in sorted(profile.led_array.by_id):
-        led = profile.led_array.by_id[led_id]
-        dx, dy, dz = rng.normal(0.0, config.led_position_error_mm, 3)
-        leds[led_id] = led.model_copy(
-            update={"x_mm": led.x_mm + dx, "y_mm": led.y_mm + dy, "z_mm": max(led.z_mm + dz, 1.0)}
-        )
-        gains[led_id] = float(1.0 + config.led_brightness_error * rng.uniform(-1.0, 1.0))
-    return leds, gains
-
-
-def _affine(theta: float, t: np.ndarray) -> np.ndarray:
-    c, s = math.cos(theta), math.sin(theta)
-    return np.array([[c, -s, float(t[0])], [s, c, float(t[1])]], dtype=np.float64)
+#: Names other modules import from here (the truth's record types live in :mod:`.truth`).
+__all__ = ["CELLS_DTYPE", "FAULTS_DTYPE", "PASSES", "SimulatedMicroscope"]

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import scipy.fft as sfft
 
+from acquisition.geometry import FieldGeometry
 from hardware_profiles.schema import Led, Objective
 
 #: LED-to-sample distance of the reference LED that ``led_flux_e_per_ms_um2`` refers to, mm.
@@ -161,6 +162,8 @@ def field_grid(
     ny = sfft.next_fast_len(height + 2 * margin)
     mx = (nx - width) // 2
     my = (ny - height) // 2
+    # the padded grid's first sample sits at pixel (-mx, -my) of the frame
+    x0, y0 = FieldGeometry(width, height, pixel_um).pixel_to_stage(-mx, -my, x_um, y_um)
     return FieldGrid(
         pixel_um=pixel_um,
         width=width,
@@ -169,8 +172,8 @@ def field_grid(
         ny=ny,
         mx=mx,
         my=my,
-        x0=x_um - ((width - 1) / 2 + mx) * pixel_um,
-        y0=y_um - ((height - 1) / 2 + my) * pixel_um,
+        x0=float(x0),
+        y0=float(y0),
         oversample=oversample,
         field_oversample=field_os,
     )

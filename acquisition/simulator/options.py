@@ -13,7 +13,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +23,6 @@ from hardware_profiles.errors import ScopeError
 
 class SimConfigError(ScopeError):
     """A simulator configuration file is malformed."""
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    """A dataclass of faults (serial link, devices) from a YAML mapping."""
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise SimConfigError(f"{where}: unknown keys {unknown}; known: {sorted(names)}")
-    kwargs = {}
-    for key, value in data.items():
-        f = names[key]
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(default) and isinstance(value, dict):
-            value = _build(type(default), value, f"{where}.{key}")
-        elif isinstance(default, tuple) and isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise SimConfigError(f"{where}: {err}") from None
 
 
 def load_sim_options(path: str | Path | None) -> dict[str, Any]:
@@ -66,13 +44,16 @@ def load_sim_options(path: str | Path | None) -> dict[str, Any]:
         raise SimConfigError(f"{path}: expected a mapping at the top level")
     data = dict(data)
     out: dict[str, Any] = {}
-    if "serial" in data:
-        out["serial_faults"] = _build(SerialFaults, data.pop("serial") or {}, f"{path}: serial")
-    if "devices" in data:
-        out["device_faults"] = _build(DeviceFaults, data.pop("devices") or {}, f"{path}: devices")
-    if "realtime" in data:
-        out["realtime"] = bool(data.pop("realtime"))
-    try:  # the pydantic model checks keys, types and ranges (one line naming the key)
+    sections = {
+        "serial": ("serial_faults", SerialFaults),
+        "devices": ("device_faults", DeviceFaults),
+    }
+    try:  # the pydantic models check keys, types and ranges (one line naming the key)
+        for section, (name, model) in sections.items():
+            if section in data:
+                out[name] = model.from_section(data.pop(section), section)
+        if "realtime" in data:
+            out["realtime"] = bool(data.pop("realtime"))
         out["config"] = SimConfig(**data)
     except SimulatorError as err:
         raise SimConfigError(f"{path}: {err}") from None

@@ -13,18 +13,29 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 from collections.abc import Mapping
 
 import cv2
 import numpy as np
 
+from acquisition.geometry import FieldGeometry
 from acquisition.simulator import camera_model, optics, sample, spectra
 from acquisition.simulator.sample import Raster
-from acquisition.simulator.smear import seeded_rng
+from acquisition.simulator.seeding import seeded_rng
+from acquisition.vocabulary import Pass
 
 #: Refractive index of dried cell material (protein, haemoglobin) for the oblique-path
 #: correction: n ≈ 1 + κ·ρ ≈ 1.55 (docs/simulator.md, materials).
 DRY_INDEX = 1.55
+
+
+def cpu_workers() -> int:
+    """CPU cores this process may use (the FFT workers of a render)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class FieldRenderer:
@@ -51,7 +62,7 @@ class FieldRenderer:
         max_b = self.profile.led_array.max_brightness
         flux = cfg.led_flux_e_per_ms_um2 * p * p * exposure_ms
         shift = None
-        if pass_ == "unstained" and len(lit) == 1:
+        if pass_ == Pass.UNSTAINED and len(lit) == 1:
             shift = self.pls_shift_px(x_um, y_um, next(iter(lit)))
         total = None
         for led_id, brightness in lit.items():
@@ -146,12 +157,12 @@ class FieldRenderer:
             image = self._tile_image(pass_, x_um, y_um, dz, led_id, wc, hc, shift_px, (0.0, 0.0))
         else:
             image = np.zeros((hc, wc, 3), np.float32)
+            frame = FieldGeometry(wc, hc, p)
             for (a, b, wx), (c, d, wy) in itertools.product(
                 tile_spans(wc, tiles_x), tile_spans(hc, tiles_y)
             ):
-                # the tile's centre, stage µm, and its offset from the axis, mm
-                ux = ((a + b - 1) / 2 - (wc - 1) / 2) * p
-                uy = ((c + d - 1) / 2 - (hc - 1) / 2) * p
+                # the tile's centre: its offset from the field centre, µm (and mm off the axis)
+                ux, uy = map(float, frame.pixel_to_stage((a + b - 1) / 2, (c + d - 1) / 2, 0, 0))
                 tile = self._tile_image(
                     pass_,
                     x_um + ux,
@@ -213,7 +224,7 @@ class FieldRenderer:
         obj = self.objective(pass_)
         p = grid.pixel_um
         shift_um = (0.0, 0.0) if shift_px is None else (shift_px[0] * p, shift_px[1] * p)
-        sa = self.config.scan_spherical_aberration_waves if pass_ != "highres" else 0.0
+        sa = self.config.scan_spherical_aberration_waves if pass_ != Pass.HIGHRES else 0.0
         led = self._true_leds[led_id]
         smp = self._samples[led.color]
         size = self.config.led_size_mm
@@ -250,7 +261,7 @@ class FieldRenderer:
     def _oblique_group(self, pass_: str, led_id: int) -> float:
         """The sine (rounded to 0.02) whose oblique path the LED's sample spectra use, or 0
         when the correction is off (``oblique_correction``; dry scan passes only)."""
-        if not self.config.oblique_correction or pass_ == "highres":
+        if not self.config.oblique_correction or pass_ == Pass.HIGHRES:
             return 0.0
         return round(math.hypot(*optics.led_direction(self._true_leds[led_id])) / 0.02) * 0.02
 
@@ -278,7 +289,7 @@ class FieldRenderer:
         ny_s, nx_s = grid.sample_shape
         raster = Raster(x0=grid.x0, y0=grid.y0, step=grid.sample_step_um, nx=nx_s, ny=ny_s)
         geom = self._geometry(pass_)
-        maps = sample.column_maps(self._objects_for(pass_, raster), raster, geom)
+        maps = sample.column_maps(self.objects_for(pass_, raster), raster, geom)
         if cfg.plasma_film_opd_nm > 0 or cfg.texture_scale > 0 or geom.stained:
             xmin, xmax, ymin, ymax = self._slide_bbox(pass_, raster, pad=raster.step)
             texture, cells, ox, oy = self.smear.film_texture(xmin, xmax, ymin, ymax, pass_=pass_)
