@@ -28,6 +28,7 @@ import numpy as np
 
 from acquisition.progress import Progress, or_null
 from acquisition.vocabulary import Split
+from training.batches import BatchSource, CellStream, plan_epoch
 from training.channels import scale_tensor
 from training.checkpoint import (
     check_same_model,
@@ -36,15 +37,7 @@ from training.checkpoint import (
     resolve_checkpoint,
 )
 from training.clinical import MAX_TRAIN_CELLS, MIN_LABELLED, ClinicalMeasures
-from training.data import (
-    BatchSource,
-    CellStream,
-    TrainingData,
-    network_target,
-    open_training_data,
-    plan_epoch,
-    to_uint8_image,
-)
+from training.data import TrainingData, network_target, open_training_data, to_uint8_image
 from training.device import autocast_factory, resolve_device, use_bf16
 from training.differential import MIN_TARGET_ACCURACY, features
 from training.errors import TrainingError
