@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sim_fields import stained_field
 
 from registration.detection_report import detection_warnings, per_field_line
 from registration.segment import (
@@ -33,32 +34,13 @@ needs_data = pytest.mark.skipif(
 # -- simulated fields: the code path always runs ---------------------------------------------
 def _field(pls43, *, seed: int, wbc: float, w: int = 640, h: int = 400, stain: float = 1.0):
     from acquisition.simulator.config import SimConfig
-    from acquisition.simulator.microscope import SimulatedMicroscope
-    from registration.truth import WBC_TYPES, _placed
 
     # no smudge cells: broken white cells are nuclear material, which a colour detector finds
     # by design (docs/registration.md), and these fields must hold white cells or none
     cfg = SimConfig(
         wbc_per_field=wbc, stain_variation=0.25, stain_strength=stain, smudge_per_field=0.0
     )
-    sim = SimulatedMicroscope(pls43, slide=f"stain{seed}", seed=seed, config=cfg)
-    bf = pls43.stack[0]
-    img = sim.render(
-        pass_="stained",
-        x_um=0.0,
-        y_um=0.0,
-        z_um=sim.focus_z_um("stained", 0, 0),
-        leds=dict.fromkeys(bf.leds, bf.brightness),
-        exposure_ms=bf.exposure_ms,
-        gain=1.0,
-        width=w,
-        height=h,
-    )
-    truth = sim.truth("stained", [(0.0, 0.0)], w, h)
-    cells = truth["cells"][np.isin(truth["cells"]["type"], WBC_TYPES)]
-    xy = _placed(truth["slide_to_stage"], cells["x_um"], cells["y_um"]) / 0.293
-    xy += [(w - 1) / 2, (h - 1) / 2]
-    return img, xy, cells["radius_um"] / 0.293
+    return stained_field(pls43, slide=f"stain{seed}", seed=seed, config=cfg, width=w, height=h)
 
 
 @pytest.mark.parametrize(

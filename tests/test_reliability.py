@@ -39,6 +39,8 @@ TINY = [
     "1",
     "--features",
     "8",
+    "--growth",
+    "8",
     "--batch-size",
     "8",
     "--lr",
@@ -158,13 +160,10 @@ def pair(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
+def run(tmp_path_factory, sim_dataset) -> Path:
     """A tiny le8 run trained one epoch on a simulated dataset."""
-    from training.simulated import simulate_dataset
-
     out = tmp_path_factory.mktemp("run")
-    ds = simulate_dataset(out / "sim.dataset.h5", cells_per_slide=24, crop_size=32, seed=0)
-    assert main(["train", str(ds), "--out", str(out / "r"), "--epochs", "1", *TINY]) == 0
+    assert main(["train", str(sim_dataset), "--out", str(out / "r"), "--epochs", "1", *TINY]) == 0
     return out / "r"
 
 

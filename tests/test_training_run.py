@@ -15,15 +15,12 @@ from training import describe_run, evaluate, stain_field, stain_scan, train
 from training.checkpoint import load_checkpoint
 from training.errors import CheckpointError, TrainingError, VggWeightsError
 
-TINY = {"blocks": 1, "features": 8, "batch_size": 8, "lr": 1e-3, "samples": 4}
+TINY = {"blocks": 1, "features": 8, "growth": 8, "batch_size": 8, "lr": 1e-3, "samples": 4}
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from training.simulated import simulate_dataset
-
-    path = tmp_path_factory.mktemp("sim") / "sim.dataset.h5"
-    return simulate_dataset(path, slides=("sim-a",), cells_per_slide=30, crop_size=32, seed=0)
+def dataset(sim_dataset):
+    return sim_dataset  # one slide, 30 cells, 32 px (tests/conftest.py)
 
 
 class RecordedProgress:
