@@ -700,6 +700,7 @@ def test_a_second_training_in_one_run_folder_is_refused(run, capsys):
 
 
 # == 6. disk full =============================================================================
+@pytest.mark.slow  # fills a real disk during a scan
 def test_disk_filling_during_a_scan_stops_cleanly_and_resumes(tmp_path, capsys, monkeypatch):
     real = files.free_bytes
     calls = {"n": 0}
@@ -808,6 +809,7 @@ def _last_line(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # scans into a real tiny disk in a subprocess
 def test_real_enospc_inside_hdf5_during_a_scan_never_crashes(tiny_disk, tmp_path):
     (tiny_disk / "filler").write_bytes(b"\0" * 800 * 1024)  # room for about two fields
     out = tiny_disk / "o"
@@ -823,6 +825,7 @@ def test_real_enospc_inside_hdf5_during_a_scan_never_crashes(tiny_disk, tmp_path
     assert _without_guards([*argv, "--resume"], tmp_path).returncode == 0
 
 
+@pytest.mark.slow  # matches onto a real full disk
 @pytest.mark.parametrize("fill_kb", [300, 900])
 def test_real_enospc_during_match_leaves_nothing(pair, tiny_disk, tmp_path, fill_kb):
     (tiny_disk / "filler").write_bytes(b"\0" * fill_kb * 1024)
@@ -833,6 +836,7 @@ def test_real_enospc_during_match_leaves_nothing(pair, tiny_disk, tmp_path, fill
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
 
 
+@pytest.mark.slow  # stains onto a real full disk
 def test_real_enospc_during_stain_keeps_nothing(run, small, tiny_disk, tmp_path):
     (tiny_disk / "filler").write_bytes(b"\0" * 1000 * 1024)
     out = tiny_disk / "o"
@@ -862,6 +866,7 @@ def test_a_real_small_tmpfs_refuses_up_front(tmp_path, capsys):
 
 
 # == 7. same slide ============================================================================
+@pytest.mark.slow  # scans a second slide
 def test_a_stained_scan_of_another_slide_is_refused(pair, tmp_path, capsys):
     other = tmp_path / "other"
     assert (
@@ -984,6 +989,7 @@ def _interrupted(proc: subprocess.CompletedProcess, *must: str) -> str:
     return err[0]
 
 
+@pytest.mark.slow  # interrupts a real scope scan subprocess
 def test_ctrl_c_during_scan(tmp_path):
     hook = """
 from acquisition import storage
@@ -1001,6 +1007,7 @@ storage.StorageThread.commit = commit
         assert 1 <= len(sf.done) < 4 and not sf.field_state() and not sf.complete
 
 
+@pytest.mark.slow  # interrupts a real scope match subprocess
 def test_ctrl_c_during_match(pair, tmp_path):
     hook = """
 from registration import match
@@ -1016,6 +1023,7 @@ match.extract_field = extract
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # interrupts a real scope stain subprocess
 def test_ctrl_c_during_stain(run, small, tmp_path):
     hook = """
 from training import infer

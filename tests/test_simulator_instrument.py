@@ -22,6 +22,7 @@ def _rate(config: SimConfig, slide: str = "inst", leds=None, size=(480, 300)) ->
     return m._electron_rate("unstained", 0.0, 0.0, 0.0, leds or BF, *size)
 
 
+@pytest.mark.slow  # renders a full sensor frame
 def test_vignetting_darkens_the_corners_of_a_full_frame():
     flat = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0, **FAST)
     vig = SimConfig(vignetting=0.3, dust_spots=0, fixed_pattern_noise=0.0, **FAST)
@@ -35,6 +36,7 @@ def test_vignetting_darkens_the_corners_of_a_full_frame():
     assert corner == pytest.approx(1 - 0.3 / 16, abs=0.01)
 
 
+@pytest.mark.slow  # renders full frames on several slides
 def test_fixed_pattern_noise_is_the_same_on_every_slide():
     cfg = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.02, **FAST)
     ref = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0, **FAST)

@@ -174,6 +174,7 @@ def test_pix2pix_trains_and_evaluates_on_bsccm(bsccm_dataset, tmp_path):
         load_generator(run, device="cpu")
 
 
+@pytest.mark.slow  # simulates, trains and evaluates end to end
 def test_simulated_fluorescence_target_trains_and_evaluates(tmp_path):
     from training.simulated import simulate_dataset
 

@@ -122,6 +122,7 @@ def test_checkpoints_load_with_weights_only_and_hold_the_thesis_settings(trained
     assert ckpt["epoch"] == trained.best_epoch
 
 
+@pytest.mark.slow  # trains three runs
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(dataset, tmp_path):
     cfg = {
         "dataset": dataset,
@@ -210,6 +211,7 @@ def _vgg_file(tmp_path):
     return path
 
 
+@pytest.mark.slow  # trains two runs
 def test_gan_preset_trains_from_a_maepfnet_run(dataset, tmp_path):
     vgg = _vgg_file(tmp_path)
     small = {**TINY, "stack": "brightfield", "epochs": 1, "vgg_weights": vgg}
