@@ -33,17 +33,15 @@ def _render(profile, slide, seed, config, width, height, margin):
     from acquisition.simulator.microscope import SimulatedMicroscope
 
     sim = SimulatedMicroscope(profile, slide=slide, seed=seed, config=config)
-    bf = profile.stack[0]
-    img = sim.render(
+    # the brightfield channel as set, in focus, at gain 1
+    (img,) = sim.render_stack(
         pass_="stained",
         x_um=0.0,
         y_um=0.0,
-        z_um=sim.focus_z_um("stained", 0, 0),
-        leds=dict.fromkeys(bf.leds, bf.brightness),
-        exposure_ms=bf.exposure_ms,
-        gain=1.0,
         width=width,
         height=height,
+        channels=profile.stack[:1],
+        gain=1.0,
     )
     truth = sim.truth("stained", [(0.0, 0.0)], width + 2 * margin, height + 2 * margin)
     cells = truth["cells"][np.isin(truth["cells"]["type"], CELL_TYPES)]

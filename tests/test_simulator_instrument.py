@@ -174,19 +174,10 @@ def test_bayer_frame_demosaics_close_to_the_full_colour_frame_on_glass():
     frames = []
     for bayer in (False, True):
         m = SimulatedMicroscope(PROFILE, slide="bayer", seed=0, config=SimConfig(bayer=bayer, **kw))
-        frames.append(
-            m.render(
-                pass_="unstained",
-                x_um=0.0,
-                y_um=0.0,
-                z_um=m.focus_z_um("unstained", 0.0, 0.0),
-                leds=dict.fromkeys(bf.leds, bf.brightness),
-                exposure_ms=bf.exposure_ms,
-                gain=bf.gain,
-                width=320,
-                height=240,
-            )
+        (frame,) = m.render_stack(  # the brightfield channel as set, in focus
+            pass_="unstained", x_um=0.0, y_um=0.0, width=320, height=240, channels=[bf]
         )
+        frames.append(frame)
         masks = m.masks(pass_="unstained", x_um=0.0, y_um=0.0, width=320, height=240)
     full, bayer = frames
     assert bayer.shape == full.shape == (240, 320, 3) and bayer.dtype == np.uint8

@@ -60,16 +60,8 @@ def test_brightfield_glass_keeps_its_grey_level():
     levels = []
     for cfg in (SimConfig(**LINES), SimConfig()):
         m = SimulatedMicroscope(PROFILE, slide="bg", seed=0, config=cfg)
-        frame = m.render(
-            pass_="unstained",
-            x_um=0.0,
-            y_um=0.0,
-            z_um=m.focus_z_um("unstained", 0.0, 0.0),
-            leds=dict.fromkeys(BF.leds, BF.brightness),
-            exposure_ms=BF.exposure_ms,
-            gain=BF.gain,
-            width=320,
-            height=240,
+        (frame,) = m.render_stack(  # the brightfield channel as set, in focus
+            pass_="unstained", x_um=0.0, y_um=0.0, width=320, height=240, channels=[BF]
         )
         masks = m.masks(pass_="unstained", x_um=0.0, y_um=0.0, width=320, height=240)
         glass = ~(masks["rbc"] | masks["wbc"])
