@@ -307,18 +307,8 @@ def _write_scan(path, profile, *, stack_preset="full", frames=2, size=(96, 64)):
     for k, (x, y, _) in enumerate(positions):
         field = writer.new_field(k, (h, w))
         z = sim.focus_z_um("unstained", x, y)
-        for c, ch in enumerate(prof.stack):
-            img = sim.render(
-                pass_="unstained",
-                x_um=x,
-                y_um=y,
-                z_um=z,
-                leds=dict.fromkeys(ch.leds, ch.brightness),
-                exposure_ms=ch.exposure_ms,
-                gain=ch.gain,
-                width=w,
-                height=h,
-            )
+        frames = sim.render_stack(pass_="unstained", x_um=x, y_um=y, width=w, height=h, z_um=z)
+        for c, (ch, img) in enumerate(zip(prof.stack, frames, strict=True)):
             field.add(
                 c,
                 img,
