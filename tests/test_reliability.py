@@ -963,7 +963,7 @@ def test_scope_info_describes_stain_output_and_profiles(run, small, tmp_path, ca
     assert "hardware profile" in capsys.readouterr().out
 
 
-def test_a_run_killed_before_its_first_checkpoint_restarts(run, tmp_path, capsys):
+def test_a_run_killed_before_its_first_checkpoint_restarts(run, sim_dataset, tmp_path, capsys):
     r = tmp_path / "r"
     r.mkdir()
     shutil.copy2(run / "config.yaml", r / "config.yaml")
@@ -971,7 +971,7 @@ def test_a_run_killed_before_its_first_checkpoint_restarts(run, tmp_path, capsys
     (r / "samples").mkdir()
     assert main(["info", str(r)]) == 0
     assert "stopped (no checkpoint)" in capsys.readouterr().out
-    ds = next(run.parent.glob("*.dataset.h5"))
+    ds = sim_dataset  # the run's dataset
     assert main(["train", str(ds), "--out", str(r), "--epochs", "1", *TINY]) == 0
     assert (r / "checkpoints" / "last.pt").is_file()
     capsys.readouterr()
@@ -1043,8 +1043,8 @@ infer.stain_field = stain_field
 
 @pytest.mark.slow  # trains in a subprocess until the interrupt (~30 s each)
 @pytest.mark.parametrize("when", ["before-checkpoint", "after-checkpoint"])
-def test_ctrl_c_during_train(run, tmp_path, capsys, when):
-    ds = next(run.parent.glob("*.dataset.h5"))
+def test_ctrl_c_during_train(run, sim_dataset, tmp_path, capsys, when):
+    ds = sim_dataset  # the run's dataset
     # before: at the start of the first epoch; after: once epoch 1's checkpoint is saved
     method = "train_epoch" if when == "before-checkpoint" else "save_epoch"
     order = "interrupt()\n    out = real" if when == "before-checkpoint" else "out = real"
