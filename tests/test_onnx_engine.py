@@ -100,6 +100,7 @@ def test_stain_with_onnx_equals_pytorch_and_caches_the_export(run, scan, tmp_pat
     assert cached.stat().st_mtime_ns == stamp  # reused, not exported again
 
 
+@pytest.mark.slow  # torch.onnx export
 def test_onnx_field_equals_pytorch_within_1e3(run, scan):
     from acquisition.scanfile import ScanFile
     from training.export_onnx import OnnxGenerator, cached_onnx

@@ -230,7 +230,11 @@ def _moved_profile(profile: HardwareProfile, matrix) -> HardwareProfile:
 
 
 @pytest.mark.parametrize(
-    ("profile_name", "symmetry"), [("pls43", "mirror_x"), ("grid9x9", "rot90")]
+    ("profile_name", "symmetry"),
+    [
+        ("pls43", "mirror_x"),
+        pytest.param("grid9x9", "rot90", marks=pytest.mark.slow),  # a second 81-image stack
+    ],
 )
 def test_augmented_stack_matches_the_stack_rendered_from_the_transformed_cell(
     profile_name, symmetry
