@@ -48,7 +48,10 @@ from training.build import (
 )
 from training.channels import scale_tensor
 from training.config import TrainConfig
-from training.data import TrainingData, open_training_data
+from training.data import (
+    TrainingData,
+    open_training_data,
+)
 from training.device import autocast_factory, resolve_device, use_bf16
 from training.epoch import StepEvent, train_epoch, validate
 from training.epoch_outputs import sample_positions, save_epoch, write_run_config, write_state
