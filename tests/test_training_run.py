@@ -307,8 +307,10 @@ def _write_scan(path, profile, *, stack_preset="full", frames=2, size=(96, 64)):
     for k, (x, y, _) in enumerate(positions):
         field = writer.new_field(k, (h, w))
         z = sim.focus_z_um("unstained", x, y)
-        frames = sim.render_stack(pass_="unstained", x_um=x, y_um=y, width=w, height=h, z_um=z)
-        for c, (ch, img) in enumerate(zip(prof.stack, frames, strict=True)):
+        stack = sim.render_stack(
+            pass_="unstained", x_um=x, y_um=y, width=w, height=h, z_um=z, channels=prof.stack
+        )
+        for c, (ch, img) in enumerate(zip(prof.stack, stack, strict=True)):
             field.add(
                 c,
                 img,
