@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-# the suite without the end-to-end demo and README tour (marked `slow`): for quick iterations
+# the suite without the tests marked `slow` (end-to-end runs and long ones, docs/testing.md),
+# in two processes that each take whole test files (module fixtures are built once)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" -n 2 --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/scope demo

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, machine
-from bench_segmentation import SETS as REAL_SETS  # set name -> µm per pixel
+from real_stain_qc import REAL_SETS, real_colour_flags, real_colour_signals
 
 
 @dataclass
@@ -327,102 +327,6 @@ def ghost_rows(audit: list[tuple]) -> list[str]:
         f"| ghost with the former relative rule (also < 0.4 x the slide median) | "
         f"{int(old.sum())} (WBCs {int((old & wbc).sum())}) | |",
     ]
-
-
-WBC_CLASSES = {1: "neutrophil", 2: "lymphocyte", 3: "monocyte", 4: "eosinophil", 5: "basophil"}
-
-
-def real_colour_signals(
-    data: Path, name: str, pixel: float, *, pixel_size_um: float = 0.293, step: int = 1
-) -> dict[str, np.ndarray] | None:
-    """What the colour checks measure on each real stained WBC of one public set.
-
-    Returns per-cell arrays ``loose`` (loose dye or dark specks, bool), ``gap``
-    (:attr:`registration.qc.OnePass.speck_gap`), ``ratio`` (nucleus edge ratio) and ``type``
-    (the set's class), or None when the set is not under ``data``. Images are resampled to
-    the scan's pixel size; every ``step``-th image is used.
-
-    The sets have no unstained pair and (as far as their experts noted) no precipitate, so
-    every flag is a false one. The unstained input is stood in for by the stained image's
-    grey for loose dye and ghosts (on a clean cell every object of the stained image is in
-    the unstained one too; but the stained grey outlines nuclei far more sharply than an
-    unstained image does) and by a flat image for blue specks (nothing explained: the
-    strictest case, and the one QC meets on a cell, where the input never vouches for a
-    speck).
-    """
-    import cv2
-
-    from registration.qc import QcOptions, image_noise, one_pass_objects
-    from registration.segment import segment_wbcs
-
-    images = sorted((data / name / "images").glob("*.png"))[::step]
-    if not images:
-        return None
-    classes = {}
-    table = data / name / "classes.csv"
-    if table.exists():
-        for line in table.read_text().splitlines()[1:]:
-            i, c = line.split(",")[:2]
-            classes[int(i)] = WBC_CLASSES.get(int(c), "?")
-    opt = QcOptions()
-    out: dict[str, list] = {"loose": [], "gap": [], "ratio": [], "type": []}
-    for f in images:
-        img = cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)
-        scale = pixel / pixel_size_um
-        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        seg = segment_wbcs(img, pixel_size_um=pixel_size_um)
-        bg = np.percentile(img.reshape(-1, 3), 95, axis=0)
-        grey = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-        h, w = img.shape[:2]
-        centre = seg.cell_labels[h // 2, w // 2]  # the set's cell (centred)
-        own = seg.labels == centre if centre else None
-        found = one_pass_objects(
-            img,
-            grey,
-            seg.cell_labels > 0,
-            seg.labels > 0,
-            own_nucleus=own,
-            target_background=bg,
-            input_background=np.percentile(grey.reshape(-1, 3), 95, axis=0),
-            input_noise=image_noise(grey),
-            pixel_size_um=pixel_size_um,
-            options=opt,
-        )
-        flat = np.broadcast_to(bg.astype(np.uint8), img.shape).copy()
-        gap = one_pass_objects(
-            img,
-            flat,
-            seg.cell_labels > 0,
-            seg.labels > 0,
-            target_background=bg,
-            input_background=bg,
-            input_noise=2.0,
-            pixel_size_um=pixel_size_um,
-            options=opt,
-        ).speck_gap
-        out["loose"].append(found.target_only)
-        out["ratio"].append(found.edge_ratio)
-        out["gap"].append(gap)
-        out["type"].append(classes.get(int(f.stem), "?") if f.stem.isdigit() else "?")
-    return {
-        "loose": np.array(out["loose"], dtype=bool),
-        "gap": np.array(out["gap"], dtype=np.float64),
-        "ratio": np.array(out["ratio"], dtype=np.float64),
-        "type": np.array(out["type"]),
-    }
-
-
-def real_colour_flags(signals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The colour checks' verdicts on one real set (treated as one slide), per cell."""
-    from registration.qc import QcOptions, blue_speck_cells, ghost_cells
-
-    opt = QcOptions()
-    specks = blue_speck_cells(
-        signals["gap"], floor=opt.speck_gap_floor, spread=opt.speck_gap_spread
-    )
-    ghosts = ghost_cells(signals["ratio"], fraction=opt.ghost_fraction, floor=opt.ghost_floor)
-    loose = signals["loose"]
-    return {"loose": loose, "speck": specks, "ghost": ghosts, "any": loose | specks | ghosts}
 
 
 def real_stain_specks(data: Path, pixel_size_um: float = 0.293) -> list[str]:

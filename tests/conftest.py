@@ -24,3 +24,15 @@ def grid9x9():
     import hardware_profiles as hp
 
     return hp.load("grid9x9")
+
+
+@pytest.fixture(scope="session")
+def sim_dataset(tmp_path_factory):
+    """A simulator-made dataset (one slide, 30 cells, 32 px crops), built once per session.
+
+    Read-only: a test that changes a dataset copies it first.
+    """
+    from training.simulated import simulate_dataset
+
+    path = tmp_path_factory.mktemp("sim") / "sim.dataset.h5"
+    return simulate_dataset(path, slides=("sim-a",), cells_per_slide=30, crop_size=32, seed=0)

@@ -123,9 +123,11 @@ def test_emulator_prints_as_the_firmware_does():
 def test_scope_led_test_passes_on_each_board(bit_depth, printing):
     """`scope led test` against each board kind, on the emulator's serial port."""
     with IlluminateEmulator.from_profile(PROFILE, bit_depth=bit_depth, printing=printing) as emu:
+        # no --dwell-ms wait: how long each pattern stays lit is for the operator's eyes
+        args = ["led", "test", "--port", emu.port, "--profile", "pls43", "--stack", "le18"]
         result = CliRunner().invoke(
             app,
-            ["led", "test", "--port", emu.port, "--profile", "pls43", "--stack", "le18"],
+            [*args, "--dwell-ms", "0"],
             env={"COLUMNS": "160"},
         )
         assert result.exit_code == 0, result.output

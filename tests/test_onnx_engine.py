@@ -53,6 +53,7 @@ def scan(tmp_path_factory, pls43):
     return path
 
 
+@pytest.mark.slow  # torch.onnx export
 def test_exported_model_is_one_file_with_dynamic_size_and_opset(run, tmp_path):
     import onnx
     import onnxruntime as ort
@@ -78,6 +79,7 @@ def test_exported_model_is_one_file_with_dynamic_size_and_opset(run, tmp_path):
             np.testing.assert_allclose(y, gen(x).numpy(), atol=1e-4)
 
 
+@pytest.mark.slow  # torch.onnx export
 def test_stain_with_onnx_equals_pytorch_and_caches_the_export(run, scan, tmp_path):
     from training import stain_scan
 
@@ -98,6 +100,7 @@ def test_stain_with_onnx_equals_pytorch_and_caches_the_export(run, scan, tmp_pat
     assert cached.stat().st_mtime_ns == stamp  # reused, not exported again
 
 
+@pytest.mark.slow  # torch.onnx export
 def test_onnx_field_equals_pytorch_within_1e3(run, scan):
     from acquisition.scanfile import ScanFile
     from training.export_onnx import OnnxGenerator, cached_onnx
@@ -122,6 +125,7 @@ def test_engine_choice(run):
         resolve_engine("onnx", torch.device("cuda"))
 
 
+@pytest.mark.slow  # torch.onnx export
 def test_cli_exports_a_model(run, tmp_path, capsys):
     from scope.cli import main
 
@@ -130,6 +134,7 @@ def test_cli_exports_a_model(run, tmp_path, capsys):
     assert "opset 18" in capsys.readouterr().out and out.is_file()
 
 
+@pytest.mark.slow  # torch.onnx export and bioimage.io validation
 def test_bioimageio_package_validates_offline_and_its_weights_reproduce_the_test(run, tmp_path):
     pytest.importorskip("bioimageio.spec", reason="the bioimageio extra is not installed")
     import onnxruntime as ort

@@ -67,6 +67,7 @@ def _field(sim, pass_, bf, w, h):
 
 # seeds whose default re-placement is extreme at the field: -49 µm in x, -49 µm in y,
 # and 0.30° with (-43, 25) µm
+@pytest.mark.slow  # full 1280x800 fields, three placements
 @pytest.mark.parametrize("seed", [90, 192, 123])
 def test_default_replacements_are_recovered_on_1280x800(pls43, seed):
     from acquisition.simulator.microscope import SimulatedMicroscope

@@ -72,6 +72,7 @@ def _scan_area(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return c.min(0) - half, c.max(0) + half
 
 
+@pytest.mark.slow  # scans and matches a 3x3 slide
 def test_edge_cells_come_from_the_neighbouring_field(edge_scan, pls43):
     paths, summary = edge_scan
     assert any("neighbouring unstained field" in n for n in summary.notes)

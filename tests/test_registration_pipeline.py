@@ -73,6 +73,7 @@ def slide(tmp_path_factory, pls43):
     }
 
 
+@pytest.mark.slow  # the scan → match → 100x pipeline end to end
 def test_dataset_layout_and_cells_csv(slide):
     s = slide["summary"]
     with Dataset(s.dataset) as ds:
@@ -97,6 +98,7 @@ def test_dataset_layout_and_cells_csv(slide):
     assert not [p for p in slide["out"].iterdir() if ".tmp" in p.name or p.name.startswith(".")]
 
 
+@pytest.mark.slow  # the scan → match → 100x pipeline end to end
 def test_accuracy_against_the_truth(slide):
     e = evaluate_match(slide["summary"].dataset, slide["unstained"], slide["stained"])
     assert e.n_truth_wbc >= 15
@@ -108,6 +110,7 @@ def test_accuracy_against_the_truth(slide):
     assert e.transform_error_px <= 1.0 and e.transform_error_deg <= 0.05
 
 
+@pytest.mark.slow  # the scan → match → 100x pipeline end to end
 def test_planted_faults_are_flagged(slide):
     e = evaluate_match(slide["summary"].dataset, slide["unstained"], slide["stained"])
     assert e.pls_fault_cells > 0, "the slide should have a field with a shifted PLS image"
@@ -121,6 +124,7 @@ def test_planted_faults_are_flagged(slide):
     assert e.one_pass_false_flags <= 0.05 * slide["summary"].n_cells
 
 
+@pytest.mark.slow  # the scan → match → 100x pipeline end to end
 def test_highres_targets_match_the_truth(slide):
     hr = slide["hr"]
     assert hr.n_imaged == slide["summary"].n_cells
@@ -154,6 +158,7 @@ def test_highres_targets_match_the_truth(slide):
         assert 4.9 < np.median(cells["highres_scale"][cells["has_highres"]]) < 5.1
 
 
+@pytest.mark.slow  # the scan → match → 100x pipeline end to end
 def test_dataset_info_merge_split_and_grid(slide, tmp_path):
     info = describe_dataset(slide["hr"].dataset)
     assert info["n_cells"] == slide["summary"].n_cells
@@ -241,6 +246,7 @@ def _assert_nothing_written(out: Path) -> None:
     assert not leftovers, leftovers
 
 
+@pytest.mark.slow  # the scan → match → 100x pipeline end to end
 @pytest.mark.parametrize("case", ["other_slide", "incomplete", "blank_field", "no_wbc", "swapped"])
 def test_bad_inputs_give_one_clear_error_and_no_output(slide, tmp_path, case):
     unstained, stained = slide["unstained"], slide["stained"]
@@ -275,6 +281,7 @@ def test_bad_inputs_give_one_clear_error_and_no_output(slide, tmp_path, case):
     _assert_nothing_written(out)
 
 
+@pytest.mark.slow  # the scan → match → 100x pipeline end to end
 def test_blank_field_can_be_skipped(slide, tmp_path):
     stained = _copy_scan(
         slide["stained"],
@@ -292,6 +299,7 @@ def test_blank_field_can_be_skipped(slide, tmp_path):
         assert 2 not in set(ds.cells["position"])
 
 
+@pytest.mark.slow  # the scan → match → 100x pipeline end to end
 def test_workers_give_the_same_dataset(slide, tmp_path):
     opt = MatchOptions(workers=1)
     s = match_scans(slide["unstained"], slide["stained"], tmp_path / "w1.dataset.h5", options=opt)
@@ -301,6 +309,7 @@ def test_workers_give_the_same_dataset(slide, tmp_path):
         assert np.array_equal(a.inputs[:], b.inputs[:])
 
 
+@pytest.mark.slow  # the scan → match → 100x pipeline end to end
 def test_cli_match_info_and_errors(slide, tmp_path, capsys):
     from scope import cli
     from scope.commands import dataset, match, segment
@@ -362,6 +371,7 @@ def test_cells_csv_round_trips_a_slide_name_with_a_comma_and_quotes(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["d.cells.csv"]
 
 
+@pytest.mark.slow  # the scan → match → 100x pipeline end to end
 def test_a_cell_without_a_100x_target_has_no_scale(slide, tmp_path, monkeypatch):
     """A cell whose ratio was measured but whose target match fails keeps a NaN scale."""
     import registration.highres_dataset as hd

@@ -289,7 +289,7 @@ needs_stains = pytest.mark.skipif(
 def test_colour_checks_together_flag_under_3_percent_of_real_clean_cells():
     """Loose dye, blue specks and ghosts on the 400 real stained WBCs (no precipitate)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from bench_qc import REAL_SETS, real_colour_flags, real_colour_signals
+    from real_stain_qc import REAL_SETS, real_colour_flags, real_colour_signals
 
     for name, pixel in REAL_SETS.items():
         flags = real_colour_flags(real_colour_signals(SHARED / "data/wbc-stains", name, pixel))

@@ -112,37 +112,20 @@ def test_bad_images_are_clear_errors():
 
 def test_simulated_stained_field(pls43):
     """Every simulated WBC inside the frame is found, and nothing else."""
-    from acquisition.simulator.config import SimConfig
-    from acquisition.simulator.microscope import SimulatedMicroscope
-    from registration.truth import WBC_TYPES, _placed
+    from sim_fields import stained_field
 
-    sim = SimulatedMicroscope(pls43, slide="seg", seed=3, config=SimConfig(wbc_per_field=60.0))
-    bf = pls43.stack[0]
+    from acquisition.simulator.config import SimConfig
+
     w, h, p = 640, 400, 0.293
-    img = sim.render(
-        pass_="stained",
-        x_um=0.0,
-        y_um=0.0,
-        z_um=sim.focus_z_um("stained", 0, 0),
-        leds=dict.fromkeys(bf.leds, bf.brightness),
-        exposure_ms=bf.exposure_ms,
-        gain=1.0,
-        width=w,
-        height=h,
-    )
     # the truth of a frame 60 px larger on every side: a detection at the edge may be a white
     # cell centred just outside the frame
-    m = 60
-    truth = sim.truth("stained", [(0.0, 0.0)], w + 2 * m, h + 2 * m)
-    cells = truth["cells"][np.isin(truth["cells"]["type"], WBC_TYPES)]
-    px = _placed(truth["slide_to_stage"], cells["x_um"], cells["y_um"]) / p + [
-        (w - 1) / 2,
-        (h - 1) / 2,
-    ]
+    img, px, radius = stained_field(
+        pls43, slide="seg", seed=3, config=SimConfig(wbc_per_field=60.0), margin=60
+    )
+    radius = radius[:, None]
     found = find_wbcs(img, pixel_size_um=p)
     d = np.linalg.norm(px[:, None] - found[None], axis=2)
     inside = (px[:, 0] > 45) & (px[:, 0] < w - 45) & (px[:, 1] > 45) & (px[:, 1] < h - 45)
-    radius = cells["radius_um"][:, None] / p
     assert inside.sum() >= 3
     assert (d[inside] <= radius[inside]).any(1).all()
     assert (d <= radius).any(0).all(), "a detection that is no WBC"

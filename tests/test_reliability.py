@@ -39,6 +39,8 @@ TINY = [
     "1",
     "--features",
     "8",
+    "--growth",
+    "8",
     "--batch-size",
     "8",
     "--lr",
@@ -158,13 +160,10 @@ def pair(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
+def run(tmp_path_factory, sim_dataset) -> Path:
     """A tiny le8 run trained one epoch on a simulated dataset."""
-    from training.simulated import simulate_dataset
-
     out = tmp_path_factory.mktemp("run")
-    ds = simulate_dataset(out / "sim.dataset.h5", cells_per_slide=24, crop_size=32, seed=0)
-    assert main(["train", str(ds), "--out", str(out / "r"), "--epochs", "1", *TINY]) == 0
+    assert main(["train", str(sim_dataset), "--out", str(out / "r"), "--epochs", "1", *TINY]) == 0
     return out / "r"
 
 
@@ -701,6 +700,7 @@ def test_a_second_training_in_one_run_folder_is_refused(run, capsys):
 
 
 # == 6. disk full =============================================================================
+@pytest.mark.slow  # fills a real disk during a scan
 def test_disk_filling_during_a_scan_stops_cleanly_and_resumes(tmp_path, capsys, monkeypatch):
     real = files.free_bytes
     calls = {"n": 0}
@@ -809,6 +809,7 @@ def _last_line(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # scans into a real tiny disk in a subprocess
 def test_real_enospc_inside_hdf5_during_a_scan_never_crashes(tiny_disk, tmp_path):
     (tiny_disk / "filler").write_bytes(b"\0" * 800 * 1024)  # room for about two fields
     out = tiny_disk / "o"
@@ -824,6 +825,7 @@ def test_real_enospc_inside_hdf5_during_a_scan_never_crashes(tiny_disk, tmp_path
     assert _without_guards([*argv, "--resume"], tmp_path).returncode == 0
 
 
+@pytest.mark.slow  # matches onto a real full disk
 @pytest.mark.parametrize("fill_kb", [300, 900])
 def test_real_enospc_during_match_leaves_nothing(pair, tiny_disk, tmp_path, fill_kb):
     (tiny_disk / "filler").write_bytes(b"\0" * fill_kb * 1024)
@@ -834,6 +836,7 @@ def test_real_enospc_during_match_leaves_nothing(pair, tiny_disk, tmp_path, fill
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
 
 
+@pytest.mark.slow  # stains onto a real full disk
 def test_real_enospc_during_stain_keeps_nothing(run, small, tiny_disk, tmp_path):
     (tiny_disk / "filler").write_bytes(b"\0" * 1000 * 1024)
     out = tiny_disk / "o"
@@ -863,6 +866,7 @@ def test_a_real_small_tmpfs_refuses_up_front(tmp_path, capsys):
 
 
 # == 7. same slide ============================================================================
+@pytest.mark.slow  # scans a second slide
 def test_a_stained_scan_of_another_slide_is_refused(pair, tmp_path, capsys):
     other = tmp_path / "other"
     assert (
@@ -959,7 +963,7 @@ def test_scope_info_describes_stain_output_and_profiles(run, small, tmp_path, ca
     assert "hardware profile" in capsys.readouterr().out
 
 
-def test_a_run_killed_before_its_first_checkpoint_restarts(run, tmp_path, capsys):
+def test_a_run_killed_before_its_first_checkpoint_restarts(run, sim_dataset, tmp_path, capsys):
     r = tmp_path / "r"
     r.mkdir()
     shutil.copy2(run / "config.yaml", r / "config.yaml")
@@ -967,7 +971,7 @@ def test_a_run_killed_before_its_first_checkpoint_restarts(run, tmp_path, capsys
     (r / "samples").mkdir()
     assert main(["info", str(r)]) == 0
     assert "stopped (no checkpoint)" in capsys.readouterr().out
-    ds = next(run.parent.glob("*.dataset.h5"))
+    ds = sim_dataset  # the run's dataset
     assert main(["train", str(ds), "--out", str(r), "--epochs", "1", *TINY]) == 0
     assert (r / "checkpoints" / "last.pt").is_file()
     capsys.readouterr()
@@ -985,6 +989,7 @@ def _interrupted(proc: subprocess.CompletedProcess, *must: str) -> str:
     return err[0]
 
 
+@pytest.mark.slow  # interrupts a real scope scan subprocess
 def test_ctrl_c_during_scan(tmp_path):
     hook = """
 from acquisition import storage
@@ -1002,6 +1007,7 @@ storage.StorageThread.commit = commit
         assert 1 <= len(sf.done) < 4 and not sf.field_state() and not sf.complete
 
 
+@pytest.mark.slow  # interrupts a real scope match subprocess
 def test_ctrl_c_during_match(pair, tmp_path):
     hook = """
 from registration import match
@@ -1017,6 +1023,7 @@ match.extract_field = extract
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # interrupts a real scope stain subprocess
 def test_ctrl_c_during_stain(run, small, tmp_path):
     hook = """
 from training import infer
@@ -1036,8 +1043,8 @@ infer.stain_field = stain_field
 
 @pytest.mark.slow  # trains in a subprocess until the interrupt (~30 s each)
 @pytest.mark.parametrize("when", ["before-checkpoint", "after-checkpoint"])
-def test_ctrl_c_during_train(run, tmp_path, capsys, when):
-    ds = next(run.parent.glob("*.dataset.h5"))
+def test_ctrl_c_during_train(run, sim_dataset, tmp_path, capsys, when):
+    ds = sim_dataset  # the run's dataset
     # before: at the start of the first epoch; after: once epoch 1's checkpoint is saved
     method = "train_epoch" if when == "before-checkpoint" else "save_epoch"
     order = "interrupt()\n    out = real" if when == "before-checkpoint" else "out = real"

@@ -147,6 +147,7 @@ def test_resume_after_sigkill_at_random_moments(tmp_path):
     assert not list(fields_dir(out / "s1.unstained.scan.h5").glob("*.partial"))
 
 
+@pytest.mark.slow  # interrupts a real scan subprocess
 def test_ctrl_c_abandons_the_field_and_resume_finishes(reference_scan, tmp_path):
     _, images, _ = reference_scan
     proc = _spawn_scan(tmp_path)
@@ -205,6 +206,7 @@ def test_not_enough_disk_is_refused_before_imaging(tmp_path, capsys):
     assert not list(fields_dir(tmp_path / "big.unstained.scan.h5").glob("field_*"))
 
 
+@pytest.mark.slow  # a whole faulty scan
 def test_faults_complete_the_scan_with_no_wrong_led_frame(reference_scan, tmp_path):
     """Dropped and garbled serial bytes and camera timeouts: every frame is still right."""
     _, images, _ = reference_scan

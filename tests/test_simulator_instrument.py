@@ -22,6 +22,7 @@ def _rate(config: SimConfig, slide: str = "inst", leds=None, size=(480, 300)) ->
     return m._electron_rate("unstained", 0.0, 0.0, 0.0, leds or BF, *size)
 
 
+@pytest.mark.slow  # renders a full sensor frame
 def test_vignetting_darkens_the_corners_of_a_full_frame():
     flat = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0, **FAST)
     vig = SimConfig(vignetting=0.3, dust_spots=0, fixed_pattern_noise=0.0, **FAST)
@@ -35,6 +36,7 @@ def test_vignetting_darkens_the_corners_of_a_full_frame():
     assert corner == pytest.approx(1 - 0.3 / 16, abs=0.01)
 
 
+@pytest.mark.slow  # renders full frames on several slides
 def test_fixed_pattern_noise_is_the_same_on_every_slide():
     cfg = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.02, **FAST)
     ref = SimConfig(vignetting=0.0, dust_spots=0, fixed_pattern_noise=0.0, **FAST)
@@ -213,19 +215,10 @@ def test_bayer_frame_demosaics_close_to_the_full_colour_frame_on_glass():
     frames = []
     for bayer in (False, True):
         m = SimulatedMicroscope(PROFILE, slide="bayer", seed=0, config=SimConfig(bayer=bayer, **kw))
-        frames.append(
-            m.render(
-                pass_="unstained",
-                x_um=0.0,
-                y_um=0.0,
-                z_um=m.focus_z_um("unstained", 0.0, 0.0),
-                leds=dict.fromkeys(bf.leds, bf.brightness),
-                exposure_ms=bf.exposure_ms,
-                gain=bf.gain,
-                width=320,
-                height=240,
-            )
+        (frame,) = m.render_stack(  # the brightfield channel as set, in focus
+            pass_="unstained", x_um=0.0, y_um=0.0, width=320, height=240, channels=[bf]
         )
+        frames.append(frame)
         masks = m.masks(pass_="unstained", x_um=0.0, y_um=0.0, width=320, height=240)
     full, bayer = frames
     assert bayer.shape == full.shape == (240, 320, 3) and bayer.dtype == np.uint8

@@ -110,6 +110,7 @@ def _darkfield_energy(config: SimConfig) -> dict[int, float]:
     return out
 
 
+@pytest.mark.slow  # renders full darkfield frames
 def test_sub_micron_texture_lifts_darkfield_energy_at_high_angles():
     flat = _darkfield_energy(SimConfig(texture_scale=0.0, **FAST))
     rough = _darkfield_energy(SimConfig(texture_scale=2.0, **FAST))
@@ -193,6 +194,7 @@ def test_smudge_cells_are_in_the_truth_but_not_white_cells():
     assert frame[6:10, 6:10, 1].mean() < 180
 
 
+@pytest.mark.slow  # renders many stained cells
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/wbc-stains is not present")
 def test_stained_absorbance_lands_within_the_real_sets():
     import importlib.util

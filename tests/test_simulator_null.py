@@ -17,6 +17,10 @@ import hardware_profiles
 from acquisition.simulator.config import SimConfig
 from acquisition.simulator.probe import render_cells, stain_gain
 
+#: two probes on 16 cells rendered through the whole spectral stack —
+#: `make test-fast` leaves it out, `make test` (CI) runs it
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def profile():

@@ -154,6 +154,7 @@ def test_rendered_stained_image_is_aligned_with_the_masks(scope):
     assert np.all(np.abs(shift) < 0.5)
 
 
+@pytest.mark.slow  # renders full frames in every orientation
 def test_camera_orientation_is_applied_to_frames_and_masks():
     camera = PROFILE.camera.model_copy(update={"flip_x": True, "rotation_deg": 90})
     turned = SimulatedMicroscope(
@@ -425,6 +426,7 @@ def test_several_leds_add_incoherently(scope):
 
 
 # ---------------------------------------------------------------------- faults
+@pytest.mark.slow  # renders full-stack frames
 def test_pls_shift_fault_is_recorded_and_visible():
     faults = Faults(pls_shift_probability=1.0, pls_shift_px=(4.0, 6.0))
     bad = SimulatedMicroscope(PROFILE, slide="f", seed=4, config=SimConfig(faults=faults, **FAST))
@@ -448,6 +450,7 @@ def test_pls_shift_fault_is_recorded_and_visible():
     np.testing.assert_array_equal(bad.render(**args), good.render(**args))
 
 
+@pytest.mark.slow  # renders full frames in every pass
 def test_one_pass_artifacts_and_dirt_are_recorded_and_visible():
     faults = Faults(stained_artifacts_per_field=40.0, unstained_dirt_per_field=40.0)
     bad = SimulatedMicroscope(PROFILE, slide="a", seed=9, config=SimConfig(faults=faults, **FAST))
@@ -474,6 +477,7 @@ def test_one_pass_artifacts_and_dirt_are_recorded_and_visible():
 
 
 # ---------------------------------------------------------------------- the smear
+@pytest.mark.slow  # renders the truth of many fields
 def test_white_cells_keep_apart_and_red_cells_clear_their_nuclei():
     m = SimulatedMicroscope(PROFILE, slide="gap", seed=2, config=DENSE)
     cells = m.truth("unstained", [_stage(m, "unstained", 0, 0)], 2400, 2400)["cells"]
@@ -493,6 +497,7 @@ def test_white_cells_keep_apart_and_red_cells_clear_their_nuclei():
     assert 0.5 < coverage < 0.7  # rbc_coverage 0.6 (real monolayers: 55-65 %)
 
 
+@pytest.mark.slow  # counts the cells of many fields
 def test_the_differential_follows_the_configured_fractions():
     config = SimConfig(wbc_per_field=40, rbc_coverage=0.0, platelets_per_field=0.0)
     m = SimulatedMicroscope(PROFILE, slide="diff", seed=0, config=config)

@@ -54,21 +54,14 @@ def test_crosstalk_comes_from_overlapping_sensitivities():
     assert np.argmax(q[0]) == 2 and np.argmax(q[1]) == 1 and np.argmax(q[2]) == 0
 
 
+@pytest.mark.slow  # renders full frames spectrally
 def test_brightfield_glass_keeps_its_grey_level():
     """The shipped exposures stay valid: glass reads within 3 % of the monochromatic model."""
     levels = []
     for cfg in (SimConfig(**LINES), SimConfig()):
         m = SimulatedMicroscope(PROFILE, slide="bg", seed=0, config=cfg)
-        frame = m.render(
-            pass_="unstained",
-            x_um=0.0,
-            y_um=0.0,
-            z_um=m.focus_z_um("unstained", 0.0, 0.0),
-            leds=dict.fromkeys(BF.leds, BF.brightness),
-            exposure_ms=BF.exposure_ms,
-            gain=BF.gain,
-            width=320,
-            height=240,
+        (frame,) = m.render_stack(  # the brightfield channel as set, in focus
+            pass_="unstained", x_um=0.0, y_um=0.0, width=320, height=240, channels=[BF]
         )
         masks = m.masks(pass_="unstained", x_um=0.0, y_um=0.0, width=320, height=240)
         glass = ~(masks["rbc"] | masks["wbc"])
@@ -92,6 +85,7 @@ def _darkfield_chroma_spread(config: SimConfig, led: int) -> float:
     return float(np.sqrt(((chroma - chroma.mean(0)) ** 2).sum(1).mean()))
 
 
+@pytest.mark.slow  # renders full darkfield frames spectrally
 def test_broadband_darkfield_is_no_per_cell_rainbow():
     """Three lines scatter each colour to another angle: cells break into rainbow speckle.
     A white LED's spectrum averages it: a smaller chromaticity spread of the camera's raw
@@ -110,6 +104,7 @@ def test_spectral_samples_is_checked():
         SimConfig(led_size_mm=-1)
 
 
+@pytest.mark.slow  # renders full darkfield frames spectrally
 def test_oblique_path_correction_brightens_high_angle_darkfield_only():
     """The tilted ray's longer path through the layer (+38 % phase at 57°) scatters more
     light into high-angle darkfield (measured: 1.80x the energy at 57°); a 6° LED's image

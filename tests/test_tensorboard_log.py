@@ -10,15 +10,13 @@ import pytest
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
 
 
-def test_train_logs_scalars_and_samples_for_tensorboard(tmp_path, capsys):
+def test_train_logs_scalars_and_samples_for_tensorboard(tmp_path, capsys, sim_dataset):
     from scope.cli import main
-    from training.simulated import simulate_dataset
 
-    ds = simulate_dataset(tmp_path / "tb.dataset.h5", slides=("tb",), cells_per_slide=16,
-                          crop_size=32, seed=0)  # fmt: skip
     out = tmp_path / "run"
-    args = ["train", str(ds), "--out", str(out), "--preset", "maeNET", "--stack", "le8",
-            "--epochs", "2", "--blocks", "1", "--features", "4", "--batch-size", "4",
+    args = ["train", str(sim_dataset), "--out", str(out), "--preset", "maeNET", "--stack", "le8",
+            "--epochs", "2", "--blocks", "1", "--features", "4", "--growth", "4",
+            "--batch-size", "8",
             "--samples", "2", "--quiet", "--log", "tensorboard"]  # fmt: skip
     assert main(args) == 0, capsys.readouterr().err
     with warnings.catch_warnings():

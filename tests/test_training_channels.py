@@ -174,6 +174,7 @@ def test_pix2pix_trains_and_evaluates_on_bsccm(bsccm_dataset, tmp_path):
         load_generator(run, device="cpu")
 
 
+@pytest.mark.slow  # simulates, trains and evaluates end to end
 def test_simulated_fluorescence_target_trains_and_evaluates(tmp_path):
     from training.simulated import simulate_dataset
 
@@ -223,21 +224,23 @@ def test_nuclear_stain_is_blurred_shot_noise():
     assert 10 < img[32, 24] < 1010  # the edge is blurred
 
 
+#: a one-channel table, as a dataset writer takes it
+BF_CHANNEL = {
+    "name": "bf",
+    "leds": "0",
+    "kind": "brightfield",
+    "exposure_level": "single",
+    "theta_deg": 0.0,
+    "phi_deg": 0.0,
+    "exposure_ms": 1.0,
+    "gain": 1.0,
+    "brightness": 1,
+}
+
+
 def test_format_1_files_still_read(tmp_path):
     path = tmp_path / "old.dataset.h5"
-    chans = [
-        {
-            "name": "bf",
-            "leds": "0",
-            "kind": "brightfield",
-            "exposure_level": "single",
-            "theta_deg": 0.0,
-            "phi_deg": 0.0,
-            "exposure_ms": 1.0,
-            "gain": 1.0,
-            "brightness": 1,
-        }
-    ]
+    chans = [dict(BF_CHANNEL)]
     with DatasetWriter(path, channels=chans, crop_size=8) as w:
         assert w.c_in == 3 and w.c_out == 3
     with h5py.File(path, "r+") as f:  # what a format-1 writer left: no target_channels table
@@ -249,19 +252,7 @@ def test_format_1_files_still_read(tmp_path):
 
 
 def test_writer_refuses_wrong_shapes(tmp_path):
-    chans = [
-        {
-            "name": "bf",
-            "leds": "0",
-            "kind": "brightfield",
-            "exposure_level": "single",
-            "theta_deg": 0.0,
-            "phi_deg": 0.0,
-            "exposure_ms": 1.0,
-            "gain": 1.0,
-            "brightness": 1,
-        }
-    ]
+    chans = [dict(BF_CHANNEL)]
     with pytest.raises(DatasetError, match="uint8 or uint16"):
         DatasetWriter(
             tmp_path / "a.dataset.h5", channels=chans, crop_size=8, target_dtype=np.float32

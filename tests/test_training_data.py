@@ -10,14 +10,8 @@ import hardware_profiles as hp
 from hardware_profiles.schema import HardwareProfile
 from registration.dataset import CELL_COLUMNS, DatasetWriter
 from training.augment import Augmenter, Symmetry, apply_symmetry, stack_symmetries
-from training.data import (
-    BatchSource,
-    CellStream,
-    network_input,
-    network_target,
-    open_training_data,
-    plan_epoch,
-)
+from training.batches import BatchSource, CellStream, plan_epoch
+from training.data import network_input, network_target, open_training_data
 from training.errors import TrainingError
 
 CROP = 16
@@ -235,28 +229,12 @@ def _moved_profile(profile: HardwareProfile, matrix) -> HardwareProfile:
     return HardwareProfile.model_validate(doc)
 
 
-def _render_stack(sim, profile, x, y, size):
-    z = sim.focus_z_um("unstained", x, y)
-    return np.stack(
-        [
-            sim.render(
-                pass_="unstained",
-                x_um=x,
-                y_um=y,
-                z_um=z,
-                leds=dict.fromkeys(ch.leds, ch.brightness),
-                exposure_ms=ch.exposure_ms,
-                gain=ch.gain,
-                width=size,
-                height=size,
-            )
-            for ch in profile.stack
-        ]
-    ).astype(np.float64)
-
-
 @pytest.mark.parametrize(
-    ("profile_name", "symmetry"), [("pls43", "mirror_x"), ("grid9x9", "rot90")]
+    ("profile_name", "symmetry"),
+    [
+        ("pls43", "mirror_x"),
+        pytest.param("grid9x9", "rot90", marks=pytest.mark.slow),  # a second 81-image stack
+    ],
 )
 def test_augmented_stack_matches_the_stack_rendered_from_the_transformed_cell(
     profile_name, symmetry
@@ -266,8 +244,8 @@ def test_augmented_stack_matches_the_stack_rendered_from_the_transformed_cell(
     first render only, must correlate ≥ 0.95 with it (on a perfect instrument: a real one's
     LED brightness and position errors and its flat field break the symmetry a little)."""
     from acquisition.simulator.config import SimConfig
+    from acquisition.simulator.crops import render_crop, white_cells
     from acquisition.simulator.microscope import SimulatedMicroscope
-    from training.simulated import _find_wbcs, _stage
 
     profile = hp.load(profile_name)
     size = 48
@@ -280,9 +258,13 @@ def test_augmented_stack_matches_the_stack_rendered_from_the_transformed_cell(
         fixed_pattern_noise=0.0,
     )
     sim = SimulatedMicroscope(profile, slide="aug", seed=3, config=ideal)
-    cell = _find_wbcs(sim, profile, 1)[0]
-    x, y = _stage(sim.placement("unstained"), cell["x_um"], cell["y_um"])
-    stack = _render_stack(sim, profile, x, y, size)
+    cell = white_cells(sim, 1, pass_="unstained")[0]
+
+    def render(sim) -> np.ndarray:  # the whole stack of the sim's profile, centred on the cell
+        crop = render_crop(sim, cell, pass_="unstained", size=size, row_pass="unstained")
+        return crop.astype(np.float64)
+
+    stack = render(sim)
     all_channels = range(len(profile.stack))
     sym = next(
         s
@@ -290,9 +272,7 @@ def test_augmented_stack_matches_the_stack_rendered_from_the_transformed_cell(
         if s.name == symmetry
     )
     moved = _moved_profile(profile, sym.matrix)
-    other = _render_stack(
-        SimulatedMicroscope(moved, slide="aug", seed=3, config=ideal), moved, x, y, size
-    )
+    other = render(SimulatedMicroscope(moved, slide="aug", seed=3, config=ideal))
     spatial_only = Symmetry(sym.name, sym.matrix, tuple(all_channels))
     truth = apply_symmetry(torch.from_numpy(other)[None], None, spatial_only)[0][0].numpy()
     augmented = apply_symmetry(torch.from_numpy(stack)[None], None, sym)[0][0].numpy()

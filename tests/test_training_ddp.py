@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from registration.dataset import CELL_COLUMNS, DatasetWriter
@@ -20,6 +21,10 @@ import json, sys
 from training import train
 train(json.loads(sys.argv[1]), progress=None)
 """
+
+#: two torchrun processes —
+#: `make test-fast` leaves it out, `make test` (CI) runs it
+pytestmark = pytest.mark.slow
 
 
 def _dataset(path, profile, n=20, crop=16):

@@ -15,15 +15,12 @@ from training import describe_run, evaluate, stain_field, stain_scan, train
 from training.checkpoint import load_checkpoint
 from training.errors import CheckpointError, TrainingError, VggWeightsError
 
-TINY = {"blocks": 1, "features": 8, "batch_size": 8, "lr": 1e-3, "samples": 4}
+TINY = {"blocks": 1, "features": 8, "growth": 8, "batch_size": 8, "lr": 1e-3, "samples": 4}
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from training.simulated import simulate_dataset
-
-    path = tmp_path_factory.mktemp("sim") / "sim.dataset.h5"
-    return simulate_dataset(path, slides=("sim-a",), cells_per_slide=30, crop_size=32, seed=0)
+def dataset(sim_dataset):
+    return sim_dataset  # one slide, 30 cells, 32 px (tests/conftest.py)
 
 
 class RecordedProgress:
@@ -125,6 +122,7 @@ def test_checkpoints_load_with_weights_only_and_hold_the_thesis_settings(trained
     assert ckpt["epoch"] == trained.best_epoch
 
 
+@pytest.mark.slow  # trains three runs
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(dataset, tmp_path):
     cfg = {
         "dataset": dataset,
@@ -213,6 +211,7 @@ def _vgg_file(tmp_path):
     return path
 
 
+@pytest.mark.slow  # trains two runs
 def test_gan_preset_trains_from_a_maepfnet_run(dataset, tmp_path):
     vgg = _vgg_file(tmp_path)
     small = {**TINY, "stack": "brightfield", "epochs": 1, "vgg_weights": vgg}
@@ -308,18 +307,10 @@ def _write_scan(path, profile, *, stack_preset="full", frames=2, size=(96, 64)):
     for k, (x, y, _) in enumerate(positions):
         field = writer.new_field(k, (h, w))
         z = sim.focus_z_um("unstained", x, y)
-        for c, ch in enumerate(prof.stack):
-            img = sim.render(
-                pass_="unstained",
-                x_um=x,
-                y_um=y,
-                z_um=z,
-                leds=dict.fromkeys(ch.leds, ch.brightness),
-                exposure_ms=ch.exposure_ms,
-                gain=ch.gain,
-                width=w,
-                height=h,
-            )
+        stack = sim.render_stack(
+            pass_="unstained", x_um=x, y_um=y, width=w, height=h, z_um=z, channels=prof.stack
+        )
+        for c, (ch, img) in enumerate(zip(prof.stack, stack, strict=True)):
             field.add(
                 c,
                 img,

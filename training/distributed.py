@@ -4,7 +4,7 @@
 several machines) sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
 ``MASTER_PORT``; :func:`setup` reads them and joins the process group: NCCL on CUDA, gloo on
 CPU. Without them training runs in one process. Rank 0 alone writes files; every rank runs
-the same deterministic epoch plan (:func:`training.data.plan_epoch`).
+the same deterministic epoch plan (:func:`training.batches.plan_epoch`).
 """
 
 from __future__ import annotations

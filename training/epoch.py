@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from training import distributed as dist_utils
-from training.data import network_input, network_target, plan_epoch
+from training.batches import plan_epoch
+from training.data import network_input, network_target
 from training.epoch_progress import EpochProgress
 from training.metrics import image_metrics
 from training.steps import gan_step, generator_step

@@ -1,7 +1,7 @@
 """``scope evaluate``: test-set metrics in the layout of the thesis's Table 4.2, per-cell
 metrics, best/worst grids and the worst-100 list for dataset cleaning (thesis §4.2.3).
 
-Outputs in ``RUN/eval/<split>/``:
+Outputs in ``RUN/eval/<split>/`` (laid out by :mod:`training.evaluation_outputs`):
 
 - ``summary.json`` — mean and standard deviation of every metric, the checkpoint's epoch;
 - ``table.md`` — ``| model | SSIM | PSNR (dB) | MAE | VGG | Fourier |`` (Table 4.2 plus PSNR);
@@ -18,9 +18,9 @@ range 1.0, as scikit-image with ``gaussian_weights=True, use_sample_covariance=F
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import json
-import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import numpy as np
 
 from acquisition.progress import Progress, or_null
 from acquisition.vocabulary import Split
+from training.batches import BatchSource, CellStream, plan_epoch
 from training.channels import scale_tensor
 from training.checkpoint import (
     check_same_model,
@@ -35,42 +36,17 @@ from training.checkpoint import (
     load_checkpoint,
     resolve_checkpoint,
 )
-from training.clinical import MAX_TRAIN_CELLS, MIN_LABELLED, ClinicalMeasures, mask_overlay
-from training.data import (
-    BatchSource,
-    CellStream,
-    network_target,
-    open_training_data,
-    plan_epoch,
-    to_uint8_image,
-)
+from training.clinical import MAX_TRAIN_CELLS, MIN_LABELLED, ClinicalMeasures
+from training.data import TrainingData, network_target, open_training_data, to_uint8_image
 from training.device import autocast_factory, resolve_device, use_bf16
 from training.differential import MIN_TARGET_ACCURACY, features
 from training.errors import TrainingError
+from training.evaluation_outputs import N_WORST, table_md, write_cells_csv, write_grids
 from training.metrics import METRIC_NAMES, image_metrics
-from training.morphology import compare, measure_target
+from training.morphology import measure_target
 from training.predict import predict_cells
 from training.run import RunFolder
-from training.samples import cell_grid, write_image
 from training.vgg import VGGFeatureExtractor, find_vgg_weights, load_vgg19_features
-
-N_GRID = 8
-N_WORST = 100
-_HEADERS = {"ssim": "SSIM", "psnr": "PSNR (dB)", "mae": "MAE", "vgg": "VGG", "fourier": "Fourier"}
-
-
-def _table_md(name: str, mean: dict[str, float]) -> str:
-    cols = ["ssim", "psnr", "mae", "vgg", "fourier"]
-    head = "| model | " + " | ".join(_HEADERS[c] for c in cols) + " |"
-    sep = "|---" * (len(cols) + 1) + "|"
-
-    def cell(c: str) -> str:
-        v = mean.get(c)
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return "n/a"
-        return f"{v:.2f}" if c == "psnr" else f"{v:.4f}"
-
-    return "\n".join([head, sep, f"| {name} | " + " | ".join(cell(c) for c in cols) + " |", ""])
 
 
 def evaluate(
@@ -117,85 +93,19 @@ def evaluate(
     ckpt_path = resolve_checkpoint(run_dir, checkpoint)
     ckpt = load_checkpoint(ckpt_path)
     cfg = ckpt["config"]
-    info = ckpt["model"]
     run_path = Path(run_dir)
-    if out is None:
-        if not run_path.is_dir():
-            raise TrainingError("evaluating a checkpoint file needs --out DIR")
-        out_dir = RunFolder(run_path).eval_dir(split)
-    else:
-        out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        from acquisition.files import OutputError
-
-        raise OutputError(f"--out {out_dir} is a file; give a folder for the evaluation")
+    out_dir = _out_dir(run_path, out, split)
     data_path = Path(dataset) if dataset is not None else Path(cfg["dataset"])
-    if not data_path.is_file():
-        raise TrainingError(
-            f"the run's dataset {str(data_path)!r} does not exist; pass --dataset PATH"
-        )
-    data = open_training_data(
-        data_path,
-        stack=info["stack"],
-        target=info["target"],
-        include_flagged=bool(cfg.get("include_flagged", False)),
-    )
-    if "input_scale" in info:  # the run's own normalisation (uint16 scales are measured)
-        import dataclasses
-
-        data.spec = dataclasses.replace(
-            data.spec,
-            input_scale=tuple(info["input_scale"]),
-            target_scale=tuple(info["target_scale"]),
-        )
-    if list(info.get("target_names", ["R", "G", "B"])) != list(data.spec.target_names):
-        raise TrainingError(
-            f"{ckpt_path} predicts {', '.join(info.get('target_names', ['R', 'G', 'B']))} but "
-            f"{data_path} holds targets {', '.join(data.spec.target_names)}; evaluate on a "
-            "dataset with the run's target channels"
-        )
+    data = _run_data(ckpt, ckpt_path, data_path)
     rgb = data.spec.rgb_target
-    expected = {**info, "channel_names": list(data.spec.channel_names)}
-    check_same_model(info, expected, source=str(ckpt_path), what=str(data_path))
     rows = data.indices(split)
-
-    dev = resolve_device(device)
-    bf16 = use_bf16(precision, dev, inference=False)
-    autocast = autocast_factory(dev, bf16)
-    generator = generator_from_checkpoint(ckpt).to(dev)
-    weights = vgg_weights if vgg_weights is not None else cfg.get("vgg_weights")
-    if weights is not None and not Path(weights).is_file():
-        weights = None
-    wpath = find_vgg_weights(weights) if rgb else None
-    vgg = VGGFeatureExtractor(load_vgg19_features(wpath)).to(dev) if wpath else None
+    model = _Model.load(ckpt, data, device=device, precision=precision, vgg_weights=vgg_weights)
 
     stream = CellStream(data.spec, rows)
-    source = BatchSource(stream, device=dev)
-    plan = plan_epoch(
-        len(rows), batch_size=batch_size, seed=0, epoch=0, shuffle=False, every_cell=True
-    )
-    names = [m for m in METRIC_NAMES if m != "vgg" or vgg is not None]
-    names += [] if rgb else [f"mae_{t}" for t in data.spec.target_names]
-    per_cell = {m: np.empty(len(rows), np.float64) for m in names}
+    source = BatchSource(stream, device=model.device)
     labels = cell_types(data.cells) if rgb else None
     clinical = ClinicalMeasures(len(rows), with_features=labels is not None) if rgb else None
-    in_scale = scale_tensor(data.spec.input_scale, dev)
-    out_scale = scale_tensor(data.spec.target_scale, dev)
-    progress = or_null(progress)
-    progress.start("cells", len(rows), label=f"evaluating {split}")
-    for batch, (stack, target, _r) in zip(plan.batches, source.iterate(plan.batches), strict=True):
-        pred = predict_cells(generator, stack, autocast=autocast, scale=in_scale)
-        y = network_target(target, scale=out_scale)
-        metrics = image_metrics(pred, y, vgg=vgg)
-        if not rgb:  # the error of each output channel on its own
-            err = (pred.float().clamp(0, 1) - y.float()).abs().mean(dim=(2, 3))
-            for k, t in enumerate(data.spec.target_names):
-                metrics[f"mae_{t}"] = err[:, k]
-        for m in names:
-            per_cell[m][batch] = metrics[m].double().cpu().numpy()
-        if clinical is not None:
-            clinical.add(batch, to_uint8_image(pred), target.cpu().numpy())
-        progress.advance("cells", len(batch))
+    per_cell, names = _score(model, data, source, batch_size, clinical, split, or_null(progress))
     notes = []
     if not rgb:
         notes.append(
@@ -207,71 +117,46 @@ def evaluate(
     else:
         notes.extend(_differential(clinical, data, labels, rows))
 
-    from acquisition.files import atomic_output, write_text
+    from acquisition.files import write_text
 
     order = np.argsort(-per_cell["ssim"], kind="stable")  # best first
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").unlink(missing_ok=True)  # written last: marks a finished run
-    for name, picks in (("best_8.png", order[:N_GRID]), ("worst_8.png", order[::-1][:N_GRID])):
-        sorted_picks = np.sort(picks)
-        stack, target, _r = next(source.iterate([sorted_picks]))
-        sel = np.searchsorted(sorted_picks, picks)  # batches come sorted; restore rank order
-        pred = predict_cells(generator, stack, autocast=autocast, scale=in_scale)
-        grid = cell_grid([r[sel] for r in _grid_rows(data.spec, stack, pred, target)])
-        with atomic_output(out_dir / name, keep_suffix=True) as tmp:
-            write_image(tmp, grid)
-    bad = clinical.hallucination_order()[:N_GRID] if clinical is not None else []
-    hall_png = out_dir / "hallucinations_8.png"
-    hall_png.unlink(missing_ok=True)
-    if len(bad):
-        sorted_picks = np.sort(bad)
-        stack, target, _r = next(source.iterate([sorted_picks]))
-        sel = np.searchsorted(sorted_picks, bad)
-        pred_u8 = to_uint8_image(predict_cells(generator, stack, autocast=autocast))[sel]
-        tgt_u8 = target.cpu().numpy()[sel]
-        bf = stack[:, data.spec.brightfield_position].cpu().numpy()[sel]
-        overlays = []
-        for p_img, t_img in zip(pred_u8, tgt_u8, strict=True):
-            a = compare(p_img, t_img)
-            overlays.append(mask_overlay(t_img, a.virtual.nucleus, a.target.nucleus))
-        grid = cell_grid([bf, pred_u8, tgt_u8, np.stack(overlays)])
-        with atomic_output(hall_png, keep_suffix=True) as tmp:
-            write_image(tmp, grid)
+    write_grids(
+        out_dir,
+        spec=data.spec,
+        source=source,
+        predict=model.predict,
+        order=order,
+        hallucinated=clinical.hallucination_order() if clinical is not None else np.empty(0),
+    )
     stream.close()
 
-    cells = data.cells
     extra = clinical.columns(with_types=labels is not None) if clinical is not None else {}
-    _write_cells_csv(out_dir / "cells.csv", cells, rows, per_cell, names, extra=extra)
-    _write_cells_csv(
-        out_dir / "worst_100.csv",
-        cells,
-        rows,
-        per_cell,
-        names,
-        order=order[::-1][:N_WORST],
-        extra=extra,
+    write_cells_csv(out_dir / "cells.csv", data.cells, rows, per_cell, names, extra=extra)
+    worst = order[::-1][:N_WORST]
+    write_cells_csv(
+        out_dir / "worst_100.csv", data.cells, rows, per_cell, names, order=worst, extra=extra
     )
-    test_types = None if labels is None else labels[rows]
     mean = {m: float(per_cell[m].mean()) for m in names}
-    std = {m: float(per_cell[m].std()) for m in names}
     summary = {
         "split": split,
         "cells": len(rows),
         "preset": cfg.get("preset"),
-        "stack": info["stack"],
-        "target": info["target"],
+        "stack": ckpt["model"]["stack"],
+        "target": ckpt["model"]["target"],
         "checkpoint": checkpoint,
         "epoch": int(ckpt["epoch"]),
         "dataset": str(data_path),
-        "precision": "bf16" if bf16 else "fp32",
+        "precision": "bf16" if model.bf16 else "fp32",
         "mean": mean,
-        "std": std,
-        "clinical": clinical.summary(test_types) if clinical is not None else None,
+        "std": {m: float(per_cell[m].std()) for m in names},
+        "clinical": None if clinical is None else clinical.summary(_types_of(labels, rows)),
         "notes": notes,
         "ssim_definition": "11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, data range "
         "1.0, RGB mean (scikit-image gaussian_weights=True, use_sample_covariance=False)",
     }
-    write_text(out_dir / "table.md", _table_md(str(cfg.get("preset")), mean))
+    write_text(out_dir / "table.md", table_md(str(cfg.get("preset")), mean))
     write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
     if run_path.is_dir() and RunFolder(run_path).config.is_file():
         from training.report import write_report
@@ -289,20 +174,129 @@ def evaluate(
     }
 
 
-def _grid_rows(spec: Any, stack: Any, pred: Any, target: Any) -> list[np.ndarray]:
-    """Picture rows (reference, prediction, target; k grey pairs for k channels)."""
-    from training.channels import grid_rows
+def _types_of(labels: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if labels is None else labels[rows]
 
-    bf, c = spec.brightfield_position, spec.input_components
-    ref_scale = None if spec.input_scale is None else spec.input_scale[bf * c : (bf + 1) * c]
-    return grid_rows(
-        stack[:, bf].cpu().numpy(),
-        to_uint8_image(pred),
-        target.cpu().numpy(),
-        rgb_target=spec.rgb_target,
-        reference_scale=ref_scale,
-        target_scale=spec.target_scale,
+
+def _out_dir(run_path: Path, out: str | Path | None, split: str) -> Path:
+    """Where the evaluation goes: ``out``, else ``RUN/eval/<split>`` (a run folder needed)."""
+    if out is None:
+        if not run_path.is_dir():
+            raise TrainingError("evaluating a checkpoint file needs --out DIR")
+        out_dir = RunFolder(run_path).eval_dir(split)
+    else:
+        out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        from acquisition.files import OutputError
+
+        raise OutputError(f"--out {out_dir} is a file; give a folder for the evaluation")
+    return out_dir
+
+
+def _run_data(ckpt: dict, ckpt_path: Path, data_path: Path) -> TrainingData:
+    """The dataset resolved as the run was trained (stack, target, scales), checked to fit."""
+    cfg, info = ckpt["config"], ckpt["model"]
+    if not data_path.is_file():
+        raise TrainingError(
+            f"the run's dataset {str(data_path)!r} does not exist; pass --dataset PATH"
+        )
+    data = open_training_data(
+        data_path,
+        stack=info["stack"],
+        target=info["target"],
+        include_flagged=bool(cfg.get("include_flagged", False)),
     )
+    if "input_scale" in info:  # the run's own normalisation (uint16 scales are measured)
+        data.spec = dataclasses.replace(
+            data.spec,
+            input_scale=tuple(info["input_scale"]),
+            target_scale=tuple(info["target_scale"]),
+        )
+    if list(info.get("target_names", ["R", "G", "B"])) != list(data.spec.target_names):
+        raise TrainingError(
+            f"{ckpt_path} predicts {', '.join(info.get('target_names', ['R', 'G', 'B']))} but "
+            f"{data_path} holds targets {', '.join(data.spec.target_names)}; evaluate on a "
+            "dataset with the run's target channels"
+        )
+    expected = {**info, "channel_names": list(data.spec.channel_names)}
+    check_same_model(info, expected, source=str(ckpt_path), what=str(data_path))
+    return data
+
+
+@dataclass
+class _Model:
+    """The run's generator on its device, with what evaluating it needs."""
+
+    generator: Any
+    device: Any
+    autocast: Any
+    bf16: bool
+    vgg: Any
+    in_scale: Any
+    out_scale: Any
+
+    @classmethod
+    def load(
+        cls,
+        ckpt: dict,
+        data: TrainingData,
+        *,
+        device: str,
+        precision: str,
+        vgg_weights: str | Path | None,
+    ) -> _Model:
+        dev = resolve_device(device)
+        bf16 = use_bf16(precision, dev, inference=False)
+        weights = vgg_weights if vgg_weights is not None else ckpt["config"].get("vgg_weights")
+        if weights is not None and not Path(weights).is_file():
+            weights = None
+        wpath = find_vgg_weights(weights) if data.spec.rgb_target else None
+        return cls(
+            generator=generator_from_checkpoint(ckpt).to(dev),
+            device=dev,
+            autocast=autocast_factory(dev, bf16),
+            bf16=bf16,
+            vgg=VGGFeatureExtractor(load_vgg19_features(wpath)).to(dev) if wpath else None,
+            in_scale=scale_tensor(data.spec.input_scale, dev),
+            out_scale=scale_tensor(data.spec.target_scale, dev),
+        )
+
+    def predict(self, stack: Any) -> Any:
+        """Float predictions ``(B, c_out, h, w)`` of a stack batch (the run's input scale)."""
+        return predict_cells(self.generator, stack, autocast=self.autocast, scale=self.in_scale)
+
+
+def _score(
+    model: _Model,
+    data: TrainingData,
+    source: BatchSource,
+    batch_size: int,
+    clinical: ClinicalMeasures | None,
+    split: str,
+    progress: Progress,
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Every metric of every cell of ``source`` (in row order), and the metric names."""
+    n = len(source)
+    rgb = data.spec.rgb_target
+    plan = plan_epoch(n, batch_size=batch_size, seed=0, epoch=0, shuffle=False, every_cell=True)
+    names = [m for m in METRIC_NAMES if m != "vgg" or model.vgg is not None]
+    names += [] if rgb else [f"mae_{t}" for t in data.spec.target_names]
+    per_cell = {m: np.empty(n, np.float64) for m in names}
+    progress.start("cells", n, label=f"evaluating {split}")
+    for batch, (stack, target, _r) in zip(plan.batches, source.iterate(plan.batches), strict=True):
+        pred = model.predict(stack)
+        y = network_target(target, scale=model.out_scale)
+        metrics = image_metrics(pred, y, vgg=model.vgg)
+        if not rgb:  # the error of each output channel on its own
+            err = (pred.float().clamp(0, 1) - y.float()).abs().mean(dim=(2, 3))
+            for k, t in enumerate(data.spec.target_names):
+                metrics[f"mae_{t}"] = err[:, k]
+        for m in names:
+            per_cell[m][batch] = metrics[m].double().cpu().numpy()
+        if clinical is not None:
+            clinical.add(batch, to_uint8_image(pred), target.cpu().numpy())
+        progress.advance("cells", len(batch))
+    return per_cell, names
 
 
 NO_LABELS = (
@@ -350,40 +344,3 @@ def _differential(
             "measured with it means little"
         ]
     return []
-
-
-def _write_cells_csv(
-    path: Path,
-    cells: np.ndarray,
-    rows: np.ndarray,
-    per_cell: dict[str, np.ndarray],
-    names: list[str],
-    *,
-    order: np.ndarray | None = None,
-    extra: dict[str, list[str]] | None = None,
-) -> None:
-    meta = [
-        "slide",
-        "position",
-        "x_um",
-        "y_um",
-        "stained_x_um",
-        "stained_y_um",
-        "x_px",
-        "y_px",
-        "qc_flags",
-    ]
-    from acquisition.files import atomic_output
-
-    extra = extra or {}
-    idx = np.arange(len(rows)) if order is None else order
-    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        head = ["row", *meta, *names, *extra]
-        w.writerow(["rank", *head] if order is not None else head)
-        for rank, i in enumerate(idx, start=1):
-            r = int(rows[i])
-            values = [cells[m][r] for m in meta]
-            metrics = [f"{per_cell[m][i]:.6g}" for m in names]
-            prefix = [rank, r] if order is not None else [r]
-            w.writerow([*prefix, *values, *metrics, *(extra[k][i] for k in extra)])

@@ -20,17 +20,16 @@ import cv2
 import numpy as np
 
 import hardware_profiles as hp
-from acquisition.vocabulary import CELL_TYPES
+from acquisition.simulator.crops import (
+    brightfield_channel,
+    brightfield_exposure_ms,
+    cell_stage_xy,
+    render_crop,
+)
+from acquisition.vocabulary import CELL_TYPES, Pass
 from hardware_profiles import HardwareProfile
 from registration.dataset import DatasetWriter
 from training.errors import TrainingError
-
-_BF_LEVEL, _BF_PERCENTILE = 235.0, 99.9
-
-
-def _stage(affine: np.ndarray, sx: float, sy: float) -> tuple[float, float]:
-    x, y = affine[:, :2] @ np.array([sx, sy]) + affine[:, 2]
-    return float(x), float(y)
 
 
 def _find_wbcs(sim, profile: HardwareProfile, n: int, *, max_fields: int = 400) -> np.ndarray:
@@ -44,13 +43,56 @@ def _find_wbcs(sim, profile: HardwareProfile, n: int, *, max_fields: int = 400) 
     while len(found) < n and k < max_fields:
         fields = [((k + j) % cols * fw, (k + j) // cols * fh) for j in range(cols)]
         k += cols
-        cells = sim.truth("unstained", fields, cam.sensor_width_px, cam.sensor_height_px)["cells"]
+        truth = sim.truth(Pass.UNSTAINED, fields, cam.sensor_width_px, cam.sensor_height_px)
+        cells = truth["cells"]
         for row in cells[np.isin(cells["type"], CELL_TYPES)]:
             found.setdefault(int(row["id"]), row)
     if len(found) < n:
         raise TrainingError(f"the simulated slide yielded only {len(found)} of {n} WBCs")
     rows = sorted(found.values(), key=lambda r: int(r["id"]))
     return np.array(rows[:n])
+
+
+class _CellRenderer:
+    """Crops of one simulated slide centred on truth cells (listed in the unstained pass).
+
+    Each brightfield target is exposed like ``scope calibrate`` would: the exposure is
+    measured once per pass, on the first cell's field (256² px at 20x, the crop at 100x).
+    """
+
+    def __init__(self, sim, crop_size: int, *, highres: bool) -> None:
+        self.sim, self.size = sim, crop_size
+        self.bf = brightfield_channel(sim.profile)
+        self.ratio = sim.magnification_ratio()
+        self.hi_px = round(crop_size * self.ratio)
+        self.highres_ok = highres and sim.profile.highres_objective is not None
+        self._exposure: dict[str, float] = {}
+
+    def crop(self, cell, pass_: str, *, size: int | None = None, **kw) -> np.ndarray:
+        """The profile's whole stack (or what ``kw`` selects) centred on ``cell``."""
+        size = self.size if size is None else size
+        return render_crop(self.sim, cell, pass_=pass_, size=size, row_pass=Pass.UNSTAINED, **kw)
+
+    def brightfield(self, cell, pass_: str, *, size: int | None = None) -> np.ndarray:
+        """``(size, size, 3)`` uint8: the brightfield image of ``cell`` in ``pass_``."""
+        size = self.size if size is None else size
+        if pass_ not in self._exposure:
+            x, y = cell_stage_xy(self.sim, cell, pass_, row_pass=Pass.UNSTAINED)
+            probe = 256 if pass_ == Pass.STAINED else size
+            self._exposure[pass_] = brightfield_exposure_ms(self.sim, pass_, x, y, size=probe)
+        frames = self.crop(
+            cell,
+            pass_,
+            size=size,
+            channels=[self.bf],
+            exposures_ms={self.bf.name: self._exposure[pass_]},
+        )
+        return frames[0]
+
+    def highres(self, cell) -> np.ndarray:
+        """The 100x brightfield image of ``cell`` area-averaged to the 20x crop grid."""
+        big = self.brightfield(cell, Pass.HIGHRES, size=self.hi_px)
+        return cv2.resize(big, (self.size, self.size), interpolation=cv2.INTER_AREA)
 
 
 def simulate_dataset(
@@ -110,94 +152,34 @@ def simulate_dataset(
         highres = False
         noise = np.random.default_rng([seed, 0xF1])
     prof = hp.load(profile) if isinstance(profile, str) else profile
-    bf = next(ch for ch in prof.stack if ch.kind == "brightfield")
-    bf_leds = dict.fromkeys(bf.leds, bf.brightness)
     total = len(slides) * cells_per_slide
     inputs, targets, highs, rows = [], [], [], []
-    done = 0
     for slide in slides:
         sim = SimulatedMicroscope(prof, slide=slide, seed=seed)
+        render = _CellRenderer(sim, crop_size, highres=highres)
         wbcs = _find_wbcs(sim, prof, cells_per_slide + 3 + cells_per_slide // 10)
-        a_u, a_s = sim.placement("unstained"), sim.placement("stained")
-        exp_s = exp_h = None
-        ratio = sim.magnification_ratio()
-        hi_px = round(crop_size * ratio)
         # staining moves each cell a little and washes a few off (the simulator's truth)
-        dxs, dys, lost = sim.staining_moves(wbcs["id"], wbcs["x_um"], wbcs["y_um"])
-        keep = np.flatnonzero(~lost)[:cells_per_slide]
-        for cell, dx, dy in zip(wbcs[keep], dxs[keep], dys[keep], strict=True):
-            xu, yu = _stage(a_u, cell["x_um"], cell["y_um"])
-            xs, ys = _stage(a_s, cell["x_um"] + dx, cell["y_um"] + dy)
-            zu = sim.focus_z_um("unstained", xu, yu)
-            stack = sim.render_stack(
-                pass_="unstained", x_um=xu, y_um=yu, z_um=zu, width=crop_size, height=crop_size
-            )
+        _dx, _dy, lost = sim.staining_moves(wbcs["id"], wbcs["x_um"], wbcs["y_um"])
+        for cell in wbcs[np.flatnonzero(~lost)[:cells_per_slide]]:
+            xu, yu = cell_stage_xy(sim, cell, Pass.UNSTAINED, row_pass=Pass.UNSTAINED)
+            xs, ys = cell_stage_xy(sim, cell, Pass.STAINED, row_pass=Pass.UNSTAINED)
+            inputs.append(render.crop(cell, Pass.UNSTAINED))
             if fluor:
-                stained = nuclear_stain_field(
-                    sim,
-                    pass_="unstained",
-                    x_um=xu,
-                    y_um=yu,
-                    width=crop_size,
-                    height=crop_size,
-                    rng=noise,
-                )[..., None]
-            elif exp_s is None:
-                exp_s = sim.ideal_exposure_ms(
-                    pass_="stained",
-                    x_um=xs,
-                    y_um=ys,
-                    leds=bf_leds,
-                    gain=bf.gain,
-                    level=_BF_LEVEL,
-                    percentile=_BF_PERCENTILE,
-                    width=256,
-                    height=256,
+                targets.append(
+                    nuclear_stain_field(
+                        sim,
+                        pass_=Pass.UNSTAINED,
+                        x_um=xu,
+                        y_um=yu,
+                        width=crop_size,
+                        height=crop_size,
+                        rng=noise,
+                    )[..., None]
                 )
-            if not fluor:
-                stained = sim.render(
-                    pass_="stained",
-                    x_um=xs,
-                    y_um=ys,
-                    z_um=sim.focus_z_um("stained", xs, ys),
-                    leds=bf_leds,
-                    exposure_ms=exp_s,
-                    gain=bf.gain,
-                    width=crop_size,
-                    height=crop_size,
-                )
-            high = np.zeros_like(stained)
-            if highres and prof.highres_objective is not None:
-                a_h = sim.placement("highres")
-                xh, yh = _stage(a_h, cell["x_um"] + dx, cell["y_um"] + dy)
-                if exp_h is None:
-                    exp_h = sim.ideal_exposure_ms(
-                        pass_="highres",
-                        x_um=xh,
-                        y_um=yh,
-                        leds=bf_leds,
-                        gain=bf.gain,
-                        level=_BF_LEVEL,
-                        percentile=_BF_PERCENTILE,
-                        width=hi_px,
-                        height=hi_px,
-                    )
-                big = sim.render(
-                    pass_="highres",
-                    x_um=xh,
-                    y_um=yh,
-                    z_um=sim.focus_z_um("highres", xh, yh),
-                    leds=bf_leds,
-                    exposure_ms=exp_h,
-                    gain=bf.gain,
-                    width=hi_px,
-                    height=hi_px,
-                )
-                high = cv2.resize(big, (crop_size, crop_size), interpolation=cv2.INTER_AREA)
+            else:
+                targets.append(render.brightfield(cell, Pass.STAINED))
+            highs.append(render.highres(cell) if render.highres_ok else np.zeros_like(targets[-1]))
             c = (crop_size - 1) / 2
-            inputs.append(stack)
-            targets.append(stained)
-            highs.append(high)
             rows.append(
                 {
                     "slide": slide,
@@ -214,15 +196,14 @@ def simulate_dataset(
                     "ssim": math.nan,
                     "has_highres": bool(highres),
                     "highres_score": math.nan,
-                    "highres_scale": ratio if highres else math.nan,
+                    "highres_scale": render.ratio if highres else math.nan,
                     "qc_flags": "",
                     "split": "",
                     "type": str(cell["type"]),
                 }
             )
-            done += 1
             if on_cell is not None:
-                on_cell(done, total)
+                on_cell(len(rows), total)
     xs_ = np.array([r["x_um"] for r in rows])
     ys_ = np.array([r["y_um"] for r in rows])
     splits = default_split(

@@ -4,7 +4,7 @@ Spelled out as in BasicSR: the generator step with the critic frozen (content te
 ``λ3 · L_G^RpGAN``), then the critic step on the detached fakes. Real and fake images go
 through the critic as one batch (no batch statistics exist in a spectrally normalised
 critic, so this equals two passes and halves the kernel launches). Every loss is multiplied by
-``scale`` before ``backward`` (:class:`training.data.EpochPlan`), so averaging gradients over
+``scale`` before ``backward`` (:class:`training.batches.EpochPlan`), so averaging gradients over
 processes gives the global-batch mean.
 """
 

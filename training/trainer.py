@@ -1,6 +1,6 @@
 """``scope train``: the training loop, checkpoints, early stopping, exact resume, DDP.
 
-One epoch = every training cell once in a seeded order (:func:`training.data.plan_epoch`),
+One epoch = every training cell once in a seeded order (:func:`training.batches.plan_epoch`),
 then a validation pass (loss and metrics over the whole validation split), a row in
 ``metrics.csv``, a prediction grid, ``last.pt`` (and ``best.pt`` when the validation loss
 improved). Training stops at ``epochs`` or after ``patience`` epochs without improvement.
@@ -29,6 +29,7 @@ from acquisition.progress import NO_PROGRESS, Progress, or_null
 from acquisition.vocabulary import Split
 from training import distributed as dist_utils
 from training.augment import Augmenter, stack_symmetries
+from training.batches import BatchSource, CellStream
 from training.build import (
     build_losses,
     build_networks,
@@ -48,8 +49,6 @@ from training.build import (
 from training.channels import scale_tensor
 from training.config import TrainConfig
 from training.data import (
-    BatchSource,
-    CellStream,
     TrainingData,
     open_training_data,
 )

@@ -218,7 +218,7 @@ class SimulatedMicroscope(FieldRenderer):
         key = camera_model.frame_key(
             self.slide,
             self.seed,
-            pass_,
+            str(pass_),  # a Pass member and its string give the same noise
             float(x_um),
             float(y_um),
             float(z_um),
