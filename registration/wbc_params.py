@@ -140,8 +140,10 @@ def describe_error(err: ValidationError) -> str:
     """One line naming the first bad parameter and what it must be."""
     first = err.errors()[0]
     name = ".".join(str(x) for x in first.get("loc", ()))
-    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    return f"{name}: {msg} (got {first.get('input')!r})" if name else msg
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ").rstrip(".")
+    if name:
+        return f"WBC segmentation parameter {name}: {msg} (got {first.get('input')!r})."
+    return f"WBC segmentation parameters: {msg}."
 
 
 def make_params(params: WbcParams | None = None, **overrides: Any) -> WbcParams:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import typer
+
+from scope.commands.segment import DETECTION_OPTIONS
+from scope.options import with_options
 
 
 class PhaseProgress:
@@ -106,6 +109,7 @@ def _highres_table(s):
     return t
 
 
+@with_options(DETECTION_OPTIONS)
 def match(
     files: Annotated[
         list[Path],
@@ -158,7 +162,7 @@ def match(
         list[str] | None,
         typer.Option(
             "--wbc-param",
-            help="Override a WBC segmentation parameter, NAME=VALUE (as scope segment "
+            help="Override any WBC detection parameter, NAME=VALUE (as scope segment "
             "--param; see docs/registration.md).",
         ),
     ] = None,
@@ -173,6 +177,7 @@ def match(
             "targets), and match scans that do not look like one slide.",
         ),
     ] = False,
+    **detection: Any,
 ) -> None:
     """Register scans into a dataset of matched cell crops (and add 100x targets).
 
@@ -232,11 +237,10 @@ def match(
         # the default name comes from the stained scan's slide (a checked name)
         with ScanFile(stained_scan) as sf:
             out = stained_scan.parent / f"{sf.slide}.dataset.h5"
-    from registration.segment import make_params
-    from scope.commands.segment import parse_wbc_params
+    from scope.commands.segment import detection_params
 
     options = MatchOptions(
-        wbc=make_params(**parse_wbc_params(wbc_param)),
+        wbc=detection_params(wbc_param, detection),  # the typed detection options and -p
         crop_size=crop_size,
         search_px=search_px,
         margin_um=margin_um,
