@@ -30,8 +30,8 @@ lilac or blue. The detector:
    nucleus holds a cell's DNA), and returns the cells' centroids.
 
 Steps 3–9 run at full resolution only in boxes around candidates found on a coarse grid of
-about ``coarse_um`` per pixel (:func:`_candidates`), which keeps every cell the full
-resolution pass finds.
+about ``coarse_um`` per pixel (:func:`registration.wbc_cells.candidate_boxes`), which keeps
+every cell the full resolution pass finds.
 
 Every size is physical and converted with ``pixel_size_um``, so the same defaults work at 20x,
 100x or on another lab's camera; the colours adapt to the stain. ``docs/registration.md``
