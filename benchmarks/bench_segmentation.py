@@ -242,6 +242,7 @@ def simulator(n_fields: int, against: str | None = None, smudges: float | None =
     # area: of the WBCs found and of the false detections
     wbc_density: list[float] = []
     false_stats: list[tuple[float, float, float]] = []
+    n_smudges = 0
     extra = {} if smudges is None else {"smudge_per_field": smudges}
     for k in range(n_fields):
         cfg = SimConfig(wbc_per_field=30.0, stain_variation=0.25, **extra)
@@ -287,6 +288,8 @@ def simulator(n_fields: int, against: str | None = None, smudges: float | None =
         allc = truth["cells"]
         apx = (_placed(truth["slide_to_stage"], allc["x_um"], allc["y_um"]) - [x, y]) / p
         apx += [(w - 1) / 2, (h - 1) / 2]
+        sx, sy = apx[allc["type"] == "smudge"].T
+        n_smudges += int(((sx >= 45) & (sx <= w - 46) & (sy >= 45) & (sy <= h - 46)).sum())
         for j in np.flatnonzero(false):
             dj = np.linalg.norm(apx - c[j], axis=1)
             covering = np.flatnonzero(dj <= allc["radius_um"] / p)
@@ -309,6 +312,7 @@ def simulator(n_fields: int, against: str | None = None, smudges: float | None =
         f"| recall | {recall:.3f} |",
         f"| detections ≥ 45 px inside | {n_det} |",
         f"| of them no WBC (before QC) | {fp} |",
+        f"| smudge cells ≥ 45 px inside (truth; not white cells) | {n_smudges} |",
         "| ... sitting on (truth objects covering it, other than a red cell first) | "
         + (", ".join(f"{k} {v}" for k, v in sorted(on.items())) or "-")
         + " |",
