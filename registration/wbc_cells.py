@@ -142,8 +142,7 @@ def cells_in_region(
     has_nucleus[np.unique(cell_comp[nucleus])] = True
     has_nucleus[0] = False
     min_nuc = p.min_nucleus_area_um2 / px2
-    min_px, max_px = p.min_cell_area_um2 / px2, p.max_cell_area_um2 / px2
-    alone_px = p.min_nucleus_alone_um2 / px2
+    min_px = p.min_cell_area_um2 / px2
     # every piece of a cell holds at most the cell's nucleus pixels: a cell with fewer than
     # min_nuc of them yields nothing (most bodies are red cells touching a purple speck)
     nuc_count = np.bincount(cell_comp[nucleus], minlength=n_cells)
@@ -169,30 +168,45 @@ def cells_in_region(
             if obj.sum() >= 2 * min_px
             else [obj]
         )
-        nuc_crop = nucleus[sl]
         for piece in pieces:
-            area = float(piece.sum())
-            nuc = nuc_crop & piece
-            nuc_px = float(nuc.sum())
-            if area > max_px and nuc_px >= min_nuc:
-                # a body that ran into touching red cells of the same lilac: keep the part
-                # near the nucleus (a cytoplasm rim), not the whole blob
-                near = (
-                    cv2.distanceTransform((~nuc).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
-                    <= p.rim_um / px
-                )
-                piece = piece & near
-                area = float(piece.sum())
-            # a cell needs a nucleus and either a visible body or a nucleus larger than any
-            # platelet (eosinophil bodies are red granules, neutrophil bodies may be pale)
-            if area > max_px or nuc_px < min_nuc or (area < min_px and nuc_px < alone_px):
-                continue
-            if score is not None:
-                nuc = refine_nucleus(nuc, piece, score[sl])
-                # the same rule for the refined nucleus: dye specks on a red cell pass the colour
-                # box as a nucleus-sized blob but shrink to specks once each cell is thresholded
-                refined_px = float(nuc.sum())
-                if refined_px < min_nuc or (area < min_px and refined_px < alone_px):
-                    continue
-            out.append((sl, piece, nuc))
+            kept = _size_checked(piece, nucleus[sl], None if score is None else score[sl], px, p)
+            if kept is not None:
+                out.append((sl, *kept))
     return out
+
+
+def _size_checked(
+    piece: np.ndarray, nucleus: np.ndarray, score: np.ndarray | None, px: float, p: WbcParams
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(cell mask, nucleus mask)`` of one cell (``piece``, in its region's box) that passes
+    the size rules, before and after its own nucleus outline (``score`` given); else None."""
+    import cv2
+
+    px2 = px * px
+    min_nuc = p.min_nucleus_area_um2 / px2
+    min_px, max_px = p.min_cell_area_um2 / px2, p.max_cell_area_um2 / px2
+    alone_px = p.min_nucleus_alone_um2 / px2
+    area = float(piece.sum())
+    nuc = nucleus & piece
+    nuc_px = float(nuc.sum())
+    if area > max_px and nuc_px >= min_nuc:
+        # a body that ran into touching red cells of the same lilac: keep the part
+        # near the nucleus (a cytoplasm rim), not the whole blob
+        near = (
+            cv2.distanceTransform((~nuc).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+            <= p.rim_um / px
+        )
+        piece = piece & near
+        area = float(piece.sum())
+    # a cell needs a nucleus and either a visible body or a nucleus larger than any
+    # platelet (eosinophil bodies are red granules, neutrophil bodies may be pale)
+    if area > max_px or nuc_px < min_nuc or (area < min_px and nuc_px < alone_px):
+        return None
+    if score is not None:
+        nuc = refine_nucleus(nuc, piece, score)
+        # the same rule for the refined nucleus: dye specks on a red cell pass the colour
+        # box as a nucleus-sized blob but shrink to specks once each cell is thresholded
+        refined_px = float(nuc.sum())
+        if refined_px < min_nuc or (area < min_px and refined_px < alone_px):
+            return None
+    return piece, nuc
