@@ -19,7 +19,7 @@ scored on the other, both ways. Simulator: full 1920x1200 stained fields over se
 and stain batches, against the truth, and the time per field.
 
     .venv/bin/python benchmarks/bench_segmentation.py [--data DIR] [--fields N] [--step K]
-        [--tune-step K] [--no-holdout] [--against REV] [--out FILE]
+        [--tune-step K] [--no-holdout] [--against REV] [--smudges N] [--out FILE]
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def score_crops(crops: list, pixel_size_um: float, params: dict) -> dict[str, di
         h, w = mask.shape
         for name, varied in stain_variants(img, pixel_size_um=pixel_size_um).items():
             a = acc.setdefault(
-                name, {"n": 0, "hit": 0, "false": 0, "border": 0, "iou": [], "dye": []}
+                name,
+                {"n": 0, "hit": 0, "false": 0, "border": 0, "iou": [], "dye": [], "density": []},
             )
             seg = segment_wbcs(varied, pixel_size_um=pixel_size_um, **params)
             a["n"] += 1
@@ -77,6 +78,8 @@ def score_crops(crops: list, pixel_size_um: float, params: dict) -> dict[str, di
                 if mask[min(round(y), h - 1), min(round(x), w - 1)] > 0 and not hit:
                     hit = True
                     a["dye"].append(seg.dye_um2[k])
+                    # the nucleus's mean optical density (dye over area): how dense its chromatin
+                    a["density"].append(seg.dye_um2[k] / max(seg.nucleus_areas_um2[k], 1e-9))
                 elif mask[min(round(y), h - 1), min(round(x), w - 1)] > 0:
                     a["false"] += 1  # the cell split in two
                 else:
@@ -93,8 +96,15 @@ def score_crops(crops: list, pixel_size_um: float, params: dict) -> dict[str, di
         a["recall"] = a["hit"] / max(a["n"], 1)
         # nucleus dye of each found cell over the set's median (the set as one slide)
         a["dye_ratio"] = np.asarray(a["dye"]) / max(float(np.median(a["dye"] or [1.0])), 1e-9)
+        a["density_ratio"] = np.asarray(a["density"]) / max(
+            float(np.median(a["density"] or [1.0])), 1e-9
+        )
         a["precision"] = a["hit"] / max(a["hit"] + a["false"], 1)
     return acc
+
+
+def _range(values: np.ndarray) -> str:
+    return f"{values.min():.2f}–{values.max():.2f}" if np.size(values) else "-"
 
 
 def _worst(acc: dict[str, dict]) -> tuple[float, float]:
@@ -108,15 +118,17 @@ def variation_table(name: str, pixel: float, acc: dict[str, dict]) -> list[str]:
         f"**{name}** ({pixel} µm/px, {acc['original']['n']} images), default parameters:",
         "",
         "| variation | recall | precision | border-cut neighbours | nucleus IoU mean / median "
-        f"| nucleus dye / set median: lowest, cells under {LIMIT:g} |",
-        "|---|---|---|---|---|---|",
+        f"| nucleus dye / set median: lowest, cells under {LIMIT:g} "
+        "| nucleus density / set median: lowest–highest |",
+        "|---|---|---|---|---|---|---|",
     ]
     for var, a in acc.items():
-        r = a["dye_ratio"]
+        r, d = a["dye_ratio"], a["density_ratio"]
         rows.append(
             f"| {var} | {a['recall']:.3f} | {a['precision']:.3f} | {a['border']} | "
             f"{np.mean(a['iou']):.3f} / {np.median(a['iou']):.3f} | "
-            f"{r.min() if r.size else float('nan'):.2f}, {int((r < LIMIT).sum())} |"
+            f"{r.min() if r.size else float('nan'):.2f}, {int((r < LIMIT).sum())} | "
+            f"{_range(d)} |"
         )
     return [*rows, ""]
 
@@ -168,7 +180,9 @@ def real_sets(data: Path, step: int = 1) -> list[str]:
 
 
 def _segment_at(rev: str):
-    """``segment_wbcs`` of ``registration/segment.py`` as of git revision ``rev``."""
+    """``segment_wbcs`` of ``registration/segment.py`` as of git revision ``rev`` (before the
+    detector was split into ``registration/wbc_*.py`` that file held all of it; from then on
+    its steps come from this tree's modules, so compare against revisions before the split)."""
     import importlib.util
     import subprocess
     import tempfile
@@ -211,7 +225,7 @@ def side_by_side(images: list, rev: str, rounds: int = 3, p: float = 0.293) -> l
     ]
 
 
-def simulator(n_fields: int, against: str | None = None) -> list[str]:
+def simulator(n_fields: int, against: str | None = None, smudges: float | None = None) -> list[str]:
     import hardware_profiles as hp
     from acquisition.simulator.config import SimConfig
     from acquisition.simulator.microscope import SimulatedMicroscope
@@ -224,8 +238,14 @@ def simulator(n_fields: int, against: str | None = None) -> list[str]:
     tp = fn = fp = n_det = 0
     times, cpu, images = [], [], []
     on: dict[str, int] = {}
+    # nucleus density (mean optical density) and dye over the field's median WBC, and nucleus
+    # area: of the WBCs found and of the false detections
+    wbc_density: list[float] = []
+    false_stats: list[tuple[float, float, float]] = []
+    n_smudges = 0
+    extra = {} if smudges is None else {"smudge_per_field": smudges}
     for k in range(n_fields):
-        cfg = SimConfig(wbc_per_field=30.0, stain_variation=0.25)
+        cfg = SimConfig(wbc_per_field=30.0, stain_variation=0.25, **extra)
         sim = SimulatedMicroscope(prof, slide=f"seg{k}", seed=100 + k, config=cfg)
         x, y = 400.0 * k, -250.0 * k
         img = sim.render(
@@ -258,15 +278,30 @@ def simulator(n_fields: int, against: str | None = None) -> list[str]:
         n_det += int(det_inside.sum())
         false = ~close.any(0) & det_inside
         fp += int(false.sum())
-        # what each false detection sits on: the nearest object of the truth (any type)
+        density = seg.dye_um2 / np.maximum(seg.nucleus_areas_um2, 1e-9)
+        found = close.any(0)
+        ref_density = float(np.median(density[found])) if found.any() else float("nan")
+        ref_dye = float(np.median(seg.dye_um2[found])) if found.any() else float("nan")
+        wbc_density += list(density[found & det_inside] / ref_density)
+        # what each false detection sits on: the truth objects covering it, a non-red cell
+        # first (red cells are everywhere; a smudge or an artifact lying on one is the cause)
         allc = truth["cells"]
         apx = (_placed(truth["slide_to_stage"], allc["x_um"], allc["y_um"]) - [x, y]) / p
         apx += [(w - 1) / 2, (h - 1) / 2]
+        sx, sy = apx[allc["type"] == "smudge"].T
+        n_smudges += int(((sx >= 45) & (sx <= w - 46) & (sy >= 45) & (sy <= h - 46)).sum())
         for j in np.flatnonzero(false):
             dj = np.linalg.norm(apx - c[j], axis=1)
-            i = int(np.argmin(dj))
-            kind = str(allc["type"][i]) if dj[i] <= allc["radius_um"][i] / p else "nothing"
+            covering = np.flatnonzero(dj <= allc["radius_um"] / p)
+            kind = "nothing"
+            if covering.size:
+                other = covering[allc["type"][covering] != "rbc"]
+                pool = other if other.size else covering
+                kind = str(allc["type"][pool[np.argmin(dj[pool])]])
             on[kind] = on.get(kind, 0) + 1
+            false_stats.append(
+                (density[j] / ref_density, seg.dye_um2[j] / ref_dye, seg.nucleus_areas_um2[j])
+            )
     recall = tp / max(tp + fn, 1)
     precision = 1 - fp / max(n_det, 1)
     return [
@@ -277,9 +312,18 @@ def simulator(n_fields: int, against: str | None = None) -> list[str]:
         f"| recall | {recall:.3f} |",
         f"| detections ≥ 45 px inside | {n_det} |",
         f"| of them no WBC (before QC) | {fp} |",
-        "| ... sitting on (nearest truth object) | "
+        f"| smudge cells ≥ 45 px inside (truth; not white cells) | {n_smudges} |",
+        "| ... sitting on (truth objects covering it, other than a red cell first) | "
         + (", ".join(f"{k} {v}" for k, v in sorted(on.items())) or "-")
         + " |",
+        "| WBCs found: nucleus density / field median, 1st–99th percentile | "
+        f"{_range(np.percentile(wbc_density, [1, 99])) if wbc_density else '-'} |",
+        "| no-WBC detections: nucleus density / field median WBC, lowest–highest | "
+        f"{_range(np.asarray([s[0] for s in false_stats]))} |",
+        "| no-WBC detections: nucleus dye / field median WBC | "
+        f"{_range(np.asarray([s[1] for s in false_stats]))} |",
+        "| no-WBC detections: nucleus area, µm² | "
+        f"{_range(np.asarray([s[2] for s in false_stats]))} |",
         f"| precision (before QC) | {precision:.3f} |",
         f"| time per field, median (target ≤ 0.1 s) | {1000 * np.median(times):.0f} ms |",
         f"| CPU time per field, median (all threads; robust to other load) | "
@@ -303,13 +347,18 @@ def main() -> None:
         metavar="REV",
         help="also time the detector of git revision REV side by side on the same fields",
     )
+    ap.add_argument(
+        "--smudges",
+        type=float,
+        help="smudge cells per simulated field (default: the simulator's own, 0.3)",
+    )
     ap.add_argument("--out", help="also write the markdown table to this file")
     args = ap.parse_args()
     lines = [f"## WBC segmentation ({machine()})", ""]
     lines += real_sets(args.data, args.step)
     if not args.no_holdout:
         lines += holdout(args.data, args.tune_step, args.step)
-    lines += simulator(args.fields, args.against)
+    lines += simulator(args.fields, args.against, args.smudges)
     emit("\n".join(lines), args.out)
 
 

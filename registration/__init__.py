@@ -3,7 +3,8 @@
 Light on import: the public functions are loaded from their modules on first use, so
 ``import registration`` (and ``scope --help``) stays instant.
 
-- :func:`find_wbcs` — WBC centroids in a stained image (:mod:`registration.segment`);
+- :func:`find_wbcs` — WBC centroids in a stained image (:mod:`registration.segment`; its
+  parameters :class:`WbcParams` in :mod:`registration.wbc_params`);
 - :func:`match_scans` — ``scope match`` (:mod:`registration.match`);
 - :func:`add_highres` — ``scope match --highres`` (:mod:`registration.highres_dataset`);
 - :func:`merge_datasets`, :func:`resplit_dataset` — ``scope dataset merge|split``
@@ -21,7 +22,7 @@ _EXPORTS = {
     "HighresOptions": "registration.highres",
     "MatchOptions": "registration.match_options",
     "QcOptions": "registration.qc_options",
-    "WbcParams": "registration.segment",
+    "WbcParams": "registration.wbc_params",
     "add_highres": "registration.highres_dataset",
     "describe_dataset": "registration.dataset_info",
     "evaluate_match": "registration.truth",

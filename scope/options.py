@@ -27,14 +27,14 @@ def choice_enum(name: str, values: Iterable[str]) -> type[StrEnum]:
 
 
 def model_options(
-    model: type[BaseModel],
+    model: type[BaseModel] | type,
     names: Sequence[str],
     *,
     choices: Mapping[str, Iterable[str]] | None = None,
     flags: Mapping[str, str] | None = None,
     unset: bool = False,
 ) -> list[inspect.Parameter]:
-    """typer parameters for the fields ``names`` of ``model``.
+    """typer parameters for the fields ``names`` of ``model`` (a pydantic model or dataclass).
 
     ``choices`` gives the allowed values of ``str`` fields checked against a table (e.g. the
     presets); ``Literal`` fields get theirs from the type. ``flags`` spells an option's names,
@@ -49,9 +49,14 @@ def model_options(
 
 
 def _parameter(
-    model: type[BaseModel], name: str, values: Iterable[str] | None, flag: str | None, unset: bool
+    model: type[BaseModel] | type,
+    name: str,
+    values: Iterable[str] | None,
+    flag: str | None,
+    unset: bool,
 ) -> inspect.Parameter:
-    field = model.model_fields[name]
+    # a BaseModel's fields, or a pydantic dataclass's
+    field = (getattr(model, "model_fields", None) or model.__pydantic_fields__)[name]
     base = _without_none(field.annotation)
     label = "".join(part.title() for part in name.split("_"))
     if values is not None:

@@ -135,7 +135,7 @@ def test_grey_reconstruction_matches_skimage():
     import cv2
     from skimage.morphology import reconstruction
 
-    from registration.segment import _reconstruct
+    from registration.wbc_morphology import reconstruct
 
     rng = np.random.default_rng(1)
     obj = np.zeros((70, 90), np.uint8)
@@ -145,18 +145,18 @@ def test_grey_reconstruction_matches_skimage():
         )
     dist = cv2.distanceTransform(obj, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     want = reconstruction(dist - 2.5, dist, method="dilation")
-    assert np.array_equal(_reconstruct(dist - 2.5, dist), want.astype(np.float32))
+    assert np.array_equal(reconstruct(dist - 2.5, dist), want.astype(np.float32))
 
 
 def test_holes_match_scipy_fill_holes():
     from scipy import ndimage as ndi
 
-    from registration.segment import _holes
+    from registration.wbc_morphology import holes
 
     rng = np.random.default_rng(2)
     mask = (rng.random((60, 80)) < 0.55).astype(np.uint8)
     want = ndi.binary_fill_holes(mask) & ~mask.astype(bool)
-    assert np.array_equal(_holes(mask), want)
+    assert np.array_equal(holes(mask), want)
 
 
 def test_coarse_candidate_search_finds_the_same_cells():

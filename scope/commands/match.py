@@ -9,6 +9,7 @@ import typer
 
 from registration.match_options import MatchOptions
 from registration.qc_options import QcOptions
+from scope.commands.segment import DETECTION_NAMES, DETECTION_OPTIONS
 from scope.options import model_options, with_options
 
 #: Options taken from the models: choices, ranges, defaults and help in one place.
@@ -74,7 +75,7 @@ def _highres_table(s):
     return t
 
 
-@with_options([*MATCH_OPTIONS, *SPLIT_OPTIONS, *BLANK_OPTIONS])
+@with_options([*MATCH_OPTIONS, *SPLIT_OPTIONS, *BLANK_OPTIONS, *DETECTION_OPTIONS])
 def match(
     files: Annotated[
         list[Path],
@@ -107,7 +108,7 @@ def match(
         list[str] | None,
         typer.Option(
             "--wbc-param",
-            help="Override a WBC segmentation parameter, NAME=VALUE (as scope segment "
+            help="Override any WBC detection parameter, NAME=VALUE (as scope segment "
             "--param; see docs/registration.md).",
         ),
     ] = None,
@@ -177,12 +178,12 @@ def match(
         # the default name comes from the stained scan's slide (a checked name)
         with ScanFile(stained_scan) as sf:
             out = stained_scan.parent / f"{sf.slide}.dataset.h5"
-    from registration.segment import make_params
-    from scope.commands.segment import parse_wbc_params
+    from scope.commands.segment import detection_params
 
+    detection = {name: options.pop(name) for name in DETECTION_NAMES}
     qc = QcOptions(min_ssim=options.pop("min_ssim"))
     match_options = MatchOptions(
-        wbc=make_params(**parse_wbc_params(wbc_param)),
+        wbc=detection_params(wbc_param, detection),  # the typed detection options and -p
         fractions=parse_fractions(fractions),
         qc=qc,
         **options,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from registration.wbc_params import WbcParams
+from scope.options import model_options, with_options
 
 
 def _read_image(path: Path):
@@ -22,31 +25,63 @@ def _read_image(path: Path):
     return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
-def parse_wbc_params(items: list[str] | None) -> dict:
-    """``["hue_min=110", ...]`` → keyword overrides of :class:`registration.segment.WbcParams`."""
-    import dataclasses
+#: the detection parameters a lab most often adjusts (docs/registration.md, "Checking
+#: detection on a new lab's slides"), as typed options; every other one through -p NAME=VALUE
+DETECTION_NAMES = (
+    "saturation_min",
+    "saturation_scale",
+    "body_saturation_min",
+    "nucleus_hue",
+    "min_nucleus_contrast",
+    "min_dye_fraction",
+    "nucleus_dye_um2",
+)
+DETECTION_OPTIONS = model_options(WbcParams, DETECTION_NAMES, unset=True)
 
+
+def parse_wbc_params(items: list[str] | None) -> dict:
+    """``["hue_min=110", ...]`` → keyword overrides of :class:`registration.segment.WbcParams`
+    (names and types from the model; ranges are checked when the parameters are made)."""
     from hardware_profiles.errors import ScopeError
-    from registration.segment import WbcParams
+    from registration.wbc_params import PARAM_FIELDS
 
     overrides: dict = {}
-    types = {f.name: f.type for f in dataclasses.fields(WbcParams)}
     for item in items or []:
         name, _, value = item.partition("=")
         name = name.strip()
-        if name not in types or not value:
-            raise ScopeError(f"{item!r}: expected NAME=VALUE with NAME one of {', '.join(types)}")
-        try:
-            overrides[name] = (
-                value.strip().lower() in ("1", "true", "yes")
-                if types[name] in (bool, "bool")
-                else float(value)
+        if name not in PARAM_FIELDS or not value:
+            raise ScopeError(
+                f"{item!r}: expected NAME=VALUE with NAME one of {', '.join(PARAM_FIELDS)}"
             )
+        if PARAM_FIELDS[name].annotation is bool:
+            text = value.strip().lower()
+            if text not in ("1", "true", "yes", "0", "false", "no"):
+                raise ScopeError(f"{item!r}: {value!r} is not true or false")
+            overrides[name] = text in ("1", "true", "yes")
+            continue
+        try:
+            overrides[name] = float(value)
         except ValueError:
             raise ScopeError(f"{item!r}: {value!r} is not a number") from None
     return overrides
 
 
+def detection_params(items: list[str] | None, options: dict[str, Any]):
+    """The :class:`WbcParams` of a command: the typed detection options given (``options``,
+    None when not given) and the ``NAME=VALUE`` overrides ``items``; one-line errors."""
+    from hardware_profiles.errors import ScopeError
+    from registration.wbc_params import make_params
+
+    given = {k: v for k, v in options.items() if v is not None}
+    extra = parse_wbc_params(items)
+    both = sorted(k for k in set(given) & set(extra) if given[k] != extra[k])
+    if both:
+        flag = "--" + both[0].replace("_", "-")
+        raise ScopeError(f"{both[0]} is given twice ({flag} and NAME=VALUE); give it once")
+    return make_params(**given, **extra)
+
+
+@with_options(DETECTION_OPTIONS)
 def segment(
     images: Annotated[
         list[Path],
@@ -69,9 +104,10 @@ def segment(
             "--param",
             "-p",
             help="Override a segmentation parameter, NAME=VALUE "
-            "(e.g. saturation_min=70; see docs/registration.md).",
+            "(any field of WbcParams, e.g. max_cell_radius_um=11; see docs/registration.md).",
         ),
     ] = None,
+    **detection: Any,
 ) -> None:
     """Detect WBCs by colour, adapted to the stain; print centroids, areas and counts.
 
@@ -86,10 +122,11 @@ def segment(
     from acquisition.files import check_target, guard_output, write_image, write_text
     from hardware_profiles.errors import ScopeError
     from registration.detection_report import detection_warnings, per_field_line
-    from registration.segment import for_slide, make_params, segment_wbcs, slide_stain_of
+    from registration.segment import for_slide, segment_wbcs, slide_stain_of
     from registration.segment import overlay as draw
 
-    params = make_params(**parse_wbc_params(param))
+    # every option but these is a detection parameter (DETECTION_OPTIONS)
+    params = detection_params(param, detection)
     several = len(images) > 1
     for target, kind, opt in ((csv, "centroids-csv", "--csv"), (overlay, "image", "--overlay")):
         if target is None or (target is overlay and several):
