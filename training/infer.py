@@ -29,6 +29,7 @@ from training.errors import TrainingError
 from training.tiling import (  # noqa: F401  (public names, kept here too)
     CPU_MEMORY_LIMIT,
     DEFAULT_BLEND,
+    cpu_bf16_generator,
     default_tile,
     stain_field,
     tile_bytes_per_px,
@@ -57,6 +58,8 @@ def load_generator(
     gen = generator_from_checkpoint(ckpt).to(dev)
     if bf16:
         gen = gen.to(memory_format=torch.channels_last)
+    if bf16 and dev.type == "cpu":
+        gen = cpu_bf16_generator(gen)  # same values as autocast, half the memory (tiling.py)
     return gen, ckpt, dev, bf16
 
 
@@ -87,6 +90,7 @@ def stain_scan(
     tile: int | None = None,
     halo: int | None = None,
     blend: int = DEFAULT_BLEND,
+    max_memory: float | None = None,
     formats: Sequence[str] = ("png",),
     compile: bool = False,
     progress: Progress | None = None,
@@ -112,6 +116,10 @@ def stain_scan(
         Image formats per field: any of ``png``, ``tif``; empty for HDF5 only.
     tile, halo, blend
         Tiling (see :func:`stain_field`).
+    max_memory
+        Memory bound in GiB that sets the default tile (see :func:`default_tile`): on a CPU
+        the whole process's resident peak (default :data:`CPU_MEMORY_LIMIT`), on a GPU the
+        memory one pass may take. Ignored when ``tile`` is given.
     compile
         ``torch.compile`` the generator (pays off over many fields of one size).
     force
@@ -201,6 +209,7 @@ def stain_scan(
                     tile=tile,
                     halo=halo,
                     blend=blend,
+                    max_memory=max_memory,
                     progress=or_null(progress),
                     on_field=on_field,
                 )
@@ -248,6 +257,7 @@ class _StainJob:
     tile: int | None
     halo: int | None
     blend: int
+    max_memory: float | None
     progress: Progress
     on_field: Callable[[int, int], None] | None
 
@@ -341,6 +351,7 @@ def _stain_each(job: _StainJob, f: Any, written: list[Path]) -> None:
             tile=job.tile,
             halo=job.halo,
             blend=job.blend,
+            max_memory=job.max_memory,
         )
         images[k] = img
         for fmt in job.formats:
