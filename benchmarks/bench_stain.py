@@ -111,14 +111,15 @@ def _child(args: argparse.Namespace) -> dict:
         times, cpu_times = times[1:], cpu_times[1:]  # kernel selection / compilation
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _hwm()
     k = min(range(len(times)), key=times.__getitem__)
-    plan = tiling.tile_plan(h, w, tile=tile, blend=min(tiling.DEFAULT_BLEND, tile // 2))
+    th, tw = tiling._sides(tile)
+    plan = tiling.tile_plan(h, w, tile=tile, blend=min(tiling.DEFAULT_BLEND, min(th, tw) // 2))
     return {
-        "tile": tile,
+        "tile": f"{th}" if th == tw else f"{th}x{tw}",
         "halo": halo,
         "height": h,
         "width": w,
         "tiles": len(plan),
-        "window_px": min(h, tile + 2 * halo) * min(w, tile + 2 * halo),
+        "window_px": tiling._window_size(h, w, tile, halo),
         "best_s": times[k],
         "median_s": sorted(times)[len(times) // 2],
         "cpu_s": cpu_times[k],
@@ -184,7 +185,7 @@ def _table(args: argparse.Namespace, rows: list[dict]) -> str:
     lines = [
         head,
         "",
-        "| tile (px) | halo (px) | field | tiles | window (px²) | best (s) | median (s) | "
+        "| core (px) | halo (px) | field | tiles | window (px²) | best (s) | median (s) | "
         "CPU time / threads (s) | resident before (GiB) | predicted peak (GiB) | "
         "measured peak (GiB) | budget (GiB) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -53,14 +53,29 @@ def _ramp(length: int, lo_blend: int, hi_blend: int) -> np.ndarray:
     return w
 
 
+Tile = int | tuple[int, int]
+
+
+def _sides(tile: Tile) -> tuple[int, int]:
+    """``(rows, columns)`` of a core: ``tile`` is square (an int) or ``(rows, columns)``."""
+    if isinstance(tile, int | np.integer):
+        return int(tile), int(tile)
+    th, tw = tile
+    return int(th), int(tw)
+
+
 def tile_plan(
-    height: int, width: int, *, tile: int, blend: int
+    height: int, width: int, *, tile: Tile, blend: int
 ) -> list[tuple[int, int, int, int, np.ndarray]]:
-    """Cores ``(y0, y1, x0, x1, weight)`` covering an image; ``weight`` is ``(h, w)`` float32."""
+    """Cores ``(y0, y1, x0, x1, weight)`` covering an image; ``weight`` is ``(h, w)`` float32.
+
+    ``tile`` is the core size: square, or ``(rows, columns)``.
+    """
+    th, tw = _sides(tile)
     return [
         (y0, y1, x0, x1, np.outer(wy, wx))
-        for y0, y1, wy in _cores(height, tile, blend)
-        for x0, x1, wx in _cores(width, tile, blend)
+        for y0, y1, wy in _cores(height, th, blend)
+        for x0, x1, wx in _cores(width, tw, blend)
     ]
 
 
@@ -102,7 +117,7 @@ FIELD_BYTES_PER_PX = 20
 #: pass of the thesis ``full-nohe`` network, windows of 254-478 px; fit and data in
 #: docs/training.md, re-measured by ``benchmarks/bench_stain.py --sweep``). It covers
 #: oneDNN's reordered copies and the freed blocks :func:`keep_freed_memory` keeps.
-CPU_WINDOW_FACTOR = {True: 0.0, False: 0.0}
+CPU_WINDOW_FACTOR = {True: 2.2, False: 2.2}
 #: Bytes a CPU pass adds whatever the window size (oneDNN primitives and scratch, threads'
 #: buffers, the first use of the convolution code): the fit's intercept.
 CPU_PASS_FIXED = 0
@@ -136,14 +151,14 @@ def predicted_peak(
     device: torch.device,
     generator: nn.Module,
     *,
-    tile: int,
+    tile: Tile,
     halo: int,
     height: int,
     width: int,
     bf16: bool,
     resident: int | None = None,
 ) -> int:
-    """Predicted peak bytes of staining one field with cores of ``tile`` px.
+    """Predicted peak bytes of staining one field with cores of ``tile`` px (see tile_plan).
 
     On a CPU the whole process's resident peak: ``resident`` (now, with the stack loaded;
     default measured) + the field's own arrays + :data:`CPU_PASS_FIXED` + one window's
@@ -151,9 +166,9 @@ def predicted_peak(
     (:func:`_window`), so one window's memory is reused by the next. On a GPU the memory
     one pass takes (window pixels times the estimate).
     """
-    wy = min(height, min(tile, height) + 2 * halo)
-    wx = min(width, min(tile, width) + 2 * halo)
-    window = wy * wx * tile_bytes_per_px(generator, bf16=bf16, device=device)
+    window = _window_size(height, width, tile, halo) * tile_bytes_per_px(
+        generator, bf16=bf16, device=device
+    )
     if device.type != "cpu":
         return int(window)
     held = resident_bytes() if resident is None else resident
@@ -178,17 +193,19 @@ def default_tile(
     bf16: bool,
     n_images: int | None = None,
     max_memory: float | None = None,
-) -> tuple[int, int]:
-    """``(tile, halo)``: one pass over the whole field when it fits, else square cores.
+    blend: int = DEFAULT_BLEND,
+) -> tuple[tuple[int, int], int]:
+    """``((rows, columns), halo)``: one pass over the whole field when it fits, else cores.
 
     On a CPU the budget is the whole process's resident peak: at most ``max_memory`` GiB
     (default :data:`CPU_MEMORY_LIMIT`, 4 GiB) and at most what it holds now plus
     :data:`AVAILABLE_SHARE` of the available memory. On a GPU one pass may take
     :data:`GPU_SHARE` of the free memory (and at most ``max_memory``). Peaks are
-    :func:`predicted_peak`. When the whole field does not fit, the cores are the squares
-    (multiples of 16, at least :data:`MIN_TILE`) that fit and compute the fewest window
-    pixels; the halo is the receptive radius (exact interiors). ``n_images`` is unused
-    (the stack is already held when this is called; kept for callers).
+    :func:`predicted_peak`. When the whole field does not fit, the cores are the rectangles
+    (sides multiples of 16 of at least :data:`MIN_TILE`, or a whole side of the field) that
+    fit and compute the fewest window pixels, halos included: full-height strips when they
+    fit. The halo is the receptive radius (exact interiors). ``n_images`` is unused (the
+    stack is already held when this is called; kept for callers).
 
     Raises
     ------
@@ -198,40 +215,60 @@ def default_tile(
     del n_images
     plain = _plain(generator)
     if not isinstance(plain, RRDBGenerator):
-        return getattr(plain, "receptive_radius", 64), 0
+        r = getattr(plain, "receptive_radius", 64)
+        return (r, r), 0
     halo = plain.receptive_radius
     budget = memory_budget(device, max_memory)
     held = resident_bytes() if device.type == "cpu" else 0
 
-    def peak(tile: int) -> int:
+    def peak(tile: tuple[int, int]) -> int:
         return predicted_peak(
             device, generator, tile=tile, halo=halo, height=height, width=width, bf16=bf16,
             resident=held,
         )  # fmt: skip
 
-    whole = max(height, width)
-    if peak(whole) <= budget:
-        return whole, halo
-    fits = [t for t in range(MIN_TILE, whole, 16) if peak(t) <= budget]
-    if not fits:
+    if peak((height, width)) <= budget:
+        return (height, width), halo
+    rows = [*range(MIN_TILE, height, 16), height]
+    cols = [*range(MIN_TILE, width, 16), width]
+    best: tuple[int, int, tuple[int, int]] | None = None
+    for th in rows:
+        for tw in cols:
+            tile = (th, tw)
+            if peak(tile) > budget:
+                break  # wider cores only take more
+            key = (
+                _window_pixels(height, width, tile, halo, blend),
+                _window_size(height, width, tile, halo),
+            )
+            if best is None or key < best[:2]:
+                best = (*key, tile)
+    if best is None:
         if max_memory is not None:
             from training.errors import TrainingError
 
-            need = peak(MIN_TILE) / 2**30
+            need = peak((MIN_TILE, MIN_TILE)) / 2**30
             raise TrainingError(
                 f"--max-memory {max_memory:g} GiB is too small to stain {width}x{height} "
                 f"fields with this network (the smallest tile needs about {need:.1f} GiB); "
                 "raise it"
             )
-        return MIN_TILE, halo
-    return min(fits, key=lambda t: (_window_pixels(height, width, t, halo), t)), halo
+        return (min(MIN_TILE, height), min(MIN_TILE, width)), halo
+    return best[2], halo
 
 
-def _window_pixels(height: int, width: int, tile: int, halo: int) -> int:
+def _window_size(height: int, width: int, tile: Tile, halo: int) -> int:
+    """Pixels of one window (core + halos, within the field; all windows are this size)."""
+    th, tw = _sides(tile)
+    return min(height, min(th, height) + 2 * halo) * min(width, min(tw, width) + 2 * halo)
+
+
+def _window_pixels(height: int, width: int, tile: Tile, halo: int, blend: int) -> int:
     """Pixels all the windows of a field hold (the compute, halos included)."""
-    rows = len(_starts(height, tile, DEFAULT_BLEND))
-    cols = len(_starts(width, tile, DEFAULT_BLEND))
-    return rows * cols * min(height, tile + 2 * halo) * min(width, tile + 2 * halo)
+    th, tw = _sides(tile)
+    blend = min(blend, min(th, tw) // 2)
+    n = len(_starts(height, th, blend)) * len(_starts(width, tw, blend))
+    return n * _window_size(height, width, tile, halo)
 
 
 @torch.no_grad()
@@ -242,7 +279,7 @@ def stain_field(
     device: torch.device | str = "cpu",
     bf16: bool = False,
     channels_last: bool | None = None,
-    tile: int | None = None,
+    tile: Tile | None = None,
     halo: int | None = None,
     blend: int = DEFAULT_BLEND,
     dtype: type = np.uint8,
@@ -259,7 +296,7 @@ def stain_field(
     device, bf16, channels_last
         Where and how to compute (``channels_last`` defaults to ``bf16``).
     tile
-        Core size in pixels (default: :func:`default_tile`).
+        Core size in pixels, square or ``(rows, columns)`` (default: :func:`default_tile`).
     halo
         Context added around each core (default: the generator's receptive radius, which
         makes cores exact).
@@ -285,17 +322,20 @@ def stain_field(
     in_ch = getattr(_plain(generator), "in_channels", 3 * n)
     if in_ch != 3 * n:
         raise ValueError(f"the generator takes {in_ch // 3} images, the stack has {n}")
-    d_tile, d_halo = default_tile(
-        device, generator, height=h, width=w, bf16=bf16, n_images=n, max_memory=max_memory
-    )
-    tile = d_tile if tile is None else int(tile)
-    halo = d_halo if halo is None else int(halo)
-    if tile < 1 or halo < 0 or blend < 0:
+    if tile is None or halo is None:
+        d_tile, d_halo = default_tile(
+            device, generator, height=h, width=w, bf16=bf16, max_memory=max_memory, blend=blend
+        )
+        tile = d_tile if tile is None else tile
+        halo = d_halo if halo is None else int(halo)
+    th, tw = _sides(tile)
+    if min(th, tw) < 1 or halo < 0 or blend < 0:
         raise ValueError(f"tile must be ≥ 1 and halo, blend ≥ 0; got {tile}, {halo}, {blend}")
     is_unet = not isinstance(_plain(generator), RRDBGenerator)
-    if is_unet and (h < tile or w < tile):
-        raise ValueError(f"the U-Net stains windows of {tile} px; the field is {w}x{h}")
-    blend = min(blend, tile // 2) if not is_unet else max(blend, tile // 4)
+    if is_unet and (h < th or w < tw):
+        raise ValueError(f"the U-Net stains windows of {th}x{tw} px; the field is {w}x{h}")
+    side = min(th, tw)
+    blend = min(blend, side // 2) if not is_unet else max(blend, side // 4)
     cl = bf16 if channels_last is None else channels_last
     if bf16 and device.type == "cpu":
         generator = cpu_bf16_generator(generator)
@@ -307,25 +347,31 @@ def stain_field(
     src = arr.to(device)  # (n, H, W, 3) uint8: each window is cut from it, no field-sized copy
     acc = torch.zeros((3, h, w), dtype=torch.float32, device=device)
     wsum = torch.zeros((1, h, w), dtype=torch.float32, device=device)
-    for y0, y1, x0, x1, weight in tile_plan(h, w, tile=tile, blend=blend):
+    plan = tile_plan(h, w, tile=(th, tw), blend=blend)
+    # every window (and core) has one size: one input and one core buffer serve them all, so
+    # nothing but the network's own activations is allocated per window
+    (y0, y1, x0, x1, _), *_ = plan
+    wy = min(h, y1 - y0 + 2 * halo)  # as _window
+    wx = min(w, x1 - x0 + 2 * halo)
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    inp = torch.empty((1, 3 * n, wy, wx), dtype=in_dtype, device=device, memory_format=fmt)
+    # the same memory seen as the stack's layout: (hh, ww, n, 3) or (n, 3, hh, ww)
+    dst = inp[0].permute(1, 2, 0).view(wy, wx, n, 3) if cl else inp[0].view(n, 3, wy, wx)
+    core = torch.empty((3, y1 - y0, x1 - x0), dtype=torch.float32, device=device)
+    for y0, y1, x0, x1, weight in plan:
         iy0, iy1 = _window(y0, y1, h, halo)
         ix0, ix1 = _window(x0, x1, w, halo)
-        # (n, hh, ww, 3) → (hh, ww, 3n): image-major channels, channels_last memory
-        hwc = src[:, iy0:iy1, ix0:ix1].permute(1, 2, 0, 3).reshape(iy1 - iy0, ix1 - ix0, 3 * n)
-        # bf16 models get bf16 inputs straight away (autocast would cast them anyway)
-        inp = hwc.to(in_dtype).div_(255.0).permute(2, 0, 1).unsqueeze(0)
-        del hwc
-        if not cl:
-            inp = inp.contiguous()
+        window = src[:, iy0:iy1, ix0:ix1]  # (n, hh, ww, 3) uint8, image-major channels
+        dst.copy_(window.permute(1, 2, 0, 3) if cl else window.permute(0, 3, 1, 2))
+        inp.div_(255.0)  # bf16 models get bf16 inputs straight away (as autocast would)
         with autocast():
             out = generator(inp)
-        del inp
-        core = out[0, :, y0 - iy0 : y1 - iy0, x0 - ix0 : x1 - ix0].float()
+        core.copy_(out[0, :, y0 - iy0 : y1 - iy0, x0 - ix0 : x1 - ix0])
         del out
         wt = torch.from_numpy(weight).to(device)
-        acc[:, y0:y1, x0:x1] += core * wt
+        acc[:, y0:y1, x0:x1].addcmul_(core, wt)
         wsum[:, y0:y1, x0:x1] += wt
-        del core
+    del inp, dst, core
     img = acc.div_(wsum).clamp_(0, 1)
     del wsum
     if dtype == np.uint8:
