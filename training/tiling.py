@@ -391,9 +391,9 @@ def _window(a: int, b: int, length: int, halo: int) -> tuple[int, int]:
     Every window of a field has the same size (``core + 2·halo``, or the whole axis): near an
     edge it is moved inwards instead of cut, so the core keeps at least ``halo`` of context
     on its inner side and the field's own edge on the outer one (exact as before), and
-    every pass allocates the same shapes. With windows cut at the edges each new shape
-    needed fresh memory next to the freed blocks of the last one (measured: a 3x3 tiling's
-    resident peak 1.6x one window's).
+    every pass allocates the same shapes. With windows cut at the edges each new, larger
+    shape took fresh memory beside the freed blocks of the last (measured on the thesis
+    network: the resident memory grew window after window instead of staying flat).
     """
     size = min(length, b - a + 2 * halo)
     start = min(max(0, a - halo), length - size)
