@@ -74,7 +74,7 @@ def _child(args: argparse.Namespace) -> dict:
     if bf16:
         gen = gen.to(memory_format=torch.channels_last)
     if bf16 and device.type == "cpu":
-        gen = tiling.cpu_bf16_generator(gen)  # as training.infer.load_generator does
+        gen = tiling.cpu_bf16_generator(gen)  # as training.infer.stain_scan does
     halo = gen.receptive_radius
     h, w = args.height, args.width
     if args.sweep:

@@ -58,8 +58,6 @@ def load_generator(
     gen = generator_from_checkpoint(ckpt).to(dev)
     if bf16:
         gen = gen.to(memory_format=torch.channels_last)
-    if bf16 and dev.type == "cpu":
-        gen = cpu_bf16_generator(gen)  # same values as autocast, half the memory (tiling.py)
     return gen, ckpt, dev, bf16
 
 
@@ -151,6 +149,8 @@ def stain_scan(
     from training.export_onnx import resolve_engine
 
     use_onnx = resolve_engine(engine, dev, bf16=bf16) == "onnx"
+    if bf16 and dev.type == "cpu" and not use_onnx:
+        gen = cpu_bf16_generator(gen)  # same values as autocast, half the memory (tiling.py)
     if compile and not use_onnx:
         gen = torch.compile(gen, dynamic=False)
     out = Path(out_dir)

@@ -415,7 +415,7 @@ def cpu_bf16_generator(generator: nn.Module) -> nn.Module:
     with bf16 weights computes the same values (autocast's convolutions take bf16 inputs,
     weights and biases either way; padding and concatenation only move values). A compiled
     generator (``torch.compile``) is returned as is: convert before compiling
-    (:func:`training.infer.load_generator` does). Only the RRDB generator is converted.
+    (:func:`training.infer.stain_scan` does). Only the RRDB generator is converted.
     """
     if not isinstance(generator, RRDBGenerator) or _is_bf16(generator):
         return generator  # compiled, ONNX (their _orig_mod) or the U-Net: as they are
