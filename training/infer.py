@@ -29,6 +29,7 @@ from training.errors import TrainingError
 from training.tiling import (  # noqa: F401  (public names, kept here too)
     CPU_MEMORY_LIMIT,
     DEFAULT_BLEND,
+    cpu_bf16_generator,
     default_tile,
     stain_field,
     tile_bytes_per_px,
@@ -87,6 +88,7 @@ def stain_scan(
     tile: int | None = None,
     halo: int | None = None,
     blend: int = DEFAULT_BLEND,
+    max_memory: float | None = None,
     formats: Sequence[str] = ("png",),
     compile: bool = False,
     progress: Progress | None = None,
@@ -112,6 +114,10 @@ def stain_scan(
         Image formats per field: any of ``png``, ``tif``; empty for HDF5 only.
     tile, halo, blend
         Tiling (see :func:`stain_field`).
+    max_memory
+        Memory bound in GiB that sets the default tile (see :func:`default_tile`): on a CPU
+        the whole process's resident peak (default :data:`CPU_MEMORY_LIMIT`), on a GPU the
+        memory one pass may take. Ignored when ``tile`` is given.
     compile
         ``torch.compile`` the generator (pays off over many fields of one size).
     force
@@ -143,6 +149,8 @@ def stain_scan(
     from training.export_onnx import resolve_engine
 
     use_onnx = resolve_engine(engine, dev, bf16=bf16) == "onnx"
+    if bf16 and dev.type == "cpu" and not use_onnx:
+        gen = cpu_bf16_generator(gen)  # same values as autocast, half the memory (tiling.py)
     if compile and not use_onnx:
         gen = torch.compile(gen, dynamic=False)
     out = Path(out_dir)
@@ -201,6 +209,7 @@ def stain_scan(
                     tile=tile,
                     halo=halo,
                     blend=blend,
+                    max_memory=max_memory,
                     progress=or_null(progress),
                     on_field=on_field,
                 )
@@ -248,6 +257,7 @@ class _StainJob:
     tile: int | None
     halo: int | None
     blend: int
+    max_memory: float | None
     progress: Progress
     on_field: Callable[[int, int], None] | None
 
@@ -341,6 +351,7 @@ def _stain_each(job: _StainJob, f: Any, written: list[Path]) -> None:
             tile=job.tile,
             halo=job.halo,
             blend=job.blend,
+            max_memory=job.max_memory,
         )
         images[k] = img
         for fmt in job.formats:

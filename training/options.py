@@ -43,6 +43,12 @@ class StainOptions(InferenceOptions):
     tile: int | None = Field(None, ge=16, description="Tile core size in pixels.")
     halo: int | None = Field(None, ge=0, description="Context around tiles (default: exact).")
     blend: int = Field(DEFAULT_BLEND, ge=0, description="Tile overlap blended, pixels.")
+    max_memory: float | None = Field(
+        None,
+        ge=0.25,
+        description="GiB the stain may use; sets the tile (CPU: whole process, default 4 and "
+        "at most half the available memory).",
+    )
     compile: bool = Field(False, description="torch.compile the generator (many fields).")
     engine: Literal["auto", "torch", "onnx"] = Field(
         "auto",

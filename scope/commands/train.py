@@ -173,7 +173,7 @@ def evaluate(
 
 STAIN_OPTIONS = model_options(
     StainOptions,
-    ["checkpoint", "device", "precision", "tile", "halo", "blend", "compile", "engine"],
+    "checkpoint device precision tile halo blend max_memory compile engine".split(),
     flags={"compile": "--compile"},
 )
 
