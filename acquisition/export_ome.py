@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,11 @@ from acquisition.ome_image import (
     RGB_HEX,
     ExportError,
     OmeImage,
-    Progress,
     channel_labels,
     ome_xml,
     plain,
 )
+from acquisition.progress import Progress, or_null
 from acquisition.vocabulary import ChannelKind
 
 #: Marker in the root attributes of every OME-Zarr scope writes (replaced only when present).
@@ -117,6 +118,32 @@ def _multiscales(img: OmeImage) -> list[dict[str, Any]]:
     ]
 
 
+#: The export's progress bar: RGB frames written (detail: MB written and MB/s).
+EXPORT_BAR = "export"
+
+
+class _ExportBar:
+    """Reports an export on :data:`EXPORT_BAR` of the shared progress protocol."""
+
+    def __init__(self, progress: Progress | None, images: Sequence[OmeImage]) -> None:
+        self._clock = time.perf_counter
+        self._t0 = self._clock()
+        self.progress = or_null(progress)
+        self.total = sum(img.nbytes for img in images)
+        self.done = 0
+        frames = sum(img.n_planes // 3 for img in images)
+        self.progress.start(EXPORT_BAR, frames, label="exporting")
+
+    def frame(self, nbytes: int) -> None:
+        self.done += nbytes
+        seconds = max(self._clock() - self._t0, 1e-9)
+        info = (
+            f"{self.done / 1e6:,.0f} of {self.total / 1e6:,.0f} MB, "
+            f"{self.done / seconds / 1e6:,.0f} MB/s"
+        )
+        self.progress.advance(EXPORT_BAR, info=info)
+
+
 def _active_channel(img: OmeImage) -> int:
     kinds = [ch.get("kind") for ch in img.channels]
     return kinds.index(ChannelKind.BRIGHTFIELD) if ChannelKind.BRIGHTFIELD in kinds else 0
@@ -151,7 +178,7 @@ def write_ome_zarr(
         compressor = codecs.Blosc(cname="lz4", clevel=1, shuffle=codecs.Blosc.BITSHUFFLE)
         writer = _ChunkWriter(compressor)
         try:
-            _write_images(images, root, tmp, writer, total, progress)
+            _write_images(images, root, tmp, writer, _ExportBar(progress, images))
         finally:
             writer.close()
         _replace_dir(tmp, out)
@@ -166,11 +193,9 @@ def _write_images(
     root: Any,
     tmp: Path,
     writer: _ChunkWriter,
-    total: int,
-    progress: Progress | None,
+    bar: _ExportBar,
 ) -> None:
     """Each image as group ``tmp/i`` (multiscales, omero) with its one-level array ``i/0``."""
-    done = 0
     for i, img in enumerate(images):
         group = root.create_group(str(i))
         group.attrs.update(
@@ -204,9 +229,7 @@ def _write_images(
                 writer.put(chunk_dir, start // per_chunk, buf)
                 buf = np.empty((per_chunk, h, w), np.uint8)
                 start, fill = start + fill, 0
-            done += frame.nbytes
-            if progress is not None:
-                progress(done, total)
+            bar.frame(frame.nbytes)
         if fill:
             buf[fill:] = 0  # a chunk is always whole; the array's shape trims it
             writer.put(chunk_dir, start // per_chunk, buf)
@@ -335,17 +358,14 @@ def write_ome_tiff(
     total = sum(img.nbytes for img in images)
     _check_space(out, total, "the OME-TIFF")
     xml = ome_xml(images, tiff=True)
-    done = 0
+    bar = _ExportBar(progress, images)
 
     def planes(img: OmeImage) -> Iterator[np.ndarray]:
-        nonlocal done
         for frame in prefetch(img.frames()):
             _check_frame(frame, img)
             for j in range(3):
                 yield np.ascontiguousarray(frame[..., j])
-            done += frame.nbytes
-            if progress is not None:
-                progress(done, total)
+            bar.frame(frame.nbytes)
 
     with atomic_output(out, keep_suffix=True) as part:
         with tifffile.TiffWriter(part, bigtiff=total > BIGTIFF_BYTES, ome=False) as tif:

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from acquisition.export_ome import write
-from acquisition.ome_image import ExportError, OmeImage, Progress
+from acquisition.ome_image import ExportError, OmeImage
+from acquisition.progress import Progress
 from acquisition.scanfile import ScanFile
 
 #: Columns of a scan's channel table carried into the OME metadata of each channel.

@@ -18,8 +18,6 @@ from hardware_profiles.errors import ScopeError
 RGB = ("R", "G", "B")
 RGB_HEX = ("FF0000", "00FF00", "0000FF")
 
-Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
-
 
 class ExportError(ScopeError):
     """An export that cannot be written as asked."""

@@ -15,7 +15,8 @@ import numpy as np
 
 from acquisition.export_ome import write
 from acquisition.export_scan import CHANNEL_COLUMNS
-from acquisition.ome_image import ExportError, OmeImage, Progress
+from acquisition.ome_image import ExportError, OmeImage
+from acquisition.progress import Progress
 from registration.dataset import Dataset
 
 TARGETS = ("stained", "stained 100x")

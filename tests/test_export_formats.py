@@ -138,11 +138,30 @@ def test_export_refuses_unacquired_fields_and_foreign_targets(scan, tmp_path):
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["0", "1", "OME"]
 
 
-def test_export_streams_with_progress(scan, tmp_path):
-    seen = []
-    export_scan(scan, tmp_path / "p.ome.zarr", to="ome-zarr", progress=lambda d, t: seen.append(d))
-    frame = HW[0] * HW[1] * 3
-    assert seen == [frame * k for k in range(1, 7)]
+@pytest.mark.parametrize(("to", "name"), [("ome-zarr", "p.ome.zarr"), ("ome-tiff", "p.ome.tif")])
+def test_export_streams_with_progress(scan, tmp_path, to, name):
+    from acquisition.export_ome import EXPORT_BAR
+    from acquisition.progress import NullProgress
+
+    class Recorder(NullProgress):
+        def __init__(self):
+            self.calls = []
+
+        def start(self, key, total, *, label=None, done=0):
+            self.calls.append(("start", key, total))
+
+        def advance(self, key, n=1, *, info=None):
+            self.calls.append(("advance", key, info))
+
+    rec = Recorder()
+    export_scan(scan, tmp_path / name, to=to, progress=rec)
+    frame_mb = HW[0] * HW[1] * 3 / 1e6
+    assert rec.calls[0] == ("start", EXPORT_BAR, 6)  # one step per RGB frame, 6 in the scan
+    advances = rec.calls[1:]
+    assert [c[:2] for c in advances] == [("advance", EXPORT_BAR)] * 6
+    total = f"{6 * frame_mb:,.0f} MB"
+    assert all(f"of {total}" in c[2] and c[2].endswith("MB/s") for c in advances)
+    assert advances[-1][2].startswith(f"{6 * frame_mb:,.0f} of")
 
 
 def test_dataset_to_ome_zarr_has_one_image_per_cell_with_targets(tmp_path, pls43):

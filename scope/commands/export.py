@@ -41,37 +41,12 @@ def _indices(text: str | None, option: str) -> list[int] | None:
 
 def _run_export(func, source: Path, out: Path, to: str, quiet: bool, **kw) -> None:
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
 
-    console = Console(stderr=True)
-    bar = Progress(
-        "[bold]exporting",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=quiet,
-    )
-    task = None
+    from scope.progress import RichProgress
 
-    def progress(done: int, total: int) -> None:
-        nonlocal task
-        if task is None:  # the bar appears once the source is open and the output checked
-            bar.start()
-            task = bar.add_task("export", total=total)
-        bar.update(task, completed=done)
-
-    try:
+    # one bar on stderr: frames written, MB and MB/s (the shared progress protocol)
+    with RichProgress(bars=not quiet) as progress:
         path, n, raw = func(source, out, to=to, progress=progress, **kw)
-    finally:
-        bar.stop()
     Console(soft_wrap=True).print(f"{path}: {n} images, {raw / 1e6:.1f} MB of pixels as {to}")
 
 
