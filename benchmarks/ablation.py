@@ -172,16 +172,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             t0 = time.perf_counter()
             slides = [f"ablation-{k}" for k in range(args.slides)]
-            simulate_dataset(
-                data,
-                slides=slides,
-                cells_per_slide=args.cells_per_slide,
-                crop_size=args.crop,
-                seed=args.seed,
-                highres=args.target == "highres",
-                on_cell=lambda d, n: print(f"\rrendering cells {d}/{n}", end="", flush=True),
-            )
-            print()
+            with RichProgress() as progress:
+                simulate_dataset(
+                    data,
+                    slides=slides,
+                    cells_per_slide=args.cells_per_slide,
+                    crop_size=args.crop,
+                    seed=args.seed,
+                    highres=args.target == "highres",
+                    progress=progress,
+                )
             rendered = f"rendering took {time.perf_counter() - t0:.0f} s"
     table = hp.load("pls43").channel_table()
     rows = []

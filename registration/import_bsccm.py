@@ -34,12 +34,13 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from acquisition.progress import Progress, or_null
 from acquisition.vocabulary import SPLITS, ChannelKind
 from registration.dataset import DatasetError, DatasetWriter
 
@@ -169,7 +170,7 @@ def import_bsccm(
     seed: int = 0,
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     software_version: str = "",
-    on_cell: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Write the BSCCM cells under ``root`` to the dataset file ``out``.
 
@@ -242,6 +243,8 @@ def import_bsccm(
         target_dtype=np.uint16,
         label_fields=LABEL_FIELDS,
     ) as writer:
+        progress = or_null(progress)
+        progress.start("cells", len(indices), label="importing cells")
         for a in range(0, len(indices), _CHUNK):
             part = indices[a : a + _CHUNK]
             xs = np.stack([_cell(reader, int(g), "led_array", led_pos) for g in part])[..., None]
@@ -280,6 +283,5 @@ def import_bsccm(
                     }
                 )
             writer.add(xs, ys, rows)
-            if on_cell is not None:
-                on_cell(a + len(part), len(indices))
+            progress.advance("cells", len(part))
     return Path(out)

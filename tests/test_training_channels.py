@@ -85,7 +85,46 @@ def bsccm_dataset(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("bsccm")
     root = write_bsccm_folder(tmp / "BSCCM-tiny")
-    return import_bsccm(root, tmp / "bsccm.dataset.h5", seed=0)
+    progress = CellCounter()
+    path = import_bsccm(root, tmp / "bsccm.dataset.h5", seed=0, progress=progress)
+    with Dataset(path) as ds:  # the import reports every cell it writes, on one bar
+        assert progress.started == [("cells", len(ds))] and progress.advanced == len(ds)
+    return path
+
+
+class CellCounter:
+    """A progress (the shared protocol) that records the ``cells`` bar."""
+
+    def __init__(self):
+        self.started, self.advanced = [], 0
+
+    def start(self, key, total, *, label=None, done=0):
+        self.started.append((key, total))
+
+    def advance(self, key, n=1, *, info=None):
+        assert key == "cells"
+        self.advanced += n
+
+    def note(self, text, *, warning=False):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_simulated_dataset_reports_each_cell_rendered(tmp_path):
+    from training.simulated import simulate_dataset
+
+    progress = CellCounter()
+    simulate_dataset(
+        tmp_path / "s.dataset.h5",
+        slides=("sim-p",),
+        cells_per_slide=2,
+        crop_size=32,
+        highres=False,
+        progress=progress,
+    )
+    assert progress.started == [("cells", 2)] and progress.advanced == 2
 
 
 def test_bsccm_import_keeps_channels_dtype_and_labels(bsccm_dataset):

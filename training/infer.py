@@ -92,7 +92,6 @@ def stain_scan(
     formats: Sequence[str] = ("png",),
     compile: bool = False,
     progress: Progress | None = None,
-    on_field: Callable[[int, int], None] | None = None,
     skip_unreadable: bool = False,
     warn: Callable[[str], None] | None = None,
     force: bool = False,
@@ -211,7 +210,6 @@ def stain_scan(
                     blend=blend,
                     max_memory=max_memory,
                     progress=or_null(progress),
-                    on_field=on_field,
                 )
             )
     return h5_path
@@ -259,7 +257,6 @@ class _StainJob:
     blend: int
     max_memory: float | None
     progress: Progress
-    on_field: Callable[[int, int], None] | None
 
 
 def _stain_fields(job: _StainJob) -> None:
@@ -360,8 +357,6 @@ def _stain_each(job: _StainJob, f: Any, written: list[Path]) -> None:
                 write_scaled_image(part, img, scan.pixel_size_um)
             written.append(target)
         job.progress.advance("fields")
-        if job.on_field is not None:
-            job.on_field(k + 1, len(todo))
 
 
 def _positions_table(scan: Any, todo: list[int]) -> np.ndarray:

@@ -13,13 +13,14 @@ where ``scope match`` would register them from the images. Splits follow
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 import hardware_profiles as hp
+from acquisition.progress import Progress, or_null
 from acquisition.simulator.crops import (
     brightfield_channel,
     brightfield_exposure_ms,
@@ -105,7 +106,7 @@ def simulate_dataset(
     seed: int = 0,
     highres: bool = True,
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    on_cell: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     target: str = "stain",
 ) -> Path:
     """Render a training dataset from the simulator.
@@ -128,8 +129,8 @@ def simulate_dataset(
         Also render 100x targets (``targets_highres``, ``has_highres``).
     fractions
         Train/val/test fractions.
-    on_cell
-        Progress callback ``(done, total)``.
+    progress
+        Where to report the cells rendered (bar ``cells``; the shared progress protocol).
     target
         ``stain`` (the stained 20x crop, RGB ``uint8``) or ``fluorescence``: one ``uint16``
         nuclear-stain channel imaged in the unstained pass at the input's position
@@ -153,6 +154,8 @@ def simulate_dataset(
         noise = np.random.default_rng([seed, 0xF1])
     prof = hp.load(profile) if isinstance(profile, str) else profile
     total = len(slides) * cells_per_slide
+    progress = or_null(progress)
+    progress.start("cells", total, label="rendering cells")
     inputs, targets, highs, rows = [], [], [], []
     for slide in slides:
         sim = SimulatedMicroscope(prof, slide=slide, seed=seed)
@@ -202,8 +205,7 @@ def simulate_dataset(
                     "type": str(cell["type"]),
                 }
             )
-            if on_cell is not None:
-                on_cell(len(rows), total)
+            progress.advance("cells")
     xs_ = np.array([r["x_um"] for r in rows])
     ys_ = np.array([r["y_um"] for r in rows])
     splits = default_split(

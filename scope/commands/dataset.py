@@ -181,17 +181,20 @@ def simulate(
     """A training dataset rendered by the simulator (no scan or registration needed)."""
     from rich.console import Console
 
+    from scope.progress import RichProgress
     from training.simulated import simulate_dataset
 
-    path = simulate_dataset(
-        out,
-        profile=profile,
-        slides=tuple(f"sim-{k}" for k in range(slides)),
-        cells_per_slide=cells,
-        crop_size=crop_size,
-        seed=seed,
-        target=target.value,
-    )
+    with RichProgress() as progress:
+        path = simulate_dataset(
+            out,
+            profile=profile,
+            slides=tuple(f"sim-{k}" for k in range(slides)),
+            cells_per_slide=cells,
+            crop_size=crop_size,
+            seed=seed,
+            target=target.value,
+            progress=progress,
+        )
     Console().print(f"simulated {slides * cells} cells ({target.value} targets) into {path}")
 
 
@@ -226,20 +229,23 @@ def import_bsccm_cmd(
     from registration.import_bsccm import import_bsccm
     from registration.splits import parse_fractions
     from scope._version import __version__
+    from scope.progress import RichProgress
 
     if out.exists() and not force:
         raise DatasetError(f"{out} already exists; pass --force to replace it")
-    path = import_bsccm(
-        root,
-        out,
-        channels=_names(channels),
-        targets=_names(targets),
-        limit=limit,
-        antibodies=antibodies,
-        seed=seed,
-        fractions=parse_fractions(fractions),
-        software_version=__version__,
-    )
+    with RichProgress() as progress:
+        path = import_bsccm(
+            root,
+            out,
+            channels=_names(channels),
+            targets=_names(targets),
+            limit=limit,
+            antibodies=antibodies,
+            seed=seed,
+            fractions=parse_fractions(fractions),
+            software_version=__version__,
+            progress=progress,
+        )
     from registration.dataset import Dataset
 
     with Dataset(path) as ds:
