@@ -316,29 +316,11 @@ def stain_field(
     if dtype not in (np.uint8, np.float32):
         raise ValueError(f"dtype must be numpy.uint8 or numpy.float32, got {dtype}")
     device = torch.device(device)
-    arr = torch.as_tensor(np.asarray(stack)) if not isinstance(stack, torch.Tensor) else stack
-    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != torch.uint8:
-        raise ValueError(
-            f"stack must be (n_images, H, W, 3) uint8, got {tuple(arr.shape)} {arr.dtype}"
-        )
+    arr = _checked_stack(stack, generator)
     n, h, w, _ = arr.shape
-    in_ch = getattr(_plain(generator), "in_channels", 3 * n)
-    if in_ch != 3 * n:
-        raise ValueError(f"the generator takes {in_ch // 3} images, the stack has {n}")
-    if tile is None or halo is None:
-        d_tile, d_halo = default_tile(
-            device, generator, height=h, width=w, bf16=bf16, max_memory=max_memory, blend=blend
-        )
-        tile = d_tile if tile is None else tile
-        halo = d_halo if halo is None else int(halo)
-    th, tw = _sides(tile)
-    if min(th, tw) < 1 or halo < 0 or blend < 0:
-        raise ValueError(f"tile must be ≥ 1 and halo, blend ≥ 0; got {tile}, {halo}, {blend}")
-    is_unet = not isinstance(_plain(generator), RRDBGenerator)
-    if is_unet and (h < th or w < tw):
-        raise ValueError(f"the U-Net stains windows of {th}x{tw} px; the field is {w}x{h}")
-    side = min(th, tw)
-    blend = min(blend, side // 2) if not is_unet else max(blend, side // 4)
+    (th, tw), halo, blend = _tiling(
+        generator, device, (h, w), tile, halo, blend, bf16=bf16, max_memory=max_memory
+    )
     cl = default_channels_last(device, bf16) if channels_last is None else channels_last
     if bf16 and device.type == "cpu":
         generator = cpu_bf16_generator(generator)
@@ -384,6 +366,50 @@ def stain_field(
         del acc, img
         release_freed_memory()
     return result
+
+
+def _checked_stack(stack: np.ndarray | torch.Tensor, generator: nn.Module) -> torch.Tensor:
+    """The stack as a ``(n, H, W, 3) uint8`` tensor the generator takes (else ValueError)."""
+    arr = torch.as_tensor(np.asarray(stack)) if not isinstance(stack, torch.Tensor) else stack
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != torch.uint8:
+        raise ValueError(
+            f"stack must be (n_images, H, W, 3) uint8, got {tuple(arr.shape)} {arr.dtype}"
+        )
+    n = arr.shape[0]
+    in_ch = getattr(_plain(generator), "in_channels", 3 * n)
+    if in_ch != 3 * n:
+        raise ValueError(f"the generator takes {in_ch // 3} images, the stack has {n}")
+    return arr
+
+
+def _tiling(
+    generator: nn.Module,
+    device: torch.device,
+    size: tuple[int, int],
+    tile: Tile | None,
+    halo: int | None,
+    blend: int,
+    *,
+    bf16: bool,
+    max_memory: float | None,
+) -> tuple[tuple[int, int], int, int]:
+    """``((core rows, core columns), halo, blend)`` of a field: given, or the defaults."""
+    h, w = size
+    if tile is None or halo is None:
+        d_tile, d_halo = default_tile(
+            device, generator, height=h, width=w, bf16=bf16, max_memory=max_memory, blend=blend
+        )
+        tile = d_tile if tile is None else tile
+        halo = d_halo if halo is None else int(halo)
+    th, tw = _sides(tile)
+    if min(th, tw) < 1 or halo < 0 or blend < 0:
+        raise ValueError(f"tile must be ≥ 1 and halo, blend ≥ 0; got {tile}, {halo}, {blend}")
+    is_unet = not isinstance(_plain(generator), RRDBGenerator)
+    if is_unet and (h < th or w < tw):
+        raise ValueError(f"the U-Net stains windows of {th}x{tw} px; the field is {w}x{h}")
+    side = min(th, tw)
+    blend = min(blend, side // 2) if not is_unet else max(blend, side // 4)
+    return (th, tw), halo, blend
 
 
 def _window(a: int, b: int, length: int, halo: int) -> tuple[int, int]:
