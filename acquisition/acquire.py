@@ -20,7 +20,7 @@ import numpy as np
 
 from acquisition.files import guard_space, is_disk_full
 from acquisition.micromanager import CameraError
-from acquisition.progress import Progress
+from acquisition.progress import Progress, Throughput
 from acquisition.rig import Rig
 from acquisition.scan_plan import ScanError, ScanPlan
 from acquisition.scanfile import ScanWriter
@@ -40,19 +40,6 @@ class ScanInterrupted(ScanError):
     exit_code = 130
 
 
-class _Throughput:
-    """MB/s of frames handed to storage since the loop started (the images bar's detail)."""
-
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-        self.nbytes = 0
-
-    def add(self, nbytes: int) -> str:
-        self.nbytes += nbytes
-        seconds = max(time.perf_counter() - self.t0, 1e-6)
-        return f"{self.nbytes / seconds / 1e6:.0f} MB/s"
-
-
 def _image_field(
     rig: Rig,
     plan: ScanPlan,
@@ -60,7 +47,7 @@ def _image_field(
     i: int,
     xyz: tuple,
     progress: Progress,
-    rate: _Throughput,
+    rate: Throughput,
 ) -> float:
     """Move to field ``i``, take every channel, hand the frames to storage; the stage's z."""
     x, y, z = xyz
@@ -105,7 +92,7 @@ def acquire(
     failed: list[int] = []
     current: int | None = None
     consecutive_failures = 0
-    rate = _Throughput()
+    rate = Throughput()
     try:
         for i in writer.pending:
             current = i

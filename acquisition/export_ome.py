@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from acquisition.ome_image import (
     ome_xml,
     plain,
 )
-from acquisition.progress import Progress, or_null
+from acquisition.progress import Progress, Throughput, or_null
 from acquisition.vocabulary import ChannelKind
 
 #: Marker in the root attributes of every OME-Zarr scope writes (replaced only when present).
@@ -126,21 +125,15 @@ class _ExportBar:
     """Reports an export on :data:`EXPORT_BAR` of the shared progress protocol."""
 
     def __init__(self, progress: Progress | None, images: Sequence[OmeImage]) -> None:
-        self._clock = time.perf_counter
-        self._t0 = self._clock()
         self.progress = or_null(progress)
-        self.total = sum(img.nbytes for img in images)
-        self.done = 0
+        self.total_mb = sum(img.nbytes for img in images) / 1e6
+        self.rate = Throughput()
         frames = sum(img.n_planes // 3 for img in images)
         self.progress.start(EXPORT_BAR, frames, label="exporting")
 
     def frame(self, nbytes: int) -> None:
-        self.done += nbytes
-        seconds = max(self._clock() - self._t0, 1e-9)
-        info = (
-            f"{self.done / 1e6:,.0f} of {self.total / 1e6:,.0f} MB, "
-            f"{self.done / seconds / 1e6:,.0f} MB/s"
-        )
+        rate = self.rate.add(nbytes)
+        info = f"{self.rate.nbytes / 1e6:,.0f} of {self.total_mb:,.0f} MB, {rate}"
         self.progress.advance(EXPORT_BAR, info=info)
 
 

@@ -19,9 +19,10 @@ It lives at the bottom of the dependency chain so every stage can use it.
 
 from __future__ import annotations
 
+import time
 from typing import Protocol, runtime_checkable
 
-__all__ = ["NO_PROGRESS", "NullProgress", "Progress", "or_null"]
+__all__ = ["NO_PROGRESS", "NullProgress", "Progress", "Throughput", "or_null"]
 
 
 @runtime_checkable
@@ -71,3 +72,17 @@ NO_PROGRESS: Progress = NullProgress()
 def or_null(progress: Progress | None) -> Progress:
     """``progress``, or :data:`NO_PROGRESS` for None (for ``progress=None`` parameters)."""
     return NO_PROGRESS if progress is None else progress
+
+
+class Throughput:
+    """MB/s of bytes handled since it was made (a bar's ``info``: scan frames, export)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.nbytes = 0
+
+    def add(self, nbytes: int) -> str:
+        """Count ``nbytes`` more; the rate so far, e.g. ``"85 MB/s"``."""
+        self.nbytes += nbytes
+        seconds = max(time.perf_counter() - self.t0, 1e-6)
+        return f"{self.nbytes / seconds / 1e6:.0f} MB/s"
