@@ -91,7 +91,8 @@ def _generator(n_images: int, blocks: int, device: torch.device, cl: bool) -> to
 
 
 def _compile(module: torch.nn.Module) -> torch.nn.Module:
-    return torch.compile(module)
+    torch._dynamo.reset()  # nothing carried over from the stain variants' compilations
+    return torch.compile(module, dynamic=False)
 
 
 def field_reference(args, stack: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray]:

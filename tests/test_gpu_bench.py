@@ -27,7 +27,8 @@ def test_gpu_bench_imports_only_torch_numpy_and_the_network():
     code = (
         "import sys\n"
         "sys.path.insert(0, 'benchmarks')\n"
-        "import gpu_bench, training.steps, training.infer, training.tensors\n"
+        "import gpu_bench, gpu_profile, gpu_variants, training.channel_pad\n"
+        "import training.steps, training.infer, training.tensors\n"
         f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({FORBIDDEN!r}))\n"
         "print('BAD', bad)\n"
     )
@@ -115,6 +116,14 @@ def test_variants_skip_cuda_graphs_off_cuda_and_keep_report_order():
     assert [(v.mode, v.skip) for v in on_cpu] == [("eager", None), ("graph", NEEDS_CUDA)]
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA tensor"):
         GraphedForward(torch.nn.Identity())(torch.zeros(1))
+
+
+def test_gpu_profile_refuses_to_profile_padded_channels_in_training(capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_profile
+
+    assert gpu_profile.main(["--pad-channels"]) == 2
+    assert "exact for inference only; add --stain" in capsys.readouterr().err
 
 
 def test_earlier_runs_stay_on_the_page_below_the_new_one():
