@@ -357,15 +357,24 @@ def report(args, device, bf16, st, exact, tr, ld, wall_s, *, done: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: A paragraph that plans the next run: the run itself replaces it.
+PLAN = "**Next GPU run.**"
+
+
 def with_earlier(text: str, page: str | None) -> str:
-    """``text`` above the runs already on ``page`` (their own headings folded into one)."""
+    """``text`` above the runs already on ``page``.
+
+    Their own headings fold into one "earlier runs" heading; the paragraph that planned
+    this run (starting with :data:`PLAN`) is dropped; every other line is kept as it was.
+    """
     if not page or not page.strip():
         return text
-    body = [
-        line
-        for i, line in enumerate(page.strip().splitlines())
-        if line != EARLIER and not (i == 0 and line.startswith("### GPU path"))
-    ]
+    body, in_plan = [], False
+    for i, line in enumerate(page.strip().splitlines()):
+        in_plan = line.startswith(PLAN) or (in_plan and line.strip() != "")
+        if in_plan or line == EARLIER or (i == 0 and line.startswith("### GPU path")):
+            continue
+        body.append(line)
     return "\n".join([text.rstrip(), "", EARLIER, "", "\n".join(body).strip(), ""])
 
 

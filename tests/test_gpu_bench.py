@@ -128,15 +128,23 @@ def test_gpu_profile_refuses_to_profile_padded_channels_in_training(capsys):
 
 def test_earlier_runs_stay_on_the_page_below_the_new_one():
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from gpu_bench import EARLIER, with_earlier
+    from gpu_bench import EARLIER, PLAN, with_earlier
 
-    old = (ROOT / "docs" / "bench" / "gpu.md").read_text()
+    measured = "### GPU path: NVIDIA H200\n\nSome runs.\n\n| stain | 0.419 s |\n| x | y |\n"
+    plan = f"{PLAN} `bash benchmarks/gpu.sh` measures\nwhat is open.\n"
+    old = measured + "\n" + plan
     first = "### GPU path: NVIDIA X\n\n| a | 1 |\n"
     page = with_earlier(first, old)
     assert page.startswith(first.rstrip())
-    # every line of the earlier page but its heading is kept, in order
-    kept = old.strip().splitlines()[1:]
+    # every line of the earlier runs but their heading is kept, in order; the plan is not
+    kept = measured.strip().splitlines()[1:]
     assert page.strip().splitlines()[-len(kept) :] == kept
+    assert PLAN not in page and "what is open" not in page
+    # the page as it is now: its measured rows all survive the next run
+    now = (ROOT / "docs" / "bench" / "gpu.md").read_text()
+    merged = with_earlier(first, now)
+    rows = [line for line in now.splitlines() if line.startswith("| ")]
+    assert rows and all(row in merged for row in rows)
     again = with_earlier("### GPU path: NVIDIA Y\n\n| b | 2 |\n", page)
     assert again.count(EARLIER) == 1 and again.count("### GPU path") == 1
     assert "| a | 1 |" in again and "| b | 2 |" in again
