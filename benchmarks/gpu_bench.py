@@ -126,11 +126,15 @@ def _check(out: np.ndarray, region, ref: np.ndarray) -> dict:
     }
 
 
-def stain(args, device: torch.device, bf16: bool) -> tuple[list[dict], float | None]:
-    """One row per stain variant (timed, checked against the CPU), and the padding's effect.
+def stain(
+    args, device: torch.device, bf16: bool, rows: list[dict], done_one: Callable[[], None]
+) -> float | None:
+    """Append one row per stain variant to ``rows`` (timed, checked against the CPU).
 
-    The second value is the largest difference between the channel-padded and the plain
-    eager outputs on the device (None when either did not run): exact up to summation order.
+    ``done_one`` is called after each. A variant that raises is recorded with its error and
+    the next one runs (the run then fails). Returns the largest difference between the
+    channel-padded and the plain eager outputs on the device (None when either did not run):
+    exact up to summation order.
     """
     w, h = (96, 64) if args.quick else (1920, 1200)
     rng = np.random.default_rng(0)
@@ -141,39 +145,48 @@ def stain(args, device: torch.device, bf16: bool) -> tuple[list[dict], float | N
         device, compile=args.compile, pad=args.pad, graphs=args.graphs, quick=args.quick
     )
     kw = {"device": device, "bf16": bf16, "channels_last": args.cl}
-    rows, eager = [], {}
+    eager: dict[bool, np.ndarray] = {}
     for v in variants:
         what = f"{w}x{h} field, {v.label(gen)}"
         if v.skip:
             rows.append({"what": what, "skip": v.skip})
-            continue
-        model = build(v, gen, channels_last=args.cl)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        t0 = time.perf_counter()
-        stain_field(model, stack, **kw)  # warm-up: kernels, compilation, graph capture
-        _sync(device)
-        first = time.perf_counter() - t0
-        times = _timed(lambda model=model: stain_field(model, stack, **kw), device, args.repeats)
-        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-        out = stain_field(model, stack, dtype=np.float32, **kw)
-        if v.mode == "eager":
-            eager[v.pad] = out
-        rows.append(
-            {
-                "what": what,
-                "median_s": statistics.median(times),
-                "best_s": min(times),
-                "first_s": first,
-                "peak_gib": peak,
-                "check": _check(out, region, ref),
-            }
-        )
-        print(f"stain {what}: {rows[-1]['median_s']:.3f} s", flush=True)
-        del model, out
-        release(device)
-    exact = float(np.abs(eager[True] - eager[False]).max()) if len(eager) == 2 else None
-    return rows, exact
+        else:
+            try:
+                row, out = _stain_variant(v, gen, stack, kw, args, device)
+            except Exception as exc:  # one variant's failure must not cost the others' rows
+                reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+                rows.append({"what": what, "error": reason})
+                print(f"stain {what}: FAILED ({reason})", flush=True)
+            else:
+                row["check"] = _check(out, region, ref)
+                rows.append({"what": what, **row})
+                if v.mode == "eager":
+                    eager[v.pad] = out
+                print(f"stain {what}: {row['median_s']:.3f} s", flush=True)
+            release(device)
+        done_one()
+    return float(np.abs(eager[True] - eager[False]).max()) if len(eager) == 2 else None
+
+
+def _stain_variant(v, gen, stack, kw: dict, args, device) -> tuple[dict, np.ndarray]:
+    """Time one variant over the field; its row and its float32 output for the check."""
+    model = build(v, gen, channels_last=args.cl)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    stain_field(model, stack, **kw)  # warm-up: kernels, compilation, graph capture
+    _sync(device)
+    first = time.perf_counter() - t0
+    times = _timed(lambda: stain_field(model, stack, **kw), device, args.repeats)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    out = stain_field(model, stack, dtype=np.float32, **kw)
+    row = {
+        "median_s": statistics.median(times),
+        "best_s": min(times),
+        "first_s": first,
+        "peak_gib": peak,
+    }
+    return row, out
 
 
 def _batch(n: int, images: int, size: int, device: torch.device, gen: torch.Generator):
@@ -323,8 +336,9 @@ def report(args, device, bf16, st, exact, tr, ld, wall_s, *, done: bool) -> str:
         lines += ["**Incomplete run**: it stopped (time limit or error) after these rows.", ""]
     lines += ["| measure | value | first call (s) | target |", "|---|---|---|---|"]
     for r in st:
-        if "skip" in r:
-            lines.append(f"| stain {r['what']} | {r['skip']} | | |")
+        if "skip" in r or "error" in r:
+            why = r.get("skip") or f"FAILED: {r['error']}".replace("|", "/")
+            lines.append(f"| stain {r['what']} | {why} | | |")
             continue
         peak = f", peak {r['peak_gib']:.1f} GiB" if r["peak_gib"] is not None else ""
         target = "< 0.2 s (H100)" if not args.quick else ""
@@ -447,8 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(with_earlier(text, earlier), encoding="utf-8")
 
-    st, exact = stain(args, device, bf16)
-    write(done=False)
+    exact = stain(args, device, bf16, st, lambda: write(done=False))
     tr = train(args, device, bf16)
     print(*(f"train {r['what']}: {r['samples_s']:.0f}/s" for r in tr), sep="\n", flush=True)
     write(done=False)
@@ -461,8 +474,10 @@ def main(argv: list[str] | None = None) -> int:
             + "; ".join(failed),
             file=sys.stderr,
         )
-        return 1
-    return 0
+    broken = [r["what"] for r in st if "error" in r]
+    if broken:
+        print(f"error: stain variants failed to run: {'; '.join(broken)}", file=sys.stderr)
+    return 1 if failed or broken else 0
 
 
 if __name__ == "__main__":

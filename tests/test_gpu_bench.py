@@ -149,3 +149,27 @@ def test_earlier_runs_stay_on_the_page_below_the_new_one():
     assert again.count(EARLIER) == 1 and again.count("### GPU path") == 1
     assert "| a | 1 |" in again and "| b | 2 |" in again
     assert with_earlier(first, None) == first
+
+
+def test_a_failing_stain_variant_is_reported_and_the_others_still_run(monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_bench
+
+    real = gpu_bench.build
+
+    def build(v, gen, *, channels_last):
+        if v.pad:
+            raise RuntimeError("capture failed\nsecond line")
+        return real(v, gen, channels_last=channels_last)
+
+    monkeypatch.setattr(gpu_bench, "build", build)
+    args = argparse.Namespace(
+        quick=True, compile=False, pad=True, graphs=False, cl=False, repeats=1, **gpu_bench.QUICK
+    )
+    rows, calls = [], []
+    exact = gpu_bench.stain(args, torch.device("cpu"), False, rows, lambda: calls.append(1))
+    assert exact is None and len(calls) == 2
+    assert rows[0]["check"]["ok"] and rows[1]["error"] == "RuntimeError: capture failed"
+    args.batch_size = [2]
+    text = gpu_bench.report(args, torch.device("cpu"), False, rows, exact, [], [], 1.0, done=False)
+    assert "| FAILED: RuntimeError: capture failed |" in text and "Incomplete run" in text
