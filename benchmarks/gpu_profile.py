@@ -1,12 +1,16 @@
-"""Where a training step of the thesis network spends its GPU time (torch.profiler).
+"""Where the thesis network spends its GPU time (torch.profiler): a training step, or a stain.
 
     python benchmarks/gpu_profile.py [--batch-size 128] [--padding reflect]
                                       [--memory-format contiguous]
+    python benchmarks/gpu_profile.py --stain [--pad-channels]   # one 1920x1200 forward
 
-Prints samples/s and the CUDA kernels that took the most time over two profiled steps
-(plain L1 loss, bf16 autocast, fused Adam), on synthetic tensors of the real shapes. Like
-``gpu_bench.py`` it imports only torch and the network, so it runs on a machine with nothing
-else installed. Used to find the reflection-padding and channel-padding costs recorded in
+Prints samples/s (or seconds per field) and the CUDA kernels that took the most time over
+two profiled steps (plain L1 loss, bf16 autocast, fused Adam) or two forward passes of a
+whole field (bf16 autocast, no gradients), on synthetic tensors of the real shapes.
+``--pad-channels`` profiles the forward of :func:`training.channel_pad.pad_channels`'s copy
+(inference only: a training step would move its zero channels). Like ``gpu_bench.py`` it
+imports only torch and the network, so it runs on a machine with nothing else installed.
+Used to find the reflection-padding and channel-padding costs recorded in
 docs/benchmarks.md (GPU path).
 """
 
@@ -21,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from training.channel_pad import pad_channels
 from training.models import RRDBGenerator
 
 
@@ -34,7 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--steps", type=int, default=10, help="timed steps before the profile")
     ap.add_argument("--rows", type=int, default=20, help="kernels listed")
+    ap.add_argument("--stain", action="store_true", help="profile a field's forward pass")
+    ap.add_argument("--field", type=int, nargs=2, default=(1200, 1920), metavar=("H", "W"))
+    ap.add_argument(
+        "--pad-channels", action="store_true",
+        help="the channel-padded copy (with --stain only: it is exact for inference only)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
+    if args.pad_channels and not args.stain:
+        print("error: --pad-channels is exact for inference only; add --stain", file=sys.stderr)
+        return 2
     if not torch.cuda.is_available():
         print("error: no CUDA device here (this profiles the GPU path)", file=sys.stderr)
         return 1
@@ -42,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = True
     fmt = torch.channels_last if args.memory_format == "channels_last" else torch.contiguous_format
     torch.manual_seed(0)
-    gen = RRDBGenerator(132, blocks=4, padding=args.padding).to(dev, memory_format=fmt).train()
+    gen = RRDBGenerator(132, blocks=4, padding=args.padding)
+    if args.stain:
+        return _profile_stain(pad_channels(gen) if args.pad_channels else gen, dev, fmt, args)
+    gen = gen.to(dev, memory_format=fmt).train()
     opt = torch.optim.Adam(gen.parameters(), lr=2e-4, fused=True)
     x = torch.rand(args.batch_size, 132, args.size, args.size, device=dev).contiguous(
         memory_format=fmt
@@ -73,6 +90,44 @@ def main(argv: list[str] | None = None) -> int:
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(2):
             step()
+        torch.cuda.synchronize()
+    print(
+        prof.key_averages().table(
+            sort_by="self_cuda_time_total", row_limit=args.rows, max_name_column_width=90
+        )
+    )
+    return 0
+
+
+def _profile_stain(gen: RRDBGenerator, dev: torch.device, fmt, args) -> int:
+    """Time and profile the forward pass over one whole field (as ``stain_field`` on a GPU)."""
+    gen = gen.to(dev, memory_format=fmt).eval()
+    h, w = args.field
+    x = torch.rand(1, 132, h, w, device=dev).contiguous(memory_format=fmt)
+
+    @torch.no_grad()
+    def forward() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            gen(x)
+
+    for _ in range(2):
+        forward()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        forward()
+    torch.cuda.synchronize()
+    dt = (time.perf_counter() - t0) / args.steps
+    print(
+        f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}, padding {args.padding}, "
+        f"{args.memory_format}, width {gen.features}, growth {gen.growth}: {w}x{h} field "
+        f"forward {dt:.3f} s"
+    )
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(2):
+            forward()
         torch.cuda.synchronize()
     print(
         prof.key_averages().table(

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+
+from training.infer import stain_field
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = ("pydantic", "h5py", "hdf5plugin", "yaml", "typer", "rich", "scipy", "skimage")
@@ -21,7 +27,8 @@ def test_gpu_bench_imports_only_torch_numpy_and_the_network():
     code = (
         "import sys\n"
         "sys.path.insert(0, 'benchmarks')\n"
-        "import gpu_bench, training.steps, training.infer, training.tensors\n"
+        "import gpu_bench, gpu_profile, gpu_variants, training.channel_pad\n"
+        "import training.steps, training.infer, training.tensors\n"
         f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({FORBIDDEN!r}))\n"
         "print('BAD', bad)\n"
     )
@@ -32,12 +39,12 @@ def test_gpu_bench_imports_only_torch_numpy_and_the_network():
     assert "BAD []" in proc.stdout, proc.stdout
 
 
-@pytest.mark.slow
 def _gpu_page() -> str | None:
     page = ROOT / "docs" / "bench" / "gpu.md"
     return page.read_text() if page.exists() else None
 
 
+@pytest.mark.slow
 def test_gpu_sh_runs_on_cpu_quick_and_writes_rows(tmp_path):
     out = tmp_path / "gpu.md"
     before = _gpu_page()
@@ -52,8 +59,117 @@ def test_gpu_sh_runs_on_cpu_quick_and_writes_rows(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = out.read_text()
     assert "### GPU path: CPU" in text
-    for row in ("| stain ", "| train maeNET", "| train maePFNET", "| loader alone", "ok |"):
+    for row in (
+        "| stain 96x64 field, eager | ",
+        "| stain 96x64 field, channels padded 12→16, eager | ",
+        "| train maeNET",
+        "| train maePFNET",
+        "| loader alone",
+    ):
         assert row in text, text
-    assert "samples/s" in text and "FAILED" not in text
+    assert "samples/s" in text and "FAILED" not in text and "Incomplete" not in text
+    # the CUDA-only variants are reported as skipped, not faked
+    for variant in ("CUDA graph", "channels padded 12→16, CUDA graph"):
+        assert f"| stain 96x64 field, {variant} | skipped (needs CUDA) |" in text, text
+    # every variant that ran is checked against the CPU, and passes
+    checks = [line for line in text.splitlines() if line.startswith("| correctness: stain")]
+    assert len(checks) == 2 and all(" ok |" in line for line in checks), checks
+    # the channel-padded network is the same network: its output equals the plain one's
+    exact = re.search(r"\| channels padded vs plain, eager, .*?\| ([0-9.e+-]+) \|", text)
+    assert exact is not None, text
+    assert float(exact.group(1)) <= 1e-5
     # a run on CPU never touches the page of GPU figures
     assert _gpu_page() == before
+
+
+def test_the_field_check_is_exact_in_its_interior_and_catches_a_wrong_output():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_bench
+
+    args = argparse.Namespace(quick=True, **gpu_bench.QUICK)
+    stack = np.random.default_rng(0).integers(0, 256, (4, 64, 96, 3), dtype=np.uint8)
+    region, ref = gpu_bench.field_reference(args, stack)
+    gen = gpu_bench._generator(4, 1, torch.device("cpu"), False).eval()
+    field = stain_field(gen, stack, dtype=np.float32)  # the whole field in one pass
+    assert ref.shape == field[region].shape == (24, 24, 3)
+    assert np.abs(field[region] - ref).max() <= 1e-6  # the crop's interior is the field's
+    assert gpu_bench._check(field, region, ref)["ok"]
+    wrong = field.copy()
+    wrong[region][3:5, 3:5] += 0.1  # a few wrong pixels: within the mean, beyond the max
+    bad = gpu_bench._check(wrong, region, ref)
+    assert not bad["ok"] and bad["max"] > 0.08
+    shifted = np.roll(field, 1, axis=1)  # a misplaced tile
+    assert not gpu_bench._check(shifted, region, ref)["ok"]
+
+
+def test_variants_skip_cuda_graphs_off_cuda_and_keep_report_order():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_variants import NEEDS_CUDA, GraphedForward, stain_variants
+
+    on_gpu = stain_variants(torch.device("cuda"), compile=True, pad=True, graphs=True, quick=False)
+    assert [(v.mode, v.pad) for v in on_gpu] == [
+        ("eager", False), ("compiled", False), ("graph", False),
+        ("eager", True), ("compiled", True), ("graph", True),
+    ]  # fmt: skip
+    assert all(v.skip is None for v in on_gpu)
+    on_cpu = stain_variants(torch.device("cpu"), compile=False, pad=False, graphs=True, quick=True)
+    assert [(v.mode, v.skip) for v in on_cpu] == [("eager", None), ("graph", NEEDS_CUDA)]
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA tensor"):
+        GraphedForward(torch.nn.Identity())(torch.zeros(1))
+
+
+def test_gpu_profile_refuses_to_profile_padded_channels_in_training(capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_profile
+
+    assert gpu_profile.main(["--pad-channels"]) == 2
+    assert "exact for inference only; add --stain" in capsys.readouterr().err
+
+
+def test_earlier_runs_stay_on_the_page_below_the_new_one():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_bench import EARLIER, PLAN, with_earlier
+
+    measured = "### GPU path: NVIDIA H200\n\nSome runs.\n\n| stain | 0.419 s |\n| x | y |\n"
+    plan = f"{PLAN} `bash benchmarks/gpu.sh` measures\nwhat is open.\n"
+    old = measured + "\n" + plan
+    first = "### GPU path: NVIDIA X\n\n| a | 1 |\n"
+    page = with_earlier(first, old)
+    assert page.startswith(first.rstrip())
+    # every line of the earlier runs but their heading is kept, in order; the plan is not
+    kept = measured.strip().splitlines()[1:]
+    assert page.strip().splitlines()[-len(kept) :] == kept
+    assert PLAN not in page and "what is open" not in page
+    # the page as it is now: its measured rows all survive the next run
+    now = (ROOT / "docs" / "bench" / "gpu.md").read_text()
+    merged = with_earlier(first, now)
+    rows = [line for line in now.splitlines() if line.startswith("| ")]
+    assert rows and all(row in merged for row in rows)
+    again = with_earlier("### GPU path: NVIDIA Y\n\n| b | 2 |\n", page)
+    assert again.count(EARLIER) == 1 and again.count("### GPU path") == 1
+    assert "| a | 1 |" in again and "| b | 2 |" in again
+    assert with_earlier(first, None) == first
+
+
+def test_a_failing_stain_variant_is_reported_and_the_others_still_run(monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_bench
+
+    real = gpu_bench.build
+
+    def build(v, gen, *, channels_last):
+        if v.pad:
+            raise RuntimeError("capture failed\nsecond line")
+        return real(v, gen, channels_last=channels_last)
+
+    monkeypatch.setattr(gpu_bench, "build", build)
+    args = argparse.Namespace(
+        quick=True, compile=False, pad=True, graphs=False, cl=False, repeats=1, **gpu_bench.QUICK
+    )
+    rows, calls = [], []
+    exact = gpu_bench.stain(args, torch.device("cpu"), False, rows, lambda: calls.append(1))
+    assert exact is None and len(calls) == 2
+    assert rows[0]["check"]["ok"] and rows[1]["error"] == "RuntimeError: capture failed"
+    args.batch_size = [2]
+    text = gpu_bench.report(args, torch.device("cpu"), False, rows, exact, [], [], 1.0, done=False)
+    assert "| FAILED: RuntimeError: capture failed |" in text and "Incomplete run" in text
