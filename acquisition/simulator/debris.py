@@ -237,7 +237,7 @@ def smudge_blobs(rng: np.random.Generator, diameter: float) -> np.ndarray:
     width = min(length, diameter * rng.uniform(0.9, 1.4))
     a, b = length / 2, width / 2
     strands: list[np.ndarray] = []
-    for _ in range(int(rng.integers(6, 12))):
+    for _ in range(int(rng.integers(8, 16))):
         v0 = rng.uniform(-0.85, 0.85) * b
         half = a * math.sqrt(1.0 - (v0 / b) ** 2)
         span = 2 * half * rng.uniform(0.4, 1.0)
@@ -246,13 +246,13 @@ def smudge_blobs(rng: np.random.Generator, diameter: float) -> np.ndarray:
         phase = rng.uniform(0.0, 2 * math.pi)
         wave = rng.uniform(0.2, 0.6) * np.sin(2 * math.pi * t / rng.uniform(3.0, 8.0) + phase)
         v = v0 + wave + np.cumsum(rng.normal(0.0, 0.05, t.size))
-        strands.append(np.column_stack([t, v, np.full(t.size, rng.uniform(0.25, 0.5))]))
+        strands.append(np.column_stack([t, v, np.full(t.size, rng.uniform(0.3, 0.6))]))
     for _ in range(int(rng.integers(4, 10))):
         c = _in_ellipse(rng, 0.8 * a, 0.8 * b, 1)[0]
         ang = math.pi / 2 + rng.normal(0.0, 0.5)
         s = np.arange(-0.5, 0.5, 0.3 / rng.uniform(1.0, 3.0)) * rng.uniform(1.0, 3.0)
         pts = c + np.outer(s, [math.cos(ang), math.sin(ang)])
-        strands.append(np.column_stack([pts, np.full(len(pts), rng.uniform(0.2, 0.35))]))
+        strands.append(np.column_stack([pts, np.full(len(pts), rng.uniform(0.25, 0.4))]))
     lines = np.vstack(strands)
     # the film: a lattice over the patch, each blob with its own weight (patchy)
     gu, gv = np.meshgrid(np.arange(-a, a + 0.1, 1.4), np.arange(-b, b + 0.1, 1.4))
@@ -262,7 +262,7 @@ def smudge_blobs(rng: np.random.Generator, diameter: float) -> np.ndarray:
     k = int(inside.sum())
     film = np.column_stack([gu[inside], gv[inside], rng.uniform(1.2, 2.0, k)])
     film_w = rng.uniform(0.5, 1.5, k)
-    share = rng.uniform(0.3, 0.5)
+    share = rng.uniform(0.15, 0.3)
     parts = []
     for part, w, frac in ((lines, 1.0 / lines[:, 2], share), (film, film_w, 1.0 - share)):
         # lines: weight ∝ 1/r, so every strand's chord peaks at the same column (2 r w)
