@@ -171,8 +171,9 @@ def make_smudge(
     per-cell dry mass and dye uptake) whose nucleus ruptured while the smear was spread.
 
     Its chromatin keeps the intact nucleus's dry mass and integrated DNA column but is spread
-    along the smear (the slide's x axis, ±0.15 rad) over :data:`SMUDGE_SPREAD` times the
-    nucleus's diameter: thinner per µm², so it reads paler than an intact nucleus.
+    over a patch :data:`SMUDGE_SPREAD` times the nucleus's diameter across, drawn out along
+    the smear (the slide's x axis, ±0.15 rad): 2.25-9 times the nucleus's area, so it reads
+    paler than an intact nucleus (:func:`smudge_blobs`).
     """
     radius = float(rng.uniform(*WBC_RADIUS_UM["lymphocyte"]))
     cell = make_white_cell(
@@ -225,16 +226,18 @@ def nucleus_dna_um3(cell: WhiteCell, step: float = 0.1) -> float:
 def smudge_blobs(rng: np.random.Generator, diameter: float) -> np.ndarray:
     """Spheres ``(u, v, radius, weight)`` (µm) of a smudge of a nucleus ``diameter`` µm across.
 
-    A patch ``SMUDGE_SPREAD`` times the diameter long (u: along the smear) and 0.9-1.4 times
-    it wide. A patchy film of broad blobs (1.2-2 µm, on a 1.4 µm lattice, weights 0.5-1.5)
-    covers it; strands along u (0.25-0.5 µm thick, wavy, each over 40-100 % of the patch) and
-    short cross-links between them (the "basket") carry 30-50 % of the chromatin. Within
-    the strands every chord peaks at the same column. The weighted chords integrate to 1.
+    The patch is an ellipse as large as a disc ``SMUDGE_SPREAD`` times the diameter across,
+    longer along the smear (u) than across it (width over length 0.5-0.9). Strands along u
+    (8-15, 0.3-0.6 µm thick, wavy, each over 40-100 % of the patch) and short cross-links
+    between them (the "basket") carry 15-30 % of the chromatin, every strand's chord peaking
+    at the same column; a patchy film of broad blobs (1.2-2 µm, on a 1.4 µm lattice, weights
+    0.5-1.5) over the whole patch carries the rest. The weighted chords integrate to 1.
     """
-    length = diameter * rng.uniform(*SMUDGE_SPREAD)
-    # stay within the extent the tile queries assume
-    length = min(length, 2.0 * (MAX_OBJECT_EXTENT_UM - 2.0))
-    width = min(length, diameter * rng.uniform(0.9, 1.4))
+    # an ellipse of the area of a disc SMUDGE_SPREAD times the nucleus's diameter, drawn out
+    # along the smear (width over length 0.5-0.9), no longer than the tile queries allow
+    spread = diameter * rng.uniform(*SMUDGE_SPREAD)
+    length = min(spread / math.sqrt(rng.uniform(0.5, 0.9)), 2.0 * (MAX_OBJECT_EXTENT_UM - 2.0))
+    width = min(length, spread * spread / length)
     a, b = length / 2, width / 2
     strands: list[np.ndarray] = []
     for _ in range(int(rng.integers(8, 16))):

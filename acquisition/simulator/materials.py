@@ -44,8 +44,8 @@ DEBRIS_MATERIAL = {
 #: local chromatin clump level (0..1): condensed chromatin binds more dye.
 DNA_BASE = 0.4
 DNA_PER_CLUMP = 0.8
-#: A smudge cell's chromatin is smeared along the smear over this many times its nucleus's
-#: diameter (range of the long axis; docs/simulator.md "Smudge cells").
+#: A smudge cell's chromatin is smeared over a patch this many times its nucleus's diameter
+#: across (the diameter of a disc of the patch's area; docs/simulator.md "Smudge cells").
 SMUDGE_SPREAD = (1.5, 3.0)
 
 # --- dye uptake: peak absorbance (natural log) per unit of each stain field, per dye
