@@ -1,10 +1,10 @@
 """Debris recipes: dirt and stain artifacts as unions of small blobs, and smudge cells.
 
 A smudge cell is a lymphocyte ruptured while the smear was spread: the chromatin of one
-intact nucleus (its dry mass and its DNA) smeared thin over 1.5-3 times the nucleus's
-diameter as strands along the smear, cross-links between them and a diffuse film
-(:func:`make_smudge`). :mod:`.smear` places the pieces on the slide; :mod:`.cell_maps` draws
-them into the column maps.
+intact nucleus (its dry mass and its DNA) smeared thin over a patch 1.5-3 times the
+nucleus's diameter across, as strands along the smear, cross-links between them and a
+patchy film (:func:`make_smudge`). :mod:`.smear` places the pieces on the slide;
+:mod:`.cell_maps` draws them into the column maps.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from acquisition.simulator.seeding import object_id
 
 @dataclass(frozen=True, eq=False)
 class Debris:
-    """Dirt or a stain artifact: a union of blobs ``(u, v, radius, height)`` in µm.
+    """Dirt, a stain artifact or a smudge cell: a union of blobs ``(u, v, radius, height)``
+    in µm.
 
     ``kind`` is ``particle`` or ``fibre`` (dirt), ``precipitate`` or ``watermark`` (artifact)
     or ``smudge``; ``pass_`` is ``""`` when it is on the slide in every pass, else the one pass
