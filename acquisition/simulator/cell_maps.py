@@ -13,6 +13,8 @@ from acquisition.simulator.debris import Debris
 from acquisition.simulator.materials import (
     DEBRIS_MATERIAL,
     DENSE_EXCESS_PG_UM3,
+    DNA_BASE,
+    DNA_PER_CLUMP,
     PHASE_GRANULES,
     STAIN_DNA,
     STAIN_GRANULE,
@@ -100,7 +102,7 @@ def draw_white_cell(canvas: Canvas, cell: WhiteCell, geom: PassGeometry) -> None
     if geom.stained:
         k = cell.uptake
         # DNA: the nucleus column weighted by its chromatin clumps
-        dna = h_nuc * (np.float32(0.4) + np.float32(0.8) * chrom) * np.float32(k[0])
+        dna = h_nuc * (np.float32(DNA_BASE) + np.float32(DNA_PER_CLUMP) * chrom) * np.float32(k[0])
         # RNA: basophilia of the cytoplasm, patchy (stain only: invisible in phase)
         patches = _blob_sum(*blob, cell.patches, "gauss", gx, gy, angle, scale)
         rna = h_cyto * (np.float32(0.6) + np.float32(0.6) * np.clip(patches, 0, 1.5))
@@ -136,6 +138,9 @@ def _sub_window(u, v, cu, cv, reach, gx, gy, angle, scale):
 
 
 def draw_debris(canvas: Canvas, d: Debris, geom: PassGeometry) -> None:
+    if d.kind == "smudge":
+        draw_smudge(canvas, d, geom)
+        return
     sx, sy = geom.to_stage(np.float64(d.x), np.float64(d.y))
     win = canvas.window(float(sx), float(sy), d.radius + canvas.raster.step)
     if win is None:
@@ -154,8 +159,35 @@ def draw_debris(canvas: Canvas, d: Debris, geom: PassGeometry) -> None:
     dn, grey, stains = DEBRIS_MATERIAL[d.kind]
     canvas.add("opd", where, h, dn * geom.phase_factor)
     canvas.add("grey", where, h, grey)
-    if d.kind == "smudge":
-        canvas.add("mass", where, h, dn / max(geom.kappa, 1e-6))
     if geom.stained:
         for name, coef in zip(("eosin", "azure", "complex"), stains, strict=True):
             canvas.add(name, where, h, coef)
+
+
+def draw_smudge(canvas: Canvas, d: Debris, geom: PassGeometry) -> None:
+    """A smudge cell: its lymphocyte's nucleus dry mass and DNA, spread as its blobs say.
+
+    The blobs' weighted chords integrate to 1 per µm², so the dry mass per area is that map
+    times the nucleus's dry mass (its share of the cell's mass at this pass's
+    ``nucleus_to_cytoplasm``, as :func:`draw_white_cell` splits it) and the optical path
+    ``kappa`` times that; stained, the DNA field is the map times the nucleus's integrated
+    chromatin column and the cell's DNA uptake, taken up at the lymphocyte's ``STAIN_DNA``
+    rates. Smudges are on the slide in every pass and neither move nor shrink.
+    """
+    cell = d.cell
+    sx, sy = geom.to_stage(np.float64(d.x), np.float64(d.y))
+    win = canvas.window(float(sx), float(sy), d.radius + canvas.raster.step)
+    if win is None or cell is None:
+        return
+    where, gx, gy = win
+    angle = d.angle + geom.rotation
+    u, v = local_frame(gx, gy, angle, 1.0)
+    share = _blob_sum(u.shape, u, v, d.blobs[:, :3], "sphere", gx, gy, angle, 1.0, d.blobs[:, 3])
+    r = geom.nucleus_to_cytoplasm
+    mass = cell.mass * r * cell.nucleus_volume / (cell.volume + (r - 1.0) * cell.nucleus_volume)
+    canvas.add("mass", where, share, mass)
+    canvas.add("opd", where, share, mass * geom.kappa * geom.phase_factor)
+    if geom.stained:
+        dna = d.dna_um3 * float(cell.uptake[0])
+        for name, coef in zip(("eosin", "azure", "complex"), STAIN_DNA["lymphocyte"], strict=True):
+            canvas.add(name, where, share, dna * coef)

@@ -31,14 +31,22 @@ CRENATION_AMPLITUDE = 0.12
 CRENATED_EDGE_UM = 0.2
 #: Platelet dry mass, pg (7-10 fL at ≈ 0.3 pg/fL).
 PLATELET_DRY_MASS_PG = 2.5
-#: Debris kinds: (Δn, grey absorbance per µm, (eosin, azure, complex) per µm).
+#: Debris kinds: (Δn, grey absorbance per µm, (eosin, azure, complex) per µm). Smudge cells
+#: are not debris material: they carry a lymphocyte nucleus's dry mass and chromatin
+#: (:func:`acquisition.simulator.debris.make_smudge`), stained like an intact nucleus.
 DEBRIS_MATERIAL = {
     "particle": (0.12, 1.2, (0.0, 0.0, 0.0)),
     "fibre": (0.08, 0.6, (0.0, 0.0, 0.0)),
     "precipitate": (0.08, 0.1, (0.0, 2.0, 1.5)),
     "watermark": (0.25, 0.0, (0.1, 0.05, 0.0)),
-    "smudge": (0.3, 0.0, (0.5, 0.4, 1.2)),
 }
+#: The DNA field per µm of nucleus column: this base plus :data:`DNA_PER_CLUMP` times the
+#: local chromatin clump level (0..1): condensed chromatin binds more dye.
+DNA_BASE = 0.4
+DNA_PER_CLUMP = 0.8
+#: A smudge cell's chromatin is smeared over a patch this many times its nucleus's diameter
+#: across (the diameter of a disc of the patch's area; docs/simulator.md "Smudge cells").
+SMUDGE_SPREAD = (1.5, 3.0)
 
 # --- dye uptake: peak absorbance (natural log) per unit of each stain field, per dye
 # (eosin, azure B, azure-eosin complex). Calibrated so the stained 20x images, taken with

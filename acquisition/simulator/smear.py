@@ -296,7 +296,18 @@ class VirtualSmear:
                 rng = self._rng(code, ix, iy)
                 mean = per_field * self._per_tile
                 debris += scatter_debris(
-                    rng, ix, iy, code, type_, pass_, mean, wbcs, near_wbc, kind=kind
+                    rng,
+                    ix,
+                    iy,
+                    code,
+                    type_,
+                    pass_,
+                    mean,
+                    wbcs,
+                    near_wbc,
+                    kind=kind,
+                    uptake_variation=cfg.stain_uptake_variation,
+                    coupling=cfg.stain_phase_coupling,
                 )
         return _Tile(rbcs=rbcs, platelets=plt, wbcs=wbcs, debris=tuple(debris))
 
