@@ -33,7 +33,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from hardware_profiles.errors import ScopeError
 from registration.correlate import (
@@ -51,6 +50,7 @@ from registration.highres_images import (
     resample_target,
     to_grid,
 )
+from registration.highres_options import HighresOptions
 
 __all__ = [
     "HighresError",
@@ -66,43 +66,6 @@ __all__ = [
 
 class HighresError(ScopeError):
     """The highres scan cannot be matched to the dataset."""
-
-
-class HighresOptions(BaseModel):
-    """Knobs of the 100x matching.
-
-    Attributes
-    ----------
-    search_um
-        How far (µm) a cell may sit from where the highres stage put it (relocation error).
-    scale_range
-        Relative range of trial magnification ratios around the nominal one (±).
-    scale_step
-        Relative step between trial ratios; a parabola refines the best one.
-    context_um
-        Largest side of the region matched (µm at the sample): more context, finer scale.
-    min_score
-        Correlation (at 100x) below which a cell gets no 100x target.
-    gaussian_ksize, laplacian_ksize
-        The LoG kernels (thesis: 9 and 7; odd).
-    refine_px
-        Half-width of the 100x refinement search (100x pixels).
-    exclude_um
-        Radius (µm at the sample) around the 100x frame's centre — the imaged cell — left
-        out of the ratio measurement.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    search_um: float = Field(10.0, gt=0, allow_inf_nan=False)
-    scale_range: float = Field(0.025, ge=0, lt=0.5)
-    scale_step: float = Field(0.005, gt=0)
-    context_um: float = Field(70.0, gt=0, allow_inf_nan=False)
-    min_score: float = Field(0.4, ge=-1, le=1)
-    gaussian_ksize: int = Field(9, ge=1)
-    laplacian_ksize: int = Field(7, ge=1, le=31)
-    refine_px: int = Field(8, ge=1)
-    exclude_um: float = Field(8.0, ge=0, allow_inf_nan=False)
 
 
 def _match_window(

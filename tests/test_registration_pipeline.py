@@ -352,6 +352,30 @@ def test_cli_match_info_and_errors(slide, tmp_path, capsys):
     _assert_nothing_written(bad)
 
 
+@pytest.mark.slow  # the scan → match → 100x pipeline end to end
+def test_cli_match_highres_takes_its_options(slide, tmp_path, capsys):
+    """`scope match --highres` hands --highres-min-score and --highres-param to the matcher."""
+    from scope import cli
+    from scope.commands import match
+
+    if "match" not in {c.name for c in cli.app.registered_commands}:
+        match.register(cli.app)
+    with Dataset(slide["hr"].dataset) as ds:
+        default = ds.cells["highres_score"][ds.cells["has_highres"]]
+    strict = float(np.median(default))  # about half the default run's targets pass
+    out = tmp_path / "cli-hr.dataset.h5"
+    argv = ["match", "--highres", str(slide["highres"]), str(slide["summary"].dataset)]
+    argv += ["--out", str(out), "--highres-min-score", f"{strict:.4f}"]
+    assert cli.main([*argv, "--highres-param", "refine_px=6"]) == 0
+    assert "scope match --highres" in capsys.readouterr().out
+    with Dataset(out) as ds:
+        options = ds.provenance["highres"]["options"]
+        kept = ds.cells["highres_score"][ds.cells["has_highres"]]
+    assert options["min_score"] == pytest.approx(strict, abs=1e-4) and options["refine_px"] == 6
+    assert options["search_um"] == 10.0  # not given: the model's default
+    assert 0 < len(kept) < len(default) and kept.min() >= round(strict, 4)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
 
