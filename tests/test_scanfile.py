@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+from acquisition.index_schedule import IndexSchedule
 from acquisition.scanfile import (
     ScanFile,
     ScanFileError,
@@ -227,27 +228,27 @@ def test_index_is_rebuilt_when_due_and_on_close(tmp_path, small_profile, monkeyp
     path = tmp_path / "s1.unstained.scan.h5"
     w = _writer(path, small_profile, np.zeros((4, 3)))
     # pretend rebuilds are costly: fields finished since the last one pay 5 ms each
-    monkeypatch.setattr(ScanWriter, "SMALL_SCAN_FIELDS", 0)
-    monkeypatch.setattr(ScanWriter, "CHEAP_REBUILD_S", 0.0)
-    monkeypatch.setattr(ScanWriter, "MAX_LAG_S", 3600.0)
-    monkeypatch.setattr(ScanWriter, "MIN_INTERVAL_S", 0.0)
-    w._last_rebuild_s = 0.012
+    monkeypatch.setattr(IndexSchedule, "SMALL_SCAN_FIELDS", 0)
+    monkeypatch.setattr(IndexSchedule, "CHEAP_REBUILD_S", 0.0)
+    monkeypatch.setattr(IndexSchedule, "MAX_LAG_S", 3600.0)
+    monkeypatch.setattr(IndexSchedule, "MIN_INTERVAL_S", 0.0)
+    w.schedule.last_rebuild_s = 0.012
     _write_field(w, 0, 1)
     _write_field(w, 1, 1)
     assert _status(path) == ["pending"] * 4  # journalled, not yet indexed
-    monkeypatch.setattr(ScanWriter, "MIN_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(IndexSchedule, "MIN_INTERVAL_S", 3600.0)
     _write_field(w, 2, 1)  # 3 x 5 ms >= 12 ms, but the last rebuild was just now: not yet
     assert _status(path) == ["pending"] * 4
-    monkeypatch.setattr(ScanWriter, "MIN_INTERVAL_S", 0.0)
+    monkeypatch.setattr(IndexSchedule, "MIN_INTERVAL_S", 0.0)
     assert w.index_due()  # paid for, and no minimum interval: due
     w.write_index()
     assert _status(path) == ["done", "done", "done", "pending"]
-    w._last_rebuild_s = 10.0
+    w.schedule.last_rebuild_s = 10.0
     _write_field(w, 3, 1)
     assert _status(path)[3] == "pending" and w.index_due() is False
-    monkeypatch.setattr(ScanWriter, "MAX_LAG_S", 0.0)  # the oldest unindexed field waited ...
+    monkeypatch.setattr(IndexSchedule, "MAX_LAG_S", 0.0)  # the oldest unindexed field waited ...
     assert not w.index_due()  # ... but the last (10 s) rebuild ended just now: not yet
-    w._last_rebuild_end -= 20.0
+    w.schedule.last_rebuild_end -= 20.0
     assert w.index_due()
     w.close()
     assert _status(path) == ["done"] * 4
@@ -264,10 +265,10 @@ def test_storage_thread_brings_the_index_up_to_date_within_a_second(
 
     path = tmp_path / "s1.unstained.scan.h5"
     w = _writer(path, small_profile, np.zeros((2, 3)))
-    monkeypatch.setattr(ScanWriter, "SMALL_SCAN_FIELDS", 0)
-    monkeypatch.setattr(ScanWriter, "CHEAP_REBUILD_S", 0.0)
-    w._last_rebuild_s = 10.0  # never paid for by fields: only the lag rule applies
-    w._last_rebuild_end -= 20.0
+    monkeypatch.setattr(IndexSchedule, "SMALL_SCAN_FIELDS", 0)
+    monkeypatch.setattr(IndexSchedule, "CHEAP_REBUILD_S", 0.0)
+    w.schedule.last_rebuild_s = 10.0  # never paid for by fields: only the lag rule applies
+    w.schedule.last_rebuild_end -= 20.0
     store = StorageThread(w)
     meta = {
         "exposure_ms": 1.0,
