@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import FRAME_META, emit, machine, rss_mb
+from benchmarks.bench_scan_index import index_bookkeeping, index_report, scan_writer
 
 
 def overhead(quick: bool) -> dict:
@@ -82,7 +83,6 @@ def overhead(quick: bool) -> dict:
 
 def storage(quick: bool) -> list[dict]:
     import hardware_profiles as hp
-    from acquisition.scanfile import ScanWriter
     from acquisition.simulator.microscope import SimulatedMicroscope
     from acquisition.storage import StorageThread
 
@@ -108,14 +108,8 @@ def storage(quick: bool) -> list[dict]:
     rows = []
     for comp in ("blosc2-lz4", "lz4", "zstd", "none"):
         with tempfile.TemporaryDirectory() as tmp:
-            writer = ScanWriter(
-                Path(tmp) / "b.unstained.scan.h5",
-                slide="b",
-                pass_="unstained",
-                profile=prof,
-                positions=np.zeros((n_fields, 3)),
-                objective_name="20x",
-                compression=comp,
+            writer = scan_writer(
+                Path(tmp) / "b.unstained.scan.h5", prof, np.zeros((n_fields, 3)), compression=comp
             )
             store = StorageThread(writer)
             t0 = time.perf_counter()
@@ -170,7 +164,6 @@ def memory(quick: bool) -> list[tuple[int, float]]:
 def storage_memory(quick: bool) -> list[tuple[int, float]]:
     """Resident memory of the engine's storage path alone (no simulator) as fields grow."""
     import hardware_profiles as hp
-    from acquisition.scanfile import ScanWriter
     from acquisition.storage import StorageThread
 
     profile = hp.load("pls43")
@@ -179,14 +172,8 @@ def storage_memory(quick: bool) -> list[tuple[int, float]]:
     frame = np.random.default_rng(0).integers(0, 255, (1200, 1920, 3), dtype=np.uint8)
     samples: list[tuple[int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        writer = ScanWriter(
-            Path(tmp) / "m.unstained.scan.h5",
-            slide="m",
-            pass_="unstained",
-            profile=prof,
-            positions=np.zeros((n_fields, 3)),
-            objective_name="20x",
-            compression="lz4",
+        writer = scan_writer(
+            Path(tmp) / "m.unstained.scan.h5", prof, np.zeros((n_fields, 3)), compression="lz4"
         )
         store = StorageThread(writer)
         for f in range(n_fields):
@@ -210,8 +197,6 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.index_fields:
-        from benchmarks.bench_scan_index import index_bookkeeping, index_report
-
         emit(index_report(index_bookkeeping(args.index_fields)), args.out)
         return
     o = overhead(args.quick)

@@ -38,12 +38,16 @@ def _positions(n: int) -> np.ndarray:
     return positions
 
 
-def _writer(path: Path, prof, positions: np.ndarray, *, resume: bool = False):
+def scan_writer(
+    path: Path, prof, positions: np.ndarray, *, compression: str = "none", resume: bool = False
+):
+    """A :class:`ScanWriter` for the unstained 20x scan ``path`` (``SLIDE.unstained.scan.h5``)
+    of a benchmark: no camera, the frames come from the caller."""
     from acquisition.scanfile import ScanWriter
 
     return ScanWriter(
-        path, slide="idx", pass_="unstained", profile=prof, positions=positions,
-        objective_name="20x", compression="none", resume=resume,
+        path, slide=path.name.split(".")[0], pass_="unstained", profile=prof,
+        positions=positions, objective_name="20x", compression=compression, resume=resume,
     )  # fmt: skip
 
 
@@ -51,7 +55,7 @@ def _write_scan(path: Path, prof, positions: np.ndarray) -> dict:
     """Every field of the scan written; the bookkeeping time of each (``field_done``)."""
     n = len(positions)
     frame = np.full((8, 10, 3), 7, np.uint8)
-    writer = _writer(path, prof, positions)
+    writer = scan_writer(path, prof, positions)
     cost = np.zeros(n)
     rebuilds = 0
     t_start = time.perf_counter()
@@ -103,7 +107,7 @@ def _read_back(path: Path, prof, positions: np.ndarray) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"scope info failed: {proc.stderr.strip()}")
     c0, t0 = time.process_time(), time.perf_counter()
-    again = _writer(path, prof, positions, resume=True)
+    again = scan_writer(path, prof, positions, resume=True)
     pending = len(again.pending)
     again.close()
     resume_s, resume_cpu = time.perf_counter() - t0, time.process_time() - c0
