@@ -173,6 +173,51 @@ class HighresMatch:
     reason: str = ""
 
 
+def _refine_at_100x(
+    stained_grey: np.ndarray,
+    enhanced: np.ndarray,
+    centre: tuple[float, float],
+    r0: float,
+    size_wh: tuple[int, int],
+    off: tuple[float, float],
+    pad: int,
+) -> tuple[float, float, float, bool]:
+    """``(x, y, score, on_border)``: the 20x match at ``centre`` refined at 100x.
+
+    The stained field is linearly upsampled by the ratio ``r0`` around the match and slid
+    over the enhanced 100x image within ``±pad`` 100x pixels; ``(x, y)`` is the 100x frame's
+    centre in stained pixels.
+    """
+    import cv2
+
+    cx, cy = centre
+    tw, th = size_wh
+    hh, wh = enhanced.shape
+    cw = min(wh, int(tw * r0 * 0.8))
+    ch = min(hh, int(th * r0 * 0.8))
+    x0h = min(max(round((wh - 1) / 2 + off[0] * r0 - cw / 2), 0), wh - cw)
+    y0h = min(max(round((hh - 1) / 2 + off[1] * r0 - ch / 2), 0), hh - ch)
+    crop = np.ascontiguousarray(enhanced[y0h : y0h + ch, x0h : x0h + cw])
+    # stained px of HR px (xh, yh): cx + (xh - (wh-1)/2) / r0
+    m = np.array(
+        [
+            [1 / r0, 0, cx + (x0h - pad - (wh - 1) / 2) / r0],
+            [0, 1 / r0, cy + (y0h - pad - (hh - 1) / 2) / r0],
+        ]
+    )
+    up = cv2.warpAffine(
+        stained_grey,
+        m,
+        (cw + 2 * pad, ch + 2 * pad),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    p = match_peak(up, crop)
+    # the crop matched at up-offset (pad + d): the 100x content sits d 100x-px further on
+    dx_h, dy_h = p.x - pad, p.y - pad
+    return cx + dx_h / r0, cy + dy_h / r0, p.score, p.on_border
+
+
 def match_highres(
     stained: np.ndarray,
     highres: np.ndarray,
@@ -202,7 +247,6 @@ def match_highres(
     ratio
         Use this ratio instead of measuring one (positions are still refined).
     """
-    import cv2
 
     opt = options or HighresOptions()
     stained = np.asarray(stained)
@@ -265,31 +309,9 @@ def match_highres(
             score, tx, ty, border = _match_window(stained_grey, grid(r0), tx, ty, 3)
     cx, cy = tx - off[0], ty - off[1]
     # 2. at 100x: the stained field linearly upsampled by the ratio around the match
-    pad = opt.refine_px
-    cw = min(wh, int(tw * r0 * 0.8))
-    ch = min(hh, int(th * r0 * 0.8))
-    x0h = min(max(round((wh - 1) / 2 + off[0] * r0 - cw / 2), 0), wh - cw)
-    y0h = min(max(round((hh - 1) / 2 + off[1] * r0 - ch / 2), 0), hh - ch)
-    crop = np.ascontiguousarray(enhanced[y0h : y0h + ch, x0h : x0h + cw])
-    # stained px of HR px (xh, yh): cx + (xh - (wh-1)/2) / r0
-    m = np.array(
-        [
-            [1 / r0, 0, cx + (x0h - pad - (wh - 1) / 2) / r0],
-            [0, 1 / r0, cy + (y0h - pad - (hh - 1) / 2) / r0],
-        ]
+    x, y, fine_score, on_border = _refine_at_100x(
+        stained_grey, enhanced, (cx, cy), r0, (tw, th), off, opt.refine_px
     )
-    up = cv2.warpAffine(
-        stained_grey,
-        m,
-        (cw + 2 * pad, ch + 2 * pad),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    p = match_peak(up, crop)
-    fine_score, on_border = p.score, p.on_border
-    # the crop matched at up-offset (pad + d): the 100x content sits d 100x-px further on
-    dx_h, dy_h = p.x - pad, p.y - pad
-    x, y = cx + dx_h / r0, cy + dy_h / r0
     ok = fine_score >= opt.min_score and not on_border
     reason = (
         ""
