@@ -38,20 +38,21 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import emit
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 GiB = 2**30
 
 
 def _hwm() -> int:
     """This process's resident high-water mark in bytes (``VmHWM``; ``ru_maxrss`` elsewhere)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    from training.device import proc_bytes
+
+    found = proc_bytes("/proc/self/status", "VmHWM")
+    if found is not None:
+        return found
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -262,11 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     for tile in args.tile:
         rows.append(_run_child(common, tile))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    text = _table(args, rows)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
+    emit(_table(args, rows).removesuffix("\n"), args.out)  # the table ends with a newline
     return 0
 
 
