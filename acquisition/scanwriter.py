@@ -83,7 +83,7 @@ class ScanWriter:
         self.path = Path(path)
         self.fields_dir = fields_dir(self.path)
         self.slide = slide
-        self.pass_ = pass_
+        self.pass_ = str(pass_)  # a Pass member or its text; stored as plain text
         self.profile = profile
         self.channels = profile.channel_table()
         self.compression = compression
@@ -110,7 +110,7 @@ class ScanWriter:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "slide": slide,
-            "pass": pass_,
+            "pass": self.pass_,
             "objective": objective_name,
             "objective_magnification": profile.optics.objectives[objective_name].magnification,
             "objective_na": profile.optics.objectives[objective_name].na,

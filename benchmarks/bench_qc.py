@@ -36,6 +36,8 @@ from qc_ghosts import audit_ghosts, ghost_rows
 from qc_scoring import Scores, score_crops, score_pls
 from real_stain_qc import real_stain_specks
 
+from acquisition.vocabulary import Pass
+
 
 def scan_slide(out: Path, *, seed: int, grid: str, sensor, stack: str, faults: bool) -> dict:
     import hardware_profiles as hp
@@ -56,8 +58,8 @@ def scan_slide(out: Path, *, seed: int, grid: str, sensor, stack: str, faults: b
     paths = {}
     with open_sim(prof, SimOptions(slide="qc", seed=seed, sensor_wh=sensor, config=cfg)) as rig:
         for pass_, kw in (
-            ("unstained", {"grid": grid, "stack": stack if faults else "brightfield"}),
-            ("stained", {}),
+            (Pass.UNSTAINED, {"grid": grid, "stack": stack if faults else "brightfield"}),
+            (Pass.STAINED, {}),
         ):
             rig.prepare_pass(pass_)
             plan = plan_scan(
@@ -81,7 +83,7 @@ def _scans(work: Path, seed: int, args: argparse.Namespace) -> dict[str, dict]:
     kw = {"seed": seed, "grid": args.grid, "sensor": sensor, "stack": args.stack}
     scans = {}
     for name, faults in (("faults", True), ("clean", False)):
-        done = {p: work / name / f"qc.{p}.scan.h5" for p in ("unstained", "stained")}
+        done = {p: work / name / f"qc.{p}.scan.h5" for p in (Pass.UNSTAINED, Pass.STAINED)}
         if args.reuse and all(p.exists() for p in done.values()):
             scans[name] = done  # scanned by an earlier run with --keep
         else:

@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from acquisition.vocabulary import Pass
 from benchmarks._common import FRAME_META, emit, machine, rss_mb
 from benchmarks.bench_scan_index import index_bookkeeping, index_report, scan_writer
 
@@ -45,7 +46,7 @@ def overhead(quick: bool) -> dict:
     ):
         plan = plan_scan(
             slide="bench",
-            pass_="unstained",
+            pass_=Pass.UNSTAINED,
             profile=profile,
             out=Path(tmp),
             frame_wh=rig.mm.frame_size,
@@ -92,7 +93,7 @@ def storage(quick: bool) -> list[dict]:
     for ch in (profile.stack[0], profile.stack[1], profile.stack[20], profile.stack[21]):
         frames.append(
             sim.render(
-                pass_="unstained",
+                pass_=Pass.UNSTAINED,
                 x_um=0.0,
                 y_um=0.0,
                 z_um=0.0,
@@ -144,7 +145,7 @@ def memory(quick: bool) -> list[tuple[int, float]]:
     ):
         plan = plan_scan(
             slide="mem",
-            pass_="unstained",
+            pass_=Pass.UNSTAINED,
             profile=profile,
             out=Path(tmp),
             frame_wh=rig.mm.frame_size,

@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from acquisition.vocabulary import Pass
 from benchmarks._common import FRAME_META, emit, machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +47,7 @@ def scan_writer(
     from acquisition.scanfile import ScanWriter
 
     return ScanWriter(
-        path, slide=path.name.split(".")[0], pass_="unstained", profile=prof,
+        path, slide=path.name.split(".")[0], pass_=Pass.UNSTAINED, profile=prof,
         positions=positions, objective_name="20x", compression=compression, resume=resume,
     )  # fmt: skip
 

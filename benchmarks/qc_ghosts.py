@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from qc_scoring import Tally
 
+from acquisition.vocabulary import QcFlag
+
 
 def audit_ghosts(seed: int, fu, fs, ds, flags: list[set], no_wbc: set[int]) -> list[tuple]:
     """Each checked cell's nucleus edge ratio, whether it is a WBC, and whether any check
@@ -22,7 +24,7 @@ def audit_ghosts(seed: int, fu, fs, ds, flags: list[set], no_wbc: set[int]) -> l
     opt = QcOptions()
     rows, seen = [], {}
     for k in range(len(cells)):
-        if "near_edge" in flags[k]:
+        if QcFlag.NEAR_EDGE in flags[k]:
             continue
         i = int(cells["position"][k])
         if i not in seen:
@@ -52,7 +54,7 @@ def audit_ghosts(seed: int, fu, fs, ds, flags: list[set], no_wbc: set[int]) -> l
             pixel_size_um=p,
             options=opt,
         )
-        others = (flags[k] - {"target_only_color"}) or found.target_only
+        others = (flags[k] - {QcFlag.TARGET_ONLY_COLOR}) or found.target_only
         rows.append([seed, found.edge_ratio, k not in no_wbc, bool(others), found.speck_gap])
     gaps = np.array([r[4] for r in rows])
     for r, speck in zip(

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from acquisition.vocabulary import QcFlag
+
 #: A change of at least this many DN counts as a faint object.
 FAINT_DN = 4
 
@@ -68,7 +70,7 @@ def score_pls(fu, cells: np.ndarray, flags: list[set], scores: Scores) -> np.nda
     for f in fu.truth()["faults"]:
         if str(f["kind"]) == "pls_shift" and str(f["leds"]) in channels_leds:
             glitched[int(np.argmin(np.linalg.norm(cxy - [f["x_um"], f["y_um"]], axis=1)))] = True
-    pls = np.array(["pls_misaligned" in f for f in flags], dtype=bool)
+    pls = np.array([QcFlag.PLS_MISALIGNED in f for f in flags], dtype=bool)
     field_flag = np.zeros(fu.n_positions, dtype=bool)
     for k, f in enumerate(cells["position"]):
         field_flag[int(f)] |= pls[k]
@@ -117,7 +119,7 @@ def score_crops(scans: dict, ds, flags: list[set], in_glitch: np.ndarray, *, see
     frame = FrameCache()
     for k in range(len(cells)):
         fl = flags[k]
-        if "near_edge" in fl:
+        if QcFlag.NEAR_EDGE in fl:
             continue
         scores.checked += 1
         i = int(cells["position"][k])
@@ -131,8 +133,8 @@ def score_crops(scans: dict, ds, flags: list[set], in_glitch: np.ndarray, *, see
             cut(frame(fu, i, bf), ux, uy, c), cut(frame(cu, i, 0), ux, uy, c),
             visible_dn=visible_dn, min_px=min_px,
         )  # fmt: skip
-        _tally(scores, "target_only_color" in fl, t_vis, t_faint, target=True)
-        _tally(scores, "input_only_object" in fl, u_vis, u_faint, target=False)
+        _tally(scores, QcFlag.TARGET_ONLY_COLOR in fl, t_vis, t_faint, target=True)
+        _tally(scores, QcFlag.INPUT_ONLY_OBJECT in fl, u_vis, u_faint, target=False)
         if not (t_vis or t_faint or u_vis or u_faint or in_glitch[k]):
             scores.clean_cells.add(np.array([True]), np.array([bool(fl)]))
         pairs.append((seed, k, int(t_vis), int(u_vis), ",".join(sorted(fl))))

@@ -96,6 +96,20 @@ def test_resume_adopts_finished_fields_and_drops_partials(tmp_path, small_profil
         w2.new_field(0, (8, 10))
 
 
+def test_a_pass_member_is_stored_as_its_text(tmp_path, small_profile):
+    from acquisition.vocabulary import Pass
+
+    path = tmp_path / "s1.stained.scan.h5"
+    w = ScanWriter(
+        path, slide="s1", pass_=Pass.STAINED, profile=small_profile,
+        positions=np.zeros((1, 3)), objective_name="20x",
+    )  # fmt: skip
+    _write_field(w, 0, 5)
+    w.close()
+    with ScanFile(path) as sf:
+        assert sf.attrs["pass"] == "stained" and type(sf.attrs["pass"]) is str
+
+
 def test_existing_scan_is_never_overwritten(tmp_path, small_profile):
     path = tmp_path / "s1.unstained.scan.h5"
     _writer(path, small_profile, np.zeros((2, 3)))

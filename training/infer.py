@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from acquisition.progress import Progress, or_null
+from acquisition.vocabulary import Pass
 from training.checkpoint import (
     generator_from_checkpoint,
     load_checkpoint,
@@ -149,7 +150,7 @@ def stain_scan(
         gen = torch.compile(gen, dynamic=False)
     out = Path(out_dir)
     with ScanFile(scan_path) as scan:
-        if scan.pass_ != "unstained":
+        if scan.pass_ != Pass.UNSTAINED:
             raise TrainingError(
                 f"{scan_path} is a {scan.pass_!r} scan; virtual staining needs an unstained one"
             )
