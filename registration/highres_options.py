@@ -3,7 +3,7 @@ CLI (:mod:`registration.highres` explains each step they tune)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class HighresOptions(BaseModel):
@@ -63,6 +63,13 @@ class HighresOptions(BaseModel):
         allow_inf_nan=False,
         description="Radius (µm) around the imaged cell left out of the ratio measurement.",
     )
+
+    @field_validator("gaussian_ksize", "laplacian_ksize")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError("a kernel size must be odd (OpenCV's)")
+        return value
 
 
 __all__ = ["HighresOptions"]

@@ -49,6 +49,7 @@ def test_highres_cli_options_come_from_the_model():
         (["--highres-param", "refine_px=2.5"], "'refine_px=2.5': '2.5' is not an integer"),
         (["--highres-param", "scale_step=0"], "--highres-param scale_step: Input should be"),
         (["--highres-param", "rims=1"], "expected NAME=VALUE with NAME one of search_um"),
+        (["--highres-param", "gaussian_ksize=8"], "gaussian_ksize: a kernel size must be odd"),
         (
             ["--highres-min-score", "0.5", "--highres-param", "min_score=0.6"],
             "min_score is given twice (--highres-min-score and --highres-param)",
