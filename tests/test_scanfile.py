@@ -22,6 +22,11 @@ def small_profile(pls43):
     return pls43.with_stack(pls43.stack[:3])
 
 
+#: A frame's metadata (no camera in these tests).
+META = {"exposure_ms": 1.0, "gain": 1.0, "stage_x_um": 0.0, "stage_y_um": 0.0, "stage_z_um": 0.0,
+        "time": 0.0}  # fmt: skip
+
+
 def _writer(path, profile, positions, **kw):
     return ScanWriter(
         path,
@@ -37,18 +42,7 @@ def _writer(path, profile, positions, **kw):
 def _write_field(writer, index, value, hw=(8, 10)):
     fw = writer.new_field(index, hw)
     for c in range(len(writer.channels)):
-        fw.add(
-            c,
-            np.full((*hw, 3), value + c, np.uint8),
-            {
-                "exposure_ms": 1.0,
-                "gain": 1.0,
-                "stage_x_um": 0.0,
-                "stage_y_um": 0.0,
-                "stage_z_um": 0.0,
-                "time": 0.0,
-            },
-        )
+        fw.add(c, np.full((*hw, 3), value + c, np.uint8), META)
     writer.field_done(fw.commit(z_um=1.5))
 
 
@@ -57,18 +51,7 @@ def test_fields_become_visible_only_when_committed(tmp_path, small_profile):
     w = _writer(path, small_profile, np.zeros((3, 3)))
     _write_field(w, 1, 10)
     fw = w.new_field(2, (8, 10))  # started, never committed (a crash)
-    fw.add(
-        0,
-        np.ones((8, 10, 3), np.uint8),
-        {
-            "exposure_ms": 1.0,
-            "gain": 1.0,
-            "stage_x_um": 0.0,
-            "stage_y_um": 0.0,
-            "stage_z_um": 0.0,
-            "time": 0.0,
-        },
-    )
+    fw.add(0, np.ones((8, 10, 3), np.uint8), META)
     with h5py.File(path, "r") as f:  # plain h5py opens it while the writer works
         assert list(f["positions"]["status"].astype(str)) == ["pending", "done", "pending"]
     with ScanFile(path) as sf:
@@ -284,16 +267,8 @@ def test_storage_thread_brings_the_index_up_to_date_within_a_second(
     w.schedule.last_rebuild_s = 10.0  # never paid for by fields: only the lag rule applies
     w.schedule.last_rebuild_end -= 20.0
     store = StorageThread(w)
-    meta = {
-        "exposure_ms": 1.0,
-        "gain": 1.0,
-        "stage_x_um": 0.0,
-        "stage_y_um": 0.0,
-        "stage_z_um": 0.0,
-        "time": 0.0,
-    }
     for c in range(3):
-        store.frame(0, c, np.zeros((8, 10, 3), np.uint8), meta)
+        store.frame(0, c, np.zeros((8, 10, 3), np.uint8), META)
     store.commit(0, z_um=0.0)
     t0 = time.monotonic()
     while _status(path)[0] != "done":

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from acquisition.progress import Progress, or_null
-from acquisition.vocabulary import Pass
 from training.checkpoint import (
     generator_from_checkpoint,
     load_checkpoint,
@@ -133,6 +132,7 @@ def stain_scan(
     """
     from acquisition.files import WriteLock, check_target, clean_stale
     from acquisition.scanfile import ScanFile
+    from acquisition.vocabulary import Pass  # not at the top: it loads the profile schema
 
     for fmt in formats:
         if fmt not in ("png", "tif", "tiff"):
