@@ -59,8 +59,9 @@ def open_failure(err: BaseException) -> str:
 class IlluminateLink:
     """One serial connection to an Illuminate board: commands out, checked replies back.
 
-    The base of :class:`acquisition.led_array.LedArray`, which adds the handshake
-    (:meth:`_handshake`, also redone after a reconnection) and the LED logic.
+    The base of :class:`acquisition.led_board.IlluminateBoard`, which adds the handshake
+    (:meth:`_handshake`, also redone after a reconnection), and of
+    :class:`acquisition.led_array.LedArray`, which adds the LED logic.
     """
 
     def __init__(self, port: str, *, baudrate: int, timeout_s: float, retries: int) -> None:

@@ -16,6 +16,7 @@ import hdf5plugin  # noqa: F401  (registers the filters for every reader)
 import numpy as np
 
 from acquisition.fieldwriter import FieldData, FieldWriter
+from acquisition.index_schedule import IndexSchedule
 from acquisition.scan_index import ensure_images_file, fill_index, write_index_file
 from acquisition.scan_layout import (
     FORMAT,
@@ -82,7 +83,7 @@ class ScanWriter:
         self.path = Path(path)
         self.fields_dir = fields_dir(self.path)
         self.slide = slide
-        self.pass_ = pass_
+        self.pass_ = str(pass_)  # a Pass member or its text; stored as plain text
         self.profile = profile
         self.channels = profile.channel_table()
         self.compression = compression
@@ -102,18 +103,14 @@ class ScanWriter:
         self._journal: Journal | None = None
         self._frames_cache: tuple[list[int], np.ndarray | None] = ([], None)
         self._images_shape: tuple[int, ...] | None = None
-        self._unindexed = 0  # fields finished since the index was last rebuilt
-        self._unindexed_since = 0.0  # when the oldest of them finished (monotonic)
-        self._dirty = False
-        self._last_rebuild_s = 0.0  # how long the last index rebuild took
-        self._last_rebuild_end = 0.0  # when it ended (monotonic)
+        self.schedule = IndexSchedule(len(positions))  # when the index is rebuilt
         self.frame_hw: tuple[int, int] | None = None
         self.truth: dict[str, Any] | None = None
         self._attrs = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "slide": slide,
-            "pass": pass_,
+            "pass": self.pass_,
             "objective": objective_name,
             "objective_magnification": profile.optics.objectives[objective_name].magnification,
             "objective_na": profile.optics.objectives[objective_name].na,
@@ -135,7 +132,7 @@ class ScanWriter:
             self.fields_dir.mkdir(parents=True, exist_ok=True)
             self._adopt_finished_fields()
             self.write_index()
-        self._last_rebuild_s = 0.0  # the first finished field is indexed at once
+        self.schedule.last_rebuild_s = 0.0  # the first finished field is indexed at once
 
     # -- resume -------------------------------------------------------------------------------
     def _load_existing(self) -> None:
@@ -290,51 +287,18 @@ class ScanWriter:
         self.write_index()
 
     # -- when the index is rebuilt ------------------------------------------------------------
-    #: Scans of at most this many fields are indexed after every field (a rebuild costs a few
-    #: ms there), and so is any scan whose last rebuild took less than CHEAP_REBUILD_S ...
-    SMALL_SCAN_FIELDS = 256
-    CHEAP_REBUILD_S = 0.02
-    #: ... a costlier one once the fields finished since the last rebuild have "paid" for it
-    #: at this many seconds each (bookkeeping stays flat however many fields the scan has) ...
-    REBUILD_BUDGET_S = 0.005
-    #: ... and at least this long after the last one (an fsync stalled by a busy disk costs
-    #: up to a second whatever the index's size: fewer rebuilds, fewer stalls) ...
-    MIN_INTERVAL_S = 0.25
-    #: ... or once the oldest unindexed field is this old (plain readers lag at most ~this),
-    #: provided the storage thread spent at most a third of its time since on rebuilds
-    #: (a disk so slow that a rebuild takes seconds stretches the lag rather than the scan).
-    MAX_LAG_S = 0.8
-
     def _changed(self) -> None:
-        if not self._dirty:
-            self._unindexed_since = time.monotonic()
-        self._dirty = True
-        self._unindexed += 1
-        if self.index_due():
+        self.schedule.changed()
+        if self.schedule.due():
             self.write_index()
 
     def index_due(self) -> bool:
-        """Whether the index should be rebuilt now (cost paid for, or a field waits too long)."""
-        if not self._dirty:
-            return False
-        if len(self.positions) <= self.SMALL_SCAN_FIELDS:
-            return True
-        if self._last_rebuild_s <= self.CHEAP_REBUILD_S:
-            return True
-        now = time.monotonic()
-        if (
-            self._unindexed * self.REBUILD_BUDGET_S >= self._last_rebuild_s
-            and now - self._last_rebuild_end >= self.MIN_INTERVAL_S
-        ):
-            return True
-        return (
-            now - self._unindexed_since >= self.MAX_LAG_S
-            and now - self._last_rebuild_end >= 2 * self._last_rebuild_s
-        )
+        """Whether the index should be rebuilt now (see :class:`IndexSchedule`)."""
+        return self.schedule.due()
 
     def flush(self) -> None:
         """Rebuild the index if any field finished since the last rebuild."""
-        if self._dirty:
+        if self.schedule.dirty:
             self.write_index()
 
     def close(self) -> None:
@@ -369,10 +333,7 @@ class ScanWriter:
         os.replace(tmp, self.path)
         # no fsync of the folder: a rename lost in a power cut leaves the previous index,
         # and the journal and field files give --resume everything since
-        self._dirty = False
-        self._unindexed = 0
-        self._last_rebuild_s = time.perf_counter() - t0
-        self._last_rebuild_end = time.monotonic()
+        self.schedule.rebuilt(time.perf_counter() - t0)
 
     def _frames_table(self) -> np.ndarray:
         """Every done field's ``frames`` rows in field order; appends to the last rebuild's

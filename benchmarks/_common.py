@@ -7,6 +7,16 @@ import platform
 import re
 from pathlib import Path
 
+#: Metadata of a synthetic frame written without a camera (storage and index benchmarks).
+FRAME_META = {
+    "exposure_ms": 1.0,
+    "gain": 1.0,
+    "stage_x_um": 0.0,
+    "stage_y_um": 0.0,
+    "stage_z_um": 0.0,
+    "time": 0.0,
+}
+
 
 def machine() -> str:
     cpu = platform.processor() or "cpu"

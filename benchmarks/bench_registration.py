@@ -15,7 +15,6 @@ figures pessimistic.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -136,38 +135,14 @@ def step_timings(paths: dict, repeat: int = 3) -> dict:
     return {k: float(np.median(v)) if v else float("nan") for k, v in out.items()}
 
 
-def highres_accuracy(paths: dict, workers: int) -> tuple[object, list[float], float]:
-    from acquisition.scanfile import ScanFile
-    from registration.coarse import RigidTransform
-    from registration.dataset import Dataset
+def highres_accuracy(paths: dict, workers: int) -> tuple[object, np.ndarray, float, float]:
     from registration.highres_dataset import add_highres
+    from registration.highres_truth import highres_placement_errors
 
     t0 = time.perf_counter()
     hr = add_highres(paths["summary"].dataset, paths["highres"], workers=workers)
     seconds = time.perf_counter() - t0
-    with (
-        ScanFile(paths["highres"]) as h,
-        ScanFile(paths["stained"]) as st,
-        Dataset(hr.dataset) as ds,
-    ):
-        a_h = RigidTransform.from_matrix(h.truth()["slide_to_stage"])
-        a_s = RigidTransform.from_matrix(st.truth()["slide_to_stage"])
-        ratio = h.truth()["magnification_ratio"]
-        hxy = np.stack([h.positions["x_um"], h.positions["y_um"]], axis=1)
-        sxy = np.stack([st.positions["x_um"], st.positions["y_um"]], axis=1)
-        p = st.pixel_size_um
-        hgt, wid = st.frame_shape
-        cells = ds.cells
-        errors = []
-        for row, (j, x, y) in hr.placements.items():
-            if not cells["has_highres"][row]:
-                continue
-            f = cells["position"][row]
-            t = (a_s.apply(a_h.inverse().apply(hxy[j]))[0] - sxy[f]) / p + [
-                (wid - 1) / 2,
-                (hgt - 1) / 2,
-            ]
-            errors.append(math.hypot(x - t[0], y - t[1]))
+    errors, ratio = highres_placement_errors(hr, paths["highres"], paths["stained"])
     return hr, errors, ratio, seconds
 
 

@@ -9,18 +9,14 @@
 - storage: frames rendered by the simulator (1920x1200 RGB) pushed through the storage
   thread into scan files with each lossless filter. Target ≥ 150 MB/s with the default.
 - memory: resident memory after each field of a long scan: it must stay flat.
-- index (``--index-fields N``): the scan file's bookkeeping (journal line + index rebuilds)
-  per finished field of a synthetic N-field scan with tiny frames, the mean over the last
-  1,000 fields including rebuilds and the final close; then ``scope info`` and ``--resume``
-  on the finished scan. Target ≤ 20 ms per field at 10,000 fields, info/resume ≤ 2 s. Only
-  this runs with ``--index-fields``; its last line is
-  ``bookkeeping per field at N fields: X ms``.
+- index (``--index-fields N``): the scan file's bookkeeping per finished field of a synthetic
+  N-field scan, then ``scope info`` and ``--resume`` on it (see
+  :mod:`benchmarks.bench_scan_index`). Only this runs with ``--index-fields``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -31,7 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import emit, machine, rss_mb
+from acquisition.vocabulary import Pass
+from benchmarks._common import FRAME_META, emit, machine, rss_mb
+from benchmarks.bench_scan_index import index_bookkeeping, index_report, scan_writer
 
 
 def overhead(quick: bool) -> dict:
@@ -48,7 +46,7 @@ def overhead(quick: bool) -> dict:
     ):
         plan = plan_scan(
             slide="bench",
-            pass_="unstained",
+            pass_=Pass.UNSTAINED,
             profile=profile,
             out=Path(tmp),
             frame_wh=rig.mm.frame_size,
@@ -86,7 +84,6 @@ def overhead(quick: bool) -> dict:
 
 def storage(quick: bool) -> list[dict]:
     import hardware_profiles as hp
-    from acquisition.scanfile import ScanWriter
     from acquisition.simulator.microscope import SimulatedMicroscope
     from acquisition.storage import StorageThread
 
@@ -96,7 +93,7 @@ def storage(quick: bool) -> list[dict]:
     for ch in (profile.stack[0], profile.stack[1], profile.stack[20], profile.stack[21]):
         frames.append(
             sim.render(
-                pass_="unstained",
+                pass_=Pass.UNSTAINED,
                 x_um=0.0,
                 y_um=0.0,
                 z_um=0.0,
@@ -112,14 +109,8 @@ def storage(quick: bool) -> list[dict]:
     rows = []
     for comp in ("blosc2-lz4", "lz4", "zstd", "none"):
         with tempfile.TemporaryDirectory() as tmp:
-            writer = ScanWriter(
-                Path(tmp) / "b.unstained.scan.h5",
-                slide="b",
-                pass_="unstained",
-                profile=prof,
-                positions=np.zeros((n_fields, 3)),
-                objective_name="20x",
-                compression=comp,
+            writer = scan_writer(
+                Path(tmp) / "b.unstained.scan.h5", prof, np.zeros((n_fields, 3)), compression=comp
             )
             store = StorageThread(writer)
             t0 = time.perf_counter()
@@ -129,14 +120,7 @@ def storage(quick: bool) -> list[dict]:
                         f,
                         c,
                         frames[(f + c) % len(frames)],
-                        {
-                            "exposure_ms": 1.0,
-                            "gain": 1.0,
-                            "stage_x_um": 0.0,
-                            "stage_y_um": 0.0,
-                            "stage_z_um": 0.0,
-                            "time": 0.0,
-                        },
+                        FRAME_META,
                     )
                 store.commit(f, z_um=0.0)
             store.close()
@@ -161,7 +145,7 @@ def memory(quick: bool) -> list[tuple[int, float]]:
     ):
         plan = plan_scan(
             slide="mem",
-            pass_="unstained",
+            pass_=Pass.UNSTAINED,
             profile=profile,
             out=Path(tmp),
             frame_wh=rig.mm.frame_size,
@@ -181,7 +165,6 @@ def memory(quick: bool) -> list[tuple[int, float]]:
 def storage_memory(quick: bool) -> list[tuple[int, float]]:
     """Resident memory of the engine's storage path alone (no simulator) as fields grow."""
     import hardware_profiles as hp
-    from acquisition.scanfile import ScanWriter
     from acquisition.storage import StorageThread
 
     profile = hp.load("pls43")
@@ -190,178 +173,17 @@ def storage_memory(quick: bool) -> list[tuple[int, float]]:
     frame = np.random.default_rng(0).integers(0, 255, (1200, 1920, 3), dtype=np.uint8)
     samples: list[tuple[int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        writer = ScanWriter(
-            Path(tmp) / "m.unstained.scan.h5",
-            slide="m",
-            pass_="unstained",
-            profile=prof,
-            positions=np.zeros((n_fields, 3)),
-            objective_name="20x",
-            compression="lz4",
+        writer = scan_writer(
+            Path(tmp) / "m.unstained.scan.h5", prof, np.zeros((n_fields, 3)), compression="lz4"
         )
         store = StorageThread(writer)
-        meta = {
-            "exposure_ms": 1.0,
-            "gain": 1.0,
-            "stage_x_um": 0.0,
-            "stage_y_um": 0.0,
-            "stage_z_um": 0.0,
-            "time": 0.0,
-        }
         for f in range(n_fields):
             for c in range(len(prof.stack)):
-                store.frame(f, c, frame, meta)
+                store.frame(f, c, frame, FRAME_META)
             store.commit(f, z_um=0.0)
             samples.append((f + 1, rss_mb()))
         store.close()
     return samples
-
-
-def index_bookkeeping(n: int) -> dict:
-    """Per-field bookkeeping cost of a synthetic n-field scan (8 channels, 8x10 frames)."""
-    import subprocess
-
-    import hardware_profiles as hp
-    from acquisition.scanfile import ScanFile, ScanWriter
-    from scope.describe import describe_scan
-
-    profile = hp.load("pls43")
-    prof = profile.with_stack(profile.stack[:8])
-    side = int(np.ceil(np.sqrt(n)))
-    grid = np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1).reshape(-1, 2)[:n]
-    positions = np.zeros((n, 3))
-    positions[:, :2] = grid * 500.0
-    meta = {
-        "exposure_ms": 1.0,
-        "gain": 1.0,
-        "stage_x_um": 0.0,
-        "stage_y_um": 0.0,
-        "stage_z_um": 0.0,
-        "time": 0.0,
-    }
-    frame = np.full((8, 10, 3), 7, np.uint8)
-    tail = min(1000, n)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "idx.unstained.scan.h5"
-        writer = ScanWriter(
-            path,
-            slide="idx",
-            pass_="unstained",
-            profile=prof,
-            positions=positions,
-            objective_name="20x",
-            compression="none",
-        )
-        cost = np.zeros(n)
-        rebuilds = 0
-        t_start = time.perf_counter()
-        for i in range(n):
-            fw = writer.new_field(i, frame.shape[:2])
-            for c in range(len(prof.stack)):
-                fw.add(c, frame, meta)
-            data = fw.commit(z_um=0.0)
-            t0 = time.perf_counter()
-            writer.field_done(data)
-            cost[i] = time.perf_counter() - t0
-            rebuilds += writer._unindexed == 0
-            if (i + 1) % 1000 == 0:
-                print(
-                    f"  {i + 1} fields, last rebuild {writer._last_rebuild_s * 1000:.0f} ms",
-                    file=sys.stderr,
-                )
-        t0 = time.perf_counter()
-        writer.close()
-        close_s = time.perf_counter() - t0
-        scan_s = time.perf_counter() - t_start
-        per_field = (cost[n - tail :].sum() + close_s) / tail
-        load = os.getloadavg()[0]
-        c0, t0 = time.process_time(), time.perf_counter()
-        with ScanFile(path) as sf:
-            n_done = len(sf.done)
-            problem = sf.integrity_problem()
-        describe_scan(path)
-        info_s, info_cpu = time.perf_counter() - t0, time.process_time() - c0
-        root = Path(__file__).resolve().parents[1]
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "scope", "info", str(path)],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(root)},
-        )
-        info_cli_s = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise SystemExit(f"scope info failed: {proc.stderr.strip()}")
-        c0, t0 = time.process_time(), time.perf_counter()
-        again = ScanWriter(
-            path,
-            slide="idx",
-            pass_="unstained",
-            profile=prof,
-            positions=positions,
-            objective_name="20x",
-            compression="none",
-            resume=True,
-        )
-        pending = len(again.pending)
-        again.close()
-        resume_s, resume_cpu = time.perf_counter() - t0, time.process_time() - c0
-    if n_done != n or problem or pending:
-        raise SystemExit(f"index benchmark: {n_done} of {n} done, {pending} pending, {problem!r}")
-    return {
-        "n": n,
-        "tail": tail,
-        "per_field_ms": per_field * 1000,
-        "median_ms": float(np.median(cost[n - tail :])) * 1000,
-        "max_ms": float(cost[n - tail :].max()) * 1000,
-        "first_ms": float(cost[: min(100, n)].mean()) * 1000,
-        "close_ms": close_s * 1000,
-        "last_rebuild_ms": writer._last_rebuild_s * 1000,
-        "scan_s": scan_s,
-        "rebuilds": rebuilds,
-        "info_s": info_s,
-        "info_cpu": info_cpu,
-        "resume_cpu": resume_cpu,
-        "load": load,
-        "info_cli_s": info_cli_s,
-        "resume_s": resume_s,
-    }
-
-
-def index_report(r: dict) -> str:
-    n = r["n"]
-    return "\n".join(
-        [
-            "### Scan index bookkeeping",
-            "",
-            f"Machine: {machine()}. Command: `python benchmarks/bench_scan.py "
-            f"--index-fields {n}` (synthetic scan: 8 channels of 8x10 frames per field, no "
-            "camera; the field files themselves are not counted).",
-            "",
-            "| measure | value | target |",
-            "|---|---|---|",
-            f"| bookkeeping per field, fields 1-{min(100, n)} (mean) | {r['first_ms']:.2f} ms | |",
-            f"| bookkeeping per field, fields {n - r['tail'] + 1:,}-{n:,}: mean incl. index "
-            f"rebuilds and the final close | {r['per_field_ms']:.2f} ms | ≤ 20 ms |",
-            f"| same, median (max: a field that triggered a rebuild) | {r['median_ms']:.2f} ms "
-            f"({r['max_ms']:.0f} ms) | |",
-            f"| one index rebuild at {n:,} fields (the final close) | {r['close_ms']:.0f} ms | |",
-            f"| index rebuilds during the scan | {r['rebuilds']} | |",
-            f"| `ScanFile` open + integrity check + `scope info` table, in process: wall "
-            f"(CPU time) | {r['info_s']:.2f} s ({r['info_cpu']:.2f} s) | ≤ 2 s |",
-            f"| `scope info` command, wall (incl. Python start-up and imports) | "
-            f"{r['info_cli_s']:.2f} s | |",
-            f"| `--resume` bookkeeping: open the finished scan, adopt {n:,} fields from the "
-            f"journal, rebuild: wall (CPU time) | {r['resume_s']:.2f} s "
-            f"({r['resume_cpu']:.2f} s) | ≤ 2 s |",
-            "",
-            f"Load average when info and resume ran: {r['load']:.1f} on {os.cpu_count()} "
-            "cores (other jobs shared the machine); CPU time is the figure robust to that.",
-            "",
-            f"bookkeeping per field at {n} fields: {r['per_field_ms']:.2f} ms",
-        ]
-    )
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ the tile chooser's predicted peak next to the measured one; ``--out`` also write
 ``--sweep`` calibrates the chooser instead: for each ``--tile`` it stains a field of 2x2
 windows (window = core + 2 halos) and fits the resident growth over the process's memory
 before the pass, less the field's own arrays, as ``fixed + bytes/px x window pixels``
-(the numbers behind ``training.tiling.CPU_WINDOW_FACTOR`` and ``CPU_PASS_FIXED``).
+(the numbers behind ``training.stain_memory.CPU_WINDOW_FACTOR`` and ``CPU_PASS_FIXED``).
 
 Thesis reference (Wulff 2022): one 64x64 crop at a time, a 1900x1200 field
 takes ≈ 77 s on an 8-core i9-11900K and ≈ 4 s on an RTX 2080 Ti. Targets: < 60 s on this
@@ -38,20 +38,21 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import emit
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 GiB = 2**30
 
 
 def _hwm() -> int:
     """This process's resident high-water mark in bytes (``VmHWM``; ``ru_maxrss`` elsewhere)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    from training.device import proc_bytes
+
+    found = proc_bytes("/proc/self/status", "VmHWM")
+    if found is not None:
+        return found
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -61,9 +62,11 @@ def _child(args: argparse.Namespace) -> dict:
     import torch
 
     import hardware_profiles as hp
-    from training import tiling
+    from training import stain_memory, tiling
+    from training.defaults import DEFAULT_BLEND
     from training.device import resident_bytes, resolve_device, use_bf16
     from training.models import RRDBGenerator
+    from training.tile_geometry import tile_plan, tile_sides, window_size
 
     profile = hp.load("pls43")
     n = len(hp.select_channels(profile.channel_table(), args.stack))
@@ -86,13 +89,13 @@ def _child(args: argparse.Namespace) -> dict:
     model = torch.compile(gen) if args.compile else gen
     stack = np.random.default_rng(0).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
     resident = resident_bytes()
-    budget = tiling.memory_budget(device, args.max_memory)
+    budget = stain_memory.memory_budget(device, args.max_memory)
     tile = args.tile[0]
     if tile is None:
-        tile, halo = tiling.default_tile(
+        tile, halo = stain_memory.default_tile(
             device, gen, height=h, width=w, bf16=bf16, max_memory=args.max_memory
         )
-    predicted = tiling.predicted_peak(
+    predicted = stain_memory.predicted_peak(
         device, gen, tile=tile, halo=halo, height=h, width=w, bf16=bf16, resident=resident
     )
     times, cpu_times = [], []
@@ -111,20 +114,20 @@ def _child(args: argparse.Namespace) -> dict:
         times, cpu_times = times[1:], cpu_times[1:]  # kernel selection / compilation
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _hwm()
     k = min(range(len(times)), key=times.__getitem__)
-    th, tw = tiling._sides(tile)
-    plan = tiling.tile_plan(h, w, tile=tile, blend=min(tiling.DEFAULT_BLEND, min(th, tw) // 2))
+    th, tw = tile_sides(tile)
+    plan = tile_plan(h, w, tile=tile, blend=min(DEFAULT_BLEND, min(th, tw) // 2))
     return {
         "tile": f"{th}" if th == tw else f"{th}x{tw}",
         "halo": halo,
         "height": h,
         "width": w,
         "tiles": len(plan),
-        "window_px": tiling._window_size(h, w, tile, halo),
+        "window_px": window_size(h, w, tile, halo),
         "best_s": times[k],
         "median_s": sorted(times)[len(times) // 2],
         "cpu_s": cpu_times[k],
         "resident": resident,
-        "field_bytes": tiling.FIELD_BYTES_PER_PX * h * w,
+        "field_bytes": stain_memory.FIELD_BYTES_PER_PX * h * w,
         "predicted": predicted,
         "budget": budget,
         "peak": peak,
@@ -199,17 +202,17 @@ def _table(args: argparse.Namespace, rows: list[dict]) -> str:
         )
     lines += [
         "",
-        f"Measured peak: the {what}; predicted: `training.tiling.predicted_peak`; budget: "
-        "`training.tiling.memory_budget` (CPU: min(4 GiB or --max-memory, resident + half "
+        f"Measured peak: the {what}; predicted: `training.stain_memory.predicted_peak`; budget: "
+        "`training.stain_memory.memory_budget` (CPU: min(4 GiB or --max-memory, resident + half "
         "the available memory)). CPU time / threads is the wall time with the threads' cores "
         "to itself: a figure robust to other processes sharing the machine.",
         "",
     ]
     if args.sweep and not gpu:
-        from training.tiling import _window_estimate
+        from training.stain_memory import window_estimate
 
         fixed, per_px = _fit(rows)
-        est = _window_estimate(_sweep_gen(args), 2 if r0["bf16"] else 4)
+        est = window_estimate(_sweep_gen(args), 2 if r0["bf16"] else 4)
         lines += [
             f"Fit: growth over the resident memory before the pass, less the field's arrays = "
             f"{fixed / 2**20:.0f} MiB + {per_px:,.0f} B x window px "
@@ -260,11 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     for tile in args.tile:
         rows.append(_run_child(common, tile))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    text = _table(args, rows)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
+    emit(_table(args, rows).removesuffix("\n"), args.out)  # the table ends with a newline
     return 0
 
 

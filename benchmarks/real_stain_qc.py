@@ -24,7 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_segmentation import SETS as REAL_SETS  # set name -> µm per pixel
 
-__all__ = ["REAL_SETS", "crop_signals", "real_colour_flags", "real_colour_signals"]
+__all__ = [
+    "REAL_SETS",
+    "crop_signals",
+    "real_colour_flags",
+    "real_colour_signals",
+    "real_stain_specks",
+]
 
 WBC_CLASSES = {1: "neutrophil", 2: "lymphocyte", 3: "monocyte", 4: "eosinophil", 5: "basophil"}
 
@@ -125,3 +131,29 @@ def real_colour_flags(signals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     ghosts = ghost_cells(signals["ratio"], fraction=opt.ghost_fraction, floor=opt.ghost_floor)
     loose = signals["loose"]
     return {"loose": loose, "speck": specks, "ghost": ghosts, "any": loose | specks | ghosts}
+
+
+def real_stain_specks(data: Path, pixel_size_um: float = 0.293) -> list[str]:
+    """Table rows: how often the colour checks fire on real stained WBCs (all false flags).
+
+    See :func:`real_colour_signals`. ``target_only_color`` is flagged by loose dye or dark
+    dye specks the input does not explain, a blue speck
+    (:func:`registration.qc.blue_speck_cells`) or a ghost (:func:`registration.qc.ghost_cells`,
+    nucleus outline missing from the input).
+    """
+    rows = []
+    for name, pixel in REAL_SETS.items():
+        sig = real_colour_signals(data, name, pixel, pixel_size_um=pixel_size_um)
+        if sig is None:
+            rows.append(f"| {name} | (not found under {data}) | | | | |")
+            continue
+        fl = real_colour_flags(sig)
+
+        def pct(x: np.ndarray) -> str:
+            return f"{int(x.sum())} ({x.mean():.1%})"
+
+        rows.append(
+            f"| {name} ({pixel} µm/px) | {len(fl['any'])} | {pct(fl['loose'])} | "
+            f"{pct(fl['speck'])} | {pct(fl['ghost'])} | {pct(fl['any'])} |"
+        )
+    return rows

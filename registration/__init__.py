@@ -19,7 +19,7 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "HighresOptions": "registration.highres",
+    "HighresOptions": "registration.highres_options",
     "MatchOptions": "registration.match_options",
     "QcOptions": "registration.qc_options",
     "WbcParams": "registration.wbc_params",

@@ -182,18 +182,45 @@ def misaligned_channels(
         nearest = np.min(np.where(np.isfinite(dist), dist, np.inf), axis=-1)
         out[valid] = nearest[valid] > tolerance_single_px
         return out
-    radial = np.stack([np.cos(ph), np.sin(ph)], axis=1)
-    tangential = np.stack([-np.sin(ph), np.cos(ph)], axis=1)
+    radial, tangential, rings = _led_rings(th, ph)
+    res = _residuals(o, valid, tol, radial, tangential, rings)
+    if n_f >= _MIN_FIELDS_FOR_NOISE:
+        tol = np.maximum(tol, _channel_noise_tolerance(res, valid))
+    out[valid] = (res > tol)[valid]
+    return out
+
+
+def _led_rings(
+    theta_deg: np.ndarray, phi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """``(radial, tangential, rings)``: each channel's ``(C, 2)`` unit vectors (zero for
+    multi-LED channels) and the channels of each ring of LEDs at one angle seen from at
+    least three azimuths (``phi`` in radians)."""
+    radial = np.stack([np.cos(phi), np.sin(phi)], axis=1)
+    tangential = np.stack([-np.sin(phi), np.cos(phi)], axis=1)
     radial[~np.isfinite(radial)] = 0.0
     tangential[~np.isfinite(tangential)] = 0.0
-    ring_of = np.full(n_c, -1)
     rings: list[np.ndarray] = []
-    finite_th = np.isfinite(th)
-    for t in np.unique(np.round(th[finite_th])):
-        members = np.flatnonzero(finite_th & (np.round(th) == t))
-        if len(set(np.round(np.degrees(ph[members])))) >= 3:  # at least three azimuths
-            ring_of[members] = len(rings)
+    finite_th = np.isfinite(theta_deg)
+    for t in np.unique(np.round(theta_deg[finite_th])):
+        members = np.flatnonzero(finite_th & (np.round(theta_deg) == t))
+        if len(set(np.round(np.degrees(phi[members])))) >= 3:  # at least three azimuths
             rings.append(members)
+    return radial, tangential, rings
+
+
+def _residuals(
+    o: np.ndarray,
+    valid: np.ndarray,
+    tol: np.ndarray,
+    radial: np.ndarray,
+    tangential: np.ndarray,
+    rings: list[np.ndarray],
+) -> np.ndarray:
+    """``(F, C)`` distance of each image's nearest candidate offset from the model
+    ``e_c + a_fr · r̂_c + b_fr · t̂_c`` (see :func:`misaligned_channels`), fitted by
+    alternating medians over the images within ``tol`` of it."""
+    n_f, n_c = o.shape[:2]
     obs = o[:, :, 0].copy()
     ring_shift = np.zeros((n_f, n_c, 2))
     keep = valid.copy()
@@ -224,10 +251,7 @@ def misaligned_channels(
         if np.array_equal(new, keep):
             break
         keep = new
-    if n_f >= _MIN_FIELDS_FOR_NOISE:
-        tol = np.maximum(tol, _channel_noise_tolerance(res, valid))
-    out[valid] = (res > tol)[valid]
-    return out
+    return res
 
 
 #: With this many fields a channel's own measurement spread can be estimated.

@@ -33,7 +33,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from hardware_profiles.errors import ScopeError
 from registration.correlate import (
@@ -51,6 +50,7 @@ from registration.highres_images import (
     resample_target,
     to_grid,
 )
+from registration.highres_options import HighresOptions
 
 __all__ = [
     "HighresError",
@@ -66,43 +66,6 @@ __all__ = [
 
 class HighresError(ScopeError):
     """The highres scan cannot be matched to the dataset."""
-
-
-class HighresOptions(BaseModel):
-    """Knobs of the 100x matching.
-
-    Attributes
-    ----------
-    search_um
-        How far (µm) a cell may sit from where the highres stage put it (relocation error).
-    scale_range
-        Relative range of trial magnification ratios around the nominal one (±).
-    scale_step
-        Relative step between trial ratios; a parabola refines the best one.
-    context_um
-        Largest side of the region matched (µm at the sample): more context, finer scale.
-    min_score
-        Correlation (at 100x) below which a cell gets no 100x target.
-    gaussian_ksize, laplacian_ksize
-        The LoG kernels (thesis: 9 and 7; odd).
-    refine_px
-        Half-width of the 100x refinement search (100x pixels).
-    exclude_um
-        Radius (µm at the sample) around the 100x frame's centre — the imaged cell — left
-        out of the ratio measurement.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    search_um: float = Field(10.0, gt=0, allow_inf_nan=False)
-    scale_range: float = Field(0.025, ge=0, lt=0.5)
-    scale_step: float = Field(0.005, gt=0)
-    context_um: float = Field(70.0, gt=0, allow_inf_nan=False)
-    min_score: float = Field(0.4, ge=-1, le=1)
-    gaussian_ksize: int = Field(9, ge=1)
-    laplacian_ksize: int = Field(7, ge=1, le=31)
-    refine_px: int = Field(8, ge=1)
-    exclude_um: float = Field(8.0, ge=0, allow_inf_nan=False)
 
 
 def _match_window(
@@ -210,6 +173,51 @@ class HighresMatch:
     reason: str = ""
 
 
+def _refine_at_100x(
+    stained_grey: np.ndarray,
+    enhanced: np.ndarray,
+    centre: tuple[float, float],
+    r0: float,
+    size_wh: tuple[int, int],
+    off: tuple[float, float],
+    pad: int,
+) -> tuple[float, float, float, bool]:
+    """``(x, y, score, on_border)``: the 20x match at ``centre`` refined at 100x.
+
+    The stained field is linearly upsampled by the ratio ``r0`` around the match and slid
+    over the enhanced 100x image within ``±pad`` 100x pixels; ``(x, y)`` is the 100x frame's
+    centre in stained pixels.
+    """
+    import cv2
+
+    cx, cy = centre
+    tw, th = size_wh
+    hh, wh = enhanced.shape
+    cw = min(wh, int(tw * r0 * 0.8))
+    ch = min(hh, int(th * r0 * 0.8))
+    x0h = min(max(round((wh - 1) / 2 + off[0] * r0 - cw / 2), 0), wh - cw)
+    y0h = min(max(round((hh - 1) / 2 + off[1] * r0 - ch / 2), 0), hh - ch)
+    crop = np.ascontiguousarray(enhanced[y0h : y0h + ch, x0h : x0h + cw])
+    # stained px of HR px (xh, yh): cx + (xh - (wh-1)/2) / r0
+    m = np.array(
+        [
+            [1 / r0, 0, cx + (x0h - pad - (wh - 1) / 2) / r0],
+            [0, 1 / r0, cy + (y0h - pad - (hh - 1) / 2) / r0],
+        ]
+    )
+    up = cv2.warpAffine(
+        stained_grey,
+        m,
+        (cw + 2 * pad, ch + 2 * pad),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    p = match_peak(up, crop)
+    # the crop matched at up-offset (pad + d): the 100x content sits d 100x-px further on
+    dx_h, dy_h = p.x - pad, p.y - pad
+    return cx + dx_h / r0, cy + dy_h / r0, p.score, p.on_border
+
+
 def match_highres(
     stained: np.ndarray,
     highres: np.ndarray,
@@ -239,7 +247,6 @@ def match_highres(
     ratio
         Use this ratio instead of measuring one (positions are still refined).
     """
-    import cv2
 
     opt = options or HighresOptions()
     stained = np.asarray(stained)
@@ -302,31 +309,9 @@ def match_highres(
             score, tx, ty, border = _match_window(stained_grey, grid(r0), tx, ty, 3)
     cx, cy = tx - off[0], ty - off[1]
     # 2. at 100x: the stained field linearly upsampled by the ratio around the match
-    pad = opt.refine_px
-    cw = min(wh, int(tw * r0 * 0.8))
-    ch = min(hh, int(th * r0 * 0.8))
-    x0h = min(max(round((wh - 1) / 2 + off[0] * r0 - cw / 2), 0), wh - cw)
-    y0h = min(max(round((hh - 1) / 2 + off[1] * r0 - ch / 2), 0), hh - ch)
-    crop = np.ascontiguousarray(enhanced[y0h : y0h + ch, x0h : x0h + cw])
-    # stained px of HR px (xh, yh): cx + (xh - (wh-1)/2) / r0
-    m = np.array(
-        [
-            [1 / r0, 0, cx + (x0h - pad - (wh - 1) / 2) / r0],
-            [0, 1 / r0, cy + (y0h - pad - (hh - 1) / 2) / r0],
-        ]
+    x, y, fine_score, on_border = _refine_at_100x(
+        stained_grey, enhanced, (cx, cy), r0, (tw, th), off, opt.refine_px
     )
-    up = cv2.warpAffine(
-        stained_grey,
-        m,
-        (cw + 2 * pad, ch + 2 * pad),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    p = match_peak(up, crop)
-    fine_score, on_border = p.score, p.on_border
-    # the crop matched at up-offset (pad + d): the 100x content sits d 100x-px further on
-    dx_h, dy_h = p.x - pad, p.y - pad
-    x, y = cx + dx_h / r0, cy + dy_h / r0
     ok = fine_score >= opt.min_score and not on_border
     reason = (
         ""

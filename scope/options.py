@@ -119,3 +119,73 @@ def with_options(options: Sequence[inspect.Parameter]) -> Callable[[Callable], C
         return command
 
     return decorate
+
+
+def parse_assignments(
+    items: Sequence[str] | None, model: type[BaseModel], *, option: str
+) -> dict[str, Any]:
+    """``["min_score=0.5", ...]`` given to ``option`` → keyword values for ``model``.
+
+    Names and types come from the model's fields (bool: true/false/yes/no/1/0; int; float);
+    ranges are checked when the model is made (:func:`build_model`). One-line
+    :class:`~hardware_profiles.errors.ScopeError` for an unknown name or an unreadable value.
+    """
+    from hardware_profiles.errors import ScopeError
+
+    fields = model.model_fields
+    values: dict[str, Any] = {}
+    for item in items or []:
+        name, _, text = item.partition("=")
+        name, text = name.strip(), text.strip()
+        if name not in fields or not text:
+            raise ScopeError(
+                f"{option} {item!r}: expected NAME=VALUE with NAME one of {', '.join(fields)}"
+            )
+        kind = _without_none(fields[name].annotation)
+        if kind is bool:
+            if text.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                raise ScopeError(f"{option} {item!r}: {text!r} is not true or false")
+            values[name] = text.lower() in ("1", "true", "yes")
+            continue
+        try:
+            values[name] = int(text) if kind is int else float(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise ScopeError(f"{option} {item!r}: {text!r} is not {what}") from None
+    return values
+
+
+def build_model(
+    model: type[BaseModel],
+    typed: Mapping[str, Any],
+    items: Sequence[str] | None,
+    *,
+    flags: Mapping[str, str],
+    option: str,
+) -> BaseModel:
+    """``model`` from a command's typed options and its ``NAME=VALUE`` list, checked.
+
+    ``typed`` holds the typed options (None: not given; made with ``unset=True``), spelt on
+    the command line as ``flags[name]``; ``items`` the values given to ``option``. A value
+    given both ways, or refused by the model, is a one-line
+    :class:`~hardware_profiles.errors.ScopeError` naming the option as the user typed it.
+    """
+    from pydantic import ValidationError
+
+    from hardware_profiles.errors import ScopeError
+
+    given = {k: v for k, v in typed.items() if v is not None}
+    extra = parse_assignments(items, model, option=option)
+    twice = sorted(k for k in set(given) & set(extra) if given[k] != extra[k])
+    if twice:
+        raise ScopeError(
+            f"{twice[0]} is given twice ({flags[twice[0]]} and {option}); give it once"
+        )
+    try:
+        return model(**{**given, **extra})
+    except ValidationError as err:
+        e = err.errors()[0]
+        name = str(e["loc"][0]) if e.get("loc") else ""
+        where = flags[name] if name in given else f"{option} {name}".rstrip()
+        msg = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise ScopeError(f"{where}: {msg}, got {e.get('input')!r}") from None

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from training import tiling
+from training import stain_memory, tile_geometry, tiling
+from training.defaults import DEFAULT_BLEND
 from training.errors import TrainingError
 from training.models import RRDBGenerator
+from training.stain_memory import default_tile
 
 GiB = 2**30
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,13 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def host(monkeypatch):
     """A host with ``free`` GiB available whose process holds ``rss`` GiB (settable)."""
     state = {"free": 500.0, "rss": 0.5}
-    monkeypatch.setattr(tiling, "_free_memory_bytes", lambda device: int(state["free"] * GiB))
-    monkeypatch.setattr(tiling, "resident_bytes", lambda: int(state["rss"] * GiB))
+    monkeypatch.setattr(stain_memory, "free_memory_bytes", lambda device: int(state["free"] * GiB))
+    monkeypatch.setattr(stain_memory, "resident_bytes", lambda: int(state["rss"] * GiB))
     return state
 
 
 def _predicted(gen, tile, halo, *, bf16, rss):
-    return tiling.predicted_peak(
+    return stain_memory.predicted_peak(
         torch.device("cpu"), gen, tile=tile, halo=halo, height=1200, width=1920, bf16=bf16,
         resident=int(rss * GiB),
     )  # fmt: skip
@@ -43,53 +45,53 @@ def test_cpu_tile_keeps_the_process_under_the_limit(host, bf16, rss_gib):
     host["rss"] = rss_gib
     gen = RRDBGenerator(132, blocks=4)
     cpu = torch.device("cpu")
-    tile, halo = tiling.default_tile(cpu, gen, height=1200, width=1920, bf16=bf16)
+    tile, halo = stain_memory.default_tile(cpu, gen, height=1200, width=1920, bf16=bf16)
     assert halo == gen.receptive_radius and tile != (1200, 1920)  # the field would not fit
     for side, field in zip(tile, (1200, 1920), strict=True):
-        assert side == field or (side % 16 == 0 and tiling.MIN_TILE <= side < field)
-    assert _predicted(gen, tile, halo, bf16=bf16, rss=rss_gib) <= tiling.CPU_MEMORY_LIMIT
+        assert side == field or (side % 16 == 0 and stain_memory.MIN_TILE <= side < field)
+    assert _predicted(gen, tile, halo, bf16=bf16, rss=rss_gib) <= stain_memory.CPU_MEMORY_LIMIT
     # the model is not vacuous: the whole field would be far over the limit
-    assert _predicted(gen, 1920, halo, bf16=bf16, rss=rss_gib) > 2 * tiling.CPU_MEMORY_LIMIT
+    assert _predicted(gen, 1920, halo, bf16=bf16, rss=rss_gib) > 2 * stain_memory.CPU_MEMORY_LIMIT
 
 
 def test_the_chooser_takes_the_cheapest_tile_that_fits(host):
     gen = RRDBGenerator(132, blocks=4)
     cpu = torch.device("cpu")
-    tile, halo = tiling.default_tile(cpu, gen, height=1200, width=1920, bf16=True)
-    blend = tiling.DEFAULT_BLEND
-    cost = tiling._window_pixels(1200, 1920, tile, halo, blend)
+    tile, halo = stain_memory.default_tile(cpu, gen, height=1200, width=1920, bf16=True)
+    blend = DEFAULT_BLEND
+    cost = tile_geometry.window_pixels(1200, 1920, tile, halo, blend)
     # the halos cost compute: a 4 GiB bound still stains a field in under 1.5 passes' pixels
     assert cost < 1.5 * 1200 * 1920
-    for t in range(tiling.MIN_TILE, 1200, 16):
+    for t in range(stain_memory.MIN_TILE, 1200, 16):
         for u in (t, 1920):
-            if _predicted(gen, (t, u), halo, bf16=True, rss=0.5) <= tiling.CPU_MEMORY_LIMIT:
-                assert tiling._window_pixels(1200, 1920, (t, u), halo, blend) >= cost
+            if _predicted(gen, (t, u), halo, bf16=True, rss=0.5) <= stain_memory.CPU_MEMORY_LIMIT:
+                assert tile_geometry.window_pixels(1200, 1920, (t, u), halo, blend) >= cost
 
 
 def test_max_memory_sets_the_bound(host):
     gen = RRDBGenerator(132, blocks=4)
     cpu = torch.device("cpu")
-    small, halo = tiling.default_tile(cpu, gen, height=1200, width=1920, bf16=True, max_memory=2)
-    default, _ = tiling.default_tile(cpu, gen, height=1200, width=1920, bf16=True)
-    big, _ = tiling.default_tile(cpu, gen, height=1200, width=1920, bf16=True, max_memory=64)
+    small, halo = default_tile(cpu, gen, height=1200, width=1920, bf16=True, max_memory=2)
+    default, _ = default_tile(cpu, gen, height=1200, width=1920, bf16=True)
+    big, _ = default_tile(cpu, gen, height=1200, width=1920, bf16=True, max_memory=64)
 
     def size(tile):
-        return tiling._window_size(1200, 1920, tile, halo)
+        return tile_geometry.window_size(1200, 1920, tile, halo)
 
     assert size(small) < size(default) < size(big) and big == (1200, 1920)
     assert _predicted(gen, small, halo, bf16=True, rss=0.5) <= 2 * GiB
     with pytest.raises(TrainingError, match="--max-memory 0.6 GiB is too small"):
-        tiling.default_tile(cpu, gen, height=1200, width=1920, bf16=True, max_memory=0.6)
+        stain_memory.default_tile(cpu, gen, height=1200, width=1920, bf16=True, max_memory=0.6)
 
 
 def test_a_host_short_of_memory_gets_smaller_tiles(host):
     gen = RRDBGenerator(132, blocks=4)
     cpu = torch.device("cpu")
-    roomy, _ = tiling.default_tile(cpu, gen, height=1200, width=1920, bf16=True)
+    roomy, _ = stain_memory.default_tile(cpu, gen, height=1200, width=1920, bf16=True)
     host["free"] = 3.0  # the pass may take half of it
-    tight, halo = tiling.default_tile(cpu, gen, height=1200, width=1920, bf16=True)
-    assert tiling.MIN_TILE <= min(tight)
-    assert tiling._window_size(1200, 1920, tight, halo) < tiling._window_size(
+    tight, halo = stain_memory.default_tile(cpu, gen, height=1200, width=1920, bf16=True)
+    assert stain_memory.MIN_TILE <= min(tight)
+    assert tile_geometry.window_size(1200, 1920, tight, halo) < tile_geometry.window_size(
         1200, 1920, roomy, halo
     )
     assert _predicted(gen, tight, halo, bf16=True, rss=0.5) <= 0.5 * GiB + 1.5 * GiB
@@ -97,19 +99,19 @@ def test_a_host_short_of_memory_gets_smaller_tiles(host):
 
 def test_small_fields_and_gpus_take_one_tile(host):
     gen = RRDBGenerator(132, blocks=4)
-    tile, _ = tiling.default_tile(torch.device("cpu"), gen, height=200, width=300, bf16=True)
+    tile, _ = stain_memory.default_tile(torch.device("cpu"), gen, height=200, width=300, bf16=True)
     assert tile == (200, 300)
     # the 4 GiB bound is for CPUs: a device with 80 GB free stains 1920x1200 in one pass
     host["free"] = 80 * 10**9 / GiB
-    tile, _ = tiling.default_tile(torch.device("meta"), gen, height=1200, width=1920, bf16=True)
+    tile, _ = default_tile(torch.device("meta"), gen, height=1200, width=1920, bf16=True)
     assert tile == (1200, 1920)
 
 
 def test_every_window_of_a_field_has_one_size():
     for length, tile, halo in [(1200, 352, 63), (1920, 336, 63), (300, 128, 63), (100, 128, 63)]:
         sizes = set()
-        for a, b, _ in tiling._cores(length, tile, tiling.DEFAULT_BLEND):
-            lo, hi = tiling._window(a, b, length, halo)
+        for a, b, _ in tile_geometry.core_spans(length, tile, DEFAULT_BLEND):
+            lo, hi = tile_geometry.window_span(a, b, length, halo)
             assert 0 <= lo <= max(0, a - halo) and min(length, b + halo) <= hi <= length
             sizes.add(hi - lo)
         assert sizes == {min(length, tile + 2 * halo)}
@@ -138,7 +140,7 @@ _MEASURE = textwrap.dedent(
     """
     import json, sys
     import numpy as np, torch
-    from training import tiling
+    from training import stain_memory, tiling
     from training.models import RRDBGenerator
 
     torch.manual_seed(0)
@@ -149,8 +151,8 @@ _MEASURE = textwrap.dedent(
     h, w = 640, 960
     stack = np.random.default_rng(0).integers(0, 256, (8, h, w, 3), dtype=np.uint8)
     cpu = torch.device("cpu")
-    tile, halo = tiling.default_tile(cpu, gen, height=h, width=w, bf16=bf16, max_memory=0.9)
-    predicted = tiling.predicted_peak(
+    tile, halo = stain_memory.default_tile(cpu, gen, height=h, width=w, bf16=bf16, max_memory=0.9)
+    predicted = stain_memory.predicted_peak(
         cpu, gen, tile=tile, halo=halo, height=h, width=w, bf16=bf16
     )
     tiling.stain_field(gen, stack, bf16=bf16, max_memory=0.9)

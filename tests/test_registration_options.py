@@ -7,7 +7,7 @@ import inspect
 import pytest
 from pydantic import ValidationError
 
-from registration.highres import HighresOptions
+from registration.highres_options import HighresOptions
 from registration.match import MatchOptions
 from registration.qc import QcOptions
 
@@ -25,6 +25,56 @@ def test_highres_options_refuse_values_out_of_range():
     with pytest.raises(ValidationError, match="min_score"):
         HighresOptions(min_score=2.0)
     assert HighresOptions().model_dump()["laplacian_ksize"] == 7
+
+
+def test_highres_cli_options_come_from_the_model():
+    from typer.testing import CliRunner
+
+    from scope.cli import app
+    from scope.commands.match import HIGHRES_FLAGS, match
+
+    params = inspect.signature(match).parameters
+    text = " ".join(CliRunner().invoke(app, ["match", "--help"], terminal_width=200).output.split())
+    for name, flag in HIGHRES_FLAGS.items():
+        assert params[name].default is None  # not given: the model's default applies
+        assert flag in text, flag
+        assert f"(default {HighresOptions.model_fields[name].default})" in text, name
+    assert "--highres-param" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "must"),
+    [
+        (["--highres-search-um", "0"], "--highres-search-um: Input should be greater than 0"),
+        (["--highres-param", "refine_px=2.5"], "'refine_px=2.5': '2.5' is not an integer"),
+        (["--highres-param", "scale_step=0"], "--highres-param scale_step: Input should be"),
+        (["--highres-param", "rims=1"], "expected NAME=VALUE with NAME one of search_um"),
+        (["--highres-param", "gaussian_ksize=8"], "gaussian_ksize: a kernel size must be odd"),
+        (
+            ["--highres-min-score", "0.5", "--highres-param", "min_score=0.6"],
+            "min_score is given twice (--highres-min-score and --highres-param)",
+        ),
+    ],
+)
+def test_highres_options_are_refused_in_one_line(argv, must, capsys, tmp_path):
+    """Checked before any file is read: the dataset and scan need not exist."""
+    from scope.cli import main
+
+    hr = ["--highres", str(tmp_path / "s.highres.scan.h5"), str(tmp_path / "s.dataset.h5")]
+    assert main(["match", *hr, *argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and must in err, err
+
+
+def test_highres_options_need_highres(capsys):
+    from scope.cli import main
+
+    assert main(["match", "a.scan.h5", "b.scan.h5", "--highres-min-score", "0.5"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--highres-min-score applies to scope match --highres only" in err, err
+    # a range the CLI knows from the model is refused by the option parser itself
+    assert main(["match", "--highres", "h.scan.h5", "d.h5", "--highres-min-score", "2"]) == 2
+    assert "--highres-min-score" in capsys.readouterr().err
 
 
 def test_cli_defaults_are_the_models_defaults():

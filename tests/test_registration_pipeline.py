@@ -9,7 +9,6 @@ at most ±30 µm here; test_registration_coarse.py checks the default ±50 µm o
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import sys
 from pathlib import Path
@@ -22,10 +21,10 @@ from acquisition.scan import plan_scan, run_scan
 from acquisition.scanfile import ScanFile, ScanWriter
 from acquisition.simulator.config import Faults, SimConfig
 from acquisition.vocabulary import CELL_TYPES
-from registration.coarse import RigidTransform
 from registration.dataset import Dataset, DatasetWriter
 from registration.dataset_info import describe_dataset, preview_grid
 from registration.highres_dataset import add_highres
+from registration.highres_truth import highres_placement_errors
 from registration.manage import DatasetOperationError, merge_datasets, resplit_dataset
 from registration.match import MatchError, MatchOptions, match_scans
 from registration.truth import evaluate_match
@@ -129,28 +128,11 @@ def test_highres_targets_match_the_truth(slide):
     hr = slide["hr"]
     assert hr.n_imaged == slide["summary"].n_cells
     assert hr.n_matched >= 0.8 * hr.n_imaged
-    with ScanFile(slide["highres"]) as h, ScanFile(slide["stained"]) as st:
-        true_ratio = h.truth()["magnification_ratio"]
-        a_h = RigidTransform.from_matrix(h.truth()["slide_to_stage"])
-        a_s = RigidTransform.from_matrix(st.truth()["slide_to_stage"])
-        hxy = np.stack([h.positions["x_um"], h.positions["y_um"]], axis=1)
-        sxy = np.stack([st.positions["x_um"], st.positions["y_um"]], axis=1)
-        p = st.pixel_size_um
-        hgt, wid = st.frame_shape
+    errors, true_ratio = highres_placement_errors(hr, slide["highres"], slide["stained"])
     assert abs(hr.ratio / true_ratio - 1) <= 0.003
+    assert len(errors) == hr.n_matched and errors.max() <= 1.0
     with Dataset(hr.dataset) as ds:
         cells = ds.cells
-        errors = []
-        for row, (j, x, y) in hr.placements.items():
-            if not cells["has_highres"][row]:
-                continue
-            f = cells["position"][row]
-            truth = (a_s.apply(a_h.inverse().apply(hxy[j]))[0] - sxy[f]) / p + [
-                (wid - 1) / 2,
-                (hgt - 1) / 2,
-            ]
-            errors.append(math.hypot(x - truth[0], y - truth[1]))
-        assert max(errors) <= 1.0
         k = int(np.flatnonzero(cells["has_highres"])[0])
         assert ds.targets_highres[k].std() > 5  # an image, not zeros
         # a scale only where a 100x target is used: unmatched and unimaged cells have none
@@ -350,6 +332,30 @@ def test_cli_match_info_and_errors(slide, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search("unstained scan first", err[0])
     _assert_nothing_written(bad)
+
+
+@pytest.mark.slow  # the scan → match → 100x pipeline end to end
+def test_cli_match_highres_takes_its_options(slide, tmp_path, capsys):
+    """`scope match --highres` hands --highres-min-score and --highres-param to the matcher."""
+    from scope import cli
+    from scope.commands import match
+
+    if "match" not in {c.name for c in cli.app.registered_commands}:
+        match.register(cli.app)
+    with Dataset(slide["hr"].dataset) as ds:
+        default = ds.cells["highres_score"][ds.cells["has_highres"]]
+    strict = float(np.median(default))  # about half the default run's targets pass
+    out = tmp_path / "cli-hr.dataset.h5"
+    argv = ["match", "--highres", str(slide["highres"]), str(slide["summary"].dataset)]
+    argv += ["--out", str(out), "--highres-min-score", f"{strict:.4f}"]
+    assert cli.main([*argv, "--highres-param", "refine_px=6"]) == 0
+    assert "scope match --highres" in capsys.readouterr().out
+    with Dataset(out) as ds:
+        options = ds.provenance["highres"]["options"]
+        kept = ds.cells["highres_score"][ds.cells["has_highres"]]
+    assert options["min_score"] == pytest.approx(strict, abs=1e-4) and options["refine_px"] == 6
+    assert options["search_um"] == 10.0  # not given: the model's default
+    assert 0 < len(kept) < len(default) and kept.min() >= round(strict, 4)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+from acquisition.index_schedule import IndexSchedule
 from acquisition.scanfile import (
     ScanFile,
     ScanFileError,
@@ -19,6 +20,11 @@ from acquisition.scanfile import (
 @pytest.fixture
 def small_profile(pls43):
     return pls43.with_stack(pls43.stack[:3])
+
+
+#: A frame's metadata (no camera in these tests).
+META = {"exposure_ms": 1.0, "gain": 1.0, "stage_x_um": 0.0, "stage_y_um": 0.0, "stage_z_um": 0.0,
+        "time": 0.0}  # fmt: skip
 
 
 def _writer(path, profile, positions, **kw):
@@ -36,18 +42,7 @@ def _writer(path, profile, positions, **kw):
 def _write_field(writer, index, value, hw=(8, 10)):
     fw = writer.new_field(index, hw)
     for c in range(len(writer.channels)):
-        fw.add(
-            c,
-            np.full((*hw, 3), value + c, np.uint8),
-            {
-                "exposure_ms": 1.0,
-                "gain": 1.0,
-                "stage_x_um": 0.0,
-                "stage_y_um": 0.0,
-                "stage_z_um": 0.0,
-                "time": 0.0,
-            },
-        )
+        fw.add(c, np.full((*hw, 3), value + c, np.uint8), META)
     writer.field_done(fw.commit(z_um=1.5))
 
 
@@ -56,18 +51,7 @@ def test_fields_become_visible_only_when_committed(tmp_path, small_profile):
     w = _writer(path, small_profile, np.zeros((3, 3)))
     _write_field(w, 1, 10)
     fw = w.new_field(2, (8, 10))  # started, never committed (a crash)
-    fw.add(
-        0,
-        np.ones((8, 10, 3), np.uint8),
-        {
-            "exposure_ms": 1.0,
-            "gain": 1.0,
-            "stage_x_um": 0.0,
-            "stage_y_um": 0.0,
-            "stage_z_um": 0.0,
-            "time": 0.0,
-        },
-    )
+    fw.add(0, np.ones((8, 10, 3), np.uint8), META)
     with h5py.File(path, "r") as f:  # plain h5py opens it while the writer works
         assert list(f["positions"]["status"].astype(str)) == ["pending", "done", "pending"]
     with ScanFile(path) as sf:
@@ -93,6 +77,20 @@ def test_resume_adopts_finished_fields_and_drops_partials(tmp_path, small_profil
     assert not list(fields_dir(path).glob("*.partial"))
     with pytest.raises(ScanFileError, match="already done; it is never re-imaged"):
         w2.new_field(0, (8, 10))
+
+
+def test_a_pass_member_is_stored_as_its_text(tmp_path, small_profile):
+    from acquisition.vocabulary import Pass
+
+    path = tmp_path / "s1.stained.scan.h5"
+    w = ScanWriter(
+        path, slide="s1", pass_=Pass.STAINED, profile=small_profile,
+        positions=np.zeros((1, 3)), objective_name="20x",
+    )  # fmt: skip
+    _write_field(w, 0, 5)
+    w.close()
+    with ScanFile(path) as sf:
+        assert sf.attrs["pass"] == "stained" and type(sf.attrs["pass"]) is str
 
 
 def test_existing_scan_is_never_overwritten(tmp_path, small_profile):
@@ -227,27 +225,27 @@ def test_index_is_rebuilt_when_due_and_on_close(tmp_path, small_profile, monkeyp
     path = tmp_path / "s1.unstained.scan.h5"
     w = _writer(path, small_profile, np.zeros((4, 3)))
     # pretend rebuilds are costly: fields finished since the last one pay 5 ms each
-    monkeypatch.setattr(ScanWriter, "SMALL_SCAN_FIELDS", 0)
-    monkeypatch.setattr(ScanWriter, "CHEAP_REBUILD_S", 0.0)
-    monkeypatch.setattr(ScanWriter, "MAX_LAG_S", 3600.0)
-    monkeypatch.setattr(ScanWriter, "MIN_INTERVAL_S", 0.0)
-    w._last_rebuild_s = 0.012
+    monkeypatch.setattr(IndexSchedule, "SMALL_SCAN_FIELDS", 0)
+    monkeypatch.setattr(IndexSchedule, "CHEAP_REBUILD_S", 0.0)
+    monkeypatch.setattr(IndexSchedule, "MAX_LAG_S", 3600.0)
+    monkeypatch.setattr(IndexSchedule, "MIN_INTERVAL_S", 0.0)
+    w.schedule.last_rebuild_s = 0.012
     _write_field(w, 0, 1)
     _write_field(w, 1, 1)
     assert _status(path) == ["pending"] * 4  # journalled, not yet indexed
-    monkeypatch.setattr(ScanWriter, "MIN_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(IndexSchedule, "MIN_INTERVAL_S", 3600.0)
     _write_field(w, 2, 1)  # 3 x 5 ms >= 12 ms, but the last rebuild was just now: not yet
     assert _status(path) == ["pending"] * 4
-    monkeypatch.setattr(ScanWriter, "MIN_INTERVAL_S", 0.0)
+    monkeypatch.setattr(IndexSchedule, "MIN_INTERVAL_S", 0.0)
     assert w.index_due()  # paid for, and no minimum interval: due
     w.write_index()
     assert _status(path) == ["done", "done", "done", "pending"]
-    w._last_rebuild_s = 10.0
+    w.schedule.last_rebuild_s = 10.0
     _write_field(w, 3, 1)
     assert _status(path)[3] == "pending" and w.index_due() is False
-    monkeypatch.setattr(ScanWriter, "MAX_LAG_S", 0.0)  # the oldest unindexed field waited ...
+    monkeypatch.setattr(IndexSchedule, "MAX_LAG_S", 0.0)  # the oldest unindexed field waited ...
     assert not w.index_due()  # ... but the last (10 s) rebuild ended just now: not yet
-    w._last_rebuild_end -= 20.0
+    w.schedule.last_rebuild_end -= 20.0
     assert w.index_due()
     w.close()
     assert _status(path) == ["done"] * 4
@@ -264,21 +262,13 @@ def test_storage_thread_brings_the_index_up_to_date_within_a_second(
 
     path = tmp_path / "s1.unstained.scan.h5"
     w = _writer(path, small_profile, np.zeros((2, 3)))
-    monkeypatch.setattr(ScanWriter, "SMALL_SCAN_FIELDS", 0)
-    monkeypatch.setattr(ScanWriter, "CHEAP_REBUILD_S", 0.0)
-    w._last_rebuild_s = 10.0  # never paid for by fields: only the lag rule applies
-    w._last_rebuild_end -= 20.0
+    monkeypatch.setattr(IndexSchedule, "SMALL_SCAN_FIELDS", 0)
+    monkeypatch.setattr(IndexSchedule, "CHEAP_REBUILD_S", 0.0)
+    w.schedule.last_rebuild_s = 10.0  # never paid for by fields: only the lag rule applies
+    w.schedule.last_rebuild_end -= 20.0
     store = StorageThread(w)
-    meta = {
-        "exposure_ms": 1.0,
-        "gain": 1.0,
-        "stage_x_um": 0.0,
-        "stage_y_um": 0.0,
-        "stage_z_um": 0.0,
-        "time": 0.0,
-    }
     for c in range(3):
-        store.frame(0, c, np.zeros((8, 10, 3), np.uint8), meta)
+        store.frame(0, c, np.zeros((8, 10, 3), np.uint8), META)
     store.commit(0, z_um=0.0)
     t0 = time.monotonic()
     while _status(path)[0] != "done":

@@ -124,25 +124,26 @@ def release_freed_memory() -> None:
         pass
 
 
-def available_memory_bytes() -> int:
-    """``MemAvailable`` from /proc/meminfo (or total physical memory elsewhere)."""
+def proc_bytes(path: str, key: str) -> int | None:
+    """A ``key: N kB`` line of a /proc file, in bytes (None where the file or line is missing)."""
     try:
-        with open("/proc/meminfo") as fh:
+        with open(path) as fh:
             for line in fh:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(f"{key}:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def available_memory_bytes() -> int:
+    """``MemAvailable`` from /proc/meminfo (or total physical memory elsewhere)."""
+    found = proc_bytes("/proc/meminfo", "MemAvailable")
+    if found is not None:
+        return found
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def resident_bytes() -> int:
     """This process's resident memory now (``VmRSS``; 0 where /proc is missing)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return proc_bytes("/proc/self/status", "VmRSS") or 0

@@ -1,6 +1,7 @@
 """``scope stain``: virtually stain the fields of a scan into images and one HDF5 file.
 
-How one field is stained (tiles, halos, memory planning) is :mod:`training.tiling`; this
+How one field is stained (tiles, halos) is :mod:`training.tiling`, its memory planning
+:mod:`training.stain_memory`; this
 module finds the model and the scan's channels, and writes the output crash-safely.
 """
 
@@ -24,17 +25,10 @@ from training.checkpoint import (
     require_rgb_stain_model,
     resolve_checkpoint,
 )
+from training.defaults import DEFAULT_BLEND
 from training.device import default_channels_last, resolve_device, use_bf16
 from training.errors import TrainingError
-from training.tiling import (  # noqa: F401  (public names, kept here too)
-    CPU_MEMORY_LIMIT,
-    DEFAULT_BLEND,
-    cpu_bf16_generator,
-    default_tile,
-    stain_field,
-    tile_bytes_per_px,
-    tile_plan,
-)
+from training.tiling import cpu_bf16_generator, stain_field
 
 STAINED_FORMAT = "scope-stained"
 STAINED_FORMAT_VERSION = 1
@@ -114,8 +108,9 @@ def stain_scan(
     tile, halo, blend
         Tiling (see :func:`stain_field`).
     max_memory
-        Memory bound in GiB that sets the default tile (see :func:`default_tile`): on a CPU
-        the whole process's resident peak (default :data:`CPU_MEMORY_LIMIT`), on a GPU the
+        Memory bound in GiB that sets the default tile (see
+        :func:`training.stain_memory.default_tile`): on a CPU the whole process's resident
+        peak (default :data:`training.stain_memory.CPU_MEMORY_LIMIT`), on a GPU the
         memory one pass may take. Ignored when ``tile`` is given.
     compile
         ``torch.compile`` the generator (pays off over many fields of one size).
@@ -137,6 +132,7 @@ def stain_scan(
     """
     from acquisition.files import WriteLock, check_target, clean_stale
     from acquisition.scanfile import ScanFile
+    from acquisition.vocabulary import Pass  # not at the top: it loads the profile schema
 
     for fmt in formats:
         if fmt not in ("png", "tif", "tiff"):
@@ -154,7 +150,7 @@ def stain_scan(
         gen = torch.compile(gen, dynamic=False)
     out = Path(out_dir)
     with ScanFile(scan_path) as scan:
-        if scan.pass_ != "unstained":
+        if scan.pass_ != Pass.UNSTAINED:
             raise TrainingError(
                 f"{scan_path} is a {scan.pass_!r} scan; virtual staining needs an unstained one"
             )

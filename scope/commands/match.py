@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
+from registration.highres_options import HighresOptions
 from registration.match_options import MatchOptions
 from registration.qc_options import QcOptions
 from scope.commands.segment import DETECTION_NAMES, DETECTION_OPTIONS
-from scope.options import model_options, with_options
+from scope.options import build_model, model_options, with_options
 
 #: Options taken from the models: choices, ranges, defaults and help in one place.
 MATCH_OPTIONS = [
@@ -21,6 +22,11 @@ MATCH_OPTIONS = [
 ]
 SPLIT_OPTIONS = model_options(MatchOptions, ["block_um"])
 BLANK_OPTIONS = model_options(MatchOptions, ["skip_blank"], flags={"skip_blank": "--skip-blank"})
+#: The 100x matching options a lab is likeliest to adjust, typed; the rest via --highres-param.
+HIGHRES_FLAGS = {"search_um": "--highres-search-um", "min_score": "--highres-min-score"}
+HIGHRES_OPTIONS = model_options(
+    HighresOptions, list(HIGHRES_FLAGS), flags=HIGHRES_FLAGS, unset=True
+)
 
 
 def _summary_table(s):
@@ -75,7 +81,9 @@ def _highres_table(s):
     return t
 
 
-@with_options([*MATCH_OPTIONS, *SPLIT_OPTIONS, *BLANK_OPTIONS, *DETECTION_OPTIONS])
+@with_options(
+    [*MATCH_OPTIONS, *SPLIT_OPTIONS, *BLANK_OPTIONS, *DETECTION_OPTIONS, *HIGHRES_OPTIONS]
+)
 def match(
     files: Annotated[
         list[Path],
@@ -112,6 +120,14 @@ def match(
             "--param; see docs/registration.md).",
         ),
     ] = None,
+    highres_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--highres-param",
+            help="With --highres: override any 100x matching option, NAME=VALUE (a field of "
+            "HighresOptions, e.g. scale_range=0.05; see docs/registration.md).",
+        ),
+    ] = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -139,27 +155,18 @@ def match(
     from scope.progress import RichProgress
 
     console = Console()
+    highres_typed = {name: options.pop(name) for name in HIGHRES_FLAGS}
     if highres is not None:
-        if len(files) != 1:
-            raise ScopeError(
-                "with --highres give exactly one dataset: scope match --highres "
-                "HIGHRES.scan.h5 NAME.dataset.h5"
-            )
-        from registration.highres_dataset import add_highres
-
-        with RichProgress(console) as progress:
-            summary = add_highres(
-                files[0],
-                highres,
-                out=out,
-                stained=stained,
-                workers=options["workers"],
-                progress=progress,
-                software_version=__version__,
-                force=force,
-            )
+        summary = _add_highres(
+            files, highres, out=out, stained=stained, typed=highres_typed, params=highres_param,
+            workers=options["workers"], force=force, console=console,
+        )  # fmt: skip
         console.print(_highres_table(summary))
         return
+    stray = [HIGHRES_FLAGS[k] for k, v in highres_typed.items() if v is not None]
+    if stray or highres_param:
+        flag = stray[0] if stray else "--highres-param"
+        raise ScopeError(f"{flag} applies to scope match --highres only; add --highres SCAN")
     if len(files) != 2:
         raise ScopeError(
             "give two scans: scope match UNSTAINED.scan.h5 STAINED.scan.h5 --out NAME.dataset.h5"
@@ -208,6 +215,46 @@ def match(
     console.print(_summary_table(summary))
     for note in summary.notes:  # WBCs per field, detection and same-slide warnings
         console.print(note, style="yellow" if note.startswith("warning") else None, markup=False)
+
+
+def _add_highres(
+    files: list[Path],
+    highres: Path,
+    *,
+    out: Path | None,
+    stained: Path | None,
+    typed: dict[str, Any],
+    params: list[str] | None,
+    workers: int,
+    force: bool,
+    console,
+):
+    """``scope match --highres``: the options checked, then :func:`add_highres` with a bar."""
+    from hardware_profiles.errors import ScopeError
+    from registration.highres_dataset import add_highres
+    from scope._version import __version__
+    from scope.progress import RichProgress
+
+    if len(files) != 1:
+        raise ScopeError(
+            "with --highres give exactly one dataset: scope match --highres "
+            "HIGHRES.scan.h5 NAME.dataset.h5"
+        )
+    options = build_model(
+        HighresOptions, typed, params, flags=HIGHRES_FLAGS, option="--highres-param"
+    )
+    with RichProgress(console) as progress:
+        return add_highres(
+            files[0],
+            highres,
+            out=out,
+            stained=stained,
+            options=options,
+            workers=workers,
+            progress=progress,
+            software_version=__version__,
+            force=force,
+        )
 
 
 def _note_simulated(paths) -> None:
