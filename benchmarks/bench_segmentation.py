@@ -232,7 +232,7 @@ def simulator(n_fields: int, against: str | None = None, smudges: float | None =
     from acquisition.simulator.config import SimConfig
     from acquisition.simulator.microscope import SimulatedMicroscope
     from registration.segment import segment_wbcs
-    from registration.truth import WBC_TYPES, _placed
+    from registration.truth import WBC_TYPES, placed
 
     prof = hp.load("pls43")
     bf = prof.stack[0]
@@ -268,7 +268,7 @@ def simulator(n_fields: int, against: str | None = None, smudges: float | None =
         cpu.append(time.process_time() - c0)
         truth = sim.truth("stained", [(x, y)], w, h)
         cells = truth["cells"][np.isin(truth["cells"]["type"], WBC_TYPES)]
-        px = (_placed(truth["slide_to_stage"], cells["x_um"], cells["y_um"]) - [x, y]) / p
+        px = (placed(truth["slide_to_stage"], cells["x_um"], cells["y_um"]) - [x, y]) / p
         px += [(w - 1) / 2, (h - 1) / 2]
         d = np.linalg.norm(px[:, None] - seg.centroids[None], axis=2)
         close = d <= cells["radius_um"][:, None] / p
@@ -288,7 +288,7 @@ def simulator(n_fields: int, against: str | None = None, smudges: float | None =
         # what each false detection sits on: the truth objects covering it, a non-red cell
         # first (red cells are everywhere; a smudge or an artifact lying on one is the cause)
         allc = truth["cells"]
-        apx = (_placed(truth["slide_to_stage"], allc["x_um"], allc["y_um"]) - [x, y]) / p
+        apx = (placed(truth["slide_to_stage"], allc["x_um"], allc["y_um"]) - [x, y]) / p
         apx += [(w - 1) / 2, (h - 1) / 2]
         sx, sy = apx[allc["type"] == "smudge"].T
         n_smudges += int(((sx >= 45) & (sx <= w - 46) & (sy >= 45) & (sy <= h - 46)).sum())

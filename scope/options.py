@@ -121,10 +121,10 @@ def with_options(options: Sequence[inspect.Parameter]) -> Callable[[Callable], C
     return decorate
 
 
-def parse_assignments(
-    items: Sequence[str] | None, model: type[BaseModel], *, option: str
-) -> dict[str, Any]:
+def parse_assignments(items: Sequence[str] | None, model: type, *, option: str) -> dict[str, Any]:
     """``["min_score=0.5", ...]`` given to ``option`` → keyword values for ``model``.
+
+    ``model`` is a pydantic model or pydantic dataclass.
 
     Names and types come from the model's fields (bool: true/false/yes/no/1/0; int; float);
     ranges are checked when the model is made (:func:`build_model`). One-line
@@ -132,7 +132,7 @@ def parse_assignments(
     """
     from hardware_profiles.errors import ScopeError
 
-    fields = model.model_fields
+    fields = getattr(model, "model_fields", None) or model.__pydantic_fields__
     values: dict[str, Any] = {}
     for item in items or []:
         name, _, text = item.partition("=")

@@ -42,28 +42,10 @@ DETECTION_OPTIONS = model_options(WbcParams, DETECTION_NAMES, unset=True)
 def parse_wbc_params(items: list[str] | None) -> dict:
     """``["hue_min=110", ...]`` → keyword overrides of :class:`registration.segment.WbcParams`
     (names and types from the model; ranges are checked when the parameters are made)."""
-    from hardware_profiles.errors import ScopeError
-    from registration.wbc_params import PARAM_FIELDS
+    from registration.wbc_params import WbcParams
+    from scope.options import parse_assignments
 
-    overrides: dict = {}
-    for item in items or []:
-        name, _, value = item.partition("=")
-        name = name.strip()
-        if name not in PARAM_FIELDS or not value:
-            raise ScopeError(
-                f"{item!r}: expected NAME=VALUE with NAME one of {', '.join(PARAM_FIELDS)}"
-            )
-        if PARAM_FIELDS[name].annotation is bool:
-            text = value.strip().lower()
-            if text not in ("1", "true", "yes", "0", "false", "no"):
-                raise ScopeError(f"{item!r}: {value!r} is not true or false")
-            overrides[name] = text in ("1", "true", "yes")
-            continue
-        try:
-            overrides[name] = float(value)
-        except ValueError:
-            raise ScopeError(f"{item!r}: {value!r} is not a number") from None
-    return overrides
+    return parse_assignments(items, WbcParams, option="--param")
 
 
 def detection_params(items: list[str] | None, options: dict[str, Any]):
