@@ -11,12 +11,11 @@ import statistics
 import time
 
 import torch
-from gpu_common import seeded_generator, sync, timed
+from gpu_common import random_perceptual_loss, seeded_generator, sync, timed
 
-from training.losses import GeneratorLoss, LossWeights, PerceptualLoss
+from training.losses import GeneratorLoss, LossWeights
 from training.steps import generator_step
 from training.tensors import network_input, network_target
-from training.vgg import VGGFeatureExtractor, vgg19_features
 
 #: The loss presets timed: L1 alone, and L1 + VGG19 perceptual + Fourier.
 PRESETS = (
@@ -42,13 +41,7 @@ def _losses(device: torch.device, channels_last: bool) -> dict[str, GeneratorLos
     for preset, weights in PRESETS:
         perceptual = None
         if weights.perceptual > 0:
-            feats = vgg19_features().eval()
-            for p in feats.parameters():
-                p.requires_grad_(False)
-            vgg = VGGFeatureExtractor(feats).to(device)
-            if channels_last:
-                vgg = vgg.to(memory_format=torch.channels_last)
-            perceptual = PerceptualLoss(vgg)
+            perceptual = random_perceptual_loss(device, channels_last)
         losses[preset] = GeneratorLoss(weights, perceptual).to(device)
     return losses
 
