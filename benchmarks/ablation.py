@@ -37,13 +37,19 @@ def knob_curve(args) -> str:
     the same budget for every setting; each setting on ``--seeds`` slides, each slide scored
     on several train/test splits. The interval is mean ± 1.96 standard errors over slides.
     """
+    t0 = time.perf_counter()
+    rows = knob_rows(args)
+    return knob_report(args, rows, time.perf_counter() - t0)
+
+
+def knob_rows(args) -> list[tuple]:
+    """Per setting: ``(ratio, coupling, R² brightfield, R² PLS, gain, 95 % half-width, gains)``."""
     import hardware_profiles as hp
     from acquisition.simulator.config import SimConfig
     from acquisition.simulator.probe import render_cells, stain_gain
 
     prof = hp.load("pls43")
     rows = []
-    t0 = time.perf_counter()
     for ratio in args.ratios:
         for coupling in args.couplings:
             gains, bf, full = [], [], []
@@ -60,7 +66,11 @@ def knob_curve(args) -> str:
             gains = np.array(gains)
             half = 1.96 * gains.std(ddof=1) / np.sqrt(len(gains)) if len(gains) > 1 else np.nan
             rows.append((ratio, coupling, np.mean(bf), np.mean(full), gains.mean(), half, gains))
-    secs = time.perf_counter() - t0
+    return rows
+
+
+def knob_report(args, rows: list[tuple], secs: float) -> str:
+    """The markdown page of the knob curve (``rows`` from :func:`knob_rows`)."""
     lines = [
         "# Ablation on the simulator: where does the PLS advantage come from?",
         "",
@@ -116,7 +126,7 @@ def knob_curve(args) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--knobs",
@@ -148,65 +158,75 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("bench-output/ablation"))
     ap.add_argument("--dataset", type=Path, help="reuse this dataset instead of rendering one")
     ap.add_argument("--out", type=Path, default=Path("docs/ablation.md"))
-    args = ap.parse_args(argv)
-    if args.knobs:
-        text = knob_curve(args)
-        print(text)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
-        return 0
+    return ap.parse_args(argv)
 
+
+def dataset(args) -> tuple[Path, str]:
+    """The dataset to train on (given, rendered earlier, or rendered now) and how it came."""
+    from scope.progress import RichProgress
+    from training import simulate_dataset
+
+    if args.dataset is not None:
+        return args.dataset, "given with --dataset"
+    data = args.work / "ablation.dataset.h5"
+    if data.exists():
+        return data, "rendered by an earlier run of this script"
+    t0 = time.perf_counter()
+    slides = [f"ablation-{k}" for k in range(args.slides)]
+    with RichProgress() as progress:
+        simulate_dataset(
+            data,
+            slides=slides,
+            cells_per_slide=args.cells_per_slide,
+            crop_size=args.crop,
+            seed=args.seed,
+            highres=args.target == "highres",
+            progress=progress,
+        )
+    return data, f"rendering took {time.perf_counter() - t0:.0f} s"
+
+
+def train_config(args, data: Path, run: Path, stack: str, seed: int) -> dict:
+    """The training config of one run: the same budget for every stack."""
+    return {
+        "dataset": data,
+        "out": run,
+        "preset": args.preset,
+        "stack": stack,
+        "target": args.target,
+        "blocks": args.blocks,
+        "features": args.features or None,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "device": args.device,
+        "precision": args.precision,
+        "seed": seed,
+        "patience": args.epochs,
+    }
+
+
+def training_runs(args, data: Path) -> tuple[list[tuple], dict[str, list]]:
+    """Train (unless already trained) and evaluate every stack with every training seed.
+
+    Returns the table's rows (the first seed of each stack: ``(stack, images, parameters,
+    best val loss, test summary, training seconds)``) and, per stack, every seed's
+    ``(test summary, evaluation folder)`` for the paired test.
+    """
     import hardware_profiles as hp
     from scope.progress import RichProgress
-    from training import evaluate, simulate_dataset, train
+    from training import evaluate, train
     from training.models import RRDBGenerator, count_parameters
     from training.run import read_metrics
 
-    args.work.mkdir(parents=True, exist_ok=True)
-    data = args.dataset
-    rendered = "given with --dataset"
-    if data is None:
-        data = args.work / "ablation.dataset.h5"
-        if data.exists():
-            rendered = "rendered by an earlier run of this script"
-        else:
-            t0 = time.perf_counter()
-            slides = [f"ablation-{k}" for k in range(args.slides)]
-            with RichProgress() as progress:
-                simulate_dataset(
-                    data,
-                    slides=slides,
-                    cells_per_slide=args.cells_per_slide,
-                    crop_size=args.crop,
-                    seed=args.seed,
-                    highres=args.target == "highres",
-                    progress=progress,
-                )
-            rendered = f"rendering took {time.perf_counter() - t0:.0f} s"
     table = hp.load("pls43").channel_table()
     rows = []
     seeded: dict[str, list] = {}
     for stack, seed in [(st, args.seed + k) for st in args.stacks for k in range(args.train_seeds)]:
         run = args.work / f"run-{stack}-seed{seed}"
         n_img = len(hp.select_channels(table, stack))
-        cfg = {
-            "dataset": data,
-            "out": run,
-            "preset": args.preset,
-            "stack": stack,
-            "target": args.target,
-            "blocks": args.blocks,
-            "features": args.features or None,
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "device": args.device,
-            "precision": args.precision,
-            "seed": seed,
-            "patience": args.epochs,
-        }
         if not run.exists():
-            train(cfg, progress=RichProgress())
+            train(train_config(args, data, run, stack, seed), progress=RichProgress())
         history = read_metrics(run / "metrics.csv")
         train_s = sum(r["seconds"] for r in history)
         metrics = evaluate(run, split="test", device=args.device, progress=None)
@@ -219,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         best_val = min(r["val_loss"] for r in history)
         rows.append((stack, n_img, params, best_val, summary, train_s))
+    return rows, seeded
+
+
+def network_report(args, data: Path, rendered: str, rows: list[tuple], seeded: dict) -> str:
+    """The markdown page of the network ablation (from :func:`training_runs`)."""
     lines = [
         "# Ablation on the simulator: which images does the network need?",
         "",
@@ -256,10 +281,24 @@ def main(argv: list[str] | None = None) -> int:
 
         lines += ["", *paired_lines("full-nohe", "brightfield", seeded)]
     lines.append("")
-    text = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def write(text: str, out: Path) -> None:
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.knobs:
+        write(knob_curve(args), args.out)
+        return 0
+    args.work.mkdir(parents=True, exist_ok=True)
+    data, rendered = dataset(args)
+    rows, seeded = training_runs(args, data)
+    write(network_report(args, data, rendered, rows, seeded), args.out)
     return 0
 
 

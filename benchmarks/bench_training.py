@@ -31,33 +31,28 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _step_rows(args, device, bf16):
     import torch
+    from gpu_common import random_perceptual_loss
 
     import hardware_profiles as hp
     from training.device import autocast_factory
-    from training.losses import GeneratorLoss, PerceptualLoss
+    from training.losses import GeneratorLoss
     from training.models import RRDBGenerator
     from training.presets import get_preset
     from training.steps import generator_step
-    from training.vgg import VGGFeatureExtractor, vgg19_features
 
     n = len(hp.select_channels(hp.load("pls43").channel_table(), args.stack))
     autocast = autocast_factory(device, bf16)
     rows = []
     for preset_name in args.preset:
         preset = get_preset(preset_name)
-        perceptual = None
-        if preset.needs_vgg:
-            feats = vgg19_features().eval()
-            for p in feats.parameters():
-                p.requires_grad_(False)
-            vgg = VGGFeatureExtractor(feats).to(device)
-            if bf16:
-                vgg = vgg.to(memory_format=torch.channels_last)
-            perceptual = PerceptualLoss(vgg)
+        perceptual = (
+            random_perceptual_loss(device, channels_last=bf16) if preset.needs_vgg else None
+        )
         loss = GeneratorLoss(preset.weights, perceptual)
         for bs in args.batch_size:
             torch.manual_seed(0)

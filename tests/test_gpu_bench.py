@@ -27,7 +27,8 @@ def test_gpu_bench_imports_only_torch_numpy_and_the_network():
     code = (
         "import sys\n"
         "sys.path.insert(0, 'benchmarks')\n"
-        "import gpu_bench, gpu_profile, gpu_variants, training.channel_pad\n"
+        "import gpu_bench, gpu_common, gpu_profile, gpu_report, gpu_stain, gpu_train\n"
+        "import gpu_variants, training.channel_pad\n"
         "import training.steps, training.infer, training.tensors\n"
         f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({FORBIDDEN!r}))\n"
         "print('BAD', bad)\n"
@@ -84,22 +85,23 @@ def test_gpu_sh_runs_on_cpu_quick_and_writes_rows(tmp_path):
 
 def test_the_field_check_is_exact_in_its_interior_and_catches_a_wrong_output():
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    import gpu_bench
+    from gpu_common import QUICK, seeded_generator
+    from gpu_stain import check, field_reference
 
-    args = argparse.Namespace(quick=True, **gpu_bench.QUICK)
+    args = argparse.Namespace(quick=True, **QUICK)
     stack = np.random.default_rng(0).integers(0, 256, (4, 64, 96, 3), dtype=np.uint8)
-    region, ref = gpu_bench.field_reference(args, stack)
-    gen = gpu_bench._generator(4, 1, torch.device("cpu"), False).eval()
+    region, ref = field_reference(args, stack)
+    gen = seeded_generator(4, 1, torch.device("cpu"), False).eval()
     field = stain_field(gen, stack, dtype=np.float32)  # the whole field in one pass
     assert ref.shape == field[region].shape == (24, 24, 3)
     assert np.abs(field[region] - ref).max() <= 1e-6  # the crop's interior is the field's
-    assert gpu_bench._check(field, region, ref)["ok"]
+    assert check(field, region, ref)["ok"]
     wrong = field.copy()
     wrong[region][3:5, 3:5] += 0.1  # a few wrong pixels: within the mean, beyond the max
-    bad = gpu_bench._check(wrong, region, ref)
+    bad = check(wrong, region, ref)
     assert not bad["ok"] and bad["max"] > 0.08
     shifted = np.roll(field, 1, axis=1)  # a misplaced tile
-    assert not gpu_bench._check(shifted, region, ref)["ok"]
+    assert not check(shifted, region, ref)["ok"]
 
 
 def test_variants_skip_cuda_graphs_off_cuda_and_keep_report_order():
@@ -128,7 +130,7 @@ def test_gpu_profile_refuses_to_profile_padded_channels_in_training(capsys):
 
 def test_earlier_runs_stay_on_the_page_below_the_new_one():
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from gpu_bench import EARLIER, PLAN, with_earlier
+    from gpu_report import EARLIER, PLAN, with_earlier
 
     measured = "### GPU path: NVIDIA H200\n\nSome runs.\n\n| stain | 0.419 s |\n| x | y |\n"
     plan = f"{PLAN} `bash benchmarks/gpu.sh` measures\nwhat is open.\n"
@@ -153,23 +155,25 @@ def test_earlier_runs_stay_on_the_page_below_the_new_one():
 
 def test_a_failing_stain_variant_is_reported_and_the_others_still_run(monkeypatch):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    import gpu_bench
+    import gpu_report
+    import gpu_stain
+    from gpu_common import QUICK
 
-    real = gpu_bench.build
+    real = gpu_stain.build
 
     def build(v, gen, *, channels_last):
         if v.pad:
             raise RuntimeError("capture failed\nsecond line")
         return real(v, gen, channels_last=channels_last)
 
-    monkeypatch.setattr(gpu_bench, "build", build)
+    monkeypatch.setattr(gpu_stain, "build", build)
     args = argparse.Namespace(
-        quick=True, compile=False, pad=True, graphs=False, cl=False, repeats=1, **gpu_bench.QUICK
+        quick=True, compile=False, pad=True, graphs=False, cl=False, repeats=1, **QUICK
     )
     rows, calls = [], []
-    exact = gpu_bench.stain(args, torch.device("cpu"), False, rows, lambda: calls.append(1))
+    exact = gpu_stain.stain(args, torch.device("cpu"), False, rows, lambda: calls.append(1))
     assert exact is None and len(calls) == 2
     assert rows[0]["check"]["ok"] and rows[1]["error"] == "RuntimeError: capture failed"
     args.batch_size = [2]
-    text = gpu_bench.report(args, torch.device("cpu"), False, rows, exact, [], [], 1.0, done=False)
+    text = gpu_report.report(args, torch.device("cpu"), False, rows, exact, [], [], 1.0, done=False)
     assert "| FAILED: RuntimeError: capture failed |" in text and "Incomplete run" in text
