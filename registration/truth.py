@@ -57,8 +57,6 @@ def placed(a: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.stack([x, y], axis=1) @ a[:, :2].T + a[:, 2]
 
 
-
-
 def evaluate_match(
     dataset: str | Path,
     unstained: str | Path,
