@@ -163,6 +163,7 @@ _MEASURE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a 640x960 stain in a subprocess per precision: ~30 s of the fast subset
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
 def test_a_measured_stain_stays_under_its_predicted_peak(precision):

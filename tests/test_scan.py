@@ -437,6 +437,7 @@ class RecordingProgress(NullProgress):
         self.notes.append(text)
 
 
+@pytest.mark.slow  # a focus map over a tilted slide: ~30 s, the longest of the fast subset
 def test_focus_map_recovers_the_tilted_surface(pls43, tmp_path):
     from acquisition.simulator.config import SimConfig
 
