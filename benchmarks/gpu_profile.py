@@ -73,30 +73,40 @@ def main(argv: list[str] | None = None) -> int:
         F.l1_loss(pred.float(), y).backward()
         opt.step()
 
-    for _ in range(3):
-        step()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    torch.cuda.synchronize()
-    dt = (time.perf_counter() - t0) / args.steps
+    dt = _timed(step, warmup=3, steps=args.steps)
     print(
         f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}, padding {args.padding}, "
         f"{args.memory_format}, batch {args.batch_size}: {args.batch_size / dt:,.0f} samples/s"
     )
+    _print_profile(step, rows=args.rows)
+    return 0
+
+
+def _timed(fn, *, warmup: int, steps: int) -> float:
+    """Seconds per call of ``fn`` on the GPU after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def _print_profile(fn, *, rows: int) -> None:
+    """The CUDA kernels of two calls of ``fn``, by their own time."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(2):
-            step()
+            fn()
         torch.cuda.synchronize()
     print(
         prof.key_averages().table(
-            sort_by="self_cuda_time_total", row_limit=args.rows, max_name_column_width=90
+            sort_by="self_cuda_time_total", row_limit=rows, max_name_column_width=90
         )
     )
-    return 0
 
 
 def _profile_stain(gen: RRDBGenerator, dev: torch.device, fmt, args) -> int:
@@ -110,30 +120,13 @@ def _profile_stain(gen: RRDBGenerator, dev: torch.device, fmt, args) -> int:
         with torch.autocast("cuda", dtype=torch.bfloat16):
             gen(x)
 
-    for _ in range(2):
-        forward()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        forward()
-    torch.cuda.synchronize()
-    dt = (time.perf_counter() - t0) / args.steps
+    dt = _timed(forward, warmup=2, steps=args.steps)
     print(
         f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}, padding {args.padding}, "
         f"{args.memory_format}, width {gen.features}, growth {gen.growth}: {w}x{h} field "
         f"forward {dt:.3f} s"
     )
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(2):
-            forward()
-        torch.cuda.synchronize()
-    print(
-        prof.key_averages().table(
-            sort_by="self_cuda_time_total", row_limit=args.rows, max_name_column_width=90
-        )
-    )
+    _print_profile(forward, rows=args.rows)
     return 0
 
 
