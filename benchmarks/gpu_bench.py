@@ -13,7 +13,7 @@ random weights: speed does not depend on them).
 - stain: :func:`training.infer.stain_field` of a 1920x1200 field (host uint8 stack in, host
   uint8 image out), median of the timed repeats, in each variant (``gpu_variants.py``):
   eager; ``torch.compile``\\ d (``--no-compile`` drops it); the channel counts padded to
-  multiples of 8 by :func:`training.channel_pad.pad_channels`, eager and compiled
+  multiples of 8 (:meth:`training.models.RRDBGenerator.compute_in`), eager and compiled
   (``--no-pad-channels``); the forward captured as a CUDA graph, plain and padded
   (``--no-cuda-graphs``; CUDA only: "skipped (needs CUDA)" elsewhere);
 - correctness: each variant's field output against the CPU's fp32 stain of a 256x256 square
@@ -22,8 +22,9 @@ random weights: speed does not depend on them).
   otherwise); and the padded against the plain eager output (exact up to summation order);
 - train: :func:`training.steps.generator_step` on device-resident batches of 64x64 cells,
   presets maeNET (L1) and maePFNET (+ VGG19 perceptual + Fourier), batches 20, 128 and 256,
-  eager (``--compile-train`` adds a compiled run at the largest batch: two minutes of
-  compilation, no gain measured on an H200);
+  eager, plain and (unless ``--no-pad-channels``) computed in padded channel counts in both
+  layouts; ``--compile-train`` adds a compiled padded channels-last run at the largest batch
+  (about a minute of compilation; 719 samples/s against 598 eager on an H200);
 - loader: batches gathered from a device-resident uint8 cache (``--cache device``) and from
   pinned host memory copied to the device (``--cache ram``), converted with
   :func:`training.tensors.network_input`: it must outpace the training step. (Reading cells
@@ -78,6 +79,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also time a compiled training step at the largest batch (about two minutes)",
     )  # fmt: skip
     ap.add_argument("--no-compile-train", dest="compile_train", action="store_false")
+    ap.add_argument(
+        "--compile-mode", default=None,
+        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+        help="torch.compile's mode for every compiled variant (default: torch's default)",
+    )  # fmt: skip
     ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     ap.add_argument(
         "--memory-format",

@@ -3,13 +3,16 @@
     python benchmarks/gpu_profile.py [--batch-size 128] [--padding reflect]
                                       [--memory-format contiguous]
     python benchmarks/gpu_profile.py --stain [--pad-channels]   # one 1920x1200 forward
+    python benchmarks/gpu_profile.py --pad-channels --memory-format channels_last
+    python benchmarks/gpu_profile.py --pad-channels --compile --batch-size 256 --rows 0
 
 Prints samples/s (or seconds per field) and the CUDA kernels that took the most time over
 two profiled steps (plain L1 loss, bf16 autocast, fused Adam) or two forward passes of a
 whole field (bf16 autocast, no gradients), on synthetic tensors of the real shapes.
-``--pad-channels`` profiles the forward of :func:`training.channel_pad.pad_channels`'s copy
-(inference only: a training step would move its zero channels). Like ``gpu_bench.py`` it
-imports only torch and the network, so it runs on a machine with nothing else installed.
+``--pad-channels`` computes in channel counts padded to multiples of 8
+(:meth:`training.models.RRDBGenerator.compute_in`; exact, for training and inference).
+Like ``gpu_bench.py`` it imports only torch and the network, so it runs on a machine with
+nothing else installed.
 Used to find the reflection-padding and channel-padding costs recorded in
 docs/benchmarks.md (GPU path).
 """
@@ -25,7 +28,6 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from training.channel_pad import pad_channels
 from training.models import RRDBGenerator
 
 
@@ -38,17 +40,18 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-format", choices=["contiguous", "channels_last"], default="contiguous"
     )
     ap.add_argument("--steps", type=int, default=10, help="timed steps before the profile")
-    ap.add_argument("--rows", type=int, default=20, help="kernels listed")
+    ap.add_argument("--rows", type=int, default=20, help="kernels listed (0: no profile)")
     ap.add_argument("--stain", action="store_true", help="profile a field's forward pass")
     ap.add_argument("--field", type=int, nargs=2, default=(1200, 1920), metavar=("H", "W"))
     ap.add_argument(
         "--pad-channels", action="store_true",
-        help="the channel-padded copy (with --stain only: it is exact for inference only)",
+        help="compute in channel counts padded to multiples of 8 (RRDBGenerator.compute_in)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--compile", action="store_true",
+        help="torch.compile the generator (a training step only; about a minute to compile)",
     )  # fmt: skip
     args = ap.parse_args(argv)
-    if args.pad_channels and not args.stain:
-        print("error: --pad-channels is exact for inference only; add --stain", file=sys.stderr)
-        return 2
     if not torch.cuda.is_available():
         print("error: no CUDA device here (this profiles the GPU path)", file=sys.stderr)
         return 1
@@ -57,10 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     fmt = torch.channels_last if args.memory_format == "channels_last" else torch.contiguous_format
     torch.manual_seed(0)
     gen = RRDBGenerator(132, blocks=4, padding=args.padding)
+    if args.pad_channels:
+        gen.compute_in(8)
     if args.stain:
-        return _profile_stain(pad_channels(gen) if args.pad_channels else gen, dev, fmt, args)
+        return _profile_stain(gen, dev, fmt, args)
     gen = gen.to(dev, memory_format=fmt).train()
     opt = torch.optim.Adam(gen.parameters(), lr=2e-4, fused=True)
+    model = torch.compile(gen, dynamic=False) if args.compile else gen
     x = torch.rand(args.batch_size, 132, args.size, args.size, device=dev).contiguous(
         memory_format=fmt
     )
@@ -69,16 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            pred = gen(x)
+            pred = model(x)
         F.l1_loss(pred.float(), y).backward()
         opt.step()
 
     dt = _timed(step, warmup=3, steps=args.steps)
     print(
         f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}, padding {args.padding}, "
-        f"{args.memory_format}, batch {args.batch_size}: {args.batch_size / dt:,.0f} samples/s"
+        f"{args.memory_format}, compute multiple {gen.compute_multiple}, "
+        f"{'compiled' if args.compile else 'eager'}, "
+        f"batch {args.batch_size}: {args.batch_size / dt:,.0f} samples/s"
     )
-    _print_profile(step, rows=args.rows)
+    if args.rows > 0:
+        _print_profile(step, rows=args.rows)
     return 0
 
 

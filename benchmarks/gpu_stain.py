@@ -72,7 +72,12 @@ def stain(
     region, ref = field_reference(args, stack)
     gen = seeded_generator(args.images, args.blocks, device, args.cl).eval()
     variants = stain_variants(
-        device, compile=args.compile, pad=args.pad, graphs=args.graphs, quick=args.quick
+        device,
+        compile=args.compile,
+        pad=args.pad,
+        graphs=args.graphs,
+        quick=args.quick,
+        channels_last=args.cl,
     )
     kw = {"device": device, "bf16": bf16, "channels_last": args.cl}
     eager: dict[bool, np.ndarray] = {}
@@ -90,7 +95,7 @@ def stain(
             else:
                 row["check"] = check(out, region, ref)
                 rows.append({"what": what, **row})
-                if v.mode == "eager":
+                if v.mode == "eager" and v.channels_last is None:
                     eager[v.pad] = out
                 print(f"stain {what}: {row['median_s']:.3f} s", flush=True)
             release(device)
@@ -100,7 +105,10 @@ def stain(
 
 def stain_variant(v, gen, stack, kw: dict, args, device) -> tuple[dict, np.ndarray]:
     """Time one variant over the field; its row and its float32 output for the check."""
-    model = build(v, gen, channels_last=args.cl)
+    mode = getattr(args, "compile_mode", None)
+    model = build(v, gen, channels_last=args.cl, compile_mode=mode)
+    if v.channels_last is not None:
+        kw = {**kw, "channels_last": v.channels_last}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()

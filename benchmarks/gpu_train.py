@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 from gpu_common import random_perceptual_loss, seeded_generator, sync, timed
+from gpu_variants import release
 
 from training.losses import GeneratorLoss, LossWeights
 from training.steps import generator_step
@@ -24,9 +26,9 @@ PRESETS = (
 )
 
 
-def _compile(module: torch.nn.Module) -> torch.nn.Module:
+def _compile(module: torch.nn.Module, mode: str | None) -> torch.nn.Module:
     torch._dynamo.reset()  # nothing carried over from the stain variants' compilations
-    return torch.compile(module, dynamic=False)
+    return torch.compile(module, dynamic=False, mode=mode)
 
 
 def _batch(n: int, images: int, size: int, device: torch.device, gen: torch.Generator):
@@ -46,8 +48,39 @@ def _losses(device: torch.device, channels_last: bool) -> dict[str, GeneratorLos
     return losses
 
 
+@dataclass(frozen=True)
+class TrainRun:
+    """One timed training configuration."""
+
+    batch: int
+    pad: bool  # compute in channel counts padded to multiples of 8 (exact)
+    channels_last: bool
+    compiled: bool
+
+    def label(self, size: int, run_cl: bool) -> str:
+        parts = [f"batch {self.batch} of {size}x{size}", "compiled" if self.compiled else "eager"]
+        if self.pad:
+            parts.append("channels padded 132→136" if size == 64 else "channels padded")
+        if self.pad or self.channels_last != run_cl:
+            parts.append("channels-last" if self.channels_last else "NCHW")
+        return ", ".join(parts)
+
+
+def train_runs(args, device: torch.device) -> list[TrainRun]:
+    """The configurations timed: the run's layout at every batch; with channel padding, padded
+    in both layouts at every batch; compiled (``--compile-train``) once, at the largest batch,
+    padded and channels-last when padding is on (each new shape would compile again)."""
+    runs = [TrainRun(b, False, args.cl, False) for b in args.batch_size]
+    if args.pad:
+        runs += [TrainRun(b, True, cl, False) for cl in (False, True) for b in args.batch_size]
+    if args.compile_train and not (device.type == "cpu" and args.quick):
+        cl = True if args.pad else args.cl
+        runs.append(TrainRun(max(args.batch_size), args.pad, cl, True))
+    return runs
+
+
 def train(args, device: torch.device, bf16: bool) -> list[dict]:
-    """One row per (batch, preset): training samples/s and the first steps' seconds."""
+    """One row per (configuration, preset): training samples/s and the first steps' seconds."""
     size = 32 if args.quick else 64
     autocast = (
         (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)) if bf16 else None
@@ -55,20 +88,20 @@ def train(args, device: torch.device, bf16: bool) -> list[dict]:
     rows = []
     g = torch.Generator().manual_seed(0)
     dtype = torch.bfloat16 if bf16 else torch.float32
-    fmt = torch.channels_last if args.cl else torch.contiguous_format
-    losses = _losses(device, args.cl)
-    # one compiled generator, at the largest batch only: each new shape would compile again
-    runs = [(False, b) for b in args.batch_size]
-    if args.compile_train and not (device.type == "cpu" and args.quick):
-        runs.append((True, max(args.batch_size)))
-    for compiled, batch in runs:
-        stack, target = _batch(batch, args.images, size, device, g)
-        gen = seeded_generator(args.images, args.blocks, device, args.cl).train()
+    losses_by_layout: dict[bool, dict[str, GeneratorLoss]] = {}
+    for run in train_runs(args, device):
+        fmt = torch.channels_last if run.channels_last else torch.contiguous_format
+        if run.channels_last not in losses_by_layout:
+            losses_by_layout[run.channels_last] = _losses(device, run.channels_last)
+        stack, target = _batch(run.batch, args.images, size, device, g)
+        gen = seeded_generator(args.images, args.blocks, device, run.channels_last).train()
+        if run.pad:
+            gen.compute_in(8)
         opt = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.9))
-        model = _compile(gen) if compiled else gen
-        for preset, loss in losses.items():
+        model = _compile(gen, getattr(args, "compile_mode", None)) if run.compiled else gen
+        for preset, loss in losses_by_layout[run.channels_last].items():
 
-            def step(model=model, opt=opt, loss=loss, stack=stack, target=target):
+            def step(model=model, opt=opt, loss=loss, stack=stack, target=target, fmt=fmt):
                 x = network_input(stack, dtype=dtype).contiguous(memory_format=fmt)
                 y = network_target(target)
                 kw = {"autocast": autocast} if autocast else {}
@@ -82,12 +115,13 @@ def train(args, device: torch.device, bf16: bool) -> list[dict]:
             times = timed(step, device, args.steps)
             rows.append(
                 {
-                    "what": f"{preset}, batch {batch} of {size}x{size}, "
-                    f"{'compiled' if compiled else 'eager'}",
-                    "samples_s": batch / statistics.median(times),
+                    "what": f"{preset}, {run.label(size, args.cl)}",
+                    "samples_s": run.batch / statistics.median(times),
                     "first_s": first,
                 }
             )
+        del model, gen, opt
+        release(device)
     return rows
 
 

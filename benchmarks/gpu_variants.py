@@ -4,20 +4,21 @@ Each variant is one row of the GPU report and goes through the same correctness 
 ``gpu_bench.py`` this imports only torch and the network (GPU machines have nothing else).
 
 - compiled: ``torch.compile(dynamic=False)``: one static graph per input shape;
-- channels padded: :func:`training.channel_pad.pad_channels` (trunk 132 -> 136; exact);
+- channels padded: :meth:`training.models.RRDBGenerator.compute_in` (trunk 132 -> 136; exact);
 - CUDA graph: :class:`GraphedForward` captures one fixed-shape forward and replays it for
   every window of every field (CUDA only).
 """
 
 from __future__ import annotations
 
+import copy
 import gc
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from training.channel_pad import pad_channels, padded_width
+from training.channel_pad import padded_width
 from training.models import RRDBGenerator
 
 NEEDS_CUDA = "skipped (needs CUDA)"
@@ -31,9 +32,13 @@ class StainVariant:
     mode: str  # "eager", "compiled" or "graph"
     pad: bool
     skip: str | None = None
+    #: The activations' layout when it differs from the run's (None: the run's).
+    channels_last: bool | None = None
 
     def label(self, generator: RRDBGenerator) -> str:
         how = {"eager": "eager", "compiled": "compiled", "graph": "CUDA graph"}[self.mode]
+        if self.channels_last is not None:
+            how += ", channels-last" if self.channels_last else ", NCHW"
         if not self.pad:
             return how
         f = generator.features
@@ -41,32 +46,51 @@ class StainVariant:
 
 
 def stain_variants(
-    device: torch.device, *, compile: bool, pad: bool, graphs: bool, quick: bool
+    device: torch.device,
+    *,
+    compile: bool,
+    pad: bool,
+    graphs: bool,
+    quick: bool,
+    channels_last: bool = False,
 ) -> list[StainVariant]:
-    """The variants a run measures, in report order (eager first: the baseline)."""
+    """The variants a run measures, in report order (eager first: the baseline).
+
+    The padded variants also run in the other layout (``channels_last`` is the run's): with
+    every channel count a multiple of 8, channels-last no longer makes cuDNN pad each input.
+    """
     modes = ["eager"] + ["compiled"] * compile + ["graph"] * graphs
     out = []
+    layouts: dict[bool, tuple] = {False: (None,), True: (None, not channels_last)}
     for padded in (False, True) if pad else (False,):
-        for mode in modes:
-            skip = None
-            if mode == "graph" and device.type != "cuda":
-                skip = NEEDS_CUDA
-            elif mode == "compiled" and device.type == "cpu" and quick:
-                skip = NO_CPU_COMPILE
-            out.append(StainVariant(mode, padded, skip))
+        for layout in layouts[padded]:
+            for mode in modes:
+                skip = None
+                if mode == "graph" and device.type != "cuda":
+                    skip = NEEDS_CUDA
+                elif mode == "compiled" and device.type == "cpu" and quick:
+                    skip = NO_CPU_COMPILE
+                out.append(StainVariant(mode, padded, skip, layout))
     return out
 
 
-def build(variant: StainVariant, generator: RRDBGenerator, *, channels_last: bool) -> nn.Module:
+def build(
+    variant: StainVariant,
+    generator: RRDBGenerator,
+    *,
+    channels_last: bool,
+    compile_mode: str | None = None,
+) -> nn.Module:
     """The module that runs ``variant`` (``generator`` itself is left as it is)."""
     model: nn.Module = generator
     if variant.pad:
-        model = pad_channels(generator)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = copy.deepcopy(generator).compute_in(8)
+    if variant.channels_last is not None and variant.channels_last != channels_last:
+        fmt = torch.channels_last if variant.channels_last else torch.contiguous_format
+        model = copy.deepcopy(model).to(memory_format=fmt)
     if variant.mode == "compiled":
         torch._dynamo.reset()  # no guards or dynamic-shape marks left from an earlier variant
-        return torch.compile(model, dynamic=False)
+        return torch.compile(model, dynamic=False, mode=compile_mode)
     if variant.mode == "graph":
         return GraphedForward(model)
     return model

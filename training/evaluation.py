@@ -38,7 +38,7 @@ from training.checkpoint import (
 )
 from training.clinical import MAX_TRAIN_CELLS, MIN_LABELLED, ClinicalMeasures
 from training.data import TrainingData, network_target, open_training_data, to_uint8_image
-from training.device import autocast_factory, resolve_device, use_bf16
+from training.device import autocast_factory, compute_on, resolve_device, use_bf16
 from training.differential import MIN_TARGET_ACCURACY, features
 from training.errors import TrainingError
 from training.evaluation_outputs import N_WORST, table_md, write_cells_csv, write_grids
@@ -252,7 +252,7 @@ class _Model:
             weights = None
         wpath = find_vgg_weights(weights) if data.spec.rgb_target else None
         return cls(
-            generator=generator_from_checkpoint(ckpt).to(dev),
+            generator=compute_on(generator_from_checkpoint(ckpt), dev).to(dev),
             device=dev,
             autocast=autocast_factory(dev, bf16),
             bf16=bf16,

@@ -26,7 +26,7 @@ from training.checkpoint import (
     resolve_checkpoint,
 )
 from training.defaults import DEFAULT_BLEND
-from training.device import default_channels_last, resolve_device, use_bf16
+from training.device import compute_on, default_channels_last, resolve_device, use_bf16
 from training.errors import TrainingError
 from training.tiling import cpu_bf16_generator, stain_field
 
@@ -49,7 +49,7 @@ def load_generator(
     require_rgb_stain_model(ckpt["model"], source=str(path), what="staining scans")
     dev = resolve_device(device)
     bf16 = use_bf16(precision, dev, inference=True)
-    gen = generator_from_checkpoint(ckpt).to(dev)
+    gen = compute_on(generator_from_checkpoint(ckpt), dev).to(dev)
     if default_channels_last(dev, bf16):
         gen = gen.to(memory_format=torch.channels_last)
     return gen, ckpt, dev, bf16

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.channel_pad import padded_conv_weights, padded_width
+
 #: ESRGAN: "empirically, scaling the residual by 0.2 stabilises training without BN".
 RESIDUAL_SCALE = 0.2
 #: ESRGAN's "smaller initialisation": Kaiming-normal weights multiplied by 0.1.
@@ -64,6 +66,9 @@ class ResidualDenseBlock(nn.Module):
     def __init__(self, features: int, growth: int, padding: str = DEFAULT_PADDING) -> None:
         super().__init__()
         self.padding = padding
+        self.features, self.growth = features, growth
+        #: Channel counts computed in multiples of this (see :meth:`RRDBGenerator.compute_in`).
+        self.compute_multiple = 1
         self.conv1 = _conv3(features, growth, padding)
         self.conv2 = _conv3(features + growth, growth, padding)
         self.conv3 = _conv3(features + 2 * growth, growth, padding)
@@ -72,13 +77,33 @@ class ResidualDenseBlock(nn.Module):
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
         _init_scaled([self.conv1, self.conv2, self.conv3, self.conv4, self.conv5], INIT_SCALE)
 
+    def _weights(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of convolution ``k`` (0–4) as the block computes them.
+
+        With ``compute_multiple`` 1 they are the parameters themselves; otherwise each
+        input segment (the trunk, then each growth) and the output are zero-padded to the
+        padded widths, so the padded channels of every feature stay exactly zero and the
+        gradients reach the parameters unchanged.
+        """
+        conv = (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5)[k]
+        m = self.compute_multiple
+        if m == 1:
+            return conv.weight, conv.bias
+        f, g = self.features, self.growth
+        fp, gp = padded_width(f, m), padded_width(g, m)
+        return padded_conv_weights(
+            conv.weight, conv.bias, [f, *[g] * k], [fp, *[gp] * k], fp if k == 4 else gp
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.padding == "zeros":  # the convolutions pad inside cuDNN/oneDNN: nothing to share
-            x1 = self.lrelu(self.conv1(x))
-            x2 = self.lrelu(self.conv2(torch.cat((x, x1), 1)))
-            x3 = self.lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
-            x4 = self.lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
-            x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+            feats = [x]
+            for k in range(4):
+                w, b = self._weights(k)
+                inp = feats[0] if k == 0 else torch.cat(feats, 1)
+                feats.append(self.lrelu(F.conv2d(inp, w, b, padding=1)))
+            w, b = self._weights(4)
+            x5 = F.conv2d(torch.cat(feats, 1), w, b, padding=1)
         else:
             x5 = self._forward_padded_once(x)
         # in place: a convolution's backward needs its input, not its output
@@ -95,11 +120,11 @@ class ResidualDenseBlock(nn.Module):
         concatenation. Outputs equal the per-convolution path's.
         """
         feats = [F.pad(x, (1, 1, 1, 1), mode=self.padding)]
-        for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
-            inp = feats[0] if len(feats) == 1 else torch.cat(feats, 1)
-            out = self.lrelu(F.conv2d(inp, conv.weight, conv.bias))
+        for k in range(4):
+            inp = feats[0] if k == 0 else torch.cat(feats, 1)
+            out = self.lrelu(F.conv2d(inp, *self._weights(k)))
             feats.append(F.pad(out, (1, 1, 1, 1), mode=self.padding))
-        return F.conv2d(torch.cat(feats, 1), self.conv5.weight, self.conv5.bias)
+        return F.conv2d(torch.cat(feats, 1), *self._weights(4))
 
 
 class RRDB(nn.Module):
@@ -166,15 +191,57 @@ class RRDBGenerator(nn.Module):
         self.body = nn.Sequential(*(RRDB(features, growth, padding) for _ in range(blocks)))
         self.conv_body = _conv3(features, features, padding)
         self.conv_last = _conv3(features, out_channels, padding)
+        self._compute_multiple = 1
 
     @property
     def receptive_radius(self) -> int:
         """Pixels of context on each side that influence one output pixel."""
         return 15 * self.blocks + 3
 
+    @property
+    def compute_multiple(self) -> int:
+        """The granularity of the channel counts the network computes in (1: as built)."""
+        return self._compute_multiple
+
+    def compute_in(self, multiple: int) -> RRDBGenerator:
+        """Compute with the trunk and growth widths rounded up to multiples of ``multiple``.
+
+        cuDNN's tensor-core convolutions take channel counts in multiples of 8 (bf16); for
+        any other count they copy every input into a padded buffer first, on every call, and
+        the thesis network's are all 132 + 32k. With ``compute_in(8)`` each convolution's
+        weight and bias are zero-padded on the fly (the trunk 132 → 136, each dense block's
+        input 136 + 32k): the added channels of every feature are exactly zero after every
+        layer (a zero pre-activation stays zero through the leaky ReLU, the mirror padding
+        and the scaled residuals), so outputs equal the plain network's up to summation order,
+        and gradients reach the same parameters. The parameters, the state dict and
+        checkpoints are unchanged; training and inference both may use it. Returns ``self``.
+        """
+        if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+            raise ValueError(f"multiple must be a positive integer, got {multiple!r}")
+        self._compute_multiple = multiple
+        for m in self.modules():
+            if isinstance(m, ResidualDenseBlock):
+                m.compute_multiple = multiple
+        return self
+
+    def _conv(
+        self, x: torch.Tensor, conv: nn.Conv2d, ins: int, ins_p: int, out_p: int
+    ) -> torch.Tensor:
+        """``conv`` applied with its input channels ``ins → ins_p`` and output to ``out_p``."""
+        w, b = padded_conv_weights(conv.weight, conv.bias, [ins], [ins_p], out_p)
+        if self.padding == "zeros":
+            return F.conv2d(x, w, b, padding=1)
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode=self.padding), w, b)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat = self.conv_first(x)
-        return self.conv_last(self.conv_body(self.body(feat)).add_(feat))
+        if self._compute_multiple == 1:
+            feat = self.conv_first(x)
+            return self.conv_last(self.conv_body(self.body(feat)).add_(feat))
+        f, ins = self.features, self.in_channels
+        fp = padded_width(f, self._compute_multiple)
+        feat = self._conv(x, self.conv_first, ins, ins, fp)
+        trunk = self._conv(self.body(feat), self.conv_body, f, fp, fp).add_(feat)
+        return self._conv(trunk, self.conv_last, f, fp, self.conv_last.out_channels)
 
 
 class _Down(nn.Sequential):

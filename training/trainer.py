@@ -54,6 +54,7 @@ from training.data import (
 )
 from training.device import (
     autocast_factory,
+    compute_on,
     default_channels_last,
     resolve_device,
     use_bf16,
@@ -286,7 +287,7 @@ class Trainer:
                 f"preset {config.preset!r} starts from a trained maePFNET generator: pass "
                 "--init-from runs/NAME (a finished maePFNET run with the same stack)"
             )
-        place(self.generator, self.device, self.channels_last)
+        place(compute_on(self.generator, self.device), self.device, self.channels_last)
         place(self.critic, self.device, self.channels_last)
         if self.info.enabled and self.device.type == "cuda" and config.generator == "unet":
             self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
