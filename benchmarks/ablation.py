@@ -155,6 +155,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--train-seeds", type=int, default=3, help="training seeds per stack (paired test)"
     )
+    ap.add_argument(
+        "--sim-knobs", type=float, nargs=2, metavar=("RATIO", "COUPLING"), default=None,
+        help="render the network ablation's slides with nucleus_to_cytoplasm RATIO and "
+        "stain_phase_coupling COUPLING (the null test: 1 0; default: the simulator's defaults)",
+    )  # fmt: skip
     ap.add_argument("--work", type=Path, default=Path("bench-output/ablation"))
     ap.add_argument("--dataset", type=Path, help="reuse this dataset instead of rendering one")
     ap.add_argument("--out", type=Path, default=Path("docs/ablation.md"))
@@ -168,11 +173,18 @@ def dataset(args) -> tuple[Path, str]:
 
     if args.dataset is not None:
         return args.dataset, "given with --dataset"
-    data = args.work / "ablation.dataset.h5"
+    knobs = _knob_suffix(args)
+    data = args.work / f"ablation{knobs}.dataset.h5"
     if data.exists():
         return data, "rendered by an earlier run of this script"
     t0 = time.perf_counter()
     slides = [f"ablation-{k}" for k in range(args.slides)]
+    config = None
+    if args.sim_knobs is not None:
+        from acquisition.simulator.config import SimConfig
+
+        ratio, coupling = args.sim_knobs
+        config = SimConfig(nucleus_to_cytoplasm=ratio, stain_phase_coupling=coupling)
     with RichProgress() as progress:
         simulate_dataset(
             data,
@@ -182,8 +194,17 @@ def dataset(args) -> tuple[Path, str]:
             seed=args.seed,
             highres=args.target == "highres",
             progress=progress,
+            sim_config=config,
         )
     return data, f"rendering took {time.perf_counter() - t0:.0f} s"
+
+
+def _knob_suffix(args) -> str:
+    """The dataset's and runs' name suffix for ``--sim-knobs`` ("" at the defaults)."""
+    if args.sim_knobs is None:
+        return ""
+    ratio, coupling = args.sim_knobs
+    return f"-r{ratio:g}-c{coupling:g}"
 
 
 def train_config(args, data: Path, run: Path, stack: str, seed: int) -> dict:
@@ -223,7 +244,7 @@ def training_runs(args, data: Path) -> tuple[list[tuple], dict[str, list]]:
     rows = []
     seeded: dict[str, list] = {}
     for stack, seed in [(st, args.seed + k) for st in args.stacks for k in range(args.train_seeds)]:
-        run = args.work / f"run-{stack}-seed{seed}"
+        run = args.work / f"run{_knob_suffix(args)}-{stack}-seed{seed}"
         n_img = len(hp.select_channels(table, stack))
         if not run.exists():
             train(train_config(args, data, run, stack, seed), progress=RichProgress())
@@ -244,11 +265,18 @@ def training_runs(args, data: Path) -> tuple[list[tuple], dict[str, list]]:
 
 def network_report(args, data: Path, rendered: str, rows: list[tuple], seeded: dict) -> str:
     """The markdown page of the network ablation (from :func:`training_runs`)."""
+    knobs = ""
+    if args.sim_knobs is not None:
+        knobs = (
+            f" (simulator knobs nucleus_to_cytoplasm = {args.sim_knobs[0]:g}, "
+            f"stain_phase_coupling = {args.sim_knobs[1]:g})"
+        )
     lines = [
         "# Ablation on the simulator: which images does the network need?",
         "",
         f"Dataset: {data.name} — rendered by `training.simulated.simulate_dataset` from "
-        f"{args.slides} virtual `pls43` slides × {args.cells_per_slide} white blood cells, "
+        f"{args.slides} virtual `pls43` slides × {args.cells_per_slide} white blood cells"
+        f"{knobs}, "
         f"{args.crop}x{args.crop} crops, {args.target} target, split by slide "
         f"({rendered}). Same budget for every stack: preset "
         f"{args.preset}, RRDB {args.blocks} blocks, width "

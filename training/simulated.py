@@ -21,6 +21,7 @@ import numpy as np
 
 import hardware_profiles as hp
 from acquisition.progress import Progress, or_null
+from acquisition.simulator.config import SimConfig
 from acquisition.simulator.crops import (
     brightfield_channel,
     brightfield_exposure_ms,
@@ -108,6 +109,7 @@ def simulate_dataset(
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     progress: Progress | None = None,
     target: str = "stain",
+    sim_config: SimConfig | None = None,
 ) -> Path:
     """Render a training dataset from the simulator.
 
@@ -135,6 +137,9 @@ def simulate_dataset(
         ``stain`` (the stained 20x crop, RGB ``uint8``) or ``fluorescence``: one ``uint16``
         nuclear-stain channel imaged in the unstained pass at the input's position
         (:mod:`acquisition.simulator.fluorescence`; no stained pass, no 100x targets).
+    sim_config
+        The simulator's model settings (default: its defaults), e.g. the ablation's null
+        ``SimConfig(nucleus_to_cytoplasm=1, stain_phase_coupling=0)``.
 
     Returns
     -------
@@ -158,7 +163,7 @@ def simulate_dataset(
     progress.start("cells", total, label="rendering cells")
     inputs, targets, highs, rows = [], [], [], []
     for slide in slides:
-        sim = SimulatedMicroscope(prof, slide=slide, seed=seed)
+        sim = SimulatedMicroscope(prof, slide=slide, seed=seed, config=sim_config)
         render = _CellRenderer(sim, crop_size, highres=highres)
         wbcs = _find_wbcs(sim, prof, cells_per_slide + 3 + cells_per_slide // 10)
         # staining moves each cell a little and washes a few off (the simulator's truth)
