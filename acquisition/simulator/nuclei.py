@@ -87,7 +87,7 @@ def monocyte_nucleus(rng: np.random.Generator, R: float, thickness: float) -> Nu
 def eosinophil_nucleus(rng: np.random.Generator, R: float, thickness: float) -> Nucleus:
     """Two lobes joined by a strand."""
     ang = rng.uniform(0, 2 * math.pi)
-    half = R * rng.uniform(0.34, 0.4)
+    half = R * rng.uniform(0.35, 0.41)
     c, s = math.cos(ang), math.sin(ang)
     lobes = []
     for sign in (-1, 1):
@@ -95,8 +95,8 @@ def eosinophil_nucleus(rng: np.random.Generator, R: float, thickness: float) -> 
             (
                 sign * half * c,
                 sign * half * s,
-                R * rng.uniform(0.44, 0.5),
-                R * rng.uniform(0.33, 0.38),
+                R * rng.uniform(0.46, 0.52),
+                R * rng.uniform(0.35, 0.4),
                 ang + math.pi / 2 + rng.normal(0, 0.3),
             )
         )
@@ -114,8 +114,8 @@ def basophil_nucleus(rng: np.random.Generator, R: float, thickness: float) -> Nu
             (
                 sign * 0.25 * R * c,
                 sign * 0.25 * R * s,
-                R * rng.uniform(0.56, 0.64),
-                R * rng.uniform(0.45, 0.5),
+                R * rng.uniform(0.6, 0.68),
+                R * rng.uniform(0.48, 0.54),
                 rng.uniform(0, math.pi),
             )
         )
