@@ -109,3 +109,33 @@ def test_the_real_reference_values_are_those_of_the_real_sets():
             assert np.median(masks[kind][:, 0]) == pytest.approx(ref["density"][k], abs=0.006)
             assert np.median(masks[kind][:, 1]) == pytest.approx(ref["dye"][k], abs=0.006)
             assert np.median(det[kind][:, 0]) == pytest.approx(ref["detector"][k], abs=0.006)
+
+
+@pytest.mark.parametrize("kind", ["neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil"])
+def test_every_nucleus_holds_one_diploid_dna_shrunk_or_not(kind):
+    import dataclasses
+
+    from acquisition.simulator.cells import WBC_RADIUS_UM, make_white_cell
+    from acquisition.simulator.materials import DNA_PG, STAIN_DNA
+    from acquisition.simulator.sample import PassGeometry, Raster, column_maps
+    from acquisition.simulator.smear import SmearObjects
+
+    rng = np.random.default_rng(3)
+    cell = make_white_cell(
+        kind, rng=rng, id=1, x=0.0, y=0.0, radius=float(np.mean(WBC_RADIUS_UM[kind]))
+    )
+    geom = PassGeometry(
+        placement=np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
+        stained=True,
+        phase_factor=1.0,
+        stain_scale=(1.0, 1.0, 1.0),
+        nucleus_to_cytoplasm=1.2,
+        texture_scale=0.0,
+    )
+    raster = Raster(x0=-10.0, y0=-10.0, step=0.1, nx=200, ny=200)
+    for shrink in (1.0, 0.95):
+        # the DNA stain alone (no RNA, protein or granule uptake)
+        dna_only = dataclasses.replace(cell, shrink=shrink, uptake=np.array([1.3, 0, 0, 0]))
+        maps = column_maps(SmearObjects(wbcs=[dna_only]), raster, geom)
+        dna = maps["eosin"].sum(dtype=np.float64) * 0.01 / STAIN_DNA[0]
+        assert dna == pytest.approx(1.3 * DNA_PG, rel=0.01), (kind, shrink)
