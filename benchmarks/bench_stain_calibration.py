@@ -4,11 +4,14 @@ Measures ``-ln(I / I_glass)`` (median per structure, R G B) on the real white-ce
 ``../shared/data/wbc-stains`` (expert masks: nucleus, cytoplasm; red cells found by colour) and
 on simulated stained 20x crops of the same kind (truth masks), with the same code
 (:mod:`acquisition.simulator.absorbance`). A simulated value passes when it lies within the
-span of the two real sets widened by 30 % (``[0.7 min, 1.3 max]``). Writes a markdown table.
+span of the two real sets widened by 30 % (``[0.7 min, 1.3 max]``). Writes a markdown table,
+followed by the nucleus density and dye of each white-cell type over the slide's median
+nucleus, real and simulated (:mod:`nucleus_density`; ``--density-fields 0`` leaves it out).
 
 Usage::
 
-    python benchmarks/bench_stain_calibration.py [--cells 40] [--out docs/stain-calibration.md]
+    python benchmarks/bench_stain_calibration.py [--cells 40] [--density-fields 6]
+        [--out docs/stain-calibration.md]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from acquisition.simulator.absorbance import structure_absorbance
 from acquisition.simulator.crops import (
@@ -111,6 +115,9 @@ def compare(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cells", type=int, default=40)
+    ap.add_argument(
+        "--density-fields", type=int, default=6, help="simulated fields of the density tables"
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     if not SHARED.is_dir():
@@ -141,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     n_ok = sum(r[4] for r in rows)
     lines += ["", f"{n_ok} of {len(rows)} structures inside the real span (±30 %).", ""]
+    if args.density_fields > 0:
+        from nucleus_density import density_tables
+
+        lines += density_tables(args.density_fields, SHARED)
     text = "\n".join(lines)
     print(text)
     if args.out:

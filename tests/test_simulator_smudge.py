@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 import hardware_profiles
+from acquisition.simulator.cells import chromatin_um3
 from acquisition.simulator.config import SimConfig
-from acquisition.simulator.debris import make_smudge, nucleus_dna_um3
-from acquisition.simulator.materials import STAIN_DNA
+from acquisition.simulator.debris import make_smudge
+from acquisition.simulator.materials import DNA_PG, STAIN_DNA
 from acquisition.simulator.sample import PassGeometry, Raster, column_maps
 from acquisition.simulator.smear import SmearObjects
 from tests.sim_fields import stained_field
@@ -45,8 +46,8 @@ def _raster(half: float = 16.0, step: float = 0.1) -> Raster:
 
 
 def _dna(maps: dict, step: float) -> np.ndarray:
-    """The DNA field (µm of chromatin column) from the eosin map of a DNA-only object."""
-    return maps["eosin"] / np.float32(STAIN_DNA["lymphocyte"][0])
+    """The DNA field (pg/µm²) from the eosin map of a DNA-only object."""
+    return maps["eosin"] / np.float32(STAIN_DNA[0])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -63,8 +64,8 @@ def test_a_smudge_holds_its_lymphocyte_nucleus_spread_thinner_along_the_smear(se
     intact = column_maps(SmearObjects(wbcs=[dna_only]), raster, _geometry())
     dna_s, dna_i = _dna(smudge, 0.1), _dna(intact, 0.1)
     assert dna_s.sum() * area == pytest.approx(dna_i.sum() * area, rel=0.02)
-    assert dna_s.sum() * area == pytest.approx(d.dna_um3 * cell.uptake[0], rel=0.01)
-    assert nucleus_dna_um3(cell) == pytest.approx(d.dna_um3)
+    assert dna_s.sum() * area == pytest.approx(DNA_PG * cell.uptake[0], rel=0.01)
+    assert d.dna_pg == DNA_PG and cell.chromatin == pytest.approx(chromatin_um3(cell))
     # its dry mass is the nucleus's share of the cell's (at this nucleus/cytoplasm ratio)
     for ratio in (1.0, 1.2):
         maps = column_maps(SmearObjects(debris=[d]), raster, _geometry(False, ratio))

@@ -229,8 +229,10 @@ def test_simulated_fluorescence_target_trains_and_evaluates(tmp_path):
         assert ds.targets.shape == (16, 32, 32, 1) and ds.targets.dtype == np.uint16
         assert ds.target_names == ["DNA"]
         t = ds.targets[:].astype(float)
-        # nuclei (bright, shot noise) over a dim background
-        assert t.max() > 10 * np.median(t)
+        # nuclei (bright, shot noise) over a dim background; nuclei fill about half of a
+        # 32-pixel crop centred on a cell (a third of a neutrophil's area, most of a
+        # lymphocyte's), so the background is the darkest tenth, not the median
+        assert t.max() > 10 * np.percentile(t, 10)
     run = tmp_path / "fl"
     result = train(
         {

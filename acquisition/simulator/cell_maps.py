@@ -8,13 +8,12 @@ import math
 
 import numpy as np
 
-from acquisition.simulator.cells import WhiteCell, cell_columns, nucleus_level
+from acquisition.simulator.cells import WhiteCell, cell_columns, chromatin_column, nucleus_level
 from acquisition.simulator.debris import Debris
 from acquisition.simulator.materials import (
     DEBRIS_MATERIAL,
     DENSE_EXCESS_PG_UM3,
-    DNA_BASE,
-    DNA_PER_CLUMP,
+    DNA_PG,
     PHASE_GRANULES,
     STAIN_DNA,
     STAIN_GRANULE,
@@ -101,8 +100,10 @@ def draw_white_cell(canvas: Canvas, cell: WhiteCell, geom: PassGeometry) -> None
 
     if geom.stained:
         k = cell.uptake
-        # DNA: the nucleus column weighted by its chromatin clumps
-        dna = h_nuc * (np.float32(DNA_BASE) + np.float32(DNA_PER_CLUMP) * chrom) * np.float32(k[0])
+        # DNA (pg/µm²): the nucleus's DNA_PG spread over its chromatin column, conserved
+        # when the cell shrinks (1/scale² per stage µm²)
+        per_um3 = DNA_PG / (cell.chromatin * scale * scale) * k[0]
+        dna = chromatin_column(cell, h_nuc, chrom) * np.float32(per_um3)
         # RNA: basophilia of the cytoplasm, patchy (stain only: invisible in phase)
         patches = _blob_sum(*blob, cell.patches, "gauss", gx, gy, angle, scale)
         rna = h_cyto * (np.float32(0.6) + np.float32(0.6) * np.clip(patches, 0, 1.5))
@@ -111,7 +112,7 @@ def draw_white_cell(canvas: Canvas, cell: WhiteCell, geom: PassGeometry) -> None
         protein = h_cyto * np.float32(rho_dry * k[2])
         granules = gran * np.float32(k[3])
         for i, name in enumerate(("eosin", "azure", "complex")):
-            canvas.add(name, where, dna, STAIN_DNA[cell.type][i])
+            canvas.add(name, where, dna, STAIN_DNA[i])
             canvas.add(name, where, protein, STAIN_PROTEIN[cell.type][i])
             canvas.add(name, where, granules, STAIN_GRANULE[cell.type][i])
         canvas.add("azure", where, rna)
@@ -170,9 +171,9 @@ def draw_smudge(canvas: Canvas, d: Debris, geom: PassGeometry) -> None:
     The blobs' weighted chords integrate to 1 per µm², so the dry mass per area is that map
     times the nucleus's dry mass (its share of the cell's mass at this pass's
     ``nucleus_to_cytoplasm``, as :func:`draw_white_cell` splits it) and the optical path
-    ``kappa`` times that; stained, the DNA field is the map times the nucleus's integrated
-    chromatin column and the cell's DNA uptake, taken up at the lymphocyte's ``STAIN_DNA``
-    rates. Smudges are on the slide in every pass and neither move nor shrink.
+    ``kappa`` times that; stained, the DNA field (pg/µm²) is the map times the nucleus's
+    DNA (``dna_pg``) and the cell's DNA uptake, taken up at the ``STAIN_DNA`` rates.
+    Smudges are on the slide in every pass and neither move nor shrink.
     """
     cell = d.cell
     sx, sy = geom.to_stage(np.float64(d.x), np.float64(d.y))
@@ -188,6 +189,6 @@ def draw_smudge(canvas: Canvas, d: Debris, geom: PassGeometry) -> None:
     canvas.add("mass", where, share, mass)
     canvas.add("opd", where, share, mass * geom.kappa * geom.phase_factor)
     if geom.stained:
-        dna = d.dna_um3 * float(cell.uptake[0])
-        for name, coef in zip(("eosin", "azure", "complex"), STAIN_DNA["lymphocyte"], strict=True):
+        dna = d.dna_pg * float(cell.uptake[0])
+        for name, coef in zip(("eosin", "azure", "complex"), STAIN_DNA, strict=True):
             canvas.add(name, where, share, dna * coef)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from acquisition.simulator.config import WBC_TYPES
+from acquisition.simulator.materials import DNA_BASE, DNA_PER_CLUMP
 from acquisition.simulator.nuclei import NUCLEI
 
 #: Largest distance from an object's centre to any part of it, µm (for tile queries).
@@ -66,6 +67,10 @@ class WhiteCell:
     volume, nucleus_volume
         Integrals (µm³) of the cell's and the nucleus's column maps (``thickness`` dome and
         nucleus column), so the dry mass can be spread over them exactly.
+    chromatin
+        Integral (µm³) of the nucleus's chromatin column (its column weighted by its clumps,
+        :func:`chromatin_column`): the nucleus's DNA is spread over this map, so the DNA
+        per area is ``DNA_PG`` times the map over this integral.
     uptake
         ``(4,)`` per-cell dye uptake of the DNA, RNA, protein and granule fields (lognormal
         about 1: the cell-to-cell variation of a real smear).
@@ -93,6 +98,7 @@ class WhiteCell:
     mass: float = 0.0
     volume: float = 1.0
     nucleus_volume: float = 0.0
+    chromatin: float = 1.0
     uptake: np.ndarray = field(default_factory=lambda: np.ones(4))
     decoys: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     patches: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
@@ -261,7 +267,9 @@ def make_white_cell(
         uptake=uptake,
     )
     volume, nucleus_volume = cell_volumes(cell)
-    return dataclasses.replace(cell, volume=volume, nucleus_volume=nucleus_volume)
+    return dataclasses.replace(
+        cell, volume=volume, nucleus_volume=nucleus_volume, chromatin=chromatin_um3(cell)
+    )
 
 
 def _mean_radius(type_: str) -> float:
@@ -299,3 +307,27 @@ def cell_volumes(cell: WhiteCell, step: float = 0.1) -> tuple[float, float]:
     g = np.arange(-reach, reach + step / 2, step, dtype=np.float32)
     h_cell, h_nuc, _ = cell_columns(cell, g[None, :], g[:, None], step)
     return float(h_cell.sum() * step * step), float(h_nuc.sum() * step * step)
+
+
+def chromatin_column(cell: WhiteCell, h_nuc: np.ndarray, chrom: np.ndarray) -> np.ndarray:
+    """The nucleus column ``h_nuc`` (µm) weighted by the chromatin clump level ``chrom``
+    (0..1): condensed chromatin holds more DNA per µm of column."""
+    return h_nuc * (np.float32(DNA_BASE) + np.float32(DNA_PER_CLUMP) * np.clip(chrom, 0.0, 1.0))
+
+
+def chromatin_um3(cell: WhiteCell, step: float = 0.1) -> float:
+    """Integral (µm³) of ``cell``'s chromatin column (:func:`chromatin_column`), unshrunk."""
+    reach = cell.radius * 1.15
+    g = np.arange(-reach, reach + step / 2, step, dtype=np.float32)
+    u, v = g[None, :], g[:, None]
+    _, h_nuc, _ = cell_columns(cell, u, v, step)
+    rows, cols = np.nonzero(h_nuc > 0)
+    if not rows.size:
+        return 1.0
+    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    uu, vv = u[:, box[1]], v[box[0], :]
+    chrom = np.zeros(h_nuc[box].shape, np.float32)
+    for cu, cv, sigma, amp in cell.clumps:
+        chrom += np.float32(amp) * np.exp(-((uu - cu) ** 2 + (vv - cv) ** 2) / (2 * sigma * sigma))
+    dna = chromatin_column(cell, h_nuc[box], chrom)
+    return max(float(dna.sum(dtype=np.float64) * step * step), 1e-6)

@@ -18,11 +18,10 @@ from acquisition.simulator.cells import (
     MAX_OBJECT_EXTENT_UM,
     WBC_RADIUS_UM,
     WhiteCell,
-    cell_columns,
     make_white_cell,
 )
 from acquisition.simulator.film import TILE_UM
-from acquisition.simulator.materials import DNA_BASE, DNA_PER_CLUMP, SMUDGE_SPREAD
+from acquisition.simulator.materials import DNA_PG, SMUDGE_SPREAD
 from acquisition.simulator.seeding import object_id
 
 
@@ -35,8 +34,7 @@ class Debris:
     or ``smudge``; ``pass_`` is ``""`` when it is on the slide in every pass, else the one pass
     it is in. A smudge's blobs are spheres ``(u, v, radius, weight)`` whose chords, weighted,
     integrate to 1 (its chromatin's distribution per µm²); ``cell`` is the intact lymphocyte
-    it was (dry mass, nucleus volume, dye uptake) and ``dna_um3`` that nucleus's integrated
-    chromatin column (the DNA stain field, µm³).
+    it was (dry mass, nucleus volume, dye uptake) and ``dna_pg`` that nucleus's DNA (pg).
     """
 
     id: int
@@ -49,7 +47,7 @@ class Debris:
     pass_: str
     blobs: np.ndarray
     cell: WhiteCell | None = None
-    dna_um3: float = 0.0
+    dna_pg: float = 0.0
 
 
 def debris_blobs(kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -171,7 +169,7 @@ def make_smudge(
     """A smudge cell at slide ``(x, y)``: a lymphocyte (drawn like an intact one, with its
     per-cell dry mass and dye uptake) whose nucleus ruptured while the smear was spread.
 
-    Its chromatin keeps the intact nucleus's dry mass and integrated DNA column but is spread
+    Its chromatin keeps the intact nucleus's dry mass and its DNA (``DNA_PG``) but is spread
     over a patch :data:`SMUDGE_SPREAD` times the nucleus's diameter across, drawn out along
     the smear (the slide's x axis, ±0.15 rad): 2.25-9 times the nucleus's area, so it reads
     paler than an intact nucleus (:func:`smudge_blobs`).
@@ -206,22 +204,8 @@ def make_smudge(
         pass_=pass_,
         blobs=blobs,
         cell=cell,
-        dna_um3=nucleus_dna_um3(cell),
+        dna_pg=DNA_PG,
     )
-
-
-def nucleus_dna_um3(cell: WhiteCell, step: float = 0.1) -> float:
-    """Integrated DNA stain field of ``cell``'s nucleus (µm³): its nucleus column weighted by
-    its chromatin clumps, as :func:`.cell_maps.draw_white_cell` stains it (unshrunk)."""
-    reach = cell.radius * 1.15
-    g = np.arange(-reach, reach + step / 2, step, dtype=np.float32)
-    u, v = g[None, :], g[:, None]
-    _, h_nuc, _ = cell_columns(cell, u, v, step)
-    chrom = np.zeros(h_nuc.shape, np.float32)
-    for cu, cv, sigma, amp in cell.clumps:
-        chrom += np.float32(amp) * np.exp(-((u - cu) ** 2 + (v - cv) ** 2) / (2 * sigma * sigma))
-    dna = h_nuc * (np.float32(DNA_BASE) + np.float32(DNA_PER_CLUMP) * np.clip(chrom, 0.0, 1.0))
-    return float(dna.sum(dtype=np.float64) * step * step)
 
 
 def smudge_blobs(rng: np.random.Generator, diameter: float) -> np.ndarray:

@@ -40,10 +40,16 @@ DEBRIS_MATERIAL = {
     "precipitate": (0.08, 0.1, (0.0, 2.0, 1.5)),
     "watermark": (0.25, 0.0, (0.1, 0.05, 0.0)),
 }
-#: The DNA field per µm of nucleus column: this base plus :data:`DNA_PER_CLUMP` times the
-#: local chromatin clump level (0..1): condensed chromatin binds more dye.
+#: Where a nucleus's DNA lies: its column weighted by this base plus :data:`DNA_PER_CLUMP`
+#: times the local chromatin clump level (0..1): condensed chromatin holds more DNA per µm.
 DNA_BASE = 0.4
 DNA_PER_CLUMP = 0.8
+#: DNA of one white-cell nucleus, pg: every white cell of the blood is diploid and resting
+#: (2C). The diploid human nuclear genome weighs 6.41 pg (male) and 6.51 pg (female):
+#: Piovesan et al., "On the length, weight and GC content of the human genome", BMC Res.
+#: Notes 12:106 (2019). The same DNA in every type, so a nucleus's DNA per area, and with it
+#: its stain per area, follows from its area (docs/simulator.md, "Nuclei").
+DNA_PG = 6.4
 #: A smudge cell's chromatin is smeared over a patch this many times its nucleus's diameter
 #: across (the diameter of a disc of the patch's area; docs/simulator.md "Smudge cells").
 SMUDGE_SPREAD = (1.5, 3.0)
@@ -59,15 +65,13 @@ SMUDGE_SPREAD = (1.5, 3.0)
 STAIN_RBC = (0.363, 0, 0)
 #: Platelets: per µm of the body and of its granulomere.
 STAIN_PLATELET = (0.05, 0.15, 0.35)
-#: DNA field: per µm of chromatin column (the nucleus column weighted by its clumps), by type.
-#: Eosin and the azure–eosin complex together: purple nuclei.
-STAIN_DNA = {
-    "neutrophil": (0.899, 0.0727, 0.56),
-    "lymphocyte": (1.01, 0.139, 0.206),
-    "monocyte": (0.965, 0.044, 0.434),
-    "eosinophil": (0.959, 0.0577, 0.388),
-    "basophil": (0.71, 0.058, 0.45),
-}
+#: DNA field: per pg/µm² of DNA, the same in every type (chromatin takes azure B and, once
+#: stained blue, eosin into the purple azure B–eosin complex: Horobin & Walter,
+#: "Understanding Romanowsky staining I: the Romanowsky-Giemsa effect in blood smears",
+#: Histochemistry 86:331-336, 1987). It is the lymphocyte's former rate per µm of chromatin
+#: column (1.01, 0.139, 0.206) times its mean chromatin integral over the DNA (107.5 µm³ /
+#: 6.4 pg), so a lymphocyte's nucleus takes up as much dye as before.
+STAIN_DNA = (16.97, 2.335, 3.461)
 #: RNA field (basophilia of the cytoplasm) per µm of cytoplasm column, by type: azure only.
 STAIN_RNA = {
     "neutrophil": 0.00502,

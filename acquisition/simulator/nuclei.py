@@ -27,11 +27,16 @@ class Nucleus:
     clump_sigma: tuple[float, float]
 
 
+#: Neutrophil lobe size by lobe count: the nucleus's area (about a third of the cell's) is
+#: shared by its lobes, so more lobes are smaller.
+LOBE_SCALE = {2: 1.2, 3: 1.0, 4: 0.88, 5: 0.8}
+
+
 def neutrophil_nucleus(rng: np.random.Generator, R: float, thickness: float) -> Nucleus:
     """2-5 lobes on an arc, joined by thin strands."""
     n_lobes = int(rng.choice([2, 3, 4, 5], p=[0.12, 0.45, 0.33, 0.10]))
-    arc_r = R * rng.uniform(0.35, 0.5)
-    spacing = rng.uniform(2.3, 2.8)
+    arc_r = R * rng.uniform(0.38, 0.5)
+    spacing = R * rng.uniform(0.5, 0.6)
     start = rng.uniform(0, 2 * math.pi)
     step = spacing / arc_r * rng.choice([-1, 1])
     centres = []
@@ -42,8 +47,8 @@ def neutrophil_nucleus(rng: np.random.Generator, R: float, thickness: float) -> 
     centres -= centres.mean(axis=0) * 0.6
     lobes = []
     for k, (cu, cv) in enumerate(centres):
-        a = rng.uniform(1.25, 1.6)
-        b = rng.uniform(0.9, 1.2)
+        a = R * rng.uniform(0.38, 0.44) * LOBE_SCALE[n_lobes]
+        b = R * rng.uniform(0.28, 0.33) * LOBE_SCALE[n_lobes]
         t = start + k * step
         lobes.append((cu, cv, a, b, t + math.pi / 2 + rng.normal(0, 0.3)))
     for (u0, v0), (u1, v1) in itertools.pairwise(centres):
@@ -68,11 +73,11 @@ def lymphocyte_nucleus(rng: np.random.Generator, R: float, thickness: float) -> 
 
 def monocyte_nucleus(rng: np.random.Generator, R: float, thickness: float) -> Nucleus:
     """A kidney: an ellipse with a circle cut out of its minor-axis side."""
-    a = R * rng.uniform(0.55, 0.65)
-    b = R * rng.uniform(0.42, 0.5)
+    a = R * rng.uniform(0.74, 0.8)
+    b = R * rng.uniform(0.6, 0.66)
     ang = rng.uniform(0, 2 * math.pi)
     normal = np.array([-math.sin(ang), math.cos(ang)])  # the minor axis: the indent side
-    centre = -0.12 * R * normal
+    centre = -0.1 * R * normal
     lobes = [(centre[0], centre[1], a, b, ang)]
     cut = centre + b * rng.uniform(1.05, 1.3) * normal
     indent = np.array([cut[0], cut[1], b * rng.uniform(0.55, 0.75)])
@@ -82,7 +87,7 @@ def monocyte_nucleus(rng: np.random.Generator, R: float, thickness: float) -> Nu
 def eosinophil_nucleus(rng: np.random.Generator, R: float, thickness: float) -> Nucleus:
     """Two lobes joined by a strand."""
     ang = rng.uniform(0, 2 * math.pi)
-    half = rng.uniform(1.6, 2.1)
+    half = R * rng.uniform(0.35, 0.41)
     c, s = math.cos(ang), math.sin(ang)
     lobes = []
     for sign in (-1, 1):
@@ -90,8 +95,8 @@ def eosinophil_nucleus(rng: np.random.Generator, R: float, thickness: float) -> 
             (
                 sign * half * c,
                 sign * half * s,
-                rng.uniform(1.5, 1.9),
-                rng.uniform(1.15, 1.45),
+                R * rng.uniform(0.46, 0.52),
+                R * rng.uniform(0.35, 0.4),
                 ang + math.pi / 2 + rng.normal(0, 0.3),
             )
         )
@@ -107,10 +112,10 @@ def basophil_nucleus(rng: np.random.Generator, R: float, thickness: float) -> Nu
     for sign in (-1, 1):
         lobes.append(
             (
-                sign * 1.3 * c,
-                sign * 1.3 * s,
-                rng.uniform(1.7, 2.2),
-                rng.uniform(1.4, 1.8),
+                sign * 0.25 * R * c,
+                sign * 0.25 * R * s,
+                R * rng.uniform(0.6, 0.68),
+                R * rng.uniform(0.48, 0.54),
                 rng.uniform(0, math.pi),
             )
         )
