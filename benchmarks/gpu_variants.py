@@ -82,12 +82,13 @@ def build(
     compile_mode: str | None = None,
 ) -> nn.Module:
     """The module that runs ``variant`` (``generator`` itself is left as it is)."""
-    model: nn.Module = generator
+    relayout = variant.channels_last is not None and variant.channels_last != channels_last
+    model: nn.Module = copy.deepcopy(generator) if variant.pad or relayout else generator
     if variant.pad:
-        model = copy.deepcopy(generator).compute_in(8)
-    if variant.channels_last is not None and variant.channels_last != channels_last:
+        model.compute_in(8)
+    if relayout:
         fmt = torch.channels_last if variant.channels_last else torch.contiguous_format
-        model = copy.deepcopy(model).to(memory_format=fmt)
+        model.to(memory_format=fmt)
     if variant.mode == "compiled":
         torch._dynamo.reset()  # no guards or dynamic-shape marks left from an earlier variant
         return torch.compile(model, dynamic=False, mode=compile_mode)

@@ -191,7 +191,6 @@ class RRDBGenerator(nn.Module):
         self.body = nn.Sequential(*(RRDB(features, growth, padding) for _ in range(blocks)))
         self.conv_body = _conv3(features, features, padding)
         self.conv_last = _conv3(features, out_channels, padding)
-        self._compute_multiple = 1
 
     @property
     def receptive_radius(self) -> int:
@@ -201,7 +200,7 @@ class RRDBGenerator(nn.Module):
     @property
     def compute_multiple(self) -> int:
         """The granularity of the channel counts the network computes in (1: as built)."""
-        return self._compute_multiple
+        return self.body[0].rdb1.compute_multiple
 
     def compute_in(self, multiple: int) -> RRDBGenerator:
         """Compute with the trunk and growth widths rounded up to multiples of ``multiple``.
@@ -218,7 +217,6 @@ class RRDBGenerator(nn.Module):
         """
         if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
             raise ValueError(f"multiple must be a positive integer, got {multiple!r}")
-        self._compute_multiple = multiple
         for m in self.modules():
             if isinstance(m, ResidualDenseBlock):
                 m.compute_multiple = multiple
@@ -234,11 +232,12 @@ class RRDBGenerator(nn.Module):
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode=self.padding), w, b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._compute_multiple == 1:
+        multiple = self.compute_multiple
+        if multiple == 1:
             feat = self.conv_first(x)
             return self.conv_last(self.conv_body(self.body(feat)).add_(feat))
         f, ins = self.features, self.in_channels
-        fp = padded_width(f, self._compute_multiple)
+        fp = padded_width(f, multiple)
         feat = self._conv(x, self.conv_first, ins, ins, fp)
         trunk = self._conv(self.body(feat), self.conv_body, f, fp, fp).add_(feat)
         return self._conv(trunk, self.conv_last, f, fp, self.conv_last.out_channels)
