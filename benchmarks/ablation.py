@@ -160,6 +160,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="render the network ablation's slides with nucleus_to_cytoplasm RATIO and "
         "stain_phase_coupling COUPLING (the null test: 1 0; default: the simulator's defaults)",
     )  # fmt: skip
+    ap.add_argument(
+        "--input-norm", default="scale", choices=["scale", "standardise"],
+        help="the networks' input normalisation (scope train --input-norm)",
+    )  # fmt: skip
     ap.add_argument("--work", type=Path, default=Path("bench-output/ablation"))
     ap.add_argument("--dataset", type=Path, help="reuse this dataset instead of rendering one")
     ap.add_argument("--out", type=Path, default=Path("docs/ablation.md"))
@@ -224,6 +228,7 @@ def train_config(args, data: Path, run: Path, stack: str, seed: int) -> dict:
         "precision": args.precision,
         "seed": seed,
         "patience": args.epochs,
+        "input_norm": args.input_norm,
     }
 
 
@@ -244,7 +249,8 @@ def training_runs(args, data: Path) -> tuple[list[tuple], dict[str, list]]:
     rows = []
     seeded: dict[str, list] = {}
     for stack, seed in [(st, args.seed + k) for st in args.stacks for k in range(args.train_seeds)]:
-        run = args.work / f"run{_knob_suffix(args)}-{stack}-seed{seed}"
+        norm = "" if args.input_norm == "scale" else f"-{args.input_norm}"
+        run = args.work / f"run{_knob_suffix(args)}{norm}-{stack}-seed{seed}"
         n_img = len(hp.select_channels(table, stack))
         if not run.exists():
             train(train_config(args, data, run, stack, seed), progress=RichProgress())
@@ -281,7 +287,8 @@ def network_report(args, data: Path, rendered: str, rows: list[tuple], seeded: d
         f"({rendered}). Same budget for every stack: preset "
         f"{args.preset}, RRDB {args.blocks} blocks, width "
         f"{args.features or '= input channels'}, {args.epochs} epochs, batch "
-        f"{args.batch_size}, lr {args.lr:g}, seed {args.seed} (table; {args.train_seeds} "
+        f"{args.batch_size}, lr {args.lr:g}, input normalisation {args.input_norm}, "
+        f"seed {args.seed} (table; {args.train_seeds} "
         "training seeds for the paired test below). Test-split metrics of the "
         "best-validation epoch (`scope evaluate`).",
         "",

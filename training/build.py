@@ -109,8 +109,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def generator_kwargs(config: TrainConfig, preset: TrainingPreset, spec: Any) -> dict[str, Any]:
-    """The generator's constructor arguments (saved in the checkpoint to rebuild it)."""
+def generator_kwargs(
+    config: TrainConfig,
+    preset: TrainingPreset,
+    spec: Any,
+    input_stats: tuple[list[float], list[float]] | None = None,
+) -> dict[str, Any]:
+    """The generator's constructor arguments (saved in the checkpoint to rebuild it).
+
+    ``input_stats`` (``(mean, std)`` per input channel, :func:`input_statistics`) is
+    required with ``input_norm="standardise"``.
+    """
     if config.generator == "rrdb":
         gkw: dict[str, Any] = {
             "features": config.features or spec.in_channels,
@@ -124,6 +133,10 @@ def generator_kwargs(config: TrainConfig, preset: TrainingPreset, spec: Any) -> 
         gkw["innermost_norm"] = False
     if spec.out_channels != 3:  # absent for stains: checkpoints of RGB runs are unchanged
         gkw["out_channels"] = spec.out_channels
+    if config.input_norm == "standardise":
+        if input_stats is None:
+            raise ValueError("input_norm='standardise' needs the training cells' statistics")
+        gkw["input_mean"], gkw["input_std"] = list(input_stats[0]), list(input_stats[1])
     return gkw
 
 
@@ -178,6 +191,44 @@ def mean_target_colour(spec: Any, rows: np.ndarray, max_cells: int = 512) -> np.
     scale = np.asarray(spec.target_scale or (255.0,) * c, np.float64)
     mean = np.clip(targets.reshape(-1, c).mean(axis=0) / scale, 0.0, 1.0)
     return mean.astype(np.float32)
+
+
+def input_statistics(
+    spec: Any, rows: np.ndarray, max_cells: int = 256
+) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation of each network input channel over training cells.
+
+    Values as the network receives them (each channel divided by its scale), image-major
+    like :func:`training.tensors.network_input`; up to ``max_cells`` cells evenly spread
+    over ``rows``, summed cell by cell in float64. Rounded to 6 decimals (they are saved as
+    the generator's arguments); the standard deviation is at least
+    :data:`training.input_norm.MIN_STD`.
+    """
+    from registration.dataset import Dataset
+    from training.input_norm import MIN_STD
+
+    rows = np.unique(np.asarray(rows, np.int64))
+    if len(rows) > max_cells:
+        rows = rows[np.linspace(0, len(rows) - 1, max_cells).astype(np.int64)]
+    n = spec.in_channels
+    scale = np.asarray(spec.input_scale or (255.0,) * n, np.float64)
+    total, total_sq, count = np.zeros(n), np.zeros(n), 0
+    keep = list(spec.channel_indices)
+    with Dataset(spec.path) as ds:
+        for r in rows:
+            cell = np.asarray(ds.inputs[int(r)][keep], np.float64)  # (n_img, h, w, c)
+            x = np.moveaxis(cell, -1, 1).reshape(n, -1) / scale[:, None]
+            total += x.sum(axis=1)
+            total_sq += np.square(x).sum(axis=1)
+            count += x.shape[1]
+    if count == 0:
+        raise ValueError("no training cells to measure the input statistics on")
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return (
+        [round(float(v), 6) for v in mean],
+        [round(float(max(v, MIN_STD)), 6) for v in std],
+    )
 
 
 def init_generator_from(generator: nn.Module, source: Path, info: dict[str, Any]) -> None:

@@ -50,6 +50,10 @@ class TrainConfig(BaseModel):
         Generator architecture (``None``: the preset's, ``rrdb`` for the thesis presets and
         ``unet`` for ``pix2pix``); ``features=None`` makes the RRDB's width its input channels
         (the thesis). For the U-Net, ``features`` is its first encoder width (default 64).
+    input_norm
+        ``scale``: each input channel divided by its scale (255 for ``uint8``: the thesis's
+        ``[0, 1]``); ``standardise``: also shifted by its mean and divided by its standard
+        deviation over the training cells, inside the generator (:mod:`training.input_norm`).
     discriminator
         Critic of a GAN preset: ``vgg`` (thesis) or ``patch`` (conditional PatchGAN); ``None``
         is the preset's.
@@ -102,6 +106,11 @@ class TrainConfig(BaseModel):
         None, ge=1, description="Generator width (default: input channels)."
     )
     growth: int = Field(32, ge=1, description="RRDB growth channels.")
+    input_norm: Literal["scale", "standardise"] = Field(
+        "scale",
+        description="Input normalisation: scale (divide by 255) or standardise (per channel, "
+        "mean 0 and standard deviation 1 over the training cells).",
+    )
     discriminator: Literal["vgg", "patch"] | None = Field(
         None, description="GAN critic: vgg (thesis) or patch (default: the preset's)."
     )

@@ -18,6 +18,7 @@ on the first three).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.channel_pad import padded_conv_weights, padded_width
+from training.input_norm import maybe_standardiser
 
 #: ESRGAN: "empirically, scaling the residual by 0.2 stabilises training without BN".
 RESIDUAL_SCALE = 0.2
@@ -158,6 +160,10 @@ class RRDBGenerator(nn.Module):
     padding
         ``"reflect"`` (default) or ``"zeros"`` (ESRGAN, and checkpoints from before the
         border fix): how the convolutions extend the image at its edges.
+    input_mean, input_std
+        Per-input-channel statistics to standardise the input with before the first
+        convolution (:mod:`training.input_norm`; ``--input-norm standardise``); None: the
+        input goes in as it is.
 
     Notes
     -----
@@ -175,6 +181,8 @@ class RRDBGenerator(nn.Module):
         growth: int = 32,
         out_channels: int = 3,
         padding: str = DEFAULT_PADDING,
+        input_mean: Sequence[float] | None = None,
+        input_std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         _check_positive(in_channels=in_channels, blocks=blocks, growth=growth)
@@ -187,6 +195,7 @@ class RRDBGenerator(nn.Module):
         self.blocks = blocks
         self.growth = growth
         self.padding = padding
+        self.standardise = maybe_standardiser(in_channels, input_mean, input_std)
         self.conv_first = _conv3(in_channels, features, padding)
         self.body = nn.Sequential(*(RRDB(features, growth, padding) for _ in range(blocks)))
         self.conv_body = _conv3(features, features, padding)
@@ -232,6 +241,8 @@ class RRDBGenerator(nn.Module):
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode=self.padding), w, b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.standardise is not None:
+            x = self.standardise(x)
         multiple = self.compute_multiple
         if multiple == 1:
             feat = self.conv_first(x)
@@ -284,6 +295,8 @@ class UNetGenerator(nn.Module):
     innermost_norm
         Batch-normalise the 1x1 bottleneck (the thesis's U-Net). Isola et al.'s innermost
         block has no normalisation, which also lets it train with batch size 1 (``pix2pix``).
+    input_mean, input_std
+        As for :class:`RRDBGenerator`.
     """
 
     def __init__(
@@ -295,6 +308,8 @@ class UNetGenerator(nn.Module):
         features: int = 64,
         out_channels: int = 3,
         innermost_norm: bool = True,
+        input_mean: Sequence[float] | None = None,
+        input_std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         _check_positive(in_channels=in_channels, reduced=reduced, features=features)
@@ -303,6 +318,7 @@ class UNetGenerator(nn.Module):
             raise ValueError(f"U-Net crop_size must be a power of two ≥ 4, got {crop_size}")
         self.in_channels = in_channels
         self.depth = depth
+        self.standardise = maybe_standardiser(in_channels, input_mean, input_std)
         self.reducer = nn.Conv2d(in_channels, reduced, 1)
         widths = [min(features * 2**i, features * 8) for i in range(depth)]
         self.down = nn.ModuleList(
@@ -324,6 +340,8 @@ class UNetGenerator(nn.Module):
         return 2**self.depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.standardise is not None:
+            x = self.standardise(x)
         h = self.reducer(x)
         skips = []
         for layer in self.down:

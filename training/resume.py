@@ -54,7 +54,8 @@ def open_run(
 
 def merge_for_resume(given: TrainConfig, saved: dict[str, Any], source: Path) -> TrainConfig:
     """The saved configuration with the options a resume may change taken from ``given``."""
-    base = TrainConfig.model_validate(saved)
+    # runs saved before the option existed were trained without standardisation
+    base = TrainConfig.model_validate({"input_norm": "scale", **saved})
     changed = []
     for key in given.model_fields_set:
         if key in RESUME_MUTABLE:

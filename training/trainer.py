@@ -39,6 +39,7 @@ from training.build import (
     describe_model,
     generator_kwargs,
     init_generator_from,
+    input_statistics,
     mean_target_colour,
     metric_columns,
     place,
@@ -271,7 +272,10 @@ class Trainer:
     def _setup_networks(self, *, resumed: bool) -> None:
         config, spec, preset = self.config, self.data.spec, self.preset
         seed_everything(config.seed)
-        gkw = generator_kwargs(config, preset, spec)
+        stats = (
+            input_statistics(spec, self.train_rows) if config.input_norm == "standardise" else None
+        )
+        gkw = generator_kwargs(config, preset, spec, stats)
         self.model_info = describe_model(config, spec, gkw)
         self.generator, self.critic = build_networks(config, preset, spec, gkw)
         if not resumed and config.init_from is None and config.generator == "rrdb":

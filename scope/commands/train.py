@@ -46,7 +46,7 @@ TRAIN_OPTIONS = model_options(
     TrainConfig,
     [
         "preset", "stack", "target", "include_flagged", "epochs", "patience", "batch_size",
-        "generator", "blocks", "features", "growth", "discriminator", "lr", "lr_d",
+        "generator", "blocks", "features", "growth", "input_norm", "discriminator", "lr", "lr_d",
         "lr_schedule", "augment", "device", "precision", "channels_last", "compile", "workers",
         "cache", "seed", "resume", "vgg_weights", "init_from", "samples",
     ],
