@@ -101,6 +101,7 @@ def test_input_statistics_are_those_of_the_values_the_network_receives(sim_datas
     assert mean[bf] > 0.5 and all(mean[c] < mean[bf] for c in range(3, spec.in_channels))
 
 
+@pytest.mark.slow  # three training runs, evaluation and an ONNX export (about 15 s)
 def test_a_standardised_run_keeps_its_statistics_through_checkpoint_evaluation_and_stain(
     sim_dataset, tmp_path
 ):
@@ -146,6 +147,7 @@ def test_a_run_saved_before_the_option_resumes_unstandardised(sim_dataset, tmp_p
     assert "input_mean" not in load_checkpoint(run.last_checkpoint)["model"]["generator_kwargs"]
 
 
+@pytest.mark.slow  # a training run through the CLI
 def test_cli_takes_input_norm_and_refuses_an_unknown_one(sim_dataset, tmp_path, capsys):
     from scope import cli
 
