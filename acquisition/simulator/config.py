@@ -125,6 +125,10 @@ class SimConfig(Settings):
         Per-cell lognormal spread (sigma) of the DNA, RNA, protein and granule dye uptakes.
     smudge_per_field
         Mean number of smudge cells (broken white cells, truth type ``smudge``) per field.
+        Default 0.1: with 5 white cells per field, 2 % of the nucleated cells, the upper
+        bound of a normal smear (smudge cells are "normally < 2 % of nucleated cells";
+        more in chronic lymphocytic leukaemia, infectious mononucleosis or blood left
+        standing ≥ 12 h). Raise it to model such slides.
     precipitate_per_field
         Mean number of stain precipitate specks per field (stained passes only, truth type
         ``artifact``); part of every real stain, so on by default.
@@ -262,7 +266,7 @@ class SimConfig(Settings):
     stain_phase_coupling: float = Field(0.5, ge=0.0, le=1.0)
     texture_scale: float = Field(1.0, ge=0.0, le=5.0)
     stain_uptake_variation: float = Field(0.25, ge=0.0, le=1.0)
-    smudge_per_field: float = Field(0.3, ge=0.0, le=50.0)
+    smudge_per_field: float = Field(0.1, ge=0.0, le=50.0)
     precipitate_per_field: float = Field(0.3, ge=0.0, le=200.0)
     background_stain: float = Field(0.03, ge=0.0, le=2.0)
     cell_displacement_um: float = Field(0.3, ge=0.0, le=5.0)
