@@ -32,12 +32,13 @@ def simulate(out: Path, *, seed: int, grid: str, sensor: tuple[int, int], stack:
     import hardware_profiles as hp
     from acquisition.rig import SimOptions, open_sim
     from acquisition.scan import plan_scan, run_scan
-    from acquisition.simulator.config import Faults, SimConfig
+    from acquisition.simulator.config import Faults, SimConfig, smudges_per_field
     from registration.match import MatchOptions, match_scans
 
     prof = hp.load("pls43")
     cfg = SimConfig(
         wbc_per_field=20.0,
+        smudge_per_field=smudges_per_field(20.0),  # 2 %: a normal smear's upper bound
         faults=Faults(
             pls_shift_probability=0.02,
             stained_artifacts_per_field=6.0,

@@ -53,12 +53,13 @@ class Tally:
 
 def render_field(prof, k: int, smudges: float | None):
     """Field ``k``: its simulator, stained image and stage position ``(x, y)`` µm."""
-    from acquisition.simulator.config import SimConfig
+    from acquisition.simulator.config import SimConfig, smudges_per_field
     from acquisition.simulator.microscope import SimulatedMicroscope
 
     bf = prof.stack[0]
-    extra = {} if smudges is None else {"smudge_per_field": smudges}
-    cfg = SimConfig(wbc_per_field=30.0, stain_variation=0.25, **extra)
+    # smudge cells at a normal smear's upper bound (2 % of the nucleated cells) unless given
+    per_field = smudges_per_field(30.0) if smudges is None else smudges
+    cfg = SimConfig(wbc_per_field=30.0, stain_variation=0.25, smudge_per_field=per_field)
     sim = SimulatedMicroscope(prof, slide=f"seg{k}", seed=100 + k, config=cfg)
     x, y = 400.0 * k, -250.0 * k
     img = sim.render(

@@ -119,3 +119,16 @@ def test_white_cells_are_found_on_a_field_with_smudge_cells():
     # docs/registration.md, "Smudge cells"); a smudge lying over a white cell can pull its
     # body, and so its centroid, beyond the cell (1 of 11 here)
     assert (d <= radius[inside, None]).any(1).mean() >= 0.9
+
+
+def test_the_default_slide_holds_smudge_cells_at_a_normal_smears_share():
+    """Smudge cells are normally under 2 % of a smear's nucleated cells (more in CLL)."""
+    from acquisition.simulator.config import NORMAL_SMUDGE_SHARE, SimConfig, smudges_per_field
+
+    cfg = SimConfig()
+    share = cfg.smudge_per_field / (cfg.wbc_per_field + cfg.smudge_per_field)
+    assert 0.01 <= share <= NORMAL_SMUDGE_SHARE
+    n = smudges_per_field(20.0)
+    assert n / (20.0 + n) == pytest.approx(NORMAL_SMUDGE_SHARE)
+    with pytest.raises(ValueError, match="share"):
+        smudges_per_field(5.0, share=1.0)

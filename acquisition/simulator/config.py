@@ -38,6 +38,18 @@ HEALTHY_DIFFERENTIAL: tuple[tuple[str, float], ...] = (
     ("basophil", 0.01),
 )
 
+#: Smudge cells' share of a normal smear's nucleated cells, at most ("normally < 2 %";
+#: more in chronic lymphocytic leukaemia, infectious mononucleosis, or blood that stood
+#: ≥ 12 h before the smear was made).
+NORMAL_SMUDGE_SHARE = 0.02
+
+
+def smudges_per_field(wbc_per_field: float, share: float = NORMAL_SMUDGE_SHARE) -> float:
+    """Smudge cells per field that make ``share`` of the nucleated cells (white + smudge)."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"share must be in [0, 1), got {share}")
+    return wbc_per_field * share / (1.0 - share)
+
 
 class Faults(Settings):
     """Faults planted in the simulated instrument and slide; every one is off by default.
@@ -125,10 +137,10 @@ class SimConfig(Settings):
         Per-cell lognormal spread (sigma) of the DNA, RNA, protein and granule dye uptakes.
     smudge_per_field
         Mean number of smudge cells (broken white cells, truth type ``smudge``) per field.
-        Default 0.1: with 5 white cells per field, 2 % of the nucleated cells, the upper
-        bound of a normal smear (smudge cells are "normally < 2 % of nucleated cells";
-        more in chronic lymphocytic leukaemia, infectious mononucleosis or blood left
-        standing ≥ 12 h). Raise it to model such slides.
+        Default 0.1: beside the default 5 white cells per field, 2 % of the nucleated
+        cells, the upper bound of a normal smear (:data:`NORMAL_SMUDGE_SHARE`); with another
+        ``wbc_per_field`` use :func:`smudges_per_field` to keep the share. Raise it to
+        model a slide rich in smudge cells (e.g. chronic lymphocytic leukaemia).
     precipitate_per_field
         Mean number of stain precipitate specks per field (stained passes only, truth type
         ``artifact``); part of every real stain, so on by default.
