@@ -99,32 +99,42 @@ class ChannelAligner:
             local = c[max(0, jy - 1) : jy + 2, max(0, jx - 1) : jx + 2]
             if c[jy, jx] >= local.max():
                 out[1] = (r - jx - px, r - jy - py)
-        if out[1, 0] != out[1, 0] and not self._halves_agree(probe, reference, out[0]):
+        if out[1, 0] != out[1, 0] and not halves_agree(reference, probe, search_px=r):
             # A glitch shifts the whole image: both halves of the frame move alike. When they
             # disagree the peak is an artefact of the content (dim, one-sided darkfield
             # glow), so this measurement cannot judge the channel either way.
             return np.full((2, 2), np.nan), float("nan")
         return out, best
 
-    def _halves_agree(self, probe: np.ndarray, reference: np.ndarray, offset: np.ndarray) -> bool:
-        r = self.search
-        w = probe.shape[1]
-        found = []
-        for sl in (slice(0, w // 2 + r), slice(w // 2 - r, w)):
-            p, ref = probe[:, sl], reference[:, sl]
-            if min(p.shape) <= 2 * r + 8:
-                return True
-            tpl = p[r:-r, r:-r]
-            if float(tpl.std()) == 0.0:
-                return True
-            p = match_peak(ref, tpl)
-            found.append((r - p.x, r - p.y))
-        a, b = np.asarray(found)
-        return bool(np.hypot(*(a - b)) <= HALVES_AGREE_PX)
-
 
 #: The two halves of a frame must agree this closely (px) for an offset to be trusted.
 HALVES_AGREE_PX = 1.5
+
+
+def halves_agree(reference: np.ndarray, probe: np.ndarray, *, search_px: int = 16) -> bool:
+    """Do the left and right halves of ``probe`` find the same offset in ``reference``?
+
+    A glitch shifts a whole image, so both halves of the frame move alike (within
+    :data:`HALVES_AGREE_PX`); when they disagree, the correlation peak is an artefact of the
+    content (one-sided darkfield glow, two oblique images that defocus made look different)
+    and the measurement cannot judge the image either way. True when a half is too small or
+    flat to measure.
+    """
+    r = int(search_px)
+    w = probe.shape[1]
+    found = []
+    for sl in (slice(0, w // 2 + r), slice(w // 2 - r, w)):
+        p, ref = probe[:, sl], reference[:, sl]
+        if min(p.shape) <= 2 * r + 8:
+            return True
+        tpl = p[r:-r, r:-r]
+        if float(tpl.std()) == 0.0:
+            return True
+        peak = match_peak(ref, tpl)
+        found.append((r - peak.x, r - peak.y))
+    a, b = np.asarray(found)
+    return bool(np.hypot(*(a - b)) <= HALVES_AGREE_PX)
+
 
 #: A second correlation peak at least this fraction of the first is a candidate offset too.
 SECOND_PEAK_FRACTION = 0.85

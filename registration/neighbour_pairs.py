@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from acquisition.vocabulary import ChannelKind
+from registration.channel_alignment import halves_agree
 from registration.correlate import match_peak
 
 
@@ -71,7 +72,11 @@ def pair_offset(a: np.ndarray, b: np.ndarray, *, search_px: int = 16) -> tuple[n
     """``((dx, dy), score)``: where ``b``'s content sits against ``a``'s (grey regions).
 
     Both are blurred grey images of the same region (:meth:`ChannelAligner.grey`); the
-    score is the normalised correlation peak (NaN offsets when ``b`` is flat).
+    score is the normalised correlation peak (NaN offsets when ``b`` is flat). When the two
+    halves of the region disagree on the offset (:func:`halves_agree`) the images do not
+    differ by a shift — a glitch moves a whole image — but by their content (a 10° and an
+    18° image of a defocused field: the correlation splits into near-equal peaks a few
+    pixels apart), so the pair cannot judge this field: offsets and score are NaN.
     """
     r = int(search_px)
     if min(a.shape) <= 2 * r + 8:
@@ -80,6 +85,8 @@ def pair_offset(a: np.ndarray, b: np.ndarray, *, search_px: int = 16) -> tuple[n
     if float(tpl.std()) == 0.0 or float(a.std()) == 0.0:
         return np.full(2, np.nan), 0.0
     p = match_peak(a, tpl)
+    if not halves_agree(a, b, search_px=r):
+        return np.full(2, np.nan), float("nan")
     return np.array([r - p.x, r - p.y]), p.score
 
 
