@@ -20,8 +20,8 @@ and stain batches, against the truth, and the time per field; and the stain of i
 cells against intact lymphocyte nuclei (:func:`smudge_stain`).
 
     .venv/bin/python benchmarks/bench_segmentation.py [--data DIR] [--fields N] [--step K]
-        [--tune-step K] [--no-holdout] [--against REV] [--smudges N] [--smudge-fields N]
-        [--out FILE]
+        [--tune-step K] [--no-holdout] [--simulator-only] [--against REV] [--smudges N]
+        [--smudge-fields N] [--out FILE]
 
 This file holds the command line; the measurements live in ``segmentation_real.py`` (the
 real sets, held-out tuning), ``segmentation_simulated.py`` (simulated fields, speed) and
@@ -83,11 +83,17 @@ def main() -> None:
         default=3,
         help="fields of the smudge-cell stain measurement (0: skip it)",
     )
+    ap.add_argument(
+        "--simulator-only",
+        action="store_true",
+        help="skip the real sets and the held-out tuning (the simulator tables only)",
+    )
     ap.add_argument("--out", help="also write the markdown table to this file")
     args = ap.parse_args()
     lines = [f"## WBC segmentation ({machine()})", ""]
-    lines += real_sets(args.data, args.step)
-    if not args.no_holdout:
+    if not args.simulator_only:
+        lines += real_sets(args.data, args.step)
+    if not args.no_holdout and not args.simulator_only:
         lines += holdout(args.data, args.tune_step, args.step)
     lines += simulator(args.fields, args.against, args.smudges)
     if args.smudge_fields > 0:
