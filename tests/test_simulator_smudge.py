@@ -132,3 +132,19 @@ def test_the_default_slide_holds_smudge_cells_at_a_normal_smears_share():
     assert n / (20.0 + n) == pytest.approx(NORMAL_SMUDGE_SHARE)
     with pytest.raises(ValueError, match="share"):
         smudges_per_field(5.0, share=1.0)
+
+
+def test_the_segmentation_benchmark_gives_precision_both_ways(monkeypatch):
+    """Smudge detections count against precision over intact white cells only, not against
+    precision with smudge cells counted as the ruptured white cells they are."""
+    monkeypatch.syspath_prepend(str(_PATH.parent))  # the benchmark imports its siblings
+    sim = importlib.import_module("segmentation_simulated")
+    t = sim.Tally(tp=158, n_det=162, fp=4, on={"smudge": 3, "artifact": 1}, times=[0.05])
+    t.cpu, t.wbc_density = [0.05], [1.0]
+    t.false_stats = [(0.5, 0.8, 60.0)] * 4
+    rows = {}
+    for row in sim.tally_rows(t, 6)[2:]:
+        name, value = row.strip("| ").rsplit(" | ", 1)
+        rows[name] = value
+    assert rows["precision (before QC)"] == "0.975"
+    assert rows["precision, smudge cells counted as the ruptured white cells they are"] == "0.994"
