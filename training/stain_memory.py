@@ -39,7 +39,7 @@ CPU_WINDOW_FACTOR = {True: 2.2, False: 2.7}
 #: Bytes a CPU pass adds whatever the window size (oneDNN's primitives and kernels, the
 #: threads' buffers, and the run-to-run spread of glibc's heap): for the small networks of
 #: the tests; the thesis network's fit has no measurable intercept. A 24-wide, 2-block
-#: network on a 640x960 field peaked at 650-804 MB over 11 runs on one 2-core machine
+#: network on a 640x960 field peaked at 650-804 MB over 10 runs on one 2-core machine
 #: (prediction with 64 MiB: 787 MB) and at 910 MB on another (prediction 856 MB), so
 #: 64 MiB was raised to 128.
 CPU_PASS_FIXED = 128 * 2**20
