@@ -93,8 +93,8 @@ def main() -> None:
     lines = [f"## WBC segmentation ({machine()})", ""]
     if not args.simulator_only:
         lines += real_sets(args.data, args.step)
-    if not args.no_holdout and not args.simulator_only:
-        lines += holdout(args.data, args.tune_step, args.step)
+        if not args.no_holdout:
+            lines += holdout(args.data, args.tune_step, args.step)
     lines += simulator(args.fields, args.against, args.smudges)
     if args.smudge_fields > 0:
         lines += ["", *smudge_stain(args.smudge_fields)]
